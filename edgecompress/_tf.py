@@ -1,0 +1,26 @@
+"""The one place TensorFlow is imported.
+
+tensorflow-model-optimization only works with Keras 2, so
+`TF_USE_LEGACY_KERAS=1` must be set before TensorFlow is first imported;
+doing it here means users never have to know. Modules that must run on a
+device (`runtime`, `bench`, `evaluation`, `preprocessing`) never import this.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+if os.environ.get("TF_USE_LEGACY_KERAS") != "1":  # pragma: no cover
+    import warnings
+
+    warnings.warn(
+        "TF_USE_LEGACY_KERAS is not '1'; tensorflow-model-optimization needs Keras 2 "
+        "(tf_keras). Unset it or set it to 1.",
+        stacklevel=2,
+    )
+
+__all__ = ["tf", "keras"]

@@ -1,0 +1,233 @@
+"""Latency benchmark for `.tflite` files, with a command line. TensorFlow-free.
+
+Runs on a Raspberry Pi with only numpy and a TFLite runtime. The fields
+mirror what TFLite's own `benchmark_model` reports (init time, first
+inference, warm-up average, then timed runs), plus percentiles, peak memory
+and the harness's own per-call overhead, measured on a trivial model.
+
+Example:
+
+    python -m edgecompress.bench build/edge/int8.tflite --runs 200 --threads 1 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress.errors import EdgeCompressError
+from edgecompress.numerics import latency_stats, quantize
+from edgecompress.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
+
+logger = logging.getLogger(__name__)
+
+TRIVIAL_MODEL = Path(__file__).parent / "_data" / "trivial.tflite"
+SCHEMA_VERSION = 1
+
+
+def device_info() -> dict:
+    """OS, CPU model, Python, numpy and runtime of this machine."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if ":" in line:
+                key, value = (part.strip() for part in line.split(":", 1))
+                fields.setdefault(key.lower(), value)
+    except OSError:
+        pass
+    cpu = fields.get("model name") or fields.get("hardware") or platform.processor() or platform.machine()
+    board = fields.get("model") if not fields.get("model", "0").isdigit() else None
+    rt = runtime_info()
+    return {
+        "hostname": platform.node(),
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu,
+        "board": board,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "runtime": rt.to_dict(),
+        "tensorflow_imported": "tensorflow" in sys.modules,
+    }
+
+
+def _rss_mb() -> float:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def make_input(detail: dict, source=None, seed: int = 0) -> np.ndarray:
+    """An input tensor of the right dtype and shape.
+
+    `source` is None (random: uniform over the integer range for quantized
+    inputs, [0, 1) for float) or a `.npy` file holding float32 inputs (they
+    are quantized with the tensor's own scale and zero point when needed).
+    """
+    shape = tuple(int(s) for s in detail["shape"])
+    dtype = np.dtype(detail["dtype"])
+    rng = np.random.default_rng(seed)
+    if source is None:
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            return rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
+        return rng.random(shape, dtype=np.float32).astype(dtype)
+    path = Path(source)
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise EdgeCompressError(f"Cannot read input file {path} as .npy ({e}).") from None
+    x = np.asarray(x)
+    if x.size != int(np.prod(shape)):
+        if x.ndim >= 1 and x[0].size == int(np.prod(shape)):
+            x = x[0]
+        else:
+            raise EdgeCompressError(
+                f"Input file {path} has shape {x.shape}; the model wants {list(shape)}."
+            )
+    x = x.reshape(shape)
+    if np.issubdtype(dtype, np.integer) and not np.issubdtype(x.dtype, np.integer):
+        scale, zp = detail["quantization"]
+        return quantize(x, scale, zp, dtype)
+    return x.astype(dtype)
+
+
+def time_invokes(interp, runs: int) -> list[float]:
+    """Times `runs` calls of `interp.invoke()`; returns milliseconds."""
+    invoke = interp.invoke
+    clock = time.perf_counter_ns
+    out = [0.0] * runs
+    for i in range(runs):
+        t0 = clock()
+        invoke()
+        out[i] = (clock() - t0) / 1e6
+    return out
+
+
+def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1, xnnpack: bool = True,
+              input_source=None, seed: int = 0, runtime: str | None = None, probe: bool = True) -> dict:
+    """Benchmarks one `.tflite` file; returns a JSON-ready dict.
+
+    Args:
+        model_path: The `.tflite` file.
+        runs: Timed invokes after warm-up. Defaults to 200.
+        warmup: Untimed-in-stats invokes before them. Defaults to 20.
+        threads: Interpreter threads. Defaults to 1.
+        xnnpack: Use the default XNNPACK delegate. Defaults to True.
+        input_source: None for random inputs, or a `.npy` file.
+        seed: Seeds the random input. Defaults to 0.
+        runtime: Force a runtime from `runtime.RUNTIMES`.
+        probe: Load the file in a child process first, so a malformed file
+            cannot crash this process. Defaults to True.
+    """
+    if not (isinstance(runs, int) and runs >= 1):
+        raise EdgeCompressError(f"Received an invalid value for `runs`, expected an integer >= 1. Received: runs={runs!r}")
+    if not (isinstance(warmup, int) and warmup >= 0):
+        raise EdgeCompressError(f"Received an invalid value for `warmup`, expected an integer >= 0. Received: warmup={warmup!r}")
+    path = check_tflite_file(model_path)
+    if probe:
+        probe_in_child(path, runtime)
+    rss0 = _rss_mb()
+    t0 = time.perf_counter_ns()
+    interp = make_interpreter(path, num_threads=threads, use_xnnpack=xnnpack, runtime=runtime)
+    init_ms = (time.perf_counter_ns() - t0) / 1e6
+    detail = interp.get_input_details()[0]
+    x = make_input(detail, input_source, seed)
+    interp.set_tensor(detail["index"], x)
+    first_ms = time_invokes(interp, 1)[0]
+    warm = time_invokes(interp, warmup) if warmup else []
+    timed = time_invokes(interp, runs)
+    data = path.read_bytes()
+    return {
+        "model": path.name,
+        "model_sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+        "runtime": runtime_info(runtime).to_dict(),
+        "threads": threads,
+        "xnnpack": xnnpack,
+        "input": {"shape": [int(s) for s in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
+                  "source": str(input_source) if input_source else "random"},
+        "init_ms": init_ms,
+        "first_inference_ms": first_ms,
+        "warmup": {"count": warmup, "mean_ms": float(np.mean(warm)) if warm else None},
+        "latency_ms": latency_stats(timed),
+        "memory_mb": {"init_delta": _rss_mb() - rss0, "peak_rss": _peak_rss_mb()},
+    }
+
+
+def harness_overhead_us(runs: int = 2000, runtime: str | None = None) -> float:
+    """Median time of one timed call on a trivial one-op model, in microseconds."""
+    interp = make_interpreter(TRIVIAL_MODEL, num_threads=1, runtime=runtime)
+    time_invokes(interp, 100)
+    return float(np.median(time_invokes(interp, runs)) * 1000.0)
+
+
+def run(models, **kwargs) -> dict:
+    """Benchmarks several files; returns {"device", "harness_overhead_us", "results", "errors"}."""
+    results, errors = [], []
+    for m in models:
+        try:
+            logger.info("Benchmarking %s", m)
+            results.append(benchmark(m, **kwargs))
+        except EdgeCompressError as e:
+            errors.append({"model": Path(m).name, "error": str(e)})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "device": device_info(),
+        "harness_overhead_us": harness_overhead_us(runtime=kwargs.get("runtime")),
+        "results": results,
+        "errors": errors,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edgecompress.bench", description="Benchmark .tflite files (TensorFlow-free).")
+    p.add_argument("models", nargs="+", help=".tflite files")
+    p.add_argument("--runs", type=int, default=200, help="timed invokes after warm-up (default 200)")
+    p.add_argument("--warmup", type=int, default=20, help="warm-up invokes (default 20)")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.add_argument("--no-xnnpack", action="store_true", help="disable the default XNNPACK delegate")
+    p.add_argument("--input", default=None, help=".npy file with one input (default: random)")
+    p.add_argument("--runtime", default=None, choices=["ai-edge-litert", "tflite-runtime", "tensorflow"])
+    p.add_argument("--json", default=None, help="write the JSON result here (default: stdout)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        out = run(args.models, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                  xnnpack=not args.no_xnnpack, input_source=args.input, seed=args.seed, runtime=args.runtime)
+    except EdgeCompressError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = json.dumps(out, indent=2)
+    if args.json:
+        from edgecompress.fileio import atomic_write_text
+
+        atomic_write_text(args.json, text + "\n")
+    else:
+        print(text)
+    for err in out["errors"]:
+        print(f"error: {err['model']}: {err['error']}", file=sys.stderr)
+    return 1 if out["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Glue between Invoke tasks and the package: logging, errors, printing.
+
+User mistakes (`EdgeCompressError`) become one line on stderr and exit code
+2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import warnings
+
+from edgecompress.errors import EdgeCompressError
+
+EXIT_USAGE = 2
+
+
+def setup_logging(verbose: bool = True) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    for noisy in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turns `EdgeCompressError` into `invoke.Exit` with code 2."""
+    from invoke.exceptions import Exit
+
+    try:
+        yield
+    except EdgeCompressError as e:
+        raise Exit(f"error: {e}", code=EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted: finished artifacts were kept; partial files were discarded.", code=130) from None
+
+
+def print_report_summary(report: dict, out_dir) -> None:
+    """Prints the artifact table and where the report is."""
+    from edgecompress.report import artifact_table, format_text_table
+
+    print()
+    print(format_text_table(artifact_table(report)))
+    print()
+    print(f"Report: {out_dir}/report.md and {out_dir}/report.json")

@@ -1,0 +1,324 @@
+"""Datasets: the bundled default, Fashion-MNIST IDX files, image folders, .npz.
+
+All loaders return a `Dataset` of uint8 pixels already brought to one
+`Preprocessing` spec (size and channels); scaling to floats happens later, in
+`preprocessing.to_model_input`, the same way on every path.
+
+Example:
+
+>>> ds = load_dataset()                         # bundled Fashion-MNIST subset
+>>> ds = load_dataset("/usr/share/datasets/fashion-mnist")   # full IDX set
+>>> ds = load_dataset("photos/", Preprocessing(96, 96, 3))  # one folder per class
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import logging
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress.configs import Preprocessing
+from edgecompress.errors import EdgeCompressError
+from edgecompress.preprocessing import (
+    IMAGE_SUFFIXES,
+    ConversionNotice,
+    load_image,
+    resize_array,
+)
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_PATH = Path(__file__).parent / "_data" / "fashion_mnist_subset.npz"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+_IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclasses.dataclass
+class Dataset:
+    """uint8 images (N, H, W, C) with integer labels, split into train and test."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    preprocessing: Preprocessing
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "split": "test",
+            "count": int(len(self.y_test)),
+            "train_count": int(len(self.y_train)),
+            "classes": list(self.class_names),
+            "fingerprint": self.fingerprint(),
+        }
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update("\n".join(self.class_names).encode())
+        return h.hexdigest()
+
+
+def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """Loads a dataset from any supported source.
+
+    Args:
+        source: `None` or `"default"` for the bundled Fashion-MNIST subset;
+            `"fashion-mnist"` for Debian's full copy; a directory of IDX files;
+            a directory with one sub-folder of images per class (optionally
+            under `train/` and `test/`); or an `.npz` file with `x_train`,
+            `y_train`, `x_test`, `y_test` (or `x`, `y`) and optional
+            `class_names`. Defaults to `None`.
+        preprocessing: The size and channels to bring images to. Defaults to
+            the data's own (for a folder, the first image's size and mode).
+        test_fraction: Share held out for testing where the source has no
+            test split of its own. Defaults to 0.2.
+        seed: Seeds that split. Defaults to 0.
+    """
+    if source is None or str(source) == "default":
+        return _from_npz(BUNDLED_PATH, preprocessing, test_fraction, seed,
+                         name="fashion-mnist-subset", class_names=FASHION_MNIST_CLASSES)
+    if str(source) == "fashion-mnist":
+        source = DEBIAN_FASHION_MNIST
+        if not source.is_dir():
+            raise EdgeCompressError(
+                f"Full Fashion-MNIST not found at {source}. Install it with "
+                "`apt-get install dataset-fashion-mnist`, or pass `--data DIR` "
+                "pointing at a folder holding the four IDX files."
+            )
+    path = Path(source)
+    if not path.exists():
+        raise EdgeCompressError(
+            f"Received an invalid value for `data`: {path} does not exist. Pass "
+            "an image folder (one sub-folder per class), an IDX folder or an .npz file."
+        )
+    if path.is_file():
+        if path.suffix != ".npz":
+            raise EdgeCompressError(
+                f"Received an invalid value for `data`: {path} is a file but not "
+                "an .npz archive. Pass an .npz file or a folder."
+            )
+        return _from_npz(path, preprocessing, test_fraction, seed, name=path.stem)
+    if _find_idx(path, "x_train") is not None:
+        return _from_idx(path, preprocessing)
+    return _from_folder(path, preprocessing, test_fraction, seed)
+
+
+def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what):
+    class_names = tuple(str(c) for c in class_names)
+    n = len(class_names)
+    for split, y in (("train", y_train), ("test", y_test)):
+        if len(y) and (y.min() < 0 or y.max() >= n):
+            raise EdgeCompressError(
+                f"Dataset {name}: {split} labels must lie in [0, {n - 1}] for "
+                f"{n} classes; found values from {int(y.min())} to {int(y.max())}. "
+                "Fix the labels or list all classes in `class_names`."
+            )
+    if len(y_train) == 0 or len(y_test) == 0:
+        raise EdgeCompressError(
+            f"Dataset {name} has {len(y_train)} training and {len(y_test)} test "
+            "examples; both splits need at least one."
+        )
+    if spec is None:
+        spec = Preprocessing(height=int(x_train.shape[1]), width=int(x_train.shape[2]),
+                             channels=1 if x_train.ndim == 3 or x_train.shape[-1] == 1 else 3)
+    notice = ConversionNotice()
+    x_train = resize_array(x_train, spec, notice)
+    x_test = resize_array(x_test, spec, notice)
+    notice.log(what)
+    return Dataset(name, x_train, y_train.astype(np.int64), x_test,
+                   y_test.astype(np.int64), class_names, spec)
+
+
+def _stratified_split(y, test_fraction, seed):
+    if not 0 < test_fraction < 1:
+        raise EdgeCompressError(
+            "Received an invalid value for `test_fraction`, expected a number in "
+            f"(0, 1). Received: test_fraction={test_fraction!r}"
+        )
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        k = max(1, int(round(len(idx) * test_fraction))) if len(idx) > 1 else 0
+        test.extend(idx[:k])
+    mask = np.zeros(len(y), bool)
+    mask[test] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise EdgeCompressError(f"Cannot read {path} as an .npz archive ({e}).") from None
+    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
+        xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    elif {"x", "y"} <= arrays.keys():
+        tr, te = _stratified_split(np.asarray(arrays["y"]).astype(np.int64), test_fraction, seed)
+        xtr, ytr, xte, yte = arrays["x"][tr], arrays["y"][tr], arrays["x"][te], arrays["y"][te]
+    else:
+        raise EdgeCompressError(
+            f"{path} holds arrays {sorted(arrays)}; expected `x_train`, `y_train`, "
+            "`x_test`, `y_test` (or `x` and `y`), with optional `class_names`."
+        )
+    for key, a in (("x_train", xtr), ("x_test", xte)):
+        if not np.issubdtype(a.dtype, np.number):
+            raise EdgeCompressError(f"{path}: `{key}` must be numeric, got dtype {a.dtype}.")
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            raise EdgeCompressError(
+                f"{path}: `{key}` contains NaN or infinite values "
+                f"({int((~np.isfinite(a)).sum())} of them). Clean the data first."
+            )
+        if np.issubdtype(a.dtype, np.floating) and a.size and 0 < a.max() <= 1.0:
+            raise EdgeCompressError(
+                f"{path}: `{key}` looks already scaled to [0, 1]; store raw 0..255 "
+                "pixels so the saved preprocessing can scale them the same way on device."
+            )
+    for key, a in (("y_train", ytr), ("y_test", yte)):
+        a = np.asarray(a)
+        if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer)
+                               or (np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all()
+                                   and np.all(a == np.round(a)))):
+            raise EdgeCompressError(
+                f"{path}: `{key}` must be a 1-D array of integer class ids; got "
+                f"shape {a.shape} and dtype {a.dtype}."
+            )
+    ytr, yte = np.asarray(ytr).astype(np.int64), np.asarray(yte).astype(np.int64)
+    if class_names is None:
+        if "class_names" in arrays:
+            class_names = [str(c) for c in arrays["class_names"]]
+        else:
+            class_names = [str(i) for i in range(int(max(ytr.max(), yte.max())) + 1)]
+    return _finish(name, xtr, ytr, xte, yte, class_names, spec, f"images of {path.name}")
+
+
+def _find_idx(folder: Path, key: str):
+    for suffix in (".gz", ""):
+        p = folder / (_IDX_FILES[key] + suffix)
+        if p.exists():
+            return p
+    return None
+
+
+def read_idx(path) -> np.ndarray:
+    """Reads one IDX file (optionally gzipped) into a numpy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError(f"not an unsigned-byte IDX file (magic {data[:4].hex()})")
+        dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+        return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    except (OSError, EOFError, struct.error, ValueError) as e:
+        raise EdgeCompressError(f"Cannot read IDX file {path}: {e}.") from None
+
+
+def _from_idx(folder: Path, spec):
+    arrays = {}
+    for key in _IDX_FILES:
+        p = _find_idx(folder, key)
+        if p is None:
+            raise EdgeCompressError(
+                f"IDX folder {folder} lacks {_IDX_FILES[key]}(.gz); it needs all four "
+                f"files: {sorted(_IDX_FILES.values())}."
+            )
+        arrays[key] = read_idx(p)
+    classes = FASHION_MNIST_CLASSES if int(arrays["y_train"].max()) < 10 else range(int(arrays["y_train"].max()) + 1)
+    name = "fashion-mnist" if folder.resolve() == DEBIAN_FASHION_MNIST else folder.name
+    return _finish(name, arrays["x_train"], arrays["y_train"], arrays["x_test"],
+                   arrays["y_test"], classes, spec, "IDX images")
+
+
+def _class_dirs(folder: Path):
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_in(folder: Path):
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _infer_spec(first_image: Path) -> Preprocessing:
+    from PIL import Image
+
+    with Image.open(first_image) as img:
+        channels = 1 if img.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+        return Preprocessing(height=img.size[1], width=img.size[0], channels=channels)
+
+
+def _read_classes(root: Path, class_names, spec, notice):
+    xs, ys = [], []
+    for label, name in enumerate(class_names):
+        d = root / name
+        files = _images_in(d) if d.is_dir() else []
+        for f in files:
+            xs.append(load_image(f, spec, notice))
+            ys.append(label)
+    if not xs:
+        raise EdgeCompressError(f"No images (PNG/JPEG/BMP/GIF/WebP) found under {root}.")
+    return np.stack(xs), np.asarray(ys, np.int64)
+
+
+def _from_folder(folder: Path, spec, test_fraction, seed):
+    split_dirs = {d.name for d in _class_dirs(folder)}
+    presplit = {"train", "test"} <= split_dirs
+    class_root = folder / "train" if presplit else folder
+    classes = [d.name for d in _class_dirs(class_root)]
+    if not classes:
+        raise EdgeCompressError(
+            f"Received an invalid value for `data`: {folder} has no class sub-folders. "
+            "Put the images of each class in a sub-folder named after the class, "
+            "e.g. data/cat/1.png, data/dog/2.png."
+        )
+    if len(classes) < 2:
+        raise EdgeCompressError(
+            f"{class_root} has only one class sub-folder ({classes[0]!r}); a "
+            "classifier needs at least 2. Add a sub-folder per class."
+        )
+    empty = [c for c in classes if not _images_in(class_root / c)]
+    if empty:
+        raise EdgeCompressError(
+            f"Class folder(s) {empty} under {class_root} hold no images "
+            f"({', '.join(IMAGE_SUFFIXES)}). Add images or remove the folder."
+        )
+    if spec is None:
+        spec = _infer_spec(_images_in(class_root / classes[0])[0])
+    notice = ConversionNotice()
+    logger.info("Reading images of %d classes from %s", len(classes), folder)
+    if presplit:
+        xtr, ytr = _read_classes(folder / "train", classes, spec, notice)
+        xte, yte = _read_classes(folder / "test", classes, spec, notice)
+    else:
+        x, y = _read_classes(folder, classes, spec, notice)
+        tr, te = _stratified_split(y, test_fraction, seed)
+        xtr, ytr, xte, yte = x[tr], y[tr], x[te], y[te]
+    notice.log(f"images of {folder}")
+    return Dataset(folder.name, xtr, ytr, xte, yte, tuple(classes), spec)

@@ -1,0 +1,83 @@
+"""Reads a `.tflite` file back: its ops, their tensor types, its weights.
+
+TensorFlow-free. Used to check that an "int8" model is really integer-only
+(the converter can silently keep an op in float between DEQUANTIZE and
+QUANTIZE), and to measure the sparsity that survives in the file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecompress.runtime import runtime_info
+
+_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+_WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
+
+
+def _interpreter(model_content: bytes):
+    mod = runtime_info().module
+    resolver = getattr(mod, "OpResolverType", None) or mod.experimental.OpResolverType
+    # No delegate: XNNPACK would replace ops with one opaque DELEGATE node.
+    interp = mod.Interpreter(model_content=model_content,
+                             experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    return interp
+
+
+def ops(model_content: bytes) -> list[dict]:
+    """Each op with its name and the dtypes of its inputs and outputs."""
+    interp = _interpreter(model_content)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    out = []
+    for op in interp._get_ops_details():  # noqa: SLF001 - the only op listing the runtimes expose
+        out.append({
+            "index": int(op["index"]),
+            "op": op["op_name"],
+            "inputs": [np.dtype(tensors[i]["dtype"]).name for i in op["inputs"] if i >= 0],
+            "outputs": [np.dtype(tensors[i]["dtype"]).name for i in op["outputs"] if i >= 0],
+        })
+    return out
+
+
+def float_ops(model_content: bytes) -> list[str]:
+    """Names of ops that compute in floating point (QUANTIZE/DEQUANTIZE aside)."""
+    names = []
+    for op in ops(model_content):
+        if op["op"] in _BOUNDARY_OPS:
+            continue
+        if any(d.startswith("float") for d in op["inputs"] + op["outputs"]):
+            names.append(op["op"])
+    return sorted(set(names))
+
+
+def weight_sparsity(model_content: bytes) -> dict:
+    """Share of exactly-zero weights per weighted op, read from the file itself.
+
+    For int8 weights a zero is the stored value equal to its zero point
+    (always 0 for TFLite's symmetric weight quantization).
+
+    Returns:
+        {"layers": [{"op", "tensor", "params", "zeros", "sparsity"}], "overall": float}
+    """
+    interp = _interpreter(model_content)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    layers, total, zeros = [], 0, 0
+    for op in interp._get_ops_details():  # noqa: SLF001
+        if op["op_name"] not in _WEIGHTED_OPS or len(op["inputs"]) < 2:
+            continue
+        idx = op["inputs"][1]
+        t = tensors.get(idx)
+        if t is None:
+            continue
+        try:
+            w = interp.get_tensor(idx)
+        except ValueError:
+            continue
+        zp = t.get("quantization", (0.0, 0))[1]
+        z = int(np.count_nonzero(w == zp))
+        layers.append({"op": op["op_name"], "tensor": t["name"], "params": int(w.size), "zeros": z,
+                       "sparsity": z / w.size if w.size else 0.0})
+        total += w.size
+        zeros += z
+    return {"layers": layers, "overall": zeros / total if total else 0.0}

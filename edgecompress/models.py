@@ -1,0 +1,247 @@
+"""Keras models: the default teacher, training, and safe loading and saving.
+
+Models are tf-keras (Keras 2) models, because tensorflow-model-optimization
+rejects Keras 3 objects. Loading refuses Keras 3 files with an explanation
+and, by default, refuses `Lambda` layers (arbitrary Python code) unless the
+caller passes `safe_mode=False`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
+from edgecompress.errors import EdgeCompressError
+from edgecompress.fileio import atomic_path, atomic_write_json
+from edgecompress.preprocessing import to_model_input
+
+logger = logging.getLogger(__name__)
+
+SPEC_SUFFIX = ".spec.json"
+
+
+def build_teacher(spec: Preprocessing, num_classes: int, *, width: float = 1.0, seed: int = 0, name: str = "teacher"):
+    """Builds the default CNN classifier.
+
+    Two 3x3 convolutions with max pooling, a dense hidden layer, and a
+    separate `Softmax` layer so the logits stay reachable for distillation.
+
+    Args:
+        spec: Input preprocessing (gives the input shape).
+        num_classes: Number of output classes.
+        width: Multiplier on every hidden layer's filters and units; students
+            for distillation use `width < 1`. Defaults to 1.0.
+        seed: Seeds the weight initializers. Defaults to 0.
+        name: Model name. Defaults to `"teacher"`.
+    """
+    from edgecompress._tf import keras
+
+    if not width > 0:
+        raise EdgeCompressError(f"Received an invalid value for `width`, expected a positive number. Received: width={width!r}")
+    keras.utils.set_random_seed(seed)
+    c = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    layers = keras.layers
+    inputs = keras.Input(spec.input_shape, name="image")
+    x = layers.Conv2D(c(32), 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(name="pool1")(x)
+    x = layers.Conv2D(c(64), 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(0.3, name="dropout1")(x)
+    x = layers.Dense(c(128), activation="relu", name="fc1")(x)
+    x = layers.Dropout(0.3, name="dropout2")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    probs = layers.Softmax(name="probs")(logits)
+    return keras.Model(inputs, probs, name=name)
+
+
+def compile_classifier(model, learning_rate: float = 1e-3):
+    from edgecompress._tf import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def split_validation(x, y, fraction: float, seed: int):
+    """Seeded hold-out of `fraction` of (x, y) for validation."""
+    if fraction <= 0:
+        return (x, y), None
+    idx = np.random.default_rng(seed).permutation(len(y))
+    k = max(1, int(len(y) * fraction))
+    return (x[idx[k:]], y[idx[k:]]), (x[idx[:k]], y[idx[:k]])
+
+
+def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int = 1, callbacks=(), compile: bool = True):
+    """Fits `model` on `dataset`'s training split with Keras progress bars."""
+    from edgecompress._tf import keras
+
+    config = config or TrainConfig()
+    keras.utils.set_random_seed(config.seed)
+    x = to_model_input(dataset.x_train, dataset.preprocessing)
+    (xt, yt), val = split_validation(x, dataset.y_train, config.validation_fraction, config.seed)
+    if compile:
+        compile_classifier(model, config.learning_rate)
+    return model.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs,
+                     validation_data=val, verbose=verbose, callbacks=list(callbacks), shuffle=True)
+
+
+def keras_accuracy(model, dataset) -> float:
+    x = to_model_input(dataset.x_test, dataset.preprocessing)
+    pred = model.predict(x, batch_size=256, verbose=0).argmax(-1)
+    return float((pred == dataset.y_test).mean())
+
+
+def input_preprocessing(model, scale: str = "unit") -> Preprocessing:
+    """Derives the preprocessing spec from a model's declared input shape."""
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise EdgeCompressError(
+            f"Model {model.name!r} has {len(shape)} inputs; edgecompress handles "
+            "image classifiers with a single (height, width, channels) input."
+        )
+    if len(shape) != 4 or any(d is None for d in shape[1:]) or shape[-1] not in (1, 3):
+        raise EdgeCompressError(
+            f"Model {model.name!r} declares input shape {tuple(shape)}; expected "
+            "(batch, height, width, 1 or 3) with fixed height, width and channels. "
+            "Rebuild the model with e.g. `Input((224, 224, 3))`."
+        )
+    return Preprocessing(height=int(shape[1]), width=int(shape[2]), channels=int(shape[3]), scale=scale)
+
+
+def _keras_major(version) -> int | None:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return None
+
+
+_KERAS3_FIX = (
+    "tensorflow-model-optimization only works with Keras 2. Re-create and save the "
+    "model with tf-keras (`import tf_keras as keras`, or TF_USE_LEGACY_KERAS=1 before "
+    "importing TensorFlow), or rebuild its architecture in tf-keras and load the "
+    "weights with `model.load_weights`."
+)
+
+
+def _inspect_config(path: Path):
+    """Returns (keras_version, config_json_text) without deserializing the model."""
+    if path.is_dir():
+        meta = path / "keras_metadata.pb"
+        if not (path / "saved_model.pb").exists():
+            raise EdgeCompressError(f"{path} is a directory but not a SavedModel (no saved_model.pb).")
+        if not meta.exists():
+            raise EdgeCompressError(
+                f"SavedModel {path} has no Keras metadata (keras_metadata.pb): it was "
+                "exported with Keras 3 `model.export()` or plain `tf.saved_model.save`, "
+                "which edgecompress cannot train further. " + _KERAS3_FIX
+            )
+        text = meta.read_bytes().decode("utf-8", "replace")
+        return None, text
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as z:
+                meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
+                config = z.read("config.json").decode("utf-8")
+        except (zipfile.BadZipFile, KeyError, OSError, json.JSONDecodeError) as e:
+            raise EdgeCompressError(
+                f"Cannot read {path} as a .keras model archive ({type(e).__name__}: {e}). "
+                "The file is corrupt or not a Keras model; re-save it with `model.save('model.keras')`."
+            ) from None
+        return meta.get("keras_version"), config
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                version = f.attrs.get("keras_version")
+                config = f.attrs.get("model_config")
+        except OSError as e:
+            raise EdgeCompressError(f"Cannot read {path} as an HDF5 Keras model ({e}).") from None
+        if isinstance(version, bytes):
+            version = version.decode()
+        if isinstance(config, bytes):
+            config = config.decode()
+        if config is None:
+            raise EdgeCompressError(f"{path} holds only weights, not a model (no model_config). Save the whole model with `model.save`.")
+        return version, config
+    raise EdgeCompressError(
+        f"Received an invalid value for `model`: {path} is not a .keras file, an .h5 file "
+        "or a SavedModel directory."
+    )
+
+
+def load_model(path, *, safe_mode: bool = True):
+    """Loads a tf-keras model from `.keras`, `.h5` or a SavedModel directory.
+
+    Args:
+        path: The model file or directory.
+        safe_mode: Refuse `Lambda` layers, whose Python code would run on
+            load. Pass `False` only for models you trust. Defaults to True.
+
+    Raises:
+        EdgeCompressError: for a missing path, a corrupt file, a Keras 3
+            model, or (in safe mode) a model with a Lambda layer.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise EdgeCompressError(f"Received an invalid value for `model`: {path} does not exist.")
+    version, config = _inspect_config(path)
+    if _keras_major(version) == 3:
+        raise EdgeCompressError(f"{path} was saved by Keras {version or '3'}. " + _KERAS3_FIX)
+    if safe_mode and config and ('"class_name": "Lambda"' in config or '"class_name":"Lambda"' in config):
+        raise EdgeCompressError(
+            f"{path} contains a Lambda layer, whose Python code would run when the model "
+            "is loaded. Refusing in safe mode; pass `--unsafe` (safe_mode=False) only if you "
+            "trust where the file came from."
+        )
+    from edgecompress._tf import keras
+
+    try:
+        if path.suffix.lower() == ".keras":
+            model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+        else:
+            model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - any deserialization failure is the file's fault
+        raise EdgeCompressError(
+            f"Cannot load model {path}: {type(e).__name__}: {str(e).splitlines()[0][:300]}. "
+            "If it uses custom layers, rebuild it with built-in tf-keras layers."
+        ) from None
+    if not isinstance(model, keras.Model):
+        raise EdgeCompressError(f"{path} did not load as a tf-keras Model (got {type(model).__name__}).")
+    return model
+
+
+def save_model(model, path, spec: ModelSpec | None = None):
+    """Saves `model` atomically (and its `ModelSpec` beside it as JSON)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    if spec is not None:
+        atomic_write_json(spec_path(path), spec.to_dict())
+    return path
+
+
+def spec_path(model_path) -> Path:
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + SPEC_SUFFIX)
+
+
+def load_spec(model_path) -> ModelSpec | None:
+    p = spec_path(model_path)
+    if p.exists():
+        return ModelSpec.from_dict(json.loads(p.read_text()))
+    return None
+
+
+def count_params(model) -> int:
+    return int(model.count_params())

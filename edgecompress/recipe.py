@@ -1,0 +1,119 @@
+"""Recipes: which compressions, in what order, with what parameters, as data.
+
+A recipe is a JSON file:
+
+    {
+      "name": "my-recipe",
+      "stages": [],
+      "quantize": ["float32", "dynamic", "float16", "int8", "int8_float_io"]
+    }
+
+`stages` lists the training-time stages, applied in order to the model the
+previous stage produced (none: the teacher goes straight to conversion).
+`quantize` names the `.tflite` variants made from the final model; each is a
+named builder in `configs` or a full `ConversionConfig` mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from edgecompress import configs
+from edgecompress.configs import ConversionConfig, _Config, _require
+from edgecompress.errors import EdgeCompressError
+
+VARIANTS = {
+    "float32": configs.float32,
+    "dynamic": configs.dynamic_range,
+    "float16": configs.float16,
+    "int8": configs.int8_full,
+    "int8_float_io": configs.int8_float_io,
+}
+
+# Stage name -> its config class; filled in by the stage modules' configs.
+STAGES: dict[str, type] = {}
+
+
+def conversion(spec) -> ConversionConfig:
+    """A variant name (see `VARIANTS`) or a `ConversionConfig` mapping."""
+    if isinstance(spec, ConversionConfig):
+        return spec
+    if isinstance(spec, str):
+        if spec not in VARIANTS:
+            raise EdgeCompressError(
+                f"Unknown quantization variant {spec!r}. Valid variants: {sorted(VARIANTS)}, "
+                "or a mapping with `name` and `quantization`."
+            )
+        return VARIANTS[spec]()
+    return ConversionConfig.from_dict(spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe(_Config):
+    """An ordered list of stages and the variants to convert the result to."""
+
+    name: str = "default"
+    stages: tuple = ()
+    quantize: tuple = ("float32", "dynamic", "float16", "int8", "int8_float_io")
+
+    def __post_init__(self):
+        stages = []
+        for i, s in enumerate(self.stages):
+            if isinstance(s, dict):
+                s = dict(s)
+                kind = s.pop("stage", None)
+                if kind not in STAGES:
+                    raise EdgeCompressError(
+                        f"Recipe {self.name!r}, stage {i}: unknown stage {kind!r}. "
+                        f"Valid stages: {sorted(STAGES)}."
+                    )
+                s = STAGES[kind].from_dict(s)
+            stages.append(s)
+        object.__setattr__(self, "stages", tuple(stages))
+        convs = tuple(conversion(q) for q in self.quantize)
+        names = [c.name for c in convs]
+        _require(len(set(names)) == len(names), f"Recipe {self.name!r} names a variant twice: {names}")
+        _require(bool(convs), f"Recipe {self.name!r} has an empty `quantize` list; name at least 'float32'.")
+        object.__setattr__(self, "quantize", convs)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "stages": [{"stage": s.STAGE, **s.to_dict()} for s in self.stages],
+            "quantize": [c.to_dict() for c in self.quantize],
+        }
+
+    @classmethod
+    def from_dict(cls, config):
+        if not isinstance(config, dict):
+            raise EdgeCompressError(f"A recipe must be a JSON object; received {type(config).__name__}.")
+        config = dict(config)
+        config.pop("description", None)
+        unknown = sorted(set(config) - {"name", "stages", "quantize"})
+        if unknown:
+            raise EdgeCompressError(
+                f"Unknown recipe key(s) {unknown}. Valid keys: ['name', 'description', 'stages', 'quantize']."
+            )
+        return cls(**config)
+
+
+def load_recipe(path) -> Recipe:
+    """Reads a recipe JSON file, with errors that name the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EdgeCompressError(f"Recipe file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise EdgeCompressError(f"Recipe {path} is not valid JSON: {e}") from None
+    try:
+        return Recipe.from_dict(data)
+    except EdgeCompressError as e:
+        raise EdgeCompressError(f"Recipe {path}: {e}") from None
+
+
+def default_recipe() -> Recipe:
+    """The recipe a bare `invoke build-edge` runs."""
+    return Recipe()

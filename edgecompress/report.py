@@ -1,0 +1,123 @@
+"""`report.json` and `report.md`: what was built and how it measured.
+
+`report.json` keys: `dataset` (name, split, count), `baseline` (name of
+the float reference artifact), `artifacts` (each with `name`, `path`,
+`quantization`, `size_bytes`, `gzip_bytes`, `accuracy`, `agreement`,
+`latency_ms` {p50, p90, ...}, `recipe`), `host` (the machine that measured
+latency) and `devices` (per-device benchmark results merged in later).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from edgecompress.fileio import atomic_write_json, atomic_write_text
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+def gzip_size(data: bytes) -> int:
+    """Bytes after `gzip -9`: what the file costs to download."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def load_report(out_dir) -> dict:
+    path = Path(out_dir) / REPORT_JSON
+    return json.loads(path.read_text())
+
+
+def _fmt_kb(n) -> str:
+    return f"{n / 1024:,.1f}"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def artifact_table(report: dict) -> list[list[str]]:
+    """Rows (with a header) of the artifact table used by md and the CLI."""
+    arts = report["artifacts"]
+    base = next((a for a in arts if a["name"] == report.get("baseline")), arts[0] if arts else None)
+    header = ["artifact", "quant", "size KB", "gzip KB", "x smaller (gzip)", "top-1 %", "delta pts", "agree %", "p50 ms", "p90 ms"]
+    rows = [header]
+    for a in arts:
+        ratio = base["gzip_bytes"] / a["gzip_bytes"] if base else 1.0
+        delta = 100 * (a["accuracy"] - base["accuracy"]) if base else 0.0
+        lat = a.get("latency_ms") or {}
+        rows.append([
+            a["name"] + (" *" if a["name"] == report.get("selected") else ""),
+            a["quantization"], _fmt_kb(a["size_bytes"]), _fmt_kb(a["gzip_bytes"]), f"{ratio:.1f}",
+            _pct(a["accuracy"]), f"{delta:+.2f}", _pct(a.get("agreement")),
+            f"{lat['p50']:.3f}" if "p50" in lat else "-", f"{lat['p90']:.3f}" if "p90" in lat else "-",
+        ])
+    return rows
+
+
+def device_table(report: dict) -> list[list[str]]:
+    """Per-device p50 latency columns, one row per artifact."""
+    devices = report.get("devices") or {}
+    if not devices:
+        return []
+    names = sorted(devices)
+    rows = [["artifact"] + [f"{d} p50 ms" for d in names]]
+    for a in report["artifacts"]:
+        row = [a["name"]]
+        for d in names:
+            r = devices[d].get("results", {}).get(a["name"])
+            row.append(f"{r['latency_ms']['p50']:.3f}" if r else "-")
+        rows.append(row)
+    return rows
+
+
+def _markdown(rows) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
+def format_text_table(rows) -> str:
+    """Aligned plain-text table for terminals."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_markdown(report: dict) -> str:
+    ds = report["dataset"]
+    host = report.get("host", {})
+    lines = [
+        "# edgecompress report",
+        "",
+        f"Dataset: **{ds['name']}**, evaluated on the {ds['split']} split ({ds['count']} examples).",
+        f"Baseline: `{report['baseline']}`. Latency: {report.get('latency_runs', '?')} timed invokes after warm-up, "
+        f"{report.get('threads', 1)} thread(s), on {host.get('cpu', '?')} with {host.get('runtime', {}).get('name', '?')} "
+        f"{host.get('runtime', {}).get('version', '')}.",
+        "",
+        _markdown(artifact_table(report)),
+        "",
+        "Sizes are the `.tflite` file and the same file after `gzip -9`; 'x smaller' is the baseline's gzip bytes over "
+        "the artifact's. 'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share of test "
+        "examples whose top-1 matches the Keras float model.",
+    ]
+    dev = device_table(report)
+    if dev:
+        lines += ["", "## On devices", "", _markdown(dev)]
+    stages = report.get("stages")
+    if stages:
+        lines += ["", "## Stages", ""]
+        for s in stages:
+            lines.append(f"- **{s['stage']}** ({s.get('model', '')}): " + ", ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in s.get("metrics", {}).items()))
+    lines += ["", "Files:", ""] + [f"- `{a['path']}`" for a in report["artifacts"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out_dir) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    j = atomic_write_json(out_dir / REPORT_JSON, report)
+    m = atomic_write_text(out_dir / REPORT_MD, render_markdown(report))
+    return j, m

@@ -1,0 +1,95 @@
+"""What the single-stage Invoke tasks do, importable and testable without a shell."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from edgecompress import bench, calibration, models, quantization, report as report_lib
+from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
+from edgecompress.data import load_dataset
+from edgecompress.errors import EdgeCompressError
+from edgecompress.evaluation import evaluate_tflite
+from edgecompress.preprocessing import to_model_input
+from edgecompress.recipe import conversion
+
+logger = logging.getLogger(__name__)
+
+
+def train_teacher(data=None, out="build/edge/teacher.keras", epochs=8, seed=0):
+    ds = load_dataset(data, None if data else Preprocessing(), seed=seed)
+    model = models.build_teacher(ds.preprocessing, ds.num_classes, seed=seed)
+    models.train_classifier(model, ds, TrainConfig(epochs=epochs, seed=seed))
+    models.save_model(model, out, ModelSpec(ds.preprocessing, ds.class_names))
+    print(f"Saved {out} (Keras top-1 {100 * models.keras_accuracy(model, ds):.2f}% on {ds.name} test split)")
+    return out
+
+
+def quantize_model(model, out="build/edge", calibration_dir="calibration_data", variants=(), safe_mode=True, **kw):
+    calibration_dir = kw.pop("calibration", calibration_dir)
+    m = models.load_model(model, safe_mode=safe_mode)
+    saved = models.load_spec(model)
+    spec = saved.preprocessing if saved else models.input_preprocessing(m)
+    convs = [conversion(v.strip()) for v in variants]
+    rep = None
+    if any(c.quantization.value == "int8" for c in convs):
+        rep = calibration.representative_dataset(calibration.load_calibration_images(calibration_dir, spec), spec)
+    paths = []
+    for conv in convs:
+        data = quantization.convert(m, conv, rep)
+        paths.append(quantization.write_tflite(data, out, conv.name))
+        print(f"{paths[-1]}: {len(data)} bytes, {report_lib.gzip_size(data)} gzipped")
+    if saved is None:
+        saved = ModelSpec(spec, tuple(str(i) for i in range(m.output_shape[-1])))
+    from edgecompress.fileio import atomic_write_json
+
+    atomic_write_json(Path(out) / "model_spec.json", saved.to_dict())
+    return paths
+
+
+def _tflite_files(model_paths, folder="build/edge"):
+    files = [Path(p) for p in model_paths] if model_paths else sorted(Path(folder).glob("*.tflite"))
+    if not files:
+        raise EdgeCompressError(f"No .tflite files found in {folder}. Run `invoke build-edge` first, or pass --models.")
+    return files
+
+
+def evaluate_models(models=None, data=None, spec="build/edge/model_spec.json", threads=1):
+    spec_path = Path(spec)
+    if not spec_path.exists():
+        raise EdgeCompressError(f"Preprocessing spec {spec_path} not found; pass --spec (written by `invoke build-edge`).")
+    mspec = ModelSpec.from_dict(json.loads(spec_path.read_text()))
+    ds = load_dataset(data, mspec.preprocessing)
+    x = to_model_input(ds.x_test, ds.preprocessing)
+    rows = [["artifact", "top-1 %", "examples"]]
+    for f in _tflite_files(models):
+        result, _ = evaluate_tflite(f, x, ds.y_test, num_threads=threads)
+        rows.append([f.name, f"{100 * result['accuracy']:.2f}", str(result["count"])])
+    print(report_lib.format_text_table(rows))
+    return rows
+
+
+def make_calibration(data=None, out="calibration_data", per_class=20, seed=0):
+    ds = load_dataset(data, None if data else Preprocessing(), seed=seed)
+    path = calibration.write_calibration_images(ds, out, per_class=per_class, seed=seed)
+    return path
+
+
+def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None):
+    out = bench.run([str(f) for f in _tflite_files(models)], runs=runs, threads=threads, xnnpack=xnnpack)
+    rows = [["model", "p50 ms", "p90 ms", "mean ms", "init ms"]]
+    for r in out["results"]:
+        lat = r["latency_ms"]
+        rows.append([r["model"], f"{lat['p50']:.3f}", f"{lat['p90']:.3f}", f"{lat['mean']:.3f}", f"{r['init_ms']:.1f}"])
+    print(report_lib.format_text_table(rows))
+    print(f"harness overhead: {out['harness_overhead_us']:.2f} us per call; runtime {out['device']['runtime']}")
+    if json_out:
+        from edgecompress.fileio import atomic_write_json
+
+        atomic_write_json(json_out, out)
+    for e in out["errors"]:
+        print(f"error: {e['model']}: {e['error']}")
+    if out["errors"]:
+        raise EdgeCompressError(f"{len(out['errors'])} model(s) failed to benchmark.")
+    return out

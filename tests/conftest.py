@@ -1,0 +1,83 @@
+"""Shared fixtures: a tiny slice of the bundled data and a tiny seeded model.
+
+Everything is seeded; the tiny model trains 2 epochs on 1,500 images in a
+few seconds. Numbers asserted in tests say where they come from.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def root():
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    """1,500 train / 300 test images from the bundled subset (first rows; it is shuffled)."""
+    from edgecompress.data import load_dataset
+
+    ds = load_dataset()
+    ds.x_train, ds.y_train = ds.x_train[:1500], ds.y_train[:1500]
+    ds.x_test, ds.y_test = ds.x_test[:300], ds.y_test[:300]
+    return ds
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dataset):
+    """The default teacher at width 0.25, 2 epochs: ~70-75% top-1, enough to test plumbing."""
+    from edgecompress import models
+    from edgecompress.configs import TrainConfig
+
+    model = models.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
+    models.train_classifier(model, tiny_dataset, TrainConfig(epochs=2, seed=0), verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def calibration_pixels(root, tiny_dataset):
+    from edgecompress.calibration import load_calibration_images
+
+    return load_calibration_images(root / "calibration_data", tiny_dataset.preprocessing)
+
+
+@pytest.fixture(scope="session")
+def tiny_tflites(tmp_path_factory, tiny_model, tiny_dataset, calibration_pixels):
+    """float32 and int8 .tflite files of the tiny model."""
+    from edgecompress import configs, quantization
+    from edgecompress.calibration import representative_dataset
+
+    out = tmp_path_factory.mktemp("tflite")
+    rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
+    paths = {}
+    for conv in (configs.float32(), configs.int8_full(), configs.int8_float_io()):
+        paths[conv.name] = quantization.write_tflite(quantization.convert(tiny_model, conv, rep), out, conv.name)
+    return paths
+
+
+def run_invoke(args, cwd, timeout=600, env=None):
+    """Runs `invoke ARGS` in a subprocess; returns the CompletedProcess."""
+    import subprocess
+
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+def write_png(path, array, mode=None):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array), mode).save(path)
+    return path

@@ -1,0 +1,107 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgecompress import bench
+from edgecompress.errors import EdgeCompressError
+from edgecompress.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
+
+
+def test_prefers_ai_edge_litert():
+    assert runtime_info().name == "ai-edge-litert"
+
+
+@pytest.mark.parametrize("module", ["edgecompress.runtime", "edgecompress.bench", "edgecompress.evaluation",
+                                    "edgecompress.inspect", "edgecompress.preprocessing", "edgecompress"])
+def test_device_modules_never_import_tensorflow(root, module):
+    code = (f"import sys, {module}; from edgecompress.runtime import runtime_info; runtime_info();"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow','tf_keras','keras'))))")
+    out = subprocess.run([sys.executable, "-c", "import json;" + code], cwd=root, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "0 bytes long"),
+    (b"\x00" * 100, "no 'TFL3' identifier"),
+    (b"\xff\xff\x00\x00TFL3" + b"\x00" * 40, "truncated"),
+])
+def test_structural_checks(tmp_path, content, needle):
+    p = tmp_path / "bad.tflite"
+    p.write_bytes(content)
+    with pytest.raises(EdgeCompressError, match=needle):
+        check_tflite_file(p)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(EdgeCompressError, match="not found"):
+        make_interpreter(tmp_path / "none.tflite")
+
+
+def test_truncated_real_model_fails_cleanly_in_child(tmp_path, tiny_tflites):
+    data = tiny_tflites["int8"].read_bytes()
+    p = tmp_path / "trunc.tflite"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(EdgeCompressError, match=str(p.name)):
+        probe_in_child(p)
+
+
+def test_random_bytes_with_tflite_header(tmp_path):
+    rng = np.random.default_rng(0)
+    p = tmp_path / "rand.tflite"
+    p.write_bytes(b"\x10\x00\x00\x00TFL3" + rng.bytes(5000))
+    with pytest.raises(EdgeCompressError):
+        probe_in_child(p)
+
+
+def test_dynamic_input_dimensions_refused(tmp_path):
+    from edgecompress._tf import tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    def f(x):
+        return x * 2.0
+
+    data = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()]).convert()
+    p = tmp_path / "dyn.tflite"
+    p.write_bytes(data)
+    with pytest.raises(EdgeCompressError, match="dynamic dimensions"):
+        make_interpreter(p)
+
+
+def test_benchmark_fields(tiny_tflites):
+    r = bench.benchmark(tiny_tflites["int8"], runs=50, warmup=5, threads=1)
+    lat = r["latency_ms"]
+    assert lat["count"] == 50 and lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert r["input"]["dtype"] == "int8" and r["input"]["shape"] == [1, 28, 28, 1]
+    assert r["warmup"]["count"] == 5 and r["init_ms"] > 0 and r["memory_mb"]["peak_rss"] > 0
+    assert r["runtime"]["name"] == "ai-edge-litert"
+
+
+def test_benchmark_without_xnnpack_and_from_npy(tmp_path, tiny_tflites):
+    x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = bench.benchmark(tiny_tflites["int8"], runs=10, warmup=0, xnnpack=False, input_source=tmp_path / "x.npy")
+    assert r["xnnpack"] is False and r["input"]["source"].endswith("x.npy")
+
+
+def test_bad_npy_shape(tmp_path, tiny_tflites):
+    np.save(tmp_path / "x.npy", np.zeros((3, 3), np.float32))
+    with pytest.raises(EdgeCompressError, match=r"has shape \(3, 3\); the model wants \[1, 28, 28, 1\]"):
+        bench.benchmark(tiny_tflites["int8"], runs=1, input_source=tmp_path / "x.npy")
+
+
+def test_cli_reports_bad_files_without_traceback(root, tmp_path, tiny_tflites):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"nope")
+    out = subprocess.run([sys.executable, "-m", "edgecompress.bench", str(tiny_tflites["int8"]), str(bad),
+                          str(tmp_path / "missing.tflite"), "--runs", "5", "--json", str(tmp_path / "o.json")],
+                         cwd=root, capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "bad.tflite is 4 bytes long" in out.stderr and "missing.tflite" in out.stderr
+    result = json.loads((tmp_path / "o.json").read_text())
+    assert [r["model"] for r in result["results"]] == ["int8.tflite"]
+    assert result["device"]["tensorflow_imported"] is False
+    assert 0 < result["harness_overhead_us"] < 1000
