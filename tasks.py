@@ -13,7 +13,7 @@ from edgecompress.cli import print_report_summary, setup_logging, user_errors
         "model": "Your model: .keras, .h5 or SavedModel dir (default: train the bundled teacher).",
         "data": "Images: a folder with one sub-folder per class, an IDX folder, an .npz, or 'fashion-mnist' (default: bundled subset).",
         "calibration": "Folder of calibration images (default: calibration_data/, or drawn from --data).",
-        "recipe": "Recipe JSON file (default: the built-in recipe).",
+        "recipe": "Recipe: a JSON file, or a shipped name: default, tfmot-guide, lowrank, quantize-only (default: default).",
         "out": "Output folder (default: build/edge).",
         "epochs": "Training epochs for the default teacher (default: 8).",
         "seed": "Random seed (default: 0).",
@@ -22,10 +22,11 @@ from edgecompress.cli import print_report_summary, setup_logging, user_errors
         "scale": "Pixel scaling for your model: unit [0,1], symmetric [-1,1] or raw [0,255] (default: unit).",
         "unsafe": "Allow Lambda layers (arbitrary code) when loading --model. Only for models you trust.",
         "quiet": "Hide progress output.",
+        "strategy": "tf.distribute strategy for the teacher: default, mirrored or multiworker (default: default).",
     }
 )
 def build_edge(c, model=None, data=None, calibration=None, recipe=None, out="build/edge", epochs=8, seed=0,
-               threads=1, runs=200, scale="unit", unsafe=False, quiet=False):
+               threads=1, runs=200, scale="unit", unsafe=False, quiet=False, strategy="default"):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -33,7 +34,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out="bui
 
         opts = BuildOptions(model=model, data=data, calibration=calibration, recipe=recipe, out_dir=out,
                             epochs=int(epochs), seed=int(seed), threads=int(threads), runs=int(runs),
-                            scale=scale, safe_mode=not unsafe, verbose=0 if quiet else 1)
+                            scale=scale, safe_mode=not unsafe, verbose=0 if quiet else 1, strategy=strategy)
         try:
             report = run(opts)
         except PartialBuildError as e:
@@ -104,6 +105,106 @@ def bench(c, models=None, runs=200, threads=1, no_xnnpack=False, json=None):
                     xnnpack=not no_xnnpack, json_out=json)
 
 
+_STAGE_HELP = {"model": "Input Keras model file.", "out": "Output Keras model file.",
+               "data": "Training data (default: bundled subset).", "seed": "Random seed (default: 0).",
+               "strategy": "tf.distribute strategy: default, mirrored or multiworker (default: default).",
+               "unsafe": "Allow Lambda layers when loading the model."}
+
+
+@task(help={**_STAGE_HELP, "final_sparsity": "Target sparsity in [0, 1) (default: 0.8).",
+            "initial_sparsity": "Starting sparsity for the polynomial schedule (default: 0.5).",
+            "schedule": "polynomial or constant (default: polynomial).", "epochs": "Fine-tuning epochs (default: 3).",
+            "m_by_n": "Structured sparsity, e.g. 2:4.", "policy": "xnnpack: prune only what XNNPACK can use.",
+            "qat": "Pruning-preserving quantization-aware training afterwards."})
+def prune(c, model, out, data=None, final_sparsity=None, initial_sparsity=None, schedule=None, epochs=None, m_by_n=None,
+          policy=None, qat=False, strategy=None, seed=0, unsafe=False):
+    """Prune a Keras model with tfmot (model file in, model file out)."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.tasks_impl import run_stage
+
+        run_stage("prune", model, out, data=data, seed=int(seed), safe_mode=not unsafe,
+                  final_sparsity=_num(final_sparsity), initial_sparsity=_num(initial_sparsity), schedule=schedule,
+                  epochs=_int(epochs), m_by_n=m_by_n, policy=policy, qat=qat or None, strategy=strategy)
+
+
+@task(help={**_STAGE_HELP, "width": "Student width multiplier on the teacher's architecture (default: 0.5).",
+            "student": "Your own student model file instead.", "temperature": "Softening temperature (default: 4).",
+            "alpha": "Weight of the hard-label loss (default: 0.1).", "epochs": "Epochs (default: 10)."})
+def distill(c, model, out, data=None, width=None, student=None, temperature=None, alpha=None, epochs=None,
+            strategy=None, seed=0, unsafe=False):
+    """Distill a teacher into a smaller student (model file in, model file out)."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.tasks_impl import run_stage
+
+        run_stage("distill", model, out, data=data, seed=int(seed), safe_mode=not unsafe, width=_num(width),
+                  student=student, temperature=_num(temperature), alpha=_num(alpha), epochs=_int(epochs),
+                  strategy=strategy)
+
+
+@task(help={**_STAGE_HELP, "energy": "Singular-value energy to keep (default: 0.9).",
+            "ratio": "Target parameter ratio per layer instead of energy.",
+            "finetune_epochs": "Fine-tuning epochs afterwards (default: 2)."})
+def factorize(c, model, out, data=None, energy=None, ratio=None, finetune_epochs=None, strategy=None, seed=0,
+              unsafe=False):
+    """Factorize Dense/Conv2D kernels by truncated SVD (model file in, model file out)."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.tasks_impl import run_stage
+
+        run_stage("factorize", model, out, data=data, seed=int(seed), safe_mode=not unsafe, energy=_num(energy),
+                  ratio=_num(ratio), finetune_epochs=_int(finetune_epochs), strategy=strategy)
+
+
+def _num(v):
+    return None if v is None else float(v)
+
+
+def _int(v):
+    return None if v is None else int(v)
+
+
+@task(help={"data": "Dataset (default: fashion-mnist, Debian's full 60,000/10,000 copy).",
+            "recipes": "Comma-separated recipe names or files (default: default,tfmot-guide).",
+            "out": "Output folder (default: build/benchmark).", "teacher_epochs": "Teacher epochs (default: 15).",
+            "teacher": "Use this trained teacher instead of training one.", "seed": "Random seed (default: 0)."})
+def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build/benchmark", teacher_epochs=15,
+              teacher=None, seed=0):
+    """Compare recipes on one teacher over a full dataset and write a table."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.study import run_study
+
+        study = run_study(data=data, recipes=recipes.split(","), out_dir=out, teacher_epochs=int(teacher_epochs),
+                          teacher=teacher, seed=int(seed), verbose=2)
+    from edgecompress.report import format_text_table
+
+    print(format_text_table(study["table"]))
+    print(f"\nTable: {out}/benchmark.md")
+
+
+@task(iterable=["host"], name="bench-device",
+      help={"host": "user@host[:port] of a device; repeat for several (run in parallel).",
+            "models": "Comma-separated .tflite files (default: every .tflite in --out).",
+            "out": "Build folder whose report gets the results (default: build/edge).",
+            "python": "The device's Python, e.g. ~/venv/bin/python (default: python3).",
+            "runs": "Timed invokes (default: 200).", "threads": "Threads (default: 1).",
+            "known_hosts": "known_hosts file for host key checks (default: ~/.ssh/known_hosts).",
+            "key": "SSH private key file (default: agent and default keys).",
+            "timeout": "Connection timeout in seconds (default: 15)."})
+def bench_device(c, host, models=None, out="build/edge", python="python3", runs=200, threads=1, known_hosts=None,
+                 key=None, timeout=15):
+    """Benchmark the build's .tflite files on devices over SSH and add them to the report."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.remote import SSHOptions
+        from edgecompress.tasks_impl import bench_device as run
+
+        run(host, models=models.split(",") if models else None, out=out, runs=int(runs), threads=int(threads),
+            options=SSHOptions(known_hosts=known_hosts, key=key, timeout=float(timeout), python=python))
+
+
 @task(help={"k": "Only tests matching this expression.", "fast": "Skip tests marked slow."})
 def test(c, k=None, fast=False):
     """Run the test suite."""
@@ -115,5 +216,6 @@ def test(c, k=None, fast=False):
     c.run("python -m pytest " + " ".join(args), pty=False)
 
 
-ns = Collection(build_edge, train, quantize, evaluate, calibration_data, bench, test)
+ns = Collection(build_edge, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
+                bench_device, benchmark, test)
 ns.configure({"run": {"echo": True}})

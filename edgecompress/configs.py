@@ -138,6 +138,9 @@ class TrainConfig(_Config):
         validation_fraction: Share of the training split held out to watch
             overfitting. Defaults to 0.1.
         seed: Seeds Python, numpy and TensorFlow. Defaults to 0.
+        strategy: `tf.distribute` strategy by name: `"default"`,
+            `"mirrored"` or `"multiworker"` (see `distribute`). Defaults to
+            `"default"`.
     """
 
     epochs: int = 8
@@ -145,6 +148,7 @@ class TrainConfig(_Config):
     learning_rate: float = 1e-3
     validation_fraction: float = 0.1
     seed: int = 0
+    strategy: str = "default"
 
     def __post_init__(self):
         _require(
@@ -166,6 +170,11 @@ class TrainConfig(_Config):
             0 <= self.validation_fraction < 1,
             "Received an invalid value for `validation_fraction`, expected a "
             f"number in [0, 1). Received: validation_fraction={self.validation_fraction!r}",
+        )
+        _require(
+            self.strategy in ("default", "mirrored", "multiworker"),
+            "Received an invalid value for `strategy`, expected one of ['default', 'mirrored', 'multiworker']. "
+            f"Received: strategy={self.strategy!r}",
         )
 
 

@@ -62,11 +62,15 @@ def weight_sparsity(model_content: bytes) -> dict:
     """
     interp = _interpreter(model_content)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    all_ops = interp._get_ops_details()  # noqa: SLF001
+    # float16 (and some dynamic-range) files store weights as a constant fed through
+    # DEQUANTIZE; the op's own input is then a runtime tensor, so follow it back.
+    dequantized_from = {op["outputs"][0]: op["inputs"][0] for op in all_ops if op["op_name"] == "DEQUANTIZE"}
     layers, total, zeros = [], 0, 0
-    for op in interp._get_ops_details():  # noqa: SLF001
+    for op in all_ops:
         if op["op_name"] not in _WEIGHTED_OPS or len(op["inputs"]) < 2:
             continue
-        idx = op["inputs"][1]
+        idx = dequantized_from.get(op["inputs"][1], op["inputs"][1])
         t = tensors.get(idx)
         if t is None:
             continue

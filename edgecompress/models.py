@@ -81,15 +81,23 @@ def split_validation(x, y, fraction: float, seed: int):
 
 
 def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int = 1, callbacks=(), compile: bool = True):
-    """Fits `model` on `dataset`'s training split with Keras progress bars."""
+    """Fits `model` on `dataset`'s training split with Keras progress bars.
+
+    With `config.strategy` other than `"default"`, build `model` inside
+    `distribute.get_strategy(config.strategy).scope()` first; the optimizer
+    is created in the same scope here.
+    """
     from edgecompress._tf import keras
+
+    from edgecompress.distribute import get_strategy
 
     config = config or TrainConfig()
     keras.utils.set_random_seed(config.seed)
     x = to_model_input(dataset.x_train, dataset.preprocessing)
     (xt, yt), val = split_validation(x, dataset.y_train, config.validation_fraction, config.seed)
     if compile:
-        compile_classifier(model, config.learning_rate)
+        with get_strategy(config.strategy).scope():
+            compile_classifier(model, config.learning_rate)
     return model.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs,
                      validation_data=val, verbose=verbose, callbacks=list(callbacks), shuffle=True)
 

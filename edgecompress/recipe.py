@@ -9,7 +9,14 @@ A recipe is a JSON file:
     }
 
 `stages` lists the training-time stages, applied in order to the model the
-previous stage produced (none: the teacher goes straight to conversion).
+previous stage produced (none: the teacher goes straight to conversion):
+
+- `{"stage": "distill", "width": 0.5, "temperature": 4, "alpha": 0.1, "epochs": 10}`
+  (`distillation.DistillConfig`)
+- `{"stage": "factorize", "energy": 0.9, "finetune_epochs": 2}` (`lowrank.FactorizeConfig`)
+- `{"stage": "prune", "final_sparsity": 0.8, "epochs": 3}` (`pruning.PruneConfig`)
+
+Unknown stages or parameters are refused with the list of valid ones.
 `quantize` names the `.tflite` variants made from the final model; each is a
 named builder in `configs` or a full `ConversionConfig` mapping.
 """
@@ -32,8 +39,16 @@ VARIANTS = {
     "int8_float_io": configs.int8_float_io,
 }
 
-# Stage name -> its config class; filled in by the stage modules' configs.
-STAGES: dict[str, type] = {}
+from edgecompress.distillation import DistillConfig  # noqa: E402
+from edgecompress.lowrank import FactorizeConfig  # noqa: E402
+from edgecompress.pruning import PruneConfig  # noqa: E402
+
+# Stage name -> its config class (a literal table, like tfmot's prune registry).
+STAGES: dict[str, type] = {
+    "distill": DistillConfig,
+    "factorize": FactorizeConfig,
+    "prune": PruneConfig,
+}
 
 
 def conversion(spec) -> ConversionConfig:
@@ -114,6 +129,31 @@ def load_recipe(path) -> Recipe:
         raise EdgeCompressError(f"Recipe {path}: {e}") from None
 
 
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+def named_recipe(name: str) -> Recipe:
+    """A recipe shipped with edgecompress (`edgecompress/recipes/NAME.json`)."""
+    path = RECIPES_DIR / f"{name}.json"
+    if not path.exists():
+        raise EdgeCompressError(
+            f"Unknown recipe {name!r}. Shipped recipes: {sorted(p.stem for p in RECIPES_DIR.glob('*.json'))}, "
+            "or pass a path to your own JSON file."
+        )
+    return load_recipe(path)
+
+
+def resolve_recipe(spec) -> Recipe:
+    """A recipe from None (the default), a shipped name, or a file path."""
+    if spec is None:
+        return default_recipe()
+    if isinstance(spec, Recipe):
+        return spec
+    if Path(spec).suffix == ".json" or Path(spec).exists():
+        return load_recipe(spec)
+    return named_recipe(str(spec))
+
+
 def default_recipe() -> Recipe:
-    """The recipe a bare `invoke build-edge` runs."""
-    return Recipe()
+    """The recipe a bare `invoke build-edge` runs: distill, prune, convert."""
+    return named_recipe("default")

@@ -61,7 +61,9 @@ def device_table(report: dict) -> list[list[str]]:
     devices = report.get("devices") or {}
     if not devices:
         return []
-    names = sorted(devices)
+    names = sorted(d for d in devices if "results" in devices[d])
+    if not names:
+        return []
     rows = [["artifact"] + [f"{d} p50 ms" for d in names]]
     for a in report["artifacts"]:
         row = [a["name"]]
@@ -105,7 +107,16 @@ def render_markdown(report: dict) -> str:
     ]
     dev = device_table(report)
     if dev:
-        lines += ["", "## On devices", "", _markdown(dev)]
+        lines += ["", "## On devices", "", _markdown(dev), ""]
+        for name, d in sorted((report.get("devices") or {}).items()):
+            if "device" in d:
+                info = d["device"]
+                lines.append(f"- **{name}**: {info.get('board') or info.get('cpu')}, {info.get('os')}, Python {info.get('python')}, "
+                             f"numpy {info.get('numpy')}, {info['runtime']['name']} {info['runtime']['version']}; "
+                             f"harness overhead {d['harness_overhead_us']:.2f} us per call")
+    failed_devices = {k: v["error"] for k, v in (report.get("devices") or {}).items() if "error" in v}
+    for name, err in sorted(failed_devices.items()):
+        lines.append(f"- **{name}**: not measured: {err}")
     stages = report.get("stages")
     if stages:
         lines += ["", "## Stages", ""]

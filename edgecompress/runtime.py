@@ -53,6 +53,24 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
+def _numpy_version() -> str:
+    import numpy
+
+    return numpy.__version__
+
+
+def _numpy_major() -> int:
+    return int(_numpy_version().split(".")[0])
+
+
+def _version_tuple(v: str) -> tuple:
+    parts = []
+    for p in v.split(".")[:3]:
+        digits = "".join(ch for ch in p if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
 def runtime_info(prefer: str | None = None) -> RuntimeInfo:
     """Returns the first importable runtime (or `prefer`, if given).
 
@@ -68,6 +86,12 @@ def runtime_info(prefer: str | None = None) -> RuntimeInfo:
         return _cache[key]
     errors = []
     for name in [prefer] if prefer else RUNTIMES:
+        if name == "tflite-runtime" and _numpy_major() >= 2 and _version_tuple(_version(name)) < (2, 15):
+            # Its wheels are compiled against numpy 1.x: the import works, then
+            # the first Interpreter fails (or crashes) inside native code.
+            errors.append(f"tflite-runtime {_version(name)}: compiled against numpy 1.x, cannot run under "
+                          f"numpy {_numpy_version()} (use a numpy<2 environment, or ai-edge-litert)")
+            continue
         try:
             if name == "tensorflow":
                 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -142,8 +166,9 @@ def probe_in_child(path, runtime: str | None = None, timeout: float = 60.0) -> d
             "the file is malformed. Re-convert the model."
         )
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise EdgeCompressError(f"Cannot load {path}: {last}")
+        lines = proc.stderr.strip().splitlines() or ["unknown error"]
+        ours = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("edgecompress.errors.EdgeCompressError:")]
+        raise EdgeCompressError(ours[-1] if ours else f"Cannot load {path}: {lines[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -180,8 +205,9 @@ def make_interpreter(model_path=None, *, model_content: bytes | None = None, num
         interp = mod.Interpreter(model_path=str(model_path) if model_path is not None else None,
                                  model_content=model_content, **kwargs)
         interp.allocate_tensors()
-    except (ValueError, RuntimeError) as e:
-        raise EdgeCompressError(f"Cannot load {model_path or 'model bytes'} with {info.name}: {str(e).strip()[:300]}") from None
+    except (ValueError, RuntimeError, SystemError, ImportError) as e:
+        raise EdgeCompressError(f"Cannot load {model_path or 'model bytes'} with {info.name} {info.version}: "
+                                f"{type(e).__name__}: {str(e).strip()[:300]}") from None
     for d in interp.get_input_details():
         sig = d.get("shape_signature")
         if sig is not None and any(int(s) < 0 for s in sig[1:]):

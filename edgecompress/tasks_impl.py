@@ -93,3 +93,47 @@ def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None):
     if out["errors"]:
         raise EdgeCompressError(f"{len(out['errors'])} model(s) failed to benchmark.")
     return out
+
+
+def run_stage(stage: str, model, out, data=None, seed=0, safe_mode=True, **params):
+    """Applies one recipe stage to a model file and saves the result (model in, model out)."""
+    from edgecompress.recipe import STAGES
+
+    config = STAGES[stage].from_dict({k: v for k, v in params.items() if v is not None})
+    m = models.load_model(model, safe_mode=safe_mode)
+    saved = models.load_spec(model)
+    spec = saved.preprocessing if saved else models.input_preprocessing(m)
+    ds = load_dataset(data, spec, seed=seed)
+    result, metrics = config.apply(m, ds, teacher=m, seed=seed, verbose=1)
+    models.save_model(result, out, ModelSpec(spec, ds.class_names))
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not isinstance(v, (list, dict))}
+    print(f"Saved {out}: {shown}")
+    return out, metrics
+
+
+def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, warmup=20, threads=1):
+    """Benchmarks a build's artifacts on devices over SSH and merges them into its report."""
+    from edgecompress import remote
+
+    files = _tflite_files(models, out)
+    results = remote.bench_devices(list(hosts), files, options or remote.SSHOptions(), runs=runs, warmup=warmup,
+                                   threads=threads)
+    report_path = Path(out) / report_lib.REPORT_JSON
+    if report_path.exists():
+        report = report_lib.load_report(out)
+        remote.merge_into_report(report, results)
+        report_lib.write_report(report, out)
+        table = report_lib.device_table(report)
+        if table:
+            print(report_lib.format_text_table(table))
+        print(f"Merged into {report_path} and report.md")
+    else:
+        from edgecompress.fileio import atomic_write_json
+
+        atomic_write_json(Path(out) / "devices.json", results)
+        print(f"No report in {out}; wrote {out}/devices.json")
+    failed = {h: r["error"] for h, r in results.items() if "error" in r}
+    if failed:
+        raise EdgeCompressError(f"{len(failed)} of {len(results)} host(s) failed:\n" +
+                                "\n".join(f"  {e}" for e in failed.values()))
+    return results

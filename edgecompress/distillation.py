@@ -1,0 +1,257 @@
+"""Knowledge distillation for tf-keras (which has no built-in distiller).
+
+The student learns from the frozen teacher's softened outputs (temperature
+`T`) mixed with the hard labels:
+
+    loss = alpha * CE(y, student) + (1 - alpha) * T^2 * KL(soft(teacher/T) || soft(student/T))
+
+Logits are taken as `log(probabilities)`, which softmax treats identically
+up to a constant, so any classifier ending in softmax works as teacher or
+student. `DistillConfig` is the recipe stage `{"stage": "distill", ...}`.
+The same student is also trained from scratch with the same budget, so the
+report shows what distillation bought.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+
+from edgecompress.configs import TrainConfig, _Config, _require
+from edgecompress.distribute import STRATEGIES, get_strategy
+from edgecompress.errors import EdgeCompressError
+from edgecompress.models import count_params, keras_accuracy, split_validation
+from edgecompress.preprocessing import to_model_input
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig(_Config):
+    """Distill the teacher into a smaller student.
+
+    Args:
+        width: Width multiplier applied to the teacher's architecture (every
+            Conv2D's filters and Dense's units but the output layer).
+            Defaults to 0.5.
+        student: Path to a student model file to use instead. Defaults to None.
+        temperature: Softening temperature T. Defaults to 4.0.
+        alpha: Weight of the hard-label loss; 1 - alpha goes to the teacher.
+            Defaults to 0.1.
+        epochs: Defaults to 10.
+        batch_size: Defaults to 64.
+        learning_rate: Adam learning rate. Defaults to 1e-3.
+        student_dropout: Dropout rate for the width-scaled student's Dropout
+            layers (a narrow student needs less, and the soft targets already
+            regularize). Defaults to None: the teacher's rates.
+        baseline: Also train the student from scratch with the same budget,
+            to report what distillation bought. Defaults to True.
+        strategy: One of `distribute.STRATEGIES`. Defaults to `"default"`.
+    """
+
+    STAGE = "distill"
+
+    width: float = 0.5
+    student: str | None = None
+    temperature: float = 4.0
+    alpha: float = 0.1
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    student_dropout: float | None = None
+    baseline: bool = True
+    strategy: str = "default"
+
+    def __post_init__(self):
+        _require(self.width > 0, f"Received an invalid value for `width`, expected a positive number. Received: width={self.width!r}")
+        _require(self.temperature > 0,
+                 f"Received an invalid value for `temperature`, expected a positive number. Received: temperature={self.temperature!r}")
+        _require(0 <= self.alpha <= 1, f"Received an invalid value for `alpha`, expected a number in [0, 1]. Received: alpha={self.alpha!r}")
+        _require(isinstance(self.epochs, int) and self.epochs >= 1,
+                 f"Received an invalid value for `epochs`, expected an integer >= 1. Received: epochs={self.epochs!r}")
+        _require(self.student_dropout is None or 0 <= self.student_dropout < 1,
+                 "Received an invalid value for `student_dropout`, expected a number in [0, 1) or null. "
+                 f"Received: student_dropout={self.student_dropout!r}")
+        _require(self.strategy in STRATEGIES,
+                 f"Received an invalid value for `strategy`, expected one of {list(STRATEGIES)}. Received: strategy={self.strategy!r}")
+        if self.width > 1 and self.student is None:
+            warnings.warn(f"DistillConfig(width={self.width}) makes a student wider than its teacher; "
+                          "distillation usually targets a smaller model.", stacklevel=3)
+
+    def apply(self, model, dataset, *, teacher=None, seed=0, verbose=1):
+        """Distills `model` (the current teacher) into a student; returns (student, metrics)."""
+        return distill(model, dataset, self, seed=seed, verbose=verbose)
+
+
+def scale_width(model, width: float, name: str | None = None, dropout: float | None = None):
+    """The same architecture with every hidden Conv2D/Dense scaled by `width`.
+
+    The output layer (the last Dense or Conv2D) keeps its size. Weights are
+    freshly initialized. `dropout`, when given, replaces the rate of every
+    Dropout layer.
+    """
+    from edgecompress._tf import keras
+
+    config = model.get_config()
+    layers = config["layers"]
+    sized = [i for i, lc in enumerate(layers) if lc["class_name"] in ("Conv2D", "Dense", "SeparableConv2D")]
+    if not sized:
+        raise EdgeCompressError(f"Model {model.name!r} has no Conv2D or Dense layer to scale; pass a `student` model instead.")
+    for lc in layers:
+        # A teacher saved or used frozen carries trainable=False in its config;
+        # the student must learn. (InputLayer takes no `trainable` argument.)
+        if "trainable" in lc["config"]:
+            lc["config"]["trainable"] = True
+        if dropout is not None and lc["class_name"] == "Dropout":
+            lc["config"]["rate"] = float(dropout)
+    for i in sized[:-1]:
+        cfg = layers[i]["config"]
+        key = "filters" if "filters" in cfg else "units"
+        cfg[key] = max(1, int(round(cfg[key] * width)))
+    config["name"] = name or f"{model.name}_w{width:g}"
+    try:
+        cls = keras.Sequential if isinstance(model, keras.Sequential) else keras.Model
+        return cls.from_config(config)
+    except Exception as e:  # noqa: BLE001
+        raise EdgeCompressError(
+            f"Cannot rebuild model {model.name!r} at width {width}: {e}. Pass a `student` model instead."
+        ) from None
+
+
+def _distiller_class():
+    from edgecompress._tf import keras, tf
+
+    class Distiller(keras.Model):
+        """Trains `student` against a frozen `teacher`; logs both losses."""
+
+        def __init__(self, student, teacher, temperature, alpha):
+            super().__init__(name="distiller")
+            self.student, self.teacher = student, teacher
+            self.teacher.trainable = False
+            self.temperature, self.alpha = float(temperature), float(alpha)
+            self.ce = keras.losses.SparseCategoricalCrossentropy(reduction=keras.losses.Reduction.NONE)
+            self.kl = keras.losses.KLDivergence(reduction=keras.losses.Reduction.NONE)
+            self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+            self.distill_loss_tracker = keras.metrics.Mean(name="distill_loss")
+            self.acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+        @property
+        def metrics(self):
+            return [self.student_loss_tracker, self.distill_loss_tracker, self.acc]
+
+        def call(self, x, training=False):
+            return self.student(x, training=training)
+
+        def _soft(self, probs):
+            return tf.nn.softmax(tf.math.log(probs + 1e-8) / self.temperature)
+
+        def _distill_losses(self, x, y, training):
+            t = self.teacher(x, training=False)
+            s = self.student(x, training=training)
+            hard = self.ce(y, s)
+            soft = self.kl(self._soft(t), self._soft(s)) * self.temperature ** 2
+            per_example = self.alpha * hard + (1 - self.alpha) * soft
+            # Average over the global batch so gradients sum correctly across replicas.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = tf.reduce_sum(per_example) / tf.cast(tf.shape(per_example)[0] * replicas, tf.float32)
+            return loss, hard, soft, s
+
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss, hard, soft, s = self._distill_losses(x, y, True)
+            grads = tape.gradient(loss, self.student.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.student.trainable_variables))
+            return self._update(y, hard, soft, s)
+
+        def test_step(self, data):
+            x, y = data
+            _, hard, soft, s = self._distill_losses(x, y, False)
+            return self._update(y, hard, soft, s)
+
+        def _update(self, y, hard, soft, s):
+            self.student_loss_tracker.update_state(hard)
+            self.distill_loss_tracker.update_state(soft)
+            self.acc.update_state(y, s)
+            return {m.name: m.result() for m in self.metrics}
+
+    return Distiller
+
+
+def _make_student(teacher, config: DistillConfig, seed: int):
+    from edgecompress._tf import keras
+
+    keras.utils.set_random_seed(seed)
+    if config.student:
+        from edgecompress.models import load_model
+
+        student = load_model(config.student)
+        student = keras.models.clone_model(student)  # fresh weights: the budget comparison is fair
+    else:
+        student = scale_width(teacher, config.width, name="student", dropout=config.student_dropout)
+    student.trainable = True
+    if student.input_shape != teacher.input_shape or student.output_shape != teacher.output_shape:
+        raise EdgeCompressError(
+            f"Student {student.name!r} has input/output shapes {student.input_shape}/{student.output_shape}; "
+            f"the teacher has {teacher.input_shape}/{teacher.output_shape}. They must match."
+        )
+    if count_params(student) > count_params(teacher):
+        warnings.warn(f"Student {student.name!r} has more parameters ({count_params(student)}) than the "
+                      f"teacher ({count_params(teacher)}).", stacklevel=3)
+    return student
+
+
+def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, verbose: int = 1):
+    """Trains a student from `teacher` on `dataset`; returns (student, metrics).
+
+    Metrics: `accuracy` (student, distilled), `scratch_accuracy` (same
+    student trained on labels alone, when `baseline`), `teacher_accuracy`,
+    `params`, `teacher_params` and the final losses.
+    """
+    from edgecompress._tf import keras
+
+    config = config or DistillConfig()
+    x = to_model_input(dataset.x_train, dataset.preprocessing)
+    (xt, yt), val = split_validation(x, dataset.y_train, 0.1, seed)
+    with get_strategy(config.strategy).scope():
+        # The teacher's weights are copied into the scope so every replica has them.
+        frozen = keras.models.clone_model(teacher)
+        frozen.set_weights(teacher.get_weights())
+        student = _make_student(teacher, config, seed)
+        distiller = _distiller_class()(student, frozen, config.temperature, config.alpha)
+        distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    keras.utils.set_random_seed(seed)
+    logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g", teacher.name, count_params(teacher),
+                student.name, count_params(student), config.temperature, config.alpha)
+    hist = distiller.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
+                         verbose=verbose, shuffle=True)
+    metrics = {
+        "accuracy": keras_accuracy(student, dataset),
+        "teacher_accuracy": keras_accuracy(teacher, dataset),
+        "params": count_params(student),
+        "teacher_params": count_params(teacher),
+        "student_loss": float(hist.history["student_loss"][-1]),
+        "distill_loss": float(hist.history["distill_loss"][-1]),
+    }
+    if config.baseline:
+        from edgecompress.models import train_classifier
+
+        with get_strategy(config.strategy).scope():
+            scratch = keras.models.clone_model(student)
+        keras.utils.set_random_seed(seed)
+        scratch.set_weights(_initial_weights(teacher, config, seed))
+        train_classifier(scratch, dataset, TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
+                                                       learning_rate=config.learning_rate, seed=seed,
+                                                       strategy=config.strategy), verbose=verbose)
+        metrics["scratch_accuracy"] = keras_accuracy(scratch, dataset)
+        gap = metrics["teacher_accuracy"] - metrics["scratch_accuracy"]
+        metrics["gap_recovered"] = (metrics["accuracy"] - metrics["scratch_accuracy"]) / gap if gap > 0 else None
+    logger.info("Distilled student: top-1 %.2f%% (from scratch: %s)", 100 * metrics["accuracy"],
+                f"{100 * metrics['scratch_accuracy']:.2f}%" if "scratch_accuracy" in metrics else "not trained")
+    return student, metrics
+
+
+def _initial_weights(teacher, config, seed):
+    """The student's initial weights, rebuilt with the same seed, for a fair scratch run."""
+    return _make_student(teacher, config, seed).get_weights()

@@ -1,0 +1,221 @@
+"""Low-rank (truncated SVD) factorization of Dense and Conv2D kernels.
+
+A Dense kernel W (n_in x n_out) becomes two Dense layers through rank r:
+`Dense(r, linear, no bias)` then `Dense(n_out)` with the original bias and
+activation. A k x k Conv2D with c_out filters becomes a k x k Conv2D with r
+filters (same strides and padding) then a 1 x 1 Conv2D with c_out filters.
+The rank of each layer is the smallest that keeps `energy` of the squared
+singular values, or the one that meets a parameter `ratio`; layers where
+factorizing would not save parameters are left alone. A short fine-tune
+follows. `FactorizeConfig` is the recipe stage `{"stage": "factorize", ...}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from edgecompress.configs import TrainConfig, _Config, _require
+from edgecompress.distribute import STRATEGIES, get_strategy
+from edgecompress.errors import EdgeCompressError
+from edgecompress.models import count_params, keras_accuracy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class FactorizeConfig(_Config):
+    """Factorize Dense and Conv2D layers by truncated SVD.
+
+    Args:
+        energy: Keep the smallest rank whose singular values hold this share
+            of the squared total, in (0, 1]. Defaults to 0.9.
+        ratio: Instead of `energy`, pick the rank so the factorized layer has
+            at most this share of the original's parameters. Defaults to None.
+        ranks: Fixed ranks for named layers, e.g. `{"fc1": 16}`; these win
+            over `energy` and `ratio`. Defaults to `{}`.
+        layers: Only these layers (default: every Dense and Conv2D but the
+            output layer).
+        min_params: Leave layers with fewer parameters alone. Defaults to 1000.
+        finetune_epochs: Epochs of fine-tuning afterwards. Defaults to 2.
+        learning_rate: Adam learning rate for the fine-tune. Defaults to 5e-4.
+        strategy: One of `distribute.STRATEGIES`. Defaults to `"default"`.
+    """
+
+    STAGE = "factorize"
+
+    energy: float = 0.9
+    ratio: float | None = None
+    ranks: dict = dataclasses.field(default_factory=dict)
+    layers: tuple | None = None
+    min_params: int = 1000
+    finetune_epochs: int = 2
+    learning_rate: float = 5e-4
+    strategy: str = "default"
+
+    def __post_init__(self):
+        _require(0 < self.energy <= 1, f"Received an invalid value for `energy`, expected a number in (0, 1]. Received: energy={self.energy!r}")
+        _require(self.ratio is None or 0 < self.ratio < 1,
+                 f"Received an invalid value for `ratio`, expected a number in (0, 1) or null. Received: ratio={self.ratio!r}")
+        _require(isinstance(self.ranks, dict) and all(isinstance(v, int) and v >= 1 for v in self.ranks.values()),
+                 f"Received an invalid value for `ranks`, expected a mapping of layer name to a positive integer. Received: ranks={self.ranks!r}")
+        _require(isinstance(self.finetune_epochs, int) and self.finetune_epochs >= 0,
+                 f"Received an invalid value for `finetune_epochs`, expected an integer >= 0. Received: finetune_epochs={self.finetune_epochs!r}")
+        _require(self.strategy in STRATEGIES,
+                 f"Received an invalid value for `strategy`, expected one of {list(STRATEGIES)}. Received: strategy={self.strategy!r}")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(self.layers))
+
+    def __hash__(self):
+        return hash(self.to_json())
+
+    def apply(self, model, dataset, *, teacher=None, seed=0, verbose=1):
+        return factorize(model, dataset, self, seed=seed, verbose=verbose)
+
+
+def _matrix(layer) -> np.ndarray:
+    """The kernel as a 2-D matrix (inputs x outputs)."""
+    k = layer.get_weights()[0]
+    return k.reshape(-1, k.shape[-1])
+
+
+def choose_rank(s: np.ndarray, n_in: int, n_out: int, config: FactorizeConfig, name: str) -> int:
+    """The rank for one layer from its singular values `s`."""
+    full = min(n_in, n_out)
+    if name in config.ranks:
+        r = config.ranks[name]
+        if r > full:
+            raise EdgeCompressError(
+                f"Received an invalid value for `ranks[{name!r}]`: {r}, but layer {name!r} "
+                f"({n_in} x {n_out}) allows a rank of at most {full}."
+            )
+        return r
+    if config.ratio is not None:
+        return max(1, int(config.ratio * n_in * n_out / (n_in + n_out)))
+    energy = np.cumsum(s**2) / np.sum(s**2)
+    return int(np.searchsorted(energy, config.energy - 1e-12) + 1)
+
+
+def macs(model) -> int:
+    """Multiply-accumulates of one inference through Conv2D, Dense and depthwise layers."""
+    from edgecompress._tf import keras
+
+    total = 0
+    for layer in model.layers:
+        layer = getattr(layer, "layer", layer)
+        out = layer.output_shape if hasattr(layer, "output_shape") else None
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw, c, m = layer.depthwise_kernel.shape
+            total += int(np.prod(out[1:3])) * kh * kw * c * m
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            total += int(np.prod(out[1:3])) * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Dense):
+            n_in, n_out = layer.kernel.shape
+            total += int(np.prod(out[1:-1]) if len(out) > 2 else 1) * n_in * n_out
+    return int(total)
+
+
+def _linear_chain(model):
+    from edgecompress._tf import keras
+
+    if isinstance(model, keras.Sequential):
+        return
+    for layer in model.layers[1:]:
+        inbound = layer._inbound_nodes[0].inbound_layers  # noqa: SLF001 - the graph is only reachable here
+        if isinstance(inbound, list) and len(inbound) != 1:
+            raise EdgeCompressError(
+                f"Model {model.name!r} is not a single chain of layers (layer {layer.name!r} has "
+                f"{len(inbound)} inputs); low-rank factorization supports Sequential and chain-shaped "
+                "functional models. Name the chain part's layers in `layers`, or skip this stage."
+            )
+
+
+def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int = 0, verbose: int = 1):
+    """Returns (factorized model, metrics) with params and MACs before and after."""
+    from edgecompress._tf import keras
+
+    config = config or FactorizeConfig()
+    _linear_chain(model)
+    weighted = [l for l in model.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))
+                and not isinstance(l, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Conv2DTranspose))]
+    candidates = set(config.layers) if config.layers is not None else {l.name for l in weighted[:-1]}
+    unknown = sorted((candidates | set(config.ranks)) - {l.name for l in weighted})
+    if unknown:
+        raise EdgeCompressError(
+            f"Layer(s) {unknown} named in the factorize stage are not Dense or Conv2D layers of model "
+            f"{model.name!r}. Those layers: {[l.name for l in weighted]}"
+        )
+    candidates |= set(config.ranks)
+    plan = {}
+    for layer in weighted:
+        if layer.name not in candidates:
+            continue
+        w = _matrix(layer)
+        n_in, n_out = w.shape
+        if w.size < config.min_params and layer.name not in config.ranks:
+            continue
+        if getattr(layer, "dilation_rate", (1, 1)) != (1, 1) or getattr(layer, "groups", 1) != 1:
+            logger.info("Leaving %s alone: dilated or grouped convolution.", layer.name)
+            continue
+        u, s, vt = np.linalg.svd(w, full_matrices=False)
+        r = choose_rank(s, n_in, n_out, config, layer.name)
+        if r * (n_in + n_out) >= n_in * n_out and layer.name not in config.ranks:
+            logger.info("Leaving %s alone: rank %d would not save parameters.", layer.name, r)
+            continue
+        root = np.sqrt(s[:r])
+        plan[layer.name] = (r, u[:, :r] * root, root[:, None] * vt[:r])
+    before = {"params": count_params(model), "macs": macs(model)}
+    with get_strategy(config.strategy).scope():
+        new = _rebuild(model, plan)
+    metrics = {"params_before": before["params"], "macs_before": before["macs"],
+               "params": count_params(new), "macs": macs(new),
+               "ranks": {k: v[0] for k, v in plan.items()}}
+    if dataset is not None and config.finetune_epochs and plan:
+        from edgecompress.models import train_classifier
+
+        train_classifier(new, dataset, TrainConfig(epochs=config.finetune_epochs, learning_rate=config.learning_rate,
+                                                   seed=seed, strategy=config.strategy), verbose=verbose)
+    if dataset is not None:
+        metrics["accuracy"] = keras_accuracy(new, dataset)
+    logger.info("Factorized %d layer(s): %d -> %d params, %d -> %d MACs", len(plan), before["params"],
+                metrics["params"], before["macs"], metrics["macs"])
+    return new, metrics
+
+
+def _rebuild(model, plan):
+    from edgecompress._tf import keras
+
+    x = inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name if not isinstance(model, keras.Sequential) else "input")
+    weights = []
+    for layer in (model.layers if isinstance(model, keras.Sequential) else model.layers[1:]):
+        cfg = layer.get_config()
+        if layer.name in plan:
+            r, a, b = plan[layer.name]
+            kernel = layer.get_weights()[0]
+            bias = layer.get_weights()[1:] if layer.use_bias else []
+            if isinstance(layer, keras.layers.Dense):
+                first = keras.layers.Dense(r, use_bias=False, name=f"{layer.name}_lr_a")
+                second_cfg = dict(cfg, name=f"{layer.name}_lr_b")
+                second = keras.layers.Dense.from_config(second_cfg)
+                shapes = (a, b)
+            else:
+                kh, kw, cin, cout = kernel.shape
+                first = keras.layers.Conv2D(r, (kh, kw), strides=layer.strides, padding=layer.padding,
+                                            use_bias=False, name=f"{layer.name}_lr_a")
+                second = keras.layers.Conv2D.from_config(dict(cfg, name=f"{layer.name}_lr_b", kernel_size=(1, 1),
+                                                              strides=(1, 1), padding="valid"))
+                shapes = (a.reshape(kh, kw, cin, r), b.reshape(1, 1, r, cout))
+            x = second(first(x))
+            weights += [(first, [shapes[0]]), (second, [shapes[1], *bias])]
+        else:
+            clone = layer.__class__.from_config(cfg)
+            x = clone(x)
+            weights.append((clone, layer.get_weights()))
+    new = keras.Model(inputs, x, name=f"{model.name}_lowrank")
+    for layer, w in weights:
+        if w:
+            layer.set_weights(w)
+    return new

@@ -1,0 +1,184 @@
+"""Benchmarks on devices over SSH (Fabric), merged into the report.
+
+For each host, in parallel: make a temporary directory on the device, copy
+the TF-free benchmark code and the `.tflite` files there, run
+`python -m edgecompress.bench` with the device's Python, pull the JSON back,
+and remove the directory. Host keys are checked against `known_hosts` (Fabric
+would otherwise accept any key); every remote argument is quoted.
+
+Example:
+
+>>> results = bench_devices(["pi@raspberrypi.local"], ["build/edge/int8.tflite"])
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import shlex
+import socket
+from pathlib import Path
+
+from edgecompress.errors import EdgeCompressError
+
+logger = logging.getLogger(__name__)
+
+PACKAGE = Path(__file__).parent
+# What the device needs: the benchmark and what it imports, nothing from TensorFlow.
+DEVICE_FILES = ("__init__.py", "errors.py", "fileio.py", "numerics.py", "runtime.py", "bench.py",
+                "_data/trivial.tflite")
+
+
+@dataclasses.dataclass(frozen=True)
+class SSHOptions:
+    """How to reach devices.
+
+    Args:
+        known_hosts: known_hosts file to check host keys against. Defaults to
+            the user's `~/.ssh/known_hosts`.
+        key: Private key file. Defaults to the SSH agent and default keys.
+        timeout: Seconds to connect (TCP, banner and authentication).
+            Defaults to 15.
+        python: The device's Python (a venv's `bin/python` works). Defaults
+            to `python3`.
+    """
+
+    known_hosts: str | None = None
+    key: str | None = None
+    timeout: float = 15.0
+    python: str = "python3"
+
+
+def connect(host: str, options: SSHOptions):
+    """An open Fabric connection with strict host key checking."""
+    import paramiko
+    from fabric import Connection
+
+    kwargs = {"banner_timeout": options.timeout, "auth_timeout": options.timeout}
+    if options.key:
+        kwargs.update(key_filename=options.key, look_for_keys=False, allow_agent=False)
+    conn = Connection(host, connect_timeout=options.timeout, connect_kwargs=kwargs)
+    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    known = Path(options.known_hosts).expanduser() if options.known_hosts else Path("~/.ssh/known_hosts").expanduser()
+    if known.exists():
+        conn.client.load_host_keys(str(known))
+    try:
+        conn.open()
+    except paramiko.BadHostKeyException:
+        raise EdgeCompressError(
+            f"{host}: the host key does not match the one in {known}. Someone may be intercepting "
+            f"the connection, or the device was reinstalled; if you trust it, remove the old key with "
+            f"`ssh-keygen -f {known} -R {conn.host if conn.port == 22 else f'[{conn.host}]:{conn.port}'}` and reconnect."
+        ) from None
+    except paramiko.SSHException as e:
+        msg = str(e)
+        if "not found in known_hosts" in msg:
+            raise EdgeCompressError(
+                f"{host}: host key unknown (not in {known}). Check the device's fingerprint, then add it with "
+                f"`ssh-keyscan -p {conn.port} {conn.host} >> {known}`."
+            ) from None
+        if "Error reading SSH protocol banner" in msg or "timed out" in msg.lower():
+            raise EdgeCompressError(f"{host}: no SSH answer within {options.timeout:g} s ({msg}).") from None
+        raise EdgeCompressError(f"{host}: SSH failed: {msg}") from None
+    except (socket.timeout, TimeoutError):
+        raise EdgeCompressError(f"{host}: no SSH answer within {options.timeout:g} s (connection timed out). "
+                                "Is the device on and reachable?") from None
+    except OSError as e:
+        raise EdgeCompressError(f"{host}: cannot connect ({e.strerror or e}). Check the address and port.") from None
+    return conn
+
+
+def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs: int = 200, warmup: int = 20,
+                  threads: int = 1, xnnpack: bool = True) -> dict:
+    """Runs the benchmark on one host; returns its JSON result (with `host`)."""
+    models = [Path(m) for m in models]
+    for m in models:
+        if not m.is_file():
+            raise EdgeCompressError(f"Model file not found: {m}")
+    conn = connect(host, options)
+    remote = None
+    try:
+        remote = conn.run("mktemp -d /tmp/edgecompress.XXXXXX", hide=True, in_stream=False).stdout.strip()
+        if not remote.startswith("/tmp/edgecompress."):
+            raise EdgeCompressError(f"{host}: unexpected answer from mktemp: {remote!r}")
+        q = shlex.quote
+        conn.run(f"mkdir -p {q(remote + '/edgecompress/_data')} {q(remote + '/models')}", hide=True, in_stream=False)
+        for rel in DEVICE_FILES:
+            conn.put(str(PACKAGE / rel), f"{remote}/edgecompress/{rel}")
+        names = []
+        for m in models:
+            conn.put(str(m), f"{remote}/models/{m.name}")
+            names.append(f"models/{m.name}")
+        args = [options.python, "-m", "edgecompress.bench", *names, "--runs", str(runs), "--warmup", str(warmup),
+                "--threads", str(threads), "--json", "result.json"]
+        if not xnnpack:
+            args.append("--no-xnnpack")
+        cmd = f"cd {q(remote)} && " + " ".join(q(a) for a in args)
+        logger.info("%s: %s", host, cmd)
+        res = conn.run(cmd, hide=True, warn=True, in_stream=False)
+        if res.return_code not in (0, 1):  # 1: some models failed, listed in the JSON
+            raise EdgeCompressError(f"{host}: the benchmark failed (exit {res.return_code}): "
+                                    f"{(res.stderr.strip().splitlines() or [''])[-1]}")
+        import io
+
+        buf = io.BytesIO()
+        try:
+            conn.get(f"{remote}/result.json", buf)
+        except OSError:
+            raise EdgeCompressError(f"{host}: the benchmark wrote no result (exit {res.return_code}): "
+                                    f"{(res.stderr.strip().splitlines() or [''])[-1]}") from None
+        out = json.loads(buf.getvalue())
+        out["host"] = host
+        return out
+    except (OSError, EOFError) as e:
+        raise EdgeCompressError(f"{host}: lost the connection or a copy failed ({type(e).__name__}: {e}).") from None
+    finally:
+        if remote and remote.startswith("/tmp/edgecompress."):
+            conn.run(f"rm -rf {shlex.quote(remote)}", hide=True, warn=True, in_stream=False)
+        conn.close()
+
+
+def bench_devices(hosts, models, options: SSHOptions = SSHOptions(), **kwargs) -> dict:
+    """Benchmarks on every host in parallel; one host's failure keeps the others.
+
+    Returns {host: result or {"error": message}}.
+    """
+    if not hosts:
+        raise EdgeCompressError("Received no hosts; pass at least one `--host user@host`.")
+    out = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
+        futures = {pool.submit(bench_on_host, h, models, options, **kwargs): h for h in hosts}
+        for f in concurrent.futures.as_completed(futures):
+            h = futures[f]
+            try:
+                out[h] = f.result()
+                logger.info("%s: %d model(s) measured", h, len(out[h]["results"]))
+            except EdgeCompressError as e:
+                logger.error("%s", e)
+                out[h] = {"error": str(e)}
+    return out
+
+
+def merge_into_report(report: dict, results: dict) -> dict:
+    """Adds per-device results to `report["devices"]`, keyed by artifact name.
+
+    A device column is labelled `host/runtime`, so one board measured with
+    two runtimes gets two columns.
+    """
+    devices = report.setdefault("devices", {})
+    by_file = {Path(a["path"]).name: a["name"] for a in report.get("artifacts", [])}
+    for host, r in results.items():
+        if "error" in r:
+            devices[host] = {"error": r["error"]}
+            continue
+        label = f"{host}/{r['device']['runtime']['name']}"
+        devices.pop(host, None)  # an earlier failure of this host is superseded
+        devices[label] = {
+            "device": r["device"],
+            "harness_overhead_us": r["harness_overhead_us"],
+            "results": {by_file.get(x["model"], x["model"]): x for x in r["results"]},
+            "errors": r.get("errors", []),
+        }
+    return report

@@ -1,0 +1,75 @@
+"""Recipes compared side by side on one teacher: the `invoke benchmark` table.
+
+Trains (or loads) one teacher, runs each recipe on it, measures every
+artifact with the interpreter, and writes `benchmark.md` and
+`benchmark.json`: the numbers quoted in the README.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from edgecompress import calibration, models, report as report_lib
+from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
+from edgecompress.data import load_dataset
+from edgecompress.fileio import atomic_write_json, atomic_write_text
+from edgecompress.pipeline import compress
+from edgecompress.recipe import resolve_recipe
+
+logger = logging.getLogger(__name__)
+
+
+def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir="build/benchmark", *,
+              teacher_epochs=15, seed=0, runs=200, verbose=1, teacher=None) -> dict:
+    """Runs `recipes` on one teacher and writes the comparison table."""
+    out_dir = Path(out_dir)
+    started = time.time()
+    dataset = load_dataset(data, Preprocessing(), seed=seed) if teacher is None else None
+    if teacher is None:
+        model = models.build_teacher(dataset.preprocessing, dataset.num_classes, seed=seed)
+        logger.info("Training the teacher on %s (%d images, %d epochs)", dataset.name, len(dataset.y_train), teacher_epochs)
+        models.train_classifier(model, dataset, TrainConfig(epochs=teacher_epochs, seed=seed), verbose=verbose)
+        models.save_model(model, out_dir / "teacher.keras", ModelSpec(dataset.preprocessing, dataset.class_names))
+    else:
+        model = models.load_model(teacher)
+        spec = models.load_spec(teacher)
+        dataset = load_dataset(data, spec.preprocessing if spec else models.input_preprocessing(model), seed=seed)
+    cal_dir = out_dir / "calibration_data"
+    calibration.write_calibration_images(dataset, cal_dir, seed=seed)
+    rep = calibration.representative_dataset(
+        calibration.load_calibration_images(cal_dir, dataset.preprocessing), dataset.preprocessing)
+    rows, runs_out = [], {}
+    for name in recipes:
+        recipe = resolve_recipe(name)
+        logger.info("Recipe %r", recipe.name)
+        t0 = time.time()
+        result = compress(model, dataset, recipe, rep, out_dir / recipe.name, seed=seed, verbose=verbose, runs=runs)
+        result.pop("final_model")
+        result["seconds"] = round(time.time() - t0, 1)
+        runs_out[recipe.name] = result
+        for a in result["artifacts"]:
+            if a["name"] == "teacher_float32" and rows:
+                continue
+            rows.append((recipe.name if a["name"] != "teacher_float32" else "teacher", a))
+    study = {"dataset": dataset.describe(), "recipes": runs_out, "seconds": round(time.time() - started, 1)}
+    teacher_row = next(a for r, a in rows if r == "teacher")
+    table = [["recipe", "artifact", "size KB", "gzip KB", "x smaller (gzip)", "top-1 %", "delta pts", "sparsity %", "p50 ms"]]
+    for recipe_name, a in rows:
+        table.append([recipe_name, a["name"], f"{a['size_bytes'] / 1024:,.1f}", f"{a['gzip_bytes'] / 1024:,.1f}",
+                      f"{teacher_row['gzip_bytes'] / a['gzip_bytes']:.1f}", f"{100 * a['accuracy']:.2f}",
+                      f"{100 * (a['accuracy'] - teacher_row['accuracy']):+.2f}", f"{100 * a['sparsity']:.1f}",
+                      f"{a['latency_ms']['p50']:.3f}"])
+    study["table"] = table
+    lines = [f"# Benchmark on {dataset.name} ({len(dataset.y_train)} train / {len(dataset.y_test)} test)", "",
+             report_lib._markdown(table), "", "## Stages", ""]
+    for name, result in runs_out.items():
+        for s in result["stages"]:
+            m = {k: v for k, v in s["metrics"].items() if not isinstance(v, (list, dict))}
+            lines.append(f"- {name} / **{s['stage']}**: " + ", ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+    lines += ["", f"Total time: {study['seconds']:.0f} s."]
+    atomic_write_json(out_dir / "benchmark.json", study)
+    atomic_write_text(out_dir / "benchmark.md", "\n".join(lines) + "\n")
+    return study

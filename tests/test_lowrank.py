@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from edgecompress.errors import EdgeCompressError
+from edgecompress.lowrank import FactorizeConfig, choose_rank, factorize, macs
+from edgecompress.preprocessing import to_model_input
+
+pytestmark = pytest.mark.slow
+
+
+def test_choose_rank_by_energy_and_ratio():
+    s = np.array([3.0, 2.0, 1.0])  # squared: 9, 4, 1 -> cumulative 0.64, 0.93, 1.0
+    assert choose_rank(s, 10, 10, FactorizeConfig(energy=0.9), "x") == 2
+    assert choose_rank(s, 10, 10, FactorizeConfig(energy=0.5), "x") == 1
+    assert choose_rank(s, 10, 10, FactorizeConfig(energy=1.0), "x") == 3
+    assert choose_rank(s, 100, 100, FactorizeConfig(ratio=0.2), "x") == 10  # 10 * 200 = 0.2 * 100 * 100
+
+
+def test_rank_larger_than_layer_allows():
+    with pytest.raises(EdgeCompressError, match=r"ranks\['fc'\].*at most 8"):
+        choose_rank(np.ones(8), 8, 20, FactorizeConfig(ranks={"fc": 9}), "fc")
+
+
+def test_full_rank_reproduces_the_model(tiny_model, tiny_dataset):
+    # conv2 (3x3x8 -> 16): rank 16 is full; fc1 (784 -> 32): rank 32 is full.
+    new, m = factorize(tiny_model, None, FactorizeConfig(ranks={"conv2": 16, "fc1": 32}, layers=[], finetune_epochs=0))
+    x = to_model_input(tiny_dataset.x_test[:50], tiny_dataset.preprocessing)
+    np.testing.assert_allclose(new.predict(x, verbose=0), tiny_model.predict(x, verbose=0), atol=1e-4)
+    assert [l.name for l in new.layers if "_lr_" in l.name] == ["conv2_lr_a", "conv2_lr_b", "fc1_lr_a", "fc1_lr_b"]
+
+
+def test_energy_factorization_saves_params_and_macs(tiny_model, tiny_dataset):
+    new, m = factorize(tiny_model, tiny_dataset, FactorizeConfig(energy=0.6, finetune_epochs=1), verbose=0)
+    assert m["params"] < m["params_before"] and m["macs"] < m["macs_before"]
+    assert set(m["ranks"]) <= {"conv1", "conv2", "fc1"} and m["ranks"]
+    assert 0 < m["accuracy"] <= 1
+
+
+def test_layers_that_would_not_save_are_left_alone(tiny_model):
+    new, m = factorize(tiny_model, None, FactorizeConfig(energy=1.0, min_params=0, finetune_epochs=0))
+    assert m["ranks"] == {} and m["params"] == m["params_before"]
+
+
+def test_macs_of_the_default_teacher_by_hand(tiny_dataset):
+    from edgecompress.models import build_teacher
+
+    t = build_teacher(tiny_dataset.preprocessing, 10)
+    # conv1 28*28*3*3*1*32 + conv2 14*14*3*3*32*64 + fc1 3136*128 + logits 128*10
+    assert macs(t) == 225792 + 3612672 + 401408 + 1280
+
+
+def test_unknown_layer_and_branching_model(tiny_model):
+    from edgecompress._tf import keras
+
+    with pytest.raises(EdgeCompressError, match=r"\['nope'\].*not Dense or Conv2D"):
+        factorize(tiny_model, None, FactorizeConfig(layers=["nope"]))
+    inp = keras.Input((8,))
+    a, b = keras.layers.Dense(4)(inp), keras.layers.Dense(4)(inp)
+    branchy = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Add()([a, b])))
+    with pytest.raises(EdgeCompressError, match="not a single chain"):
+        factorize(branchy, None, FactorizeConfig())

@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from edgecompress.errors import EdgeCompressError
+from edgecompress.recipe import RECIPES_DIR, STAGES, Recipe, load_recipe, named_recipe, resolve_recipe
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.json")), ids=lambda p: p.stem)
+def test_shipped_recipes_load_and_round_trip(path):
+    r = load_recipe(path)
+    assert Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_default_recipe_combines_stages():
+    r = resolve_recipe(None)
+    assert [s.STAGE for s in r.stages] == ["distill", "prune"]
+    assert [c.name for c in r.quantize] == ["float32", "dynamic", "float16", "int8", "int8_float_io"]
+
+
+def test_unknown_stage_lists_valid_ones():
+    with pytest.raises(EdgeCompressError, match=r"unknown stage 'quantise'. Valid stages: \['distill', 'factorize', 'prune'\]"):
+        Recipe.from_dict({"stages": [{"stage": "quantise"}]})
+
+
+def test_unknown_parameter_lists_valid_ones():
+    with pytest.raises(EdgeCompressError, match=r"Unknown parameter\(s\) \['sparsity'\] for PruneConfig. Valid parameters: \['final_sparsity'"):
+        Recipe.from_dict({"stages": [{"stage": "prune", "sparsity": 0.5}]})
+
+
+@pytest.mark.parametrize("recipe, needle", [
+    ({"stages": [], "quantize": ["int4"]}, "Unknown quantization variant 'int4'"),
+    ({"stages": [], "quantize": []}, "empty `quantize`"),
+    ({"stages": [], "quantize": ["int8", "int8"]}, "names a variant twice"),
+    ({"steps": []}, r"Unknown recipe key\(s\) \['steps'\]"),
+])
+def test_bad_recipes(recipe, needle):
+    with pytest.raises(EdgeCompressError, match=needle):
+        Recipe.from_dict(recipe)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    p = tmp_path / "r.json"
+    p.write_text("{not json")
+    with pytest.raises(EdgeCompressError, match="r.json is not valid JSON"):
+        load_recipe(p)
+    p.write_text(json.dumps({"stages": [{"stage": "prune", "final_sparsity": 1.2}]}))
+    with pytest.raises(EdgeCompressError, match=r"r.json: .*final_sparsity=1.2"):
+        load_recipe(p)
+    with pytest.raises(EdgeCompressError, match="Unknown recipe 'nope'. Shipped recipes"):
+        named_recipe("nope")
+
+
+def test_registry_is_a_literal_table():
+    assert sorted(STAGES) == ["distill", "factorize", "prune"]
