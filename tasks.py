@@ -205,6 +205,46 @@ def bench_device(c, host, models=None, out="build/edge", python="python3", runs=
             options=SSHOptions(known_hosts=known_hosts, key=key, timeout=float(timeout), python=python))
 
 
+@task(name="android-assets", help={"out": "Build folder with the .tflite files (default: build/edge).",
+                                   "calibration": "Where sample images come from (default: calibration_data)."})
+def android_assets(c, out="build/edge", calibration="calibration_data"):
+    """Copy the built models, labels, preprocessing and sample images into the Android app."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.android import copy_assets
+
+        print(f"Assets in {copy_assets(out, calibration_dir=calibration)}")
+
+
+@task(name="android-check")
+def android_check(c):
+    """Compile every Android app source against android-all + TFLite and run its JVM tests."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.android import check_app
+
+        r = check_app()
+    print(f"Compiled {r['sources']} source file(s); JVM tests: {r['junit']}")
+
+
+@task(name="bench-android",
+      help={"apk": "The app's debug APK (default: build it with android_demo/gradlew assembleDebug).",
+            "models": "Comma-separated .tflite files (default: every .tflite in --out).",
+            "out": "Build folder whose report gets the results (default: build/edge).",
+            "serial": "adb device serial (default: the only device).", "threads": "Threads (default: 1).",
+            "runs": "Timed invokes (default: 200).", "delegate": "cpu, xnnpack, gpu or nnapi (default: xnnpack).",
+            "timeout": "Seconds to wait for each model (default: 300)."})
+def bench_android(c, apk=None, models=None, out="build/edge", serial=None, threads=1, runs=200, delegate="xnnpack",
+                  timeout=300):
+    """Benchmark the build's .tflite files on an Android phone over adb and add them to the report."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.tasks_impl import bench_android_task
+
+        bench_android_task(c, apk=apk, models=models.split(",") if models else None, out=out, serial=serial,
+                           threads=int(threads), runs=int(runs), delegate=delegate, timeout=float(timeout))
+
+
 @task(help={"k": "Only tests matching this expression.", "fast": "Skip tests marked slow."})
 def test(c, k=None, fast=False):
     """Run the test suite."""
@@ -217,5 +257,5 @@ def test(c, k=None, fast=False):
 
 
 ns = Collection(build_edge, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
-                bench_device, benchmark, test)
+                bench_device, android_assets, android_check, bench_android, benchmark, test)
 ns.configure({"run": {"echo": True}})

@@ -137,3 +137,23 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
         raise EdgeCompressError(f"{len(failed)} of {len(results)} host(s) failed:\n" +
                                 "\n".join(f"  {e}" for e in failed.values()))
     return results
+
+
+def bench_android_task(c, apk=None, models=None, out="build/edge", serial=None, threads=1, runs=200, delegate="xnnpack",
+                       timeout=300.0):
+    """Runs the app's headless benchmark over adb and merges it into the build's report."""
+    from edgecompress import android, remote
+
+    files = _tflite_files(models, out)
+    result = android.bench_android(c, files, apk=apk, serial=serial, threads=threads, runs=runs, delegate=delegate,
+                                   out_dir=out, timeout=timeout)
+    label = f"android:{serial or result['device'].get('board') or 'device'}"
+    report_path = Path(out) / report_lib.REPORT_JSON
+    if report_path.exists():
+        report = report_lib.load_report(out)
+        remote.merge_into_report(report, {label: result})
+        report_lib.write_report(report, out)
+        print(report_lib.format_text_table(report_lib.device_table(report)))
+    for e in result["errors"]:
+        print(f"error: {e['model']}: {e['error']}")
+    return result

@@ -38,3 +38,11 @@ def test_percentile_matches_numpy():
 def test_bad_scale():
     with pytest.raises(ValueError, match="scale must be positive"):
         quantize([1.0], 0.0, 0)
+
+
+@pytest.mark.parametrize("case", VECTORS["gray"], ids=lambda c: str(c["rgb"]))
+def test_gray_vectors_are_pillows(case):
+    from PIL import Image
+
+    img = Image.fromarray(np.array([[case["rgb"]]], np.uint8), "RGB").convert("L")
+    assert int(np.asarray(img)[0, 0]) == case["l"]
