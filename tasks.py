@@ -23,10 +23,11 @@ from edgecompress.cli import print_report_summary, setup_logging, user_errors
         "unsafe": "Allow Lambda layers (arbitrary code) when loading --model. Only for models you trust.",
         "quiet": "Hide progress output.",
         "strategy": "tf.distribute strategy for the teacher: default, mirrored or multiworker (default: default).",
+        "no_cache": "Recompute every stage instead of reusing unchanged ones from OUT/.cache.",
     }
 )
 def build_edge(c, model=None, data=None, calibration=None, recipe=None, out="build/edge", epochs=8, seed=0,
-               threads=1, runs=200, scale="unit", unsafe=False, quiet=False, strategy="default"):
+               threads=1, runs=200, scale="unit", unsafe=False, quiet=False, strategy="default", no_cache=False):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -34,7 +35,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out="bui
 
         opts = BuildOptions(model=model, data=data, calibration=calibration, recipe=recipe, out_dir=out,
                             epochs=int(epochs), seed=int(seed), threads=int(threads), runs=int(runs),
-                            scale=scale, safe_mode=not unsafe, verbose=0 if quiet else 1, strategy=strategy)
+                            scale=scale, safe_mode=not unsafe, verbose=0 if quiet else 1, strategy=strategy, cache=not no_cache)
         try:
             report = run(opts)
         except PartialBuildError as e:

@@ -56,6 +56,8 @@ class BuildOptions(_Config):
         verbose: Keras progress bars (1) or silence (0). Defaults to 1.
         strategy: `tf.distribute` strategy for training the teacher (stages
             take theirs from the recipe). Defaults to `"default"`.
+        cache: Reuse stages whose inputs did not change, from
+            `<out_dir>/.cache`. Defaults to True.
     """
 
     model: str | None = None
@@ -72,6 +74,7 @@ class BuildOptions(_Config):
     safe_mode: bool = True
     verbose: int = 1
     strategy: str = "default"
+    cache: bool = True
 
     def __post_init__(self):
         _require(isinstance(self.runs, int) and self.runs >= 1,
@@ -84,28 +87,38 @@ def _step(i, n, text):
     logger.info("[%d/%d] %s", i, n, text)
 
 
-def prepare_model(options: BuildOptions, dataset=None):
-    """Loads the user's model or trains the default teacher; returns (model, dataset, spec)."""
+def prepare_model(options: BuildOptions, cache=None):
+    """Loads the user's model or trains (or reuses) the default teacher.
+
+    Returns (model, dataset, key): `key` identifies the model's content for
+    the cache.
+    """
+    from edgecompress.cache import StageCache, make_key, versions
+    from edgecompress.fileio import sha256_path
+
+    cache = cache or StageCache(Path(options.out_dir) / ".cache", enabled=False)
     if options.model:
         model = models.load_model(options.model, safe_mode=options.safe_mode)
         saved = models.load_spec(options.model)
         spec = saved.preprocessing if saved else models.input_preprocessing(model, options.scale)
-        if dataset is None:
-            dataset = load_dataset(options.data, spec, seed=options.seed)
+        dataset = load_dataset(options.data, spec, seed=options.seed)
         n_out = model.output_shape[-1]
         if n_out != dataset.num_classes:
             raise EdgeCompressError(
                 f"Model {options.model} has {n_out} outputs but the data has {dataset.num_classes} "
                 f"classes ({list(dataset.class_names)}). Pass the data the model was trained on."
             )
-        return model, dataset
-    if dataset is None:
-        dataset = load_dataset(options.data, None if options.data else Preprocessing(), seed=options.seed)
-    with get_strategy(options.strategy).scope():
-        model = models.build_teacher(dataset.preprocessing, dataset.num_classes, seed=options.seed)
-    models.train_classifier(model, dataset, TrainConfig(epochs=options.epochs, seed=options.seed,
-                                                        strategy=options.strategy), verbose=options.verbose)
-    return model, dataset
+        return model, dataset, make_key("model", sha256_path(options.model), spec.to_dict())
+    dataset = load_dataset(options.data, None if options.data else Preprocessing(), seed=options.seed)
+    train = TrainConfig(epochs=options.epochs, seed=options.seed, strategy=options.strategy)
+    key = make_key("teacher", dataset.fingerprint(), train.to_dict(), versions())
+    model = cache.get_model("teacher", key)
+    if model is None:
+        with get_strategy(options.strategy).scope():
+            model = models.build_teacher(dataset.preprocessing, dataset.num_classes, seed=options.seed)
+        models.train_classifier(model, dataset, train, verbose=options.verbose)
+        cache.put_model("teacher", key, model)
+    return model, dataset, key
 
 
 def calibration_pixels(options: BuildOptions, dataset, out_dir: Path):
@@ -119,31 +132,53 @@ def calibration_pixels(options: BuildOptions, dataset, out_dir: Path):
     return calibration.load_calibration_images(folder, dataset.preprocessing), str(folder)
 
 
-def convert_and_measure(model, conversions, rep, out_dir, x_test, y_test, reference, *, threads=1, runs=200,
-                        warmup=20, prefix="", provenance=None):
-    """Converts `model` to each variant and measures it; returns (artifacts, failed)."""
+def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *, threads=1, runs=200, warmup=20,
+                        prefix="", provenance=None, reference=None):
+    """Converts `model` to each variant (into the cache) and measures it.
+
+    Returns (artifacts, failed); each artifact's `cache_path` is the file to
+    publish.
+    """
+    from edgecompress.cache import make_key
+    from edgecompress.fileio import sha256_bytes
+
+    x_test = to_model_input(dataset.x_test, dataset.preprocessing)
+    calib_key = sha256_bytes(pixels.tobytes())
+    rep = calibration.representative_dataset(pixels, dataset.preprocessing)
     artifacts, failed = [], []
     for conv in conversions:
         name = prefix + conv.name
-        try:
-            data = quantization.convert(model, conv, rep)
-        except EdgeCompressError as e:
-            # Keep going: the other variants are still worth having.
-            logger.error("  %s: %s", name, e)
-            failed.append({"name": name, "error": str(e)})
-            continue
-        path = quantization.write_tflite(data, out_dir, name)
-        sparsity = weight_sparsity(data)
-        result, _ = evaluate_tflite(path, x_test, y_test, reference=reference, num_threads=threads)
-        b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
+        key = make_key(model_key, conv.to_dict(), calib_key)
+        data = cache.get_bytes(f"{name}.convert", key, ".tflite")
+        if data is None:
+            try:
+                data = quantization.convert(model, conv, rep)
+            except EdgeCompressError as e:
+                # Keep going: the other variants are still worth having.
+                logger.error("  %s: %s", name, e)
+                failed.append({"name": name, "error": str(e)})
+                continue
+            cache.put_bytes(f"{name}.convert", key, ".tflite", data)
+        path = cache._path(f"{name}.convert", key, ".tflite")  # noqa: SLF001
+        if not cache.enabled:
+            path = quantization.write_tflite(data, cache.root, name)
+        mkey = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup, model_key)
+        measured = cache.get_json(f"{name}.measure", mkey)
+        if measured is None:
+            if reference is None:
+                reference = model.predict(x_test, batch_size=256, verbose=0).argmax(-1)
+            result, _ = evaluate_tflite(path, x_test, dataset.y_test, reference=reference, num_threads=threads)
+            b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
+            sparsity = weight_sparsity(data)
+            measured = {"accuracy": result["accuracy"], "agreement": result["agreement"],
+                        "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
+                        "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
+                        "float_ops": float_ops(data) if conv.quantization.value == "int8" else None}
+            cache.put_json(f"{name}.measure", mkey, measured)
         artifacts.append({
-            "name": name, "path": str(path), "quantization": conv.quantization.value,
-            "size_bytes": len(data), "gzip_bytes": report_lib.gzip_size(data),
-            "accuracy": result["accuracy"], "agreement": result["agreement"],
-            "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
-            "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
-            "float_ops": float_ops(data) if conv.quantization.value == "int8" else None,
-            "recipe": {**(provenance or {}), "conversion": conv.to_dict()},
+            "name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": conv.quantization.value,
+            "size_bytes": len(data), "gzip_bytes": report_lib.gzip_size(data), "sha256": sha256_bytes(data),
+            **measured, "recipe": {**(provenance or {}), "conversion": conv.to_dict()},
         })
         a = artifacts[-1]
         logger.info("  %s: %d bytes (%d gzipped), top-1 %.2f%%, sparsity %.1f%%, p50 %.3f ms", name, a["size_bytes"],
@@ -151,41 +186,58 @@ def convert_and_measure(model, conversions, rep, out_dir, x_test, y_test, refere
     return artifacts, failed
 
 
-def run_stages(teacher, dataset, recipe, *, seed=0, verbose=1):
-    """Applies the recipe's stages in order; returns (final model, stage log)."""
-    stage_log = [{"stage": "teacher", "model": teacher.name, "metrics": {
-        "accuracy": models.keras_accuracy(teacher, dataset), "params": models.count_params(teacher),
-        "sparsity": keras_sparsity(teacher)}}]
-    final = teacher
+def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=1):
+    """Applies the recipe's stages in order, reusing cached ones.
+
+    Returns (final model, final key, stage log).
+    """
+    from edgecompress.cache import make_key
+
+    metrics_key = make_key(teacher_key, dataset.fingerprint())
+    teacher_metrics = cache.get_json("teacher.metrics", metrics_key)
+    if teacher_metrics is None:
+        teacher_metrics = {"accuracy": models.keras_accuracy(teacher, dataset), "params": models.count_params(teacher),
+                           "sparsity": keras_sparsity(teacher)}
+        cache.put_json("teacher.metrics", metrics_key, teacher_metrics)
+    stage_log = [{"stage": "teacher", "model": teacher.name, "metrics": teacher_metrics}]
+    final, key = teacher, teacher_key
     for i, stage in enumerate(recipe.stages, 1):
+        key = make_key(key, stage.STAGE, stage.to_dict(), dataset.fingerprint(), seed)
+        name = f"stage{i}-{stage.STAGE}"
         logger.info("  stage %d/%d: %s", i, len(recipe.stages), stage.STAGE)
-        final, metrics = stage.apply(final, dataset, teacher=teacher, seed=seed, verbose=verbose)
-        metrics.setdefault("params", models.count_params(final))
-        metrics.setdefault("sparsity", keras_sparsity(final))
+        cached = cache.get_model(name, key)
+        metrics = cache.get_json(f"{name}.metrics", key)
+        if cached is not None and metrics is not None:
+            final = cached
+        else:
+            final, metrics = stage.apply(final, dataset, teacher=teacher, seed=seed, verbose=verbose)
+            metrics.setdefault("params", models.count_params(final))
+            metrics.setdefault("sparsity", keras_sparsity(final))
+            cache.put_model(name, key, final)
+            cache.put_json(f"{name}.metrics", key, metrics)
         stage_log.append({"stage": stage.STAGE, "model": final.name, "config": stage.to_dict(), "metrics": metrics})
-    return final, stage_log
+    return final, key, stage_log
 
 
-def compress(teacher, dataset, recipe: Recipe, rep, out_dir, *, seed=0, verbose=1, threads=1, runs=200, warmup=20):
+def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, seed=0, verbose=1, threads=1,
+             runs=200, warmup=20):
     """Runs `recipe` on `teacher`: stages, then conversion and measurement.
 
     When the recipe has stages, the teacher's own float32 `.tflite` is made
     too (`teacher_float32`) and is the baseline, so the table shows the whole
-    compression. Returns a dict with `artifacts`, `failed`, `stages` and
-    `baseline`.
+    compression. Returns a dict with `artifacts`, `failed`, `stages`,
+    `baseline` and `final_model`.
     """
-    x_test = to_model_input(dataset.x_test, dataset.preprocessing)
-    final, stage_log = run_stages(teacher, dataset, recipe, seed=seed, verbose=verbose)
-    reference = final.predict(x_test, batch_size=256, verbose=0).argmax(-1)
+    final, final_key, stage_log = run_stages(teacher, dataset, recipe, cache, teacher_key, seed=seed, verbose=verbose)
     provenance = {"recipe": recipe.to_dict(), "stages": stage_log}
     artifacts, failed = [], []
+    kw = {"threads": threads, "runs": runs, "warmup": warmup}
     if recipe.stages:
-        teacher_ref = teacher.predict(x_test, batch_size=256, verbose=0).argmax(-1)
         artifacts, failed = convert_and_measure(
-            teacher, [configs.float32()], rep, out_dir, x_test, dataset.y_test, teacher_ref, threads=threads,
-            runs=runs, warmup=warmup, prefix="teacher_", provenance={"recipe": {"name": "teacher"}, "stages": stage_log[:1]})
-    more, more_failed = convert_and_measure(final, recipe.quantize, rep, out_dir, x_test, dataset.y_test, reference,
-                                            threads=threads, runs=runs, warmup=warmup, provenance=provenance)
+            teacher, [configs.float32()], pixels, dataset, cache, teacher_key, prefix="teacher_",
+            provenance={"recipe": {"name": "teacher"}, "stages": stage_log[:1]}, **kw)
+    more, more_failed = convert_and_measure(final, recipe.quantize, pixels, dataset, cache, final_key,
+                                            provenance=provenance, **kw)
     artifacts += more
     failed += more_failed
     if not artifacts:
@@ -195,40 +247,59 @@ def compress(teacher, dataset, recipe: Recipe, rep, out_dir, *, seed=0, verbose=
     return {"artifacts": artifacts, "failed": failed, "stages": stage_log, "baseline": baseline, "final_model": final}
 
 
+def publish(artifacts, out_dir: Path) -> None:
+    """Copies finished artifacts from the cache into `out_dir`, each atomically."""
+    from edgecompress.fileio import atomic_write_bytes
+
+    for a in artifacts:
+        src = Path(a.pop("cache_path"))
+        dst = out_dir / a["path"]
+        if not dst.exists() or dst.read_bytes() != src.read_bytes():
+            atomic_write_bytes(dst, src.read_bytes())
+        a["path"] = str(dst)
+
+
 def build_edge(options: BuildOptions = None) -> dict:
     """Runs the whole pipeline and writes `report.json` and `report.md`.
 
-    Returns the report as a dict.
+    Stages whose inputs did not change are reused from `<out_dir>/.cache`.
+    New artifacts are published into `out_dir` only at the end, the report
+    last, so an interrupted build leaves the previous build's files intact.
 
     Raises:
         PartialBuildError: when some variants failed; the others and the
             report were still written.
     """
+    from edgecompress.cache import StageCache, versions
+
     options = options or BuildOptions()
     recipe = resolve_recipe(options.recipe)
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    cache = StageCache(out_dir / ".cache", enabled=options.cache)
     started = time.time()
     n = 4
     _step(1, n, "Loading data and model")
-    model, dataset = prepare_model(options)
+    model, dataset, teacher_key = prepare_model(options, cache)
     spec = ModelSpec(dataset.preprocessing, dataset.class_names)
-    atomic_write_json(out_dir / "model_spec.json", spec.to_dict())
-    models.save_model(model, out_dir / "teacher.keras", spec)
     logger.info("Teacher %s: %d parameters", model.name, models.count_params(model))
 
     _step(2, n, "Reading calibration images")
     pixels, calib_dir = calibration_pixels(options, dataset, out_dir)
-    rep = calibration.representative_dataset(pixels, dataset.preprocessing)
 
     _step(3, n, f"Running recipe {recipe.name!r}: {len(recipe.stages)} stage(s), {len(recipe.quantize)} variant(s), "
                 "each measured with the TFLite interpreter")
-    result = compress(model, dataset, recipe, rep, out_dir, seed=options.seed, verbose=options.verbose,
+    result = compress(model, dataset, recipe, pixels, cache, teacher_key, seed=options.seed, verbose=options.verbose,
                       threads=options.threads, runs=options.runs, warmup=options.warmup)
+
+    _step(4, n, "Publishing artifacts and writing the report")
+    publish(result["artifacts"], out_dir)
+    atomic_write_json(out_dir / "model_spec.json", spec.to_dict())
+    models.save_model(model, out_dir / "teacher.keras", spec)
     if recipe.stages:
         models.save_model(result["final_model"], out_dir / "final.keras", spec)
-
-    _step(4, n, "Writing the report")
+    elif (out_dir / "final.keras").exists():
+        (out_dir / "final.keras").unlink()
     report = {
         "dataset": dataset.describe(),
         "baseline": result["baseline"],
@@ -238,14 +309,19 @@ def build_edge(options: BuildOptions = None) -> dict:
         "model_spec": spec.to_dict(),
         "calibration": {"path": calib_dir, "count": int(len(pixels))},
         "host": {**bench.device_info(), "hostname": platform.node()},
+        "versions": versions(),
+        "seed": options.seed,
         "threads": options.threads,
         "latency_runs": options.runs,
         "options": options.to_dict(),
+        "cache": {"reused": cache.reused, "computed": cache.computed},
         "seconds": round(time.time() - started, 1),
         "devices": {},
         "failed": result["failed"],
     }
     report_lib.write_report(report, out_dir)
+    if cache.reused:
+        logger.info("Reused %d cached step(s): %s", len(cache.reused), ", ".join(cache.reused))
     if result["failed"]:
         raise PartialBuildError(report, result["failed"])
     return report

@@ -15,7 +15,9 @@ from edgecompress import calibration, models, report as report_lib
 from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
 from edgecompress.data import load_dataset
 from edgecompress.fileio import atomic_write_json, atomic_write_text
-from edgecompress.pipeline import compress
+from edgecompress.cache import StageCache, make_key
+from edgecompress.fileio import sha256_path
+from edgecompress.pipeline import compress, publish
 from edgecompress.recipe import resolve_recipe
 
 logger = logging.getLogger(__name__)
@@ -38,15 +40,17 @@ def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir=
         dataset = load_dataset(data, spec.preprocessing if spec else models.input_preprocessing(model), seed=seed)
     cal_dir = out_dir / "calibration_data"
     calibration.write_calibration_images(dataset, cal_dir, seed=seed)
-    rep = calibration.representative_dataset(
-        calibration.load_calibration_images(cal_dir, dataset.preprocessing), dataset.preprocessing)
+    pixels = calibration.load_calibration_images(cal_dir, dataset.preprocessing)
+    cache = StageCache(out_dir / ".cache")
+    teacher_key = make_key("study-teacher", sha256_path(out_dir / "teacher.keras" if teacher is None else teacher))
     rows, runs_out = [], {}
     for name in recipes:
         recipe = resolve_recipe(name)
         logger.info("Recipe %r", recipe.name)
         t0 = time.time()
-        result = compress(model, dataset, recipe, rep, out_dir / recipe.name, seed=seed, verbose=verbose, runs=runs)
+        result = compress(model, dataset, recipe, pixels, cache, teacher_key, seed=seed, verbose=verbose, runs=runs)
         result.pop("final_model")
+        publish(result["artifacts"], out_dir / recipe.name)
         result["seconds"] = round(time.time() - t0, 1)
         runs_out[recipe.name] = result
         for a in result["artifacts"]:

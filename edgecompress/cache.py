@@ -1,0 +1,106 @@
+"""A content-addressed cache of stage outputs, so unchanged stages are reused.
+
+Each stage's output is stored under `<out_dir>/.cache/` with a name that
+ends in a hash of everything that produced it: the previous stage's key, the
+stage's config, the data's fingerprint, the seed, and the versions of the
+libraries involved. A second build with nothing changed reuses every stage;
+change one parameter and only that stage and the ones after it run again.
+Files are written atomically, so a killed build leaves no half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from edgecompress.fileio import atomic_path, atomic_write_bytes, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+_DISTRIBUTIONS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy", "edgecompress")
+
+
+def versions() -> dict:
+    """Versions of Python and the libraries that shape an artifact."""
+    out = {"python": platform.python_version()}
+    for d in _DISTRIBUTIONS:
+        try:
+            out[d] = metadata.version(d)
+        except metadata.PackageNotFoundError:
+            out[d] = None
+    return out
+
+
+def make_key(*parts) -> str:
+    """A short stable hash of JSON-able parts."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+class StageCache:
+    """Stores models, bytes and JSON by (name, key) under `root`."""
+
+    def __init__(self, root, enabled: bool = True):
+        self.root = Path(root)
+        self.enabled = enabled
+        self.reused: list[str] = []
+        self.computed: list[str] = []
+        if enabled:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for stale in self.root.glob(".*partial*"):  # left by a killed build
+                stale.unlink(missing_ok=True)
+
+    def _path(self, name: str, key: str, suffix: str) -> Path:
+        return self.root / f"{name}-{key}{suffix}"
+
+    def _note(self, hit: bool, name: str):
+        (self.reused if hit else self.computed).append(name)
+        if hit:
+            logger.info("  reused %s (unchanged inputs)", name)
+
+    def get_model(self, name: str, key: str):
+        p = self._path(name, key, ".keras")
+        if not (self.enabled and p.exists()):
+            return None
+        import tensorflow_model_optimization as tfmot
+
+        from edgecompress._tf import keras
+
+        with tfmot.quantization.keras.quantize_scope():  # QAT models carry tfmot layers
+            model = keras.models.load_model(p, compile=False)
+        self._note(True, name)
+        return model
+
+    def put_model(self, name: str, key: str, model) -> None:
+        self._note(False, name)
+        if self.enabled:
+            with atomic_path(self._path(name, key, ".keras")) as tmp:
+                model.save(tmp)
+
+    def get_bytes(self, name: str, key: str, suffix: str) -> bytes | None:
+        p = self._path(name, key, suffix)
+        if self.enabled and p.exists():
+            self._note(True, name)
+            return p.read_bytes()
+        return None
+
+    def put_bytes(self, name: str, key: str, suffix: str, data: bytes) -> Path:
+        self._note(False, name)
+        p = self._path(name, key, suffix)
+        if self.enabled:
+            atomic_write_bytes(p, data)
+        return p
+
+    def get_json(self, name: str, key: str):
+        p = self._path(name, key, ".json")
+        if self.enabled and p.exists():
+            return json.loads(p.read_text())
+        return None
+
+    def put_json(self, name: str, key: str, obj) -> None:
+        if self.enabled:
+            atomic_write_json(self._path(name, key, ".json"), obj)
