@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import logging
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -175,8 +176,9 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise EdgeCompressError(f"Cannot read {path} as an .npz archive ({e}).") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise EdgeCompressError(f"Cannot read {path} as an .npz archive ({type(e).__name__}: {e}). "
+                                "Re-save it with `numpy.savez`.") from None
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     elif {"x", "y"} <= arrays.keys():
@@ -283,7 +285,7 @@ def _read_classes(root: Path, class_names, spec, notice):
             xs.append(load_image(f, spec, notice))
             ys.append(label)
     if not xs:
-        raise EdgeCompressError(f"No images (PNG/JPEG/BMP/GIF/WebP) found under {root}.")
+        raise EdgeCompressError(f"No images (PNG/JPEG/BMP/GIF/WebP/TIFF) found under {root}.")
     return np.stack(xs), np.asarray(ys, np.int64)
 
 

@@ -22,7 +22,10 @@ from edgecompress.errors import EdgeCompressError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# Training and calibration images are small; a larger file is almost always a
+# mistake (or a decompression bomb), refused before it is decoded.
+MAX_PIXELS = 50_000_000
 
 
 def to_model_input(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
@@ -83,6 +86,11 @@ def load_image(path, spec: Preprocessing, notice: ConversionNotice | None = None
     path = Path(path)
     try:
         with Image.open(path) as img:
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise EdgeCompressError(
+                    f"Image {path} is {img.size[0]}x{img.size[1]} ({img.size[0] * img.size[1] / 1e6:.0f} MP), over the "
+                    f"{MAX_PIXELS / 1e6:.0f} MP limit. Downscale it to about the model's input size first."
+                )
             img.load()
             src_mode, src_size = img.mode, img.size
             img = _to_8bit_mode(img)

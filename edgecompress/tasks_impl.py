@@ -88,10 +88,9 @@ def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None):
         from edgecompress.fileio import atomic_write_json
 
         atomic_write_json(json_out, out)
-    for e in out["errors"]:
-        print(f"error: {e['model']}: {e['error']}")
     if out["errors"]:
-        raise EdgeCompressError(f"{len(out['errors'])} model(s) failed to benchmark.")
+        raise EdgeCompressError(f"{len(out['errors'])} model(s) failed to benchmark:\n" +
+                                "\n".join(f"  {e['model']}: {e['error']}" for e in out["errors"]))
     return out
 
 
