@@ -246,6 +246,24 @@ def bench_android(c, apk=None, models=None, out="build/edge", serial=None, threa
                            threads=int(threads), runs=int(runs), delegate=delegate, timeout=float(timeout))
 
 
+@task(name="check-model", help={"model": "Model to check (default: build/edge/teacher.keras).",
+                                "json": "Also write the findings as JSON here.",
+                                "unsafe": "Allow Lambda layers when loading the model."})
+def check_model(c, model="build/edge/teacher.keras", json=None, unsafe=False):
+    """Pre-flight: layers tfmot cannot prune/QAT, ops that will not be int8, XNNPACK sparse use."""
+    setup_logging(False)
+    with user_errors():
+        from edgecompress.models import load_model
+        from edgecompress.preflight import check_model as run, format_findings
+
+        r = run(load_model(model, safe_mode=not unsafe))
+        if json:
+            from edgecompress.fileio import atomic_write_json
+
+            atomic_write_json(json, r)
+    print(format_findings(r))
+
+
 @task(help={"k": "Only tests matching this expression.", "fast": "Skip tests marked slow."})
 def test(c, k=None, fast=False):
     """Run the test suite."""
@@ -258,5 +276,5 @@ def test(c, k=None, fast=False):
 
 
 ns = Collection(build_edge, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
-                bench_device, android_assets, android_check, bench_android, benchmark, test)
+                bench_device, android_assets, android_check, bench_android, check_model, benchmark, test)
 ns.configure({"run": {"echo": True}})

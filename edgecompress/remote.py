@@ -79,7 +79,9 @@ def connect(host: str, options: SSHOptions):
                 f"{host}: host key unknown (not in {known}). Check the device's fingerprint, then add it with "
                 f"`ssh-keyscan -p {conn.port} {conn.host} >> {known}`."
             ) from None
-        if "Error reading SSH protocol banner" in msg or "timed out" in msg.lower():
+        # A listener that never speaks SSH shows up as a banner timeout, or as
+        # "No existing session" when paramiko gives up on the dead transport.
+        if "Error reading SSH protocol banner" in msg or "timed out" in msg.lower() or "No existing session" in msg:
             raise EdgeCompressError(f"{host}: no SSH answer within {options.timeout:g} s ({msg}).") from None
         raise EdgeCompressError(f"{host}: SSH failed: {msg}") from None
     except (socket.timeout, TimeoutError):
