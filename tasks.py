@@ -24,22 +24,34 @@ from edgecompress.cli import print_report_summary, setup_logging, user_errors
         "quiet": "Hide progress output.",
         "strategy": "tf.distribute strategy for the teacher: default, mirrored or multiworker (default: default).",
         "no_cache": "Recompute every stage instead of reusing unchanged ones from OUT/.cache.",
+        "max_accuracy_drop": "Quality gate: most top-1 points below the baseline (also tries selective int8).",
+        "max_size_kb": "Quality gate: largest .tflite in KiB.",
+        "max_latency_ms": "Quality gate: slowest host p50 in ms.",
     }
 )
 def build_edge(c, model=None, data=None, calibration=None, recipe=None, out="build/edge", epochs=8, seed=0,
-               threads=1, runs=200, scale="unit", unsafe=False, quiet=False, strategy="default", no_cache=False):
+               threads=1, runs=200, scale="unit", unsafe=False, quiet=False, strategy="default", no_cache=False,
+               max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
+        from edgecompress.gate import GateError
         from edgecompress.pipeline import BuildOptions, PartialBuildError, build_edge as run
 
         opts = BuildOptions(model=model, data=data, calibration=calibration, recipe=recipe, out_dir=out,
                             epochs=int(epochs), seed=int(seed), threads=int(threads), runs=int(runs),
-                            scale=scale, safe_mode=not unsafe, verbose=0 if quiet else 1, strategy=strategy, cache=not no_cache)
+                            scale=scale, safe_mode=not unsafe, verbose=0 if quiet else 1, strategy=strategy, cache=not no_cache,
+                            max_accuracy_drop=_num(max_accuracy_drop), max_size_kb=_num(max_size_kb),
+                            max_latency_ms=_num(max_latency_ms))
         try:
             report = run(opts)
         except PartialBuildError as e:
             print_report_summary(e.report, out)
+            raise
+        except GateError:
+            from edgecompress.report import load_report
+
+            print_report_summary(load_report(out), out)
             raise
     print_report_summary(report, out)
 

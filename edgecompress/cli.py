@@ -34,7 +34,7 @@ def user_errors():
     try:
         yield
     except EdgeCompressError as e:
-        raise Exit(f"error: {e}", code=EXIT_USAGE) from None
+        raise Exit(f"error: {e}", code=getattr(e, "exit_code", EXIT_USAGE)) from None
     except KeyboardInterrupt:
         raise Exit("interrupted: finished artifacts were kept; partial files were discarded.", code=130) from None
 

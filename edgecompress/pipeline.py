@@ -21,6 +21,7 @@ from edgecompress.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
 from edgecompress.evaluation import evaluate_tflite
 from edgecompress.fileio import atomic_write_json
+from edgecompress.gate import Constraints, GateError, select
 from edgecompress.inspect import float_ops, weight_sparsity
 from edgecompress.pruning import keras_sparsity
 from edgecompress.preprocessing import to_model_input
@@ -58,6 +59,10 @@ class BuildOptions(_Config):
             take theirs from the recipe). Defaults to `"default"`.
         cache: Reuse stages whose inputs did not change, from
             `<out_dir>/.cache`. Defaults to True.
+        max_accuracy_drop, max_size_kb, max_latency_ms: Quality gate (see
+            `gate.Constraints`): the artifact meeting them all is written as
+            `selected.tflite`; when int8 loses too much, selective int8
+            (`qdebug.recover_int8`) is tried first. Default to None.
     """
 
     model: str | None = None
@@ -75,6 +80,9 @@ class BuildOptions(_Config):
     verbose: int = 1
     strategy: str = "default"
     cache: bool = True
+    max_accuracy_drop: float | None = None
+    max_size_kb: float | None = None
+    max_latency_ms: float | None = None
 
     def __post_init__(self):
         _require(isinstance(self.runs, int) and self.runs >= 1,
@@ -292,6 +300,11 @@ def build_edge(options: BuildOptions = None) -> dict:
     result = compress(model, dataset, recipe, pixels, cache, teacher_key, seed=options.seed, verbose=options.verbose,
                       threads=options.threads, runs=options.runs, warmup=options.warmup)
 
+    constraints = Constraints(options.max_accuracy_drop, options.max_size_kb, options.max_latency_ms)
+    recovery = None
+    if constraints.max_accuracy_drop is not None:
+        recovery = _recover_int8_if_needed(result, dataset, pixels, cache, constraints, options)
+
     _step(4, n, "Publishing artifacts and writing the report")
     publish(result["artifacts"], out_dir)
     atomic_write_json(out_dir / "model_spec.json", spec.to_dict())
@@ -319,12 +332,66 @@ def build_edge(options: BuildOptions = None) -> dict:
         "devices": {},
         "failed": result["failed"],
     }
+    if recovery is not None:
+        report["int8_recovery"] = recovery
+    gate_error = None
+    if constraints.any:
+        report["constraints"] = constraints.to_dict()
+        try:
+            chosen = select(report, constraints)
+            report["selected"] = chosen["name"]
+            from edgecompress.fileio import atomic_write_bytes
+
+            atomic_write_bytes(out_dir / "selected.tflite", Path(chosen["path"]).read_bytes())
+            logger.info("Selected %s (%d bytes, %d gzipped, top-1 %.2f%%) as selected.tflite", chosen["name"],
+                        chosen["size_bytes"], chosen["gzip_bytes"], 100 * chosen["accuracy"])
+        except GateError as e:
+            gate_error = e
+            report["selected"] = None
     report_lib.write_report(report, out_dir)
+    if gate_error is not None:
+        raise gate_error
     if cache.reused:
         logger.info("Reused %d cached step(s): %s", len(cache.reused), ", ".join(cache.reused))
     if result["failed"]:
         raise PartialBuildError(report, result["failed"])
     return report
+
+
+def _recover_int8_if_needed(result, dataset, pixels, cache, constraints, options):
+    """When every int8 artifact loses more than allowed, adds a selective-int8 one."""
+    from edgecompress.qdebug import recover_int8
+
+    arts = result["artifacts"]
+    base = next(a for a in arts if a["name"] == result["baseline"])
+    int8 = [a for a in arts if a["quantization"] == "int8"]
+    if not int8 or any(100 * (base["accuracy"] - a["accuracy"]) <= constraints.max_accuracy_drop for a in int8):
+        return None
+    logger.info("int8 loses more than %.2f points; looking for the layers responsible", constraints.max_accuracy_drop)
+    x_test = to_model_input(dataset.x_test, dataset.preprocessing)
+    rep = calibration.representative_dataset(pixels, dataset.preprocessing)
+    r = recover_int8(result["final_model"], rep, x_test, dataset.y_test, max_drop=constraints.max_accuracy_drop / 100,
+                     float_accuracy=base["accuracy"])
+    summary = {"float_layers": r["float_layers"], "tried": r["tried"], "layer_errors": r["errors"]}
+    if r["data"] is not None:
+        from edgecompress.cache import make_key
+        from edgecompress.fileio import sha256_bytes
+
+        key = make_key(sha256_bytes(r["data"]))
+        path = cache.put_bytes("int8_selective.convert", key, ".tflite", r["data"])
+        b = bench.benchmark(path, runs=options.runs, warmup=options.warmup, threads=options.threads, probe=False)
+        full = min(int8, key=lambda a: a["size_bytes"])
+        arts.append({"name": "int8_selective", "path": "int8_selective.tflite", "cache_path": str(path),
+                     "quantization": "int8", "size_bytes": len(r["data"]), "gzip_bytes": report_lib.gzip_size(r["data"]),
+                     "sha256": sha256_bytes(r["data"]), "accuracy": r["accuracy"], "agreement": None,
+                     "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
+                     "sparsity": weight_sparsity(r["data"])["overall"], "float_ops": float_ops(r["data"]),
+                     "float_layers": r["float_layers"],
+                     "recipe": {**full["recipe"], "selective": {"float_layers": r["float_layers"]}}})
+        summary["size_cost_bytes"] = len(r["data"]) - full["size_bytes"]
+        logger.info("  int8_selective: %s kept in float, top-1 %.2f%%, +%d bytes", ", ".join(r["float_layers"]),
+                    100 * r["accuracy"], summary["size_cost_bytes"])
+    return summary
 
 
 class PartialBuildError(EdgeCompressError):

@@ -1,0 +1,94 @@
+"""Quality gate: pick the artifact that meets the user's constraints, or fail loudly.
+
+Constraints are on the measured artifacts: top-1 drop against the baseline
+(in points), file size (KiB of the `.tflite`), and p50 latency (on the host,
+or on a device whose results are in the report). Among the artifacts that
+meet them all, the smallest download (gzip bytes) wins, ties going to the
+more accurate. When none does, `GateError` says which constraint failed by
+how much, and the best value reached; the task exits 3 so CI can tell it
+from a usage error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from edgecompress.configs import _Config, _require
+from edgecompress.errors import EdgeCompressError
+
+
+class GateError(EdgeCompressError):
+    """No artifact met the constraints (exit code 3)."""
+
+    exit_code = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraints(_Config):
+    """What an artifact must meet to be selected.
+
+    Args:
+        max_accuracy_drop: Most top-1 points below the baseline. Defaults to None.
+        max_size_kb: Largest `.tflite` file, in KiB. Defaults to None.
+        max_latency_ms: Slowest p50 latency, in ms. Defaults to None.
+        device: Judge latency on this device column of the report instead of
+            the host. Defaults to None.
+    """
+
+    max_accuracy_drop: float | None = None
+    max_size_kb: float | None = None
+    max_latency_ms: float | None = None
+    device: str | None = None
+
+    def __post_init__(self):
+        for name in ("max_accuracy_drop", "max_size_kb", "max_latency_ms"):
+            v = getattr(self, name)
+            _require(v is None or v >= 0,
+                     f"Received an invalid value for `{name}`, expected a number >= 0. Received: {name}={v!r}")
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.max_accuracy_drop, self.max_size_kb, self.max_latency_ms))
+
+
+def _latency(report, artifact, device):
+    if device is None:
+        return artifact["latency_ms"]["p50"]
+    dev = (report.get("devices") or {}).get(device)
+    if dev is None or "results" not in dev:
+        raise EdgeCompressError(f"Received an invalid value for `device`: no results for {device!r} in the report. "
+                                f"Devices: {sorted((report.get('devices') or {}))}. Run `invoke bench-device` first.")
+    r = dev["results"].get(artifact["name"])
+    return r["latency_ms"]["p50"] if r else None
+
+
+def measures(report, artifact, device=None) -> dict:
+    base = next(a for a in report["artifacts"] if a["name"] == report["baseline"])
+    return {"accuracy_drop": 100 * (base["accuracy"] - artifact["accuracy"]),
+            "size_kb": artifact["size_bytes"] / 1024, "latency_ms": _latency(report, artifact, device)}
+
+
+def select(report: dict, constraints: Constraints) -> dict:
+    """Returns the selected artifact, or raises `GateError` with what failed."""
+    limits = {"accuracy_drop": constraints.max_accuracy_drop, "size_kb": constraints.max_size_kb,
+              "latency_ms": constraints.max_latency_ms}
+    ok = []
+    for a in report["artifacts"]:
+        m = measures(report, a, constraints.device)
+        if all(lim is None or (m[k] is not None and m[k] <= lim) for k, lim in limits.items()):
+            ok.append(a)
+    if ok:
+        return min(ok, key=lambda a: (a["gzip_bytes"], -a["accuracy"]))
+    flags = {"accuracy_drop": "--max-accuracy-drop", "size_kb": "--max-size-kb", "latency_ms": "--max-latency-ms"}
+    units = {"accuracy_drop": "points", "size_kb": "KiB", "latency_ms": "ms"}
+    lines = []
+    for k, lim in limits.items():
+        if lim is None:
+            continue
+        values = [(measures(report, a, constraints.device)[k], a["name"]) for a in report["artifacts"]]
+        values = [v for v in values if v[0] is not None]
+        best, name = min(values)
+        status = "met by some" if best <= lim else f"missed by {best - lim:.3g} {units[k]}"
+        lines.append(f"  {flags[k]} {lim:g}: best {best:.3g} {units[k]} ({name}), {status}")
+    raise GateError("No artifact meets all the constraints:\n" + "\n".join(lines) +
+                    "\nRelax a constraint, or try another recipe (more distillation epochs, lower sparsity).")

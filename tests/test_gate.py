@@ -1,0 +1,101 @@
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_invoke
+from edgecompress.gate import Constraints, GateError, select
+
+
+def _report():
+    def art(name, acc, size, gz, p50):
+        return {"name": name, "accuracy": acc, "size_bytes": size, "gzip_bytes": gz, "latency_ms": {"p50": p50}}
+    return {"baseline": "float32", "artifacts": [
+        art("float32", 0.90, 400_000, 380_000, 0.10), art("int8", 0.895, 100_000, 90_000, 0.03),
+        art("pruned_int8", 0.88, 100_000, 30_000, 0.03), art("dynamic", 0.899, 100_000, 91_000, 0.02)]}
+
+
+def test_smallest_download_that_meets_everything():
+    assert select(_report(), Constraints(max_accuracy_drop=1.0))["name"] == "int8"
+    assert select(_report(), Constraints(max_accuracy_drop=2.5))["name"] == "pruned_int8"
+    assert select(_report(), Constraints(max_accuracy_drop=1.0, max_latency_ms=0.025))["name"] == "dynamic"
+
+
+def test_impossible_constraint_names_it_and_the_best_value():
+    with pytest.raises(GateError) as e:
+        select(_report(), Constraints(max_accuracy_drop=0.1, max_size_kb=50))
+    msg = str(e.value)
+    assert "--max-accuracy-drop 0.1: best 0 points (float32), met by some" in msg
+    assert "--max-size-kb 50: best 97.7 KiB (dynamic), missed by 47.7 KiB" in msg
+    assert e.value.exit_code == 3
+
+
+def test_bad_constraint_value():
+    from edgecompress.errors import EdgeCompressError
+
+    with pytest.raises(EdgeCompressError, match="max_size_kb=-1"):
+        Constraints(max_size_kb=-1)
+
+
+def _spiky_model(path, tiny_dataset):
+    """A classifier with a layer known to quantize badly.
+
+    `spiky` passes the 32 hidden features through and adds one channel worth
+    1000 x their sum: int8's per-tensor activation scale then becomes so coarse
+    (about 300) that the features round to nothing, although the float model is
+    unchanged (the head ignores that channel). The ReLU keeps the converter
+    from folding spiky and the head into one matrix.
+    """
+    from edgecompress._tf import keras
+    from edgecompress.preprocessing import to_model_input
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((28, 28, 1))
+    hidden = keras.layers.Dense(32, activation="relu", name="hidden")
+    head = keras.layers.Dense(10, activation="softmax", name="head")
+    base = keras.Model(inp, head(hidden(keras.layers.Flatten()(inp))))
+    base.compile("adam", "sparse_categorical_crossentropy")
+    base.fit(to_model_input(tiny_dataset.x_train, tiny_dataset.preprocessing), tiny_dataset.y_train, epochs=3, verbose=0)
+    spiky = keras.layers.Dense(33, activation="relu", name="spiky")
+    head2 = keras.layers.Dense(10, activation="softmax", name="head2")
+    model = keras.Model(inp, head2(spiky(hidden(keras.layers.Flatten()(inp)))))
+    spiky.set_weights([np.concatenate([np.eye(32), 1000 * np.ones((32, 1))], 1).astype(np.float32), np.zeros(33, np.float32)])
+    w, b = head.get_weights()
+    head2.set_weights([np.concatenate([w, np.zeros((1, 10))], 0), b])
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_npz(tmp_path_factory, tiny_dataset):
+    p = tmp_path_factory.mktemp("d") / "small.npz"
+    np.savez(p, x_train=tiny_dataset.x_train, y_train=tiny_dataset.y_train, x_test=tiny_dataset.x_test,
+             y_test=tiny_dataset.y_test)
+    return p
+
+
+@pytest.mark.slow
+def test_selective_int8_recovers_a_badly_quantizing_layer(tmp_path, root, tiny_dataset, small_npz):
+    model = _spiky_model(tmp_path / "spiky.keras", tiny_dataset)
+    out = tmp_path / "out"
+    proc = run_invoke(["build-edge", "--model", str(model), "--data", str(small_npz), "--recipe", "quantize-only",
+                       "--out", str(out), "--runs", "20", "--quiet", "--max-accuracy-drop", "2"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    by = {a["name"]: a for a in report["artifacts"]}
+    base = by["float32"]["accuracy"]
+    assert base - by["int8"]["accuracy"] > 0.3  # int8 collapses (measured: 79% -> 11% on 500 images)
+    sel = by["int8_selective"]
+    assert sel["float_layers"] == ["head2", "spiky"] and base - sel["accuracy"] <= 0.02
+    assert report["int8_recovery"]["size_cost_bytes"] > 0
+    assert report["selected"] in by and (out / "selected.tflite").exists()
+
+
+@pytest.mark.slow
+def test_impossible_gate_exits_3(tmp_path, root, small_npz):
+    proc = run_invoke(["build-edge", "--data", str(small_npz), "--recipe", "quantize-only", "--epochs", "1",
+                       "--out", str(tmp_path / "o"), "--runs", "20", "--quiet", "--max-size-kb", "1"], cwd=root)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "--max-size-kb 1: best" in proc.stderr and "missed by" in proc.stderr and "Traceback" not in proc.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["selected"] is None and not (tmp_path / "o" / "selected.tflite").exists()
