@@ -1,3 +1,5 @@
+import org.jetbrains.kotlin.gradle.dsl.JvmTarget
+
 plugins {
     alias(libs.plugins.android.application)
     alias(libs.plugins.kotlin.android)
@@ -24,14 +26,18 @@ android {
         sourceCompatibility = JavaVersion.VERSION_17
         targetCompatibility = JavaVersion.VERSION_17
     }
-    kotlinOptions {
-        jvmTarget = "17"
-    }
     testOptions {
         unitTests.all {
             // The shared vectors the Python tests check too.
             it.systemProperty("edgecompress.vectors", rootProject.file("../tests/vectors/numerics.json").absolutePath)
         }
+    }
+}
+
+// compilerOptions, not the kotlinOptions DSL (deprecated with error in Kotlin Gradle Plugin 2.x).
+kotlin {
+    compilerOptions {
+        jvmTarget.set(JvmTarget.JVM_17)
     }
 }
 
