@@ -105,6 +105,14 @@ def render_markdown(report: dict) -> str:
         "the artifact's. 'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share of test "
         "examples whose top-1 matches the Keras float model.",
     ]
+    if report.get("constraints"):
+        c = {k: v for k, v in report["constraints"].items() if v is not None}
+        lines += ["", f"Constraints: {c}. " + (f"Selected: `{report['selected']}` (marked *, copied to `selected.tflite`)."
+                                                if report.get("selected") else "No artifact met them.")]
+    rec = report.get("int8_recovery")
+    if rec and rec.get("float_layers"):
+        lines.append(f"int8 lost too much; `int8_selective` keeps {', '.join(rec['float_layers'])} in float "
+                     f"(+{rec.get('size_cost_bytes', 0)} bytes).")
     dev = device_table(report)
     if dev:
         lines += ["", "## On devices", "", _markdown(dev), ""]

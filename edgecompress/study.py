@@ -14,9 +14,8 @@ from pathlib import Path
 from edgecompress import calibration, models, report as report_lib
 from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
 from edgecompress.data import load_dataset
-from edgecompress.fileio import atomic_write_json, atomic_write_text
 from edgecompress.cache import StageCache, make_key
-from edgecompress.fileio import sha256_path
+from edgecompress.fileio import atomic_write_json, atomic_write_text, sha256_path
 from edgecompress.pipeline import compress, publish
 from edgecompress.recipe import resolve_recipe
 

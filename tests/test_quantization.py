@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from edgecompress import configs, quantization
-from edgecompress.calibration import representative_dataset
 from edgecompress.errors import EdgeCompressError
 from edgecompress.evaluation import evaluate_tflite
 from edgecompress.inspect import float_ops, ops
