@@ -39,8 +39,10 @@ def test_default_build_leaves_files_and_report(default_build):
     # Every artifact carries the recipe and the per-stage metrics.
     assert by["int8"]["recipe"]["recipe"]["name"] == "default"
     assert [s["stage"] for s in by["int8"]["recipe"]["stages"]] == ["teacher", "distill", "prune"]
-    # Sparsity read back from the .tflite: the prune stage's 80%, less the small layers kept dense.
-    assert 0.78 <= by["int8"]["sparsity"] <= 0.80 and by["teacher_float32"]["sparsity"] < 0.01
+    # Sparsity read back from the .tflite: the prune stage's target (75% in the default recipe),
+    # a little less overall because layers under 1,000 weights stay dense (measured: 74.4%).
+    target = report["stages"][-1]["metrics"]["target_sparsity"]
+    assert target - 0.02 <= by["int8"]["sparsity"] <= target and by["teacher_float32"]["sparsity"] < 0.01
     assert by["int8"]["gzip_bytes"] * 20 < by["teacher_float32"]["gzip_bytes"]
     # Issue #2's bar for the int8 file against the float32 of the same model.
     assert by["int8"]["size_bytes"] <= 0.27 * by["float32"]["size_bytes"]
