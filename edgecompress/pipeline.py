@@ -20,7 +20,7 @@ from edgecompress.data import load_dataset
 from edgecompress.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
 from edgecompress.evaluation import evaluate_tflite
-from edgecompress.fileio import atomic_write_json
+from edgecompress.fileio import atomic_write_json, sha256_bytes
 from edgecompress.gate import Constraints, GateError, select
 from edgecompress.inspect import float_ops, weight_sparsity
 from edgecompress.pruning import keras_sparsity
@@ -320,7 +320,7 @@ def build_edge(options: BuildOptions = None) -> dict:
         "recipe": recipe.to_dict(),
         "stages": result["stages"],
         "model_spec": spec.to_dict(),
-        "calibration": {"path": calib_dir, "count": int(len(pixels))},
+        "calibration": {"path": calib_dir, "count": int(len(pixels)), "sha256": sha256_bytes(pixels.tobytes())},
         "host": {**bench.device_info(), "hostname": platform.node()},
         "versions": versions(),
         "seed": options.seed,

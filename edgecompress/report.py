@@ -17,6 +17,7 @@ from edgecompress.fileio import atomic_write_json, atomic_write_text
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
 
 
 def gzip_size(data: bytes) -> int:
@@ -136,7 +137,11 @@ def render_markdown(report: dict) -> str:
 
 
 def write_report(report: dict, out_dir) -> tuple[Path, Path]:
+    """Writes report.md and report.html, then report.json (last: it is the one that names the build)."""
+    from edgecompress.report_html import render_html
+
     out_dir = Path(out_dir)
-    j = atomic_write_json(out_dir / REPORT_JSON, report)
     m = atomic_write_text(out_dir / REPORT_MD, render_markdown(report))
+    atomic_write_text(out_dir / REPORT_HTML, render_html(report))
+    j = atomic_write_json(out_dir / REPORT_JSON, report)
     return j, m
