@@ -78,7 +78,7 @@ def quantize(c, model, out="build/edge", calibration="calibration_data", variant
     with user_errors():
         from edgecompress.tasks_impl import quantize_model
 
-        quantize_model(model=model, out=out, calibration=calibration, variants=variants.split(","), safe_mode=not unsafe)
+        quantize_model(model=model, out=out, calibration_dir=calibration, variants=variants.split(","), safe_mode=not unsafe)
 
 
 @task(help={"models": "Comma-separated .tflite files (default: every .tflite in build/edge).",

@@ -26,8 +26,7 @@ def train_teacher(data=None, out="build/edge/teacher.keras", epochs=8, seed=0):
     return out
 
 
-def quantize_model(model, out="build/edge", calibration_dir="calibration_data", variants=(), safe_mode=True, **kw):
-    calibration_dir = kw.pop("calibration", calibration_dir)
+def quantize_model(model, out="build/edge", calibration_dir="calibration_data", variants=(), safe_mode=True):
     m = models.load_model(model, safe_mode=safe_mode)
     saved = models.load_spec(model)
     spec = saved.preprocessing if saved else models.input_preprocessing(m)
