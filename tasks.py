@@ -9,6 +9,7 @@ from edgecompress.cli import print_report_summary, setup_logging, user_errors
 
 
 @task(
+    optional=["search"],
     help={
         "model": "Your model: .keras, .h5 or SavedModel dir (default: train the bundled teacher).",
         "data": "Images: a folder with one sub-folder per class, an IDX folder, an .npz, or 'fashion-mnist' (default: bundled subset).",
@@ -24,6 +25,8 @@ from edgecompress.cli import print_report_summary, setup_logging, user_errors
         "quiet": "Hide progress output.",
         "strategy": "tf.distribute strategy for the teacher: default, mirrored or multiworker (default: default).",
         "no_cache": "Recompute every stage instead of reusing unchanged ones from OUT/.cache.",
+        "search": "Search recipes instead of running one: --search (the shipped space) or --search=FILE.json.",
+        "budget_minutes": "Time budget of --search in minutes (default: 30).",
         "max_accuracy_drop": "Quality gate: most top-1 points below the baseline (also tries selective int8).",
         "max_size_kb": "Quality gate: largest .tflite in KiB.",
         "max_latency_ms": "Quality gate: slowest host p50 in ms.",
@@ -31,7 +34,7 @@ from edgecompress.cli import print_report_summary, setup_logging, user_errors
 )
 def build_edge(c, model=None, data=None, calibration=None, recipe=None, out="build/edge", epochs=8, seed=0,
                threads=1, runs=200, scale="unit", unsafe=False, quiet=False, strategy="default", no_cache=False,
-               max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None):
+               max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None, budget_minutes=30):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -42,7 +45,9 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out="bui
                             epochs=int(epochs), seed=int(seed), threads=int(threads), runs=int(runs),
                             scale=scale, safe_mode=not unsafe, verbose=0 if quiet else 1, strategy=strategy, cache=not no_cache,
                             max_accuracy_drop=_num(max_accuracy_drop), max_size_kb=_num(max_size_kb),
-                            max_latency_ms=_num(max_latency_ms))
+                            max_latency_ms=_num(max_latency_ms),
+                            search=("default" if search is True else search) or None,
+                            budget_minutes=float(budget_minutes))
         try:
             report = run(opts)
         except PartialBuildError as e:

@@ -57,6 +57,10 @@ class StageCache:
     def _path(self, name: str, key: str, suffix: str) -> Path:
         return self.root / f"{name}-{key}{suffix}"
 
+    def has(self, name: str, key: str, suffix: str) -> bool:
+        """Whether (name, key) is stored, without loading it or counting a reuse."""
+        return self.enabled and self._path(name, key, suffix).exists()
+
     def _note(self, hit: bool, name: str):
         (self.reused if hit else self.computed).append(name)
         if hit:

@@ -27,6 +27,9 @@ from edgecompress.preprocessing import to_model_input
 logger = logging.getLogger(__name__)
 
 
+INITS = ("auto", "teacher", "random")
+
+
 @dataclasses.dataclass(frozen=True)
 class DistillConfig(_Config):
     """Distill the teacher into a smaller student.
@@ -45,6 +48,12 @@ class DistillConfig(_Config):
         student_dropout: Dropout rate for the width-scaled student's Dropout
             layers (a narrow student needs less, and the soft targets already
             regularize). Defaults to None: the teacher's rates.
+        init: How the student starts. `"teacher"`: the width-scaled
+            student inherits the teacher's most important channels (largest
+            L1 norm per filter or unit; see `inherit_weights`), as DistilBERT
+            starts from its teacher's layers. `"random"`: fresh weights.
+            `"auto"`: `"teacher"` for a width-scaled student, `"random"` for
+            a supplied `student`. Defaults to `"auto"`.
         baseline: Also train the student from scratch with the same budget,
             to report what distillation bought. Defaults to True.
         strategy: One of `distribute.STRATEGIES`. Defaults to `"default"`.
@@ -60,6 +69,7 @@ class DistillConfig(_Config):
     batch_size: int = 64
     learning_rate: float = 1e-3
     student_dropout: float | None = None
+    init: str = "auto"
     baseline: bool = True
     strategy: str = "default"
 
@@ -73,6 +83,11 @@ class DistillConfig(_Config):
         _require(self.student_dropout is None or 0 <= self.student_dropout < 1,
                  "Received an invalid value for `student_dropout`, expected a number in [0, 1) or null. "
                  f"Received: student_dropout={self.student_dropout!r}")
+        _require(self.init in INITS,
+                 f"Received an invalid value for `init`, expected one of {list(INITS)}. Received: init={self.init!r}")
+        _require(not (self.init == "teacher" and self.student),
+                 f"Received init='teacher' with a supplied student ({self.student!r}): only a width-scaled student "
+                 "has the teacher's layers to inherit. Use init='random' or 'auto', or drop `student`.")
         _require(self.strategy in STRATEGIES,
                  f"Received an invalid value for `strategy`, expected one of {list(STRATEGIES)}. Received: strategy={self.strategy!r}")
         if self.width > 1 and self.student is None:
@@ -117,6 +132,83 @@ def scale_width(model, width: float, name: str | None = None, dropout: float | N
         raise EdgeCompressError(
             f"Cannot rebuild model {model.name!r} at width {width}: {e}. Pass a `student` model instead."
         ) from None
+
+
+_CHANNELWISE = {"MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dropout",
+                "SpatialDropout2D", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ZeroPadding2D",
+                "Cropping2D", "GaussianNoise", "GaussianDropout", "Rescaling", "Normalization"}
+
+
+def _inbound(model) -> dict[str, list[str]]:
+    """Layer name -> names of the layers feeding it."""
+    config = model.get_config()
+    if "layers" not in config or not any("inbound_nodes" in lc for lc in config["layers"]):  # Sequential
+        names = [layer.name for layer in model.layers]
+        return {n: ([names[i - 1]] if i else []) for i, n in enumerate(names)}
+    out = {}
+    for lc in config["layers"]:
+        nodes = lc.get("inbound_nodes") or []
+        out[lc["config"]["name"]] = [t[0] for node in nodes for t in node] if nodes else []
+    return out
+
+
+def inherit_weights(teacher, student) -> None:
+    """Copies the teacher's most important channels into a width-scaled student.
+
+    Walks the graph in order. Each Conv2D/Dense keeps the output channels
+    whose weights have the largest L1 norm (in their original order) and
+    the input channels its producer kept; BatchNormalization, pooling,
+    dropout and activations pass the kept channels through; Flatten maps
+    them to its flattened positions. The output layer keeps all its units.
+
+    Raises:
+        EdgeCompressError: naming the layer, for graphs it cannot follow
+            (a merge of differently-kept branches, a layer it does not know).
+    """
+    import numpy as np
+
+    inbound = _inbound(teacher)
+    keep: dict[str, np.ndarray | None] = {}
+    for tl in teacher.layers:
+        sl = student.get_layer(tl.name)
+        cls = type(tl).__name__
+        ins = [keep[n] for n in inbound.get(tl.name, []) if n in keep]
+        if cls == "InputLayer" or not inbound.get(tl.name):
+            keep[tl.name] = None
+            if cls != "InputLayer":  # a Sequential's first layer: its input is the model input
+                ins = [None]
+            else:
+                continue
+        if len(ins) > 1 and any((a is None) != (b is None) or (a is not None and not np.array_equal(a, b))
+                                for a, b in zip(ins, ins[1:])):
+            raise EdgeCompressError(f"Cannot inherit weights through layer {tl.name!r} ({cls}): its inputs keep "
+                                    "different channels. Use init='random'.")
+        k_in = ins[0] if ins else None
+        weights = tl.get_weights()
+        if cls in ("Conv2D", "Dense"):
+            w = weights[0] if k_in is None else np.take(weights[0], k_in, axis=-2)
+            n_out = sl.get_weights()[0].shape[-1]
+            out = np.arange(w.shape[-1])
+            if n_out < w.shape[-1]:
+                out = np.sort(np.argsort(-np.abs(w).reshape(-1, w.shape[-1]).sum(0), kind="stable")[:n_out])
+            sl.set_weights([w[..., out]] + [b[out] for b in weights[1:]])
+            keep[tl.name] = out if n_out < weights[0].shape[-1] else None
+        elif cls == "BatchNormalization":
+            sl.set_weights([v if k_in is None else v[k_in] for v in weights])
+            keep[tl.name] = k_in
+        elif cls == "Flatten":
+            if k_in is None:
+                keep[tl.name] = None
+            else:
+                positions = int(np.prod(tl.input_shape[1:-1]))
+                channels = tl.input_shape[-1]
+                keep[tl.name] = (np.arange(positions)[:, None] * channels + k_in[None, :]).reshape(-1)
+        elif cls in _CHANNELWISE or cls in ("Add", "Multiply", "Average", "Maximum", "Minimum", "Subtract"):
+            if weights:
+                sl.set_weights([v if k_in is None else v[..., k_in] for v in weights])
+            keep[tl.name] = k_in
+        else:
+            raise EdgeCompressError(f"Cannot inherit weights through layer {tl.name!r} ({cls}). Use init='random'.")
 
 
 def _distiller_class():
@@ -190,6 +282,13 @@ def _make_student(teacher, config: DistillConfig, seed: int):
         student = keras.models.clone_model(student)  # fresh weights: the budget comparison is fair
     else:
         student = scale_width(teacher, config.width, name="student", dropout=config.student_dropout)
+        if config.init in ("auto", "teacher"):
+            try:
+                inherit_weights(teacher, student)
+            except EdgeCompressError as e:
+                if config.init == "teacher":
+                    raise
+                logger.warning("%s Starting the student from random weights instead.", e)
     student.trainable = True
     if student.input_shape != teacher.input_shape or student.output_shape != teacher.output_shape:
         raise EdgeCompressError(
@@ -235,21 +334,46 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
         "distill_loss": float(hist.history["distill_loss"][-1]),
     }
     if config.baseline:
-        from edgecompress.models import train_classifier
-
-        with get_strategy(config.strategy).scope():
-            scratch = keras.models.clone_model(student)
-        keras.utils.set_random_seed(seed)
-        scratch.set_weights(_initial_weights(teacher, config, seed))
-        train_classifier(scratch, dataset, TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
-                                                       learning_rate=config.learning_rate, seed=seed,
-                                                       strategy=config.strategy), verbose=verbose)
-        metrics["scratch_accuracy"] = keras_accuracy(scratch, dataset)
+        metrics["scratch_accuracy"] = _labels_only(student, teacher, dataset, config, seed, verbose, init="random")
         gap = metrics["teacher_accuracy"] - metrics["scratch_accuracy"]
         metrics["gap_recovered"] = (metrics["accuracy"] - metrics["scratch_accuracy"]) / gap if gap > 0 else None
-    logger.info("Distilled student: top-1 %.2f%% (from scratch: %s)", 100 * metrics["accuracy"],
-                f"{100 * metrics['scratch_accuracy']:.2f}%" if "scratch_accuracy" in metrics else "not trained")
+        if _inherits(config, teacher, seed):
+            # What the teacher's weights alone buy, so the soft targets' share is visible too.
+            metrics["inherited_accuracy"] = _labels_only(student, teacher, dataset, config, seed, verbose,
+                                                         init="teacher")
+    logger.info("Distilled student: top-1 %.2f%% (from scratch: %s%s)", 100 * metrics["accuracy"],
+                f"{100 * metrics['scratch_accuracy']:.2f}%" if "scratch_accuracy" in metrics else "not trained",
+                f"; teacher's weights, labels only: {100 * metrics['inherited_accuracy']:.2f}%"
+                if "inherited_accuracy" in metrics else "")
     return student, metrics
+
+
+def _inherits(config, teacher, seed) -> bool:
+    """Whether the student actually started from the teacher's weights."""
+    if config.student or config.init == "random":
+        return False
+    if config.init == "teacher":
+        return True
+    try:
+        inherit_weights(teacher, scale_width(teacher, config.width, dropout=config.student_dropout))
+        return True
+    except EdgeCompressError:
+        return False
+
+
+def _labels_only(student, teacher, dataset, config, seed, verbose, *, init):
+    """Trains a copy of `student` on the labels alone with the same budget; returns its top-1."""
+    from edgecompress._tf import keras
+    from edgecompress.models import train_classifier
+
+    with get_strategy(config.strategy).scope():
+        model = keras.models.clone_model(student)
+    keras.utils.set_random_seed(seed)
+    model.set_weights(_initial_weights(teacher, config.replace(init=init), seed))
+    train_classifier(model, dataset, TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
+                                                 learning_rate=config.learning_rate, seed=seed,
+                                                 strategy=config.strategy), verbose=verbose)
+    return keras_accuracy(model, dataset)
 
 
 def _initial_weights(teacher, config, seed):

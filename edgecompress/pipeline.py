@@ -59,6 +59,10 @@ class BuildOptions(_Config):
             take theirs from the recipe). Defaults to `"default"`.
         cache: Reuse stages whose inputs did not change, from
             `<out_dir>/.cache`. Defaults to True.
+        search: Instead of one recipe, search the recipes of this search
+            space (a shipped name such as `default`, or a JSON file; see
+            `edgecompress.search`) and keep the Pareto front. Defaults to None.
+        budget_minutes: Time budget of the search. Defaults to 30.
         max_accuracy_drop, max_size_kb, max_latency_ms: Quality gate (see
             `gate.Constraints`): the artifact meeting them all is written as
             `selected.tflite`; when int8 loses too much, selective int8
@@ -80,6 +84,8 @@ class BuildOptions(_Config):
     verbose: int = 1
     strategy: str = "default"
     cache: bool = True
+    search: str | None = None
+    budget_minutes: float = 30.0
     max_accuracy_drop: float | None = None
     max_size_kb: float | None = None
     max_latency_ms: float | None = None
@@ -183,21 +189,37 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
                         "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
                         "float_ops": float_ops(data) if conv.quantization.value == "int8" else None}
             cache.put_json(f"{name}.measure", mkey, measured)
-        artifacts.append({
-            "name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": conv.quantization.value,
-            "size_bytes": len(data), "gzip_bytes": report_lib.gzip_size(data), "sha256": sha256_bytes(data),
-            **measured, "recipe": {**(provenance or {}), "conversion": conv.to_dict()},
-        })
+        artifacts.append(_artifact(name, data, path, conv.quantization.value, measured,
+                                   {**(provenance or {}), "conversion": conv.to_dict()}))
         a = artifacts[-1]
         logger.info("  %s: %d bytes (%d gzipped), top-1 %.2f%%, sparsity %.1f%%, p50 %.3f ms", name, a["size_bytes"],
                     a["gzip_bytes"], 100 * a["accuracy"], 100 * a["sparsity"], a["latency_ms"]["p50"])
     return artifacts, failed
 
 
+def stage_keys(recipe, teacher_key, dataset, seed=0) -> list[str]:
+    """The cache key of each of `recipe`'s stages: it chains the keys before it."""
+    from edgecompress.cache import make_key
+
+    keys, key = [], teacher_key
+    for stage in recipe.stages:
+        key = make_key(key, stage.STAGE, stage.to_dict(), dataset.fingerprint(), seed)
+        keys.append(key)
+    return keys
+
+
+def _artifact(name, data, path, quantization, measured, recipe) -> dict:
+    """One artifact's record in the report; `cache_path` is the file `publish` copies."""
+    return {"name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": quantization,
+            "size_bytes": len(data), "gzip_bytes": report_lib.gzip_size(data), "sha256": sha256_bytes(data),
+            **measured, "recipe": recipe}
+
+
 def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=1):
     """Applies the recipe's stages in order, reusing cached ones.
 
-    Returns (final model, final key, stage log).
+    Returns (final model, final key, stage log). Each log entry has the
+    stage's `seconds` (0 when it came from the cache, with `cached: true`).
     """
     from edgecompress.cache import make_key
 
@@ -209,13 +231,14 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
         cache.put_json("teacher.metrics", metrics_key, teacher_metrics)
     stage_log = [{"stage": "teacher", "model": teacher.name, "metrics": teacher_metrics}]
     final, key = teacher, teacher_key
-    for i, stage in enumerate(recipe.stages, 1):
-        key = make_key(key, stage.STAGE, stage.to_dict(), dataset.fingerprint(), seed)
+    for i, (stage, key) in enumerate(zip(recipe.stages, stage_keys(recipe, teacher_key, dataset, seed)), 1):
         name = f"stage{i}-{stage.STAGE}"
         logger.info("  stage %d/%d: %s", i, len(recipe.stages), stage.STAGE)
+        t0 = time.time()
         cached = cache.get_model(name, key)
         metrics = cache.get_json(f"{name}.metrics", key)
-        if cached is not None and metrics is not None:
+        hit = cached is not None and metrics is not None
+        if hit:
             final = cached
         else:
             final, metrics = stage.apply(final, dataset, teacher=teacher, seed=seed, verbose=verbose)
@@ -223,8 +246,15 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
             metrics.setdefault("sparsity", keras_sparsity(final))
             cache.put_model(name, key, final)
             cache.put_json(f"{name}.metrics", key, metrics)
-        stage_log.append({"stage": stage.STAGE, "model": final.name, "config": stage.to_dict(), "metrics": metrics})
+        stage_log.append({"stage": stage.STAGE, "model": final.name, "config": stage.to_dict(), "metrics": metrics,
+                          "seconds": 0.0 if hit else round(time.time() - t0, 1), "cached": hit})
     return final, key, stage_log
+
+
+def stage_is_cached(cache, recipe, index: int, key: str) -> bool:
+    """Whether stage `index` (0-based) of `recipe` with cache key `key` is stored."""
+    name = f"stage{index + 1}-{recipe.stages[index].STAGE}"
+    return cache.has(f"{name}.metrics", key, ".json") and cache.has(name, key, ".keras")
 
 
 def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, seed=0, verbose=1, threads=1,
@@ -281,6 +311,14 @@ def build_edge(options: BuildOptions = None) -> dict:
     from edgecompress.cache import StageCache, versions
 
     options = options or BuildOptions()
+    if options.search and options.recipe:
+        raise EdgeCompressError(f"Received both `recipe`={options.recipe!r} and `search`={options.search!r}; "
+                                "a search tries the recipes of its search space. Pass one of them.")
+    space = None
+    if options.search:
+        from edgecompress.search import load_space
+
+        space = load_space(options.search)
     recipe = resolve_recipe(options.recipe)
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -295,21 +333,31 @@ def build_edge(options: BuildOptions = None) -> dict:
     _step(2, n, "Reading calibration images")
     pixels, calib_dir = calibration_pixels(options, dataset, out_dir)
 
-    _step(3, n, f"Running recipe {recipe.name!r}: {len(recipe.stages)} stage(s), {len(recipe.quantize)} variant(s), "
-                "each measured with the TFLite interpreter")
-    result = compress(model, dataset, recipe, pixels, cache, teacher_key, seed=options.seed, verbose=options.verbose,
-                      threads=options.threads, runs=options.runs, warmup=options.warmup)
-
     constraints = Constraints(options.max_accuracy_drop, options.max_size_kb, options.max_latency_ms)
     recovery = None
-    if constraints.max_accuracy_drop is not None:
-        recovery = _recover_int8_if_needed(result, dataset, pixels, cache, constraints, options)
+    if space is not None:
+        from edgecompress.search import search
+
+        _step(3, n, f"Searching {len(space.candidates())} recipes of space {space.name!r} within "
+                    f"{options.budget_minutes:g} min, each file measured with the TFLite interpreter")
+        result = search(model, dataset, space, pixels, cache, teacher_key, budget_minutes=options.budget_minutes,
+                        max_accuracy_drop=constraints.max_accuracy_drop, options=options, seed=options.seed,
+                        verbose=options.verbose)
+    else:
+        _step(3, n, f"Running recipe {recipe.name!r}: {len(recipe.stages)} stage(s), {len(recipe.quantize)} variant(s), "
+                    "each measured with the TFLite interpreter")
+        result = compress(model, dataset, recipe, pixels, cache, teacher_key, seed=options.seed,
+                          verbose=options.verbose, threads=options.threads, runs=options.runs, warmup=options.warmup)
+        if constraints.max_accuracy_drop is not None:
+            base = next(a for a in result["artifacts"] if a["name"] == result["baseline"])
+            recovery = recover_int8(result, dataset, pixels, cache, constraints.max_accuracy_drop,
+                                    baseline_accuracy=base["accuracy"], options=options)
 
     _step(4, n, "Publishing artifacts and writing the report")
     publish(result["artifacts"], out_dir)
     atomic_write_json(out_dir / "model_spec.json", spec.to_dict())
     models.save_model(model, out_dir / "teacher.keras", spec)
-    if recipe.stages:
+    if result["final_model"] is not None and recipe.stages:
         models.save_model(result["final_model"], out_dir / "final.keras", spec)
     elif (out_dir / "final.keras").exists():
         (out_dir / "final.keras").unlink()
@@ -317,7 +365,7 @@ def build_edge(options: BuildOptions = None) -> dict:
         "dataset": dataset.describe(),
         "baseline": result["baseline"],
         "artifacts": result["artifacts"],
-        "recipe": recipe.to_dict(),
+        "recipe": recipe.to_dict() if space is None else None,
         "stages": result["stages"],
         "model_spec": spec.to_dict(),
         "calibration": {"path": calib_dir, "count": int(len(pixels)), "sha256": sha256_bytes(pixels.tobytes())},
@@ -334,6 +382,8 @@ def build_edge(options: BuildOptions = None) -> dict:
     }
     if recovery is not None:
         report["int8_recovery"] = recovery
+    if space is not None:
+        report["search"] = result["search"]
     gate_error = None
     if constraints.any:
         report["constraints"] = constraints.to_dict()
@@ -358,38 +408,40 @@ def build_edge(options: BuildOptions = None) -> dict:
     return report
 
 
-def _recover_int8_if_needed(result, dataset, pixels, cache, constraints, options):
-    """When every int8 artifact loses more than allowed, adds a selective-int8 one."""
-    from edgecompress.qdebug import recover_int8
+def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_accuracy, options, prefix=""):
+    """When every int8 artifact of `result` loses more than allowed, adds a selective-int8 one.
+
+    The layers the quantization debugger finds most sensitive are kept in
+    float (`qdebug.recover_int8`); the new artifact `<prefix>int8_selective`
+    is appended to `result["artifacts"]`. Returns a summary (layers, errors,
+    size cost), or None when no int8 artifact needed it.
+    """
+    from edgecompress.qdebug import recover_int8 as _recover
 
     arts = result["artifacts"]
-    base = next(a for a in arts if a["name"] == result["baseline"])
-    int8 = [a for a in arts if a["quantization"] == "int8"]
-    if not int8 or any(100 * (base["accuracy"] - a["accuracy"]) <= constraints.max_accuracy_drop for a in int8):
+    int8 = [a for a in arts if a["quantization"] == "int8" and a["name"].startswith(prefix)]
+    if not int8 or any(100 * (baseline_accuracy - a["accuracy"]) <= max_accuracy_drop for a in int8):
         return None
-    logger.info("int8 loses more than %.2f points; looking for the layers responsible", constraints.max_accuracy_drop)
+    logger.info("%sint8 loses more than %.2f points; looking for the layers responsible", prefix, max_accuracy_drop)
     x_test = to_model_input(dataset.x_test, dataset.preprocessing)
     rep = calibration.representative_dataset(pixels, dataset.preprocessing)
-    r = recover_int8(result["final_model"], rep, x_test, dataset.y_test, max_drop=constraints.max_accuracy_drop / 100,
-                     float_accuracy=base["accuracy"])
+    r = _recover(result["final_model"], rep, x_test, dataset.y_test, max_drop=max_accuracy_drop / 100,
+                 float_accuracy=baseline_accuracy)
     summary = {"float_layers": r["float_layers"], "tried": r["tried"], "layer_errors": r["errors"]}
     if r["data"] is not None:
         from edgecompress.cache import make_key
-        from edgecompress.fileio import sha256_bytes
 
-        key = make_key(sha256_bytes(r["data"]))
-        path = cache.put_bytes("int8_selective.convert", key, ".tflite", r["data"])
+        name = f"{prefix}int8_selective"
+        path = cache.put_bytes(f"{name}.convert", make_key(sha256_bytes(r["data"])), ".tflite", r["data"])
         b = bench.benchmark(path, runs=options.runs, warmup=options.warmup, threads=options.threads, probe=False)
         full = min(int8, key=lambda a: a["size_bytes"])
-        arts.append({"name": "int8_selective", "path": "int8_selective.tflite", "cache_path": str(path),
-                     "quantization": "int8", "size_bytes": len(r["data"]), "gzip_bytes": report_lib.gzip_size(r["data"]),
-                     "sha256": sha256_bytes(r["data"]), "accuracy": r["accuracy"], "agreement": None,
-                     "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
-                     "sparsity": weight_sparsity(r["data"])["overall"], "float_ops": float_ops(r["data"]),
-                     "float_layers": r["float_layers"],
-                     "recipe": {**full["recipe"], "selective": {"float_layers": r["float_layers"]}}})
+        measured = {"accuracy": r["accuracy"], "agreement": None, "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
+                    "sparsity": weight_sparsity(r["data"])["overall"], "float_ops": float_ops(r["data"]),
+                    "float_layers": r["float_layers"]}
+        arts.append(_artifact(name, r["data"], path, "int8", measured,
+                              {**full["recipe"], "selective": {"float_layers": r["float_layers"]}}))
         summary["size_cost_bytes"] = len(r["data"]) - full["size_bytes"]
-        logger.info("  int8_selective: %s kept in float, top-1 %.2f%%, +%d bytes", ", ".join(r["float_layers"]),
+        logger.info("  %s: %s kept in float, top-1 %.2f%%, +%d bytes", name, ", ".join(r["float_layers"]),
                     100 * r["accuracy"], summary["size_cost_bytes"])
     return summary
 

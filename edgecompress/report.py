@@ -43,6 +43,9 @@ def artifact_table(report: dict) -> list[list[str]]:
     arts = report["artifacts"]
     base = next((a for a in arts if a["name"] == report.get("baseline")), arts[0] if arts else None)
     header = ["artifact", "quant", "size KB", "gzip KB", "x smaller (gzip)", "top-1 %", "delta pts", "agree %", "p50 ms", "p90 ms"]
+    searched = any("pareto" in a for a in arts)
+    if searched:
+        header.append("Pareto")
     rows = [header]
     for a in arts:
         ratio = base["gzip_bytes"] / a["gzip_bytes"] if base else 1.0
@@ -53,7 +56,28 @@ def artifact_table(report: dict) -> list[list[str]]:
             a["quantization"], _fmt_kb(a["size_bytes"]), _fmt_kb(a["gzip_bytes"]), f"{ratio:.1f}",
             _pct(a["accuracy"]), f"{delta:+.2f}", _pct(a.get("agreement")),
             f"{lat['p50']:.3f}" if "p50" in lat else "-", f"{lat['p90']:.3f}" if "p90" in lat else "-",
-        ])
+        ] + ([", ".join(k for k, on in a.get("pareto", {}).items() if on) or "-"] if searched else []))
+    return rows
+
+
+def search_table(report: dict) -> list[list[str]]:
+    """One row per search candidate: its status, time and best artifact."""
+    search = report.get("search")
+    if not search:
+        return []
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    rows = [["candidate", "status", "seconds", "best top-1 %", "its gzip KB", "smallest gzip KB", "on a front"]]
+    for c in search["candidates"]:
+        arts = [by_name[n] for n in c.get("artifacts", []) if n in by_name]
+        sel = [a for a in report["artifacts"] if a["name"].startswith(c["name"] + "_") and a["name"] not in c.get("artifacts", [])]
+        arts += sel  # a selective-int8 file added after the candidate's own
+        best = max(arts, key=lambda a: a["accuracy"], default=None)
+        small = min(arts, key=lambda a: a["gzip_bytes"], default=None)
+        front = [a["name"][len(c["name"]) + 1:] for a in arts if any(a.get("pareto", {}).values())]
+        rows.append([c["name"], c["status"] if c["status"] == "done" else f"skipped ({c.get('reason', '')})",
+                     f"{c.get('seconds', 0):.0f}", _pct(best["accuracy"]) if best else "-",
+                     _fmt_kb(best["gzip_bytes"]) if best else "-", _fmt_kb(small["gzip_bytes"]) if small else "-",
+                     ", ".join(front) or "-"])
     return rows
 
 
@@ -110,6 +134,14 @@ def render_markdown(report: dict) -> str:
         c = {k: v for k, v in report["constraints"].items() if v is not None}
         lines += ["", f"Constraints: {c}. " + (f"Selected: `{report['selected']}` (marked *, copied to `selected.tflite`)."
                                                 if report.get("selected") else "No artifact met them.")]
+    search = report.get("search")
+    if search:
+        done = sum(c["status"] == "done" for c in search["candidates"])
+        lines += ["", "## Search", "",
+                  f"Space `{search['space']['name']}`: {done} of {len(search['candidates'])} candidates measured in "
+                  f"{search['seconds']:.0f} s (budget {search['budget_minutes']:g} min). 'Pareto' marks the files no "
+                  "other file beats on both top-1 and gzip size (size) or top-1 and p50 latency (latency).", "",
+                  _markdown(search_table(report))]
     rec = report.get("int8_recovery")
     if rec and rec.get("float_layers"):
         lines.append(f"int8 lost too much; `int8_selective` keeps {', '.join(rec['float_layers'])} in float "

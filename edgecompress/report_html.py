@@ -16,18 +16,10 @@ import io
 import json
 import logging
 
-from edgecompress.report import artifact_table, device_table
+from edgecompress.report import artifact_table, device_table, search_table
+from edgecompress.search import pareto
 
 logger = logging.getLogger(__name__)
-
-
-def pareto(points):
-    """Indices of points not dominated: no other is at least as small and as accurate, and better in one."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i):
-            front.append(i)
-    return front
 
 
 def _png(fig) -> str:
@@ -50,8 +42,11 @@ def _plots(report) -> list[tuple[str, str]]:
         front = set(pareto(list(zip(xs, ys))))
         fig, ax = plt.subplots(figsize=(6, 3.6))
         for i, a in enumerate(arts):
-            ax.scatter(xs[i], ys[i], c="tab:red" if i in front else "tab:gray", zorder=3)
-            ax.annotate(a["name"], (xs[i], ys[i]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            ax.scatter(xs[i], ys[i], c="tab:red" if i in front else "tab:gray", zorder=3,
+                       marker="*" if a["name"] == report.get("selected") else "o",
+                       s=140 if a["name"] == report.get("selected") else 30)
+            if i in front or len(arts) <= 12:  # a search makes dozens: name only the front
+                ax.annotate(a["name"], (xs[i], ys[i]), fontsize=7, xytext=(4, 3), textcoords="offset points")
         f = sorted(front, key=lambda i: xs[i])
         ax.plot([xs[i] for i in f], [ys[i] for i in f], c="tab:red", lw=1, label="Pareto front")
         ax.set_xscale("log")
@@ -116,6 +111,8 @@ def render_html(report: dict) -> str:
     dev = device_table(report)
     if dev:
         parts += ["<h2>On devices</h2>", _table(dev)]
+    if report.get("search"):
+        parts += ["<h2>Search</h2>", _table(search_table(report))]
     for title, uri in plots:
         parts += [f"<h2>{html.escape(title)}</h2>", f"<img alt='{html.escape(title)}' src='{uri}'>"]
     parts += ["<h2>Receipts</h2><p>What produced each artifact: file hash, data fingerprint, calibration set, "

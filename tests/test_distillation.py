@@ -73,3 +73,91 @@ def test_user_student_must_match_shapes(tmp_path, tiny_model, tiny_dataset):
 def test_bad_config(kwargs, needle):
     with pytest.raises(EdgeCompressError, match=needle):
         DistillConfig(**kwargs)
+
+
+def _half_dead(model, rng):
+    """Zeroes a random half of every hidden Conv2D/Dense's channels: the model is then a half-width network."""
+    dead = {}
+    for layer in model.layers[:-2]:  # not the output Dense / Softmax
+        if type(layer).__name__ in ("Conv2D", "Dense"):
+            w, b = layer.get_weights()
+            idx = rng.choice(w.shape[-1], w.shape[-1] // 2, replace=False)
+            w[..., idx], b[idx] = 0, 0
+            layer.set_weights([w, b])
+            dead[layer.name] = idx
+    return dead
+
+
+def test_inherited_student_computes_the_same_function(tiny_model, tiny_dataset):
+    """A teacher whose dead half of channels is zero inherits into a w0.5 student exactly.
+
+    Selecting by L1 norm must find the live channels, slice each consumer's
+    inputs to them, and map Flatten's positions; any slip changes the outputs.
+    """
+    from edgecompress._tf import keras
+    from edgecompress.distillation import inherit_weights
+    from edgecompress.preprocessing import to_model_input
+
+    teacher = keras.models.clone_model(tiny_model)
+    teacher.set_weights(tiny_model.get_weights())
+    _half_dead(teacher, np.random.default_rng(0))
+    student = scale_width(teacher, 0.5)
+    inherit_weights(teacher, student)
+    x = to_model_input(tiny_dataset.x_test[:64], tiny_dataset.preprocessing)
+    np.testing.assert_allclose(student.predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-5)
+    # A random student does not (guards against the check passing trivially).
+    assert not np.allclose(scale_width(teacher, 0.5).predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-3)
+
+
+def test_inherit_through_batchnorm_in_a_sequential_model():
+    from edgecompress._tf import keras
+    from edgecompress.distillation import inherit_weights
+
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    teacher = keras.Sequential([keras.Input((12, 12, 1)), L.Conv2D(8, 3, name="c1"), L.BatchNormalization(name="bn"),
+                                L.ReLU(name="relu"), L.GlobalAveragePooling2D(name="gap"), L.Dense(3, name="out")])
+    rng = np.random.default_rng(2)
+    bn = teacher.get_layer("bn")
+    bn.set_weights([rng.uniform(0.5, 2, 8).astype("float32"), rng.normal(size=8).astype("float32"),
+                    rng.normal(size=8).astype("float32"), rng.uniform(0.5, 2, 8).astype("float32")])
+    w, b = teacher.get_layer("c1").get_weights()
+    dead = [0, 3, 4, 6]
+    w[..., dead] = 0
+    teacher.get_layer("c1").set_weights([w, b])
+    g, beta, mean, var = bn.get_weights()
+    beta[dead], mean[dead], b[dead] = 0, 0, 0
+    bn.set_weights([g, beta, mean, var])
+    teacher.get_layer("c1").set_weights([w, b])
+    student = scale_width(teacher, 0.5)
+    inherit_weights(teacher, student)
+    x = rng.normal(size=(4, 12, 12, 1)).astype("float32")
+    np.testing.assert_allclose(student(x), teacher(x), atol=1e-5)
+
+
+def test_inherit_refuses_branches_that_keep_different_channels():
+    from edgecompress._tf import keras
+    from edgecompress.distillation import inherit_weights
+
+    L = keras.layers
+    inp = keras.Input((8, 8, 1))
+    a = L.Conv2D(4, 3, padding="same", name="a")(inp)
+    b = L.Conv2D(4, 3, padding="same", name="b")(inp)
+    out = L.Dense(2, name="out")(L.Flatten(name="f")(L.Add(name="add")([a, b])))
+    teacher = keras.Model(inp, out)
+    with pytest.raises(EdgeCompressError, match="'add'.*init='random'"):
+        inherit_weights(teacher, scale_width(teacher, 0.5))
+
+
+def test_distill_reports_what_the_teacher_weights_alone_bought(tiny_model, tiny_dataset):
+    _, m = distill(tiny_model, tiny_dataset, DistillConfig(width=0.5, epochs=1), verbose=0)
+    assert {"scratch_accuracy", "inherited_accuracy", "gap_recovered"} <= set(m)
+    _, m = distill(tiny_model, tiny_dataset, DistillConfig(width=0.5, epochs=1, init="random"), verbose=0)
+    assert "inherited_accuracy" not in m
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"init": "zeros"}, "init='zeros'"),
+                                            ({"init": "teacher", "student": "s.keras"}, "only a width-scaled")])
+def test_bad_init(kwargs, needle):
+    with pytest.raises(EdgeCompressError, match=needle):
+        DistillConfig(**kwargs)

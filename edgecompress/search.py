@@ -1,0 +1,256 @@
+"""Search: try many recipes within a time budget and keep the Pareto front.
+
+A search space is data, a JSON file like a recipe plus a `grid`:
+
+    {
+      "name": "default",
+      "stages": [
+        {"stage": "distill", "width": 0.5, "baseline": false},
+        {"stage": "prune", "final_sparsity": 0.75}
+      ],
+      "grid": {"distill.width": [0.5, 0.75], "prune.final_sparsity": [null, 0.6, 0.75, 0.85]},
+      "quantize": ["int8", "float16", "dynamic"],
+      "selective_int8": true
+    }
+
+`stages` is the template; each `grid` entry `"STAGE.PARAM": [values]`
+varies one parameter of one stage, and `null` drops that stage from the
+candidate (no pruning, no factorization). Every combination is a candidate
+recipe, run in the order of the grid (the first key varies slowest, so
+candidates sharing a stage prefix reuse it from the cache). `quantize` is
+the variants made from every candidate. With `selective_int8`, a
+candidate whose int8 files all lose more than `--max-accuracy-drop` also
+gets a selective-int8 file with its most sensitive layers in float.
+
+Every file is measured with the real interpreter. Candidates are started
+while the time spent plus the estimated cost of the next one (the mean time
+of each of its uncached stages so far) fits in the budget; the rest are
+listed as skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import time
+from pathlib import Path
+
+from edgecompress.configs import _Config, _require
+from edgecompress.errors import EdgeCompressError
+from edgecompress.recipe import STAGES, Recipe, conversion
+
+logger = logging.getLogger(__name__)
+
+SPACES_DIR = Path(__file__).parent / "search_spaces"
+
+
+def pareto(points) -> list[int]:
+    """Indices of (cost, accuracy) points not dominated: none other is at least as cheap and as accurate, and better in one."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i):
+            front.append(i)
+    return front
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace(_Config):
+    """The recipes `--search` tries (see the module docstring for the file format).
+
+    Args:
+        name: Names the space in the report. Defaults to `"custom"`.
+        stages: The template stages, as in a recipe. Defaults to `()`.
+        grid: `{"STAGE.PARAM": [values]}`; `null` drops the stage. Defaults to `{}`.
+        quantize: Variants made from every candidate. Defaults to
+            `("int8", "float16", "dynamic")`.
+        selective_int8: Try selective int8 on candidates whose int8 loses
+            more than the accuracy limit. Defaults to True.
+    """
+
+    name: str = "custom"
+    stages: tuple = ()
+    grid: dict = dataclasses.field(default_factory=dict)
+    quantize: tuple = ("int8", "float16", "dynamic")
+    selective_int8: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "stages", tuple(dict(s) for s in self.stages))
+        object.__setattr__(self, "quantize", tuple(self.quantize))
+        _require(isinstance(self.grid, dict), f"Received an invalid value for `grid`, expected a mapping of "
+                                              f"'STAGE.PARAM' to a list of values. Received: grid={self.grid!r}")
+        kinds = [s.get("stage") for s in self.stages]
+        for key, values in self.grid.items():
+            stage, _, param = key.partition(".")
+            _require(stage in kinds, f"Search space {self.name!r}: grid key {key!r} names stage {stage!r}, which is "
+                                     f"not in `stages` ({kinds}). Valid keys look like 'prune.final_sparsity'.")
+            fields = [f.name for f in dataclasses.fields(STAGES[stage])]
+            _require(param in fields, f"Search space {self.name!r}: grid key {key!r}: {stage} has no parameter "
+                                      f"{param!r}. Valid parameters: {fields}.")
+            _require(isinstance(values, list) and values, f"Search space {self.name!r}: grid key {key!r} needs a "
+                                                          f"non-empty list of values. Received: {values!r}")
+        for q in self.quantize:
+            conversion(q)  # refuses unknown variants with the valid names
+        self.candidates()  # every combination must be a valid recipe
+
+    def candidates(self) -> list[tuple[dict, Recipe]]:
+        """Every (grid values, recipe) combination, in grid order."""
+        keys = list(self.grid)
+        out = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            choice = dict(zip(keys, values))
+            stages = []
+            for s in self.stages:
+                s = dict(s)
+                drop = False
+                for key, v in choice.items():
+                    stage, _, param = key.partition(".")
+                    if stage == s["stage"]:
+                        if v is None:
+                            drop = True
+                        else:
+                            s[param] = v
+                if not drop:
+                    stages.append(s)
+            try:
+                recipe = Recipe(name=candidate_name(choice), stages=tuple(stages), quantize=self.quantize)
+            except EdgeCompressError as e:
+                raise EdgeCompressError(f"Search space {self.name!r}, candidate {choice}: {e}") from None
+            out.append((choice, recipe))
+        return out
+
+
+def candidate_name(choice: dict) -> str:
+    """`{"distill.width": 0.5, "prune.final_sparsity": None}` -> `"width0.5-final_sparsity_none"`."""
+    if not choice:
+        return "base"
+    return "-".join(f"{k.partition('.')[2]}{'_none' if v is None else f'{v:g}' if isinstance(v, float) else v}"
+                    for k, v in choice.items())
+
+
+def load_space(spec) -> SearchSpace:
+    """A search space from a shipped name (`edgecompress/search_spaces/NAME.json`) or a JSON file."""
+    if isinstance(spec, SearchSpace):
+        return spec
+    spec = "default" if spec in (None, True, "") else str(spec)
+    path = Path(spec) if (spec.endswith(".json") or Path(spec).exists()) else SPACES_DIR / f"{spec}.json"
+    if not path.exists():
+        raise EdgeCompressError(
+            f"Received an invalid value for `search_space`: {spec!r} is neither a file nor a shipped space. "
+            f"Shipped spaces: {sorted(p.stem for p in SPACES_DIR.glob('*.json'))}.")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise EdgeCompressError(f"Search space {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise EdgeCompressError(f"Search space {path} must be a JSON object.")
+    data.pop("description", None)
+    try:
+        return SearchSpace.from_dict(data)
+    except EdgeCompressError as e:
+        raise EdgeCompressError(f"Search space {path}: {e}") from None
+
+
+class _Clock:
+    """Estimates a candidate's cost from the stages measured so far."""
+
+    def __init__(self, budget_s: float):
+        self.budget_s, self.start, self.times = budget_s, time.time(), {}
+
+    @property
+    def spent(self) -> float:
+        return time.time() - self.start
+
+    def record(self, stage_log):
+        for s in stage_log[1:]:
+            if not s.get("cached"):
+                self.times.setdefault(s["stage"], []).append(s["seconds"])
+
+    def estimate(self, recipe, uncached) -> float:
+        est = 0.0
+        for i in uncached:
+            seen = self.times.get(recipe.stages[i].STAGE)
+            est += sum(seen) / len(seen) if seen else 0.0
+        return est
+
+
+def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, budget_minutes: float = 30,
+           max_accuracy_drop=None, options=None, seed=0, verbose=1) -> dict:
+    """Runs the space's candidates within the budget; returns artifacts, Pareto fronts and a log.
+
+    Returns a dict like `pipeline.compress`'s (`artifacts`, `failed`,
+    `stages` of the first candidate, `baseline`, `final_model` = None) plus
+    `search`: the space, the budget, and per candidate its recipe, status
+    (`done`, `skipped`), seconds and artifact names. Artifacts are named
+    `<candidate>_<variant>` and carry `pareto: {"size": bool, "latency": bool}`.
+    """
+    from edgecompress import configs
+    from edgecompress.pipeline import convert_and_measure, recover_int8, run_stages, stage_is_cached, stage_keys
+
+    _require(budget_minutes > 0, "Received an invalid value for `budget_minutes`, expected a number > 0. "
+                                 f"Received: budget_minutes={budget_minutes!r}")
+    kw = {"threads": options.threads, "runs": options.runs, "warmup": options.warmup} if options else {}
+    clock = _Clock(60 * budget_minutes)
+    candidates = space.candidates()
+    teacher_log = run_stages(teacher, dataset, Recipe(name="teacher", stages=()), cache, teacher_key, seed=seed)[2]
+    artifacts, failed = convert_and_measure(
+        teacher, [configs.float32()], pixels, dataset, cache, teacher_key, prefix="teacher_",
+        provenance={"recipe": {"name": "teacher"}, "stages": teacher_log}, **kw)
+    if not artifacts:
+        raise EdgeCompressError("The teacher could not be converted: " + "; ".join(f["error"] for f in failed))
+    baseline = artifacts[0]
+    log = []
+    logger.info("Search %r: %d candidates, budget %g min", space.name, len(candidates), budget_minutes)
+    for n, (choice, recipe) in enumerate(candidates, 1):
+        keys = stage_keys(recipe, teacher_key, dataset, seed)
+        uncached = [i for i, k in enumerate(keys) if not stage_is_cached(cache, recipe, i, k)]
+        est = clock.estimate(recipe, uncached)
+        entry = {"name": recipe.name, "choice": choice, "recipe": recipe.to_dict()}
+        if log and clock.spent + est > clock.budget_s:
+            logger.info("[search %d/%d] %s: skipped, about %.0f s more would exceed the budget (%.0f of %.0f s spent)",
+                        n, len(candidates), recipe.name, est, clock.spent, clock.budget_s)
+            log.append({**entry, "status": "skipped", "reason": f"budget: needs about {est:.0f} s, "
+                                                                f"{clock.budget_s - clock.spent:.0f} s left"})
+            continue
+        logger.info("[search %d/%d] %s (%.0f of %.0f s spent)", n, len(candidates), recipe.name, clock.spent,
+                    clock.budget_s)
+        t0 = time.time()
+        final, final_key, stage_log = run_stages(teacher, dataset, recipe, cache, teacher_key, seed=seed,
+                                                 verbose=verbose)
+        clock.record(stage_log)
+        prov = {"recipe": recipe.to_dict(), "stages": stage_log, "search": {"space": space.name, "choice": choice}}
+        more, more_failed = convert_and_measure(final, recipe.quantize, pixels, dataset, cache, final_key,
+                                                prefix=f"{recipe.name}_", provenance=prov, **kw)
+        result = {"artifacts": more, "final_model": final}
+        if space.selective_int8 and max_accuracy_drop is not None and options is not None:
+            rec = recover_int8(result, dataset, pixels, cache, max_accuracy_drop,
+                               baseline_accuracy=baseline["accuracy"], options=options, prefix=f"{recipe.name}_")
+            if rec is not None:
+                entry["int8_recovery"] = rec
+        artifacts += more
+        failed += more_failed
+        entry.update(status="done", seconds=round(time.time() - t0, 1), artifacts=[a["name"] for a in more],
+                     stage_metrics={s["stage"]: s["metrics"] for s in stage_log[1:]})
+        log.append(entry)
+        best = max(more, key=lambda a: a["accuracy"], default=None)
+        if best:
+            logger.info("  best of %s: %s top-1 %.2f%% at %.1f KB gzipped", recipe.name, best["name"],
+                        100 * best["accuracy"], best["gzip_bytes"] / 1024)
+    mark_pareto(artifacts)
+    done = sum(e["status"] == "done" for e in log)
+    logger.info("Search done: %d of %d candidates in %.0f s; Pareto front (size): %s", done, len(candidates),
+                clock.spent, ", ".join(a["name"] for a in artifacts if a["pareto"]["size"]))
+    return {"artifacts": artifacts, "failed": failed, "stages": teacher_log, "baseline": baseline["name"],
+            "final_model": None,
+            "search": {"space": space.to_dict(), "budget_minutes": budget_minutes, "seconds": round(clock.spent, 1),
+                       "candidates": log}}
+
+
+def mark_pareto(artifacts) -> None:
+    """Sets `pareto = {"size": ..., "latency": ...}` on every artifact: on the front of top-1 against gzip bytes / p50."""
+    for a in artifacts:
+        a["pareto"] = {"size": False, "latency": False}
+    for axis, cost in (("size", lambda a: a["gzip_bytes"]), ("latency", lambda a: a["latency_ms"]["p50"])):
+        for i in pareto([(cost(a), a["accuracy"]) for a in artifacts]):
+            artifacts[i]["pareto"][axis] = True
