@@ -183,23 +183,58 @@ def _int(v):
     return None if v is None else int(v)
 
 
-@task(help={"data": "Dataset (default: fashion-mnist, Debian's full 60,000/10,000 copy).",
+@task(optional=["search"],
+      help={"data": "Dataset (default: fashion-mnist, Debian's full 60,000/10,000 copy).",
             "recipes": "Comma-separated recipe names or files (default: default,tfmot-guide).",
             "out": "Output folder (default: build/benchmark).", "teacher_epochs": "Teacher epochs (default: 15).",
-            "teacher": "Use this trained teacher instead of training one.", "seed": "Random seed (default: 0)."})
+            "teacher": "Use this trained teacher instead of training one.", "seed": "Random seed (default: 0).",
+            "search": "Also search on the same teacher: --search (the shipped space) or --search=FILE.json.",
+            "budget_minutes": "Time budget of --search in minutes (default: 30).",
+            "max_accuracy_drop": "Select the search's smallest file within this many top-1 points of the teacher.",
+            "max_size_kb": "Selection: largest .tflite in KiB.", "max_latency_ms": "Selection: slowest host p50 in ms."})
 def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build/benchmark", teacher_epochs=15,
-              teacher=None, seed=0):
-    """Compare recipes on one teacher over a full dataset and write a table."""
-    setup_logging()
-    with user_errors():
-        from edgecompress.study import run_study
+              teacher=None, seed=0, search=None, budget_minutes=30, max_accuracy_drop=None, max_size_kb=None,
+              max_latency_ms=None):
+    """Compare recipes (and optionally a search) on one teacher over a full dataset and write a table."""
+    import json
+    from pathlib import Path
 
-        study = run_study(data=data, recipes=recipes.split(","), out_dir=out, teacher_epochs=int(teacher_epochs),
-                          teacher=teacher, seed=int(seed), verbose=2)
     from edgecompress.report import format_text_table
 
+    setup_logging()
+    with user_errors():
+        from edgecompress.gate import GateError
+        from edgecompress.study import run_study
+
+        try:
+            study = run_study(data=data, recipes=recipes.split(","), out_dir=out, teacher_epochs=int(teacher_epochs),
+                              teacher=teacher, seed=int(seed), verbose=2,
+                              search=("default" if search is True else search) or None,
+                              budget_minutes=float(budget_minutes), max_accuracy_drop=_num(max_accuracy_drop),
+                              max_size_kb=_num(max_size_kb), max_latency_ms=_num(max_latency_ms))
+        except GateError:
+            print(format_text_table(json.loads((Path(out) / "benchmark.json").read_text())["table"]))
+            raise
     print(format_text_table(study["table"]))
+    for line in study.get("comparison", []):
+        print(line)
     print(f"\nTable: {out}/benchmark.md")
+
+
+@task(help={"out": "Build folder (default: build/edge).",
+            "max_accuracy_drop": "Most top-1 points below the baseline.", "max_size_kb": "Largest .tflite in KiB.",
+            "max_latency_ms": "Slowest p50 in ms (on --device when given, else the host).",
+            "device": "Judge latency on this device column of the report, e.g. pi@raspberrypi/ai_edge_litert."})
+def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, device=None):
+    """Select again in a finished build (e.g. on device latency after bench-device); writes selected.tflite."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.gate import Constraints, select_in_build
+
+        chosen = select_in_build(out, Constraints(_num(max_accuracy_drop), _num(max_size_kb), _num(max_latency_ms),
+                                                  device=device))
+    print(f"Selected {chosen['name']} ({chosen['gzip_bytes'] / 1024:.1f} KB gzipped, top-1 "
+          f"{100 * chosen['accuracy']:.2f}%): {out}/selected.tflite")
 
 
 @task(iterable=["host"], name="bench-device",
@@ -293,5 +328,5 @@ def test(c, k=None, fast=False):
 
 
 ns = Collection(build_edge, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
-                bench_device, android_assets, android_check, bench_android, check_model, benchmark, test)
+                bench_device, android_assets, android_check, bench_android, check_model, benchmark, select, test)
 ns.configure({"run": {"echo": True}})

@@ -39,9 +39,11 @@ class DistillConfig(_Config):
             Conv2D's filters and Dense's units but the output layer).
             Defaults to 0.5.
         student: Path to a student model file to use instead. Defaults to None.
-        temperature: Softening temperature T. Defaults to 4.0.
+        temperature: Softening temperature T. Defaults to 2.0 (on full
+            Fashion-MNIST with a teacher-initialized w0.5 student: 92.35% at
+            T=2, alpha=0.5 against 92.16% at T=4, alpha=0.1).
         alpha: Weight of the hard-label loss; 1 - alpha goes to the teacher.
-            Defaults to 0.1.
+            Defaults to 0.5.
         epochs: Defaults to 10.
         batch_size: Defaults to 64.
         learning_rate: Adam learning rate. Defaults to 1e-3.
@@ -63,8 +65,8 @@ class DistillConfig(_Config):
 
     width: float = 0.5
     student: str | None = None
-    temperature: float = 4.0
-    alpha: float = 0.1
+    temperature: float = 2.0
+    alpha: float = 0.5
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 1e-3

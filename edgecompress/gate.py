@@ -92,3 +92,42 @@ def select(report: dict, constraints: Constraints) -> dict:
         lines.append(f"  {flags[k]} {lim:g}: best {best:.3g} {units[k]} ({name}), {status}")
     raise GateError("No artifact meets all the constraints:\n" + "\n".join(lines) +
                     "\nRelax a constraint, or try another recipe (more distillation epochs, lower sparsity).")
+
+
+def apply_selection(report: dict, constraints: Constraints, out_dir) -> dict | None:
+    """Selects in `report` and writes `<out_dir>/selected.tflite`; marks `report["selected"]`.
+
+    Returns the chosen artifact. On `GateError`, `selected` is None and a
+    `selected.tflite` left by an earlier build is removed before re-raising,
+    so the file never names something that no longer meets the constraints.
+    """
+    from pathlib import Path
+
+    from edgecompress.fileio import atomic_write_bytes
+
+    out_dir = Path(out_dir)
+    report["constraints"] = constraints.to_dict()
+    try:
+        chosen = select(report, constraints)
+    except GateError:
+        report["selected"] = None
+        (out_dir / "selected.tflite").unlink(missing_ok=True)
+        raise
+    report["selected"] = chosen["name"]
+    atomic_write_bytes(out_dir / "selected.tflite", Path(chosen["path"]).read_bytes())
+    return chosen
+
+
+def select_in_build(out_dir, constraints: Constraints) -> dict:
+    """Selects again in a finished build, e.g. on device latency after `invoke bench-device`.
+
+    Rewrites the build's report (md, html, json) with the new `selected`
+    and `constraints`, even when nothing meets them (then raises `GateError`).
+    """
+    from edgecompress.report import load_report, write_report
+
+    report = load_report(out_dir)
+    try:
+        return apply_selection(report, constraints, out_dir)
+    finally:
+        write_report(report, out_dir)

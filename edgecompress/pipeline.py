@@ -21,7 +21,7 @@ from edgecompress.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
 from edgecompress.evaluation import evaluate_tflite
 from edgecompress.fileio import atomic_write_json, sha256_bytes
-from edgecompress.gate import Constraints, GateError, select
+from edgecompress.gate import Constraints, GateError, apply_selection
 from edgecompress.inspect import float_ops, weight_sparsity
 from edgecompress.pruning import keras_sparsity
 from edgecompress.preprocessing import to_model_input
@@ -386,18 +386,12 @@ def build_edge(options: BuildOptions = None) -> dict:
         report["search"] = result["search"]
     gate_error = None
     if constraints.any:
-        report["constraints"] = constraints.to_dict()
         try:
-            chosen = select(report, constraints)
-            report["selected"] = chosen["name"]
-            from edgecompress.fileio import atomic_write_bytes
-
-            atomic_write_bytes(out_dir / "selected.tflite", Path(chosen["path"]).read_bytes())
+            chosen = apply_selection(report, constraints, out_dir)
             logger.info("Selected %s (%d bytes, %d gzipped, top-1 %.2f%%) as selected.tflite", chosen["name"],
                         chosen["size_bytes"], chosen["gzip_bytes"], 100 * chosen["accuracy"])
         except GateError as e:
             gate_error = e
-            report["selected"] = None
     report_lib.write_report(report, out_dir)
     if gate_error is not None:
         raise gate_error

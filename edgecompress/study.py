@@ -16,6 +16,7 @@ from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
 from edgecompress.data import load_dataset
 from edgecompress.cache import StageCache, make_key
 from edgecompress.fileio import atomic_write_json, atomic_write_text, sha256_path
+from edgecompress.gate import Constraints, GateError, apply_selection
 from edgecompress.pipeline import compress, publish
 from edgecompress.recipe import resolve_recipe
 
@@ -23,8 +24,20 @@ logger = logging.getLogger(__name__)
 
 
 def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir="build/benchmark", *,
-              teacher_epochs=15, seed=0, runs=200, verbose=1, teacher=None) -> dict:
-    """Runs `recipes` on one teacher and writes the comparison table."""
+              teacher_epochs=15, seed=0, runs=200, verbose=1, teacher=None, search=None, budget_minutes=30.0,
+              max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None) -> dict:
+    """Runs `recipes` on one teacher and writes the comparison table.
+
+    With `search` (a search space name or file), also searches on the same
+    teacher: its artifacts, `report.md`/`report.html` and `selected.tflite`
+    go to `<out_dir>/search/`, the table gains the search's Pareto front
+    (by gzip size) and its selected artifact, and `study["comparison"]`
+    puts the selected artifact next to each recipe's int8 file.
+
+    Raises:
+        GateError: when the search ran but nothing met the constraints (the
+            table is written first).
+    """
     out_dir = Path(out_dir)
     started = time.time()
     dataset = load_dataset(data, Preprocessing(), seed=seed) if teacher is None else None
@@ -57,6 +70,16 @@ def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir=
                 continue
             rows.append((recipe.name if a["name"] != "teacher_float32" else "teacher", a))
     study = {"dataset": dataset.describe(), "recipes": runs_out, "seconds": round(time.time() - started, 1)}
+    gate_error = None
+    if search:
+        found, gate_error = _search(model, dataset, search, pixels, cache, teacher_key, out_dir / "search",
+                                    budget_minutes=budget_minutes, seed=seed, verbose=verbose, runs=runs,
+                                    constraints=Constraints(max_accuracy_drop, max_size_kb, max_latency_ms))
+        study["search"] = {k: found[k] for k in ("search", "selected", "constraints")}
+        for a in found["artifacts"]:
+            if a["name"] == found["selected"] or (a.get("pareto", {}).get("size") and a["name"] != "teacher_float32"):
+                rows.append(("search (selected)" if a["name"] == found["selected"] else "search (front)", a))
+        study["seconds"] = round(time.time() - started, 1)
     teacher_row = next(a for r, a in rows if r == "teacher")
     table = [["recipe", "artifact", "size KB", "gzip KB", "x smaller (gzip)", "top-1 %", "delta pts", "sparsity %", "p50 ms"]]
     for recipe_name, a in rows:
@@ -64,9 +87,29 @@ def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir=
                       f"{teacher_row['gzip_bytes'] / a['gzip_bytes']:.1f}", f"{100 * a['accuracy']:.2f}",
                       f"{100 * (a['accuracy'] - teacher_row['accuracy']):+.2f}", f"{100 * a['sparsity']:.1f}",
                       f"{a['latency_ms']['p50']:.3f}"])
+    comparison = []
+    selected = next((a for r, a in rows if r == "search (selected)"), None)
+    if selected:
+        for recipe_name, a in rows:
+            if recipe_name in runs_out and a["name"] == "int8":
+                comparison.append(f"Selected `{selected['name']}` against {recipe_name}'s int8: "
+                                  f"{a['gzip_bytes'] / selected['gzip_bytes']:.2f}x smaller in gzip bytes "
+                                  f"({selected['gzip_bytes'] / 1024:.1f} vs {a['gzip_bytes'] / 1024:.1f} KB), top-1 "
+                                  f"{100 * selected['accuracy']:.2f}% vs {100 * a['accuracy']:.2f}% "
+                                  f"({100 * (selected['accuracy'] - a['accuracy']):+.2f} points).")
+    study["comparison"] = comparison
     study["table"] = table
     lines = [f"# Benchmark on {dataset.name} ({len(dataset.y_train)} train / {len(dataset.y_test)} test)", "",
-             report_lib._markdown(table), "", "## Stages", ""]
+             report_lib._markdown(table), ""]
+    if search:
+        s = study["search"]
+        c = {k: v for k, v in s["constraints"].items() if v is not None}
+        done = sum(x["status"] == "done" for x in s["search"]["candidates"])
+        lines += [f"Search `{s['search']['space']['name']}`: {done} of {len(s['search']['candidates'])} candidates in "
+                  f"{s['search']['seconds']:.0f} s, constraints {c}: "
+                  + (f"selected `{s['selected']}`." if s["selected"] else "nothing met them.")
+                  + " Full search report: `search/report.md`.", ""] + [f"- {line}" for line in comparison] + [""]
+    lines += ["## Stages", ""]
     for name, result in runs_out.items():
         for s in result["stages"]:
             m = {k: v for k, v in s["metrics"].items() if not isinstance(v, (list, dict))}
@@ -75,4 +118,29 @@ def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir=
     lines += ["", f"Total time: {study['seconds']:.0f} s."]
     atomic_write_json(out_dir / "benchmark.json", study)
     atomic_write_text(out_dir / "benchmark.md", "\n".join(lines) + "\n")
+    if gate_error is not None:
+        raise gate_error
     return study
+
+
+def _search(model, dataset, space, pixels, cache, teacher_key, out_dir: Path, *, budget_minutes, seed, verbose, runs,
+            constraints):
+    """The study's search: artifacts published to `out_dir`, a report there, the selection."""
+    from edgecompress.pipeline import BuildOptions
+    from edgecompress.search import load_space, search
+
+    result = search(model, dataset, load_space(space), pixels, cache, teacher_key, budget_minutes=budget_minutes,
+                    max_accuracy_drop=constraints.max_accuracy_drop, options=BuildOptions(runs=runs), seed=seed,
+                    verbose=verbose)
+    publish(result["artifacts"], out_dir)
+    report = {"dataset": dataset.describe(), "baseline": result["baseline"], "artifacts": result["artifacts"],
+              "stages": result["stages"], "search": result["search"], "seed": seed, "latency_runs": runs,
+              "constraints": constraints.to_dict(), "selected": None, "devices": {}}
+    gate_error = None
+    if constraints.any:
+        try:
+            apply_selection(report, constraints, out_dir)
+        except GateError as e:
+            gate_error = e
+    report_lib.write_report(report, out_dir)
+    return report, gate_error

@@ -46,6 +46,15 @@ def tiny_model(tiny_dataset):
 
 
 @pytest.fixture(scope="session")
+def small_npz(tmp_path_factory, tiny_dataset):
+    """The tiny dataset as an .npz, for tasks that take `--data`."""
+    p = tmp_path_factory.mktemp("d") / "small.npz"
+    np.savez(p, x_train=tiny_dataset.x_train, y_train=tiny_dataset.y_train, x_test=tiny_dataset.x_test,
+             y_test=tiny_dataset.y_test)
+    return p
+
+
+@pytest.fixture(scope="session")
 def calibration_pixels(root, tiny_dataset):
     from edgecompress.calibration import load_calibration_images
 

@@ -66,14 +66,6 @@ def _spiky_model(path, tiny_dataset):
     return path
 
 
-@pytest.fixture(scope="module")
-def small_npz(tmp_path_factory, tiny_dataset):
-    p = tmp_path_factory.mktemp("d") / "small.npz"
-    np.savez(p, x_train=tiny_dataset.x_train, y_train=tiny_dataset.y_train, x_test=tiny_dataset.x_test,
-             y_test=tiny_dataset.y_test)
-    return p
-
-
 @pytest.mark.slow
 def test_selective_int8_recovers_a_badly_quantizing_layer(tmp_path, root, tiny_dataset, small_npz):
     model = _spiky_model(tmp_path / "spiky.keras", tiny_dataset)
@@ -99,3 +91,41 @@ def test_impossible_gate_exits_3(tmp_path, root, small_npz):
     assert "--max-size-kb 1: best" in proc.stderr and "missed by" in proc.stderr and "Traceback" not in proc.stderr
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["selected"] is None and not (tmp_path / "o" / "selected.tflite").exists()
+
+
+@pytest.mark.slow
+def test_select_again_on_device_latency(tmp_path, root, small_npz):
+    """After a build, `invoke select --device` judges latency on the device's measured column."""
+    import subprocess
+    import sys
+
+    from edgecompress.remote import merge_into_report
+    from edgecompress.report import load_report, write_report
+
+    out = tmp_path / "o"
+    proc = run_invoke(["build-edge", "--data", str(small_npz), "--recipe", "quantize-only", "--epochs", "1",
+                       "--out", str(out), "--runs", "20", "--quiet"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = load_report(out)
+    files = [a["path"] for a in report["artifacts"]]
+    # The same TF-free benchmark the device runs (bench-device copies it over SSH), run here.
+    subprocess.run([sys.executable, "-m", "edgecompress.bench", *files, "--runs", "30", "--json",
+                    str(tmp_path / "r.json")], cwd=root, check=True, capture_output=True)
+    merge_into_report(report, {"board": json.loads((tmp_path / "r.json").read_text())})
+    write_report(report, out)
+    column = next(iter(report["devices"]))
+    device_p50 = {a: r["latency_ms"]["p50"] for a, r in report["devices"][column]["results"].items()}
+    limit = sorted(device_p50.values())[len(device_p50) // 2]
+    proc = run_invoke(["select", "--out", str(out), "--device", column, "--max-latency-ms", str(limit)], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = load_report(out)
+    ok = [a for a in report["artifacts"] if device_p50[a["name"]] <= limit]
+    assert report["selected"] == min(ok, key=lambda a: (a["gzip_bytes"], -a["accuracy"]))["name"]
+    assert (out / "selected.tflite").read_bytes() == (out / f"{report['selected']}.tflite").read_bytes()
+    assert report["constraints"]["device"] == column
+    # Impossible: exit 3, the constraint and the best device value named, the stale selection removed.
+    proc = run_invoke(["select", "--out", str(out), "--device", column, "--max-latency-ms", "0.000001"], cwd=root)
+    assert proc.returncode == 3 and "--max-latency-ms 1e-06: best" in proc.stderr, proc.stderr[-2000:]
+    assert load_report(out)["selected"] is None and not (out / "selected.tflite").exists()
+    proc = run_invoke(["select", "--out", str(out), "--device", "nope", "--max-latency-ms", "1"], cwd=root)
+    assert proc.returncode == 2 and "no results for 'nope'" in proc.stderr and column in proc.stderr

@@ -151,7 +151,7 @@ def test_recipe_file_runs_its_stages(tmp_path, root):
 def test_invoke_list_shows_every_task(root):
     proc = run_invoke(["--list"], cwd=root)
     for name in ["build-edge", "train", "quantize", "evaluate", "calibration-data", "prune", "distill", "factorize",
-                 "bench", "benchmark", "test"]:
+                 "bench", "benchmark", "select", "test"]:
         assert f"  {name} " in proc.stdout
 
 
