@@ -42,7 +42,12 @@ def make_key(*parts) -> str:
 
 
 class StageCache:
-    """Stores models, bytes and JSON by (name, key) under `root`."""
+    """Stores models, bytes and JSON by (name, key) under `root`.
+
+    Disabled (`--no-cache`), nothing is reused or kept: files the build still
+    needs to hand on (converted `.tflite` bytes) go to a temporary directory
+    removed at exit, and `root` is left untouched.
+    """
 
     def __init__(self, root, enabled: bool = True):
         self.root = Path(root)
@@ -53,6 +58,17 @@ class StageCache:
             self.root.mkdir(parents=True, exist_ok=True)
             for stale in self.root.glob(".*partial*"):  # left by a killed build
                 stale.unlink(missing_ok=True)
+        else:
+            import shutil
+            import tempfile
+            import weakref
+
+            self.root = Path(tempfile.mkdtemp(prefix="edgecompress-nocache-"))
+            weakref.finalize(self, shutil.rmtree, str(self.root), ignore_errors=True)
+
+    def file(self, name: str, key: str, suffix: str) -> Path:
+        """Where (name, key) is (or would be) stored."""
+        return self._path(name, key, suffix)
 
     def _path(self, name: str, key: str, suffix: str) -> Path:
         return self.root / f"{name}-{key}{suffix}"
@@ -93,10 +109,10 @@ class StageCache:
         return None
 
     def put_bytes(self, name: str, key: str, suffix: str, data: bytes) -> Path:
+        """Stores `data` and returns its file (written even when disabled: callers read it back)."""
         self._note(False, name)
         p = self._path(name, key, suffix)
-        if self.enabled:
-            atomic_write_bytes(p, data)
+        atomic_write_bytes(p, data)
         return p
 
     def get_json(self, name: str, key: str):

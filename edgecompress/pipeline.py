@@ -173,9 +173,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
                 failed.append({"name": name, "error": str(e)})
                 continue
             cache.put_bytes(f"{name}.convert", key, ".tflite", data)
-        path = cache._path(f"{name}.convert", key, ".tflite")  # noqa: SLF001
-        if not cache.enabled:
-            path = quantization.write_tflite(data, cache.root, name)
+        path = cache.file(f"{name}.convert", key, ".tflite")
         mkey = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup, model_key)
         measured = cache.get_json(f"{name}.measure", mkey)
         if measured is None:
@@ -385,11 +383,15 @@ def build_edge(options: BuildOptions = None) -> dict:
     if space is not None:
         report["search"] = result["search"]
     gate_error = None
+    (out_dir / "selected_recipe.json").unlink(missing_ok=True)  # an earlier search's winner
     if constraints.any:
         try:
             chosen = apply_selection(report, constraints, out_dir)
             logger.info("Selected %s (%d bytes, %d gzipped, top-1 %.2f%%) as selected.tflite", chosen["name"],
                         chosen["size_bytes"], chosen["gzip_bytes"], 100 * chosen["accuracy"])
+            if space is not None and chosen["recipe"].get("search"):
+                # The winning candidate as a recipe file: `invoke build-edge --recipe` reproduces it.
+                atomic_write_json(out_dir / "selected_recipe.json", chosen["recipe"]["recipe"])
         except GateError as e:
             gate_error = e
     report_lib.write_report(report, out_dir)

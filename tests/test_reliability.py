@@ -109,6 +109,7 @@ def test_same_seed_gives_byte_identical_tflite(first_build, root, recipe, tmp_pa
     fa = {x["name"]: x["sha256"] for x in a["artifacts"]}
     fb = {x["name"]: x["sha256"] for x in b["artifacts"]}
     assert fb["teacher_float32"] == fa["teacher_float32"]
+    assert not (fresh / ".cache").exists(), "--no-cache must not write a cache"
     proc2 = run_invoke(_args(recipe, tmp_path / "fresh2") + ["--no-cache"], cwd=root)
     assert proc2.returncode == 0, proc2.stderr[-3000:]
     c = json.loads((tmp_path / "fresh2" / "report.json").read_text())

@@ -144,6 +144,10 @@ def test_build_edge_search_selects_and_reports(tmp_path, root, tiny_model, small
     assert report["search"]["space"]["name"] == "tiny" and len(report["search"]["candidates"]) == 2
     sel = next(a for a in report["artifacts"] if a["name"] == report["selected"])
     assert (out / "selected.tflite").read_bytes() == (out / f"{sel['name']}.tflite").read_bytes()
+    from edgecompress.recipe import load_recipe
+
+    again = load_recipe(out / "selected_recipe.json")  # the winner, runnable with --recipe
+    assert sel["name"].startswith(again.name + "_") and [s.STAGE for s in again.stages][0] == "distill"
     ok = [a for a in report["artifacts"] if 100 * (report["artifacts"][0]["accuracy"] - a["accuracy"]) <= 30]
     assert sel["gzip_bytes"] == min(a["gzip_bytes"] for a in ok)
     md = (out / "report.md").read_text()
