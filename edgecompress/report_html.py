@@ -56,7 +56,8 @@ def _plots(report) -> list[tuple[str, str]]:
         ax.legend(fontsize=8)
         out.append((f"Top-1 against {label}", _png(fig)))
         plt.close(fig)
-    sparse = next((a for a in arts if a.get("layer_sparsity") and a["quantization"] == "int8"), None)
+    with_layers = [a for a in arts if a.get("layer_sparsity") and a["quantization"] == "int8"]
+    sparse = next((a for a in with_layers if a["name"] == report.get("selected")), with_layers[0] if with_layers else None)
     if sparse:
         layers = sparse["layer_sparsity"]
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(layers) + 1))

@@ -24,8 +24,8 @@ gets a selective-int8 file with its most sensitive layers in float.
 
 Every file is measured with the real interpreter. Candidates are started
 while the time spent plus the estimated cost of the next one (the mean time
-of each of its uncached stages so far) fits in the budget; the rest are
-listed as skipped.
+of each of its uncached stages so far, plus the mean time of converting and
+measuring) fits in the budget; the rest are listed as skipped.
 """
 
 from __future__ import annotations
@@ -153,22 +153,29 @@ def load_space(spec) -> SearchSpace:
 
 
 class _Clock:
-    """Estimates a candidate's cost from the stages measured so far."""
+    """Estimates a candidate's cost from what was measured so far.
+
+    The cost is the mean time of each of its uncached stages plus the mean
+    time candidates spent converting and measuring.
+    """
 
     def __init__(self, budget_s: float):
-        self.budget_s, self.start, self.times = budget_s, time.time(), {}
+        self.budget_s, self.start, self.times, self.measuring = budget_s, time.time(), {}, []
 
     @property
     def spent(self) -> float:
         return time.time() - self.start
 
-    def record(self, stage_log):
+    def record(self, stage_log, total_seconds):
+        trained = 0.0
         for s in stage_log[1:]:
             if not s.get("cached"):
                 self.times.setdefault(s["stage"], []).append(s["seconds"])
+                trained += s["seconds"]
+        self.measuring.append(max(0.0, total_seconds - trained))
 
     def estimate(self, recipe, uncached) -> float:
-        est = 0.0
+        est = sum(self.measuring) / len(self.measuring) if self.measuring else 0.0
         for i in uncached:
             seen = self.times.get(recipe.stages[i].STAGE)
             est += sum(seen) / len(seen) if seen else 0.0
@@ -218,7 +225,6 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         t0 = time.time()
         final, final_key, stage_log = run_stages(teacher, dataset, recipe, cache, teacher_key, seed=seed,
                                                  verbose=verbose)
-        clock.record(stage_log)
         prov = {"recipe": recipe.to_dict(), "stages": stage_log, "search": {"space": space.name, "choice": choice}}
         more, more_failed = convert_and_measure(final, recipe.quantize, pixels, dataset, cache, final_key,
                                                 prefix=f"{recipe.name}_", provenance=prov, **kw)
@@ -230,6 +236,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
                 entry["int8_recovery"] = rec
         artifacts += more
         failed += more_failed
+        clock.record(stage_log, time.time() - t0)
         entry.update(status="done", seconds=round(time.time() - t0, 1), artifacts=[a["name"] for a in more],
                      stage_metrics={s["stage"]: s["metrics"] for s in stage_log[1:]})
         log.append(entry)
