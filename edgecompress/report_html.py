@@ -49,6 +49,14 @@ def _plots(report) -> list[tuple[str, str]]:
                 ax.annotate(a["name"], (xs[i], ys[i]), fontsize=7, xytext=(4, 3), textcoords="offset points")
         f = sorted(front, key=lambda i: xs[i])
         ax.plot([xs[i] for i in f], [ys[i] for i in f], c="tab:red", lw=1, label="Pareto front")
+        limits = report.get("constraints") or {}
+        base = next((a for a in arts if a["name"] == report.get("baseline")), None)
+        if limits.get("max_accuracy_drop") is not None and base:
+            ax.axhline(100 * base["accuracy"] - limits["max_accuracy_drop"], c="tab:green", ls="--", lw=1,
+                       label=f"--max-accuracy-drop {limits['max_accuracy_drop']:g}")
+        if key == "latency" and limits.get("max_latency_ms") is not None and not limits.get("device"):
+            ax.axvline(limits["max_latency_ms"], c="tab:purple", ls="--", lw=1,
+                       label=f"--max-latency-ms {limits['max_latency_ms']:g}")
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("top-1 %")
