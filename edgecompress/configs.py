@@ -210,8 +210,10 @@ class ConversionConfig(_Config):
             inside the model). Ignored otherwise. Defaults to `"int8"`.
         float_fallback: For `int8`: allow float kernels for ops that have no
             int8 kernel instead of failing. Defaults to False.
-        float_layers: For `int8`: layer names to keep in float (selective
-            quantization of sensitive layers). Defaults to `()`.
+        float_layers: For `int8`: Keras layer names to keep in float
+            (selective quantization of sensitive layers, through TFLite's
+            quantization debugger); needs `io_dtype="float32"`. Defaults to
+            `()`.
     """
 
     name: str
@@ -237,6 +239,12 @@ class ConversionConfig(_Config):
         _require(
             self.io_dtype in ("int8", "float32"),
             f"Received an invalid value for `io_dtype`, expected 'int8' or 'float32'. Received: io_dtype={self.io_dtype!r}",
+        )
+        _require(
+            not self.float_layers or (self.quantization is Quantization.INT8 and self.io_dtype == "float32"),
+            f"Variant {self.name!r}: `float_layers` keeps layers of an int8 model in float, so it needs "
+            "quantization='int8' and io_dtype='float32' (the float layers make float input and output). "
+            f"Received: quantization={self.quantization.value!r}, io_dtype={self.io_dtype!r}",
         )
 
 

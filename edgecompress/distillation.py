@@ -147,11 +147,21 @@ def _inbound(model) -> dict[str, list[str]]:
     if "layers" not in config or not any("inbound_nodes" in lc for lc in config["layers"]):  # Sequential
         names = [layer.name for layer in model.layers]
         return {n: ([names[i - 1]] if i else []) for i, n in enumerate(names)}
-    out = {}
-    for lc in config["layers"]:
-        nodes = lc.get("inbound_nodes") or []
-        out[lc["config"]["name"]] = [t[0] for node in nodes for t in node] if nodes else []
-    return out
+
+    def producers(obj):
+        # tf-keras writes [[name, node, tensor, kwargs], ...] per node, but a layer
+        # called with keyword arguments (TFOpLambda) writes one node unwrapped.
+        if isinstance(obj, (list, tuple)) and len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
+            yield obj[0]
+        elif isinstance(obj, (list, tuple)):
+            for x in obj:
+                yield from producers(x)
+        elif isinstance(obj, dict):
+            for x in obj.values():
+                yield from producers(x)
+
+    return {lc["config"]["name"]: list(dict.fromkeys(producers(lc.get("inbound_nodes") or [])))
+            for lc in config["layers"]}
 
 
 def inherit_weights(teacher, student) -> None:
@@ -287,7 +297,7 @@ def _make_student(teacher, config: DistillConfig, seed: int):
         if config.init in ("auto", "teacher"):
             try:
                 inherit_weights(teacher, student)
-            except EdgeCompressError as e:
+            except Exception as e:  # noqa: BLE001 - "auto" must never stop a build over an optional head start
                 if config.init == "teacher":
                     raise
                 logger.warning("%s Starting the student from random weights instead.", e)
@@ -359,7 +369,7 @@ def _inherits(config, teacher, seed) -> bool:
     try:
         inherit_weights(teacher, scale_width(teacher, config.width, dropout=config.student_dropout))
         return True
-    except EdgeCompressError:
+    except Exception:  # noqa: BLE001 - the same fallback as _make_student
         return False
 
 

@@ -391,7 +391,10 @@ def build_edge(options: BuildOptions = None) -> dict:
                         chosen["size_bytes"], chosen["gzip_bytes"], 100 * chosen["accuracy"])
             if space is not None and chosen["recipe"].get("search"):
                 # The winning candidate as a recipe file: `invoke build-edge --recipe` reproduces it.
-                atomic_write_json(out_dir / "selected_recipe.json", chosen["recipe"]["recipe"])
+                winner = dict(chosen["recipe"]["recipe"])
+                if chosen.get("float_layers"):  # a selective-int8 winner: its conversion joins the recipe
+                    winner["quantize"] = list(winner["quantize"]) + [chosen["recipe"]["conversion"]]
+                atomic_write_json(out_dir / "selected_recipe.json", winner)
         except GateError as e:
             gate_error = e
     report_lib.write_report(report, out_dir)
@@ -434,8 +437,10 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
         measured = {"accuracy": r["accuracy"], "agreement": None, "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
                     "sparsity": weight_sparsity(r["data"])["overall"], "float_ops": float_ops(r["data"]),
                     "float_layers": r["float_layers"]}
+        conv = configs.ConversionConfig("int8_selective", "int8", io_dtype="float32", float_layers=r["float_layers"])
         arts.append(_artifact(name, r["data"], path, "int8", measured,
-                              {**full["recipe"], "selective": {"float_layers": r["float_layers"]}}))
+                              {**full["recipe"], "conversion": conv.to_dict(),
+                               "selective": {"float_layers": r["float_layers"]}}))
         summary["size_cost_bytes"] = len(r["data"]) - full["size_bytes"]
         logger.info("  %s: %s kept in float, top-1 %.2f%%, +%d bytes", name, ", ".join(r["float_layers"]),
                     100 * r["accuracy"], summary["size_cost_bytes"])

@@ -75,6 +75,31 @@ def selective_int8(model, rep, tensors) -> bytes:
         return debugger.get_nondebug_quantized_model()
 
 
+def tensors_of_layers(model, rep, layers) -> list[str]:
+    """The debugger's output tensors of the ops the Keras `layers` became.
+
+    Raises:
+        EdgeCompressError: for a name that is not a layer of `model` (the
+            valid ones are listed), or a layer that left no quantized op of
+            its own (folded into another).
+    """
+    names = [layer.name for layer in model.layers]
+    unknown = [n for n in layers if n not in names]
+    if unknown:
+        raise EdgeCompressError(f"Received an invalid value for `float_layers`: {unknown} are not layers of model "
+                                f"{model.name!r}. Its layers: {names}.")
+    errors = layer_errors(model, rep)
+    tensors = []
+    for name in layers:
+        mine = [e["tensor"] for e in errors if name in layers_of(e["tensor"], model)]
+        if not mine:
+            raise EdgeCompressError(f"Received an invalid value for `float_layers`: layer {name!r} left no quantized "
+                                    "op of its own in the .tflite (it was folded into another). Name the layer it "
+                                    "was fused with instead.")
+        tensors += [t for t in mine if t not in tensors]
+    return tensors
+
+
 def layers_of(tensor: str, model) -> list[str]:
     """Keras layer names that appear in a (possibly fused) TFLite tensor name."""
     parts = {p for chunk in tensor.split(";") for p in chunk.split("/")}

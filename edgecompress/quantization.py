@@ -43,10 +43,16 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
 
     q = config.quantization
     if config.float_layers:
-        raise EdgeCompressError(
-            f"Variant {config.name!r}: `float_layers` (selective quantization) is not "
-            "supported yet; remove it from the recipe."
-        )
+        if representative_dataset is None:
+            raise EdgeCompressError(f"Variant {config.name!r} is int8 and needs a representative dataset; pass "
+                                    "calibration images (`--calibration DIR`).")
+        from edgecompress.qdebug import selective_int8, tensors_of_layers
+
+        try:
+            return selective_int8(model, representative_dataset,
+                                  tensors_of_layers(model, representative_dataset, config.float_layers))
+        except EdgeCompressError as e:
+            raise EdgeCompressError(f"Variant {config.name!r}: {e}") from None
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if q is Quantization.DYNAMIC:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -161,3 +161,19 @@ def test_distill_reports_what_the_teacher_weights_alone_bought(tiny_model, tiny_
 def test_bad_init(kwargs, needle):
     with pytest.raises(EdgeCompressError, match=needle):
         DistillConfig(**kwargs)
+
+
+def test_inherit_through_a_tf_op_layer_falls_back_under_auto(caplog):
+    """A TFOpLambda (tf.math.sin) is named; init='auto' then starts from random weights instead."""
+    from edgecompress._tf import keras, tf
+    from edgecompress.distillation import _make_student, inherit_weights
+
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="c")(inp)
+    x = tf.math.sin(x)
+    teacher = keras.Model(inp, keras.layers.Dense(2, name="out")(keras.layers.Flatten(name="f")(x)))
+    with pytest.raises(EdgeCompressError, match="TFOpLambda"):
+        inherit_weights(teacher, scale_width(teacher, 0.5))
+    with caplog.at_level("WARNING"):
+        student = _make_student(teacher, DistillConfig(width=0.5), seed=0)
+    assert student.get_layer("c").filters == 2 and "random weights instead" in caplog.text

@@ -79,3 +79,46 @@ def test_write_is_atomic(tmp_path):
     p = quantization.write_tflite(b"abc", tmp_path, "m")
     assert p.read_bytes() == b"abc" and [q.name for q in tmp_path.iterdir()] == ["m.tflite"]
     assert oct(p.stat().st_mode & 0o777) != "0o600"
+
+
+def test_float_layers_in_a_recipe_keep_those_layers_in_float(tmp_path, tiny_dataset, calibration_pixels):
+    """`float_layers` reproduces selective int8 from a recipe: the spiky model recovers, measured."""
+    from edgecompress import models, quantization
+    from edgecompress.calibration import representative_dataset
+    from edgecompress.configs import ConversionConfig, int8_float_io
+    from edgecompress.evaluation import evaluate_tflite
+    from edgecompress.preprocessing import to_model_input
+    from test_gate import _spiky_model
+
+    model = models.load_model(_spiky_model(tmp_path / "spiky.keras", tiny_dataset))
+    rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
+    x = to_model_input(tiny_dataset.x_test, tiny_dataset.preprocessing)
+    sel = ConversionConfig("sel", "int8", io_dtype="float32", float_layers=("spiky", "head2"))
+    acc = {}
+    for conv in (int8_float_io(), sel):
+        path = quantization.write_tflite(quantization.convert(model, conv, rep), tmp_path, conv.name)
+        acc[conv.name] = evaluate_tflite(path, x, tiny_dataset.y_test)[0]["accuracy"]
+    float_acc = models.keras_accuracy(model, tiny_dataset)
+    assert float_acc - acc["int8_float_io"] > 0.3 and float_acc - acc["sel"] <= 0.02, (float_acc, acc)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"float_layers": ("nope",)}, r"\['nope'\] are not layers of model"),
+])
+def test_float_layers_bad_names(tiny_model, calibration_pixels, tiny_dataset, kwargs, needle):
+    from edgecompress import quantization
+    from edgecompress.calibration import representative_dataset
+    from edgecompress.configs import ConversionConfig
+
+    conv = ConversionConfig("sel", "int8", io_dtype="float32", **kwargs)
+    with pytest.raises(EdgeCompressError, match=needle):
+        quantization.convert(tiny_model, conv, representative_dataset(calibration_pixels, tiny_dataset.preprocessing))
+
+
+def test_float_layers_need_int8_with_float_io():
+    from edgecompress.configs import ConversionConfig
+
+    with pytest.raises(EdgeCompressError, match="io_dtype='float32'"):
+        ConversionConfig("sel", "int8", float_layers=("fc1",))
+    with pytest.raises(EdgeCompressError, match="quantization='int8'"):
+        ConversionConfig("sel", "float16", io_dtype="float32", float_layers=("fc1",))

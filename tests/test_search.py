@@ -129,6 +129,8 @@ def test_search_recovers_int8_per_candidate(tmp_path, tiny_dataset, calibration_
     assert base - by["base_int8"]["accuracy"] > 0.3
     assert base - by["base_int8_selective"]["accuracy"] <= 0.02
     assert r["search"]["candidates"][0]["int8_recovery"]["float_layers"] == ["head2", "spiky"]
+    # Its conversion is a recipe entry that reproduces it (`float_layers`), e.g. in selected_recipe.json.
+    assert by["base_int8_selective"]["recipe"]["conversion"]["float_layers"] == ["head2", "spiky"]
 
 
 @pytest.mark.slow
