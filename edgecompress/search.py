@@ -39,7 +39,7 @@ from pathlib import Path
 
 from edgecompress.configs import _Config, _require
 from edgecompress.errors import EdgeCompressError
-from edgecompress.recipe import STAGES, Recipe, conversion
+from edgecompress.recipe import STAGES, Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ class SearchSpace(_Config):
         kinds = [s.get("stage") for s in self.stages]
         for key, values in self.grid.items():
             stage, _, param = key.partition(".")
+            _require(stage in STAGES, f"Search space {self.name!r}: grid key {key!r} names unknown stage {stage!r}. "
+                                      f"Valid stages: {sorted(STAGES)}.")
             _require(stage in kinds, f"Search space {self.name!r}: grid key {key!r} names stage {stage!r}, which is "
                                      f"not in `stages` ({kinds}). Valid keys look like 'prune.final_sparsity'.")
             fields = [f.name for f in dataclasses.fields(STAGES[stage])]
@@ -90,9 +92,7 @@ class SearchSpace(_Config):
                                       f"{param!r}. Valid parameters: {fields}.")
             _require(isinstance(values, list) and values, f"Search space {self.name!r}: grid key {key!r} needs a "
                                                           f"non-empty list of values. Received: {values!r}")
-        for q in self.quantize:
-            conversion(q)  # refuses unknown variants with the valid names
-        self.candidates()  # every combination must be a valid recipe
+        self.candidates()  # every combination must be a valid recipe (stages, parameters, variants)
 
     def candidates(self) -> list[tuple[dict, Recipe]]:
         """Every (grid values, recipe) combination, in grid order."""

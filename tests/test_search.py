@@ -31,7 +31,8 @@ def test_grid_makes_one_recipe_per_combination_and_null_drops_the_stage():
 
 
 @pytest.mark.parametrize("grid, needle", [
-    ({"quantize.mode": [1]}, "names stage 'quantize'.*not in `stages`"),
+    ({"quantize.mode": [1]}, r"unknown stage 'quantize'. Valid stages: \['distill', 'factorize', 'prune'\]"),
+    ({"factorize.energy": [0.9]}, "names stage 'factorize', which is not in `stages`"),
     ({"prune.sparsity": [0.5]}, "prune has no parameter 'sparsity'. Valid parameters: .*final_sparsity"),
     ({"prune.final_sparsity": []}, "non-empty list"),
     ({"prune.final_sparsity": [1.5]}, "final_sparsity"),
