@@ -15,12 +15,12 @@ class SharedVectorsTest {
 
     private fun doubles(a: JSONArray) = DoubleArray(a.length()) { a.getDouble(it) }
     private fun ints(a: JSONArray) = IntArray(a.length()) { a.getInt(it) }
+    private fun cases(key: String): List<JSONObject> =
+        vectors.getJSONArray(key).let { a -> List(a.length()) { a.getJSONObject(it) } }
 
     @Test
     fun quantizeAndDequantize() {
-        val cases = vectors.getJSONArray("quantize")
-        for (i in 0 until cases.length()) {
-            val c = cases.getJSONObject(i)
+        for (c in cases("quantize")) {
             val xs = doubles(c.getJSONArray("x"))
             val scale = c.getDouble("scale")
             val zp = c.getInt("zero_point")
@@ -33,9 +33,7 @@ class SharedVectorsTest {
 
     @Test
     fun topK() {
-        val cases = vectors.getJSONArray("top_k")
-        for (i in 0 until cases.length()) {
-            val c = cases.getJSONObject(i)
+        for (c in cases("top_k")) {
             val got = TopK.of(doubles(c.getJSONArray("scores")), c.getInt("k")).map { it.first }
             assertEquals(c.getString("name"), ints(c.getJSONArray("indices")).toList(), got)
         }
@@ -43,9 +41,7 @@ class SharedVectorsTest {
 
     @Test
     fun latencyStats() {
-        val cases = vectors.getJSONArray("latency")
-        for (i in 0 until cases.length()) {
-            val c = cases.getJSONObject(i)
+        for (c in cases("latency")) {
             val s = LatencyStats.of(doubles(c.getJSONArray("values")))
             val want = c.getJSONObject("stats")
             val got = mapOf("count" to s.count.toDouble(), "min" to s.min, "max" to s.max, "mean" to s.mean,
@@ -56,9 +52,7 @@ class SharedVectorsTest {
 
     @Test
     fun grayscaleLikePillow() {
-        val cases = vectors.getJSONArray("gray")
-        for (i in 0 until cases.length()) {
-            val c = cases.getJSONObject(i)
+        for (c in cases("gray")) {
             val rgb = ints(c.getJSONArray("rgb"))
             assertEquals(c.toString(), c.getInt("l"), Preprocess.gray(rgb[0], rgb[1], rgb[2]))
         }
