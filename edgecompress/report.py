@@ -69,12 +69,10 @@ def search_table(report: dict) -> list[list[str]]:
     rows = [["candidate", "status", "seconds", "best top-1 %", "its gzip KB", "smallest gzip KB", "on a front"]]
     for c in search["candidates"]:
         arts = [by_name[n] for n in c.get("artifacts", []) if n in by_name]
-        sel = [a for a in report["artifacts"] if a["name"].startswith(c["name"] + "_") and a["name"] not in c.get("artifacts", [])]
-        arts += sel  # a selective-int8 file added after the candidate's own
         best = max(arts, key=lambda a: a["accuracy"], default=None)
         small = min(arts, key=lambda a: a["gzip_bytes"], default=None)
         front = [a["name"][len(c["name"]) + 1:] for a in arts if any(a.get("pareto", {}).values())]
-        rows.append([c["name"], c["status"] if c["status"] == "done" else f"skipped ({c.get('reason', '')})",
+        rows.append([c["name"], c["status"] if c["status"] == "done" else f"{c['status']} ({c.get('reason') or c.get('error')})",
                      f"{c.get('seconds', 0):.0f}", _pct(best["accuracy"]) if best else "-",
                      _fmt_kb(best["gzip_bytes"]) if best else "-", _fmt_kb(small["gzip_bytes"]) if small else "-",
                      ", ".join(front) or "-"])

@@ -34,6 +34,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -122,11 +123,21 @@ class SearchSpace(_Config):
 
 
 def candidate_name(choice: dict) -> str:
-    """`{"distill.width": 0.5, "prune.final_sparsity": None}` -> `"width0.5-final_sparsity_none"`."""
+    """A file-name-safe name: `{"distill.width": 0.5, "prune.final_sparsity": None}` -> `"width0.5-final_sparsity_none"`."""
     if not choice:
         return "base"
-    return "-".join(f"{k.partition('.')[2]}{'_none' if v is None else f'{v:g}' if isinstance(v, float) else v}"
-                    for k, v in choice.items())
+    parts = []
+    for key, v in choice.items():
+        param = key.partition(".")[2]
+        if v is None:
+            slug = "_none"
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            slug = f"{v:g}"
+        else:  # strings, booleans, mappings such as ranks: letters, digits and . - _ only
+            slug = re.sub(r"[^A-Za-z0-9.-]+", "_", v if isinstance(v, str) else json.dumps(v)).strip("_")
+            slug = slug if slug[:1].isdigit() else f"_{slug}"
+        parts.append(param + slug)
+    return "-".join(parts)
 
 
 def load_space(spec) -> SearchSpace:
@@ -223,8 +234,14 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         logger.info("[search %d/%d] %s (%.0f of %.0f s spent)", n, len(candidates), recipe.name, clock.spent,
                     clock.budget_s)
         t0 = time.time()
-        final, final_key, stage_log = run_stages(teacher, dataset, recipe, cache, teacher_key, seed=seed,
-                                                 verbose=verbose)
+        try:
+            final, final_key, stage_log = run_stages(teacher, dataset, recipe, cache, teacher_key, seed=seed,
+                                                     verbose=verbose)
+        except EdgeCompressError as e:  # one bad combination must not end the search
+            logger.error("  %s failed: %s", recipe.name, e)
+            log.append({**entry, "status": "failed", "error": str(e), "seconds": round(time.time() - t0, 1)})
+            failed.append({"name": recipe.name, "error": str(e)})
+            continue
         prov = {"recipe": recipe.to_dict(), "stages": stage_log, "search": {"space": space.name, "choice": choice}}
         more, more_failed = convert_and_measure(final, recipe.quantize, pixels, dataset, cache, final_key,
                                                 prefix=f"{recipe.name}_", provenance=prov, **kw)
@@ -244,8 +261,11 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         if best:
             logger.info("  best of %s: %s top-1 %.2f%% at %.1f KB gzipped", recipe.name, best["name"],
                         100 * best["accuracy"], best["gzip_bytes"] / 1024)
-    mark_pareto(artifacts)
     done = sum(e["status"] == "done" for e in log)
+    if not done:
+        raise EdgeCompressError(f"Search {space.name!r}: no candidate finished:\n" +
+                                "\n".join(f"  {e['name']}: {e.get('error') or e.get('reason')}" for e in log))
+    mark_pareto(artifacts)
     logger.info("Search done: %d of %d candidates in %.0f s; Pareto front (size): %s", done, len(candidates),
                 clock.spent, ", ".join(a["name"] for a in artifacts if a["pareto"]["size"]))
     return {"artifacts": artifacts, "failed": failed, "stages": teacher_log, "baseline": baseline["name"],

@@ -56,6 +56,8 @@ def test_shipped_space_loads_and_unknown_names_list_the_shipped(tmp_path):
 def test_candidate_names():
     assert candidate_name({}) == "base"
     assert candidate_name({"distill.width": 0.5, "factorize.energy": None}) == "width0.5-energy_none"
+    assert candidate_name({"factorize.ranks": {"fc1": 2}, "prune.schedule": "constant"}) == "ranks_fc1_2-schedule_constant"
+    assert candidate_name({"prune.qat": True, "distill.epochs": 3}) == "qat_true-epochs3"
 
 
 def test_pareto_marks_match_brute_force():
@@ -163,3 +165,28 @@ def test_search_and_recipe_together_are_refused(tmp_path, root, small_npz):
     proc = run_invoke(["build-edge", "--data", str(small_npz), "--search", "--recipe", "default", "--out",
                        str(tmp_path / "o"), "--quiet"], cwd=root)
     assert proc.returncode == 2 and "Pass one of them" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_failing_candidate_is_reported_and_the_search_goes_on(tmp_path, tiny_model, tiny_dataset,
+                                                                calibration_pixels):
+    from edgecompress.cache import StageCache
+    from edgecompress.pipeline import BuildOptions
+    from edgecompress.report import search_table
+    from edgecompress.search import search
+
+    # A fixed rank above what fc1 allows fails that candidate only.
+    space = SearchSpace.from_dict({"name": "r", "stages": [{"stage": "factorize", "finetune_epochs": 0}],
+                                   "grid": {"factorize.ranks": [{"fc1": 100000}, {"fc1": 2}]},
+                                   "quantize": ["float16"]})
+    r = search(tiny_model, tiny_dataset, space, calibration_pixels, StageCache(tmp_path / "c"), "tiny",
+               budget_minutes=10, options=BuildOptions(runs=5, warmup=1), verbose=0)
+    log = r["search"]["candidates"]
+    assert [c["status"] for c in log] == ["failed", "done"]
+    assert "fc1" in log[0]["error"] and r["failed"][0]["name"] == log[0]["name"]
+    rows = search_table({"artifacts": r["artifacts"], "search": r["search"]})
+    assert rows[1][1].startswith("failed (") and rows[2][1] == "done"
+    bad = SearchSpace.from_dict({**space.to_dict(), "grid": {"factorize.ranks": [{"fc1": 100000}]}})
+    with pytest.raises(EdgeCompressError, match="no candidate finished"):
+        search(tiny_model, tiny_dataset, bad, calibration_pixels, StageCache(tmp_path / "c2"), "tiny",
+               budget_minutes=10, options=BuildOptions(runs=5, warmup=1), verbose=0)
