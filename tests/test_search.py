@@ -190,3 +190,19 @@ def test_a_failing_candidate_is_reported_and_the_search_goes_on(tmp_path, tiny_m
     with pytest.raises(EdgeCompressError, match="no candidate finished"):
         search(tiny_model, tiny_dataset, bad, calibration_pixels, StageCache(tmp_path / "c2"), "tiny",
                budget_minutes=10, options=BuildOptions(runs=5, warmup=1), verbose=0)
+
+
+@pytest.mark.slow
+def test_build_with_a_failed_candidate_still_selects_then_exits_non_zero(tmp_path, root, tiny_model, small_npz):
+    tiny_model.save(tmp_path / "m.keras")
+    (tmp_path / "space.json").write_text(json.dumps(
+        {"name": "r", "stages": [{"stage": "factorize", "finetune_epochs": 0}],
+         "grid": {"factorize.ranks": [{"fc1": 100000}, {"fc1": 2}]}, "quantize": ["float16"]}))
+    out = tmp_path / "out"
+    proc = run_invoke(["build-edge", "--model", str(tmp_path / "m.keras"), "--data", str(small_npz), "--search",
+                       str(tmp_path / "space.json"), "--max-accuracy-drop", "100", "--out", str(out), "--runs", "5",
+                       "--quiet"], cwd=root)
+    assert proc.returncode == 2 and "ranks_fc1_100000" in proc.stderr, proc.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["selected"] and (out / "selected.tflite").exists()
+    assert [c["status"] for c in report["search"]["candidates"]] == ["failed", "done"]
