@@ -136,9 +136,11 @@ def scale_width(model, width: float, name: str | None = None, dropout: float | N
         ) from None
 
 
+# Layers that act on each channel alone (or merge inputs channel by channel): kept channels pass through.
 _CHANNELWISE = {"MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dropout",
                 "SpatialDropout2D", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ZeroPadding2D",
-                "Cropping2D", "GaussianNoise", "GaussianDropout", "Rescaling", "Normalization"}
+                "Cropping2D", "GaussianNoise", "GaussianDropout", "Rescaling", "Normalization",
+                "Add", "Multiply", "Average", "Maximum", "Minimum", "Subtract"}
 
 
 def _inbound(model) -> dict[str, list[str]]:
@@ -180,43 +182,34 @@ def inherit_weights(teacher, student) -> None:
     import numpy as np
 
     inbound = _inbound(teacher)
-    keep: dict[str, np.ndarray | None] = {}
+    keep: dict[str, np.ndarray | None] = {}  # layer name -> output channels kept (None: all)
     for tl in teacher.layers:
-        sl = student.get_layer(tl.name)
         cls = type(tl).__name__
-        ins = [keep[n] for n in inbound.get(tl.name, []) if n in keep]
-        if cls == "InputLayer" or not inbound.get(tl.name):
+        if cls == "InputLayer":
             keep[tl.name] = None
-            if cls != "InputLayer":  # a Sequential's first layer: its input is the model input
-                ins = [None]
-            else:
-                continue
-        if len(ins) > 1 and any((a is None) != (b is None) or (a is not None and not np.array_equal(a, b))
-                                for a, b in zip(ins, ins[1:])):
+            continue
+        sl = student.get_layer(tl.name)
+        ins = [keep.get(n) for n in inbound.get(tl.name, [])] or [None]  # no producer: the model input
+        if any((a is None) != (b is None) or (a is not None and not np.array_equal(a, b)) for a, b in zip(ins, ins[1:])):
             raise EdgeCompressError(f"Cannot inherit weights through layer {tl.name!r} ({cls}): its inputs keep "
                                     "different channels. Use init='random'.")
-        k_in = ins[0] if ins else None
-        weights = tl.get_weights()
+        k_in, weights = ins[0], tl.get_weights()
         if cls in ("Conv2D", "Dense"):
             w = weights[0] if k_in is None else np.take(weights[0], k_in, axis=-2)
-            n_out = sl.get_weights()[0].shape[-1]
-            out = np.arange(w.shape[-1])
-            if n_out < w.shape[-1]:
-                out = np.sort(np.argsort(-np.abs(w).reshape(-1, w.shape[-1]).sum(0), kind="stable")[:n_out])
+            n_out, n_teacher = sl.get_weights()[0].shape[-1], w.shape[-1]
+            if n_out > n_teacher:
+                raise EdgeCompressError(f"Cannot inherit weights into layer {tl.name!r}: the student's has {n_out} "
+                                        f"outputs, the teacher's {n_teacher}. Use init='random'.")
+            out = np.arange(n_teacher)
+            if n_out < n_teacher:
+                out = np.sort(np.argsort(-np.abs(w).reshape(-1, n_teacher).sum(0), kind="stable")[:n_out])
             sl.set_weights([w[..., out]] + [b[out] for b in weights[1:]])
-            keep[tl.name] = out if n_out < weights[0].shape[-1] else None
-        elif cls == "BatchNormalization":
-            sl.set_weights([v if k_in is None else v[k_in] for v in weights])
-            keep[tl.name] = k_in
+            keep[tl.name] = out if n_out < n_teacher else None
         elif cls == "Flatten":
-            if k_in is None:
-                keep[tl.name] = None
-            else:
-                positions = int(np.prod(tl.input_shape[1:-1]))
-                channels = tl.input_shape[-1]
-                keep[tl.name] = (np.arange(positions)[:, None] * channels + k_in[None, :]).reshape(-1)
-        elif cls in _CHANNELWISE or cls in ("Add", "Multiply", "Average", "Maximum", "Minimum", "Subtract"):
-            if weights:
+            positions, channels = int(np.prod(tl.input_shape[1:-1])), tl.input_shape[-1]
+            keep[tl.name] = None if k_in is None else (np.arange(positions)[:, None] * channels + k_in).reshape(-1)
+        elif cls == "BatchNormalization" or cls in _CHANNELWISE:
+            if weights:  # BatchNormalization's four vectors, PReLU's slopes: one value per channel
                 sl.set_weights([v if k_in is None else v[..., k_in] for v in weights])
             keep[tl.name] = k_in
         else:

@@ -177,3 +177,10 @@ def test_inherit_through_a_tf_op_layer_falls_back_under_auto(caplog):
     with caplog.at_level("WARNING"):
         student = _make_student(teacher, DistillConfig(width=0.5), seed=0)
     assert student.get_layer("c").filters == 2 and "random weights instead" in caplog.text
+
+
+def test_inherit_refuses_a_wider_student(tiny_model):
+    from edgecompress.distillation import inherit_weights
+
+    with pytest.raises(EdgeCompressError, match="'conv1'.*the student's has 12 outputs, the teacher's 8"):
+        inherit_weights(tiny_model, scale_width(tiny_model, 1.5))
