@@ -3,9 +3,9 @@
 `invoke --list` shows them; `invoke --help TASK` shows a task's flags.
 """
 
-from invoke import Collection, task
+from invoke import Collection
 
-from edgecompress.cli import print_report_summary, setup_logging, user_errors
+from edgecompress.cli import print_report_summary, setup_logging, task, user_errors
 
 
 @task(

@@ -47,3 +47,19 @@ def print_report_summary(report: dict, out_dir) -> None:
     print(format_text_table(artifact_table(report)))
     print()
     print(f"Report: {out_dir}/report.md and {out_dir}/report.json")
+
+
+def task(*args, **kwargs):
+    """`invoke.task` whose automatic short flags never take `-h`.
+
+    Invoke gives each flag the first free letter of its name, and `-h` is
+    free at the task level: `--search` would get it, and `invoke build-edge
+    -h` would start a search instead of showing help.
+    """
+    from invoke import Task, task as invoke_task
+
+    class _Task(Task):
+        def arg_opts(self, name, default, taken_names):
+            return super().arg_opts(name, default, set(taken_names) | {"h"})
+
+    return invoke_task(*args, klass=_Task, **kwargs)

@@ -176,3 +176,10 @@ def test_stage_task_bad_value(tmp_path, root, tiny_model):
     proc = run_invoke(["prune", "--model", str(tmp_path / "in.keras"), "--out", str(tmp_path / "o.keras"),
                        "--final-sparsity", "1.5"], cwd=root)
     assert proc.returncode == 2 and "final_sparsity=1.5" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["build-edge", "bench-device", "benchmark"])
+def test_dash_h_after_a_task_is_help_not_a_flag(root, name):
+    """Invoke would give a free `-h` to a flag (`--search`, `--host`); it must stay help."""
+    proc = run_invoke([name, "-h"], cwd=root, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("Usage:"), (proc.stdout[:300], proc.stderr[-500:])
