@@ -34,7 +34,7 @@ from edgecompress.cli import print_report_summary, setup_logging, task, user_err
 )
 def build_edge(c, model=None, data=None, calibration=None, recipe=None, out="build/edge", epochs=8, seed=0,
                threads=1, runs=200, scale="unit", unsafe=False, quiet=False, strategy="default", no_cache=False,
-               max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None, budget_minutes=30):
+               max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None, budget_minutes=30.0):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -193,7 +193,7 @@ def _int(v):
             "max_accuracy_drop": "Select the search's smallest file within this many top-1 points of the teacher.",
             "max_size_kb": "Selection: largest .tflite in KiB.", "max_latency_ms": "Selection: slowest host p50 in ms."})
 def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build/benchmark", teacher_epochs=15,
-              teacher=None, seed=0, search=None, budget_minutes=30, max_accuracy_drop=None, max_size_kb=None,
+              teacher=None, seed=0, search=None, budget_minutes=30.0, max_accuracy_drop=None, max_size_kb=None,
               max_latency_ms=None):
     """Compare recipes (and optionally a search) on one teacher over a full dataset and write a table."""
     import json
