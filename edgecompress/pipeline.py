@@ -219,18 +219,10 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
     Returns (final model, final key, stage log). Each log entry has the
     stage's `seconds` (0 when it came from the cache, with `cached: true`).
     """
-    from edgecompress.cache import make_key
-
-    metrics_key = make_key(teacher_key, dataset.fingerprint())
-    teacher_metrics = cache.get_json("teacher.metrics", metrics_key)
-    if teacher_metrics is None:
-        teacher_metrics = {"accuracy": models.keras_accuracy(teacher, dataset), "params": models.count_params(teacher),
-                           "sparsity": keras_sparsity(teacher)}
-        cache.put_json("teacher.metrics", metrics_key, teacher_metrics)
-    stage_log = [{"stage": "teacher", "model": teacher.name, "metrics": teacher_metrics}]
+    stage_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
     final, key = teacher, teacher_key
     for i, (stage, key) in enumerate(zip(recipe.stages, stage_keys(recipe, teacher_key, dataset, seed)), 1):
-        name = f"stage{i}-{stage.STAGE}"
+        name = _stage_name(i - 1, stage)
         logger.info("  stage %d/%d: %s", i, len(recipe.stages), stage.STAGE)
         t0 = time.time()
         cached = cache.get_model(name, key)
@@ -249,9 +241,33 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
     return final, key, stage_log
 
 
+def teacher_entry(teacher, dataset, cache, teacher_key) -> dict:
+    """The stage log's first entry: the teacher's top-1, parameters and sparsity (cached)."""
+    from edgecompress.cache import make_key
+
+    metrics_key = make_key(teacher_key, dataset.fingerprint())
+    metrics = cache.get_json("teacher.metrics", metrics_key)
+    if metrics is None:
+        metrics = {"accuracy": models.keras_accuracy(teacher, dataset), "params": models.count_params(teacher),
+                   "sparsity": keras_sparsity(teacher)}
+        cache.put_json("teacher.metrics", metrics_key, metrics)
+    return {"stage": "teacher", "model": teacher.name, "metrics": metrics}
+
+
+def teacher_baseline(teacher, pixels, dataset, cache, teacher_key, entry, **kw):
+    """The teacher's own float32 `.tflite`, measured: the baseline `teacher_float32`. Returns (artifacts, failed)."""
+    return convert_and_measure(teacher, [configs.float32()], pixels, dataset, cache, teacher_key, prefix="teacher_",
+                               provenance={"recipe": {"name": "teacher"}, "stages": [entry]}, **kw)
+
+
+def _stage_name(index: int, stage) -> str:
+    """The cache name of stage `index` (0-based): `stage1-distill`, ..."""
+    return f"stage{index + 1}-{stage.STAGE}"
+
+
 def stage_is_cached(cache, recipe, index: int, key: str) -> bool:
     """Whether stage `index` (0-based) of `recipe` with cache key `key` is stored."""
-    name = f"stage{index + 1}-{recipe.stages[index].STAGE}"
+    name = _stage_name(index, recipe.stages[index])
     return cache.has(f"{name}.metrics", key, ".json") and cache.has(name, key, ".keras")
 
 
@@ -269,9 +285,7 @@ def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, se
     artifacts, failed = [], []
     kw = {"threads": threads, "runs": runs, "warmup": warmup}
     if recipe.stages:
-        artifacts, failed = convert_and_measure(
-            teacher, [configs.float32()], pixels, dataset, cache, teacher_key, prefix="teacher_",
-            provenance={"recipe": {"name": "teacher"}, "stages": stage_log[:1]}, **kw)
+        artifacts, failed = teacher_baseline(teacher, pixels, dataset, cache, teacher_key, stage_log[0], **kw)
     more, more_failed = convert_and_measure(final, recipe.quantize, pixels, dataset, cache, final_key,
                                             provenance=provenance, **kw)
     artifacts += more

@@ -203,18 +203,16 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     (`done`, `skipped`), seconds and artifact names. Artifacts are named
     `<candidate>_<variant>` and carry `pareto: {"size": bool, "latency": bool}`.
     """
-    from edgecompress import configs
-    from edgecompress.pipeline import convert_and_measure, recover_int8, run_stages, stage_is_cached, stage_keys
+    from edgecompress.pipeline import (convert_and_measure, recover_int8, run_stages, stage_is_cached, stage_keys,
+                                       teacher_baseline, teacher_entry)
 
     _require(budget_minutes > 0, "Received an invalid value for `budget_minutes`, expected a number > 0. "
                                  f"Received: budget_minutes={budget_minutes!r}")
     kw = {"threads": options.threads, "runs": options.runs, "warmup": options.warmup} if options else {}
     clock = _Clock(60 * budget_minutes)
     candidates = space.candidates()
-    teacher_log = run_stages(teacher, dataset, Recipe(name="teacher", stages=()), cache, teacher_key, seed=seed)[2]
-    artifacts, failed = convert_and_measure(
-        teacher, [configs.float32()], pixels, dataset, cache, teacher_key, prefix="teacher_",
-        provenance={"recipe": {"name": "teacher"}, "stages": teacher_log}, **kw)
+    teacher_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
+    artifacts, failed = teacher_baseline(teacher, pixels, dataset, cache, teacher_key, teacher_log[0], **kw)
     if not artifacts:
         raise EdgeCompressError("The teacher could not be converted: " + "; ".join(f["error"] for f in failed))
     baseline = artifacts[0]
