@@ -277,6 +277,7 @@ def _distiller_class():
 
 
 def _make_student(teacher, config: DistillConfig, seed: int):
+    """Returns (student, inherited): `inherited` says whether it starts from the teacher's weights."""
     from edgecompress._tf import keras
 
     keras.utils.set_random_seed(seed)
@@ -287,13 +288,15 @@ def _make_student(teacher, config: DistillConfig, seed: int):
         student = keras.models.clone_model(student)  # fresh weights: the budget comparison is fair
     else:
         student = scale_width(teacher, config.width, name="student", dropout=config.student_dropout)
-        if config.init in ("auto", "teacher"):
-            try:
-                inherit_weights(teacher, student)
-            except Exception as e:  # noqa: BLE001 - "auto" must never stop a build over an optional head start
-                if config.init == "teacher":
-                    raise
-                logger.warning("%s Starting the student from random weights instead.", e)
+    inherited = False
+    if not config.student and config.init in ("auto", "teacher"):
+        try:
+            inherit_weights(teacher, student)
+            inherited = True
+        except Exception as e:  # noqa: BLE001 - "auto" must never stop a build over an optional head start
+            if config.init == "teacher":
+                raise
+            logger.warning("%s Starting the student from random weights instead.", e)
     student.trainable = True
     if student.input_shape != teacher.input_shape or student.output_shape != teacher.output_shape:
         raise EdgeCompressError(
@@ -303,7 +306,7 @@ def _make_student(teacher, config: DistillConfig, seed: int):
     if count_params(student) > count_params(teacher):
         warnings.warn(f"Student {student.name!r} has more parameters ({count_params(student)}) than the "
                       f"teacher ({count_params(teacher)}).", stacklevel=3)
-    return student
+    return student, inherited
 
 
 def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, verbose: int = 1):
@@ -322,7 +325,8 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
         # The teacher's weights are copied into the scope so every replica has them.
         frozen = keras.models.clone_model(teacher)
         frozen.set_weights(teacher.get_weights())
-        student = _make_student(teacher, config, seed)
+        student, inherited = _make_student(teacher, config, seed)
+        start = student.get_weights()
         distiller = _distiller_class()(student, frozen, config.temperature, config.alpha)
         distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     keras.utils.set_random_seed(seed)
@@ -339,13 +343,14 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
         "distill_loss": float(hist.history["distill_loss"][-1]),
     }
     if config.baseline:
-        metrics["scratch_accuracy"] = _labels_only(student, teacher, dataset, config, seed, verbose, init="random")
+        # From scratch: random weights; for a student that did not inherit, the ones it started from.
+        scratch_start = _make_student(teacher, config.replace(init="random"), seed)[0].get_weights() if inherited else start
+        metrics["scratch_accuracy"] = _labels_only(student, scratch_start, dataset, config, seed, verbose)
         gap = metrics["teacher_accuracy"] - metrics["scratch_accuracy"]
         metrics["gap_recovered"] = (metrics["accuracy"] - metrics["scratch_accuracy"]) / gap if gap > 0 else None
-        if _inherits(config, teacher, seed):
+        if inherited:
             # What the teacher's weights alone buy, so the soft targets' share is visible too.
-            metrics["inherited_accuracy"] = _labels_only(student, teacher, dataset, config, seed, verbose,
-                                                         init="teacher")
+            metrics["inherited_accuracy"] = _labels_only(student, start, dataset, config, seed, verbose)
     logger.info("Distilled student: top-1 %.2f%% (from scratch: %s%s)", 100 * metrics["accuracy"],
                 f"{100 * metrics['scratch_accuracy']:.2f}%" if "scratch_accuracy" in metrics else "not trained",
                 f"; teacher's weights, labels only: {100 * metrics['inherited_accuracy']:.2f}%"
@@ -353,34 +358,16 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     return student, metrics
 
 
-def _inherits(config, teacher, seed) -> bool:
-    """Whether the student actually started from the teacher's weights."""
-    if config.student or config.init == "random":
-        return False
-    if config.init == "teacher":
-        return True
-    try:
-        inherit_weights(teacher, scale_width(teacher, config.width, dropout=config.student_dropout))
-        return True
-    except Exception:  # noqa: BLE001 - the same fallback as _make_student
-        return False
-
-
-def _labels_only(student, teacher, dataset, config, seed, verbose, *, init):
-    """Trains a copy of `student` on the labels alone with the same budget; returns its top-1."""
+def _labels_only(student, weights, dataset, config, seed, verbose):
+    """Trains a copy of `student` from `weights` on the labels alone with the same budget; returns its top-1."""
     from edgecompress._tf import keras
     from edgecompress.models import train_classifier
 
     with get_strategy(config.strategy).scope():
         model = keras.models.clone_model(student)
     keras.utils.set_random_seed(seed)
-    model.set_weights(_initial_weights(teacher, config.replace(init=init), seed))
+    model.set_weights(weights)
     train_classifier(model, dataset, TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
                                                  learning_rate=config.learning_rate, seed=seed,
                                                  strategy=config.strategy), verbose=verbose)
     return keras_accuracy(model, dataset)
-
-
-def _initial_weights(teacher, config, seed):
-    """The student's initial weights, rebuilt with the same seed, for a fair scratch run."""
-    return _make_student(teacher, config, seed).get_weights()
