@@ -20,7 +20,7 @@ from edgecompress.cli import print_report_summary, setup_logging, task, user_err
         "seed": "Random seed (default: 0).",
         "threads": "Interpreter threads for evaluation and latency (default: 1).",
         "runs": "Timed invokes per artifact (default: 200).",
-        "scale": "Pixel scaling for your model: unit [0,1], symmetric [-1,1] or raw [0,255] (default: unit).",
+        "scale": "Pixel scaling for your model: auto (read from its Rescaling/Normalization layers, confirmed by measuring), unit [0,1], symmetric [-1,1] or raw [0,255] (default: auto).",
         "unsafe": "Allow Lambda layers (arbitrary code) when loading --model. Only for models you trust.",
         "quiet": "Hide progress output.",
         "strategy": "tf.distribute strategy for the teacher: default, mirrored or multiworker (default: default).",
@@ -33,7 +33,7 @@ from edgecompress.cli import print_report_summary, setup_logging, task, user_err
     }
 )
 def build_edge(c, model=None, data=None, calibration=None, recipe=None, out="build/edge", epochs=8, seed=0,
-               threads=1, runs=200, scale="unit", unsafe=False, quiet=False, strategy="default", no_cache=False,
+               threads=1, runs=200, scale="auto", unsafe=False, quiet=False, strategy="default", no_cache=False,
                max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None, budget_minutes=30.0):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
@@ -75,15 +75,17 @@ def train(c, data=None, out="build/edge/teacher.keras", epochs=8, seed=0):
 @task(help={"model": "Keras model to convert.", "out": "Output folder (default: build/edge).",
             "calibration": "Calibration images folder (default: calibration_data/).",
             "variants": "Comma-separated variants (default: float32,dynamic,float16,int8,int8_float_io).",
-            "unsafe": "Allow Lambda layers when loading the model."})
+            "unsafe": "Allow Lambda layers when loading the model.",
+            "scale": "Pixel scaling: auto (a saved .spec.json, else the model's Rescaling/Normalization layers), unit, symmetric or raw."})
 def quantize(c, model, out="build/edge", calibration="calibration_data", variants="float32,dynamic,float16,int8,int8_float_io",
-             unsafe=False):
+             unsafe=False, scale="auto"):
     """Convert a Keras model to .tflite variants (post-training quantization)."""
     setup_logging()
     with user_errors():
         from edgecompress.tasks_impl import quantize_model
 
-        quantize_model(model=model, out=out, calibration_dir=calibration, variants=variants.split(","), safe_mode=not unsafe)
+        quantize_model(model=model, out=out, calibration_dir=calibration, variants=variants.split(","), safe_mode=not unsafe,
+                       scale=scale)
 
 
 @task(help={"models": "Comma-separated .tflite files (default: every .tflite in build/edge).",
@@ -126,7 +128,8 @@ def bench(c, models=None, runs=200, threads=1, no_xnnpack=False, json=None):
 _STAGE_HELP = {"model": "Input Keras model file.", "out": "Output Keras model file.",
                "data": "Training data (default: bundled subset).", "seed": "Random seed (default: 0).",
                "strategy": "tf.distribute strategy: default, mirrored or multiworker (default: default).",
-               "unsafe": "Allow Lambda layers when loading the model."}
+               "unsafe": "Allow Lambda layers when loading the model.",
+               "scale": "Pixel scaling: auto, unit, symmetric or raw (default: auto; a saved .spec.json wins)."}
 
 
 @task(help={**_STAGE_HELP, "final_sparsity": "Target sparsity in [0, 1) (default: 0.8).",
@@ -135,13 +138,13 @@ _STAGE_HELP = {"model": "Input Keras model file.", "out": "Output Keras model fi
             "m_by_n": "Structured sparsity, e.g. 2:4.", "policy": "xnnpack: prune only what XNNPACK can use.",
             "qat": "Pruning-preserving quantization-aware training afterwards."})
 def prune(c, model, out, data=None, final_sparsity=None, initial_sparsity=None, schedule=None, epochs=None, m_by_n=None,
-          policy=None, qat=False, strategy=None, seed=0, unsafe=False):
+          policy=None, qat=False, strategy=None, seed=0, unsafe=False, scale="auto"):
     """Prune a Keras model with tfmot (model file in, model file out)."""
     setup_logging()
     with user_errors():
         from edgecompress.tasks_impl import run_stage
 
-        run_stage("prune", model, out, data=data, seed=int(seed), safe_mode=not unsafe,
+        run_stage("prune", model, out, data=data, seed=int(seed), safe_mode=not unsafe, scale=scale,
                   final_sparsity=_num(final_sparsity), initial_sparsity=_num(initial_sparsity), schedule=schedule,
                   epochs=_int(epochs), m_by_n=m_by_n, policy=policy, qat=qat or None, strategy=strategy)
 
@@ -150,13 +153,13 @@ def prune(c, model, out, data=None, final_sparsity=None, initial_sparsity=None, 
             "student": "Your own student model file instead.", "temperature": "Softening temperature (default: 4).",
             "alpha": "Weight of the hard-label loss (default: 0.1).", "epochs": "Epochs (default: 10)."})
 def distill(c, model, out, data=None, width=None, student=None, temperature=None, alpha=None, epochs=None,
-            strategy=None, seed=0, unsafe=False):
+            strategy=None, seed=0, unsafe=False, scale="auto"):
     """Distill a teacher into a smaller student (model file in, model file out)."""
     setup_logging()
     with user_errors():
         from edgecompress.tasks_impl import run_stage
 
-        run_stage("distill", model, out, data=data, seed=int(seed), safe_mode=not unsafe, width=_num(width),
+        run_stage("distill", model, out, data=data, seed=int(seed), safe_mode=not unsafe, scale=scale, width=_num(width),
                   student=student, temperature=_num(temperature), alpha=_num(alpha), epochs=_int(epochs),
                   strategy=strategy)
 
@@ -165,13 +168,13 @@ def distill(c, model, out, data=None, width=None, student=None, temperature=None
             "ratio": "Target parameter ratio per layer instead of energy.",
             "finetune_epochs": "Fine-tuning epochs afterwards (default: 2)."})
 def factorize(c, model, out, data=None, energy=None, ratio=None, finetune_epochs=None, strategy=None, seed=0,
-              unsafe=False):
+              unsafe=False, scale="auto"):
     """Factorize Dense/Conv2D kernels by truncated SVD (model file in, model file out)."""
     setup_logging()
     with user_errors():
         from edgecompress.tasks_impl import run_stage
 
-        run_stage("factorize", model, out, data=data, seed=int(seed), safe_mode=not unsafe, energy=_num(energy),
+        run_stage("factorize", model, out, data=data, seed=int(seed), safe_mode=not unsafe, scale=scale, energy=_num(energy),
                   ratio=_num(ratio), finetune_epochs=_int(finetune_epochs), strategy=strategy)
 
 
@@ -307,8 +310,11 @@ def check_model(c, model="build/edge/teacher.keras", json=None, unsafe=False):
     with user_errors():
         from edgecompress.models import load_model
         from edgecompress.preflight import check_model as run, format_findings
+        from edgecompress.translate import TranslationLog
 
-        r = run(load_model(model, safe_mode=not unsafe))
+        log = TranslationLog()
+        r = run(load_model(model, safe_mode=not unsafe, log=log))
+        r["translation"] = log.to_dict()
         if json:
             from edgecompress.fileio import atomic_write_json
 

@@ -102,118 +102,59 @@ class DistillConfig(_Config):
 
 
 def scale_width(model, width: float, name: str | None = None, dropout: float | None = None):
-    """The same architecture with every hidden Conv2D/Dense scaled by `width`.
+    """The same architecture with its channels scaled by `width` (see `channels.analyse`).
 
-    The output layer (the last Dense or Conv2D) keeps its size. Weights are
-    freshly initialized. `dropout`, when given, replaces the rate of every
+    Channels joined by residual `Add`s, squeeze-excite `Multiply`s and
+    depthwise convolutions are scaled together, so the student stays a valid
+    graph; spaces touching the input, the output or a layer the analysis does
+    not know keep every channel. Weights are freshly initialized (see
+    `inherit_weights`). `dropout`, when given, replaces the rate of every
     Dropout layer.
+
+    Raises:
+        EdgeCompressError: when no channel can be scaled (the "student"
+            would be as large as its teacher), naming what kept them.
     """
-    from edgecompress._tf import keras
+    from edgecompress import channels
 
-    config = model.get_config()
-    layers = config["layers"]
-    sized = [i for i, lc in enumerate(layers) if lc["class_name"] in ("Conv2D", "Dense", "SeparableConv2D")]
-    if not sized:
-        raise EdgeCompressError(f"Model {model.name!r} has no Conv2D or Dense layer to scale; pass a `student` model instead.")
-    for lc in layers:
-        # A teacher saved or used frozen carries trainable=False in its config;
-        # the student must learn. (InputLayer takes no `trainable` argument.)
-        if "trainable" in lc["config"]:
-            lc["config"]["trainable"] = True
-        if dropout is not None and lc["class_name"] == "Dropout":
-            lc["config"]["rate"] = float(dropout)
-    for i in sized[:-1]:
-        cfg = layers[i]["config"]
-        key = "filters" if "filters" in cfg else "units"
-        cfg[key] = max(1, int(round(cfg[key] * width)))
-    config["name"] = name or f"{model.name}_w{width:g}"
-    try:
-        cls = keras.Sequential if isinstance(model, keras.Sequential) else keras.Model
-        return cls.from_config(config)
-    except Exception as e:  # noqa: BLE001
+    plan = channels.analyse(model, width)
+    if not plan.sizes:
+        blocked = plan.full_width() or ["no Conv2D or Dense layer"]
         raise EdgeCompressError(
-            f"Cannot rebuild model {model.name!r} at width {width}: {e}. Pass a `student` model instead."
-        ) from None
-
-
-# Layers that act on each channel alone (or merge inputs channel by channel): kept channels pass through.
-_CHANNELWISE = {"MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dropout",
-                "SpatialDropout2D", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ZeroPadding2D",
-                "Cropping2D", "GaussianNoise", "GaussianDropout", "Rescaling", "Normalization",
-                "Add", "Multiply", "Average", "Maximum", "Minimum", "Subtract"}
-
-
-def _inbound(model) -> dict[str, list[str]]:
-    """Layer name -> names of the layers feeding it."""
-    config = model.get_config()
-    if "layers" not in config or not any("inbound_nodes" in lc for lc in config["layers"]):  # Sequential
-        names = [layer.name for layer in model.layers]
-        return {n: ([names[i - 1]] if i else []) for i, n in enumerate(names)}
-
-    def producers(obj):
-        # tf-keras writes [[name, node, tensor, kwargs], ...] per node, but a layer
-        # called with keyword arguments (TFOpLambda) writes one node unwrapped.
-        if isinstance(obj, (list, tuple)) and len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
-            yield obj[0]
-        elif isinstance(obj, (list, tuple)):
-            for x in obj:
-                yield from producers(x)
-        elif isinstance(obj, dict):
-            for x in obj.values():
-                yield from producers(x)
-
-    return {lc["config"]["name"]: list(dict.fromkeys(producers(lc.get("inbound_nodes") or [])))
-            for lc in config["layers"]}
+            f"Model {model.name!r} has no channels that can be scaled by width={width}: they all keep full width "
+            f"because of {'; '.join(blocked)}. Pass a `student` model instead.")
+    student = channels.scaled_model(model, plan, name=name or f"{model.name}_w{width:g}", dropout=dropout)
+    student._edgecompress_plan = plan
+    if width < 1 and count_params(student) >= count_params(model):
+        raise EdgeCompressError(
+            f"The width-{width:g} student of {model.name!r} has {count_params(student):,} parameters, as many as its "
+            f"teacher ({count_params(model):,}): every channel keeps full width because of "
+            f"{'; '.join(plan.full_width()) or 'the graph'}. Pass a `student` model instead.")
+    if plan.full_width():
+        logger.info("Kept at full width: %s", "; ".join(plan.full_width()))
+    return student
 
 
 def inherit_weights(teacher, student) -> None:
-    """Copies the teacher's most important channels into a width-scaled student.
+    """Copies the teacher's most important channels into a student made by `scale_width`.
 
-    Walks the graph in order. Each Conv2D/Dense keeps the output channels
-    whose weights have the largest L1 norm (in their original order) and
-    the input channels its producer kept; BatchNormalization, pooling,
-    dropout and activations pass the kept channels through; Flatten maps
-    them to its flattened positions. The output layer keeps all its units.
+    Each channel space keeps the channels whose producing kernels have the
+    largest L1 norm (in their original order); every consumer gets the
+    matching input channels, through BatchNormalization, pooling, residual
+    `Add`s, squeeze-excite `Multiply`s, depthwise convolutions and Flatten's
+    positions. The output layer keeps all its units.
 
     Raises:
-        EdgeCompressError: naming the layer, for graphs it cannot follow
-            (a merge of differently-kept branches, a layer it does not know).
+        EdgeCompressError: naming the layer, when the student is wider than
+            the teacher or was not made by `scale_width`.
     """
-    import numpy as np
+    from edgecompress import channels
 
-    inbound = _inbound(teacher)
-    keep: dict[str, np.ndarray | None] = {}  # layer name -> output channels kept (None: all)
-    for tl in teacher.layers:
-        cls = type(tl).__name__
-        if cls == "InputLayer":
-            keep[tl.name] = None
-            continue
-        sl = student.get_layer(tl.name)
-        ins = [keep.get(n) for n in inbound.get(tl.name, [])] or [None]  # no producer: the model input
-        if any((a is None) != (b is None) or (a is not None and not np.array_equal(a, b)) for a, b in zip(ins, ins[1:])):
-            raise EdgeCompressError(f"Cannot inherit weights through layer {tl.name!r} ({cls}): its inputs keep "
-                                    "different channels. Use init='random'.")
-        k_in, weights = ins[0], tl.get_weights()
-        if cls in ("Conv2D", "Dense"):
-            w = weights[0] if k_in is None else np.take(weights[0], k_in, axis=-2)
-            n_out, n_teacher = sl.get_weights()[0].shape[-1], w.shape[-1]
-            if n_out > n_teacher:
-                raise EdgeCompressError(f"Cannot inherit weights into layer {tl.name!r}: the student's has {n_out} "
-                                        f"outputs, the teacher's {n_teacher}. Use init='random'.")
-            out = np.arange(n_teacher)
-            if n_out < n_teacher:
-                out = np.sort(np.argsort(-np.abs(w).reshape(-1, n_teacher).sum(0), kind="stable")[:n_out])
-            sl.set_weights([w[..., out]] + [b[out] for b in weights[1:]])
-            keep[tl.name] = out if n_out < n_teacher else None
-        elif cls == "Flatten":
-            positions, channels = int(np.prod(tl.input_shape[1:-1])), tl.input_shape[-1]
-            keep[tl.name] = None if k_in is None else (np.arange(positions)[:, None] * channels + k_in).reshape(-1)
-        elif cls == "BatchNormalization" or cls in _CHANNELWISE:
-            if weights:  # BatchNormalization's four vectors, PReLU's slopes: one value per channel
-                sl.set_weights([v if k_in is None else v[..., k_in] for v in weights])
-            keep[tl.name] = k_in
-        else:
-            raise EdgeCompressError(f"Cannot inherit weights through layer {tl.name!r} ({cls}). Use init='random'.")
+    plan = getattr(student, "_edgecompress_plan", None)
+    if plan is None:
+        raise EdgeCompressError(f"Student {student.name!r} was not made by `scale_width`; only a width-scaled "
+                                "student has the teacher's channels to inherit. Use init='random'.")
+    channels.inherit(teacher, student, plan)
 
 
 def _distiller_class():
@@ -306,6 +247,9 @@ def _make_student(teacher, config: DistillConfig, seed: int):
     if count_params(student) > count_params(teacher):
         warnings.warn(f"Student {student.name!r} has more parameters ({count_params(student)}) than the "
                       f"teacher ({count_params(teacher)}).", stacklevel=3)
+    logger.info("Student %s: %d parameters (teacher %d, %.2fx), %s", student.name, count_params(student),
+                count_params(teacher), count_params(student) / max(1, count_params(teacher)),
+                "starts from the teacher's channels" if inherited else "starts from random weights")
     return student, inherited
 
 

@@ -1,9 +1,10 @@
 """Keras models: the default teacher, training, and safe loading and saving.
 
-Models are tf-keras (Keras 2) models, because tensorflow-model-optimization
-rejects Keras 3 objects. Loading refuses Keras 3 files with an explanation
-and, by default, refuses `Lambda` layers (arbitrary Python code) unless the
-caller passes `safe_mode=False`.
+Inside edgecompress, models are tf-keras (Keras 2) models, because
+tensorflow-model-optimization rejects Keras 3 objects. Keras 3 files are
+loaded with Keras 3 and translated (`edgecompress.translate`), and can be
+saved back as Keras 3. Loading refuses `Lambda` layers (arbitrary Python
+code) unless the caller passes `safe_mode=False`.
 """
 
 from __future__ import annotations
@@ -132,12 +133,8 @@ def _keras_major(version) -> int | None:
         return None
 
 
-_KERAS3_FIX = (
-    "tensorflow-model-optimization only works with Keras 2. Re-create and save the "
-    "model with tf-keras (`import tf_keras as keras`, or TF_USE_LEGACY_KERAS=1 before "
-    "importing TensorFlow), or rebuild its architecture in tf-keras and load the "
-    "weights with `model.load_weights`."
-)
+_REBUILD_FIX = ("Rebuild it from built-in Keras layers (custom and subclassed layers cannot be translated "
+                "for pruning), or save it again with `model.save('model.keras')`.")
 
 
 def _inspect_config(path: Path):
@@ -150,7 +147,8 @@ def _inspect_config(path: Path):
             raise EdgeCompressError(
                 f"SavedModel {path} has no Keras metadata (keras_metadata.pb): it was "
                 "exported with Keras 3 `model.export()` or plain `tf.saved_model.save`, "
-                "which edgecompress cannot train further. " + _KERAS3_FIX
+                "which edgecompress cannot train further. Save the Keras model itself instead: "
+                "`model.save('model.keras')`."
             )
         text = meta.read_bytes().decode("utf-8", "replace")
         return None, text
@@ -188,50 +186,101 @@ def _inspect_config(path: Path):
     )
 
 
-def load_model(path, *, safe_mode: bool = True):
-    """Loads a tf-keras model from `.keras`, `.h5` or a SavedModel directory.
+def model_format(path) -> str:
+    """`"keras3"` when the file was saved by Keras 3, else `"tf_keras"`."""
+    version, _ = _inspect_config(Path(path))
+    return "keras3" if _keras_major(version) == 3 else "tf_keras"
+
+
+def load_model(path, *, safe_mode: bool = True, log=None):
+    """Loads a Keras 3 or tf-keras model as a flat tf-keras model.
+
+    Keras 3 files (`.keras`, `.h5`) are loaded with Keras 3 and translated
+    layer by layer (`translate.to_tf_keras`); nested sub-models, in either
+    library, are inlined so every stage reaches every layer.
 
     Args:
         path: The model file or directory.
         safe_mode: Refuse `Lambda` layers, whose Python code would run on
             load. Pass `False` only for models you trust. Defaults to True.
+        log: A `translate.TranslationLog` to fill. Defaults to None.
 
     Raises:
-        EdgeCompressError: for a missing path, a corrupt file, a Keras 3
-            model, or (in safe mode) a model with a Lambda layer.
+        EdgeCompressError: for a missing path, a corrupt file, missing
+            weights, a layer that cannot be translated exactly, or (in safe
+            mode) a model with a Lambda layer.
     """
+    from edgecompress import translate
+
     path = Path(path)
     if not path.exists():
         raise EdgeCompressError(f"Received an invalid value for `model`: {path} does not exist.")
     version, config = _inspect_config(path)
-    if _keras_major(version) == 3:
-        raise EdgeCompressError(f"{path} was saved by Keras {version or '3'}. " + _KERAS3_FIX)
+    keras3 = _keras_major(version) == 3
     if safe_mode and config and ('"class_name": "Lambda"' in config or '"class_name":"Lambda"' in config):
         raise EdgeCompressError(
             f"{path} contains a Lambda layer, whose Python code would run when the model "
             "is loaded. Refusing in safe mode; pass `--unsafe` (safe_mode=False) only if you "
-            "trust where the file came from."
+            "trust where the file came from (a Lambda cannot be pruned or translated either: "
+            "replace it with built-in layers)."
         )
-    from edgecompress._tf import keras
+    if keras3 and path.suffix.lower() == ".keras":
+        _check_keras3_weights(path)
+    if keras3:
+        import keras as keras_lib
 
+        loader = lambda: keras_lib.saving.load_model(path, compile=False, safe_mode=safe_mode)  # noqa: E731
+    else:
+        from edgecompress._tf import keras as keras_lib
+
+        loader = (lambda: keras_lib.models.load_model(path, compile=False, safe_mode=safe_mode)) \
+            if path.suffix.lower() == ".keras" else (lambda: keras_lib.models.load_model(path, compile=False))
     try:
-        if path.suffix.lower() == ".keras":
-            model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)
-        else:
-            model = keras.models.load_model(path, compile=False)
+        model = loader()
     except Exception as e:  # noqa: BLE001 - any deserialization failure is the file's fault
         raise EdgeCompressError(
-            f"Cannot load model {path}: {type(e).__name__}: {str(e).splitlines()[0][:300]}. "
-            "If it uses custom layers, rebuild it with built-in tf-keras layers."
+            f"Cannot load model {path} (saved by Keras {version or '2'}): {type(e).__name__}: "
+            f"{str(e).splitlines()[0][:300]}. {_REBUILD_FIX}"
         ) from None
-    if not isinstance(model, keras.Model):
-        raise EdgeCompressError(f"{path} did not load as a tf-keras Model (got {type(model).__name__}).")
+    if not isinstance(model, keras_lib.Model):
+        raise EdgeCompressError(f"{path} did not load as a Keras Model (got {type(model).__name__}).")
+    if keras3 and type(model).__name__ not in ("Functional", "Sequential"):
+        raise EdgeCompressError(
+            f"{path} holds a subclassed model ({type(model).__name__}), whose graph is Python code edgecompress "
+            "cannot follow. Build it with the Functional or Sequential API.")
+    log = log if log is not None else translate.TranslationLog()
+    model = translate.to_tf_keras(model, log)
+    if keras3:
+        logger.info("Translated Keras %s model %s to tf-keras (%d layers%s)", version, path, len(model.layers),
+                    f"; rebuilt from built-in layers: {len(log.decomposed)} activation(s)/op(s)" if log.decomposed else "")
     return model
 
 
-def save_model(model, path, spec: ModelSpec | None = None):
-    """Saves `model` atomically (and its `ModelSpec` beside it as JSON)."""
+def _check_keras3_weights(path: Path) -> None:
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    if not any(n.startswith("model.weights") for n in names):
+        raise EdgeCompressError(f"{path} has no weights (no model.weights.h5 inside the archive). Save the whole "
+                                "model with `model.save('model.keras')`, not only its config.")
+
+
+def save_model(model, path, spec: ModelSpec | None = None, *, fmt: str = "tf_keras"):
+    """Saves `model` atomically (and its `ModelSpec` beside it as JSON).
+
+    Args:
+        fmt: `"keras3"` writes a Keras 3 file (`translate.to_keras3`) that
+            `keras.saving.load_model` reads; a model Keras 3 cannot hold
+            (quantization-aware training wrappers) is saved as tf-keras with
+            a warning. Defaults to `"tf_keras"`.
+    """
     path = Path(path)
+    if fmt == "keras3":
+        from edgecompress import translate
+
+        try:
+            model = translate.to_keras3(model)
+        except EdgeCompressError as e:
+            logger.warning("Saving %s as a tf-keras file: Keras 3 cannot hold it (%s)", path, e)
     with atomic_path(path) as tmp:
         model.save(tmp)
     if spec is not None:

@@ -51,8 +51,10 @@ class BuildOptions(_Config):
         threads: Interpreter threads for evaluation and latency. Defaults to 1.
         runs: Timed invokes per artifact for host latency. Defaults to 200.
         warmup: Warm-up invokes before them. Defaults to 20.
-        scale: Pixel scaling for a user model (`unit`, `symmetric`, `raw`).
-            Defaults to `unit`.
+        scale: Pixel scaling for a user model: `auto` (read from the model's
+            preprocessing layers, confirmed by measuring; see
+            `pixelscale.choose_scale`), `unit`, `symmetric` or `raw`.
+            Defaults to `auto`.
         safe_mode: Refuse Lambda layers when loading a model. Defaults to True.
         verbose: Keras progress bars (1) or silence (0). Defaults to 1.
         strategy: `tf.distribute` strategy for training the teacher (stages
@@ -79,7 +81,7 @@ class BuildOptions(_Config):
     threads: int = 1
     runs: int = 200
     warmup: int = 20
-    scale: str = "unit"
+    scale: str = "auto"
     safe_mode: bool = True
     verbose: int = 1
     strategy: str = "default"
@@ -95,6 +97,9 @@ class BuildOptions(_Config):
                  f"Received an invalid value for `runs`, expected an integer >= 1. Received: runs={self.runs!r}")
         _require(isinstance(self.threads, int) and self.threads >= 1,
                  f"Received an invalid value for `threads`, expected an integer >= 1. Received: threads={self.threads!r}")
+        from edgecompress.user_model import check_scale_name
+
+        check_scale_name(self.scale)
 
 
 def _step(i, n, text):
@@ -104,25 +109,21 @@ def _step(i, n, text):
 def prepare_model(options: BuildOptions, cache=None):
     """Loads the user's model or trains (or reuses) the default teacher.
 
-    Returns (model, dataset, key): `key` identifies the model's content for
-    the cache.
+    Returns (model, dataset, key, source): `key` identifies the model's
+    content for the cache; `source` is the `user_model.UserModel` (format,
+    translation, scale choice), or None for the default teacher.
     """
     from edgecompress.cache import StageCache, make_key, versions
     from edgecompress.fileio import sha256_path
 
     cache = cache or StageCache(Path(options.out_dir) / ".cache", enabled=False)
     if options.model:
-        model = models.load_model(options.model, safe_mode=options.safe_mode)
-        saved = models.load_spec(options.model)
-        spec = saved.preprocessing if saved else models.input_preprocessing(model, options.scale)
-        dataset = load_dataset(options.data, spec, seed=options.seed)
-        n_out = model.output_shape[-1]
-        if n_out != dataset.num_classes:
-            raise EdgeCompressError(
-                f"Model {options.model} has {n_out} outputs but the data has {dataset.num_classes} "
-                f"classes ({list(dataset.class_names)}). Pass the data the model was trained on."
-            )
-        return model, dataset, make_key("model", sha256_path(options.model), spec.to_dict())
+        from edgecompress.user_model import open_model
+
+        user = open_model(options.model, options.data, scale=options.scale, seed=options.seed,
+                          safe_mode=options.safe_mode)
+        key = make_key("model", sha256_path(options.model), user.spec.to_dict(), versions())
+        return user.model, user.dataset, key, user
     dataset = load_dataset(options.data, None if options.data else Preprocessing(), seed=options.seed)
     train = TrainConfig(epochs=options.epochs, seed=options.seed, strategy=options.strategy)
     key = make_key("teacher", dataset.fingerprint(), train.to_dict(), versions())
@@ -132,7 +133,7 @@ def prepare_model(options: BuildOptions, cache=None):
             model = models.build_teacher(dataset.preprocessing, dataset.num_classes, seed=options.seed)
         models.train_classifier(model, dataset, train, verbose=options.verbose)
         cache.put_model("teacher", key, model)
-    return model, dataset, key
+    return model, dataset, key, None
 
 
 def calibration_pixels(options: BuildOptions, dataset, out_dir: Path):
@@ -338,8 +339,9 @@ def build_edge(options: BuildOptions = None) -> dict:
     started = time.time()
     n = 4
     _step(1, n, "Loading data and model")
-    model, dataset, teacher_key = prepare_model(options, cache)
+    model, dataset, teacher_key, source = prepare_model(options, cache)
     spec = ModelSpec(dataset.preprocessing, dataset.class_names)
+    fmt = source.format if source else "tf_keras"
     logger.info("Teacher %s: %d parameters", model.name, models.count_params(model))
 
     _step(2, n, "Reading calibration images")
@@ -368,9 +370,9 @@ def build_edge(options: BuildOptions = None) -> dict:
     _step(4, n, "Publishing artifacts and writing the report")
     publish(result["artifacts"], out_dir)
     atomic_write_json(out_dir / "model_spec.json", spec.to_dict())
-    models.save_model(model, out_dir / "teacher.keras", spec)
+    models.save_model(model, out_dir / "teacher.keras", spec, fmt=fmt)
     if result["final_model"] is not None and recipe.stages:
-        models.save_model(result["final_model"], out_dir / "final.keras", spec)
+        models.save_model(result["final_model"], out_dir / "final.keras", spec, fmt=fmt)
     elif (out_dir / "final.keras").exists():
         (out_dir / "final.keras").unlink()
     report = {
@@ -380,6 +382,7 @@ def build_edge(options: BuildOptions = None) -> dict:
         "recipe": recipe.to_dict() if space is None else None,
         "stages": result["stages"],
         "model_spec": spec.to_dict(),
+        "model_source": source.describe() if source else {"format": "tf_keras", "default_teacher": True},
         "calibration": {"path": calib_dir, "count": int(len(pixels)), "sha256": sha256_bytes(pixels.tobytes())},
         "host": {**bench.device_info(), "hostname": platform.node()},
         "versions": versions(),

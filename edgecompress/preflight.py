@@ -68,6 +68,12 @@ def format_findings(r: dict) -> str:
         return ", ".join(xs) if xs else "none"
 
     lines = [f"Model {r['model']}: input {r['input']}, {r['params']:,} parameters"]
+    t = r.get("translation") or {}
+    if t.get("source") == "keras3":
+        lines.append(f"  Keras 3 file: translated to tf-keras layer by layer"
+                     + (f"; rebuilt from built-in layers: {len(t['decomposed'])} activation(s)/op(s)" if t.get("decomposed") else ""))
+    if t.get("flattened"):
+        lines.append(f"  nested models flattened so every stage reaches their layers: {names(t['flattened'])}")
     lines.append(f"  pruning (tfmot): {'all layers supported' if not r['not_prunable'] else 'cannot prune ' + names(r['not_prunable'])}")
     lines.append(f"  quantization-aware training: {'all layers supported' if not r['not_qat'] else 'not supported for ' + names(r['not_qat'])}")
     if r["unsupported_ops"]:

@@ -47,9 +47,10 @@ def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir=
         models.train_classifier(model, dataset, TrainConfig(epochs=teacher_epochs, seed=seed), verbose=verbose)
         models.save_model(model, out_dir / "teacher.keras", ModelSpec(dataset.preprocessing, dataset.class_names))
     else:
-        model = models.load_model(teacher)
-        spec = models.load_spec(teacher)
-        dataset = load_dataset(data, spec.preprocessing if spec else models.input_preprocessing(model), seed=seed)
+        from edgecompress.user_model import open_model
+
+        user = open_model(teacher, data, seed=seed)
+        model, dataset = user.model, user.dataset
     cal_dir = out_dir / "calibration_data"
     calibration.write_calibration_images(dataset, cal_dir, seed=seed)
     pixels = calibration.load_calibration_images(cal_dir, dataset.preprocessing)

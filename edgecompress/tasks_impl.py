@@ -26,10 +26,20 @@ def train_teacher(data=None, out="build/edge/teacher.keras", epochs=8, seed=0):
     return out
 
 
-def quantize_model(model, out="build/edge", calibration_dir="calibration_data", variants=(), safe_mode=True):
+def quantize_model(model, out="build/edge", calibration_dir="calibration_data", variants=(), safe_mode=True,
+                   scale="auto"):
+    from edgecompress.pixelscale import declared_scale
+    from edgecompress.user_model import check_scale_name
+
+    check_scale_name(scale)
     m = models.load_model(model, safe_mode=safe_mode)
     saved = models.load_spec(model)
-    spec = saved.preprocessing if saved else models.input_preprocessing(m)
+    spec = saved.preprocessing if saved and scale == "auto" else models.input_preprocessing(m)
+    if not saved or scale != "auto":
+        # No data here to measure with: the model's own preprocessing layers decide, else unit.
+        chosen, why = (scale, "--scale was passed") if scale != "auto" else declared_scale(m)
+        spec = spec.replace(scale=chosen or "unit")
+        logger.info("Pixel scale for calibration: %s (%s)", spec.scale, why if chosen else why + "; unit assumed")
     convs = [conversion(v.strip()) for v in variants]
     rep = None
     if any(c.quantization.value == "int8" for c in convs):
@@ -93,17 +103,19 @@ def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None):
     return out
 
 
-def run_stage(stage: str, model, out, data=None, seed=0, safe_mode=True, **params):
-    """Applies one recipe stage to a model file and saves the result (model in, model out)."""
+def run_stage(stage: str, model, out, data=None, seed=0, safe_mode=True, scale="auto", **params):
+    """Applies one recipe stage to a model file and saves the result (model in, model out).
+
+    A Keras 3 model comes back as a Keras 3 file.
+    """
     from edgecompress.recipe import STAGES
+    from edgecompress.user_model import open_model
 
     config = STAGES[stage].from_dict({k: v for k, v in params.items() if v is not None})
-    m = models.load_model(model, safe_mode=safe_mode)
-    saved = models.load_spec(model)
-    spec = saved.preprocessing if saved else models.input_preprocessing(m)
-    ds = load_dataset(data, spec, seed=seed)
-    result, metrics = config.apply(m, ds, teacher=m, seed=seed, verbose=1)
-    models.save_model(result, out, ModelSpec(spec, ds.class_names))
+    user = open_model(model, data, scale=scale, seed=seed, safe_mode=safe_mode)
+    ds = user.dataset
+    result, metrics = config.apply(user.model, ds, teacher=user.model, seed=seed, verbose=1)
+    models.save_model(result, out, ModelSpec(ds.preprocessing, ds.class_names), fmt=user.format)
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not isinstance(v, (list, dict))}
     print(f"Saved {out}: {shown}")
     return out, metrics
