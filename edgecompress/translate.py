@@ -247,6 +247,8 @@ class _Builder:
 
     def config(self, layer, cls):
         config = dict(layer.get_config())
+        if not self.source_keras3 and not self.to_keras3:
+            return config  # flattening a tf-keras model: the same library, the same config
         target_cls = getattr(self.k.layers, cls)
         accepted = set(inspect.signature(target_cls.__init__).parameters) | _BASE_KEYS
         defaults = TF_KERAS_ONLY_DEFAULTS if self.to_keras3 else KERAS3_ONLY_DEFAULTS
