@@ -224,6 +224,8 @@ def load_model(path, *, safe_mode: bool = True, log=None):
             "trust where the file came from (a Lambda cannot be pruned or translated either: "
             "replace it with built-in layers)."
         )
+    if keras3 and config:
+        _refuse_custom_classes(path, config)
     if keras3 and path.suffix.lower() == ".keras":
         _check_keras3_weights(path)
     if keras3:
@@ -254,6 +256,30 @@ def load_model(path, *, safe_mode: bool = True, log=None):
         logger.info("Translated Keras %s model %s to tf-keras (%d layers%s)", version, path, len(model.layers),
                     f"; rebuilt from built-in layers: {len(log.decomposed)} activation(s)/op(s)" if log.decomposed else "")
     return model
+
+
+def _refuse_custom_classes(path: Path, config_text: str) -> None:
+    """Names the first layer whose class is not Keras's own (Keras 3 writes each object's module)."""
+    try:
+        config = json.loads(config_text)
+    except json.JSONDecodeError:
+        return
+
+    def walk(obj):
+        if isinstance(obj, dict):
+            module = obj.get("module")
+            if "class_name" in obj and isinstance(module, str) and not module.startswith("keras"):
+                name = (obj.get("config") or {}).get("name", "?") if isinstance(obj.get("config"), dict) else "?"
+                raise EdgeCompressError(
+                    f"{path}: layer {name!r} is a custom class {obj['class_name']} (module {module}), which "
+                    f"edgecompress cannot translate or prune. {_REBUILD_FIX}")
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    walk(config)
 
 
 def _check_keras3_weights(path: Path) -> None:

@@ -81,17 +81,22 @@ def _affine(layer, lo, hi):
     if cls == "Rescaling":
         a, b = np.asarray(layer.scale, dtype=np.float64), np.asarray(layer.offset, dtype=np.float64)
     else:  # Normalization: (x - mean) / sqrt(variance); inverted: x * sqrt(variance) + mean
-        mean, var = (np.asarray(w, dtype=np.float64).reshape(-1) for w in layer.get_weights()[:2])
+        mean, var = _mean_var(layer)
         std = np.sqrt(np.maximum(var, 1e-7))
         a, b = (std, mean) if getattr(layer, "invert", False) else (1.0 / std, -mean / std)
     y1, y2 = a * lo + b, a * hi + b
     return np.minimum(y1, y2), np.maximum(y1, y2)
 
 
+def _mean_var(layer):
+    """A Normalization layer's mean and variance, adapted or passed to its constructor."""
+    return (np.asarray(layer.mean, dtype=np.float64).reshape(-1), np.asarray(layer.variance, dtype=np.float64).reshape(-1))
+
+
 def _describe(layer) -> str:
     if type(layer).__name__ == "Rescaling":
         return f"Rescaling(scale={float(np.mean(layer.scale)):.3g}, offset={float(np.mean(layer.offset)):.3g})"
-    mean, var = (np.asarray(w).reshape(-1) for w in layer.get_weights()[:2])
+    mean, var = _mean_var(layer)
     return f"Normalization(mean~{float(mean.mean()):.3g}, std~{float(np.sqrt(var).mean()):.3g})"
 
 

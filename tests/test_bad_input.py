@@ -50,9 +50,23 @@ def _k2(shape=(28, 28, 1), outputs=10, lam=False, inputs=1):
 
 
 def _k3(path):
+    """A Keras 3 model that loads and translates, but predicts one class (zero weights): near chance."""
     import keras
 
-    keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]).save(path)
+    keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                      keras.layers.Dense(10, kernel_initializer="zeros")]).save(path)
+    return path
+
+
+def _k3_custom(path):
+    import keras
+
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    i = keras.Input((28, 28, 1))
+    keras.Model(i, keras.layers.Dense(10)(keras.layers.Flatten()(Doubler(name="doubler")(i)))).save(path)
     return path
 
 
@@ -67,8 +81,9 @@ MODEL_CASES = [
      "r.keras as a .keras model archive.*re-save it"),
     ("random-h5", lambda t: (t / "r.h5").write_bytes(b"\x89HDF junk" * 20) and t / "r.h5", "r.h5 as an HDF5"),
     ("unknown-format", lambda t: (t / "m.onnx").write_bytes(b"onnx") and t / "m.onnx", "not a .keras file, an .h5"),
-    ("keras3-keras", lambda t: _k3(t / "k3.keras"), "saved by Keras 3.*tf-keras"),
-    ("keras3-h5", lambda t: _k3(t / "k3.h5"), "saved by Keras 3.*tf-keras"),
+    ("keras3-near-chance", lambda t: _k3(t / "k3.keras"), r"chance is 10.0%.*pixel scale"),
+    ("keras3-h5-near-chance", lambda t: _k3(t / "k3.h5"), r"chance is 10.0%.*pixel scale"),
+    ("keras3-custom-layer", lambda t: _k3_custom(t / "c.keras"), r"c.keras.*Doubler.*built-in"),
     ("lambda", lambda t: _save(_k2(lam=True), t / "lam.keras"), "Lambda layer.*--unsafe"),
     ("dynamic-dims", lambda t: _save(_k2(shape=(None, None, 3)), t / "dyn.keras"), r"input shape \(None, None, None, 3\)"),
     ("non-image", lambda t: _save(_k2(shape=(10,)), t / "vec.keras"), r"input shape \(None, 10\).*expected \(batch, height"),

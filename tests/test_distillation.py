@@ -135,7 +135,8 @@ def test_inherit_through_batchnorm_in_a_sequential_model():
     np.testing.assert_allclose(student(x), teacher(x), atol=1e-5)
 
 
-def test_inherit_refuses_branches_that_keep_different_channels():
+def test_inherit_keeps_both_branches_of_an_add_aligned():
+    """Two branches joined by Add form one channel group: both keep the same channels (tests/test_channels.py)."""
     from edgecompress._tf import keras
     from edgecompress.distillation import inherit_weights
 
@@ -145,8 +146,12 @@ def test_inherit_refuses_branches_that_keep_different_channels():
     b = L.Conv2D(4, 3, padding="same", name="b")(inp)
     out = L.Dense(2, name="out")(L.Flatten(name="f")(L.Add(name="add")([a, b])))
     teacher = keras.Model(inp, out)
-    with pytest.raises(EdgeCompressError, match="'add'.*init='random'"):
-        inherit_weights(teacher, scale_width(teacher, 0.5))
+    student = scale_width(teacher, 0.5)
+    inherit_weights(teacher, student)
+    ka, kb = (student.get_layer(n).get_weights()[0] for n in "ab")
+    ta, tb = (teacher.get_layer(n).get_weights()[0] for n in "ab")
+    kept = [i for i in range(4) if any(np.array_equal(ka[..., j], ta[..., i]) for j in range(2))]
+    assert len(kept) == 2 and all(np.array_equal(kb[..., j], tb[..., i]) for j, i in enumerate(kept))
 
 
 def test_distill_reports_what_the_teacher_weights_alone_bought(tiny_model, tiny_dataset):
@@ -163,20 +168,17 @@ def test_bad_init(kwargs, needle):
         DistillConfig(**kwargs)
 
 
-def test_inherit_through_a_tf_op_layer_falls_back_under_auto(caplog):
-    """A TFOpLambda (tf.math.sin) is named; init='auto' then starts from random weights instead."""
+def test_a_tf_op_layer_keeps_its_channels_and_the_rest_still_scales():
+    """A TFOpLambda (tf.math.sin) is a layer the analysis does not know: its input keeps every channel."""
     from edgecompress._tf import keras, tf
-    from edgecompress.distillation import _make_student, inherit_weights
+    from edgecompress.distillation import _make_student
 
     inp = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(4, 3, name="c")(inp)
-    x = tf.math.sin(x)
+    x = keras.layers.Conv2D(6, 1, name="c2")(tf.math.sin(x))
     teacher = keras.Model(inp, keras.layers.Dense(2, name="out")(keras.layers.Flatten(name="f")(x)))
-    with pytest.raises(EdgeCompressError, match="TFOpLambda"):
-        inherit_weights(teacher, scale_width(teacher, 0.5))
-    with caplog.at_level("WARNING"):
-        student, inherited = _make_student(teacher, DistillConfig(width=0.5), seed=0)
-    assert student.get_layer("c").filters == 2 and not inherited and "random weights instead" in caplog.text
+    student, inherited = _make_student(teacher, DistillConfig(width=0.5), seed=0)
+    assert student.get_layer("c").filters == 4 and student.get_layer("c2").filters == 3 and inherited
 
 
 def test_inherit_refuses_a_wider_student(tiny_model):

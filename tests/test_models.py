@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from edgecompress import models
@@ -23,17 +24,19 @@ def test_loads_every_tf_keras_format(tmp_path, name):
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_keras3_model_is_refused_with_the_fix(tmp_path, suffix):
+def test_keras3_model_loads_as_tf_keras_with_the_same_outputs(tmp_path, suffix):
     import keras  # Keras 3, installed alongside TensorFlow 2.21
+
+    from edgecompress._tf import keras as tf_keras
 
     assert keras.__version__.startswith("3.")
     m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     path = tmp_path / f"k3{suffix}"
     m.save(path)
-    with pytest.raises(EdgeCompressError) as e:
-        models.load_model(path)
-    msg = str(e.value)
-    assert "saved by Keras 3" in msg and "tf-keras" in msg and "TF_USE_LEGACY_KERAS" in msg
+    loaded = models.load_model(path)
+    assert isinstance(loaded, tf_keras.Model) and models.model_format(path) == "keras3"
+    x = np.ones((3, 4), dtype="float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)
 
 
 def test_lambda_refused_in_safe_mode(tmp_path):

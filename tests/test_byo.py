@@ -1,0 +1,67 @@
+"""A user's own model end to end: a Keras 3 MobileNetV2 transfer model (nested backbone, leading
+Rescaling that wants raw pixels) and a folder of RGB PNGs, through `invoke build-edge` with no flags
+about either: the scale is found, the student is smaller, pruning reaches the backbone, and the user
+gets a Keras 3 `final.keras` back.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_invoke, write_png
+from tests.support.architectures import rgb_images, train, transfer_model
+
+RECIPE = {"name": "short", "stages": [{"stage": "distill", "width": 0.5, "epochs": 1, "baseline": False},
+                                      {"stage": "prune", "final_sparsity": 0.6, "epochs": 1}],
+          "quantize": ["float32", "int8"]}
+
+
+@pytest.fixture(scope="module")
+def byo(tmp_path_factory, tiny_dataset):
+    import keras
+
+    t = tmp_path_factory.mktemp("byo")
+    x, y = rgb_images(tiny_dataset, 1000, seed=0)
+    for split, sl in (("train", slice(0, 800)), ("test", slice(800, 1000))):
+        for i, (img, label) in enumerate(zip(x[sl], y[sl])):
+            write_png(t / "images" / split / f"{label}_{tiny_dataset.class_names[label].split('/')[0]}" / f"{i}.png", img)
+    model = train(transfer_model(keras, "mobilenet_v2", logits=False), x[:800], y[:800], epochs=3, logits=False)
+    model.save(t / "m.keras")
+    (t / "recipe.json").write_text(json.dumps(RECIPE))
+    return t
+
+
+@pytest.mark.slow
+def test_keras3_mobilenet_transfer_model_through_build_edge(byo, root):
+    import keras
+
+    out = byo / "out"
+    proc = run_invoke(["build-edge", "--model", str(byo / "m.keras"), "--data", str(byo / "images"), "--recipe",
+                       str(byo / "recipe.json"), "--out", str(out), "--runs", "10", "--quiet"], cwd=root, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    source = report["model_source"]
+    assert source["format"] == "keras3" and source["translation"]["flattened"] == ["mobilenetv2_0.35_32"]
+    assert source["scale"]["scale"] == "raw" and "Rescaling" in source["scale"]["reason"]
+    assert report["model_spec"]["preprocessing"]["scale"] == "raw"
+    teacher, distill, prune = report["stages"]
+    assert distill["metrics"]["params"] < 0.4 * teacher["metrics"]["params"]
+    assert prune["metrics"]["sparsity"] > 0.4  # the backbone's convolutions were pruned, not skipped
+    assert {a["name"] for a in report["artifacts"]} >= {"teacher_float32", "float32", "int8"}
+    final = keras.saving.load_model(out / "final.keras")  # the user's own format back
+    assert final.count_params() == distill["metrics"]["params"]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert final.predict(x, verbose=0).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_explicit_wrong_scale_still_checked_and_auto_picks_raw(byo):
+    """[-1, 1] pixels into a Rescaling(1/127.5, -1) model: the flag is obeyed, measured, and stopped."""
+    from edgecompress.errors import EdgeCompressError
+    from edgecompress.user_model import open_model
+
+    auto = open_model(byo / "m.keras", byo / "images")
+    assert auto.spec.scale == "raw" and auto.scale.accuracy["raw"] > auto.scale.accuracy["unit"]
+    with pytest.raises(EdgeCompressError, match=r"measured: symmetric .*pixel scale"):
+        open_model(byo / "m.keras", byo / "images", scale="symmetric")

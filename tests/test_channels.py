@@ -1,0 +1,99 @@
+"""Width scaling and inheritance through real architectures' joins.
+
+The exactness test is the one that can catch a slip anywhere: a teacher
+whose dead half of every channel group is zero computes the same function as
+its w0.5 student only if every group keeps the live channels on both sides of
+each residual Add, squeeze-excite Multiply and depthwise convolution.
+"""
+
+import numpy as np
+import pytest
+
+from edgecompress.errors import EdgeCompressError
+
+
+def _kill(layer, idx, bn=False):
+    w = layer.get_weights()
+    if bn:  # gamma, beta, mean, var: output (x - 0) * g / s + 0 is 0 where x is 0
+        w[1][idx] = 0
+        w[2][idx] = 0
+    else:
+        w[0][..., idx] = 0
+        if len(w) > 1:
+            w[1][idx] = 0
+    layer.set_weights(w)
+
+
+def _block_model():
+    from edgecompress._tf import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((12, 12, 3))
+    r1 = L.ReLU(name="r1")(L.BatchNormalization(name="bn")(L.Conv2D(8, 3, padding="same", name="a")(inp)))
+    s = L.Add(name="residual")([r1, L.Conv2D(8, 3, padding="same", name="b")(r1)])
+    se = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(s)
+    se = L.Conv2D(4, 1, activation="relu", name="reduce")(se)
+    se = L.Conv2D(8, 1, activation="sigmoid", name="expand")(se)
+    m = L.Multiply(name="excite")([s, se])
+    d = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw")(m)
+    c = L.Conv2D(8, 1, activation="relu", name="c")(d)
+    out = L.Dense(3, name="out")(L.GlobalAveragePooling2D(name="gap")(c))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    bn = model.get_layer("bn")
+    bn.set_weights([rng.uniform(0.5, 2, 8), rng.normal(size=8), rng.normal(size=8), rng.uniform(0.5, 2, 8)])
+    return model
+
+
+def test_dead_channels_inherit_exactly_through_residual_se_and_depthwise():
+    from edgecompress.distillation import inherit_weights, scale_width
+
+    teacher = _block_model()
+    dead = np.array([1, 3, 5, 6])
+    for name in ("a", "b", "expand"):
+        _kill(teacher.get_layer(name), dead)
+    _kill(teacher.get_layer("bn"), dead, bn=True)
+    w = teacher.get_layer("dw").get_weights()  # bias of channel c*2+j
+    w[1][(dead[:, None] * 2 + np.arange(2)).reshape(-1)] = 0
+    teacher.get_layer("dw").set_weights(w)
+    _kill(teacher.get_layer("reduce"), [0, 2])
+    _kill(teacher.get_layer("c"), [0, 2, 4, 7])
+    student = scale_width(teacher, 0.5)
+    assert student.get_layer("a").filters == student.get_layer("b").filters == student.get_layer("expand").filters == 4
+    assert student.get_layer("dw").depth_multiplier == 2 and student.get_layer("reduce").filters == 2
+    assert student.get_layer("out").units == 3
+    inherit_weights(teacher, student)
+    x = np.random.default_rng(1).normal(size=(6, 12, 12, 3)).astype("float32")
+    np.testing.assert_allclose(student.predict(x, verbose=0), teacher.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(scale_width(teacher, 0.5).predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet"])
+def test_real_architectures_get_a_smaller_student_that_inherits(arch):
+    import keras
+
+    from edgecompress.distillation import inherit_weights, scale_width
+    from edgecompress.translate import to_tf_keras
+    from tests.support.architectures import transfer_model
+
+    teacher = to_tf_keras(transfer_model(keras, arch, logits=False))
+    student = scale_width(teacher, 0.5)
+    inherit_weights(teacher, student)
+    ratio = student.count_params() / teacher.count_params()
+    assert ratio < 0.4, ratio  # about a quarter: both sides of each kernel halve
+    same = scale_width(teacher, 1.0)
+    inherit_weights(teacher, same)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(same.predict(x, verbose=0), teacher.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_student_as_large_as_its_teacher_is_an_error():
+    from edgecompress._tf import keras, tf
+    from edgecompress.distillation import scale_width
+
+    inp = keras.Input((8, 8, 1))
+    x = tf.math.sin(keras.layers.Conv2D(4, 3, name="c")(inp))  # an op the analysis does not know: full width
+    teacher = keras.Model(inp, keras.layers.Dense(2, name="out")(keras.layers.Flatten(name="f")(x)))
+    with pytest.raises(EdgeCompressError, match=r"no channels that can be scaled.*TFOpLambda"):
+        scale_width(teacher, 0.5)

@@ -1,0 +1,60 @@
+"""--scale auto: the model's own preprocessing layers, confirmed by measuring."""
+
+import numpy as np
+import pytest
+
+from edgecompress.errors import EdgeCompressError
+
+
+def _model(*pre):
+    from edgecompress._tf import keras
+
+    inp = keras.Input((8, 8, 3))
+    x = inp
+    for layer in pre:
+        x = layer(x)
+    return keras.Model(inp, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x)))
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda L: [L.Rescaling(1 / 255)], "raw"),
+    (lambda L: [L.Rescaling(1 / 127.5, offset=-1)], "raw"),
+    (lambda L: [L.Normalization(mean=[0.3] * 3, variance=[0.09] * 3)], "unit"),
+    (lambda L: [L.Normalization(mean=[120.0] * 3, variance=[4900.0] * 3)], "raw"),
+    (lambda L: [L.Rescaling(2.0, offset=-1.0)], "unit"),
+    (lambda L: [L.Rescaling(1 / 255), L.Normalization(mean=[0.45] * 3, variance=[0.05] * 3)], "raw"),
+    (lambda L: [], None),
+], ids=["rescale-255", "rescale-symmetric", "norm-on-unit", "norm-on-raw", "unit-to-symmetric", "chain", "none"])
+def test_declared_scale_reads_the_layers_parameters(make, expected):
+    from edgecompress._tf import keras
+    from edgecompress.pixelscale import declared_scale
+
+    scale, why = declared_scale(_model(*make(keras.layers)))
+    assert scale == expected, why
+
+
+def test_measurement_decides_without_layers(tiny_model, tiny_dataset):
+    """The tiny teacher was trained on [0, 1] pixels and has no preprocessing layer.
+
+    (A ReLU network without normalization is nearly scale-equivariant, so raw
+    pixels still give it about 55% against 70% for unit: the measurement must
+    compare, not threshold.)
+    """
+    from edgecompress.pixelscale import choose_scale
+
+    choice = choose_scale(tiny_model, tiny_dataset)
+    assert choice.scale == "unit" and choice.declared is None
+    assert choice.accuracy["unit"] > choice.accuracy["raw"] and choice.accuracy["unit"] >= choice.accuracy["symmetric"]
+
+
+def test_near_chance_stops_naming_the_causes(tiny_dataset):
+    from edgecompress._tf import keras
+    from edgecompress.pixelscale import choose_scale
+
+    inp = keras.Input((28, 28, 1))
+    dead = keras.Model(inp, keras.layers.Dense(10, activation="softmax", kernel_initializer="zeros")(
+        keras.layers.Flatten()(inp)))
+    with pytest.raises(EdgeCompressError, match=r"chance is 10.0%.*pixel scale.*class-folder order.*grayscale"):
+        choose_scale(dead, tiny_dataset)
+    with pytest.raises(EdgeCompressError, match="chance"):
+        choose_scale(dead, tiny_dataset, requested="unit")
