@@ -224,6 +224,29 @@ def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build
     print(f"\nTable: {out}/benchmark.md")
 
 
+@task(name="benchmark-byo",
+      help={"out": "Folder for the example and the builds (default: build/byo).",
+            "search": "Run --search instead of the default recipe.",
+            "max_accuracy_drop": "With --search: select within this many top-1 points (default: 1.0).",
+            "budget_minutes": "With --search: time budget per file (default: 30)."})
+def benchmark_byo(c, out="build/byo", search=False, max_accuracy_drop=1.0, budget_minutes=30.0):
+    """Make the MobileNetV2 'your own model' example (Keras 3 and tf-keras) and build both with no other flags."""
+    from edgecompress.report import format_text_table
+
+    setup_logging()
+    with user_errors():
+        from edgecompress.byo_example import benchmark as run
+
+        rows = run(out, search=search, max_accuracy_drop=float(max_accuracy_drop) if search else None,
+                   budget_minutes=float(budget_minutes))
+    table = [["model file", "artifact", "gzip KB", "x smaller (gzip)", "top-1 %", "Keras top-1 %", "delta pts", "seconds"]]
+    for r in rows:
+        table.append([r["format"], r["artifact"], f"{r['gzip_bytes'] / 1024:.1f}", f"{r['x_smaller_gzip']:.2f}",
+                      f"{100 * r['top1']:.2f}", f"{100 * r['keras_top1']:.2f}", f"{r['delta_points']:+.2f}",
+                      f"{r['seconds']:.0f}"])
+    print(format_text_table(table))
+
+
 @task(help={"out": "Build folder (default: build/edge).",
             "max_accuracy_drop": "Most top-1 points below the baseline.", "max_size_kb": "Largest .tflite in KiB.",
             "max_latency_ms": "Slowest p50 in ms (on --device when given, else the host).",
@@ -334,5 +357,5 @@ def test(c, k=None, fast=False):
 
 
 ns = Collection(build_edge, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
-                bench_device, android_assets, android_check, bench_android, check_model, benchmark, select, test)
+                bench_device, android_assets, android_check, bench_android, check_model, benchmark, benchmark_byo, select, test)
 ns.configure({"run": {"echo": True}})

@@ -152,3 +152,40 @@ def make_example(out, config: ExampleConfig | None = None) -> dict:
     logger.info("Example model: %d parameters, test top-1 %.2f%% after %d epochs (%.0f s)", summary["params"],
                 100 * acc, config.epochs, train_seconds)
     return summary
+
+
+def benchmark(out="build/byo", *, search: bool = False, max_accuracy_drop: float | None = None,
+              budget_minutes: float = 30.0) -> list:
+    """Makes the example (once) and runs `build_edge` on both model files with no other flags.
+
+    With `search`, runs `--search` with `max_accuracy_drop` instead of the
+    default recipe. Returns one row per file: its format, the seconds the
+    build took, and the int8 (or selected) file's gzip ratio to the model's
+    own float32 `.tflite` and its top-1 against the Keras model's.
+    """
+    from edgecompress.pipeline import BuildOptions, build_edge
+
+    out = Path(out)
+    if not (out / "model_keras3.keras").exists() or not (out / "model_tf_keras.keras").exists():
+        make_example(out)
+    rows = []
+    for fmt in ("keras3", "tf_keras"):
+        dest = out / (f"search_{fmt}" if search else f"out_{fmt}")
+        t0 = time.time()
+        report = build_edge(BuildOptions(model=str(out / f"model_{fmt}.keras"), data=str(out / "images"),
+                                         out_dir=str(dest), search="default" if search else None,
+                                         max_accuracy_drop=max_accuracy_drop, budget_minutes=budget_minutes))
+        rows.append(summarize(report, fmt, round(time.time() - t0, 1)))
+    return rows
+
+
+def summarize(report: dict, fmt: str, seconds: float) -> dict:
+    """The row `benchmark` reports for one build: int8 (or selected) against the float32 teacher file."""
+    arts = {a["name"]: a for a in report["artifacts"]}
+    base = arts[report["baseline"]]
+    keras_top1 = report["stages"][0]["metrics"]["accuracy"]
+    pick = arts.get(report.get("selected") or "int8") or arts["int8"]
+    return {"format": fmt, "seconds": seconds, "artifact": pick["name"], "gzip_bytes": pick["gzip_bytes"],
+            "baseline_gzip_bytes": base["gzip_bytes"], "x_smaller_gzip": round(base["gzip_bytes"] / pick["gzip_bytes"], 2),
+            "top1": pick["accuracy"], "keras_top1": keras_top1,
+            "delta_points": round(100 * (pick["accuracy"] - keras_top1), 2)}

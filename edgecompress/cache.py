@@ -41,6 +41,14 @@ def make_key(*parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+QAT_SUFFIX = ".qat.h5"
+
+
+def is_qat(model) -> bool:
+    """Whether `model` holds tfmot quantization-aware training layers."""
+    return any(type(layer).__name__.startswith(("QuantizeWrapper", "QuantizeLayer")) for layer in model.layers)
+
+
 class StageCache:
     """Stores models, bytes and JSON by (name, key) under `root`.
 
@@ -77,6 +85,10 @@ class StageCache:
         """Whether (name, key) is stored, without loading it or counting a reuse."""
         return self.enabled and self._path(name, key, suffix).exists()
 
+    def has_model(self, name: str, key: str) -> bool:
+        """Whether a model is stored under (name, key), in either format."""
+        return self.has(name, key, ".keras") or self.has(name, key, QAT_SUFFIX)
+
     def _note(self, hit: bool, name: str):
         (self.reused if hit else self.computed).append(name)
         if hit:
@@ -84,12 +96,16 @@ class StageCache:
 
     def get_model(self, name: str, key: str):
         p = self._path(name, key, ".keras")
+        if self.enabled and not p.exists() and self._path(name, key, QAT_SUFFIX).exists():
+            p = self._path(name, key, QAT_SUFFIX)
         if not (self.enabled and p.exists()):
             return None
         import tensorflow_model_optimization as tfmot
 
         from edgecompress._tf import keras
+        from edgecompress.pruning import float_quantize_config
 
+        float_quantize_config()  # registers the config QAT models of preprocessing layers carry
         with tfmot.quantization.keras.quantize_scope():  # QAT models carry tfmot layers
             model = keras.models.load_model(p, compile=False)
         self._note(True, name)
@@ -98,7 +114,10 @@ class StageCache:
     def put_model(self, name: str, key: str, model) -> None:
         self._note(False, name)
         if self.enabled:
-            with atomic_path(self._path(name, key, ".keras")) as tmp:
+            # tfmot's QuantizeLayer does not reload from the .keras format ("expected 5 variables, but received
+            # 3"); HDF5 round-trips quantization-aware models exactly.
+            suffix = QAT_SUFFIX if is_qat(model) else ".keras"
+            with atomic_path(self._path(name, key, suffix)) as tmp:
                 model.save(tmp)
 
     def get_bytes(self, name: str, key: str, suffix: str) -> bytes | None:

@@ -118,27 +118,11 @@ def macs(model) -> int:
     return int(total)
 
 
-def _linear_chain(model):
-    from edgecompress._tf import keras
-
-    if isinstance(model, keras.Sequential):
-        return
-    for layer in model.layers[1:]:
-        inbound = layer._inbound_nodes[0].inbound_layers  # noqa: SLF001 - the graph is only reachable here
-        if isinstance(inbound, list) and len(inbound) != 1:
-            raise EdgeCompressError(
-                f"Model {model.name!r} is not a single chain of layers (layer {layer.name!r} has "
-                f"{len(inbound)} inputs); low-rank factorization supports Sequential and chain-shaped "
-                "functional models. Name the chain part's layers in `layers`, or skip this stage."
-            )
-
-
 def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int = 0, verbose: int = 1):
     """Returns (factorized model, metrics) with params and MACs before and after."""
     from edgecompress._tf import keras
 
     config = config or FactorizeConfig()
-    _linear_chain(model)
     weighted = [l for l in model.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))
                 and not isinstance(l, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Conv2DTranspose))]
     candidates = set(config.layers) if config.layers is not None else {l.name for l in weighted[:-1]}
@@ -186,36 +170,34 @@ def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int 
 
 
 def _rebuild(model, plan):
+    """`model` with each planned layer replaced by two through rank r (any graph: chains, residuals...)."""
     from edgecompress._tf import keras
+    from edgecompress.translate import rebuild
 
-    x = inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name if not isinstance(model, keras.Sequential) else "input")
-    weights = []
-    for layer in (model.layers if isinstance(model, keras.Sequential) else model.layers[1:]):
+    def factorized(layer):
+        r, a, b = plan[layer.name]
         cfg = layer.get_config()
-        if layer.name in plan:
-            r, a, b = plan[layer.name]
-            kernel = layer.get_weights()[0]
-            bias = layer.get_weights()[1:] if layer.use_bias else []
+        bias = layer.get_weights()[1:] if layer.use_bias else []
+
+        def apply(x):
             if isinstance(layer, keras.layers.Dense):
                 first = keras.layers.Dense(r, use_bias=False, name=f"{layer.name}_lr_a")
-                second_cfg = dict(cfg, name=f"{layer.name}_lr_b")
-                second = keras.layers.Dense.from_config(second_cfg)
+                second = keras.layers.Dense.from_config(dict(cfg, name=f"{layer.name}_lr_b"))
                 shapes = (a, b)
             else:
-                kh, kw, cin, cout = kernel.shape
+                kh, kw, cin, cout = layer.get_weights()[0].shape
                 first = keras.layers.Conv2D(r, (kh, kw), strides=layer.strides, padding=layer.padding,
                                             use_bias=False, name=f"{layer.name}_lr_a")
                 second = keras.layers.Conv2D.from_config(dict(cfg, name=f"{layer.name}_lr_b", kernel_size=(1, 1),
                                                               strides=(1, 1), padding="valid"))
                 shapes = (a.reshape(kh, kw, cin, r), b.reshape(1, 1, r, cout))
-            x = second(first(x))
-            weights += [(first, [shapes[0]]), (second, [shapes[1], *bias])]
-        else:
-            clone = layer.__class__.from_config(cfg)
-            x = clone(x)
-            weights.append((clone, layer.get_weights()))
-    new = keras.Model(inputs, x, name=f"{model.name}_lowrank")
-    for layer, w in weights:
-        if w:
-            layer.set_weights(w)
-    return new
+            y = second(first(x))
+            first.set_weights([shapes[0]])
+            second.set_weights([shapes[1], *bias])
+            return y
+
+        return apply
+
+    if isinstance(model, keras.Sequential):
+        model = keras.Model(model.inputs, model.outputs, name=model.name)
+    return rebuild(model, {name: factorized(model.get_layer(name)) for name in plan}, name=f"{model.name}_lowrank")

@@ -269,7 +269,7 @@ def _stage_name(index: int, stage) -> str:
 def stage_is_cached(cache, recipe, index: int, key: str) -> bool:
     """Whether stage `index` (0-based) of `recipe` with cache key `key` is stored."""
     name = _stage_name(index, recipe.stages[index])
-    return cache.has(f"{name}.metrics", key, ".json") and cache.has(name, key, ".keras")
+    return cache.has(f"{name}.metrics", key, ".json") and cache.has_model(name, key)
 
 
 def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, seed=0, verbose=1, threads=1,

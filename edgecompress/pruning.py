@@ -10,6 +10,7 @@ quantization-aware training (so int8 keeps the zeros).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import warnings
@@ -227,6 +228,41 @@ def keras_sparsity(model) -> float:
     return zeros / total if total else 0.0
 
 
+@functools.lru_cache(maxsize=None)
+def float_quantize_config():
+    """tfmot `QuantizeConfig` that leaves a layer in float (registered, so QAT models save and load).
+
+    For weightless layers tfmot's 8-bit registry does not know (Rescaling,
+    Normalization, Multiply...): without one, `quantize_apply` refuses the
+    whole model.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    from edgecompress._tf import keras
+
+    @keras.utils.register_keras_serializable(package="edgecompress")
+    class FloatQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return []
+
+        def get_config(self):
+            return {}
+
+    return FloatQuantizeConfig
+
+
 def _prune_preserving_qat(model, dataset, config, *, seed, verbose):
     """Quantization-aware training that keeps pruned weights at zero."""
     import tensorflow_model_optimization as tfmot
@@ -236,9 +272,35 @@ def _prune_preserving_qat(model, dataset, config, *, seed, verbose):
 
     from edgecompress._tf import keras
 
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as qreg,
+    )
+
     keras.utils.set_random_seed(seed)
-    annotated = tfmot.quantization.keras.quantize_annotate_model(model)
-    qat = tfmot.quantization.keras.quantize_apply(annotated, pp.Default8BitPrunePreserveQuantizeScheme())
+    registry = qreg.Default8BitQuantizeRegistry()
+    # Preprocessing layers (Rescaling, Normalization) and a few others have no 8-bit QAT config: they train
+    # in float, and the converter quantizes them after training like any other layer.
+    skipped = [layer.name for layer in model.layers
+               if not isinstance(layer, keras.layers.InputLayer) and not registry.supports(layer)]
+    if skipped:
+        logger.info("Quantization-aware training leaves %d layer(s) in float: %s", len(skipped), ", ".join(skipped))
+
+    noop = float_quantize_config()
+
+    def annotate(layer):
+        clone = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.InputLayer):
+            return clone
+        if layer.name not in skipped:
+            return tfmot.quantization.keras.quantize_annotate_layer(clone)
+        if layer.weights:  # BatchNormalization: the scheme folds it into the convolution before it
+            return clone
+        return tfmot.quantization.keras.quantize_annotate_layer(clone, quantize_config=noop())
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated.set_weights(model.get_weights())
+    with tfmot.quantization.keras.quantize_scope():
+        qat = tfmot.quantization.keras.quantize_apply(annotated, pp.Default8BitPrunePreserveQuantizeScheme())
     compile_classifier(qat, config.learning_rate / 5)
     x = to_model_input(dataset.x_train, dataset.preprocessing)
     qat.fit(x, dataset.y_train, batch_size=config.batch_size, epochs=config.qat_epochs, verbose=verbose, shuffle=True)

@@ -151,8 +151,9 @@ def _check_single_io(model, where):
 class _Builder:
     """Rebuilds a source graph in a target library (`target`: the tf_keras or keras module)."""
 
-    def __init__(self, target, *, source_keras3: bool, log: TranslationLog):
+    def __init__(self, target, *, source_keras3: bool, log: TranslationLog, replace=None):
         self.k = target
+        self.replace = replace or {}
         self.source_keras3 = source_keras3
         self.to_keras3 = is_keras3_module(target)
         self.log = log
@@ -199,8 +200,14 @@ class _Builder:
     def call(self, op, args, kwargs):
         cls = type(op).__name__
         module = type(op).__module__
+        if op.name in self.replace:
+            self.used_names.add(op.name)
+            return self.replace[op.name](args[0] if args else next(iter(kwargs.values())))
         if self.source_keras3 and ".ops." in module and not module.startswith("keras.src.layers"):
             return self.op_node(op, cls, args, kwargs)
+        if cls == "TFOpLambda" and self.to_keras3:
+            raise EdgeCompressError(f"Layer {op.name!r} is a TensorFlow op (tf-keras TFOpLambda), which Keras 3 "
+                                    "cannot hold. Use a built-in layer instead.")
         if cls == "TFOpLambda" and not self.to_keras3:
             new = type(op).from_config(op.get_config())
             return new(*args, **kwargs)
@@ -409,6 +416,22 @@ def to_keras3(model):
     inp = keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
     out = builder.run(model, [inp], f"Model {model.name!r}")[0]
     return keras.Model(inp, out, name=model.name)
+
+
+def rebuild(model, replace: dict, name: str | None = None):
+    """A copy of tf-keras `model` (any graph shape) with the layers named in `replace` swapped.
+
+    `replace[name](x)` receives the replaced layer's input tensor and returns
+    what stands in its place (e.g. two layers of a low-rank factorization);
+    every other layer is re-created from its config with its weights.
+    """
+    from edgecompress._tf import keras as tf_keras
+
+    builder = _Builder(tf_keras, source_keras3=False, log=TranslationLog(), replace=replace)
+    _check_single_io(model, f"Model {model.name!r}")
+    inp = tf_keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
+    out = builder.run(model, [inp], f"Model {model.name!r}")[0]
+    return tf_keras.Model(inp, out, name=name or model.name)
 
 
 def _input_name(model) -> str:

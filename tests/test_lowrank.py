@@ -49,13 +49,25 @@ def test_macs_of_the_default_teacher_by_hand(tiny_dataset):
     assert macs(t) == 225792 + 3612672 + 401408 + 1280
 
 
-def test_unknown_layer_and_branching_model(tiny_model):
-    from edgecompress._tf import keras
-
+def test_unknown_layer_is_named(tiny_model):
     with pytest.raises(EdgeCompressError, match=r"\['nope'\].*not Dense or Conv2D"):
         factorize(tiny_model, None, FactorizeConfig(layers=["nope"]))
-    inp = keras.Input((8,))
-    a, b = keras.layers.Dense(4)(inp), keras.layers.Dense(4)(inp)
-    branchy = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Add()([a, b])))
-    with pytest.raises(EdgeCompressError, match="not a single chain"):
-        factorize(branchy, None, FactorizeConfig())
+
+
+def test_residual_graphs_factorize_with_full_rank_giving_the_same_function():
+    """A ResNet-style block (Add of two branches): any graph shape, not only chains."""
+    import keras as k3
+
+    from edgecompress.translate import to_tf_keras
+    from tests.support.architectures import transfer_model
+
+    model = to_tf_keras(transfer_model(k3, "resnet", logits=True))
+    convs = [layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    full = {name: min(model.get_layer(name).get_weights()[0].reshape(-1, model.get_layer(name).filters).shape)
+            for name in convs}
+    new, metrics = factorize(model, None, FactorizeConfig(ranks=full, layers=convs))
+    assert set(metrics["ranks"]) == set(convs)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(new.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-3, atol=1e-4)
+    low, m = factorize(model, None, FactorizeConfig(energy=0.5))
+    assert m["params"] < m["params_before"]

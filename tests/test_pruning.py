@@ -108,3 +108,32 @@ def test_pruning_preserving_qat_keeps_zeros_through_int8(tiny_model, tiny_datase
 
 def test_keras_sparsity_counts_kernels_only(tiny_model):
     assert keras_sparsity(tiny_model) < 0.01
+
+
+@pytest.mark.slow
+def test_qat_reaches_a_flattened_mobilenet_and_the_result_converts(tmp_path):
+    """tfmot's QAT refuses nested models and Rescaling; after flattening, with those kept in float, it runs."""
+    import keras as k3
+
+    from edgecompress import configs, quantization
+    from edgecompress.cache import StageCache
+    from edgecompress.configs import Preprocessing
+    from edgecompress.data import load_dataset
+    from edgecompress.pruning import PruneConfig, prune
+    from edgecompress.translate import to_tf_keras
+    from tests.support.architectures import rgb_images, transfer_model
+
+    gray = load_dataset()
+    x, y = rgb_images(gray, 300)
+    ds = load_dataset(None, Preprocessing(32, 32, 3, "raw"))  # only for its container; pixels replaced below
+    ds.x_train, ds.y_train, ds.x_test, ds.y_test = x[:240], y[:240], x[240:], y[240:]
+    model = to_tf_keras(transfer_model(k3, "mobilenet_v3_small", logits=False))
+    pruned, metrics = prune(model, ds, PruneConfig(final_sparsity=0.5, epochs=1, qat=True), verbose=0)
+    assert metrics["sparsity"] > 0.3
+    assert any(type(layer).__name__ == "QuantizeWrapperV2" for layer in pruned.layers)
+    cache = StageCache(tmp_path)
+    cache.put_model("qat", "k", pruned)
+    again = cache.get_model("qat", "k")
+    np.testing.assert_allclose(again.predict(x[:4].astype("float32"), verbose=0),
+                               pruned.predict(x[:4].astype("float32"), verbose=0), rtol=1e-5, atol=1e-6)
+    assert quantization.convert(again, configs.int8_float_io(), lambda: iter([[x[:1].astype("float32")]]))
