@@ -65,3 +65,30 @@ def test_explicit_wrong_scale_still_checked_and_auto_picks_raw(byo):
     assert auto.spec.scale == "raw" and auto.scale.accuracy["raw"] > auto.scale.accuracy["unit"]
     with pytest.raises(EdgeCompressError, match=r"measured: symmetric .*pixel scale"):
         open_model(byo / "m.keras", byo / "images", scale="symmetric")
+
+
+@pytest.mark.slow
+def test_the_other_tasks_take_the_keras3_model(byo, root):
+    """check-model reports the translation; a stage task gives a Keras 3 file back; quantize reads the scale."""
+    import keras
+
+    from edgecompress import models
+
+    proc = run_invoke(["check-model", "--model", str(byo / "m.keras")], cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Keras 3 file" in proc.stdout and "flattened" in proc.stdout and "mobilenetv2_0.35_32" in proc.stdout
+    out = byo / "pruned.keras"
+    proc = run_invoke(["prune", "--model", str(byo / "m.keras"), "--data", str(byo / "images"), "--out", str(out),
+                       "--epochs", "1", "--final-sparsity", "0.5"], cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert models.model_format(out) == "keras3"
+    pruned = keras.saving.load_model(out)
+    # Every convolution and Dense kernel of 1,000+ weights, backbone included; tfmot prunes no depthwise kernel.
+    kernels = [w.numpy() for w in pruned.weights if w.path.endswith("/kernel") and "depthwise" not in w.path]
+    sparsity = [float((k == 0).mean()) for k in kernels if k.size >= 1000]
+    assert len(sparsity) > 20 and min(sparsity) > 0.45, sparsity
+    proc = run_invoke(["quantize", "--model", str(byo / "m.keras"), "--out", str(byo / "q"), "--calibration",
+                       str(byo / "images" / "train"), "--variants", "int8"], cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Pixel scale for calibration: raw" in proc.stderr
+    assert json.loads((byo / "q" / "model_spec.json").read_text())["preprocessing"]["scale"] == "raw"

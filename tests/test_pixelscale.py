@@ -58,3 +58,17 @@ def test_near_chance_stops_naming_the_causes(tiny_dataset):
         choose_scale(dead, tiny_dataset)
     with pytest.raises(EdgeCompressError, match="chance"):
         choose_scale(dead, tiny_dataset, requested="unit")
+
+
+def test_preprocessing_inside_a_nested_backbone_is_found():
+    """MobileNetV3 with include_preprocessing=True carries its Rescaling(1/127.5, -1) inside the backbone."""
+    import keras
+
+    from edgecompress.pixelscale import declared_scale
+    from edgecompress.translate import to_tf_keras
+
+    inp = keras.Input((32, 32, 3))
+    b = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), include_top=False, weights=None)
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(b(inp))))
+    scale, why = declared_scale(to_tf_keras(model))
+    assert scale == "raw" and "Rescaling" in why
