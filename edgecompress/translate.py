@@ -384,14 +384,11 @@ def to_tf_keras(model, log: TranslationLog | None = None):
     keras3 = is_keras3(model)
     log = log if log is not None else TranslationLog()
     log.source = "keras3" if keras3 else "tf_keras"
+    _check_single_io(model, f"Model {model.name!r}")
     if not keras3 and not _has_nested(model):
-        _check_single_io(model, f"Model {model.name!r}")
         return model
     builder = _Builder(tf_keras, source_keras3=keras3, log=log)
-    _check_single_io(model, f"Model {model.name!r}")
-    src_in = model.inputs[0]
-    shape = tuple(src_in.shape)[1:]
-    inp = tf_keras.Input(shape, name=builder.name(_input_name(model)))
+    inp = tf_keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
     out = builder.run(model, [inp], f"Model {model.name!r}")[0]
     result = tf_keras.Model(inp, out, name=model.name)
     if log.flattened:
@@ -412,7 +409,6 @@ def to_keras3(model):
     if is_keras3(model):
         return model
     builder = _Builder(keras, source_keras3=False, log=TranslationLog())
-    _check_single_io(model, f"Model {model.name!r}")
     inp = keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
     out = builder.run(model, [inp], f"Model {model.name!r}")[0]
     return keras.Model(inp, out, name=model.name)
@@ -428,7 +424,6 @@ def rebuild(model, replace: dict, name: str | None = None):
     from edgecompress._tf import keras as tf_keras
 
     builder = _Builder(tf_keras, source_keras3=False, log=TranslationLog(), replace=replace)
-    _check_single_io(model, f"Model {model.name!r}")
     inp = tf_keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
     out = builder.run(model, [inp], f"Model {model.name!r}")[0]
     return tf_keras.Model(inp, out, name=name or model.name)
