@@ -70,6 +70,7 @@ def test_users_own_model_and_image_folder(tmp_path, root, channels):
     x = keras.layers.Conv2D(4, 3, activation="relu")(inp)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x))
+    _fit_on_folder(model, data, channels)  # a user brings a trained model (an untrained one is stopped: near chance)
     model.save(tmp_path / "mine.keras")
     out = tmp_path / "out"
     proc = run_invoke(["build-edge", "--model", str(tmp_path / "mine.keras"), "--data", str(data),
@@ -85,6 +86,20 @@ def test_users_own_model_and_image_folder(tmp_path, root, channels):
     assert list(make_interpreter(out / "int8.tflite").get_input_details()[0]["shape"]) == [1, 32, 32, channels]
 
 
+def _fit_on_folder(model, folder, channels, epochs=40):
+    """Trains `model` on [0, 1] pixels of an image folder, as its user would have."""
+    from edgecompress.configs import Preprocessing
+    from edgecompress.data import load_dataset
+    from edgecompress.preprocessing import to_model_input
+
+    from edgecompress._tf import keras
+
+    ds = load_dataset(folder, Preprocessing(32, 32, channels))
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    hist = model.fit(to_model_input(ds.x_train, ds.preprocessing), ds.y_train, epochs=epochs, batch_size=8, verbose=0)
+    assert hist.history["accuracy"][-1] > 0.6, hist.history["accuracy"][-5:]  # the fixture itself must learn
+
+
 def _keras3_model(path):
     """Loads and translates, but predicts one class (zero weights): stopped before any stage."""
     import keras
@@ -97,9 +112,16 @@ def _keras3_model(path):
 def _sin_model(path):
     from edgecompress._tf import keras, tf
 
+    from edgecompress.data import load_dataset
+
+    keras.utils.set_random_seed(0)
     inp = keras.Input((28, 28, 1))
     x = tf.math.sin(keras.layers.Conv2D(2, 3)(inp))
-    keras.Model(inp, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x))).save(path)
+    model = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x)))
+    ds = load_dataset()  # trained briefly, as a user's model is (an untrained one is stopped: near chance)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(ds.x_train[:2000] / 255.0, ds.y_train[:2000], epochs=1, batch_size=64, verbose=0)
+    model.save(path)
     return path
 
 
@@ -108,7 +130,7 @@ def _sin_model(path):
     (lambda t: ["--model", str(_keras3_model(t / "k3.keras"))], r"chance is 10.0%"),
     (lambda t: ["--data", str((t / "flat").mkdir() or t / "flat")], "has no class sub-folders"),
     (lambda t: ["--calibration", str((t / "cal").mkdir() or t / "cal"), "--epochs", "1"], r"holds 0 image\(s\)"),
-    (lambda t: ["--model", str(_sin_model(t / "sin.keras"))], "int8_float_io"),
+    (lambda t: ["--model", str(_sin_model(t / "sin.keras")), "--recipe", "quantize-only"], "int8_float_io"),
     (lambda t: ["--recipe", str(t / "nope.json")], "Recipe file not found"),
     (lambda t: ["--threads", "0"], "threads=0"),
 ], ids=["missing-model", "keras3-near-chance", "no-class-folders", "empty-calibration", "op-not-int8", "missing-recipe", "threads"])
@@ -124,7 +146,7 @@ def test_bad_input_exits_2_with_a_message(tmp_path, root, make_args, needle):
 
 def test_op_not_int8_still_writes_the_other_variants(tmp_path, root):
     proc = run_invoke(["build-edge", "--model", str(_sin_model(tmp_path / "sin.keras")), "--out", str(tmp_path / "o"),
-                       "--runs", "20", "--quiet"], cwd=root)
+                       "--recipe", "quantize-only", "--runs", "20", "--quiet"], cwd=root)
     assert proc.returncode == 2
     assert "SIN" in proc.stderr
     report = json.loads((tmp_path / "o" / "report.json").read_text())
