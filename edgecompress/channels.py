@@ -113,7 +113,7 @@ class Plan:
                        if self.kept[r] is None and self.spaces.fixed[r] and self.spaces.why.get(r)})
 
 
-def _inbound(model) -> dict[str, list[str]]:
+def inbound_layers(model) -> dict[str, list[str]]:
     """Layer name -> names of the layers feeding it."""
     config = model.get_config()
     if "layers" not in config or not any("inbound_nodes" in lc for lc in config["layers"]):  # Sequential
@@ -142,7 +142,7 @@ def _channels(shape) -> int:
 
 def analyse(model, width: float) -> Plan:
     """Walks `model` (flat tf-keras) and decides, per channel space, which channels a `width`-scaled copy keeps."""
-    inbound = _inbound(model)
+    inbound = inbound_layers(model)
     sp = _Spaces()
     out: dict[str, Chan] = {}
     ins: dict[str, Chan] = {}

@@ -53,26 +53,18 @@ class ScaleChoice:
 
 def _preprocessing_layers(model):
     """The Rescaling/Normalization layers the input passes through before anything else."""
-    out, current = [], model.inputs[0]
-    consumers = {}
-    for layer in model.layers:
-        for node in getattr(layer, "_inbound_nodes", []):
-            for t in _flat(node.keras_inputs if hasattr(node, "keras_inputs") else []):
-                consumers.setdefault(id(t), []).append(layer)
+    from edgecompress.channels import inbound_layers
+
+    producers = inbound_layers(model)
+    inputs = {layer.name for layer in model.layers if type(layer).__name__ == "InputLayer"}
+    out, current = [], None  # None: the model input
     while True:
-        nxt = consumers.get(id(current), [])
+        nxt = [layer for layer in model.layers if layer.name not in inputs and (
+            producers.get(layer.name) == [current] if current else set(producers.get(layer.name, [])) <= inputs)]
         if len(nxt) != 1 or type(nxt[0]).__name__ not in ("Rescaling", "Normalization"):
             return out
         out.append(nxt[0])
-        current = nxt[0].output
-
-
-def _flat(x):
-    if isinstance(x, (list, tuple)):
-        for v in x:
-            yield from _flat(v)
-    elif x is not None:
-        yield x
+        current = nxt[0].name
 
 
 def _affine(layer, lo, hi):

@@ -34,11 +34,12 @@ def quantize_model(model, out="build/edge", calibration_dir="calibration_data", 
     check_scale_name(scale)
     m = models.load_model(model, safe_mode=safe_mode)
     saved = models.load_spec(model)
-    spec = saved.preprocessing if saved and scale == "auto" else models.input_preprocessing(m)
-    if not saved or scale != "auto":
-        # No data here to measure with: the model's own preprocessing layers decide, else unit.
+    if saved is not None and scale == "auto":
+        spec = saved.preprocessing
+    else:
+        # No data here to measure with: the flag, else the model's own preprocessing layers, else unit.
         chosen, why = (scale, "--scale was passed") if scale != "auto" else declared_scale(m)
-        spec = spec.replace(scale=chosen or "unit")
+        spec = models.input_preprocessing(m, chosen or "unit")
         logger.info("Pixel scale for calibration: %s (%s)", spec.scale, why if chosen else why + "; unit assumed")
     convs = [conversion(v.strip()) for v in variants]
     rep = None

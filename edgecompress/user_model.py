@@ -75,7 +75,7 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     check_scale_name(scale)
     log = translate.TranslationLog()
     model = models.load_model(path, safe_mode=safe_mode, log=log)
-    fmt = models.model_format(path)
+    fmt = log.source  # what the file was saved by: "keras3" or "tf_keras"
     saved = models.load_spec(path)
     if saved is not None and scale == "auto":
         return UserModel(model, load_dataset(data, saved.preprocessing, seed=seed), fmt, log)

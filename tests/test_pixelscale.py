@@ -33,6 +33,17 @@ def test_declared_scale_reads_the_layers_parameters(make, expected):
     assert scale == expected, why
 
 
+def test_a_sequential_models_leading_rescaling_is_read():
+    from edgecompress._tf import keras
+    from edgecompress.pixelscale import declared_scale
+
+    L = keras.layers
+    seq = keras.Sequential([keras.Input((8, 8, 3)), L.Rescaling(1 / 255), L.Conv2D(2, 3), L.Flatten(), L.Dense(10)])
+    assert declared_scale(seq)[0] == "raw"
+    bare = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(2, 3), L.Rescaling(1 / 255), L.Flatten(), L.Dense(10)])
+    assert declared_scale(bare)[0] is None  # a Rescaling after the first convolution is not preprocessing
+
+
 def test_measurement_decides_without_layers(tiny_model, tiny_dataset):
     """The tiny teacher was trained on [0, 1] pixels and has no preprocessing layer.
 
