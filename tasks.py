@@ -263,25 +263,48 @@ def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_la
           f"{100 * chosen['accuracy']:.2f}%): {out}/selected.tflite")
 
 
-@task(iterable=["host"], name="bench-device",
+@task(iterable=["host"], name="bench-device", optional=["accuracy"],
       help={"host": "user@host[:port] of a device; repeat for several (run in parallel).",
             "models": "Comma-separated .tflite files (default: every .tflite in --out).",
             "out": "Build folder whose report gets the results (default: build/edge).",
-            "python": "The device's Python, e.g. ~/venv/bin/python (default: python3).",
+            "python": "The device's Python, e.g. ~/venv/bin/python; comma-separate one per runtime (default: python3).",
             "runs": "Timed invokes (default: 200).", "threads": "Threads (default: 1).",
             "known_hosts": "known_hosts file for host key checks (default: ~/.ssh/known_hosts).",
             "key": "SSH private key file (default: agent and default keys).",
-            "timeout": "Connection timeout in seconds (default: 15)."})
+            "timeout": "Connection timeout in seconds (default: 15).",
+            "accuracy": "Also run the test images on the device: --accuracy (the whole test split) or --accuracy=N.",
+            "data": "Dataset for --accuracy, as given to build-edge (default: bundled subset)."})
 def bench_device(c, host, models=None, out="build/edge", python="python3", runs=200, threads=1, known_hosts=None,
-                 key=None, timeout=15):
-    """Benchmark the build's .tflite files on devices over SSH and add them to the report."""
+                 key=None, timeout=15, accuracy=None, data=None):
+    """Benchmark the build's .tflite files on devices over SSH (and --accuracy) and add them to the report."""
     setup_logging()
     with user_errors():
         from edgecompress.remote import SSHOptions
         from edgecompress.tasks_impl import bench_device as run
 
         run(host, models=models.split(",") if models else None, out=out, runs=int(runs), threads=int(threads),
-            options=SSHOptions(known_hosts=known_hosts, key=key, timeout=float(timeout), python=python))
+            options=SSHOptions(known_hosts=known_hosts, key=key, timeout=float(timeout), python=python),
+            accuracy=accuracy, data=data)
+
+
+@task(name="device-sim",
+      help={"release": "Debian userland: bookworm (Raspberry Pi OS Bookworm 64-bit) or trixie (default: bookworm).",
+            "board": "Emulated CPU: pi4 (Cortex-A72) or pi5 (Cortex-A76) (default: pi4).",
+            "port": "Loopback SSH port (default: 2222).", "stop": "Stop it instead."})
+def device_sim(c, release="bookworm", board="pi4", port=2222, stop=False):
+    """Start an emulated Raspberry Pi OS (arm64, qemu) on loopback SSH; prints the bench-device arguments."""
+    setup_logging()
+    with user_errors():
+        from edgecompress import device_sim as sim
+
+        config = sim.SimConfig(release=release, board=board, port=int(port))
+        if stop:
+            print("Stopped." if sim.stop(config) else "It was not running.")
+            return
+        started = sim.start(config)
+    print(f"Emulated {board} ({config.cpu}), Debian {release} arm64, built in {started.build_seconds:.0f} s "
+          f"(once), started in {started.start_seconds:.1f} s. Latency measured on it is emulated; accuracy is real.")
+    print(" ".join(started.bench_args()))
 
 
 @task(name="android-assets", help={"out": "Build folder with the .tflite files (default: build/edge).",
@@ -304,6 +327,22 @@ def android_check(c):
 
         r = check_app()
     print(f"Compiled {r['sources']} source file(s); JVM tests: {r['junit']}")
+
+
+@task(name="android-apk",
+      help={"out": "Build folder whose .tflite files go into the app (default: build/edge).",
+            "apk": "APK file to write (default: OUT/edgecompress-demo-debug.apk).",
+            "calibration": "Where sample images come from (default: calibration_data)."})
+def android_apk(c, out="build/edge", apk=None, calibration="calibration_data"):
+    """Build the demo app's debug APK here, without Gradle (Debian build-tools + Maven Central), and check it."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.android_apk import build_apk
+
+        built = build_apk(out, apk, calibration_dir=calibration)
+    print(f"{built.path}: {built.size_bytes / 2**20:.1f} MiB, {len(built.models)} model(s), ABIs "
+          f"{', '.join(built.abis)}, {built.dex_classes} dex classes; signed with the debug key, verified. "
+          f"Install: adb install -r {built.path}")
 
 
 @task(name="bench-android",
@@ -357,5 +396,5 @@ def test(c, k=None, fast=False):
 
 
 ns = Collection(build_edge, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
-                bench_device, android_assets, android_check, bench_android, check_model, benchmark, benchmark_byo, select, test)
+                bench_device, device_sim, android_assets, android_check, android_apk, bench_android, check_model, benchmark, benchmark_byo, select, test)
 ns.configure({"run": {"echo": True}})

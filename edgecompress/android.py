@@ -96,11 +96,11 @@ def _deps(work: Path) -> dict:
     }
 
 
-def _kotlinc(jars: dict, classpath: list, sources: list, out: Path) -> None:
+def _kotlinc(jars: dict, classpath: list, sources: list, out: Path, jvm_target: str = "17", extra=()) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cmd = ["java", "-Xmx1g", "-cp", ":".join(jars["compiler"]), "org.jetbrains.kotlin.cli.jvm.K2JVMCompiler",
-           "-no-stdlib", "-no-reflect", "-jvm-target", "17", "-Werror", "-classpath", ":".join(classpath),
-           "-d", str(out), *map(str, sources)]
+           "-no-stdlib", "-no-reflect", "-jvm-target", jvm_target, "-Werror", *extra,
+           "-classpath", ":".join(map(str, classpath)), "-d", str(out), *map(str, sources)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise EdgeCompressError("Kotlin compilation failed:\n" + (proc.stderr or proc.stdout)[-4000:])

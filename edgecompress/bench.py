@@ -35,6 +35,46 @@ TRIVIAL_MODEL = Path(__file__).parent / "_data" / "trivial.tflite"
 SCHEMA_VERSION = 1
 
 
+# Architectures one kernel runs natively (64-bit kernels run their 32-bit userlands).
+_NATIVE = {"x86_64": {"x86_64", "i386", "i486", "i586", "i686"},
+           "aarch64": {"aarch64", "arm64", "armv8l", "armv7l", "armv6l"},
+           "riscv64": {"riscv64"}, "ppc64le": {"ppc64le"}, "s390x": {"s390x"}}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def emulation(machine: str | None = None) -> dict:
+    """Whether this Python runs on an emulated CPU, and how that was seen.
+
+    Never from the host name. qemu-user (binfmt_misc) reports the guest's
+    architecture in `uname` but cannot hide the kernel's: `/proc/sys/kernel/arch`
+    (or, on older kernels, an x86 `vendor_id` in `/proc/cpuinfo`) says the
+    CPU is another one. A QEMU virtual board (devicetree `linux,dummy-virt`, or
+    DMI vendor QEMU) may run its CPU in software (TCG) too: counted as
+    emulated, because nothing inside it can tell TCG from KVM for certain.
+    """
+    machine = machine or platform.machine()
+    kernel_arch = _read("/proc/sys/kernel/arch").strip()
+    if kernel_arch and machine not in _NATIVE.get(kernel_arch, {kernel_arch}):
+        return {"emulated": True, "how": f"qemu-user: this process is {machine} but the kernel is {kernel_arch} "
+                                         "(/proc/sys/kernel/arch)"}
+    cpuinfo = _read("/proc/cpuinfo")
+    vendor = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("vendor_id")), "")
+    if vendor in ("GenuineIntel", "AuthenticAMD", "HygonGenuine", "CentaurHauls") and machine not in _NATIVE["x86_64"]:
+        return {"emulated": True, "how": f"qemu-user: this process is {machine} but /proc/cpuinfo shows an x86 CPU "
+                                         f"({vendor})"}
+    board = (_read("/sys/firmware/devicetree/base/compatible").replace("\x00", " ")
+             + " " + _read("/sys/class/dmi/id/sys_vendor")).strip()
+    if "dummy-virt" in board or "QEMU" in board:
+        return {"emulated": True, "how": f"a QEMU virtual board ({board.split()[0]}); its CPU may be emulated"}
+    return {"emulated": False, "how": "native: the kernel and this process have the same architecture"}
+
+
 def device_info() -> dict:
     """OS, CPU model, Python, numpy and runtime of this machine."""
     fields = {}
@@ -59,6 +99,8 @@ def device_info() -> dict:
         "numpy": np.__version__,
         "runtime": rt.to_dict(),
         "tensorflow_imported": "tensorflow" in sys.modules,
+        "emulation": emulation(),
+        "qemu_cpu": os.environ.get("QEMU_CPU"),
     }
 
 
@@ -180,14 +222,46 @@ def harness_overhead_us(runs: int = 2000, runtime: str | None = None) -> float:
     return float(np.median(time_invokes(interp, runs)) * 1000.0)
 
 
-def run(models, **kwargs) -> dict:
-    """Benchmarks several files; returns {"device", "harness_overhead_us", "results", "errors"}."""
+def load_eval_data(path) -> tuple[np.ndarray, np.ndarray]:
+    """Reads an `.npz` with float32 inputs `x` (already preprocessed) and integer labels `y`."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x, y = z["x"].astype(np.float32), z["y"].astype(np.int64)
+    except (OSError, ValueError, KeyError) as e:
+        raise EdgeCompressError(f"Cannot read evaluation data {path} (an .npz with `x` and `y`): {e}") from None
+    if len(x) != len(y) or len(y) == 0:
+        raise EdgeCompressError(f"Evaluation data {path} has {len(x)} inputs and {len(y)} labels; expected the same, > 0.")
+    return x, y
+
+
+def accuracy(model_path, x: np.ndarray, y: np.ndarray, *, threads: int = 1, xnnpack: bool = True,
+             runtime: str | None = None) -> dict:
+    """Top-1 of one `.tflite` file on (x, y) with this machine's runtime, and its predicted labels."""
+    from edgecompress.evaluation import predict
+
+    interp = make_interpreter(check_tflite_file(model_path), num_threads=threads, use_xnnpack=xnnpack, runtime=runtime)
+    pred = predict(interp, x).argmax(-1)
+    return {"top1": float((pred == y).mean()), "count": int(len(y)), "predictions": pred.astype(int).tolist()}
+
+
+def run(models, eval_data=None, **kwargs) -> dict:
+    """Benchmarks several files; returns {"device", "harness_overhead_us", "results", "errors"}.
+
+    With `eval_data` (an `.npz`, see `load_eval_data`), each result also gets
+    `accuracy`: top-1 and the predicted labels on this device.
+    """
     overhead = harness_overhead_us(runtime=kwargs.get("runtime"))  # also proves the runtime works
+    xy = load_eval_data(eval_data) if eval_data else None
     results, errors = [], []
     for m in models:
         try:
             logger.info("Benchmarking %s", m)
-            results.append(benchmark(m, **kwargs))
+            r = benchmark(m, **kwargs)
+            if xy is not None:
+                logger.info("Evaluating %s on %d inputs", m, len(xy[1]))
+                r["accuracy"] = accuracy(m, *xy, threads=kwargs.get("threads", 1), xnnpack=kwargs.get("xnnpack", True),
+                                         runtime=kwargs.get("runtime"))
+            results.append(r)
         except EdgeCompressError as e:
             errors.append({"model": Path(m).name, "error": str(e)})
     return {
@@ -210,11 +284,13 @@ def main(argv=None) -> int:
     p.add_argument("--runtime", default=None, choices=["ai-edge-litert", "tflite-runtime", "tensorflow"])
     p.add_argument("--json", default=None, help="write the JSON result here (default: stdout)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-data", default=None, help=".npz with preprocessed inputs `x` and labels `y`: also measure top-1")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         out = run(args.models, runs=args.runs, warmup=args.warmup, threads=args.threads,
-                  xnnpack=not args.no_xnnpack, input_source=args.input, seed=args.seed, runtime=args.runtime)
+                  xnnpack=not args.no_xnnpack, input_source=args.input, seed=args.seed, runtime=args.runtime,
+                  eval_data=args.eval_data)
     except EdgeCompressError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

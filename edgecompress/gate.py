@@ -12,9 +12,12 @@ from a usage error.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from edgecompress.configs import _Config, _require
 from edgecompress.errors import EdgeCompressError
+
+logger = logging.getLogger(__name__)
 
 
 class GateError(EdgeCompressError):
@@ -51,21 +54,53 @@ class Constraints(_Config):
         return any(v is not None for v in (self.max_accuracy_drop, self.max_size_kb, self.max_latency_ms))
 
 
-def _latency(report, artifact, device):
-    if device is None:
-        return artifact["latency_ms"]["p50"]
+def _device(report, device):
     dev = (report.get("devices") or {}).get(device)
     if dev is None or "results" not in dev:
         raise EdgeCompressError(f"Received an invalid value for `device`: no results for {device!r} in the report. "
                                 f"Devices: {sorted((report.get('devices') or {}))}. Run `invoke bench-device` first.")
-    r = dev["results"].get(artifact["name"])
+    return dev
+
+
+def _latency(report, artifact, device):
+    if device is None:
+        return artifact["latency_ms"]["p50"]
+    r = _device(report, device)["results"].get(artifact["name"])
     return r["latency_ms"]["p50"] if r else None
+
+
+def _accuracy(report, artifact, device):
+    """Top-1 on `device` when it was measured there (bench-device --accuracy), else this machine's."""
+    if device is not None:
+        r = _device(report, device)["results"].get(artifact["name"]) or {}
+        if "accuracy" in r:
+            return r["accuracy"]["top1"]
+    return artifact["accuracy"]
 
 
 def measures(report, artifact, device=None) -> dict:
     base = next(a for a in report["artifacts"] if a["name"] == report["baseline"])
-    return {"accuracy_drop": 100 * (base["accuracy"] - artifact["accuracy"]),
+    return {"accuracy_drop": 100 * (_accuracy(report, base, device) - _accuracy(report, artifact, device)),
             "size_kb": artifact["size_bytes"] / 1024, "latency_ms": _latency(report, artifact, device)}
+
+
+def check_device(report: dict, constraints: Constraints) -> None:
+    """Refuses to gate latency on an emulated CPU; warns when device accuracy is missing."""
+    from edgecompress.report import device_emulation
+
+    if constraints.device is None:
+        return
+    dev = _device(report, constraints.device)
+    how = device_emulation(dev)
+    if how and constraints.max_latency_ms is not None:
+        raise EdgeCompressError(
+            f"Received --device {constraints.device!r} with --max-latency-ms {constraints.max_latency_ms:g}, but that "
+            f"device's CPU is emulated ({how}): its latency is not a measurement of any board. Gate latency on a real "
+            f"device (`invoke bench-device --host user@board`), or drop --max-latency-ms (accuracy from an emulated "
+            f"device is real and can be used).")
+    if constraints.max_accuracy_drop is not None and not any("accuracy" in r for r in dev["results"].values()):
+        logger.warning("%s has no accuracy measured on it; --max-accuracy-drop uses this machine's top-1. Run "
+                       "`invoke bench-device --accuracy` to judge on the device.", constraints.device)
 
 
 def select(report: dict, constraints: Constraints) -> dict:
@@ -127,6 +162,7 @@ def select_in_build(out_dir, constraints: Constraints) -> dict:
     from edgecompress.report import load_report, write_report
 
     report = load_report(out_dir)
+    check_device(report, constraints)
     try:
         return apply_selection(report, constraints, out_dir)
     finally:

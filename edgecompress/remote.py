@@ -19,6 +19,7 @@ import json
 import logging
 import shlex
 import socket
+import zlib
 from pathlib import Path
 
 from edgecompress.errors import EdgeCompressError
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).parent
 # What the device needs: the benchmark and what it imports, nothing from TensorFlow.
-DEVICE_FILES = ("__init__.py", "errors.py", "fileio.py", "numerics.py", "runtime.py", "bench.py",
+DEVICE_FILES = ("__init__.py", "errors.py", "fileio.py", "numerics.py", "runtime.py", "bench.py", "evaluation.py",
                 "_data/trivial.tflite")
 
 
@@ -41,14 +42,23 @@ class SSHOptions:
         key: Private key file. Defaults to the SSH agent and default keys.
         timeout: Seconds to connect (TCP, banner and authentication).
             Defaults to 15.
-        python: The device's Python (a venv's `bin/python` works). Defaults
-            to `python3`.
+        python: The device's Python (a venv's `bin/python` works); several,
+            comma-separated (one venv per runtime), are each run on the same
+            copied files. Defaults to `python3`.
     """
 
     known_hosts: str | None = None
     key: str | None = None
     timeout: float = 15.0
     python: str = "python3"
+
+    @property
+    def pythons(self) -> list[str]:
+        out = [p.strip() for p in self.python.split(",") if p.strip()]
+        if not out:
+            raise EdgeCompressError(f"Received an invalid value for `python`, expected a path or comma-separated paths. "
+                                    f"Received: python={self.python!r}")
+        return out
 
 
 def connect(host: str, options: SSHOptions):
@@ -93,12 +103,19 @@ def connect(host: str, options: SSHOptions):
 
 
 def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs: int = 200, warmup: int = 20,
-                  threads: int = 1, xnnpack: bool = True) -> dict:
-    """Runs the benchmark on one host; returns its JSON result (with `host`)."""
+                  threads: int = 1, xnnpack: bool = True, eval_data=None) -> list[dict]:
+    """Runs the benchmark on one host, once per Python in `options.python`.
+
+    Returns one JSON result per Python (each with `host` and `python`).
+    With `eval_data` (an `.npz` of preprocessed `x` and labels `y`, see
+    `bench.load_eval_data`), each model's result also has its top-1 and
+    predicted labels on the device.
+    """
     models = [Path(m) for m in models]
     for m in models:
         if not m.is_file():
             raise EdgeCompressError(f"Model file not found: {m}")
+    pythons = options.pythons
     conn = connect(host, options)
     remote = None
     try:
@@ -113,27 +130,13 @@ def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs
         for m in models:
             conn.put(str(m), f"{remote}/models/{m.name}")
             names.append(f"models/{m.name}")
-        args = [options.python, "-m", "edgecompress.bench", *names, "--runs", str(runs), "--warmup", str(warmup),
-                "--threads", str(threads), "--json", "result.json"]
-        if not xnnpack:
-            args.append("--no-xnnpack")
-        cmd = f"cd {q(remote)} && " + " ".join(q(a) for a in args)
-        logger.info("%s: %s", host, cmd)
-        res = conn.run(cmd, hide=True, warn=True, in_stream=False)
-        if res.return_code not in (0, 1):  # 1: some models failed, listed in the JSON
-            raise EdgeCompressError(f"{host}: the benchmark failed (exit {res.return_code}): "
-                                    f"{(res.stderr.strip().splitlines() or [''])[-1]}")
-        import io
-
-        buf = io.BytesIO()
-        try:
-            conn.get(f"{remote}/result.json", buf)
-        except OSError:
-            raise EdgeCompressError(f"{host}: the benchmark wrote no result (exit {res.return_code}): "
-                                    f"{(res.stderr.strip().splitlines() or [''])[-1]}") from None
-        out = json.loads(buf.getvalue())
-        out["host"] = host
-        return out
+        extra = []
+        if eval_data is not None:
+            conn.put(str(eval_data), f"{remote}/eval.npz")
+            extra = ["--eval-data", "eval.npz"]
+        return [_run_bench(conn, host, remote, python, names, [*extra, "--runs", str(runs), "--warmup", str(warmup),
+                                                                "--threads", str(threads)] + ([] if xnnpack else ["--no-xnnpack"]))
+                for python in pythons]
     except (OSError, EOFError) as e:
         raise EdgeCompressError(f"{host}: lost the connection or a copy failed ({type(e).__name__}: {e}).") from None
     finally:
@@ -142,21 +145,59 @@ def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs
         conn.close()
 
 
+def _run_bench(conn, host, remote, python, names, flags) -> dict:
+    import io
+
+    q = shlex.quote
+    result = f"result-{zlib.crc32(python.encode()):08x}.json"
+    args = [python, "-m", "edgecompress.bench", *names, *flags, "--json", result]
+    cmd = f"cd {q(remote)} && " + " ".join(q(a) for a in args)
+    logger.info("%s: %s", host, cmd)
+    res = conn.run(cmd, hide=True, warn=True, in_stream=False)
+    last = (res.stderr.strip().splitlines() or [""])[-1]
+    if res.return_code not in (0, 1):  # 1: some models failed, listed in the JSON
+        raise EdgeCompressError(f"{host}: the benchmark with {python} failed (exit {res.return_code}): {last}"
+                                + _hint(res.return_code, last, python))
+    buf = io.BytesIO()
+    try:
+        conn.get(f"{remote}/{result}", buf)
+    except OSError:
+        raise EdgeCompressError(f"{host}: the benchmark with {python} wrote no result (exit {res.return_code}): "
+                                f"{last}" + _hint(res.return_code, last, python)) from None
+    out = json.loads(buf.getvalue())
+    out["host"], out["python"] = host, python
+    return out
+
+
+def _hint(code: int, last: str, python: str) -> str:
+    """What to do about the usual ways a device's Python cannot run the benchmark."""
+    if code == 127 or "No such file or directory" in last or "not found" in last:
+        return (f". There is no {python} on the device: install Python 3 (`sudo apt install python3-venv`) or pass "
+                "the right one with --python.")
+    if "No module named" in last:
+        return (f". {python} has no TFLite runtime: `{python} -m pip install ai-edge-litert` (64-bit OS), or "
+                "`tflite-runtime==2.14.0 'numpy<2'` on older boards.")
+    return ""
+
+
 def bench_devices(hosts, models, options: SSHOptions = SSHOptions(), **kwargs) -> dict:
     """Benchmarks on every host in parallel; one host's failure keeps the others.
 
-    Returns {host: result or {"error": message}}.
+    Returns {key: result or {"error": message}}: the key is the host, or
+    "host python" when several Pythons were given.
     """
     if not hosts:
         raise EdgeCompressError("Received no hosts; pass at least one `--host user@host`.")
+    several = len(options.pythons) > 1
     out = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
         futures = {pool.submit(bench_on_host, h, models, options, **kwargs): h for h in hosts}
         for f in concurrent.futures.as_completed(futures):
             h = futures[f]
             try:
-                out[h] = f.result()
-                logger.info("%s: %d model(s) measured", h, len(out[h]["results"]))
+                for r in f.result():
+                    out[f"{h} {r['python']}" if several else h] = r
+                    logger.info("%s (%s): %d model(s) measured", h, r["device"]["runtime"]["name"], len(r["results"]))
             except EdgeCompressError as e:
                 logger.error("%s", e)
                 out[h] = {"error": str(e)}
@@ -171,10 +212,11 @@ def merge_into_report(report: dict, results: dict) -> dict:
     """
     devices = report.setdefault("devices", {})
     by_file = {Path(a["path"]).name: a["name"] for a in report.get("artifacts", [])}
-    for host, r in results.items():
+    for key, r in results.items():
         if "error" in r:
-            devices[host] = {"error": r["error"]}
+            devices[key] = {"error": r["error"]}
             continue
+        host = r.get("host", key)
         label = f"{host}/{r['device']['runtime']['name']}"
         devices.pop(host, None)  # an earlier failure of this host is superseded
         devices[label] = {

@@ -79,20 +79,41 @@ def search_table(report: dict) -> list[list[str]]:
     return rows
 
 
+def device_emulation(device: dict) -> str | None:
+    """How a device column's CPU was found to be emulated, or None for a real CPU."""
+    em = (device.get("device") or {}).get("emulation") or {}
+    return em.get("how") if em.get("emulated") else None
+
+
 def device_table(report: dict) -> list[list[str]]:
-    """Per-device p50 latency columns, one row per artifact."""
+    """Per-device columns, one row per artifact: p50 latency, and top-1 and
+    agreement with this machine's predictions when measured there.
+
+    An emulated CPU's latency is shown in brackets with "(emulated)" in the
+    header: it is not a measurement of any board.
+    """
     devices = report.get("devices") or {}
-    if not devices:
-        return []
     names = sorted(d for d in devices if "results" in devices[d])
     if not names:
         return []
-    rows = [["artifact"] + [f"{d} p50 ms" for d in names]]
+    with_acc = {d for d in names if any("accuracy" in r for r in devices[d]["results"].values())}
+    header = ["artifact"]
+    for d in names:
+        emulated = device_emulation(devices[d]) is not None
+        header.append(f"{d} p50 ms" + (" (emulated)" if emulated else ""))
+        if d in with_acc:
+            header += [f"{d} top-1 %", f"{d} agree %"]
+    rows = [header]
     for a in report["artifacts"]:
         row = [a["name"]]
         for d in names:
             r = devices[d].get("results", {}).get(a["name"])
-            row.append(f"{r['latency_ms']['p50']:.3f}" if r else "-")
+            lat = f"{r['latency_ms']['p50']:.3f}" if r else "-"
+            row.append(f"[{lat}]" if r and device_emulation(devices[d]) else lat)
+            if d in with_acc:
+                acc = (r or {}).get("accuracy")
+                row += [f"{100 * acc['top1']:.2f}", f"{100 * acc['agreement']:.2f}" if "agreement" in acc else "-"] \
+                    if acc else ["-", "-"]
         rows.append(row)
     return rows
 
@@ -152,7 +173,11 @@ def render_markdown(report: dict) -> str:
                 info = d["device"]
                 lines.append(f"- **{name}**: {info.get('board') or info.get('cpu')}, {info.get('os')}, Python {info.get('python')}, "
                              f"numpy {info.get('numpy')}, {info['runtime']['name']} {info['runtime']['version']}; "
-                             f"harness overhead {d['harness_overhead_us']:.2f} us per call")
+                             f"harness overhead {d['harness_overhead_us']:.2f} us per call"
+                             + (f"; **emulated CPU** ({device_emulation(d)}"
+                                + (f", QEMU_CPU={info['qemu_cpu']}" if info.get("qemu_cpu") else "")
+                                + "): latency in brackets is not a measurement of any board, accuracy is real"
+                                if device_emulation(d) else ""))
     failed_devices = {k: v["error"] for k, v in (report.get("devices") or {}).items() if "error" in v}
     for name, err in sorted(failed_devices.items()):
         lines.append(f"- **{name}**: not measured: {err}")

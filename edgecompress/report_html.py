@@ -16,7 +16,7 @@ import io
 import json
 import logging
 
-from edgecompress.report import artifact_table, device_table, search_table
+from edgecompress.report import artifact_table, device_emulation, device_table, search_table
 from edgecompress.search import pareto
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,10 @@ def render_html(report: dict) -> str:
     dev = device_table(report)
     if dev:
         parts += ["<h2>On devices</h2>", _table(dev)]
+        emulated = sorted(k for k, d in (report.get("devices") or {}).items() if device_emulation(d))
+        if emulated:
+            parts.append(f"<p>Emulated CPU ({html.escape(', '.join(emulated))}): latency in brackets is not a "
+                         "measurement of any board; top-1 and agreement are what its kernels compute.</p>")
     if report.get("search"):
         parts += ["<h2>Search</h2>", _table(search_table(report))]
     for title, uri in plots:

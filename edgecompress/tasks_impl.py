@@ -122,16 +122,73 @@ def run_stage(stage: str, model, out, data=None, seed=0, safe_mode=True, scale="
     return out, metrics
 
 
-def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, warmup=20, threads=1):
-    """Benchmarks a build's artifacts on devices over SSH and merges them into its report."""
+def _device_eval_data(out, data, count, seed, folder) -> tuple[Path, object, object]:
+    """The first `count` test images of the build's data, preprocessed as the build did, written as an `.npz`."""
+    import numpy as np
+
+    spec_path = Path(out) / "model_spec.json"
+    if not spec_path.exists():
+        raise EdgeCompressError(f"--accuracy needs {spec_path} (the build's preprocessing); run `invoke build-edge` first.")
+    mspec = ModelSpec.from_dict(json.loads(spec_path.read_text()))
+    ds = load_dataset(data, mspec.preprocessing, seed=seed)
+    try:
+        n = len(ds.y_test) if count is True else int(count)
+    except (TypeError, ValueError):
+        n = -1
+    if not 1 <= n <= len(ds.y_test):
+        raise EdgeCompressError(f"Received an invalid value for `accuracy`, expected 1..{len(ds.y_test)} images "
+                                f"(the test split of {ds.name}). Received: accuracy={count!r}")
+    x = to_model_input(ds.x_test[:n], ds.preprocessing).astype(np.float32)
+    y = ds.y_test[:n].astype(np.int64)
+    path = Path(folder) / "eval.npz"
+    np.savez(path, x=x, y=y)
+    return path, x, y
+
+
+def _agreement(results: dict, files, x, y, threads: int) -> None:
+    """Replaces each device's predicted labels by top-1 and agreement with this machine's predictions."""
+    import numpy as np
+
+    host = {}
+    for f in files:
+        r, pred = evaluate_tflite(f, x, y, num_threads=threads)
+        host[Path(f).name] = (r["accuracy"], pred)
+    for r in results.values():
+        for m in r.get("results", []):
+            acc = m.get("accuracy")
+            if not acc or m["model"] not in host:
+                continue
+            pred = np.asarray(acc.pop("predictions"))
+            host_top1, host_pred = host[m["model"]]
+            acc["agreement"] = float((pred == host_pred).mean())
+            acc["host_top1"] = host_top1
+
+
+def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, warmup=20, threads=1,
+                 accuracy=None, data=None):
+    """Benchmarks a build's artifacts on devices over SSH and merges them into its report.
+
+    With `accuracy` (True for the whole test split, or a number of images),
+    each file is also run on those images on the device: its top-1 there and
+    its agreement with this machine's predictions become device columns.
+    """
+    import tempfile
+
     from edgecompress import remote
 
     files = _tflite_files(models, out)
-    results = remote.bench_devices(list(hosts), files, options or remote.SSHOptions(), runs=runs, warmup=warmup,
-                                   threads=threads)
     report_path = Path(out) / report_lib.REPORT_JSON
-    if report_path.exists():
-        report = report_lib.load_report(out)
+    report = report_lib.load_report(out) if report_path.exists() else None
+    with tempfile.TemporaryDirectory(prefix="edgecompress-eval-") as tmp:
+        eval_path = x = y = None
+        if accuracy not in (None, False):
+            eval_path, x, y = _device_eval_data(out, data, accuracy, (report or {}).get("seed", 0), tmp)
+            logger.info("Accuracy on the device: %d test images", len(y))
+        results = remote.bench_devices(list(hosts), files, options or remote.SSHOptions(), runs=runs, warmup=warmup,
+                                       threads=threads, eval_data=eval_path)
+    if eval_path is not None:
+        _agreement(results, files, x, y, threads)
+    if report is not None:
         remote.merge_into_report(report, results)
         report_lib.write_report(report, out)
         table = report_lib.device_table(report)
@@ -143,10 +200,16 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
 
         atomic_write_json(Path(out) / "devices.json", results)
         print(f"No report in {out}; wrote {out}/devices.json")
-    failed = {h: r["error"] for h, r in results.items() if "error" in r}
+    emulated = sorted({r["host"] for r in results.values() if r.get("device", {}).get("emulation", {}).get("emulated")})
+    if emulated:
+        print(f"Emulated CPU on {', '.join(emulated)}: its latency is not a measurement of any board "
+              "(accuracy is); `invoke select --device` will not gate on it.")
+    failed = [r["error"] for r in results.values() if "error" in r]
+    failed += [f"{r['host']} ({r['device']['runtime']['name']}): {e['model']}: {e['error']}"
+               for r in results.values() for e in r.get("errors", [])]
     if failed:
-        raise EdgeCompressError(f"{len(failed)} of {len(results)} host(s) failed:\n" +
-                                "\n".join(f"  {e}" for e in failed.values()))
+        raise EdgeCompressError(f"{len(failed)} failure(s) on {len(results)} device run(s); the rest is in the "
+                                f"report:\n" + "\n".join(f"  {e}" for e in failed))
     return results
 
 
