@@ -303,7 +303,7 @@ def device_sim(c, release="bookworm", board="pi4", port=2222, stop=False):
             return
         started = sim.start(config)
     print(f"Emulated {board} ({config.cpu}), Debian {release} arm64, built in {started.build_seconds:.0f} s "
-          f"(once), started in {started.start_seconds:.1f} s. Latency measured on it is emulated; accuracy is real.")
+          f"(once), started in {started.start_seconds:.2f} s. Latency measured on it is emulated; accuracy is real.")
     print(" ".join(started.bench_args()))
 
 

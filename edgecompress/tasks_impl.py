@@ -204,12 +204,14 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
     if emulated:
         print(f"Emulated CPU on {', '.join(emulated)}: its latency is not a measurement of any board "
               "(accuracy is); `invoke select --device` will not gate on it.")
-    failed = [r["error"] for r in results.values() if "error" in r]
-    failed += [f"{r['host']} ({r['device']['runtime']['name']}): {e['model']}: {e['error']}"
-               for r in results.values() for e in r.get("errors", [])]
-    if failed:
-        raise EdgeCompressError(f"{len(failed)} failure(s) on {len(results)} device run(s); the rest is in the "
-                                f"report:\n" + "\n".join(f"  {e}" for e in failed))
+    hosts = [r["error"] for r in results.values() if "error" in r]
+    files = [f"{r['host']} ({r['device']['runtime']['name']}): {e['model']}: {e['error']}"
+             for r in results.values() for e in r.get("errors", [])]
+    if hosts or files:
+        n_hosts = len({r.get("host", k) for k, r in results.items()})
+        raise EdgeCompressError(f"{len({k.split()[0] for k, r in results.items() if 'error' in r})} of {n_hosts} "
+                                f"host(s) failed, {len(files)} file(s) failed on a device; the rest is in the report:\n"
+                                + "\n".join(f"  {e}" for e in hosts + files))
     return results
 
 

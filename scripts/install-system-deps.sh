@@ -2,7 +2,9 @@
 # System packages the test suite uses: Debian's full Fashion-MNIST (IDX files),
 # an OpenSSH server (the SSH device tests start their own on 127.0.0.1), and
 # Maven with a JDK (the Android app is compiled against jars from Maven Central),
-# and Chromium (a test opens report.html headless).
+# Chromium (a test opens report.html headless), debootstrap and qemu-user-static
+# (invoke device-sim: an emulated arm64 Raspberry Pi OS), and the Android build
+# tools, framework resources, apksigner and dexdump (invoke android-apk).
 # Installs what is missing on Debian/Ubuntu (as root, or with sudo); elsewhere
 # it says what to install.
 set -euo pipefail
@@ -13,6 +15,12 @@ command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v mvn >/dev/null || missing+=(maven)
 command -v javac >/dev/null || missing+=(default-jdk-headless)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+command -v aapt >/dev/null || missing+=(android-sdk-build-tools)
+command -v apksigner >/dev/null || missing+=(apksigner)
+command -v dexdump >/dev/null || missing+=(dexdump)
+[ -f /usr/share/android-framework-res/framework-res.apk ] || missing+=(android-framework-res)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "Please install: ${missing[*]}" >&2
