@@ -75,6 +75,13 @@ def emulation(machine: str | None = None) -> dict:
     return {"emulated": False, "how": "native: the kernel and this process have the same architecture"}
 
 
+def device_emulation(column: dict) -> str | None:
+    """How a report's device column (`report["devices"][label]`) was found to
+    run on an emulated CPU, or None for a real one."""
+    em = (column.get("device") or {}).get("emulation") or {}
+    return em.get("how") if em.get("emulated") else None
+
+
 def device_info() -> dict:
     """OS, CPU model, Python, numpy and runtime of this machine."""
     fields = {}

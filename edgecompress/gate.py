@@ -86,7 +86,7 @@ def measures(report, artifact, device=None) -> dict:
 
 def check_device(report: dict, constraints: Constraints) -> None:
     """Refuses to gate latency on an emulated CPU; warns when device accuracy is missing."""
-    from edgecompress.report import device_emulation
+    from edgecompress.bench import device_emulation
 
     if constraints.device is None:
         return

@@ -13,6 +13,7 @@ import gzip
 import json
 from pathlib import Path
 
+from edgecompress.bench import device_emulation
 from edgecompress.fileio import atomic_write_json, atomic_write_text
 
 REPORT_JSON = "report.json"
@@ -77,12 +78,6 @@ def search_table(report: dict) -> list[list[str]]:
                      _fmt_kb(best["gzip_bytes"]) if best else "-", _fmt_kb(small["gzip_bytes"]) if small else "-",
                      ", ".join(front) or "-"])
     return rows
-
-
-def device_emulation(device: dict) -> str | None:
-    """How a device column's CPU was found to be emulated, or None for a real CPU."""
-    em = (device.get("device") or {}).get("emulation") or {}
-    return em.get("how") if em.get("emulated") else None
 
 
 def device_table(report: dict) -> list[list[str]]:

@@ -16,7 +16,8 @@ import io
 import json
 import logging
 
-from edgecompress.report import artifact_table, device_emulation, device_table, search_table
+from edgecompress.bench import device_emulation
+from edgecompress.report import artifact_table, device_table, search_table
 from edgecompress.search import pareto
 
 logger = logging.getLogger(__name__)

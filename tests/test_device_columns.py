@@ -8,12 +8,12 @@ import platform
 
 import pytest
 
-from edgecompress.bench import emulation
+from edgecompress.bench import device_emulation, emulation
 from edgecompress.device_sim import SimConfig
 from edgecompress.errors import EdgeCompressError
 from edgecompress.gate import Constraints, check_device, measures, select
 from edgecompress.remote import SSHOptions
-from edgecompress.report import device_emulation, device_table
+from edgecompress.report import device_table
 
 
 def test_this_machine_is_native_and_a_foreign_arch_on_its_kernel_is_emulated():
