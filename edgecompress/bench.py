@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress.errors import EdgeCompressError
+from edgecompress.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EdgeCompressError
 from edgecompress.numerics import latency_stats, quantize
 from edgecompress.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
 
@@ -300,7 +300,10 @@ def main(argv=None) -> int:
                   eval_data=args.eval_data)
     except EdgeCompressError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     text = json.dumps(out, indent=2)
     if args.json:
         from edgecompress.fileio import atomic_write_text
@@ -310,7 +313,7 @@ def main(argv=None) -> int:
         print(text)
     for err in out["errors"]:
         print(f"error: {err['model']}: {err['error']}", file=sys.stderr)
-    return 1 if out["errors"] else 0
+    return EXIT_PARTIAL if out["errors"] else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ class StageCache:
         import tensorflow_model_optimization as tfmot
 
         from edgecompress._tf import keras
-        from edgecompress.pruning import float_quantize_config
+        from edgecompress.qat import float_quantize_config
 
         float_quantize_config()  # registers the config QAT models of preprocessing layers carry
         with tfmot.quantization.keras.quantize_scope():  # QAT models carry tfmot layers

@@ -1,7 +1,7 @@
 """Glue between Invoke tasks and the package: logging, errors, printing.
 
-User mistakes (`EdgeCompressError`) become one line on stderr and exit code
-2, never a traceback.
+Errors become one line on stderr and their exit code (the table in
+`edgecompress.errors`), never a traceback.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import os
 import sys
 import warnings
 
-from edgecompress.errors import EdgeCompressError
-
-EXIT_USAGE = 2
+from edgecompress.errors import EXIT_INTERRUPTED, EXIT_USAGE, EdgeCompressError
 
 
 def setup_logging(verbose: bool = True) -> None:
@@ -28,7 +26,7 @@ def setup_logging(verbose: bool = True) -> None:
 
 @contextlib.contextmanager
 def user_errors():
-    """Turns `EdgeCompressError` into `invoke.Exit` with code 2."""
+    """Turns `EdgeCompressError` into `invoke.Exit` with its exit code, Ctrl-C into 130."""
     from invoke.exceptions import Exit
 
     try:
@@ -36,7 +34,7 @@ def user_errors():
     except EdgeCompressError as e:
         raise Exit(f"error: {e}", code=getattr(e, "exit_code", EXIT_USAGE)) from None
     except KeyboardInterrupt:
-        raise Exit("interrupted: finished artifacts were kept; partial files were discarded.", code=130) from None
+        raise Exit("interrupted: finished artifacts were kept; partial files were discarded.", code=EXIT_INTERRUPTED) from None
 
 
 def print_report_summary(report: dict, out_dir) -> None:

@@ -26,12 +26,53 @@ class Quantization(str, enum.Enum):
     - `float16`: float16 weights, float compute.
     - `int8`: full integer weights and activations, calibrated with a
       representative dataset.
+    - `int16x8`: 16-bit activations, 8-bit weights, calibrated (`edgecompress.int16x8`).
+
+    What each means to the converter is a row of `schemes.SCHEMES`.
     """
 
     NONE = "none"
     DYNAMIC = "dynamic"
     FLOAT16 = "float16"
     INT8 = "int8"
+    INT16X8 = "int16x8"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """What one quantization scheme means, as data (a row of `schemes.SCHEMES`).
+
+    Args:
+        name: The `Quantization` value.
+        optimize: Set the converter's `Optimize.DEFAULT`.
+        supported_types: Converter `target_spec.supported_types`, by tf dtype name (`"float16"`).
+        ops_set: The `tf.lite.OpsSet` that makes the file integer-only (`"TFLITE_BUILTINS_INT8"`), or None.
+        needs_calibration: Needs a representative dataset.
+        integer_only: Every op must be integer unless the variant allows float fallback (checked in the file).
+        io_dtypes: The `io_dtype` values a variant of this scheme may ask for; the first is the default.
+        kernels: Which kernels run it on a CPU, said beside its latency.
+        reference_kernels: Its latency comes from TFLite's reference kernels, not XNNPACK.
+        reference: The float reference of a build (the report's baseline when there are no stages).
+        recover_with: What the quantization debugger's recovery offers when a file of this scheme
+            loses more than `--max-accuracy-drop`: `"selective"` (its most sensitive layers in
+            float) and other schemes by name.
+        read_back: "module:function" that reads the ops left in float from the file.
+        evaluate: "module:function" that measures its top-1 with the interpreter.
+    """
+
+    name: str
+    optimize: bool = False
+    supported_types: tuple[str, ...] = ()
+    ops_set: str | None = None
+    needs_calibration: bool = False
+    integer_only: bool = False
+    io_dtypes: tuple[str, ...] = ("float32",)
+    kernels: str = "XNNPACK"
+    reference_kernels: bool = False
+    reference: bool = False
+    recover_with: tuple[str, ...] = ()
+    read_back: str = "edgecompress.inspect:float_ops"
+    evaluate: str = "edgecompress.evaluation:evaluate_tflite"
 
 
 class _Config:
@@ -237,8 +278,9 @@ class ConversionConfig(_Config):
             f"or '.'. Received: name={self.name!r}",
         )
         _require(
-            self.io_dtype in ("int8", "float32"),
-            f"Received an invalid value for `io_dtype`, expected 'int8' or 'float32'. Received: io_dtype={self.io_dtype!r}",
+            self.io_dtype in ("int8", "int16", "float32"),
+            "Received an invalid value for `io_dtype`, expected 'int8', 'int16' or 'float32' (which ones a scheme "
+            f"takes: `schemes.SCHEMES`). Received: io_dtype={self.io_dtype!r}",
         )
         _require(
             not self.float_layers or (self.quantization is Quantization.INT8 and self.io_dtype == "float32"),

@@ -294,7 +294,7 @@ def start(config: SimConfig = SimConfig()) -> Sim:
     info = build(config)
     _need_tools()
     ensure_binfmt()
-    home, root, ssh = config.home, config.home / "root", config.home / "ssh"
+    root, ssh = config.home / "root", config.home / "ssh"
     t0 = time.monotonic()
     if not _mounted(root / "proc"):
         subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)

@@ -14,91 +14,19 @@ report shows what distillation bought.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
 
-from edgecompress.configs import TrainConfig, _Config, _require
-from edgecompress.distribute import STRATEGIES, get_strategy
+from edgecompress.configs import TrainConfig
+from edgecompress.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
+from edgecompress.stage_configs import DistillConfig  # noqa: F401  (re-exported: the config lives apart)
 from edgecompress.models import count_params, keras_accuracy, split_validation
 from edgecompress.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
 
 
-INITS = ("auto", "teacher", "random")
-
-
-@dataclasses.dataclass(frozen=True)
-class DistillConfig(_Config):
-    """Distill the teacher into a smaller student.
-
-    Args:
-        width: Width multiplier applied to the teacher's architecture (every
-            Conv2D's filters and Dense's units but the output layer).
-            Defaults to 0.5.
-        student: Path to a student model file to use instead. Defaults to None.
-        temperature: Softening temperature T. Defaults to 2.0 (on full
-            Fashion-MNIST with a teacher-initialized w0.5 student: 92.35% at
-            T=2, alpha=0.5 against 92.16% at T=4, alpha=0.1).
-        alpha: Weight of the hard-label loss; 1 - alpha goes to the teacher.
-            Defaults to 0.5.
-        epochs: Defaults to 10.
-        batch_size: Defaults to 64.
-        learning_rate: Adam learning rate. Defaults to 1e-3.
-        student_dropout: Dropout rate for the width-scaled student's Dropout
-            layers (a narrow student needs less, and the soft targets already
-            regularize). Defaults to None: the teacher's rates.
-        init: How the student starts. `"teacher"`: the width-scaled
-            student inherits the teacher's most important channels (largest
-            L1 norm per filter or unit; see `inherit_weights`), as DistilBERT
-            starts from its teacher's layers. `"random"`: fresh weights.
-            `"auto"`: `"teacher"` for a width-scaled student, `"random"` for
-            a supplied `student`. Defaults to `"auto"`.
-        baseline: Also train the student from scratch with the same budget,
-            to report what distillation bought. Defaults to True.
-        strategy: One of `distribute.STRATEGIES`. Defaults to `"default"`.
-    """
-
-    STAGE = "distill"
-
-    width: float = 0.5
-    student: str | None = None
-    temperature: float = 2.0
-    alpha: float = 0.5
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    student_dropout: float | None = None
-    init: str = "auto"
-    baseline: bool = True
-    strategy: str = "default"
-
-    def __post_init__(self):
-        _require(self.width > 0, f"Received an invalid value for `width`, expected a positive number. Received: width={self.width!r}")
-        _require(self.temperature > 0,
-                 f"Received an invalid value for `temperature`, expected a positive number. Received: temperature={self.temperature!r}")
-        _require(0 <= self.alpha <= 1, f"Received an invalid value for `alpha`, expected a number in [0, 1]. Received: alpha={self.alpha!r}")
-        _require(isinstance(self.epochs, int) and self.epochs >= 1,
-                 f"Received an invalid value for `epochs`, expected an integer >= 1. Received: epochs={self.epochs!r}")
-        _require(self.student_dropout is None or 0 <= self.student_dropout < 1,
-                 "Received an invalid value for `student_dropout`, expected a number in [0, 1) or null. "
-                 f"Received: student_dropout={self.student_dropout!r}")
-        _require(self.init in INITS,
-                 f"Received an invalid value for `init`, expected one of {list(INITS)}. Received: init={self.init!r}")
-        _require(not (self.init == "teacher" and self.student),
-                 f"Received init='teacher' with a supplied student ({self.student!r}): only a width-scaled student "
-                 "has the teacher's layers to inherit. Use init='random' or 'auto', or drop `student`.")
-        _require(self.strategy in STRATEGIES,
-                 f"Received an invalid value for `strategy`, expected one of {list(STRATEGIES)}. Received: strategy={self.strategy!r}")
-        if self.width > 1 and self.student is None:
-            warnings.warn(f"DistillConfig(width={self.width}) makes a student wider than its teacher; "
-                          "distillation usually targets a smaller model.", stacklevel=3)
-
-    def apply(self, model, dataset, *, teacher=None, seed=0, verbose=1):
-        """Distills `model` (the current teacher) into a student; returns (student, metrics)."""
-        return distill(model, dataset, self, seed=seed, verbose=verbose)
 
 
 def scale_width(model, width: float, name: str | None = None, dropout: float | None = None):
@@ -253,7 +181,7 @@ def _make_student(teacher, config: DistillConfig, seed: int):
     return student, inherited
 
 
-def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, verbose: int = 1):
+def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, verbose: int = 1, **_):
     """Trains a student from `teacher` on `dataset`; returns (student, metrics).
 
     Metrics: `accuracy` (student, distilled), `scratch_accuracy` (same

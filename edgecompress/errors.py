@@ -1,10 +1,35 @@
-"""The one exception type for mistakes a user can fix."""
+"""The exceptions users can act on, each with the exit code it means.
+
+One table, the same in every task and in `python -m edgecompress.bench`:
+
+| code | meaning |
+|---|---|
+| 0 | done |
+| 2 | bad usage or input: a flag, path, file, model or dataset (`EdgeCompressError`) |
+| 3 | a quality gate was not met (`gate.GateError`) |
+| 4 | partial failure: some artifacts, files or hosts failed; the rest was written (`PartialFailure`) |
+| 130 | interrupted (Ctrl-C): finished files kept, partial ones discarded |
+"""
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_GATE = 3
+EXIT_PARTIAL = 4
+EXIT_INTERRUPTED = 130
 
 
 class EdgeCompressError(ValueError):
     """A problem with the user's input: a bad path, file, argument or model.
 
     The message always names the argument or file, what was received and
-    what to do. Tasks turn it into a one-line message and a non-zero exit
-    code instead of a traceback.
+    what to do. Tasks turn it into a one-line message and `exit_code`
+    instead of a traceback.
     """
+
+    exit_code = EXIT_USAGE
+
+
+class PartialFailure(EdgeCompressError):
+    """Some of the work failed (an artifact, a file on a device, a host); the rest was written."""
+
+    exit_code = EXIT_PARTIAL

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 
 from edgecompress.configs import _Config, _require
-from edgecompress.errors import EdgeCompressError
+from edgecompress.errors import EXIT_GATE, EdgeCompressError
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 class GateError(EdgeCompressError):
     """No artifact met the constraints (exit code 3)."""
 
-    exit_code = 3
+    exit_code = EXIT_GATE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,67 +12,17 @@ follows. `FactorizeConfig` is the recipe stage `{"stage": "factorize", ...}`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
 
-from edgecompress.configs import TrainConfig, _Config, _require
-from edgecompress.distribute import STRATEGIES, get_strategy
+from edgecompress.configs import TrainConfig
+from edgecompress.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
+from edgecompress.stage_configs import FactorizeConfig  # noqa: F401  (re-exported: the config lives apart)
 from edgecompress.models import count_params, keras_accuracy
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class FactorizeConfig(_Config):
-    """Factorize Dense and Conv2D layers by truncated SVD.
-
-    Args:
-        energy: Keep the smallest rank whose singular values hold this share
-            of the squared total, in (0, 1]. Defaults to 0.9.
-        ratio: Instead of `energy`, pick the rank so the factorized layer has
-            at most this share of the original's parameters. Defaults to None.
-        ranks: Fixed ranks for named layers, e.g. `{"fc1": 16}`; these win
-            over `energy` and `ratio`. Defaults to `{}`.
-        layers: Only these layers (default: every Dense and Conv2D but the
-            output layer).
-        min_params: Leave layers with fewer parameters alone. Defaults to 1000.
-        finetune_epochs: Epochs of fine-tuning afterwards. Defaults to 2.
-        learning_rate: Adam learning rate for the fine-tune. Defaults to 5e-4.
-        strategy: One of `distribute.STRATEGIES`. Defaults to `"default"`.
-    """
-
-    STAGE = "factorize"
-
-    energy: float = 0.9
-    ratio: float | None = None
-    ranks: dict = dataclasses.field(default_factory=dict)
-    layers: tuple | None = None
-    min_params: int = 1000
-    finetune_epochs: int = 2
-    learning_rate: float = 5e-4
-    strategy: str = "default"
-
-    def __post_init__(self):
-        _require(0 < self.energy <= 1, f"Received an invalid value for `energy`, expected a number in (0, 1]. Received: energy={self.energy!r}")
-        _require(self.ratio is None or 0 < self.ratio < 1,
-                 f"Received an invalid value for `ratio`, expected a number in (0, 1) or null. Received: ratio={self.ratio!r}")
-        _require(isinstance(self.ranks, dict) and all(isinstance(v, int) and v >= 1 for v in self.ranks.values()),
-                 f"Received an invalid value for `ranks`, expected a mapping of layer name to a positive integer. Received: ranks={self.ranks!r}")
-        _require(isinstance(self.finetune_epochs, int) and self.finetune_epochs >= 0,
-                 f"Received an invalid value for `finetune_epochs`, expected an integer >= 0. Received: finetune_epochs={self.finetune_epochs!r}")
-        _require(self.strategy in STRATEGIES,
-                 f"Received an invalid value for `strategy`, expected one of {list(STRATEGIES)}. Received: strategy={self.strategy!r}")
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(self.layers))
-
-    def __hash__(self):
-        return hash(self.to_json())
-
-    def apply(self, model, dataset, *, teacher=None, seed=0, verbose=1):
-        return factorize(model, dataset, self, seed=seed, verbose=verbose)
 
 
 def _matrix(layer) -> np.ndarray:
@@ -118,7 +68,7 @@ def macs(model) -> int:
     return int(total)
 
 
-def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int = 0, verbose: int = 1):
+def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int = 0, verbose: int = 1, **_):
     """Returns (factorized model, metrics) with params and MACs before and after."""
     from edgecompress._tf import keras
 

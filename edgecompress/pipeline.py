@@ -14,18 +14,17 @@ import platform
 import time
 from pathlib import Path
 
-from edgecompress import bench, calibration, configs, models, quantization, report as report_lib
+from edgecompress import bench, calibration, models, report as report_lib
 from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig, _Config, _require
 from edgecompress.data import load_dataset
 from edgecompress.distribute import get_strategy
-from edgecompress.errors import EdgeCompressError
-from edgecompress.evaluation import evaluate_tflite
+from edgecompress.errors import EdgeCompressError, PartialFailure
 from edgecompress.fileio import atomic_write_json, sha256_bytes
 from edgecompress.gate import Constraints, GateError, apply_selection
-from edgecompress.inspect import float_ops, weight_sparsity
-from edgecompress.pruning import keras_sparsity
-from edgecompress.preprocessing import to_model_input
+from edgecompress.measure import convert_and_measure, publish, recover_int8, teacher_baseline
 from edgecompress.recipe import Recipe, resolve_recipe
+from edgecompress.schemes import scheme
+from edgecompress.stages import run_stages
 
 logger = logging.getLogger(__name__)
 
@@ -147,131 +146,6 @@ def calibration_pixels(options: BuildOptions, dataset, out_dir: Path):
     return calibration.load_calibration_images(folder, dataset.preprocessing), str(folder)
 
 
-def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *, threads=1, runs=200, warmup=20,
-                        prefix="", provenance=None, reference=None):
-    """Converts `model` to each variant (into the cache) and measures it.
-
-    Returns (artifacts, failed); each artifact's `cache_path` is the file to
-    publish.
-    """
-    from edgecompress.cache import make_key
-    from edgecompress.fileio import sha256_bytes
-
-    x_test = to_model_input(dataset.x_test, dataset.preprocessing)
-    calib_key = sha256_bytes(pixels.tobytes())
-    rep = calibration.representative_dataset(pixels, dataset.preprocessing)
-    artifacts, failed = [], []
-    for conv in conversions:
-        name = prefix + conv.name
-        key = make_key(model_key, conv.to_dict(), calib_key)
-        data = cache.get_bytes(f"{name}.convert", key, ".tflite")
-        if data is None:
-            try:
-                data = quantization.convert(model, conv, rep)
-            except EdgeCompressError as e:
-                # Keep going: the other variants are still worth having.
-                logger.error("  %s: %s", name, e)
-                failed.append({"name": name, "error": str(e)})
-                continue
-            cache.put_bytes(f"{name}.convert", key, ".tflite", data)
-        path = cache.file(f"{name}.convert", key, ".tflite")
-        mkey = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup, model_key)
-        measured = cache.get_json(f"{name}.measure", mkey)
-        if measured is None:
-            if reference is None:
-                reference = model.predict(x_test, batch_size=256, verbose=0).argmax(-1)
-            result, _ = evaluate_tflite(path, x_test, dataset.y_test, reference=reference, num_threads=threads)
-            b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
-            sparsity = weight_sparsity(data)
-            measured = {"accuracy": result["accuracy"], "agreement": result["agreement"],
-                        "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
-                        "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
-                        "float_ops": float_ops(data) if conv.quantization.value == "int8" else None}
-            cache.put_json(f"{name}.measure", mkey, measured)
-        artifacts.append(_artifact(name, data, path, conv.quantization.value, measured,
-                                   {**(provenance or {}), "conversion": conv.to_dict()}))
-        a = artifacts[-1]
-        logger.info("  %s: %d bytes (%d gzipped), top-1 %.2f%%, sparsity %.1f%%, p50 %.3f ms", name, a["size_bytes"],
-                    a["gzip_bytes"], 100 * a["accuracy"], 100 * a["sparsity"], a["latency_ms"]["p50"])
-    return artifacts, failed
-
-
-def stage_keys(recipe, teacher_key, dataset, seed=0) -> list[str]:
-    """The cache key of each of `recipe`'s stages: it chains the keys before it."""
-    from edgecompress.cache import make_key
-
-    keys, key = [], teacher_key
-    for stage in recipe.stages:
-        key = make_key(key, stage.STAGE, stage.to_dict(), dataset.fingerprint(), seed)
-        keys.append(key)
-    return keys
-
-
-def _artifact(name, data, path, quantization, measured, recipe) -> dict:
-    """One artifact's record in the report; `cache_path` is the file `publish` copies."""
-    return {"name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": quantization,
-            "size_bytes": len(data), "gzip_bytes": report_lib.gzip_size(data), "sha256": sha256_bytes(data),
-            **measured, "recipe": recipe}
-
-
-def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=1):
-    """Applies the recipe's stages in order, reusing cached ones.
-
-    Returns (final model, final key, stage log). Each log entry has the
-    stage's `seconds` (0 when it came from the cache, with `cached: true`).
-    """
-    stage_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
-    final, key = teacher, teacher_key
-    for i, (stage, key) in enumerate(zip(recipe.stages, stage_keys(recipe, teacher_key, dataset, seed)), 1):
-        name = _stage_name(i - 1, stage)
-        logger.info("  stage %d/%d: %s", i, len(recipe.stages), stage.STAGE)
-        t0 = time.time()
-        cached = cache.get_model(name, key)
-        metrics = cache.get_json(f"{name}.metrics", key)
-        hit = cached is not None and metrics is not None
-        if hit:
-            final = cached
-        else:
-            final, metrics = stage.apply(final, dataset, teacher=teacher, seed=seed, verbose=verbose)
-            metrics.setdefault("params", models.count_params(final))
-            metrics.setdefault("sparsity", keras_sparsity(final))
-            cache.put_model(name, key, final)
-            cache.put_json(f"{name}.metrics", key, metrics)
-        stage_log.append({"stage": stage.STAGE, "model": final.name, "config": stage.to_dict(), "metrics": metrics,
-                          "seconds": 0.0 if hit else round(time.time() - t0, 1), "cached": hit})
-    return final, key, stage_log
-
-
-def teacher_entry(teacher, dataset, cache, teacher_key) -> dict:
-    """The stage log's first entry: the teacher's top-1, parameters and sparsity (cached)."""
-    from edgecompress.cache import make_key
-
-    metrics_key = make_key(teacher_key, dataset.fingerprint())
-    metrics = cache.get_json("teacher.metrics", metrics_key)
-    if metrics is None:
-        metrics = {"accuracy": models.keras_accuracy(teacher, dataset), "params": models.count_params(teacher),
-                   "sparsity": keras_sparsity(teacher)}
-        cache.put_json("teacher.metrics", metrics_key, metrics)
-    return {"stage": "teacher", "model": teacher.name, "metrics": metrics}
-
-
-def teacher_baseline(teacher, pixels, dataset, cache, teacher_key, entry, **kw):
-    """The teacher's own float32 `.tflite`, measured: the baseline `teacher_float32`. Returns (artifacts, failed)."""
-    return convert_and_measure(teacher, [configs.float32()], pixels, dataset, cache, teacher_key, prefix="teacher_",
-                               provenance={"recipe": {"name": "teacher"}, "stages": [entry]}, **kw)
-
-
-def _stage_name(index: int, stage) -> str:
-    """The cache name of stage `index` (0-based): `stage1-distill`, ..."""
-    return f"stage{index + 1}-{stage.STAGE}"
-
-
-def stage_is_cached(cache, recipe, index: int, key: str) -> bool:
-    """Whether stage `index` (0-based) of `recipe` with cache key `key` is stored."""
-    name = _stage_name(index, recipe.stages[index])
-    return cache.has(f"{name}.metrics", key, ".json") and cache.has_model(name, key)
-
-
 def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, seed=0, verbose=1, threads=1,
              runs=200, warmup=20):
     """Runs `recipe` on `teacher`: stages, then conversion and measurement.
@@ -294,20 +168,8 @@ def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, se
     if not artifacts:
         raise EdgeCompressError("No variant could be converted: " + "; ".join(f["error"] for f in failed))
     baseline = artifacts[0]["name"] if recipe.stages and artifacts[0]["name"] == "teacher_float32" else next(
-        (a["name"] for a in artifacts if a["quantization"] == "none"), artifacts[0]["name"])
+        (a["name"] for a in artifacts if scheme(a["quantization"]).reference), artifacts[0]["name"])
     return {"artifacts": artifacts, "failed": failed, "stages": stage_log, "baseline": baseline, "final_model": final}
-
-
-def publish(artifacts, out_dir: Path) -> None:
-    """Copies finished artifacts from the cache into `out_dir`, each atomically."""
-    from edgecompress.fileio import atomic_write_bytes
-
-    for a in artifacts:
-        src = Path(a.pop("cache_path"))
-        dst = out_dir / a["path"]
-        if not dst.exists() or dst.read_bytes() != src.read_bytes():
-            atomic_write_bytes(dst, src.read_bytes())
-        a["path"] = str(dst)
 
 
 def build_edge(options: BuildOptions = None) -> dict:
@@ -424,48 +286,8 @@ def build_edge(options: BuildOptions = None) -> dict:
     return report
 
 
-def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_accuracy, options, prefix=""):
-    """When every int8 artifact of `result` loses more than allowed, adds a selective-int8 one.
-
-    The layers the quantization debugger finds most sensitive are kept in
-    float (`qdebug.recover_int8`); the new artifact `<prefix>int8_selective`
-    is appended to `result["artifacts"]`. Returns a summary (layers, errors,
-    size cost), or None when no int8 artifact needed it.
-    """
-    from edgecompress.qdebug import recover_int8 as _recover
-
-    arts = result["artifacts"]
-    int8 = [a for a in arts if a["quantization"] == "int8" and a["name"].startswith(prefix)]
-    if not int8 or any(100 * (baseline_accuracy - a["accuracy"]) <= max_accuracy_drop for a in int8):
-        return None
-    logger.info("%sint8 loses more than %.2f points; looking for the layers responsible", prefix, max_accuracy_drop)
-    x_test = to_model_input(dataset.x_test, dataset.preprocessing)
-    rep = calibration.representative_dataset(pixels, dataset.preprocessing)
-    r = _recover(result["final_model"], rep, x_test, dataset.y_test, max_drop=max_accuracy_drop / 100,
-                 float_accuracy=baseline_accuracy)
-    summary = {"float_layers": r["float_layers"], "tried": r["tried"], "layer_errors": r["errors"]}
-    if r["data"] is not None:
-        from edgecompress.cache import make_key
-
-        name = f"{prefix}int8_selective"
-        path = cache.put_bytes(f"{name}.convert", make_key(sha256_bytes(r["data"])), ".tflite", r["data"])
-        b = bench.benchmark(path, runs=options.runs, warmup=options.warmup, threads=options.threads, probe=False)
-        full = min(int8, key=lambda a: a["size_bytes"])
-        measured = {"accuracy": r["accuracy"], "agreement": None, "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
-                    "sparsity": weight_sparsity(r["data"])["overall"], "float_ops": float_ops(r["data"]),
-                    "float_layers": r["float_layers"]}
-        conv = configs.ConversionConfig("int8_selective", "int8", io_dtype="float32", float_layers=r["float_layers"])
-        arts.append(_artifact(name, r["data"], path, "int8", measured,
-                              {**full["recipe"], "conversion": conv.to_dict(),
-                               "selective": {"float_layers": r["float_layers"]}}))
-        summary["size_cost_bytes"] = len(r["data"]) - full["size_bytes"]
-        logger.info("  %s: %s kept in float, top-1 %.2f%%, +%d bytes", name, ", ".join(r["float_layers"]),
-                    100 * r["accuracy"], summary["size_cost_bytes"])
-    return summary
-
-
-class PartialBuildError(EdgeCompressError):
-    """Some variants failed; the others and the report were written."""
+class PartialBuildError(PartialFailure):
+    """Some variants failed; the others and the report were written (exit code 4)."""
 
     def __init__(self, report, failed):
         self.report = report

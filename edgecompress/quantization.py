@@ -2,19 +2,23 @@
 
 Which variants to produce is data (`configs.ConversionConfig`, with named
 builders `float32()`, `dynamic_range()`, `float16()`, `int8_full()`,
-`int8_float_io()`); this module turns one config into flatbuffer bytes.
+`int8_float_io()`, `int16x8.int16x8()`), and what each quantization means to
+the converter is a row of `schemes.SCHEMES`; this module turns one config
+into flatbuffer bytes by reading that row.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import warnings
 from pathlib import Path
 
-from edgecompress.configs import ConversionConfig, Quantization
+from edgecompress.configs import ConversionConfig
 from edgecompress.errors import EdgeCompressError
 from edgecompress.fileio import atomic_write_bytes
+from edgecompress.schemes import check, scheme
 
 logger = logging.getLogger(__name__)
 
@@ -53,25 +57,31 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
                                   tensors_of_layers(model, representative_dataset, config.float_layers))
         except EdgeCompressError as e:
             raise EdgeCompressError(f"Variant {config.name!r}: {e}") from None
+    check(config)
+    row = scheme(q)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if q is Quantization.DYNAMIC:
+    if row.optimize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif q is Quantization.FLOAT16:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif q is Quantization.INT8:
+    if row.supported_types:
+        converter.target_spec.supported_types = [getattr(tf, t) for t in row.supported_types]
+    if row.needs_calibration:
         if representative_dataset is None:
             raise EdgeCompressError(
-                f"Variant {config.name!r} is full-integer int8 and needs a representative "
+                f"Variant {config.name!r} is {row.name} and needs a representative "
                 "dataset; pass calibration images (`--calibration DIR`)."
             )
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative_dataset
+    if row.ops_set:
+        integer = getattr(tf.lite.OpsSet, row.ops_set)
+        # Float fallback: ops without an integer kernel stay float (TFLITE_BUILTINS), which
+        # int8 gets by leaving the ops set alone and int16x8 by naming both.
         if not config.float_fallback:
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if config.io_dtype == "int8":
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
+            converter.target_spec.supported_ops = [integer]
+        elif row.ops_set != "TFLITE_BUILTINS_INT8":
+            converter.target_spec.supported_ops = [integer, tf.lite.OpsSet.TFLITE_BUILTINS]
+    if row.integer_only and config.io_dtype != "float32":
+        converter.inference_input_type = getattr(tf, config.io_dtype)
+        converter.inference_output_type = getattr(tf, config.io_dtype)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
@@ -87,18 +97,17 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
                 "edge runtimes cannot run them. Replace those layers with TFLite builtins. "
                 f"Converter said: {said}"
             ) from None
-        if q is Quantization.INT8 and not config.float_fallback:
+        if row.integer_only and not config.float_fallback:
             raise _not_int8_error(config, model, ops, said) from None
         raise EdgeCompressError(
             f"Variant {config.name!r}: the TFLite converter failed on model {model.name!r}"
             f"{' at ' + ', '.join(ops) if ops else ''}: {said}"
         ) from None
-    if q is Quantization.INT8 and not config.float_fallback:
-        # TFLITE_BUILTINS_INT8 alone does not guarantee it: the converter can
+    if row.integer_only and not config.float_fallback:
+        # The integer ops set alone does not guarantee it: the converter can
         # keep an op in float between DEQUANTIZE and QUANTIZE. Check the file.
-        from edgecompress.inspect import float_ops
-
-        left = float_ops(data)
+        module, _, function = row.read_back.partition(":")
+        left = getattr(importlib.import_module(module), function)(data)
         if left:
             raise _not_int8_error(config, model, left, "these ops were left in float")
     return data
@@ -106,7 +115,7 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
 
 def _not_int8_error(config, model, ops, said):
     return EdgeCompressError(
-        f"Variant {config.name!r}: not every op of model {model.name!r} has an int8 kernel "
+        f"Variant {config.name!r}: not every op of model {model.name!r} has an {config.quantization.value} kernel "
         f"({', '.join(ops) or 'unnamed'}). Use the float-fallback variant `int8_float_io` "
         "(recipe: \"quantize\": [\"int8_float_io\"]), or replace those layers. "
         f"Converter: {said}"

@@ -27,7 +27,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from edgecompress import configs
+from edgecompress import configs, int16x8
 from edgecompress.configs import ConversionConfig, _Config, _require
 from edgecompress.errors import EdgeCompressError
 
@@ -37,18 +37,10 @@ VARIANTS = {
     "float16": configs.float16,
     "int8": configs.int8_full,
     "int8_float_io": configs.int8_float_io,
+    "int16x8": int16x8.int16x8,
 }
 
-from edgecompress.distillation import DistillConfig  # noqa: E402
-from edgecompress.lowrank import FactorizeConfig  # noqa: E402
-from edgecompress.pruning import PruneConfig  # noqa: E402
-
-# Stage name -> its config class (a literal table, like tfmot's prune registry).
-STAGES: dict[str, type] = {
-    "distill": DistillConfig,
-    "factorize": FactorizeConfig,
-    "prune": PruneConfig,
-}
+from edgecompress.registry import STAGES  # noqa: E402  (the one stage registry)
 
 
 def conversion(spec) -> ConversionConfig:
@@ -62,7 +54,9 @@ def conversion(spec) -> ConversionConfig:
                 "or a mapping with `name` and `quantization`."
             )
         return VARIANTS[spec]()
-    return ConversionConfig.from_dict(spec)
+    from edgecompress.schemes import check
+
+    return check(ConversionConfig.from_dict(spec))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +78,7 @@ class Recipe(_Config):
                         f"Recipe {self.name!r}, stage {i}: unknown stage {kind!r}. "
                         f"Valid stages: {sorted(STAGES)}."
                     )
-                s = STAGES[kind].from_dict(s)
+                s = STAGES[kind].config.from_dict(s)
             stages.append(s)
         object.__setattr__(self, "stages", tuple(stages))
         convs = tuple(conversion(q) for q in self.quantize)

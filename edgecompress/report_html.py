@@ -17,8 +17,9 @@ import json
 import logging
 
 from edgecompress.bench import device_emulation
-from edgecompress.report import artifact_table, device_table, search_table
-from edgecompress.search import pareto
+from edgecompress.report_tables import artifact_table, device_table, search_table
+from edgecompress.pareto import pareto
+from edgecompress.schemes import scheme
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def _plots(report) -> list[tuple[str, str]]:
         ax.legend(fontsize=8)
         out.append((f"Top-1 against {label}", _png(fig)))
         plt.close(fig)
-    with_layers = [a for a in arts if a.get("layer_sparsity") and a["quantization"] == "int8"]
+    with_layers = [a for a in arts if a.get("layer_sparsity") and scheme(a["quantization"]).integer_only]
     sparse = next((a for a in with_layers if a["name"] == report.get("selected")), with_layers[0] if with_layers else None)
     if sparse:
         layers = sparse["layer_sparsity"]

@@ -40,20 +40,13 @@ from pathlib import Path
 
 from edgecompress.configs import _Config, _require
 from edgecompress.errors import EdgeCompressError
-from edgecompress.recipe import STAGES, Recipe
+from edgecompress.pareto import mark_pareto
+from edgecompress.recipe import Recipe
+from edgecompress.registry import STAGES
 
 logger = logging.getLogger(__name__)
 
 SPACES_DIR = Path(__file__).parent / "search_spaces"
-
-
-def pareto(points) -> list[int]:
-    """Indices of (cost, accuracy) points not dominated: none other is at least as cheap and as accurate, and better in one."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i):
-            front.append(i)
-    return front
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +81,7 @@ class SearchSpace(_Config):
                                       f"Valid stages: {sorted(STAGES)}.")
             _require(stage in kinds, f"Search space {self.name!r}: grid key {key!r} names stage {stage!r}, which is "
                                      f"not in `stages` ({kinds}). Valid keys look like 'prune.final_sparsity'.")
-            fields = [f.name for f in dataclasses.fields(STAGES[stage])]
+            fields = [f.name for f in dataclasses.fields(STAGES[stage].config)]
             _require(param in fields, f"Search space {self.name!r}: grid key {key!r}: {stage} has no parameter "
                                       f"{param!r}. Valid parameters: {fields}.")
             _require(isinstance(values, list) and values, f"Search space {self.name!r}: grid key {key!r} needs a "
@@ -203,8 +196,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     (`done`, `skipped`), seconds and artifact names. Artifacts are named
     `<candidate>_<variant>` and carry `pareto: {"size": bool, "latency": bool}`.
     """
-    from edgecompress.pipeline import (convert_and_measure, recover_int8, run_stages, stage_is_cached, stage_keys,
-                                       teacher_baseline, teacher_entry)
+    from edgecompress.measure import convert_and_measure, recover_int8, teacher_baseline
+    from edgecompress.stages import run_stages, stage_is_cached, stage_keys, teacher_entry
 
     _require(budget_minutes > 0, "Received an invalid value for `budget_minutes`, expected a number > 0. "
                                  f"Received: budget_minutes={budget_minutes!r}")
@@ -249,6 +242,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
                                baseline_accuracy=baseline["accuracy"], options=options, prefix=f"{recipe.name}_")
             if rec is not None:
                 entry["int8_recovery"] = rec
+            more_failed += result.get("failed", [])
         artifacts += more
         failed += more_failed
         clock.record(stage_log, time.time() - t0)
@@ -270,12 +264,3 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
             "final_model": None,
             "search": {"space": space.to_dict(), "budget_minutes": budget_minutes, "seconds": round(clock.spent, 1),
                        "candidates": log}}
-
-
-def mark_pareto(artifacts) -> None:
-    """Sets `pareto = {"size": ..., "latency": ...}` on every artifact: on the front of top-1 against gzip bytes / p50."""
-    for a in artifacts:
-        a["pareto"] = {"size": False, "latency": False}
-    for axis, cost in (("size", lambda a: a["gzip_bytes"]), ("latency", lambda a: a["latency_ms"]["p50"])):
-        for i in pareto([(cost(a), a["accuracy"]) for a in artifacts]):
-            artifacts[i]["pareto"][axis] = True

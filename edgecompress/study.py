@@ -17,7 +17,8 @@ from edgecompress.data import load_dataset
 from edgecompress.cache import StageCache, make_key
 from edgecompress.fileio import atomic_write_json, atomic_write_text, sha256_path
 from edgecompress.gate import Constraints, GateError, apply_selection
-from edgecompress.pipeline import compress, publish
+from edgecompress.measure import publish
+from edgecompress.pipeline import compress
 from edgecompress.recipe import resolve_recipe
 
 logger = logging.getLogger(__name__)

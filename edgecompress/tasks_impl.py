@@ -9,10 +9,11 @@ from pathlib import Path
 from edgecompress import bench, calibration, models, quantization, report as report_lib
 from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
 from edgecompress.data import load_dataset
-from edgecompress.errors import EdgeCompressError
+from edgecompress.errors import EdgeCompressError, PartialFailure
 from edgecompress.evaluation import evaluate_tflite
 from edgecompress.preprocessing import to_model_input
 from edgecompress.recipe import conversion
+from edgecompress.schemes import scheme
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def quantize_model(model, out="build/edge", calibration_dir="calibration_data", 
         logger.info("Pixel scale for calibration: %s (%s)", spec.scale, why if chosen else why + "; unit assumed")
     convs = [conversion(v.strip()) for v in variants]
     rep = None
-    if any(c.quantization.value == "int8" for c in convs):
+    if any(scheme(c.quantization).needs_calibration for c in convs):
         rep = calibration.representative_dataset(calibration.load_calibration_images(calibration_dir, spec), spec)
     paths = []
     for conv in convs:
@@ -99,7 +100,7 @@ def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None):
 
         atomic_write_json(json_out, out)
     if out["errors"]:
-        raise EdgeCompressError(f"{len(out['errors'])} model(s) failed to benchmark:\n" +
+        raise PartialFailure(f"{len(out['errors'])} model(s) failed to benchmark:\n" +
                                 "\n".join(f"  {e['model']}: {e['error']}" for e in out["errors"]))
     return out
 
@@ -109,13 +110,13 @@ def run_stage(stage: str, model, out, data=None, seed=0, safe_mode=True, scale="
 
     A Keras 3 model comes back as a Keras 3 file.
     """
-    from edgecompress.recipe import STAGES
+    from edgecompress.registry import STAGES, run_stage
     from edgecompress.user_model import open_model
 
-    config = STAGES[stage].from_dict({k: v for k, v in params.items() if v is not None})
+    config = STAGES[stage].config.from_dict({k: v for k, v in params.items() if v is not None})
     user = open_model(model, data, scale=scale, seed=seed, safe_mode=safe_mode)
     ds = user.dataset
-    result, metrics = config.apply(user.model, ds, teacher=user.model, seed=seed, verbose=1)
+    result, metrics = run_stage(config, user.model, ds, teacher=user.model, seed=seed, verbose=1)
     models.save_model(result, out, ModelSpec(ds.preprocessing, ds.class_names), fmt=user.format)
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not isinstance(v, (list, dict))}
     print(f"Saved {out}: {shown}")
@@ -209,7 +210,7 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
              for r in results.values() for e in r.get("errors", [])]
     if hosts or files:
         n_hosts = len({r.get("host", k) for k, r in results.items()})
-        raise EdgeCompressError(f"{len({k.split()[0] for k, r in results.items() if 'error' in r})} of {n_hosts} "
+        raise PartialFailure(f"{len({k.split()[0] for k, r in results.items() if 'error' in r})} of {n_hosts} "
                                 f"host(s) failed, {len(files)} file(s) failed on a device; the rest is in the report:\n"
                                 + "\n".join(f"  {e}" for e in hosts + files))
     return results
@@ -230,6 +231,7 @@ def bench_android_task(c, apk=None, models=None, out="build/edge", serial=None, 
         remote.merge_into_report(report, {label: result})
         report_lib.write_report(report, out)
         print(report_lib.format_text_table(report_lib.device_table(report)))
-    for e in result["errors"]:
-        print(f"error: {e['model']}: {e['error']}")
+    if result["errors"]:
+        raise PartialFailure(f"{len(result['errors'])} model(s) failed on {label}; the rest is in the report:\n"
+                             + "\n".join(f"  {e['model']}: {e['error']}" for e in result["errors"]))
     return result

@@ -130,10 +130,9 @@ def _sin_model(path):
     (lambda t: ["--model", str(_keras3_model(t / "k3.keras"))], r"chance is 10.0%"),
     (lambda t: ["--data", str((t / "flat").mkdir() or t / "flat")], "has no class sub-folders"),
     (lambda t: ["--calibration", str((t / "cal").mkdir() or t / "cal"), "--epochs", "1"], r"holds 0 image\(s\)"),
-    (lambda t: ["--model", str(_sin_model(t / "sin.keras")), "--recipe", "quantize-only"], "int8_float_io"),
     (lambda t: ["--recipe", str(t / "nope.json")], "Recipe file not found"),
     (lambda t: ["--threads", "0"], "threads=0"),
-], ids=["missing-model", "keras3-near-chance", "no-class-folders", "empty-calibration", "op-not-int8", "missing-recipe", "threads"])
+], ids=["missing-model", "keras3-near-chance", "no-class-folders", "empty-calibration", "missing-recipe", "threads"])
 def test_bad_input_exits_2_with_a_message(tmp_path, root, make_args, needle):
     import re
 
@@ -147,8 +146,8 @@ def test_bad_input_exits_2_with_a_message(tmp_path, root, make_args, needle):
 def test_op_not_int8_still_writes_the_other_variants(tmp_path, root):
     proc = run_invoke(["build-edge", "--model", str(_sin_model(tmp_path / "sin.keras")), "--out", str(tmp_path / "o"),
                        "--recipe", "quantize-only", "--runs", "20", "--quiet"], cwd=root)
-    assert proc.returncode == 2
-    assert "SIN" in proc.stderr
+    assert proc.returncode == 4  # partial failure: int8 failed, the other variants were written
+    assert "SIN" in proc.stderr and "int8_float_io" in proc.stderr and "Traceback" not in proc.stderr
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert [f["name"] for f in report["failed"]] == ["int8"]
     fio = next(a for a in report["artifacts"] if a["name"] == "int8_float_io")

@@ -19,7 +19,9 @@ def test_default_recipe_combines_stages():
 
 
 def test_unknown_stage_lists_valid_ones():
-    with pytest.raises(EdgeCompressError, match=r"unknown stage 'quantise'. Valid stages: \['distill', 'factorize', 'prune'\]"):
+    import re
+
+    with pytest.raises(EdgeCompressError, match=re.escape(f"unknown stage 'quantise'. Valid stages: {sorted(STAGES)}")):
         Recipe.from_dict({"stages": [{"stage": "quantise"}]})
 
 
@@ -51,5 +53,19 @@ def test_file_errors_name_the_file(tmp_path):
         named_recipe("nope")
 
 
-def test_registry_is_a_literal_table():
-    assert sorted(STAGES) == ["distill", "factorize", "prune"]
+def test_registry_lists_every_stage_once():
+    assert sorted(STAGES) == ["cluster", "distill", "factorize", "prune"]
+    for name, info in STAGES.items():
+        assert info.config.STAGE == name and info.implementation.startswith("edgecompress.")
+        assert info.reports and info.summary
+
+
+def test_registry_refuses_a_duplicate_and_names_it():
+    from edgecompress.registry import register
+    from edgecompress.stage_configs import PruneConfig
+
+    with pytest.raises(ValueError, match="Stage 'prune' is already registered \\(PruneConfig\\)"):
+        register(PruneConfig, "edgecompress.pruning:prune", "again")
+
+
+

@@ -55,7 +55,7 @@ def test_bench_device_adds_every_artifact_for_both_runtimes(sshd, small_build, r
     proc = run_invoke(["bench-device", "--host", sshd.host, "--out", str(small_build), "--python", str(python),
                        "--known-hosts", str(sshd.known_hosts), "--key", str(sshd.client_key), "--runs", "30"], cwd=root)
     # A file the runtime cannot load is a partial failure: reported, the rest kept, a non-zero exit.
-    assert proc.returncode == (2 if runtime == "tflite-runtime" else 0), proc.stderr[-3000:]
+    assert proc.returncode == (4 if runtime == "tflite-runtime" else 0), proc.stderr[-3000:]
     if runtime == "tflite-runtime":
         assert "(tflite-runtime): dynamic.tflite: Cannot load" in proc.stderr
     report = json.loads((small_build / "report.json").read_text())
@@ -120,7 +120,7 @@ def test_unreachable_host_via_invoke_exits_nonzero_but_merges_the_rest(sshd, sma
     proc = run_invoke(["bench-device", "--host", sshd.host, "--host", dead, "--out", str(small_build),
                        "--python", str(device_envs.build("litert")), "--known-hosts", str(sshd.known_hosts),
                        "--key", str(sshd.client_key), "--runs", "5", "--timeout", "5"], cwd=root)
-    assert proc.returncode == 2 and "1 of 2 host(s) failed" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 4 and "1 of 2 host(s) failed" in proc.stderr and "Traceback" not in proc.stderr
     report = json.loads((small_build / "report.json").read_text())
     assert "cannot connect" in report["devices"][dead]["error"]
     assert f"{sshd.host}/ai-edge-litert" in report["devices"]

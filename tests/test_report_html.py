@@ -8,7 +8,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from edgecompress.search import pareto
+from edgecompress.pareto import pareto
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

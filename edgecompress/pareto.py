@@ -1,0 +1,31 @@
+"""Pareto fronts: plain geometry on (cost, accuracy) points, no TensorFlow, no I/O.
+
+A point is dominated when another is at least as cheap and as accurate, and
+strictly better in one. Used by the search (which files are worth keeping),
+the HTML report's plots and the benchmark table.
+
+Example:
+
+>>> pareto([(10, 0.9), (5, 0.8), (12, 0.85)])
+[0, 1]
+"""
+
+from __future__ import annotations
+
+
+def pareto(points) -> list[int]:
+    """Indices of (cost, accuracy) points not dominated: none other is at least as cheap and as accurate, and better in one."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i):
+            front.append(i)
+    return front
+
+
+def mark_pareto(artifacts) -> None:
+    """Sets `pareto = {"size": ..., "latency": ...}` on every artifact: on the front of top-1 against gzip bytes / p50."""
+    for a in artifacts:
+        a["pareto"] = {"size": False, "latency": False}
+    for axis, cost in (("size", lambda a: a["gzip_bytes"]), ("latency", lambda a: a["latency_ms"]["p50"])):
+        for i in pareto([(cost(a), a["accuracy"]) for a in artifacts]):
+            artifacts[i]["pareto"][axis] = True

@@ -1,0 +1,70 @@
+"""Weight clustering as a registered stage: tfmot cluster_weights, the file read back."""
+
+import dataclasses
+
+import pytest
+
+from edgecompress.errors import EdgeCompressError
+from edgecompress.registry import STAGES, run_stage
+from edgecompress.stage_configs import ClusterConfig
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"number_of_clusters": 1}, "number_of_clusters"),
+    ({"number_of_clusters": 300}, "number_of_clusters"),
+    ({"init": "kmeans"}, r"`init`, expected one of \['kmeans\+\+', 'linear', 'density', 'random'\]"),
+    ({"preserve_sparsity": "yes"}, "preserve_sparsity"),
+    ({"epochs": -1}, "epochs"),
+])
+def test_config_names_the_bad_argument(kwargs, match):
+    with pytest.raises(EdgeCompressError, match=match):
+        ClusterConfig(**kwargs)
+
+
+def test_config_round_trips_and_is_registered():
+    c = ClusterConfig(number_of_clusters=8, init="linear", qat=True)
+    assert ClusterConfig.from_dict(c.to_dict()) == c
+    assert STAGES["cluster"].config is ClusterConfig
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("init", ["kmeans++", "linear"])
+def test_clustered_kernels_hold_at_most_k_values_in_the_file(tiny_model, tiny_dataset, calibration_pixels, init):
+    from edgecompress import quantization
+    from edgecompress.calibration import representative_dataset
+    from edgecompress.inspect import unique_weights
+    from edgecompress.recipe import conversion
+
+    before = [w.numpy().copy() for w in tiny_model.weights]
+    model, metrics = run_stage(ClusterConfig(number_of_clusters=8, init=init, epochs=1, min_params=500),
+                               tiny_model, tiny_dataset, verbose=0)
+    assert all((a == w.numpy()).all() for a, w in zip(before, tiny_model.weights))  # the input model is untouched
+    assert metrics["clustered_layers"] and metrics["unique_weights"] <= 8
+    assert metrics["accuracy"] > 0.5
+    rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
+    f32 = unique_weights(quantization.convert(model, conversion("float32"), rep))
+    i8 = unique_weights(quantization.convert(model, conversion("int8"), rep))
+    clustered = [layer for layer in f32["layers"] if layer["per_kernel"] <= 8]
+    assert len(clustered) >= len(metrics["clustered_layers"])  # each clustered kernel: <= 8 values in the file
+    # int8 keeps <= 8 stored values per output channel, but per-channel scales multiply them per kernel.
+    assert i8["max_per_channel"] <= max(8, *(x["per_channel_max"] for x in f32["layers"]))
+    assert any(x["per_kernel"] > 8 for x in i8["layers"])
+
+
+@pytest.mark.slow
+def test_after_pruning_the_zeros_are_kept_and_pcqat_runs(tiny_model, tiny_dataset):
+    from edgecompress.pruning import keras_sparsity
+
+    small = dataclasses.replace(tiny_dataset, x_train=tiny_dataset.x_train[:600], y_train=tiny_dataset.y_train[:600])
+    pruned, _ = run_stage(STAGES["prune"].config(final_sparsity=0.6, initial_sparsity=0.6, schedule="constant",
+                                                 epochs=1, min_params=500), tiny_model, small, verbose=0)
+    model, metrics = run_stage(ClusterConfig(number_of_clusters=8, epochs=1, qat=True, min_params=500), pruned, small,
+                               verbose=0)
+    assert metrics["preserve_sparsity"] is True  # "auto": the input was 60% zeros
+    assert metrics["sparsity"] >= 0.5 * keras_sparsity(pruned)
+    assert any("quant" in layer.name for layer in model.layers)  # PCQAT wrapped it for int8
+
+
+def test_a_model_with_nothing_to_cluster_is_refused(tiny_model, tiny_dataset):
+    with pytest.raises(EdgeCompressError, match="no Conv2D, Dense or DepthwiseConv2D layer with at least min_params"):
+        run_stage(ClusterConfig(min_params=10**9, epochs=0), tiny_model, tiny_dataset, verbose=0)
