@@ -6,22 +6,37 @@ stage's config, the data's fingerprint, the seed, and the versions of the
 libraries involved. A second build with nothing changed reuses every stage;
 change one parameter and only that stage and the ones after it run again.
 Files are written atomically, so a killed build leaves no half-written entry.
+
+Shared safely: every key includes the library versions (`make_key` adds
+them), each entry's SHA-256 is recorded beside it and checked on every read
+(a truncated or altered entry is recomputed, with a warning, never used),
+and an entry and its hash are written under a per-entry lock, so several
+processes (search workers) can share one `.cache`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import hashlib
 import json
 import logging
+import os
 import platform
 from importlib import metadata
 from pathlib import Path
 
-from edgecompress.fileio import atomic_path, atomic_write_bytes, atomic_write_json
+from edgecompress.fileio import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_path
 
 logger = logging.getLogger(__name__)
 
 _DISTRIBUTIONS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy", "edgecompress")
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple:
+    return tuple(sorted(versions().items()))
 
 
 def versions() -> dict:
@@ -36,8 +51,8 @@ def versions() -> dict:
 
 
 def make_key(*parts) -> str:
-    """A short stable hash of JSON-able parts."""
-    text = json.dumps(parts, sort_keys=True, default=str)
+    """A short stable hash of JSON-able parts and the library versions (an upgrade never reuses old work)."""
+    text = json.dumps([parts, _versions()], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -64,8 +79,15 @@ class StageCache:
         self.computed: list[str] = []
         if enabled:
             self.root.mkdir(parents=True, exist_ok=True)
-            for stale in self.root.glob(".*partial*"):  # left by a killed build
-                stale.unlink(missing_ok=True)
+            for stale in self.root.glob(".*partial*"):  # left by a killed build; not another live one's
+                pid = "".join(ch for ch in stale.name.split("partial", 1)[1].split(".")[0] if ch.isdigit())
+                if pid and not _alive(int(pid)):
+                    if stale.is_dir():
+                        import shutil
+
+                        shutil.rmtree(stale, ignore_errors=True)
+                    else:
+                        stale.unlink(missing_ok=True)
         else:
             import shutil
             import tempfile
@@ -85,6 +107,41 @@ class StageCache:
         """Whether (name, key) is stored, without loading it or counting a reuse."""
         return self.enabled and self._path(name, key, suffix).exists()
 
+    @contextlib.contextmanager
+    def _lock(self, path: Path, shared: bool):
+        """An flock on `path`'s lock file: writers exclusive, readers shared (across processes)."""
+        locks = self.root / ".locks"
+        locks.mkdir(exist_ok=True)
+        with open(locks / (path.name + ".lock"), "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _verified(self, path: Path) -> bool:
+        """Whether `path` matches the hash recorded when it was written; a bad entry is removed, with a warning."""
+        if not path.exists():
+            return False
+        record = path.with_name(path.name + ".sha256")
+        want = record.read_text().strip() if record.exists() else None
+        got = sha256_path(path)
+        if want == got:
+            return True
+        logger.warning("Cache entry %s %s; recomputing it.", path.name,
+                       "has no recorded hash" if want is None else "does not match its recorded hash (truncated or altered)")
+        for p in (path, record):
+            if p.is_dir():
+                import shutil
+
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        return False
+
+    def _record(self, path: Path) -> None:
+        atomic_write_text(path.with_name(path.name + ".sha256"), sha256_path(path) + "\n")
+
     def has_model(self, name: str, key: str) -> bool:
         """Whether a model is stored under (name, key), in either format."""
         return self.has(name, key, ".keras") or self.has(name, key, QAT_SUFFIX)
@@ -98,7 +155,7 @@ class StageCache:
         p = self._path(name, key, ".keras")
         if self.enabled and not p.exists() and self._path(name, key, QAT_SUFFIX).exists():
             p = self._path(name, key, QAT_SUFFIX)
-        if not (self.enabled and p.exists()):
+        if not self.enabled:
             return None
         import tensorflow_model_optimization as tfmot
 
@@ -106,8 +163,11 @@ class StageCache:
         from edgecompress.qat import float_quantize_config
 
         float_quantize_config()  # registers the config QAT models of preprocessing layers carry
-        with tfmot.quantization.keras.quantize_scope():  # QAT models carry tfmot layers
-            model = keras.models.load_model(p, compile=False)
+        with self._lock(p, shared=True):
+            if not self._verified(p):
+                return None
+            with tfmot.quantization.keras.quantize_scope():  # QAT models carry tfmot layers
+                model = keras.models.load_model(p, compile=False)
         self._note(True, name)
         return model
 
@@ -116,30 +176,52 @@ class StageCache:
         if self.enabled:
             # tfmot's QuantizeLayer does not reload from the .keras format ("expected 5 variables, but received
             # 3"); HDF5 round-trips quantization-aware models exactly.
-            suffix = QAT_SUFFIX if is_qat(model) else ".keras"
-            with atomic_path(self._path(name, key, suffix)) as tmp:
-                model.save(tmp)
+            p = self._path(name, key, QAT_SUFFIX if is_qat(model) else ".keras")
+            with self._lock(p, shared=False):
+                with atomic_path(p) as tmp:
+                    model.save(tmp)
+                self._record(p)
 
     def get_bytes(self, name: str, key: str, suffix: str) -> bytes | None:
         p = self._path(name, key, suffix)
-        if self.enabled and p.exists():
-            self._note(True, name)
-            return p.read_bytes()
-        return None
+        if not self.enabled:
+            return None
+        with self._lock(p, shared=True):
+            if not self._verified(p):
+                return None
+            data = p.read_bytes()
+        self._note(True, name)
+        return data
 
     def put_bytes(self, name: str, key: str, suffix: str, data: bytes) -> Path:
         """Stores `data` and returns its file (written even when disabled: callers read it back)."""
         self._note(False, name)
         p = self._path(name, key, suffix)
-        atomic_write_bytes(p, data)
+        with self._lock(p, shared=False):
+            atomic_write_bytes(p, data)
+            self._record(p)
         return p
 
     def get_json(self, name: str, key: str):
         p = self._path(name, key, ".json")
-        if self.enabled and p.exists():
-            return json.loads(p.read_text())
-        return None
+        if not self.enabled:
+            return None
+        with self._lock(p, shared=True):
+            return json.loads(p.read_text()) if self._verified(p) else None
 
     def put_json(self, name: str, key: str, obj) -> None:
         if self.enabled:
-            atomic_write_json(self._path(name, key, ".json"), obj)
+            p = self._path(name, key, ".json")
+            with self._lock(p, shared=False):
+                atomic_write_json(p, obj)
+                self._record(p)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

@@ -89,3 +89,46 @@ def sha256_path(path) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def folder_lock(folder, what: str = "a build"):
+    """Holds `<folder>/.edgecompress.lock` for the duration; a second holder is refused at once.
+
+    The lock is an `flock` (released by the kernel when the process dies, so a
+    killed build never leaves the folder locked); the file says who holds it.
+
+    Raises:
+        EdgeCompressError: when another process holds it, naming the folder and that process.
+    """
+    import fcntl
+    import socket
+    import sys
+    import time
+
+    from edgecompress.errors import EdgeCompressError
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".edgecompress.lock"
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise EdgeCompressError(
+            f"Output folder {folder} is in use by {holder}. Wait for it to finish, or pass another --out.") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{what} (pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%H:%M:%S')}: "
+                f"{' '.join(sys.argv)[:200]})\n")
+        f.flush()
+        yield path
+    finally:
+        f.seek(0)
+        f.truncate()
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()

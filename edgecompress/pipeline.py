@@ -173,6 +173,19 @@ def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, se
 
 
 def build_edge(options: BuildOptions = None) -> dict:
+    """Runs the whole pipeline and writes `report.json` and `report.md` (see `_build`).
+
+    The output folder is locked for the build: a second build into the same
+    folder stops at once (exit 2), naming the process that holds it.
+    """
+    from edgecompress.fileio import folder_lock
+
+    options = options or BuildOptions()
+    with folder_lock(options.out_dir, "invoke build-edge"):
+        return _build(options)
+
+
+def _build(options: BuildOptions) -> dict:
     """Runs the whole pipeline and writes `report.json` and `report.md`.
 
     Stages whose inputs did not change are reused from `<out_dir>/.cache`.

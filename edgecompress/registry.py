@@ -3,7 +3,7 @@
 A stage is a registered type (`Stage`): a frozen config dataclass from
 `stage_configs` whose `STAGE` is the name a recipe uses, and an
 implementation `"module:function"` called as
-`function(model, dataset, config, *, teacher, seed, verbose)` and returning
+`function(model, dataset, config, *, seed, verbose)` and returning
 `(new model, metrics)`. Implementations are imported only when their stage
 runs: parsing a recipe or a search space imports no TensorFlow.
 
@@ -81,7 +81,9 @@ def run_stage(config, model, dataset, *, teacher=None, seed: int = 0, verbose: i
     info = get_stage(config.STAGE)
     module, _, function = info.implementation.partition(":")
     run = getattr(importlib.import_module(module), function)
-    return run(model, dataset, config, teacher=teacher, seed=seed, verbose=verbose)
+    # The implementations take the model the previous stage made (distillation's teacher is that model);
+    # `teacher`, the build's original model, is accepted for stages that want it by name in their config.
+    return run(model, dataset, config, seed=seed, verbose=verbose)
 
 
 register(DistillConfig, "edgecompress.distillation:distill",

@@ -39,7 +39,17 @@ def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir=
         GateError: when the search ran but nothing met the constraints (the
             table is written first).
     """
+    from edgecompress.fileio import folder_lock
+
     out_dir = Path(out_dir)
+    with folder_lock(out_dir, "invoke benchmark"):
+        return _study(data, recipes, out_dir, teacher_epochs=teacher_epochs, seed=seed, runs=runs, verbose=verbose,
+                      teacher=teacher, search=search, budget_minutes=budget_minutes,
+                      max_accuracy_drop=max_accuracy_drop, max_size_kb=max_size_kb, max_latency_ms=max_latency_ms)
+
+
+def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose, teacher, search, budget_minutes,
+           max_accuracy_drop, max_size_kb, max_latency_ms) -> dict:
     started = time.time()
     dataset = load_dataset(data, Preprocessing(), seed=seed) if teacher is None else None
     if teacher is None:

@@ -10,15 +10,15 @@ from invoke import MockContext, Result
 from edgecompress.android import ACTIVITY, DEMO_DIR, DEVICE_FILES, bench_android, check_app, copy_assets
 from edgecompress.errors import EdgeCompressError
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_app_compiles_and_its_jvm_tests_pass():
     r = check_app()
     assert r["sources"] >= 8 and r["test_classes"] >= 3
     assert r["junit"].startswith("OK (") and int(r["junit"].split("(")[1].split()[0]) >= 9
 
 
+@pytest.mark.slow
 def test_a_compile_error_fails_the_check(tmp_path):
     app = tmp_path / "app"
     shutil.copytree(DEMO_DIR / "app" / "src", app / "src")
@@ -38,6 +38,7 @@ def test_android_studio_project_layout():
     assert "androidx" not in sources
 
 
+@pytest.mark.slow
 def test_copy_assets(tmp_path, tiny_tflites, root):
     build = tmp_path / "build"
     build.mkdir()
@@ -99,6 +100,7 @@ def test_bench_android_rejects_bad_delegate(tmp_path):
         bench_android(MockContext(), [tmp_path / "m.tflite"], apk="a.apk", delegate="tpu")
 
 
+@pytest.mark.slow
 def test_bench_android_without_apk_or_gradle(tmp_path):
     with pytest.raises(EdgeCompressError, match="pass --apk"):
         bench_android(MockContext(), [tmp_path / "m.tflite"])

@@ -69,6 +69,7 @@ def test_dead_channels_inherit_exactly_through_residual_se_and_depthwise():
     assert not np.allclose(scale_width(teacher, 0.5).predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet"])
 def test_real_architectures_get_a_smaller_student_that_inherits(arch):
     import keras

@@ -65,6 +65,9 @@ def test_after_pruning_the_zeros_are_kept_and_pcqat_runs(tiny_model, tiny_datase
     assert any("quant" in layer.name for layer in model.layers)  # PCQAT wrapped it for int8
 
 
-def test_a_model_with_nothing_to_cluster_is_refused(tiny_model, tiny_dataset):
+def test_a_model_with_nothing_to_cluster_is_refused(tiny_dataset):
+    from edgecompress import models
+
+    untrained = models.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
     with pytest.raises(EdgeCompressError, match="no Conv2D, Dense or DepthwiseConv2D layer with at least min_params"):
-        run_stage(ClusterConfig(min_params=10**9, epochs=0), tiny_model, tiny_dataset, verbose=0)
+        run_stage(ClusterConfig(min_params=10**9, epochs=0), untrained, tiny_dataset, verbose=0)

@@ -6,15 +6,15 @@ import pytest
 from edgecompress.distillation import DistillConfig, _distiller_class, distill, scale_width
 from edgecompress.errors import EdgeCompressError
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_scale_width_keeps_output(tiny_model):
     student = scale_width(tiny_model, 0.5)
     assert student.get_layer("conv1").filters == 4 and tiny_model.get_layer("conv1").filters == 8
     assert student.get_layer("fc1").units == 16 and student.output_shape == tiny_model.output_shape
 
 
+@pytest.mark.slow
 def test_soft_loss_is_zero_for_a_copy_and_positive_otherwise(tiny_model, tiny_dataset):
     from edgecompress._tf import keras, tf
     from edgecompress.preprocessing import to_model_input
@@ -32,6 +32,7 @@ def test_soft_loss_is_zero_for_a_copy_and_positive_otherwise(tiny_model, tiny_da
     assert float(tf.reduce_mean(soft)) > 1e-3 and float(tf.reduce_mean(hard)) > 0
 
 
+@pytest.mark.slow
 def test_distill_trains_student_and_scratch_baseline(tiny_model, tiny_dataset):
     before = [w.copy() for w in tiny_model.get_weights()]
     student, m = distill(tiny_model, tiny_dataset, DistillConfig(width=0.5, epochs=3), verbose=0)
@@ -44,6 +45,7 @@ def test_distill_trains_student_and_scratch_baseline(tiny_model, tiny_dataset):
     assert m["student_loss"] > 0 and m["distill_loss"] > 0
 
 
+@pytest.mark.slow
 def test_student_of_a_frozen_teacher_is_trainable(tiny_model):
     from edgecompress._tf import keras
 
@@ -59,6 +61,7 @@ def test_wider_student_warns():
     assert any("wider than its teacher" in str(x.message) for x in w)
 
 
+@pytest.mark.slow
 def test_user_student_must_match_shapes(tmp_path, tiny_model, tiny_dataset):
     from edgecompress._tf import keras
 
@@ -88,6 +91,7 @@ def _half_dead(model, rng):
     return dead
 
 
+@pytest.mark.slow
 def test_inherited_student_computes_the_same_function(tiny_model, tiny_dataset):
     """A teacher whose dead half of channels is zero inherits into a w0.5 student exactly.
 
@@ -109,6 +113,7 @@ def test_inherited_student_computes_the_same_function(tiny_model, tiny_dataset):
     assert not np.allclose(scale_width(teacher, 0.5).predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_inherit_through_batchnorm_in_a_sequential_model():
     from edgecompress._tf import keras
     from edgecompress.distillation import inherit_weights
@@ -135,6 +140,7 @@ def test_inherit_through_batchnorm_in_a_sequential_model():
     np.testing.assert_allclose(student(x), teacher(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_inherit_keeps_both_branches_of_an_add_aligned():
     """Two branches joined by Add form one channel group: both keep the same channels (tests/test_channels.py)."""
     from edgecompress._tf import keras
@@ -154,6 +160,7 @@ def test_inherit_keeps_both_branches_of_an_add_aligned():
     assert len(kept) == 2 and all(np.array_equal(kb[..., j], tb[..., i]) for j, i in enumerate(kept))
 
 
+@pytest.mark.slow
 def test_distill_reports_what_the_teacher_weights_alone_bought(tiny_model, tiny_dataset):
     _, m = distill(tiny_model, tiny_dataset, DistillConfig(width=0.5, epochs=1), verbose=0)
     assert {"scratch_accuracy", "inherited_accuracy", "gap_recovered"} <= set(m)
@@ -168,6 +175,7 @@ def test_bad_init(kwargs, needle):
         DistillConfig(**kwargs)
 
 
+@pytest.mark.slow
 def test_a_tf_op_layer_keeps_its_channels_and_the_rest_still_scales():
     """A TFOpLambda (tf.math.sin) is a layer the analysis does not know: its input keeps every channel."""
     from edgecompress._tf import keras, tf
@@ -181,6 +189,7 @@ def test_a_tf_op_layer_keeps_its_channels_and_the_rest_still_scales():
     assert student.get_layer("c").filters == 4 and student.get_layer("c2").filters == 3 and inherited
 
 
+@pytest.mark.slow
 def test_inherit_refuses_a_wider_student(tiny_model):
     from edgecompress.distillation import inherit_weights
 

@@ -5,8 +5,6 @@ from edgecompress.errors import EdgeCompressError
 from edgecompress.lowrank import FactorizeConfig, choose_rank, factorize, macs
 from edgecompress.preprocessing import to_model_input
 
-pytestmark = pytest.mark.slow
-
 
 def test_choose_rank_by_energy_and_ratio():
     s = np.array([3.0, 2.0, 1.0])  # squared: 9, 4, 1 -> cumulative 0.64, 0.93, 1.0
@@ -21,6 +19,7 @@ def test_rank_larger_than_layer_allows():
         choose_rank(np.ones(8), 8, 20, FactorizeConfig(ranks={"fc": 9}), "fc")
 
 
+@pytest.mark.slow
 def test_full_rank_reproduces_the_model(tiny_model, tiny_dataset):
     # conv2 (3x3x8 -> 16): rank 16 is full; fc1 (784 -> 32): rank 32 is full.
     new, m = factorize(tiny_model, None, FactorizeConfig(ranks={"conv2": 16, "fc1": 32}, layers=[], finetune_epochs=0))
@@ -29,6 +28,7 @@ def test_full_rank_reproduces_the_model(tiny_model, tiny_dataset):
     assert [l.name for l in new.layers if "_lr_" in l.name] == ["conv2_lr_a", "conv2_lr_b", "fc1_lr_a", "fc1_lr_b"]
 
 
+@pytest.mark.slow
 def test_energy_factorization_saves_params_and_macs(tiny_model, tiny_dataset):
     new, m = factorize(tiny_model, tiny_dataset, FactorizeConfig(energy=0.6, finetune_epochs=1), verbose=0)
     assert m["params"] < m["params_before"] and m["macs"] < m["macs_before"]
@@ -36,11 +36,13 @@ def test_energy_factorization_saves_params_and_macs(tiny_model, tiny_dataset):
     assert 0 < m["accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_layers_that_would_not_save_are_left_alone(tiny_model):
     new, m = factorize(tiny_model, None, FactorizeConfig(energy=1.0, min_params=0, finetune_epochs=0))
     assert m["ranks"] == {} and m["params"] == m["params_before"]
 
 
+@pytest.mark.slow
 def test_macs_of_the_default_teacher_by_hand(tiny_dataset):
     from edgecompress.models import build_teacher
 
@@ -49,11 +51,13 @@ def test_macs_of_the_default_teacher_by_hand(tiny_dataset):
     assert macs(t) == 225792 + 3612672 + 401408 + 1280
 
 
+@pytest.mark.slow
 def test_unknown_layer_is_named(tiny_model):
     with pytest.raises(EdgeCompressError, match=r"\['nope'\].*not Dense or Conv2D"):
         factorize(tiny_model, None, FactorizeConfig(layers=["nope"]))
 
 
+@pytest.mark.slow
 def test_residual_graphs_factorize_with_full_rank_giving_the_same_function():
     """A ResNet-style block (Add of two branches): any graph shape, not only chains."""
     import keras as k3

@@ -44,6 +44,7 @@ def test_a_sequential_models_leading_rescaling_is_read():
     assert declared_scale(bare)[0] is None  # a Rescaling after the first convolution is not preprocessing
 
 
+@pytest.mark.slow
 def test_measurement_decides_without_layers(tiny_model, tiny_dataset):
     """The tiny teacher was trained on [0, 1] pixels and has no preprocessing layer.
 

@@ -7,8 +7,6 @@ from edgecompress.errors import EdgeCompressError
 from edgecompress.inspect import weight_sparsity
 from edgecompress.pruning import PruneConfig, keras_sparsity, prune
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.mark.parametrize("kwargs, needle", [
     ({"final_sparsity": 1.0}, "final_sparsity=1.0"),
@@ -46,6 +44,7 @@ def _big_layers_sparsity(model, min_params=1000):
     PruneConfig(final_sparsity=0.8, epochs=1),
     PruneConfig(final_sparsity=0.6, schedule="constant", epochs=1),
 ], ids=["polynomial-0.8", "constant-0.6"])
+@pytest.mark.slow
 def test_reaches_target_in_keras_and_in_tflite(config, tiny_model, tiny_dataset, calibration_pixels):
     before = [w.copy() for w in tiny_model.get_weights()]
     pruned, metrics = prune(tiny_model, tiny_dataset, config, verbose=0)
@@ -61,6 +60,7 @@ def test_reaches_target_in_keras_and_in_tflite(config, tiny_model, tiny_dataset,
     assert {l["op"] for l in in_file["layers"]} == {"CONV_2D", "FULLY_CONNECTED"}
 
 
+@pytest.mark.slow
 def test_two_of_four_structured(tiny_model, tiny_dataset):
     pruned, metrics = prune(tiny_model, tiny_dataset, PruneConfig(m_by_n="2:4", epochs=1), verbose=0)
     assert metrics["target_sparsity"] == 0.5
@@ -69,6 +69,7 @@ def test_two_of_four_structured(tiny_model, tiny_dataset):
     assert (np.count_nonzero(blocks == 0, axis=-1) >= 2).all()
 
 
+@pytest.mark.slow
 def test_unsupported_layer_named_then_skipped(tiny_dataset):
     from edgecompress._tf import keras, tf
 
@@ -92,11 +93,13 @@ def test_unsupported_layer_named_then_skipped(tiny_dataset):
     del tf
 
 
+@pytest.mark.slow
 def test_xnnpack_policy_explains_what_it_needs(tiny_model, tiny_dataset):
     with pytest.raises(EdgeCompressError, match="XNNPACK pruning policy cannot be applied.*Remove `policy`"):
         prune(tiny_model, tiny_dataset, PruneConfig(policy="xnnpack", epochs=1), verbose=0)
 
 
+@pytest.mark.slow
 def test_pruning_preserving_qat_keeps_zeros_through_int8(tiny_model, tiny_dataset, calibration_pixels):
     model, metrics = prune(tiny_model, tiny_dataset, PruneConfig(final_sparsity=0.7, epochs=1, qat=True), verbose=0)
     assert any("quant" in l.name for l in model.layers)
@@ -106,10 +109,12 @@ def test_pruning_preserving_qat_keeps_zeros_through_int8(tiny_model, tiny_datase
     assert weight_sparsity(data)["overall"] == pytest.approx(metrics["sparsity"], abs=0.02)
 
 
+@pytest.mark.slow
 def test_keras_sparsity_counts_kernels_only(tiny_model):
     assert keras_sparsity(tiny_model) < 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_qat_reaches_a_flattened_mobilenet_and_the_result_converts(tmp_path):
     """tfmot's QAT refuses nested models and Rescaling; after flattening, with those kept in float, it runs."""

@@ -9,6 +9,7 @@ from edgecompress.preprocessing import to_model_input
 from edgecompress.runtime import make_interpreter
 
 
+@pytest.mark.slow
 def test_int8_is_integer_only_and_close_to_float(tiny_tflites, tiny_model, tiny_dataset):
     interp = make_interpreter(tiny_tflites["int8"])
     assert interp.get_input_details()[0]["dtype"] == np.int8
@@ -27,12 +28,14 @@ def test_int8_is_integer_only_and_close_to_float(tiny_tflites, tiny_model, tiny_
     assert tiny_tflites["int8"].stat().st_size < 0.5 * tiny_tflites["float32"].stat().st_size
 
 
+@pytest.mark.slow
 def test_float_io_variant_keeps_float_tensors(tiny_tflites):
     interp = make_interpreter(tiny_tflites["int8_float_io"])
     assert interp.get_input_details()[0]["dtype"] == np.float32
     assert interp.get_output_details()[0]["dtype"] == np.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant, weight_dtype", [(configs.dynamic_range, "int8"), (configs.float16, "float16")])
 def test_weight_only_variants(tiny_model, variant, weight_dtype):
     data = quantization.convert(tiny_model, variant())
@@ -70,6 +73,7 @@ def test_op_that_tflite_cannot_run_at_all():
         quantization.convert(_model_with("erf"), configs.int8_float_io(), _rep)
 
 
+@pytest.mark.slow
 def test_int8_without_calibration_data(tiny_model):
     with pytest.raises(EdgeCompressError, match="needs a representative dataset"):
         quantization.convert(tiny_model, configs.int8_full(), None)
@@ -81,6 +85,7 @@ def test_write_is_atomic(tmp_path):
     assert oct(p.stat().st_mode & 0o777) != "0o600"
 
 
+@pytest.mark.slow
 def test_float_layers_in_a_recipe_keep_those_layers_in_float(tmp_path, tiny_dataset, calibration_pixels):
     """`float_layers` reproduces selective int8 from a recipe: the spiky model recovers, measured."""
     from edgecompress import models, quantization
@@ -105,6 +110,7 @@ def test_float_layers_in_a_recipe_keep_those_layers_in_float(tmp_path, tiny_data
 @pytest.mark.parametrize("kwargs, needle", [
     ({"float_layers": ("nope",)}, r"\['nope'\] are not layers of model"),
 ])
+@pytest.mark.slow
 def test_float_layers_bad_names(tiny_model, calibration_pixels, tiny_dataset, kwargs, needle):
     from edgecompress import quantization
     from edgecompress.calibration import representative_dataset

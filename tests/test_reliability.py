@@ -81,8 +81,8 @@ def test_no_change_rebuild_reuses_every_stage(first_build, root, recipe, _args):
                                          "float32.convert", "int8.convert"]
     assert "Reused 6 cached step(s)" in proc.stderr
     assert [a["sha256"] for a in report["artifacts"]] == [a["sha256"] for a in before["artifacts"]]
-    # Measured here: about 7 s (mostly importing TensorFlow and hashing) against about 25 s.
-    assert seconds < 20 and seconds < first_seconds / 2, (seconds, first_seconds)
+    # Nothing was recomputed (above); the time is reported, not asserted: wall-clock time measures the machine.
+    print(f"\nno-change rebuild: {seconds:.1f} s against {first_seconds:.1f} s for the first build")
 
 
 def test_a_changed_stage_reruns_from_there(first_build, root, recipe, tmp_path, _args):
@@ -136,15 +136,16 @@ def _run_until(root, args, marker, sig, extra_delay=0.0, timeout=300):
     return proc.wait(timeout=120), "".join(log)
 
 
-@pytest.mark.parametrize("marker, delay, sig, reused_after", [
-    ("[1/4] Loading data and model", 3.0, signal.SIGINT, []),
-    ("stage 1/2: distill", 1.0, signal.SIGKILL, ["teacher"]),
-    ("stage 2/2: prune", 1.0, signal.SIGINT, ["teacher", "stage1-distill"]),
+@pytest.mark.parametrize("marker, delay, sig, reused_after, redone", [
+    ("[1/4] Loading data and model", 3.0, signal.SIGINT, [], "teacher"),
+    ("stage 1/2: distill", 1.0, signal.SIGKILL, ["teacher"], "stage1-distill"),
+    ("stage 2/2: prune", 1.0, signal.SIGINT, ["teacher", "stage1-distill"], "stage2-prune"),
     # logged once the prune stage is stored and the first conversion is done
-    ("teacher_float32: ", 0.0, signal.SIGKILL, ["teacher", "stage1-distill", "stage2-prune", "teacher_float32.convert"]),
+    ("teacher_float32: ", 0.0, signal.SIGKILL, ["teacher", "stage1-distill", "stage2-prune", "teacher_float32.convert"],
+     "int8.convert"),
 ], ids=["teacher-SIGINT", "distill-SIGKILL", "prune-SIGINT", "convert-SIGKILL"])
 def test_kill_leaves_previous_artifacts_and_next_run_resumes(first_build, root, recipe, tmp_path, marker, delay, sig,
-                                                             reused_after, _args):
+                                                             reused_after, redone, _args):
     import shutil
 
     out = tmp_path / "edge"
@@ -162,4 +163,6 @@ def test_kill_leaves_previous_artifacts_and_next_run_resumes(first_build, root, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["seed"] == 7
+    # What finished before the kill is reused; the step that was killed is done again, never taken half-written.
     assert report["cache"]["reused"][: len(reused_after)] == reused_after
+    assert redone in report["cache"]["computed"] and redone not in report["cache"]["reused"], report["cache"]

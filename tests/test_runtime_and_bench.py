@@ -40,6 +40,7 @@ def test_missing_file(tmp_path):
         make_interpreter(tmp_path / "none.tflite")
 
 
+@pytest.mark.slow
 def test_truncated_real_model_fails_cleanly_in_child(tmp_path, tiny_tflites):
     data = tiny_tflites["int8"].read_bytes()
     p = tmp_path / "trunc.tflite"
@@ -70,6 +71,7 @@ def test_dynamic_input_dimensions_refused(tmp_path):
         make_interpreter(p)
 
 
+@pytest.mark.slow
 def test_benchmark_fields(tiny_tflites):
     r = bench.benchmark(tiny_tflites["int8"], runs=50, warmup=5, threads=1)
     lat = r["latency_ms"]
@@ -79,6 +81,7 @@ def test_benchmark_fields(tiny_tflites):
     assert r["runtime"]["name"] == "ai-edge-litert"
 
 
+@pytest.mark.slow
 def test_benchmark_without_xnnpack_and_from_npy(tmp_path, tiny_tflites):
     x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
@@ -86,12 +89,14 @@ def test_benchmark_without_xnnpack_and_from_npy(tmp_path, tiny_tflites):
     assert r["xnnpack"] is False and r["input"]["source"].endswith("x.npy")
 
 
+@pytest.mark.slow
 def test_bad_npy_shape(tmp_path, tiny_tflites):
     np.save(tmp_path / "x.npy", np.zeros((3, 3), np.float32))
     with pytest.raises(EdgeCompressError, match=r"has shape \(3, 3\); the model wants \[1, 28, 28, 1\]"):
         bench.benchmark(tiny_tflites["int8"], runs=1, input_source=tmp_path / "x.npy")
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_files_without_traceback(root, tmp_path, tiny_tflites):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"nope")

@@ -93,6 +93,7 @@ def test_keras3_op_nodes_become_built_in_layers(tmp_path):
     assert len(log.decomposed) == 3
 
 
+@pytest.mark.slow
 def test_final_model_goes_back_to_keras3(tmp_path):
     import keras
 
@@ -218,6 +219,7 @@ def test_keras3_refusals_name_the_layer_or_file(tmp_path, make, needle):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_tf_keras_nested_model_is_flattened_and_check_model_says_so(tmp_path):
     from edgecompress._tf import keras
     from edgecompress import models
