@@ -24,6 +24,11 @@ def setup_logging(verbose: bool = True) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+# Modules a task may need that the device install (numpy and a runtime) does not have.
+_EXTRA_OF = {"tensorflow": "train", "tf_keras": "train", "tensorflow_model_optimization": "train", "keras": "train",
+             "fabric": "train", "paramiko": "train", "matplotlib": "train", "h5py": "train", "PIL": "images"}
+
+
 @contextlib.contextmanager
 def user_errors():
     """Turns `EdgeCompressError` into `invoke.Exit` with its exit code, Ctrl-C into 130."""
@@ -33,6 +38,12 @@ def user_errors():
         yield
     except EdgeCompressError as e:
         raise Exit(f"error: {e}", code=getattr(e, "exit_code", EXIT_USAGE)) from None
+    except ModuleNotFoundError as e:
+        extra = _EXTRA_OF.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        raise Exit(f"error: this task needs {e.name}, which this install does not have: "
+                   f"pip install 'edgecompress[{extra}]'.", code=EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise Exit("interrupted: finished artifacts were kept; partial files were discarded.", code=EXIT_INTERRUPTED) from None
 
