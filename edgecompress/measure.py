@@ -20,6 +20,7 @@ from edgecompress.evaluation import evaluate_tflite
 from edgecompress.fileio import sha256_bytes
 from edgecompress.inspect import float_ops, unique_weights, weight_sparsity
 from edgecompress.preprocessing import to_model_input
+from edgecompress.results import Artifact
 from edgecompress.schemes import scheme
 
 logger = logging.getLogger(__name__)
@@ -29,8 +30,8 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
                         prefix="", provenance=None, reference=None):
     """Converts `model` to each variant (into the cache) and measures it.
 
-    Returns (artifacts, failed); each artifact's `cache_path` is the file to
-    publish.
+    Returns (artifacts, failed): `results.Artifact`s, whose `cache_path` is
+    the file to publish, and {"name", "error"} for variants that failed.
     """
     from edgecompress.cache import make_key
     from edgecompress.fileio import sha256_bytes
@@ -65,32 +66,32 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
                         "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
                         "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
                         "float_ops": float_ops(data) if scheme(conv.quantization).integer_only else None}
-            if any(s.get("stage") == "cluster" for s in (provenance or {}).get("stages", [])):
+            if any(s["stage"] == "cluster" for s in (provenance or {}).get("stages", [])):
                 u = unique_weights(data)  # what clustering left in the file, per channel and per kernel
                 measured["unique_weights"] = {"max_per_channel": u["max_per_channel"], "max_per_kernel": u["max_per_kernel"]}
             cache.put_json(f"{name}.measure", mkey, measured)
         artifacts.append(artifact_record(name, data, path, conv.quantization.value, measured,
                                    {**(provenance or {}), "conversion": conv.to_dict()}))
         a = artifacts[-1]
-        logger.info("  %s: %d bytes (%d gzipped), top-1 %.2f%%, sparsity %.1f%%, p50 %.3f ms", name, a["size_bytes"],
-                    a["gzip_bytes"], 100 * a["accuracy"], 100 * a["sparsity"], a["latency_ms"]["p50"])
+        logger.info("  %s: %d bytes (%d gzipped), top-1 %.2f%%, sparsity %.1f%%, p50 %.3f ms", name, a.size_bytes,
+                    a.gzip_bytes, 100 * a.accuracy, 100 * a.sparsity, a.p50_ms)
     return artifacts, failed
 
 
 def teacher_baseline(teacher, pixels, dataset, cache, teacher_key, entry, **kw):
     """The teacher's own float32 `.tflite`, measured: the baseline `teacher_float32`. Returns (artifacts, failed)."""
     return convert_and_measure(teacher, [configs.float32()], pixels, dataset, cache, teacher_key, prefix="teacher_",
-                               provenance={"recipe": {"name": "teacher"}, "stages": [entry]}, **kw)
+                               provenance={"recipe": {"name": "teacher"}, "stages": [entry.to_dict()]}, **kw)
 
 
-def artifact_record(name, data, path, quantization, measured, recipe) -> dict:
-    """One artifact's record in the report; `cache_path` is the file `publish` copies."""
+def artifact_record(name, data, path, quantization, measured, recipe) -> Artifact:
+    """One artifact: the file's facts, what was measured, what made it; `cache_path` is what `publish` copies."""
     record = {"name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": quantization,
               "size_bytes": len(data), "gzip_bytes": report_lib.gzip_size(data), "sha256": sha256_bytes(data),
               **measured, "recipe": recipe}
     if scheme(quantization).reference_kernels:  # said beside its latency in every table
         record["kernels"] = scheme(quantization).kernels
-    return record
+    return Artifact.from_dict(record)
 
 
 def publish(artifacts, out_dir: Path) -> None:
@@ -98,11 +99,11 @@ def publish(artifacts, out_dir: Path) -> None:
     from edgecompress.fileio import atomic_write_bytes
 
     for a in artifacts:
-        src = Path(a.pop("cache_path"))
-        dst = out_dir / a["path"]
+        src = Path(a.cache_path)
+        dst = out_dir / a.path
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
             atomic_write_bytes(dst, src.read_bytes())
-        a["path"] = str(dst)
+        a.path, a.cache_path = str(dst), None
 
 
 def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_accuracy, options, prefix=""):
@@ -112,17 +113,17 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
     layers the quantization debugger finds most sensitive are kept in float
     (`qdebug.recover_int8`; `<prefix>int8_selective`), and the other schemes
     it names (`<prefix>int16x8`: 16-bit activations), each measured like any
-    artifact and appended to `result["artifacts"]`. Returns a summary
+    artifact and appended to `result.artifacts`. Returns a summary
     (layers, errors, size cost, what was offered), or None when no int8
     artifact needed it.
     """
     from edgecompress.qdebug import recover_int8 as _recover
 
-    arts = result["artifacts"]
-    int8 = [a for a in arts if scheme(a["quantization"]).recover_with and a["name"].startswith(prefix)]
-    if not int8 or any(100 * (baseline_accuracy - a["accuracy"]) <= max_accuracy_drop for a in int8):
+    arts = result.artifacts
+    int8 = [a for a in arts if scheme(a.quantization).recover_with and a.name.startswith(prefix)]
+    if not int8 or any(100 * (baseline_accuracy - a.accuracy) <= max_accuracy_drop for a in int8):
         return None
-    offers = [o for a in int8 for o in scheme(a["quantization"]).recover_with]
+    offers = [o for a in int8 for o in scheme(a.quantization).recover_with]
     offered = _offer_schemes(result, [o for o in dict.fromkeys(offers) if o != "selective"], dataset, pixels, cache,
                              int8, options, prefix)
     if "selective" not in offers:
@@ -130,7 +131,7 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
     logger.info("%sint8 loses more than %.2f points; looking for the layers responsible", prefix, max_accuracy_drop)
     x_test = to_model_input(dataset.x_test, dataset.preprocessing)
     rep = calibration.representative_dataset(pixels, dataset.preprocessing)
-    r = _recover(result["final_model"], rep, x_test, dataset.y_test, max_drop=max_accuracy_drop / 100,
+    r = _recover(result.final_model, rep, x_test, dataset.y_test, max_drop=max_accuracy_drop / 100,
                  float_accuracy=baseline_accuracy)
     summary = {"float_layers": r["float_layers"], "tried": r["tried"], "layer_errors": r["errors"]}
     if r["data"] is not None:
@@ -139,15 +140,15 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
         name = f"{prefix}int8_selective"
         path = cache.put_bytes(f"{name}.convert", make_key(sha256_bytes(r["data"])), ".tflite", r["data"])
         b = bench.benchmark(path, runs=options.runs, warmup=options.warmup, threads=options.threads, probe=False)
-        full = min(int8, key=lambda a: a["size_bytes"])
+        full = min(int8, key=lambda a: a.size_bytes)
         measured = {"accuracy": r["accuracy"], "agreement": None, "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
                     "sparsity": weight_sparsity(r["data"])["overall"], "float_ops": float_ops(r["data"]),
                     "float_layers": r["float_layers"]}
         conv = configs.ConversionConfig("int8_selective", "int8", io_dtype="float32", float_layers=r["float_layers"])
         arts.append(artifact_record(name, r["data"], path, "int8", measured,
-                              {**full["recipe"], "conversion": conv.to_dict(),
-                               "selective": {"float_layers": r["float_layers"]}}))
-        summary["size_cost_bytes"] = len(r["data"]) - full["size_bytes"]
+                                    {**full.recipe, "conversion": conv.to_dict(),
+                                     "selective": {"float_layers": r["float_layers"]}}))
+        summary["size_cost_bytes"] = len(r["data"]) - full.size_bytes
         logger.info("  %s: %s kept in float, top-1 %.2f%%, +%d bytes", name, ", ".join(r["float_layers"]),
                     100 * r["accuracy"], summary["size_cost_bytes"])
     summary["offered"] = offered
@@ -159,18 +160,19 @@ def _offer_schemes(result, names, dataset, pixels, cache, int8, options, prefix)
     from edgecompress.cache import make_key
     from edgecompress.recipe import conversion
 
-    arts = result["artifacts"]
-    have = {a["name"] for a in arts}
-    full = min(int8, key=lambda a: a["size_bytes"])
+    arts = result.artifacts
+    have = {a.name for a in arts}
+    full = min(int8, key=lambda a: a.size_bytes)
     convs = [conversion(n) for n in names if f"{prefix}{n}" not in have]
     if not convs:
         return []
     logger.info("  also offering %s", ", ".join(c.name for c in convs))
     # The int8 file's hash names the final model and calibration set it came from.
-    more, failed = convert_and_measure(result["final_model"], convs, pixels, dataset, cache,
-                                       make_key("recovery", full["sha256"]), prefix=prefix,
-                                       provenance={**full["recipe"], "recovery": True},
+    more, failed = convert_and_measure(result.final_model, convs, pixels, dataset, cache,
+                                       make_key("recovery", full.sha256), prefix=prefix,
+                                       provenance={**full.recipe, "recovery": True},
                                        threads=options.threads, runs=options.runs, warmup=options.warmup)
     arts.extend(more)
-    result.setdefault("failed", []).extend(failed)
-    return [a["name"] for a in more]
+    for f in failed:  # an offer that cannot be made is not a failure of the build: it is said, not counted
+        logger.warning("  %s could not be offered: %s", f["name"], f["error"])
+    return [a.name for a in more]

@@ -23,9 +23,10 @@ def pareto(points) -> list[int]:
 
 
 def mark_pareto(artifacts) -> None:
-    """Sets `pareto = {"size": ..., "latency": ...}` on every artifact: on the front of top-1 against gzip bytes / p50."""
+    """Sets `pareto = {"size": ..., "latency": ...}` in each `results.Artifact`'s extra: on the front of
+    top-1 against gzip bytes, and against p50 latency."""
     for a in artifacts:
-        a["pareto"] = {"size": False, "latency": False}
-    for axis, cost in (("size", lambda a: a["gzip_bytes"]), ("latency", lambda a: a["latency_ms"]["p50"])):
-        for i in pareto([(cost(a), a["accuracy"]) for a in artifacts]):
-            artifacts[i]["pareto"][axis] = True
+        a.extra["pareto"] = {"size": False, "latency": False}
+    for axis, cost in (("size", lambda a: a.gzip_bytes), ("latency", lambda a: a.p50_ms)):
+        for i in pareto([(cost(a), a.accuracy) for a in artifacts]):
+            artifacts[i].extra["pareto"][axis] = True

@@ -23,6 +23,7 @@ from edgecompress.fileio import atomic_write_json, sha256_bytes
 from edgecompress.gate import Constraints, GateError, apply_selection
 from edgecompress.measure import convert_and_measure, publish, recover_int8, teacher_baseline
 from edgecompress.recipe import Recipe, resolve_recipe
+from edgecompress.results import BuildResult
 from edgecompress.schemes import scheme
 from edgecompress.stages import run_stages
 
@@ -152,11 +153,10 @@ def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, se
 
     When the recipe has stages, the teacher's own float32 `.tflite` is made
     too (`teacher_float32`) and is the baseline, so the table shows the whole
-    compression. Returns a dict with `artifacts`, `failed`, `stages`,
-    `baseline` and `final_model`.
+    compression. Returns a `results.BuildResult`.
     """
     final, final_key, stage_log = run_stages(teacher, dataset, recipe, cache, teacher_key, seed=seed, verbose=verbose)
-    provenance = {"recipe": recipe.to_dict(), "stages": stage_log}
+    provenance = {"recipe": recipe.to_dict(), "stages": [s.to_dict() for s in stage_log]}
     artifacts, failed = [], []
     kw = {"threads": threads, "runs": runs, "warmup": warmup}
     if recipe.stages:
@@ -167,9 +167,9 @@ def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, se
     failed += more_failed
     if not artifacts:
         raise EdgeCompressError("No variant could be converted: " + "; ".join(f["error"] for f in failed))
-    baseline = artifacts[0]["name"] if recipe.stages and artifacts[0]["name"] == "teacher_float32" else next(
-        (a["name"] for a in artifacts if scheme(a["quantization"]).reference), artifacts[0]["name"])
-    return {"artifacts": artifacts, "failed": failed, "stages": stage_log, "baseline": baseline, "final_model": final}
+    baseline = artifacts[0].name if recipe.stages and artifacts[0].name == "teacher_float32" else next(
+        (a.name for a in artifacts if scheme(a.quantization).reference), artifacts[0].name)
+    return BuildResult(artifacts, failed, stage_log, baseline, final_model=final)
 
 
 def build_edge(options: BuildOptions = None) -> dict:
@@ -223,7 +223,6 @@ def _build(options: BuildOptions) -> dict:
     pixels, calib_dir = calibration_pixels(options, dataset, out_dir)
 
     constraints = Constraints(options.max_accuracy_drop, options.max_size_kb, options.max_latency_ms)
-    recovery = None
     if space is not None:
         from edgecompress.search import search
 
@@ -238,24 +237,19 @@ def _build(options: BuildOptions) -> dict:
         result = compress(model, dataset, recipe, pixels, cache, teacher_key, seed=options.seed,
                           verbose=options.verbose, threads=options.threads, runs=options.runs, warmup=options.warmup)
         if constraints.max_accuracy_drop is not None:
-            base = next(a for a in result["artifacts"] if a["name"] == result["baseline"])
-            recovery = recover_int8(result, dataset, pixels, cache, constraints.max_accuracy_drop,
-                                    baseline_accuracy=base["accuracy"], options=options)
+            result.recovery = recover_int8(result, dataset, pixels, cache, constraints.max_accuracy_drop,
+                                           baseline_accuracy=result.artifact(result.baseline).accuracy, options=options)
 
     _step(4, n, "Publishing artifacts and writing the report")
-    publish(result["artifacts"], out_dir)
     atomic_write_json(out_dir / "model_spec.json", spec.to_dict())
     models.save_model(model, out_dir / "teacher.keras", spec, fmt=fmt)
-    if result["final_model"] is not None and recipe.stages:
-        models.save_model(result["final_model"], out_dir / "final.keras", spec, fmt=fmt)
+    if result.final_model is not None and recipe.stages:
+        models.save_model(result.final_model, out_dir / "final.keras", spec, fmt=fmt)
     elif (out_dir / "final.keras").exists():
         (out_dir / "final.keras").unlink()
     report = {
         "dataset": dataset.describe(),
-        "baseline": result["baseline"],
-        "artifacts": result["artifacts"],
         "recipe": recipe.to_dict() if space is None else None,
-        "stages": result["stages"],
         "model_spec": spec.to_dict(),
         "model_source": source.describe() if source else {"format": "tf_keras", "default_teacher": True},
         "calibration": {"path": calib_dir, "count": int(len(pixels)), "sha256": sha256_bytes(pixels.tobytes())},
@@ -267,13 +261,24 @@ def _build(options: BuildOptions) -> dict:
         "options": options.to_dict(),
         "cache": {"reused": cache.reused, "computed": cache.computed},
         "seconds": round(time.time() - started, 1),
-        "devices": {},
-        "failed": result["failed"],
     }
-    if recovery is not None:
-        report["int8_recovery"] = recovery
-    if space is not None:
-        report["search"] = result["search"]
+    report = finish(result, report, out_dir, constraints)
+    if cache.reused:
+        logger.info("Reused %d cached step(s): %s", len(cache.reused), ", ".join(cache.reused))
+    if result.failed:
+        raise PartialBuildError(report, result.failed)
+    return report
+
+
+def finish(result: BuildResult, facts: dict, out_dir: Path, constraints: Constraints) -> dict:
+    """The tail every flow shares: publish the files, select, write the report; returns it.
+
+    `facts` are the report's other keys (dataset, host, options...). The
+    report is written even when the gate fails; then `GateError` is raised.
+    """
+    out_dir = Path(out_dir)
+    publish(result.artifacts, out_dir)
+    report = {**facts, **result.report_fields(), "devices": {}}
     gate_error = None
     (out_dir / "selected_recipe.json").unlink(missing_ok=True)  # an earlier search's winner
     if constraints.any:
@@ -281,7 +286,7 @@ def _build(options: BuildOptions) -> dict:
             chosen = apply_selection(report, constraints, out_dir)
             logger.info("Selected %s (%d bytes, %d gzipped, top-1 %.2f%%) as selected.tflite", chosen["name"],
                         chosen["size_bytes"], chosen["gzip_bytes"], 100 * chosen["accuracy"])
-            if space is not None and chosen["recipe"].get("search"):
+            if chosen["recipe"].get("search"):
                 # The winning candidate as a recipe file: `invoke build-edge --recipe` reproduces it.
                 winner = dict(chosen["recipe"]["recipe"])
                 if chosen.get("float_layers"):  # a selective-int8 winner: its conversion joins the recipe
@@ -292,10 +297,6 @@ def _build(options: BuildOptions) -> dict:
     report_lib.write_report(report, out_dir)
     if gate_error is not None:
         raise gate_error
-    if cache.reused:
-        logger.info("Reused %d cached step(s): %s", len(cache.reused), ", ".join(cache.reused))
-    if result["failed"]:
-        raise PartialBuildError(report, result["failed"])
     return report
 
 

@@ -42,6 +42,7 @@ from edgecompress.configs import _Config, _require
 from edgecompress.errors import EdgeCompressError
 from edgecompress.pareto import mark_pareto
 from edgecompress.recipe import Recipe
+from edgecompress.results import BuildResult
 from edgecompress.registry import STAGES
 
 logger = logging.getLogger(__name__)
@@ -173,9 +174,9 @@ class _Clock:
     def record(self, stage_log, total_seconds):
         trained = 0.0
         for s in stage_log[1:]:
-            if not s.get("cached"):
-                self.times.setdefault(s["stage"], []).append(s["seconds"])
-                trained += s["seconds"]
+            if not s.cached:
+                self.times.setdefault(s.stage, []).append(s.seconds)
+                trained += s.seconds
         self.measuring.append(max(0.0, total_seconds - trained))
 
     def estimate(self, recipe, uncached) -> float:
@@ -190,10 +191,10 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
            max_accuracy_drop=None, options=None, seed=0, verbose=1) -> dict:
     """Runs the space's candidates within the budget; returns artifacts, Pareto fronts and a log.
 
-    Returns a dict like `pipeline.compress`'s (`artifacts`, `failed`,
-    `stages` of the first candidate, `baseline`, `final_model` = None) plus
-    `search`: the space, the budget, and per candidate its recipe, status
-    (`done`, `skipped`), seconds and artifact names. Artifacts are named
+    Returns a `results.BuildResult` like `pipeline.compress`'s (the
+    teacher's stage log, `final_model` None) whose `search` holds the space,
+    the budget, and per candidate its recipe, status (`done`, `skipped`,
+    `failed`), seconds and artifact names. Artifacts are named
     `<candidate>_<variant>` and carry `pareto: {"size": bool, "latency": bool}`.
     """
     from edgecompress.measure import convert_and_measure, recover_int8, teacher_baseline
@@ -233,34 +234,34 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
             log.append({**entry, "status": "failed", "error": str(e), "seconds": round(time.time() - t0, 1)})
             failed.append({"name": recipe.name, "error": str(e)})
             continue
-        prov = {"recipe": recipe.to_dict(), "stages": stage_log, "search": {"space": space.name, "choice": choice}}
+        prov = {"recipe": recipe.to_dict(), "stages": [s.to_dict() for s in stage_log],
+                "search": {"space": space.name, "choice": choice}}
         more, more_failed = convert_and_measure(final, recipe.quantize, pixels, dataset, cache, final_key,
                                                 prefix=f"{recipe.name}_", provenance=prov, **kw)
-        result = {"artifacts": more, "final_model": final}
+        result = BuildResult(more, final_model=final)
         if space.selective_int8 and max_accuracy_drop is not None and options is not None:
             rec = recover_int8(result, dataset, pixels, cache, max_accuracy_drop,
-                               baseline_accuracy=baseline["accuracy"], options=options, prefix=f"{recipe.name}_")
+                               baseline_accuracy=baseline.accuracy, options=options, prefix=f"{recipe.name}_")
             if rec is not None:
                 entry["int8_recovery"] = rec
-            more_failed += result.get("failed", [])
+            more_failed += result.failed
         artifacts += more
         failed += more_failed
         clock.record(stage_log, time.time() - t0)
-        entry.update(status="done", seconds=round(time.time() - t0, 1), artifacts=[a["name"] for a in more],
-                     stage_metrics={s["stage"]: s["metrics"] for s in stage_log[1:]})
+        entry.update(status="done", seconds=round(time.time() - t0, 1), artifacts=[a.name for a in more],
+                     stage_metrics={s.stage: s.metrics for s in stage_log[1:]})
         log.append(entry)
-        best = max(more, key=lambda a: a["accuracy"], default=None)
+        best = max(more, key=lambda a: a.accuracy, default=None)
         if best:
-            logger.info("  best of %s: %s top-1 %.2f%% at %.1f KB gzipped", recipe.name, best["name"],
-                        100 * best["accuracy"], best["gzip_bytes"] / 1024)
+            logger.info("  best of %s: %s top-1 %.2f%% at %.1f KB gzipped", recipe.name, best.name,
+                        100 * best.accuracy, best.gzip_bytes / 1024)
     done = sum(e["status"] == "done" for e in log)
     if not done:
         raise EdgeCompressError(f"Search {space.name!r}: no candidate finished:\n" +
                                 "\n".join(f"  {e['name']}: {e.get('error') or e.get('reason')}" for e in log))
     mark_pareto(artifacts)
     logger.info("Search done: %d of %d candidates in %.0f s; Pareto front (size): %s", done, len(candidates),
-                clock.spent, ", ".join(a["name"] for a in artifacts if a["pareto"]["size"]))
-    return {"artifacts": artifacts, "failed": failed, "stages": teacher_log, "baseline": baseline["name"],
-            "final_model": None,
-            "search": {"space": space.to_dict(), "budget_minutes": budget_minutes, "seconds": round(clock.spent, 1),
-                       "candidates": log}}
+                clock.spent, ", ".join(a.name for a in artifacts if a.extra["pareto"]["size"]))
+    return BuildResult(artifacts, failed, teacher_log, baseline.name,
+                       search={"space": space.to_dict(), "budget_minutes": budget_minutes,
+                               "seconds": round(clock.spent, 1), "candidates": log})

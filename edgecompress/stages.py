@@ -14,6 +14,7 @@ import time
 from edgecompress import models
 from edgecompress.pruning import keras_sparsity
 from edgecompress.registry import run_stage
+from edgecompress.results import StageResult
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ def stage_keys(recipe, teacher_key, dataset, seed=0) -> list[str]:
 def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=1):
     """Applies the recipe's stages in order, reusing cached ones.
 
-    Returns (final model, final key, stage log). Each log entry has the
-    stage's `seconds` (0 when it came from the cache, with `cached: true`).
+    Returns (final model, final key, stage log): `results.StageResult`s,
+    the teacher first; each stage's `seconds` is 0 when it came from the
+    cache (`cached` true).
     """
     stage_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
     final, key = teacher, teacher_key
@@ -52,12 +54,12 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
             metrics.setdefault("sparsity", keras_sparsity(final))
             cache.put_model(name, key, final)
             cache.put_json(f"{name}.metrics", key, metrics)
-        stage_log.append({"stage": stage.STAGE, "model": final.name, "config": stage.to_dict(), "metrics": metrics,
-                          "seconds": 0.0 if hit else round(time.time() - t0, 1), "cached": hit})
+        stage_log.append(StageResult(stage.STAGE, final.name, metrics, stage.to_dict(),
+                                     0.0 if hit else round(time.time() - t0, 1), hit))
     return final, key, stage_log
 
 
-def teacher_entry(teacher, dataset, cache, teacher_key) -> dict:
+def teacher_entry(teacher, dataset, cache, teacher_key) -> StageResult:
     """The stage log's first entry: the teacher's top-1, parameters and sparsity (cached)."""
     from edgecompress.cache import make_key
 
@@ -67,7 +69,7 @@ def teacher_entry(teacher, dataset, cache, teacher_key) -> dict:
         metrics = {"accuracy": models.keras_accuracy(teacher, dataset), "params": models.count_params(teacher),
                    "sparsity": keras_sparsity(teacher)}
         cache.put_json("teacher.metrics", metrics_key, metrics)
-    return {"stage": "teacher", "model": teacher.name, "metrics": metrics}
+    return StageResult("teacher", teacher.name, metrics)
 
 
 def _stage_name(index: int, stage) -> str:

@@ -16,7 +16,7 @@ from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
 from edgecompress.data import load_dataset
 from edgecompress.cache import StageCache, make_key
 from edgecompress.fileio import atomic_write_json, atomic_write_text, sha256_path
-from edgecompress.gate import Constraints, GateError, apply_selection
+from edgecompress.gate import Constraints, GateError
 from edgecompress.measure import publish
 from edgecompress.pipeline import compress
 from edgecompress.recipe import resolve_recipe
@@ -72,10 +72,9 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
         recipe = resolve_recipe(name)
         logger.info("Recipe %r", recipe.name)
         t0 = time.time()
-        result = compress(model, dataset, recipe, pixels, cache, teacher_key, seed=seed, verbose=verbose, runs=runs)
-        result.pop("final_model")
-        publish(result["artifacts"], out_dir / recipe.name)
-        result["seconds"] = round(time.time() - t0, 1)
+        built = compress(model, dataset, recipe, pixels, cache, teacher_key, seed=seed, verbose=verbose, runs=runs)
+        publish(built.artifacts, out_dir / recipe.name)
+        result = {**built.report_fields(), "seconds": round(time.time() - t0, 1)}
         runs_out[recipe.name] = result
         for a in result["artifacts"]:
             if a["name"] == "teacher_float32" and rows:
@@ -87,7 +86,8 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
         found, gate_error = _search(model, dataset, search, pixels, cache, teacher_key, out_dir / "search",
                                     budget_minutes=budget_minutes, seed=seed, verbose=verbose, runs=runs,
                                     constraints=Constraints(max_accuracy_drop, max_size_kb, max_latency_ms))
-        study["search"] = {k: found[k] for k in ("search", "selected", "constraints")}
+        study["search"] = {"search": found["search"], "selected": found.get("selected"),
+                           "constraints": found.get("constraints") or {}}
         for a in found["artifacts"]:
             if a["name"] == found["selected"] or (a.get("pareto", {}).get("size") and a["name"] != "teacher_float32"):
                 rows.append(("search (selected)" if a["name"] == found["selected"] else "search (front)", a))
@@ -137,22 +137,17 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
 
 def _search(model, dataset, space, pixels, cache, teacher_key, out_dir: Path, *, budget_minutes, seed, verbose, runs,
             constraints):
-    """The study's search: artifacts published to `out_dir`, a report there, the selection."""
-    from edgecompress.pipeline import BuildOptions
+    """The study's search: the same tail as a build (publish, select, report) into `out_dir`."""
+    from edgecompress.pipeline import BuildOptions, finish
     from edgecompress.search import load_space, search
 
     result = search(model, dataset, load_space(space), pixels, cache, teacher_key, budget_minutes=budget_minutes,
                     max_accuracy_drop=constraints.max_accuracy_drop, options=BuildOptions(runs=runs), seed=seed,
                     verbose=verbose)
-    publish(result["artifacts"], out_dir)
-    report = {"dataset": dataset.describe(), "baseline": result["baseline"], "artifacts": result["artifacts"],
-              "stages": result["stages"], "search": result["search"], "seed": seed, "latency_runs": runs,
-              "constraints": constraints.to_dict(), "selected": None, "devices": {}}
-    gate_error = None
-    if constraints.any:
-        try:
-            apply_selection(report, constraints, out_dir)
-        except GateError as e:
-            gate_error = e
-    report_lib.write_report(report, out_dir)
-    return report, gate_error
+    facts = {"dataset": dataset.describe(), "seed": seed, "latency_runs": runs}
+    try:
+        return finish(result, facts, out_dir, constraints), None
+    except GateError as e:
+        from edgecompress.report import load_report
+
+        return load_report(out_dir), e

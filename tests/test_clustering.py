@@ -52,17 +52,25 @@ def test_clustered_kernels_hold_at_most_k_values_in_the_file(tiny_model, tiny_da
 
 
 @pytest.mark.slow
-def test_after_pruning_the_zeros_are_kept_and_pcqat_runs(tiny_model, tiny_dataset):
-    from edgecompress.pruning import keras_sparsity
+def test_after_pruning_pcqat_keeps_zeros_and_clusters_in_the_int8_file(tiny_model, tiny_dataset, calibration_pixels):
+    from edgecompress import quantization
+    from edgecompress.calibration import representative_dataset
+    from edgecompress.inspect import unique_weights, weight_sparsity
+    from edgecompress.recipe import conversion
 
     small = dataclasses.replace(tiny_dataset, x_train=tiny_dataset.x_train[:600], y_train=tiny_dataset.y_train[:600])
     pruned, _ = run_stage(STAGES["prune"].config(final_sparsity=0.6, initial_sparsity=0.6, schedule="constant",
                                                  epochs=1, min_params=500), tiny_model, small, verbose=0)
     model, metrics = run_stage(ClusterConfig(number_of_clusters=8, epochs=1, qat=True, min_params=500), pruned, small,
                                verbose=0)
-    assert metrics["preserve_sparsity"] is True  # "auto": the input was 60% zeros
-    assert metrics["sparsity"] >= 0.5 * keras_sparsity(pruned)
+    assert metrics["preserve_sparsity"] is True and metrics["qat"] == "sparsity_cluster_preserve"  # "auto": 60% zeros
     assert any("quant" in layer.name for layer in model.layers)  # PCQAT wrapped it for int8
+    rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
+    data = quantization.convert(model, conversion("int8"), rep)
+    layers = {x["tensor"]: x for x in unique_weights(data)["layers"]}
+    sparse = [x for x in weight_sparsity(data)["layers"] if x["sparsity"] > 0.5]
+    assert len(sparse) >= 2, weight_sparsity(data)["layers"]  # the pruned zeros survived QAT into the file
+    assert all(layers[x["tensor"]]["per_channel_max"] <= 9 for x in sparse)  # 8 clusters + the zeros, per channel
 
 
 def test_a_model_with_nothing_to_cluster_is_refused(tiny_dataset):

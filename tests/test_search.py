@@ -8,8 +8,14 @@ import pytest
 from conftest import run_invoke
 from edgecompress.errors import EdgeCompressError
 from edgecompress.pareto import mark_pareto, pareto
+from edgecompress.results import Artifact
 from edgecompress.registry import STAGES
-from edgecompress.search import SearchSpace, candidate_name, load_space
+from edgecompress.search import SearchSpace, candidate_name, load_space, search
+
+def _search(*args, **kwargs) -> dict:
+    """The search's typed result as the report serializes it."""
+    return search(*args, **kwargs).report_fields()
+
 
 TINY_SPACE = {
     "name": "tiny",
@@ -67,9 +73,12 @@ def test_pareto_marks_match_brute_force():
     import random
 
     rnd = random.Random(0)
-    arts = [{"name": str(i), "gzip_bytes": rnd.randint(1, 20), "accuracy": rnd.randint(0, 10) / 10,
+    arts = [{"name": str(i), "path": "", "quantization": "int8", "size_bytes": 1, "sha256": "",
+             "gzip_bytes": rnd.randint(1, 20), "accuracy": rnd.randint(0, 10) / 10,
              "latency_ms": {"p50": rnd.random()}} for i in range(40)]
-    mark_pareto(arts)
+    typed = [Artifact.from_dict(a) for a in arts]
+    mark_pareto(typed)
+    arts = [a.to_dict() for a in typed]
     for a in arts:
         dominated = any(b["gzip_bytes"] <= a["gzip_bytes"] and b["accuracy"] >= a["accuracy"]
                         and (b["gzip_bytes"] < a["gzip_bytes"] or b["accuracy"] > a["accuracy"]) for b in arts)
@@ -87,7 +96,7 @@ def test_search_measures_every_candidate_and_reuses_shared_stages(tmp_path, tiny
     from edgecompress.search import search
 
     cache = StageCache(tmp_path / "cache")
-    r = search(tiny_model, tiny_dataset, SearchSpace.from_dict(TINY_SPACE), calibration_pixels, cache, "tiny",
+    r = _search(tiny_model, tiny_dataset, SearchSpace.from_dict(TINY_SPACE), calibration_pixels, cache, "tiny",
                budget_minutes=10, options=BuildOptions(runs=10, warmup=2), verbose=0)
     names = [a["name"] for a in r["artifacts"]]
     assert names == ["teacher_float32", "final_sparsity_none_int8", "final_sparsity_none_float16",
@@ -109,7 +118,7 @@ def test_budget_skips_the_candidates_that_would_not_fit(tmp_path, tiny_model, ti
     from edgecompress.search import search
 
     space = SearchSpace.from_dict({**TINY_SPACE, "grid": {"distill.width": [0.5, 0.25]}, "quantize": ["float16"]})
-    r = search(tiny_model, tiny_dataset, space, calibration_pixels, StageCache(tmp_path / "c"), "tiny",
+    r = _search(tiny_model, tiny_dataset, space, calibration_pixels, StageCache(tmp_path / "c"), "tiny",
                budget_minutes=0.001, options=BuildOptions(runs=5, warmup=1), verbose=0)
     log = r["search"]["candidates"]
     assert log[0]["status"] == "done"  # the first always runs, so there is an answer
@@ -128,7 +137,7 @@ def test_search_recovers_int8_per_candidate(tmp_path, tiny_dataset, calibration_
 
     model = models.load_model(_spiky_model(tmp_path / "spiky.keras", tiny_dataset))
     space = SearchSpace(name="q", quantize=("int8",))
-    r = search(model, tiny_dataset, space, calibration_pixels, StageCache(tmp_path / "c"), "spiky",
+    r = _search(model, tiny_dataset, space, calibration_pixels, StageCache(tmp_path / "c"), "spiky",
                budget_minutes=5, max_accuracy_drop=2.0, options=BuildOptions(runs=5, warmup=1), verbose=0)
     by = {a["name"]: a for a in r["artifacts"]}
     base = by["teacher_float32"]["accuracy"]
@@ -182,7 +191,7 @@ def test_a_failing_candidate_is_reported_and_the_search_goes_on(tmp_path, tiny_m
     space = SearchSpace.from_dict({"name": "r", "stages": [{"stage": "factorize", "finetune_epochs": 0}],
                                    "grid": {"factorize.ranks": [{"fc1": 100000}, {"fc1": 2}]},
                                    "quantize": ["float16"]})
-    r = search(tiny_model, tiny_dataset, space, calibration_pixels, StageCache(tmp_path / "c"), "tiny",
+    r = _search(tiny_model, tiny_dataset, space, calibration_pixels, StageCache(tmp_path / "c"), "tiny",
                budget_minutes=10, options=BuildOptions(runs=5, warmup=1), verbose=0)
     log = r["search"]["candidates"]
     assert [c["status"] for c in log] == ["failed", "done"]

@@ -1,0 +1,132 @@
+"""Typed results: what a stage, a file and a build produced, as dataclasses.
+
+They round-trip to the `report.json` schema (`to_dict` / `from_dict`), which
+stays what it was and gains `schema_version`. The flows (`pipeline`,
+`search`, `study`) pass these; the report, the gate and the devices read the
+JSON they serialize to, so a report written by an older build still loads.
+
+Example:
+
+>>> a = Artifact.from_dict(report["artifacts"][0])
+>>> a.gzip_bytes, a.accuracy
+(45012, 0.889)
+>>> Artifact.from_dict(a.to_dict()) == a
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+SCHEMA_VERSION = 2  # 1: report.json before it was typed (no schema_version key); 2 adds the key
+
+
+@dataclasses.dataclass
+class StageResult:
+    """One entry of the stage log: the teacher, then each recipe stage."""
+
+    stage: str
+    model: str
+    metrics: dict
+    config: dict | None = None
+    seconds: float | None = None
+    cached: bool | None = None
+
+    def to_dict(self) -> dict:
+        out = {"stage": self.stage, "model": self.model}
+        if self.config is not None:
+            out["config"] = self.config
+        out["metrics"] = self.metrics
+        if self.seconds is not None:
+            out["seconds"] = self.seconds
+        if self.cached is not None:
+            out["cached"] = self.cached
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StageResult":
+        return cls(d["stage"], d.get("model", ""), d.get("metrics", {}), d.get("config"), d.get("seconds"),
+                   d.get("cached"))
+
+
+# Fields every artifact has, in report.json's order; anything else (pareto, float_layers,
+# kernels, unique_weights, ...) is kept in `extra` and written back as it came.
+_ARTIFACT_FIELDS = ("name", "path", "quantization", "size_bytes", "gzip_bytes", "sha256", "accuracy", "agreement",
+                    "latency_ms", "init_ms", "sparsity", "layer_sparsity", "float_ops")
+
+
+@dataclasses.dataclass
+class Artifact:
+    """One `.tflite` file and how it measured."""
+
+    name: str
+    path: str
+    quantization: str
+    size_bytes: int
+    gzip_bytes: int
+    sha256: str
+    accuracy: float
+    agreement: float | None = None
+    latency_ms: dict = dataclasses.field(default_factory=dict)
+    init_ms: float | None = None
+    sparsity: float | None = None
+    layer_sparsity: list | None = None
+    float_ops: list | None = None
+    recipe: dict = dataclasses.field(default_factory=dict)
+    extra: dict = dataclasses.field(default_factory=dict)
+    cache_path: str | None = dataclasses.field(default=None, compare=False)  # where the file waits to be published
+
+    @property
+    def p50_ms(self) -> float | None:
+        return (self.latency_ms or {}).get("p50")
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {k: getattr(self, k) for k in _ARTIFACT_FIELDS}
+        out.update(self.extra)
+        out["recipe"] = self.recipe
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Artifact":
+        known = {k: d[k] for k in _ARTIFACT_FIELDS if k in d}
+        extra = {k: v for k, v in d.items() if k not in _ARTIFACT_FIELDS and k not in ("recipe", "cache_path")}
+        return cls(**known, recipe=d.get("recipe", {}), extra=extra, cache_path=d.get("cache_path"))
+
+
+@dataclasses.dataclass
+class BuildResult:
+    """What a flow made before it is written: files, failures, the stage log, the baseline's name.
+
+    `final_model` (the Keras model after the last stage) is for the caller
+    and is never serialized. `search` holds a search's log, `recovery` the
+    int8 recovery's summary.
+    """
+
+    artifacts: list[Artifact]
+    failed: list[dict] = dataclasses.field(default_factory=list)
+    stages: list[StageResult] = dataclasses.field(default_factory=list)
+    baseline: str = ""
+    final_model: Any = dataclasses.field(default=None, compare=False, repr=False)
+    search: dict | None = None
+    recovery: dict | None = None
+
+    def artifact(self, name: str) -> Artifact:
+        return next(a for a in self.artifacts if a.name == name)
+
+    def report_fields(self) -> dict:
+        """The part of `report.json` this result fills in."""
+        out = {"schema_version": SCHEMA_VERSION, "baseline": self.baseline,
+               "artifacts": [a.to_dict() for a in self.artifacts], "stages": [s.to_dict() for s in self.stages],
+               "failed": self.failed}
+        if self.search is not None:
+            out["search"] = self.search
+        if self.recovery is not None:
+            out["int8_recovery"] = self.recovery
+        return out
+
+    @classmethod
+    def from_report(cls, report: dict) -> "BuildResult":
+        return cls([Artifact.from_dict(a) for a in report.get("artifacts", [])], report.get("failed", []),
+                   [StageResult.from_dict(s) for s in report.get("stages") or []], report.get("baseline", ""),
+                   search=report.get("search"), recovery=report.get("int8_recovery"))
