@@ -81,6 +81,16 @@ def split_validation(x, y, fraction: float, seed: int):
     return (x[idx[k:]], y[idx[k:]]), (x[idx[:k]], y[idx[:k]])
 
 
+def train_default_teacher(dataset, config: TrainConfig, *, verbose: int = 1):
+    """The bundled teacher CNN, built in `config.strategy`'s scope and trained: the one way every task makes it."""
+    from edgecompress.distribute import get_strategy
+
+    with get_strategy(config.strategy).scope():
+        model = build_teacher(dataset.preprocessing, dataset.num_classes, seed=config.seed)
+    train_classifier(model, dataset, config, verbose=verbose)
+    return model
+
+
 def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int = 1, callbacks=(), compile: bool = True):
     """Fits `model` on `dataset`'s training split with Keras progress bars.
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from edgecompress import bench, calibration, models, report as report_lib
 from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig, _Config, _require
 from edgecompress.data import load_dataset
-from edgecompress.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError, PartialFailure
 from edgecompress.fileio import atomic_write_json, sha256_bytes
 from edgecompress.gate import Constraints, GateError, apply_selection
@@ -129,9 +128,7 @@ def prepare_model(options: BuildOptions, cache=None):
     key = make_key("teacher", dataset.fingerprint(), train.to_dict(), versions())
     model = cache.get_model("teacher", key)
     if model is None:
-        with get_strategy(options.strategy).scope():
-            model = models.build_teacher(dataset.preprocessing, dataset.num_classes, seed=options.seed)
-        models.train_classifier(model, dataset, train, verbose=options.verbose)
+        model = models.train_default_teacher(dataset, train, verbose=options.verbose)
         cache.put_model("teacher", key, model)
     return model, dataset, key, None
 

@@ -25,7 +25,10 @@ def check_model(model) -> dict:
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry as qreg,
     )
+    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    from edgecompress.registry import STAGES
 
     from edgecompress import configs, quantization
     from edgecompress._tf import keras
@@ -49,8 +52,11 @@ def check_model(model) -> dict:
         for _ in range(8):
             yield [rng.random((1, *spec.input_shape), dtype=np.float32)]
 
+    not_clusterable = [layer.name for layer in weighted if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+                       and not ClusteringRegistry.supports(layer)]
     result = {"model": model.name, "input": list(spec.input_shape), "params": int(model.count_params()),
-              "not_prunable": not_prunable, "not_qat": not_qat, "xnnpack_sparse_layers": sparse_ok,
+              "stages": {name: info.summary for name, info in sorted(STAGES.items())},
+              "not_prunable": not_prunable, "not_clusterable": not_clusterable, "not_qat": not_qat, "xnnpack_sparse_layers": sparse_ok,
               "xnnpack_dense_layers": dense_only}
     try:
         data = quantization.convert(model, configs.int8_float_io(), rep)
@@ -75,6 +81,8 @@ def format_findings(r: dict) -> str:
     if t.get("flattened"):
         lines.append(f"  nested models flattened so every stage reaches their layers: {names(t['flattened'])}")
     lines.append(f"  pruning (tfmot): {'all layers supported' if not r['not_prunable'] else 'cannot prune ' + names(r['not_prunable'])}")
+    if "not_clusterable" in r:
+        lines.append(f"  clustering (tfmot): {'all Conv2D and Dense layers supported' if not r['not_clusterable'] else 'cannot cluster ' + names(r['not_clusterable'])}")
     lines.append(f"  quantization-aware training: {'all layers supported' if not r['not_qat'] else 'not supported for ' + names(r['not_qat'])}")
     if r["unsupported_ops"]:
         lines.append(f"  TFLite: {r['unsupported_ops'][0]}")
@@ -85,4 +93,6 @@ def format_findings(r: dict) -> str:
         lines.append("  int8: every op has an int8 kernel")
     lines.append(f"  XNNPACK sparse inference (1x1 convolutions) could use: {names(r['xnnpack_sparse_layers'])}; "
                  f"stays dense: {names(r['xnnpack_dense_layers'])}")
+    if r.get("stages"):
+        lines.append("  recipe stages (edgecompress.registry): " + "; ".join(f"{k}: {v}" for k, v in r["stages"].items()))
     return "\n".join(lines)

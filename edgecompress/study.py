@@ -53,9 +53,8 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
     started = time.time()
     dataset = load_dataset(data, Preprocessing(), seed=seed) if teacher is None else None
     if teacher is None:
-        model = models.build_teacher(dataset.preprocessing, dataset.num_classes, seed=seed)
         logger.info("Training the teacher on %s (%d images, %d epochs)", dataset.name, len(dataset.y_train), teacher_epochs)
-        models.train_classifier(model, dataset, TrainConfig(epochs=teacher_epochs, seed=seed), verbose=verbose)
+        model = models.train_default_teacher(dataset, TrainConfig(epochs=teacher_epochs, seed=seed), verbose=verbose)
         models.save_model(model, out_dir / "teacher.keras", ModelSpec(dataset.preprocessing, dataset.class_names))
     else:
         from edgecompress.user_model import open_model

@@ -20,8 +20,7 @@ logger = logging.getLogger(__name__)
 
 def train_teacher(data=None, out="build/edge/teacher.keras", epochs=8, seed=0):
     ds = load_dataset(data, None if data else Preprocessing(), seed=seed)
-    model = models.build_teacher(ds.preprocessing, ds.num_classes, seed=seed)
-    models.train_classifier(model, ds, TrainConfig(epochs=epochs, seed=seed))
+    model = models.train_default_teacher(ds, TrainConfig(epochs=epochs, seed=seed))
     models.save_model(model, out, ModelSpec(ds.preprocessing, ds.class_names))
     print(f"Saved {out} (Keras top-1 {100 * models.keras_accuracy(model, ds):.2f}% on {ds.name} test split)")
     return out
