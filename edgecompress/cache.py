@@ -166,13 +166,24 @@ class StageCache:
         with self._lock(p, shared=True):
             if not self._verified(p):
                 return None
-            with tfmot.quantization.keras.quantize_scope():  # QAT models carry tfmot layers
-                model = keras.models.load_model(p, compile=False)
+            try:
+                with tfmot.quantization.keras.quantize_scope():  # QAT models carry tfmot layers
+                    model = keras.models.load_model(p, compile=False)
+            except (ValueError, TypeError, OSError, KeyError) as e:
+                logger.warning("Cache entry %s does not load (%s); recomputing it.", p.name, str(e)[:160])
+                p.unlink(missing_ok=True)
+                p.with_name(p.name + ".sha256").unlink(missing_ok=True)
+                return None
         self._note(True, name)
         return model
 
     def put_model(self, name: str, key: str, model) -> None:
         self._note(False, name)
+        if self.enabled and any("cluster_centroids" in w.name for w in model.weights) and is_qat(model):
+            # tfmot 0.8 cannot reload a cluster-preserving QAT model ("Layer expects 7 weight(s). Received 10");
+            # storing it would only make the next build fail to read it. The stage runs again instead.
+            logger.info("  %s: not cached (tfmot cannot reload cluster-preserving QAT models); it will rerun", name)
+            return
         if self.enabled:
             # tfmot's QuantizeLayer does not reload from the .keras format ("expected 5 variables, but received
             # 3"); HDF5 round-trips quantization-aware models exactly.

@@ -117,8 +117,9 @@ def unique_weights(model_content: bytes) -> dict:
     float file more than that of an int8 one.
 
     Returns:
-        {"layers": [{"op", "tensor", "per_channel_max", "per_kernel"}],
-         "max_per_channel": int, "max_per_kernel": int}
+        {"layers": [{"op", "tensor", "params", "per_channel_max", "per_kernel"}],
+         "max_per_channel": int, "max_per_kernel": int,
+         "largest_per_channel": int, "largest_per_kernel": int}  (the last two: of the largest kernel)
     """
     layers = []
     for name, t, w in _weights(model_content):
@@ -134,7 +135,10 @@ def unique_weights(model_content: bytes) -> dict:
             real = (w.astype(np.float64) - np.asarray(q.get("zero_points", 0)).reshape(shape)) * scales.reshape(shape)
         else:
             real = w
-        layers.append({"op": name, "tensor": t["name"], "per_channel_max": int(per_channel),
+        layers.append({"op": name, "tensor": t["name"], "params": int(w.size), "per_channel_max": int(per_channel),
                        "per_kernel": int(len(np.unique(real)))})
+    largest = max(layers, key=lambda x: x["params"], default={"per_channel_max": 0, "per_kernel": 0})
     return {"layers": layers, "max_per_channel": max((x["per_channel_max"] for x in layers), default=0),
-            "max_per_kernel": max((x["per_kernel"] for x in layers), default=0)}
+            "max_per_kernel": max((x["per_kernel"] for x in layers), default=0),
+            # The largest kernel is most of the file: what clustering did to the download.
+            "largest_per_channel": largest["per_channel_max"], "largest_per_kernel": largest["per_kernel"]}

@@ -68,7 +68,8 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
                         "float_ops": float_ops(data) if scheme(conv.quantization).integer_only else None}
             if any(s["stage"] == "cluster" for s in (provenance or {}).get("stages", [])):
                 u = unique_weights(data)  # what clustering left in the file, per channel and per kernel
-                measured["unique_weights"] = {"max_per_channel": u["max_per_channel"], "max_per_kernel": u["max_per_kernel"]}
+                measured["unique_weights"] = {k: u[k] for k in ("largest_per_channel", "largest_per_kernel",
+                                                                 "max_per_channel", "max_per_kernel")}
             cache.put_json(f"{name}.measure", mkey, measured)
         artifacts.append(artifact_record(name, data, path, conv.quantization.value, measured,
                                    {**(provenance or {}), "conversion": conv.to_dict()}))

@@ -26,8 +26,8 @@ def artifact_table(report: dict) -> list[list[str]]:
     if searched:
         header.append("Pareto")
     clustered = any("unique_weights" in a for a in arts)
-    if clustered:  # distinct weight values read back from the file: per output channel / per kernel
-        header.append("values/channel (kernel)")
+    if clustered:  # distinct weight values of the largest kernel, read back from the file
+        header.append("largest kernel: values/channel (total)")
     rows = [header]
     for a in arts:
         ratio = base["gzip_bytes"] / a["gzip_bytes"] if base else 1.0
@@ -40,8 +40,8 @@ def artifact_table(report: dict) -> list[list[str]]:
             (f"{lat['p50']:.3f}" + (" (reference kernels)" if a.get("kernels") else "")) if "p50" in lat else "-",
             f"{lat['p90']:.3f}" if "p90" in lat else "-",
         ] + ([", ".join(k for k, on in a.get("pareto", {}).items() if on) or "-"] if searched else [])
-          + ([f"{a['unique_weights']['max_per_channel']} ({a['unique_weights']['max_per_kernel']})"
-              if "unique_weights" in a else "-"] if clustered else []))
+          + ([f"{a['unique_weights']['largest_per_channel']} ({a['unique_weights']['largest_per_kernel']})"
+              if "largest_per_channel" in a.get("unique_weights", {}) else "-"] if clustered else []))
     return rows
 
 

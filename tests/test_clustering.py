@@ -79,3 +79,16 @@ def test_a_model_with_nothing_to_cluster_is_refused(tiny_dataset):
     untrained = models.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
     with pytest.raises(EdgeCompressError, match="no Conv2D, Dense or DepthwiseConv2D layer with at least min_params"):
         run_stage(ClusterConfig(min_params=10**9, epochs=0), untrained, tiny_dataset, verbose=0)
+
+
+@pytest.mark.slow
+def test_a_cluster_preserving_qat_model_is_never_cached_unreadable(tiny_model, tiny_dataset, tmp_path):
+    """tfmot cannot reload CQAT models from a file: the cache must not store one (the second build would crash)."""
+    from edgecompress.cache import StageCache
+
+    small = dataclasses.replace(tiny_dataset, x_train=tiny_dataset.x_train[:300], y_train=tiny_dataset.y_train[:300])
+    model, _ = run_stage(ClusterConfig(number_of_clusters=4, epochs=0, qat=True, min_params=500), tiny_model, small,
+                         verbose=0)
+    c = StageCache(tmp_path)
+    c.put_model("stage1-cluster", "k", model)
+    assert not c.has_model("stage1-cluster", "k") and c.get_model("stage1-cluster", "k") is None
