@@ -1,7 +1,8 @@
 """Weight clustering (tfmot): each kernel's weights share a few values, fine-tuned.
 
-Deep Compression's second step. Each clusterable layer (Conv2D, Dense,
-DepthwiseConv2D with at least `min_params` weights) is wrapped by
+Deep Compression's second step. Each clusterable layer (Conv2D and Dense
+with at least `min_params` weights; not DepthwiseConv2D, which tfmot 0.8
+strips back unclustered) is wrapped by
 `tfmot.clustering.keras.cluster_weights` with `number_of_clusters` centroids
 initialised as the config says, fine-tuned, and stripped back to plain
 layers whose kernels hold only the centroid values. After pruning,
@@ -67,10 +68,13 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     # Work on a copy so the caller's model (often the teacher) is never touched.
     base = keras.models.clone_model(model)
     base.set_weights(model.get_weights())
-    kinds = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)
+    kinds = (keras.layers.Conv2D, keras.layers.Dense)
 
     def wrap(layer):
-        if isinstance(layer, kinds) and layer.count_params() >= config.min_params:
+        # DepthwiseConv2D (a Conv2D subclass) is left out: tfmot 0.8 wraps it but strips it back unclustered
+        # (measured on MobileNetV2: 1,296 to 3,024 distinct values per kernel after 16-cluster clustering).
+        if (isinstance(layer, kinds) and not isinstance(layer, keras.layers.DepthwiseConv2D)
+                and layer.count_params() >= config.min_params):
             if ClusteringRegistry.supports(layer):
                 clustered.append(layer.name)
                 return tfmot.clustering.keras.cluster_weights(
@@ -84,7 +88,7 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     if not clustered:
         from edgecompress.errors import EdgeCompressError
 
-        raise EdgeCompressError(f"Model {model.name!r} has no Conv2D, Dense or DepthwiseConv2D layer with at least "
+        raise EdgeCompressError(f"Model {model.name!r} has no Conv2D or Dense layer with at least "
                                 f"min_params={config.min_params} weights to cluster; lower `min_params`.")
     logger.info("Clustering %d layer(s) into %d values (%s init%s)", len(clustered), config.number_of_clusters,
                 config.init, ", zeros kept" if preserve else "")

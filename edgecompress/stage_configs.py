@@ -257,7 +257,8 @@ class ClusterConfig(_StageConfig):
             PCQAT when sparsity is preserved too). Defaults to False.
         qat_epochs: Epochs of that training. Defaults to 1.
         min_params: Leave layers with fewer weights unclustered (a first 3x3
-            convolution has a few hundred). Defaults to 1000.
+            convolution has a few hundred). Defaults to 1000. DepthwiseConv2D
+            layers are never clustered (tfmot 0.8 strips them back unclustered).
         learning_rate: Adam learning rate while fine-tuning. Defaults to 1e-4.
         batch_size: Defaults to 64.
         strategy: One of `distribute.STRATEGIES`. Defaults to `"default"`.
