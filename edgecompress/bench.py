@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EdgeCompressError
+from edgecompress.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EdgeCompressError
 from edgecompress.numerics import latency_stats, quantize
 from edgecompress.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
 
@@ -313,7 +313,9 @@ def main(argv=None) -> int:
         print(text)
     for err in out["errors"]:
         print(f"error: {err['model']}: {err['error']}", file=sys.stderr)
-    return EXIT_PARTIAL if out["errors"] else EXIT_OK
+    if not out["errors"]:
+        return EXIT_OK
+    return EXIT_PARTIAL if out["results"] else EXIT_USAGE  # some files failed / every file failed
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import socket
 import zlib
 from pathlib import Path
 
-from edgecompress.errors import EXIT_OK, EXIT_PARTIAL, EdgeCompressError
+from edgecompress.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EdgeCompressError
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,8 @@ def _run_bench(conn, host, remote, python, names, flags) -> dict:
     logger.info("%s: %s", host, cmd)
     res = conn.run(cmd, hide=True, warn=True, in_stream=False)
     last = (res.stderr.strip().splitlines() or [""])[-1]
-    if res.return_code not in (EXIT_OK, EXIT_PARTIAL):  # partial: some models failed, listed in the JSON
+    # Partial (some files failed) and usage (every file failed) still write the JSON that lists them.
+    if res.return_code not in (EXIT_OK, EXIT_PARTIAL, EXIT_USAGE):
         raise EdgeCompressError(f"{host}: the benchmark with {python} failed (exit {res.return_code}): {last}"
                                 + _hint(res.return_code, last, python))
     buf = io.BytesIO()

@@ -99,7 +99,9 @@ def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None):
 
         atomic_write_json(json_out, out)
     if out["errors"]:
-        raise PartialFailure(f"{len(out['errors'])} model(s) failed to benchmark:\n" +
+        # Some files failed: a partial failure (4); every file failed: bad input (2).
+        kind = PartialFailure if out["results"] else EdgeCompressError
+        raise kind(f"{len(out['errors'])} model(s) failed to benchmark:\n" +
                                 "\n".join(f"  {e['model']}: {e['error']}" for e in out["errors"]))
     return out
 
