@@ -93,7 +93,7 @@ def sha256_path(path) -> str:
 
 @contextlib.contextmanager
 def folder_lock(folder, what: str = "a build"):
-    """Holds `<folder>/.edgecompress.lock` for the duration; a second holder is refused at once.
+    """Holds `<folder>/.edgecompress/lock` for the duration; a second holder is refused at once.
 
     The lock is an `flock` (released by the kernel when the process dies, so a
     killed build never leaves the folder locked); the file says who holds it.
@@ -109,8 +109,9 @@ def folder_lock(folder, what: str = "a build"):
     from edgecompress.errors import EdgeCompressError
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / ".edgecompress.lock"
+    # In a folder of its own: the published files stay exactly as the last build left them.
+    path = folder / ".edgecompress" / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

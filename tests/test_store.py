@@ -78,7 +78,7 @@ def test_a_second_build_into_the_same_folder_stops_at_once(tmp_path, root, small
                               "--out", str(out), "--quiet"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     try:
-        lock = out / ".edgecompress.lock"
+        lock = out / ".edgecompress" / "lock"
         deadline = time.time() + 120
         while not (lock.exists() and lock.read_text().strip()):
             assert first.poll() is None, first.communicate()[1][-2000:]
