@@ -204,7 +204,7 @@ def build_apk(build_dir="build/edge", out=None, *, calibration_dir="calibration_
                  jvm_target="1.8", extra=["-Xlambdas=class", "-Xsam-conversions=class"])
         logger.info("[3/6] ProGuard: shrink kotlin-stdlib, backport its invokedynamic lambdas")
         shrunk = tmp / "app.jar"
-        java_home = Path(shutil.which("java")).resolve().parents[1]
+        java_home = _java_home()
         pro = tmp / "proguard.pro"
         pro.write_text("\n".join(
             [f"-injars {classes}"]
@@ -364,8 +364,12 @@ _OBJECT_METHODS = {"<init>", "equals", "hashCode", "toString", "getClass", "noti
 
 def framework_jars(chain: dict) -> list:
     """What a minSdk phone provides: android-all 7.0 and the JDK modules Android's core library covers."""
-    java_home = Path(shutil.which("java")).resolve().parents[1]
-    return chain["android_min"] + [java_home / "jmods" / f"{m}.jmod" for m in _JAVA_MODULES]
+    return chain["android_min"] + [_java_home() / "jmods" / f"{m}.jmod" for m in _JAVA_MODULES]
+
+
+def _java_home() -> Path:
+    """The JDK behind `java` on PATH (its jmods stand in for the phone's java.* classes)."""
+    return Path(shutil.which("java")).resolve().parents[1]
 
 
 def _framework_classes(jars) -> set[str]:

@@ -82,12 +82,7 @@ class StageCache:
             for stale in self.root.glob(".*partial*"):  # left by a killed build; not another live one's
                 pid = "".join(ch for ch in stale.name.split("partial", 1)[1].split(".")[0] if ch.isdigit())
                 if pid and not _alive(int(pid)):
-                    if stale.is_dir():
-                        import shutil
-
-                        shutil.rmtree(stale, ignore_errors=True)
-                    else:
-                        stale.unlink(missing_ok=True)
+                    _remove(stale)
         else:
             import shutil
             import tempfile
@@ -130,13 +125,8 @@ class StageCache:
             return True
         logger.warning("Cache entry %s %s; recomputing it.", path.name,
                        "has no recorded hash" if want is None else "does not match its recorded hash (truncated or altered)")
-        for p in (path, record):
-            if p.is_dir():
-                import shutil
-
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+        _remove(path)
+        _remove(record)
         return False
 
     def _record(self, path: Path) -> None:
@@ -171,8 +161,8 @@ class StageCache:
                     model = keras.models.load_model(p, compile=False)
             except (ValueError, TypeError, OSError, KeyError) as e:
                 logger.warning("Cache entry %s does not load (%s); recomputing it.", p.name, str(e)[:160])
-                p.unlink(missing_ok=True)
-                p.with_name(p.name + ".sha256").unlink(missing_ok=True)
+                _remove(p)
+                _remove(p.with_name(p.name + ".sha256"))
                 return None
         self._note(True, name)
         return model
@@ -226,6 +216,16 @@ class StageCache:
             with self._lock(p, shared=False):
                 atomic_write_json(p, obj)
                 self._record(p)
+
+
+def _remove(path: Path) -> None:
+    """Deletes a cache file or a directory entry (a SavedModel), if it is there."""
+    if path.is_dir():
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

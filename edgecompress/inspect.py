@@ -61,27 +61,11 @@ def weight_sparsity(model_content: bytes) -> dict:
     Returns:
         {"layers": [{"op", "tensor", "params", "zeros", "sparsity"}], "overall": float}
     """
-    interp = _interpreter(model_content)
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    all_ops = interp._get_ops_details()  # noqa: SLF001
-    # float16 (and some dynamic-range) files store weights as a constant fed through
-    # DEQUANTIZE; the op's own input is then a runtime tensor, so follow it back.
-    dequantized_from = {op["outputs"][0]: op["inputs"][0] for op in all_ops if op["op_name"] == "DEQUANTIZE"}
     layers, total, zeros = [], 0, 0
-    for op in all_ops:
-        if op["op_name"] not in _WEIGHTED_OPS or len(op["inputs"]) < 2:
-            continue
-        idx = dequantized_from.get(op["inputs"][1], op["inputs"][1])
-        t = tensors.get(idx)
-        if t is None:
-            continue
-        try:
-            w = interp.get_tensor(idx)
-        except ValueError:
-            continue
+    for name, t, w in _weights(model_content):
         zp = t.get("quantization", (0.0, 0))[1]
         z = int(np.count_nonzero(w == zp))
-        layers.append({"op": op["op_name"], "tensor": t["name"], "params": int(w.size), "zeros": z,
+        layers.append({"op": name, "tensor": t["name"], "params": int(w.size), "zeros": z,
                        "sparsity": z / w.size if w.size else 0.0})
         total += w.size
         zeros += z
@@ -93,6 +77,8 @@ def _weights(model_content: bytes):
     interp = _interpreter(model_content)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     all_ops = interp._get_ops_details()  # noqa: SLF001
+    # float16 (and some dynamic-range) files store weights as a constant fed through
+    # DEQUANTIZE; the op's own input is then a runtime tensor, so follow it back.
     dequantized_from = {op["outputs"][0]: op["inputs"][0] for op in all_ops if op["op_name"] == "DEQUANTIZE"}
     for op in all_ops:
         if op["op_name"] not in _WEIGHTED_OPS or len(op["inputs"]) < 2:
