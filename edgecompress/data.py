@@ -74,6 +74,22 @@ class Dataset:
             "fingerprint": self.fingerprint(),
         }
 
+    def validation_split(self, fraction: float = 0.1, seed: int = 0) -> "Dataset":
+        """The training images split in two, stratified: the rest to train on, and `fraction` of them as
+        this dataset's evaluation split (its `x_test`). A search scores and selects on it; the test split
+        stays for reporting."""
+        train, val = _stratified_split(self.y_train, fraction, seed)
+        return Dataset(f"{self.name} (validation {len(val)} of the training images)", self.x_train[train],
+                       self.y_train[train], self.x_train[val], self.y_train[val], self.class_names,
+                       self.preprocessing)
+
+    def without_validation(self, fraction: float = 0.1, seed: int = 0) -> "Dataset":
+        """This dataset less `validation_split`'s images: train a teacher on it so a search's validation
+        split is held out of everything it learned from. The test split is unchanged."""
+        train, _ = _stratified_split(self.y_train, fraction, seed)
+        return Dataset(self.name, self.x_train[train], self.y_train[train], self.x_test, self.y_test,
+                       self.class_names, self.preprocessing)
+
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for a in (self.x_train, self.y_train, self.x_test, self.y_test):

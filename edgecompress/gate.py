@@ -2,7 +2,8 @@
 
 Constraints are on the measured artifacts: top-1 drop against the baseline
 (in points), file size (KiB of the `.tflite`), and p50 latency (on the host,
-or on a device whose results are in the report). Among the artifacts that
+or on a device whose results are in the report). A search's files are
+judged on top-1 on its validation split (`val_accuracy`), not the test split. Among the artifacts that
 meet them all, the smallest download (gzip bytes) wins, ties going to the
 more accurate. When none does, `GateError` says which constraint failed by
 how much, and the best value reached; the task exits 3 so CI can tell it
@@ -75,7 +76,13 @@ def _accuracy(report, artifact, device):
         r = _device(report, device)["results"].get(artifact["name"]) or {}
         if "accuracy" in r:
             return r["accuracy"]["top1"]
+    elif "val_accuracy" in artifact and "val_accuracy" in _baseline(report):
+        return artifact["val_accuracy"]  # a search selects on its validation split, never on the test split
     return artifact["accuracy"]
+
+
+def _baseline(report) -> dict:
+    return next((a for a in report["artifacts"] if a["name"] == report.get("baseline")), {})
 
 
 def measures(report, artifact, device=None) -> dict:
@@ -113,7 +120,7 @@ def select(report: dict, constraints: Constraints) -> dict:
         if all(lim is None or (m[k] is not None and m[k] <= lim) for k, lim in limits.items()):
             ok.append(a)
     if ok:
-        return min(ok, key=lambda a: (a["gzip_bytes"], -a["accuracy"]))
+        return min(ok, key=lambda a: (a["gzip_bytes"], -_accuracy(report, a, constraints.device)))
     flags = {"accuracy_drop": "--max-accuracy-drop", "size_kb": "--max-size-kb", "latency_ms": "--max-latency-ms"}
     units = {"accuracy_drop": "points", "size_kb": "KiB", "latency_ms": "ms"}
     lines = []

@@ -95,6 +95,23 @@ def artifact_record(name, data, path, quantization, measured, recipe) -> Artifac
     return Artifact.from_dict(record)
 
 
+def measure_file(path, dataset, cache, *, threads=1, runs=200, warmup=20) -> dict:
+    """Top-1 on `dataset`'s test split and host latency of one `.tflite` file, cached by content:
+    {"accuracy", "latency_ms", "init_ms"}. A search's files, measured one at a time after the study."""
+    from edgecompress.cache import make_key
+
+    data = Path(path).read_bytes()
+    key = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup)
+    measured = cache.get_json("file.measure", key)
+    if measured is None:
+        result, _ = evaluate_tflite(path, to_model_input(dataset.x_test, dataset.preprocessing), dataset.y_test,
+                                    num_threads=threads)
+        b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
+        measured = {"accuracy": result["accuracy"], "latency_ms": b["latency_ms"], "init_ms": b["init_ms"]}
+        cache.put_json("file.measure", key, measured)
+    return measured
+
+
 def publish(artifacts, out_dir: Path) -> None:
     """Copies finished artifacts from the cache into `out_dir`, each atomically."""
     from edgecompress.fileio import atomic_write_bytes
@@ -107,7 +124,8 @@ def publish(artifacts, out_dir: Path) -> None:
         a.path, a.cache_path = str(dst), None
 
 
-def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_accuracy, options, prefix=""):
+def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_accuracy, options, prefix="",
+                 offer=True):
     """When every int8 artifact of `result` loses more than allowed, adds what its scheme's recovery offers.
 
     `schemes.scheme("int8").recover_with`: a selective-int8 file, whose
@@ -125,6 +143,8 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
     if not int8 or any(100 * (baseline_accuracy - a.accuracy) <= max_accuracy_drop for a in int8):
         return None
     offers = [o for a in int8 for o in scheme(a.quantization).recover_with]
+    if not offer:
+        offers = [o for o in offers if o == "selective"]
     offered = _offer_schemes(result, [o for o in dict.fromkeys(offers) if o != "selective"], dataset, pixels, cache,
                              int8, options, prefix)
     if "selective" not in offers:

@@ -30,3 +30,21 @@ def mark_pareto(artifacts) -> None:
     for axis, cost in (("size", lambda a: a.gzip_bytes), ("latency", lambda a: a.p50_ms)):
         for i in pareto([(cost(a), a.accuracy) for a in artifacts]):
             artifacts[i].extra["pareto"][axis] = True
+
+
+def hypervolume(points, reference) -> float:
+    """Area dominated by (cost, accuracy) `points` and bounded by `reference` (cost, accuracy): cheaper and
+    more accurate than the reference counts. Larger is better; in cost units x accuracy units.
+
+    >>> hypervolume([(1, 0.9), (2, 0.95)], (4, 0.5))
+    1.3
+    """
+    ref_cost, ref_acc = reference
+    pts = [(c, a) for c, a in points if c < ref_cost and a > ref_acc]
+    front = sorted(pts[i] for i in pareto(pts))
+    area, below = 0.0, ref_acc
+    for c, a in front:  # sorted by cost, so accuracy rises along the front
+        if a > below:
+            area += (ref_cost - c) * (a - below)
+            below = a
+    return round(area, 10)

@@ -64,6 +64,16 @@ class BuildOptions(_Config):
             space (a shipped name such as `default`, or a JSON file; see
             `edgecompress.search`) and keep the Pareto front. Defaults to None.
         budget_minutes: Time budget of the search. Defaults to 30.
+        workers: Search worker processes on this machine, sharing the study
+            and the cores. Defaults to 1 (trials run in this process).
+        storage: The study's storage: an RDB URL other machines' workers can
+            reach (`postgresql://user:pw@host/db`), or a journal file. Defaults
+            to None: `<out_dir>/.edgecompress/study/study.journal`.
+        artifacts: Folder of the study's artifact store (where workers put
+            their files; one all machines mount). Defaults to None:
+            `<out_dir>/.edgecompress/study/artifacts`.
+        study: Study name in the storage. Defaults to None:
+            `optimize.STUDY_NAME`.
         max_accuracy_drop, max_size_kb, max_latency_ms: Quality gate (see
             `gate.Constraints`): the artifact meeting them all is written as
             `selected.tflite`; when int8 loses too much, selective int8
@@ -87,6 +97,10 @@ class BuildOptions(_Config):
     cache: bool = True
     search: str | None = None
     budget_minutes: float = 30.0
+    workers: int = 1
+    storage: str | None = None
+    artifacts: str | None = None
+    study: str | None = None
     max_accuracy_drop: float | None = None
     max_size_kb: float | None = None
     max_latency_ms: float | None = None
@@ -223,11 +237,13 @@ def _build(options: BuildOptions) -> dict:
     if space is not None:
         from edgecompress.search import search
 
-        _step(3, n, f"Searching {len(space.candidates())} recipes of space {space.name!r} within "
-                    f"{options.budget_minutes:g} min, each file measured with the TFLite interpreter")
+        _step(3, n, f"Searching space {space.name!r} ({space.sampler}, {len(space.parameters())} parameter(s)) "
+                    f"within {options.budget_minutes:g} min, each file measured with the TFLite interpreter")
         result = search(model, dataset, space, pixels, cache, teacher_key, budget_minutes=options.budget_minutes,
                         max_accuracy_drop=constraints.max_accuracy_drop, options=options, seed=options.seed,
-                        verbose=options.verbose)
+                        verbose=options.verbose, out_dir=out_dir, storage=options.storage, workers=options.workers,
+                        artifacts=options.artifacts, study_name=options.study,
+                        worker_command=worker_command(options, out_dir))
     else:
         _step(3, n, f"Running recipe {recipe.name!r}: {len(recipe.stages)} stage(s), {len(recipe.quantize)} variant(s), "
                     "each measured with the TFLite interpreter")
@@ -265,6 +281,72 @@ def _build(options: BuildOptions) -> dict:
     if result.failed:
         raise PartialBuildError(report, result.failed)
     return report
+
+
+def worker_command(options: BuildOptions, out_dir) -> list[str]:
+    """The argv that starts one search worker on this build's study (what `--workers N` runs N times)."""
+    import sys
+
+    from edgecompress.optimize import study_dir
+
+    storage = options.storage or f"journal:{study_dir(out_dir) / 'study.journal'}"
+    cmd = [sys.executable, "-m", "edgecompress", "search-worker", "--storage", storage, "--out", str(out_dir)]
+    if options.study:
+        cmd += ["--study", options.study]
+    return cmd
+
+
+def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=None, search=None, artifacts=None,
+                  worker_index: int = 0, verbose: int = 0) -> int:
+    """Joins a running search's study and runs trials until its deadline; returns how many it ran.
+
+    Everything else comes from the study: the build options of the search
+    that made it (its model, data, space, seed, limit), with `model`, `data`
+    and `search` overriding the paths on this machine. The worker computes
+    its own teacher, data, space and versions fingerprint and refuses to
+    join when it differs from the study's (exit 2).
+    """
+    import optuna
+
+    from edgecompress import optimize
+    from edgecompress.cache import StageCache
+    from edgecompress.search import load_space
+
+    name = study or optimize.STUDY_NAME
+    storage_obj = optimize.open_storage(storage, out_dir or ".")
+    storage_obj._edgecompress_url = optimize.describe_url(storage)
+    try:
+        found = optuna.load_study(study_name=name, storage=storage_obj)
+    except KeyError:
+        raise EdgeCompressError(f"No study {name!r} in {optimize.describe_url(storage)}. Start the search first "
+                                "(`invoke build-edge --search ... --storage URL`), then its workers.") from None
+    stored = dict(found.user_attrs.get("options") or {})
+    overrides = {k: v for k, v in {"model": model, "data": data, "search": search}.items() if v is not None}
+    stored.update(overrides, verbose=verbose, workers=1)
+    if out_dir is not None:
+        stored["out_dir"] = str(out_dir)
+    options = BuildOptions.from_dict(stored)
+    space = load_space(options.search)
+    out = Path(options.out_dir)
+    cache = StageCache(out / ".cache", enabled=options.cache)
+    model_, dataset, teacher_key, _ = prepare_model(options, cache)
+    pixels, _ = calibration_pixels(options, dataset, out)
+    val = dataset.validation_split(space.validation_fraction, options.seed)
+    from edgecompress.search import fingerprint
+
+    fp = fingerprint(model_, val, space, pixels, seed=options.seed, max_accuracy_drop=options.max_accuracy_drop)
+    study_ = optimize.open_study(storage_obj, space, fp, seed=options.seed, worker=worker_index + 1, name=name,
+                                 join=True)
+    from optuna.artifacts import FileSystemArtifactStore
+
+    store = FileSystemArtifactStore(str(artifacts or study_.user_attrs["artifacts"]))
+    ctx = optimize.TrialContext(model_, val, space, pixels, cache, teacher_key, study_.user_attrs["baseline_accuracy"],
+                                options.max_accuracy_drop, store, seed=options.seed, verbose=verbose,
+                                threads=options.threads)
+    logger.info("Worker %s joined study %r (%s)", optimize.worker_id(), name, optimize.describe_url(storage))
+    ran = optimize.run_worker(study_, storage_obj, ctx, deadline=study_.user_attrs["deadline"], trials=space.trials)
+    logger.info("Worker %s ran %d trial(s)", optimize.worker_id(), ran)
+    return ran
 
 
 def finish(result: BuildResult, facts: dict, out_dir: Path, constraints: Constraints) -> dict:

@@ -1,36 +1,44 @@
-"""Search: try many recipes within a time budget and keep the Pareto front.
+"""Search: an Optuna study over recipes, within a time budget; the Pareto front of its files.
 
-A search space is data, a JSON file like a recipe plus a `grid`:
+A search space is data, a JSON file like a recipe plus the parameters to vary:
 
     {
       "name": "default",
       "stages": [
         {"stage": "distill", "width": 0.5, "baseline": false},
-        {"stage": "prune", "final_sparsity": 0.75}
+        {"stage": "prune", "final_sparsity": 0.75},
+        {"stage": "cluster", "number_of_clusters": 16}
       ],
-      "grid": {"distill.width": [0.5, 0.75], "prune.final_sparsity": [null, 0.6, 0.75, 0.85]},
-      "quantize": ["int8", "float16", "dynamic"],
-      "selective_int8": true
+      "grid": {
+        "distill.width": [0.25, 0.5],
+        "prune.final_sparsity": {"low": 0.5, "high": 0.95, "step": 0.05},
+        "cluster": [true, false],
+        "cluster.number_of_clusters": {"low": 8, "high": 32, "log": true}
+      },
+      "quantize": ["int8", "int16x8", "float16"],
+      "sampler": "tpe"
     }
 
-`stages` is the template; each `grid` entry `"STAGE.PARAM": [values]`
-varies one parameter of one stage, and `null` drops that stage from the
-candidate (no pruning, no factorization). Every combination is a candidate
-recipe, run in the order of the grid (the first key varies slowest, so
-candidates sharing a stage prefix reuse it from the cache). `quantize` is
-the variants made from every candidate. With `selective_int8`, a
-candidate whose int8 files all lose more than `--max-accuracy-drop` also
-gets a selective-int8 file with its most sensitive layers in float.
+`stages` is the template. Each `grid` entry varies one parameter of one
+stage: a list is a categorical choice (`null` drops that stage from the
+trial), `{"low", "high"}` a range (integers when both are integers; `step`
+and `log` as in Optuna), and a bare stage name with `[true, false]` says
+whether the stage runs at all. `quantize` is the scheme of the trial's one
+file, itself a parameter when it lists more than one.
 
-Every file is measured with the real interpreter. Candidates are started
-while the time spent plus the estimated cost of the next one (the mean time
-of each of its uncached stages so far, plus the mean time of converting and
-measuring) fits in the budget; the rest are listed as skipped.
+A trial is one `.tflite` file: its recipe's stages (reused from the stage
+cache when an earlier trial shared the prefix), one conversion, measured
+with the real interpreter on a validation split held out of the training
+data. The study has two objectives, validation top-1 (maximized) and gzip
+bytes (minimized); `--max-accuracy-drop` is its constraint. `sampler` picks
+Optuna's sampler (see `SAMPLERS`); how trials run, stop early, resume and
+spread over workers is `edgecompress.optimize`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
@@ -40,14 +48,71 @@ from pathlib import Path
 
 from edgecompress.configs import _Config, _require
 from edgecompress.errors import EdgeCompressError
-from edgecompress.pareto import mark_pareto
 from edgecompress.recipe import Recipe
-from edgecompress.results import BuildResult
 from edgecompress.registry import STAGES
 
 logger = logging.getLogger(__name__)
 
 SPACES_DIR = Path(__file__).parent / "search_spaces"
+
+# Optuna's samplers by name, with settings for 20-40 trials (see `optimize.make_sampler`).
+SAMPLERS = ("tpe", "nsga2", "grid", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One searched parameter: `choices` (categorical) or `low`..`high` (a range)."""
+
+    key: str
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+
+    @property
+    def is_int(self) -> bool:
+        return self.choices is None and all(isinstance(v, int) and not isinstance(v, bool)
+                                            for v in (self.low, self.high)) and (self.step is None or isinstance(self.step, int))
+
+    def values(self) -> list | None:
+        """Every value, when it can be listed (choices, or a range with a `step`)."""
+        if self.choices is not None:
+            return list(self.choices)
+        if self.is_int:
+            return list(range(self.low, self.high + 1, self.step or 1))
+        if self.step is None:
+            return None
+        n = int(round((self.high - self.low) / self.step))
+        return [round(self.low + i * self.step, 10) for i in range(n + 1)]
+
+
+def _encode(v):
+    """A categorical value as Optuna stores it: JSON text for anything but None/bool/int/float/str."""
+    return v if v is None or isinstance(v, (bool, int, float, str)) else json.dumps(v, sort_keys=True)
+
+
+def _param(space_name: str, key: str, spec) -> Param:
+    where = f"Search space {space_name!r}: grid key {key!r}"
+    if isinstance(spec, list):
+        _require(bool(spec), f"{where} needs a non-empty list of values. Received: {spec!r}")
+        return Param(key, choices=tuple(spec))
+    if isinstance(spec, dict):
+        unknown = sorted(set(spec) - {"low", "high", "step", "log"})
+        _require(not unknown and {"low", "high"} <= set(spec),
+                 f"{where}: a range is {{\"low\": L, \"high\": H}} with optional \"step\" and \"log\". "
+                 f"Received: {spec!r}")
+        low, high, step, log = spec["low"], spec["high"], spec.get("step"), bool(spec.get("log", False))
+        num = (int, float)
+        _require(isinstance(low, num) and isinstance(high, num) and not isinstance(low, bool),
+                 f"{where}: `low` and `high` must be numbers. Received: {spec!r}")
+        _require(low <= high, f"{where}: the range has low > high ({low!r} > {high!r}). Swap them.")
+        _require(step is None or (isinstance(step, num) and step > 0), f"{where}: `step` must be > 0. Received: {step!r}")
+        _require(not (log and (low <= 0 or step is not None)),
+                 f"{where}: a `log` range needs low > 0 and no `step`. Received: {spec!r}")
+        return Param(key, low=low, high=high, step=step, log=log)
+    raise EdgeCompressError(f"{where} must be a list of values or a range {{\"low\": L, \"high\": H}}. "
+                            f"Received: {spec!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +120,23 @@ class SearchSpace(_Config):
     """The recipes `--search` tries (see the module docstring for the file format).
 
     Args:
-        name: Names the space in the report. Defaults to `"custom"`.
+        name: Names the space in the report and the study. Defaults to `"custom"`.
         stages: The template stages, as in a recipe. Defaults to `()`.
-        grid: `{"STAGE.PARAM": [values]}`; `null` drops the stage. Defaults to `{}`.
-        quantize: Variants made from every candidate. Defaults to
-            `("int8", "float16", "dynamic")`.
-        selective_int8: Try selective int8 on candidates whose int8 loses
-            more than the accuracy limit. Defaults to True.
+        grid: `{"STAGE.PARAM": [values] or {"low", "high"}, "STAGE": [true, false]}`;
+            `null` in a list drops the stage. Defaults to `{}`.
+        quantize: The file's scheme; a parameter when it lists several.
+            Defaults to `("int8", "float16", "dynamic")`.
+        selective_int8: When a trial's int8 file loses more than the accuracy
+            limit, its most sensitive layers go back to float and that file is
+            the trial's. Defaults to True.
+        sampler: One of `SAMPLERS`. `"grid"` tries every listed combination
+            (ranges need a `step`). Defaults to `"tpe"`.
+        trials: Stop after this many finished trials (the budget still
+            applies). Defaults to None: the budget alone.
+        startup_trials: Random trials before TPE models the results, or
+            NSGA-II's population size. Defaults to 8.
+        validation_fraction: Share of the training images held out to score
+            and select trials; the test split only reports. Defaults to 0.1.
     """
 
     name: str = "custom"
@@ -69,51 +144,117 @@ class SearchSpace(_Config):
     grid: dict = dataclasses.field(default_factory=dict)
     quantize: tuple = ("int8", "float16", "dynamic")
     selective_int8: bool = True
+    sampler: str = "tpe"
+    trials: int | None = None
+    startup_trials: int = 8
+    validation_fraction: float = 0.1
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(dict(s) for s in self.stages))
         object.__setattr__(self, "quantize", tuple(self.quantize))
         _require(isinstance(self.grid, dict), f"Received an invalid value for `grid`, expected a mapping of "
                                               f"'STAGE.PARAM' to a list of values. Received: grid={self.grid!r}")
+        _require(self.sampler in SAMPLERS, f"Search space {self.name!r}: received an invalid value for `sampler`, "
+                                           f"expected one of {list(SAMPLERS)}. Received: sampler={self.sampler!r}")
+        _require(self.trials is None or (isinstance(self.trials, int) and self.trials > 0),
+                 f"Search space {self.name!r}: `trials` must be a number > 0 or null. Received: trials={self.trials!r}")
+        _require(isinstance(self.startup_trials, int) and self.startup_trials >= 2,
+                 f"Search space {self.name!r}: `startup_trials` must be an integer >= 2. "
+                 f"Received: startup_trials={self.startup_trials!r}")
+        _require(0 < self.validation_fraction < 0.5, f"Search space {self.name!r}: `validation_fraction` must be in "
+                                                     f"(0, 0.5). Received: {self.validation_fraction!r}")
+        _require(bool(self.quantize), f"Search space {self.name!r}: `quantize` needs at least one scheme.")
         kinds = [s.get("stage") for s in self.stages]
         for key, values in self.grid.items():
-            stage, _, param = key.partition(".")
+            stage, dot, param = key.partition(".")
             _require(stage in STAGES, f"Search space {self.name!r}: grid key {key!r} names unknown stage {stage!r}. "
                                       f"Valid stages: {sorted(STAGES)}.")
             _require(stage in kinds, f"Search space {self.name!r}: grid key {key!r} names stage {stage!r}, which is "
                                      f"not in `stages` ({kinds}). Valid keys look like 'prune.final_sparsity'.")
+            if not dot:
+                _require(isinstance(values, list) and values and all(isinstance(v, bool) for v in values),
+                         f"Search space {self.name!r}: grid key {key!r} (a stage) takes [true, false]: whether "
+                         f"the stage runs. Received: {values!r}")
+                continue
             fields = [f.name for f in dataclasses.fields(STAGES[stage].config)]
             _require(param in fields, f"Search space {self.name!r}: grid key {key!r}: {stage} has no parameter "
                                       f"{param!r}. Valid parameters: {fields}.")
-            _require(isinstance(values, list) and values, f"Search space {self.name!r}: grid key {key!r} needs a "
-                                                          f"non-empty list of values. Received: {values!r}")
-        self.candidates()  # every combination must be a valid recipe (stages, parameters, variants)
+            _param(self.name, key, values)
+        if self.sampler == "grid":
+            for p in self.parameters().values():
+                _require(p.values() is not None, f"Search space {self.name!r}: the grid sampler lists every value, "
+                                                 f"but grid key {p.key!r} is a range without a `step`. Add a step "
+                                                 f"or pick sampler 'tpe'.")
+        # The template, each listed value and both ends of each range must make valid recipes.
+        for p in self.parameters().values():
+            for v in (p.values() if p.choices is not None else [p.low, p.high]):
+                self.recipe({p.key: v})
+
+    def parameters(self) -> dict:
+        """`{key: Param}`: the grid's, plus `quantize` when it lists several schemes."""
+        out = {k: _param(self.name, k, v) for k, v in self.grid.items()}
+        if len(self.quantize) > 1:
+            out["quantize"] = Param("quantize", choices=self.quantize)
+        return out
+
+    def suggest(self, trial) -> dict:
+        """One trial's choice `{key: value}`, every parameter asked of the Optuna `trial` (all, always, so
+        every sampler sees one fixed space; `recipe` ignores the parameters of a dropped stage)."""
+        choice = {}
+        for key, p in self.parameters().items():
+            if p.choices is not None:
+                enc = [_encode(v) for v in p.choices]
+                choice[key] = p.choices[enc.index(trial.suggest_categorical(key, enc))]
+            elif p.is_int:
+                choice[key] = trial.suggest_int(key, p.low, p.high, step=p.step or 1, log=p.log)
+            else:
+                v = trial.suggest_float(key, p.low, p.high, step=p.step, log=p.log)
+                choice[key] = round(v, 10) if p.step else float(f"{v:.3g}")  # 3 digits: names and cache keys repeat
+        return choice
+
+    def grid_space(self) -> dict:
+        """The grid sampler's `{key: [encoded values]}`."""
+        return {k: [_encode(v) for v in p.values()] for k, p in self.parameters().items()}
+
+    def recipe(self, choice: dict) -> Recipe:
+        """The recipe of one choice: the template with its values; one scheme."""
+        off = {k for k, v in choice.items() if "." not in k and k != "quantize" and v is False}
+        off |= {k.partition(".")[0] for k, v in choice.items() if "." in k and v is None}
+        stages = []
+        for s in self.stages:
+            if s["stage"] in off:
+                continue
+            s = dict(s)
+            for key, v in choice.items():
+                stage, dot, param = key.partition(".")
+                if dot and stage == s["stage"]:
+                    s[param] = v
+            stages.append(s)
+        quantize = choice.get("quantize", self.quantize[0])
+        named = {k: v for k, v in choice.items() if k != "quantize" and not (k.partition(".")[0] in off and "." in k
+                                                                             and v is not None)}
+        try:
+            return Recipe(name=candidate_name(named), stages=tuple(stages), quantize=(quantize,))
+        except EdgeCompressError as e:
+            raise EdgeCompressError(f"Search space {self.name!r}, candidate {choice}: {e}") from None
 
     def candidates(self) -> list[tuple[dict, Recipe]]:
-        """Every (grid values, recipe) combination, in grid order."""
-        keys = list(self.grid)
-        out = []
-        for values in itertools.product(*(self.grid[k] for k in keys)):
-            choice = dict(zip(keys, values))
-            stages = []
-            for s in self.stages:
-                s = dict(s)
-                drop = False
-                for key, v in choice.items():
-                    stage, _, param = key.partition(".")
-                    if stage == s["stage"]:
-                        if v is None:
-                            drop = True
-                        else:
-                            s[param] = v
-                if not drop:
-                    stages.append(s)
-            try:
-                recipe = Recipe(name=candidate_name(choice), stages=tuple(stages), quantize=self.quantize)
-            except EdgeCompressError as e:
-                raise EdgeCompressError(f"Search space {self.name!r}, candidate {choice}: {e}") from None
-            out.append((choice, recipe))
-        return out
+        """Every listed combination (what the grid sampler tries), as (choice, recipe), first key slowest."""
+        params = self.parameters()
+        lists = [p.values() for p in params.values()]
+        _require(all(v is not None for v in lists), f"Search space {self.name!r} has ranges without a `step`: its "
+                                                    "combinations cannot be listed.")
+        return [(c, self.recipe(c)) for c in (dict(zip(params, vs)) for vs in itertools.product(*lists))]
+
+    def fingerprint(self) -> str:
+        """What the study checks before a worker joins: this space's content."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+def config_key(recipe: Recipe) -> str:
+    """Two trials with equal keys make the same file: the recipe's stages and scheme, not its name."""
+    d = recipe.to_dict()
+    return hashlib.sha256(json.dumps([d["stages"], d["quantize"]], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def candidate_name(choice: dict) -> str:
@@ -122,9 +263,12 @@ def candidate_name(choice: dict) -> str:
         return "base"
     parts = []
     for key, v in choice.items():
-        param = key.partition(".")[2]
-        if v is None:
-            slug = "_none"
+        stage, dot, param = key.partition(".")
+        param = param if dot else stage
+        if v is None or v is False:
+            slug = "_none" if dot else "_off"
+        elif v is True and not dot:
+            slug = "_on"
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             slug = f"{v:g}"
         else:  # strings, booleans, mappings such as ranks: letters, digits and . - _ only
@@ -157,111 +301,162 @@ def load_space(spec) -> SearchSpace:
         raise EdgeCompressError(f"Search space {path}: {e}") from None
 
 
-class _Clock:
-    """Estimates a candidate's cost from what was measured so far.
+def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None) -> dict:
+    """What a study is made of; a worker whose own differ may not join (`optimize.open_study`)."""
+    import numpy as np
 
-    The cost is the mean time of each of its uncached stages plus the mean
-    time candidates spent converting and measuring.
-    """
+    from edgecompress.cache import versions
 
-    def __init__(self, budget_s: float):
-        self.budget_s, self.start, self.times, self.measuring = budget_s, time.time(), {}, []
-
-    @property
-    def spent(self) -> float:
-        return time.time() - self.start
-
-    def record(self, stage_log, total_seconds):
-        trained = 0.0
-        for s in stage_log[1:]:
-            if not s.cached:
-                self.times.setdefault(s.stage, []).append(s.seconds)
-                trained += s.seconds
-        self.measuring.append(max(0.0, total_seconds - trained))
-
-    def estimate(self, recipe, uncached) -> float:
-        est = sum(self.measuring) / len(self.measuring) if self.measuring else 0.0
-        for i in uncached:
-            seen = self.times.get(recipe.stages[i].STAGE)
-            est += sum(seen) / len(seen) if seen else 0.0
-        return est
+    h = hashlib.sha256()
+    for w in teacher.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return {"teacher": h.hexdigest()[:16], "data": dataset.fingerprint()[:16], "space": space.fingerprint(),
+            "calibration": hashlib.sha256(pixels.tobytes()).hexdigest()[:16], "seed": seed,
+            "max_accuracy_drop": max_accuracy_drop,
+            "versions": hashlib.sha256(json.dumps(versions(), sort_keys=True).encode()).hexdigest()[:16]}
 
 
 def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, budget_minutes: float = 30,
-           max_accuracy_drop=None, options=None, seed=0, verbose=1) -> dict:
-    """Runs the space's candidates within the budget; returns artifacts, Pareto fronts and a log.
+           max_accuracy_drop=None, options=None, seed=0, verbose=1, out_dir=None, storage=None, workers: int = 1,
+           artifacts=None, study_name=None, worker_command=None):
+    """Runs (or resumes) the space's Optuna study within the budget; returns a `results.BuildResult`.
 
-    Returns a `results.BuildResult` like `pipeline.compress`'s (the
-    teacher's stage log, `final_model` None) whose `search` holds the space,
-    the budget, and per candidate its recipe, status (`done`, `skipped`,
-    `failed`), seconds and artifact names. Artifacts are named
-    `<candidate>_<variant>` and carry `pareto: {"size": bool, "latency": bool}`.
+    Trials train on the training images less a validation split and are
+    scored on it (`space.validation_fraction`); afterwards every trial's file
+    is measured again, one at a time, on the test split (top-1, latency).
+    Artifacts are the teacher's float32 file and one file per finished
+    trial, named `<candidate>_<scheme>`, each with `val_accuracy` and
+    `pareto` (size: the study's front on validation top-1 and gzip bytes;
+    latency: on test top-1 and p50). `search` in the result logs every
+    trial (`done`, `stopped early` and at which stage, `failed`,
+    `duplicate`, `retried`), the sampler, storage and workers.
+
+    With `workers` > 1, `worker_command` (the argv of `invoke search-worker`
+    for this build) is started that many times, each with a share of the
+    cores, and this process waits for them.
     """
-    from edgecompress.measure import convert_and_measure, recover_int8, teacher_baseline
-    from edgecompress.stages import run_stages, stage_is_cached, stage_keys, teacher_entry
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact
+    from optuna.trial import TrialState
 
-    _require(budget_minutes > 0, "Received an invalid value for `budget_minutes`, expected a number > 0. "
-                                 f"Received: budget_minutes={budget_minutes!r}")
-    kw = {"threads": options.threads, "runs": options.runs, "warmup": options.warmup} if options else {}
-    clock = _Clock(60 * budget_minutes)
-    candidates = space.candidates()
+    from edgecompress import optimize
+    from edgecompress.measure import measure_file, teacher_baseline
+    from edgecompress.pareto import hypervolume, mark_pareto, pareto
+    from edgecompress.results import Artifact, BuildResult
+    from edgecompress.stages import teacher_entry
+
+    _require(isinstance(budget_minutes, (int, float)) and budget_minutes > 0,
+             "Received an invalid value for `budget_minutes`, expected a number > 0. "
+             f"Received: budget_minutes={budget_minutes!r}")
+    _require(isinstance(workers, int) and workers >= 1,
+             f"Received an invalid value for `workers`, expected an integer >= 1. Received: workers={workers!r}")
+    _require(workers == 1 or worker_command, "`workers` > 1 needs the worker command (use `invoke build-edge`).")
+    out_dir = Path(out_dir) if out_dir is not None else Path(cache.root).parent
+    threads, runs, warmup = (options.threads, options.runs, options.warmup) if options else (1, 200, 20)
+    started = time.time()
+    val = dataset.validation_split(space.validation_fraction, seed)
+    store_dir = Path(artifacts) if artifacts else optimize.study_dir(out_dir) / "artifacts"
+    store_dir.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(str(store_dir))
+    study_storage = optimize.open_storage(storage, out_dir)
+    study_storage._edgecompress_url = optimize.describe_url(storage)
+    fp = fingerprint(teacher, val, space, pixels, seed=seed, max_accuracy_drop=max_accuracy_drop)
+    name = study_name or optimize.STUDY_NAME
+    study = optimize.open_study(study_storage, space, fp, seed=seed, name=name)
+
     teacher_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
-    artifacts, failed = teacher_baseline(teacher, pixels, dataset, cache, teacher_key, teacher_log[0], **kw)
-    if not artifacts:
+    base_arts, failed = teacher_baseline(teacher, pixels, dataset, cache, teacher_key, teacher_log[0],
+                                         threads=threads, runs=runs, warmup=warmup)
+    if not base_arts:
         raise EdgeCompressError("The teacher could not be converted: " + "; ".join(f["error"] for f in failed))
-    baseline = artifacts[0]
-    log = []
-    logger.info("Search %r: %d candidates, budget %g min", space.name, len(candidates), budget_minutes)
-    for n, (choice, recipe) in enumerate(candidates, 1):
-        keys = stage_keys(recipe, teacher_key, dataset, seed)
-        uncached = [i for i, k in enumerate(keys) if not stage_is_cached(cache, recipe, i, k)]
-        est = clock.estimate(recipe, uncached)
-        entry = {"name": recipe.name, "choice": choice, "recipe": recipe.to_dict()}
-        if log and clock.spent + est > clock.budget_s:
-            logger.info("[search %d/%d] %s: skipped, about %.0f s more would exceed the budget (%.0f of %.0f s spent)",
-                        n, len(candidates), recipe.name, est, clock.spent, clock.budget_s)
-            log.append({**entry, "status": "skipped", "reason": f"budget: needs about {est:.0f} s, "
-                                                                f"{clock.budget_s - clock.spent:.0f} s left"})
-            continue
-        logger.info("[search %d/%d] %s (%.0f of %.0f s spent)", n, len(candidates), recipe.name, clock.spent,
-                    clock.budget_s)
-        t0 = time.time()
-        try:
-            final, final_key, stage_log = run_stages(teacher, dataset, recipe, cache, teacher_key, seed=seed,
-                                                     verbose=verbose)
-        except EdgeCompressError as e:  # one bad combination must not end the search
-            logger.error("  %s failed: %s", recipe.name, e)
-            log.append({**entry, "status": "failed", "error": str(e), "seconds": round(time.time() - t0, 1)})
-            failed.append({"name": recipe.name, "error": str(e)})
-            continue
-        prov = {"recipe": recipe.to_dict(), "stages": [s.to_dict() for s in stage_log],
-                "search": {"space": space.name, "choice": choice}}
-        more, more_failed = convert_and_measure(final, recipe.quantize, pixels, dataset, cache, final_key,
-                                                prefix=f"{recipe.name}_", provenance=prov, **kw)
-        result = BuildResult(more, final_model=final)
-        if space.selective_int8 and max_accuracy_drop is not None and options is not None:
-            rec = recover_int8(result, dataset, pixels, cache, max_accuracy_drop,
-                               baseline_accuracy=baseline.accuracy, options=options, prefix=f"{recipe.name}_")
-            if rec is not None:
-                entry["int8_recovery"] = rec
-            more_failed += result.failed
-        artifacts += more
-        failed += more_failed
-        clock.record(stage_log, time.time() - t0)
-        entry.update(status="done", seconds=round(time.time() - t0, 1), artifacts=[a.name for a in more],
-                     stage_metrics={s.stage: s.metrics for s in stage_log[1:]})
+    baseline = base_arts[0]
+    baseline.extra["val_accuracy"] = measure_file(baseline.cache_path, val, cache, threads=threads, runs=1,
+                                                  warmup=0)["accuracy"]
+    resumed = len(study.trials)
+    deadline = time.time() + 60 * budget_minutes
+    study.set_user_attr("deadline", deadline)
+    study.set_user_attr("stop", False)
+    study.set_user_attr("artifacts", str(store_dir.resolve()))
+    study.set_user_attr("baseline_accuracy", baseline.extra["val_accuracy"])
+    if options is not None and hasattr(options, "to_dict"):  # what `invoke search-worker` rebuilds its side from
+        study.set_user_attr("options", {**options.to_dict(), "model": options.model and str(Path(options.model).resolve()),
+                                        "out_dir": str(Path(options.out_dir).resolve())})
+    logger.info("Search %r: sampler %s, %s, budget %g min, %d worker(s)%s; trials score on %d validation images "
+                "(teacher's float32 file: %.2f%%)", space.name, space.sampler, optimize.describe_url(storage),
+                budget_minutes, workers, f", resuming a study of {resumed} trial(s)" if resumed else "",
+                len(val.y_test), 100 * baseline.extra["val_accuracy"])
+    if workers == 1:
+        ctx = optimize.TrialContext(teacher, val, space, pixels, cache, teacher_key, baseline.extra["val_accuracy"],
+                                    max_accuracy_drop, store, seed=seed, verbose=verbose, threads=threads)
+        optimize.run_worker(study, study_storage, ctx, deadline=deadline, trials=space.trials)
+    else:
+        optimize.run_local_workers(study, study_storage, worker_command, workers)
+
+    # Collect: every trial's file, measured again on the test split, one at a time.
+    trials = study.get_trials(deepcopy=False)
+    log, arts, names = [], [], set()
+    for t in trials:
+        ua = t.user_attrs
+        entry = {"trial": t.number, "name": ua.get("name", f"trial{t.number}"), "choice": ua.get("choice", t.params),
+                 "status": t.state.name.lower(), "seconds": ua.get("seconds", 0.0), "worker": ua.get("worker")}
+        if "stages" in ua:
+            entry["stage_accuracy"] = {s["stage"]: s["accuracy"] for s in ua["stages"]}
+        if "duplicate_of" in ua:
+            entry.update(status="duplicate", reason=f"same recipe and scheme as trial {ua['duplicate_of']}")
+        elif t.state == TrialState.PRUNED and "stopped_early" in ua:
+            se = ua["stopped_early"]
+            entry.update(status="stopped early", stage=se["stage"],
+                         reason=f"after {se['stage']}: {100 * se['accuracy']:.2f}% < {100 * se['floor']:.2f}%")
+        elif "stale" in ua:
+            entry.update(status="retried", reason=f"its worker {ua['stale']['worker']} died; run again")
+        elif t.state == TrialState.FAIL:
+            entry.update(status="failed", error=ua.get("error", "the worker stopped with an error; see its log"))
+        elif t.state == TrialState.COMPLETE and "artifact" in ua:
+            a = Artifact.from_dict({k: v for k, v in ua["artifact"].items() if k != "artifact_id"})
+            if a.name in names:
+                a.name, a.path = f"{a.name}-t{t.number}", f"{a.name}-t{t.number}.tflite"
+            names.add(a.name)
+            local = cache.file(f"{a.name}.trial", a.sha256, ".tflite")
+            if not local.exists():
+                local.parent.mkdir(parents=True, exist_ok=True)
+                download_artifact(artifact_store=store, file_path=str(local), artifact_id=ua["artifact"]["artifact_id"])
+            from edgecompress.fileio import sha256_path
+
+            if sha256_path(local) != a.sha256:
+                raise EdgeCompressError(f"Trial {t.number}'s file in the artifact store {store_dir} does not match "
+                                        "its recorded sha256: the store was changed.")
+            m = measure_file(local, dataset, cache, threads=threads, runs=runs, warmup=warmup)
+            a.extra["val_accuracy"], a.accuracy = a.accuracy, m["accuracy"]
+            a.latency_ms, a.init_ms, a.agreement, a.cache_path = m["latency_ms"], m["init_ms"], None, str(local)
+            a.extra["trial"] = t.number
+            arts.append(a)
+            entry.update(status="done", artifacts=[a.name])
         log.append(entry)
-        best = max(more, key=lambda a: a.accuracy, default=None)
-        if best:
-            logger.info("  best of %s: %s top-1 %.2f%% at %.1f KB gzipped", recipe.name, best.name,
-                        100 * best.accuracy, best.gzip_bytes / 1024)
+    made = {trials[e["trial"]].user_attrs.get("config") for e in log if e["status"] == "done"}
+    for e in log:  # a failure counts (exit 4) unless a later trial made the same file
+        if e["status"] == "failed" and trials[e["trial"]].user_attrs.get("config") not in made:
+            failed.append({"name": e["name"], "error": e["error"]})
     done = sum(e["status"] == "done" for e in log)
     if not done:
-        raise EdgeCompressError(f"Search {space.name!r}: no candidate finished:\n" +
-                                "\n".join(f"  {e['name']}: {e.get('error') or e.get('reason')}" for e in log))
-    mark_pareto(artifacts)
-    logger.info("Search done: %d of %d candidates in %.0f s; Pareto front (size): %s", done, len(candidates),
-                clock.spent, ", ".join(a.name for a in artifacts if a.extra["pareto"]["size"]))
-    return BuildResult(artifacts, failed, teacher_log, baseline.name,
-                       search={"space": space.to_dict(), "budget_minutes": budget_minutes,
-                               "seconds": round(clock.spent, 1), "candidates": log})
+        raise EdgeCompressError(f"Search {space.name!r}: no trial finished:\n" + "\n".join(
+            f"  trial {e['trial']} {e['name']}: {e['status']} {e.get('error') or e.get('reason') or ''}" for e in log))
+    artifacts = [baseline] + arts
+    mark_pareto(artifacts)  # latency front on test top-1; the size front is the study's, below
+    objectives = [(a.gzip_bytes, a.extra["val_accuracy"]) for a in artifacts]
+    front = set(pareto(objectives))
+    for i, a in enumerate(artifacts):
+        a.extra["pareto"]["size"] = i in front
+    limit = (max_accuracy_drop or 0.0) / 100
+    ref = (baseline.gzip_bytes, baseline.extra["val_accuracy"] - limit)
+    hv = hypervolume(objectives[1:], ref)
+    logger.info("Search done: %d trial(s) finished of %d in %.0f s; front: %s; hypervolume %.4g KB x points", done,
+                len(trials), time.time() - started, ", ".join(a.name for i, a in enumerate(artifacts) if i in front),
+                hv / 1024 * 100)
+    counts = {}
+    for e in log:
+        counts[e["status"]] = counts.get(e["status"], 0) + 1
+    return BuildResult(artifacts, failed, teacher_log, baseline.name, search={
+        "space": space.to_dict(), "budget_minutes": budget_minutes, "seconds": round(time.time() - started, 1),
+        "sampler": space.sampler, "storage": optimize.describe_url(storage), "study": name, "workers": workers,
+        "validation": {"count": int(len(val.y_test)), "fraction": space.validation_fraction},
+        "resumed_trials": resumed, "counts": counts, "candidates": log,
+        "hypervolume": {"value": hv, "unit": "gzip bytes x top-1 (validation)", "reference": list(ref)}})

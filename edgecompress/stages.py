@@ -30,12 +30,13 @@ def stage_keys(recipe, teacher_key, dataset, seed=0) -> list[str]:
     return keys
 
 
-def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=1):
+def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=1, on_stage=None):
     """Applies the recipe's stages in order, reusing cached ones.
 
     Returns (final model, final key, stage log): `results.StageResult`s,
     the teacher first; each stage's `seconds` is 0 when it came from the
-    cache (`cached` true).
+    cache (`cached` true). `on_stage(index, result)`, when given, is called
+    after each stage (1-based index) and may raise to stop the recipe there.
     """
     stage_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
     final, key = teacher, teacher_key
@@ -56,6 +57,8 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
             cache.put_json(f"{name}.metrics", key, metrics)
         stage_log.append(StageResult(stage.STAGE, final.name, metrics, stage.to_dict(),
                                      0.0 if hit else round(time.time() - t0, 1), hit))
+        if on_stage is not None:
+            on_stage(i, stage_log[-1])
     return final, key, stage_log
 
 

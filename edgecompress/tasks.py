@@ -34,6 +34,12 @@ _B = BuildOptions()
         "no_cache": "Recompute every stage instead of reusing unchanged ones from OUT/.cache.",
         "search": "Search recipes instead of running one: --search (the shipped space) or --search=FILE.json.",
         "budget_minutes": f"Time budget of --search in minutes (default: {_B.budget_minutes:g}).",
+        "workers": "--search: worker processes on this machine sharing the study and the cores (default: 1).",
+        "storage": "--search: the study's storage, an RDB URL other machines' workers reach (postgresql://...) "
+                   "(default: a journal file in OUT/.edgecompress/study/).",
+        "artifacts": "--search: folder where workers put their files, one every machine mounts "
+                     "(default: OUT/.edgecompress/study/artifacts).",
+        "study": "--search: study name in the storage (default: edgecompress-search).",
         "max_accuracy_drop": "Quality gate: most top-1 points below the baseline (also tries selective int8 and int16x8).",
         "max_size_kb": "Quality gate: largest .tflite in KiB.",
         "max_latency_ms": "Quality gate: slowest host p50 in ms.",
@@ -42,7 +48,7 @@ _B = BuildOptions()
 def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.out_dir, epochs=_B.epochs, seed=_B.seed,
                threads=_B.threads, runs=_B.runs, scale=_B.scale, unsafe=False, quiet=False, strategy=_B.strategy,
                no_cache=False, max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None,
-               budget_minutes=_B.budget_minutes):
+               budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -55,7 +61,8 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                             max_accuracy_drop=_num(max_accuracy_drop), max_size_kb=_num(max_size_kb),
                             max_latency_ms=_num(max_latency_ms),
                             search=("default" if search is True else search) or None,
-                            budget_minutes=float(budget_minutes))
+                            budget_minutes=float(budget_minutes), workers=int(workers), storage=storage,
+                            artifacts=artifacts, study=study)
         try:
             report = run(opts)
         except PartialBuildError as e:
@@ -67,6 +74,32 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
             print_report_summary(load_report(out), out)
             raise
     print_report_summary(report, out)
+
+
+@task(name="search-worker",
+      help={"storage": "The study's storage, as given to build-edge --storage (or journal:PATH for a local study).",
+            "out": "Folder for this worker's stage cache (default: the search's own build folder).",
+            "study": "Study name in the storage (default: edgecompress-search).",
+            "model": "The teacher file on this machine, when its path differs from the search's.",
+            "data": "The data on this machine, when its path differs from the search's.",
+            "search": "The search space file on this machine, when its path differs from the search's.",
+            "artifacts": "The artifact folder on this machine, when its mount point differs.",
+            "threads": "TensorFlow threads of this worker (default: all cores).",
+            "worker_index": "Seeds this worker's sampler (default: 0).",
+            "quiet": "Hide progress output."})
+def search_worker(c, storage, out=None, study=None, model=None, data=None, search=None, artifacts=None, threads=None,
+                  worker_index=0, quiet=False):
+    """Join a running search (build-edge --search --storage URL) and run its trials until its deadline."""
+    import os
+
+    if threads:  # before TensorFlow is imported (`edgecompress._tf`)
+        os.environ["EDGECOMPRESS_TF_THREADS"] = str(int(threads))
+    setup_logging(not quiet)
+    with user_errors():
+        from edgecompress.pipeline import search_worker as run
+
+        run(storage, out_dir=out, study=study, model=model, data=data, search=search, artifacts=artifacts,
+            worker_index=int(worker_index), verbose=0)
 
 
 @task(help={"data": "Dataset source (default: bundled subset).", "out": "Model file to write (default: build/edge/teacher.keras).",
@@ -202,10 +235,12 @@ def _int(v):
             "search": "Also search on the same teacher: --search (the shipped space) or --search=FILE.json.",
             "budget_minutes": "Time budget of --search in minutes (default: 30).",
             "max_accuracy_drop": "Select the search's smallest file within this many top-1 points of the teacher.",
-            "max_size_kb": "Selection: largest .tflite in KiB.", "max_latency_ms": "Selection: slowest host p50 in ms."})
+            "max_size_kb": "Selection: largest .tflite in KiB.", "max_latency_ms": "Selection: slowest host p50 in ms.",
+            "compare": "With --search: also search these spaces, comma-separated, side by side with the same budget "
+                       "(default: grid, the search before Optuna; '' for none)."})
 def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build/benchmark", teacher_epochs=15,
               teacher=None, seed=0, search=None, budget_minutes=30.0, max_accuracy_drop=None, max_size_kb=None,
-              max_latency_ms=None):
+              max_latency_ms=None, compare="grid"):
     """Compare recipes (and optionally a search) on one teacher over a full dataset and write a table."""
     import json
     from pathlib import Path
@@ -222,7 +257,8 @@ def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build
                               teacher=teacher, seed=int(seed), verbose=2,
                               search=("default" if search is True else search) or None,
                               budget_minutes=float(budget_minutes), max_accuracy_drop=_num(max_accuracy_drop),
-                              max_size_kb=_num(max_size_kb), max_latency_ms=_num(max_latency_ms))
+                              max_size_kb=_num(max_size_kb), max_latency_ms=_num(max_latency_ms),
+                              compare=[x for x in compare.split(",") if x])
         except GateError:
             print(format_text_table(json.loads((Path(out) / "benchmark.json").read_text())["table"]))
             raise
@@ -403,6 +439,6 @@ def test(c, k=None, fast=False):
     c.run("python -m pytest " + " ".join(args), pty=False)
 
 
-ns = Collection(build_edge, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
+ns = Collection(build_edge, search_worker, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
                 bench_device, device_sim, android_assets, android_check, android_apk, bench_android, check_model, benchmark, benchmark_byo, select, test)
 ns.configure({"run": {"echo": True}})
