@@ -1,8 +1,10 @@
 """A search's Optuna study: storage, samplers, trials, early stopping, stale trials, workers.
 
 One study per search, two objectives: validation top-1 (maximize) and gzip
-bytes (minimize), with `--max-accuracy-drop` as its constraint (Optuna's
-`constraints_func`: a trial's value is `drop - limit`, feasible when <= 0).
+bytes (minimize), with `--max-accuracy-drop` as its constraint: each trial
+sets `accuracy_drop` = drop - limit in points (`Trial.set_constraint`,
+Optuna 5's replacement for `constraints_func`; feasible when <= 0), which
+TPE and NSGA-II read.
 
 - **Storage.** By default a journal file under the build folder,
   `<out>/.edgecompress/study/study.journal` (several processes of this
@@ -82,15 +84,10 @@ def open_storage(url: str | None, out_dir):
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as e:  # sqlalchemy's OperationalError, a missing driver (ModuleNotFoundError)...
-        hint = (f" Install its driver (`pip install {'psycopg2-binary' if scheme == 'postgresql' else 'pymysql'}`)."
+        hint = (f" Install its driver (`pip install {'psycopg[binary]' if scheme == 'postgresql' else 'pymysql'}`)."
                 if isinstance(e, ImportError) else " Check the host, port, user and that the database exists.")
         raise EdgeCompressError(f"Cannot open the study storage {describe_url(url)}: "
                                 f"{type(e).__name__}: {str(e).splitlines()[0][:300]}.{hint}") from None
-
-
-def constraint_values(trial) -> list[float]:
-    """Optuna's `constraints_func`: `drop - limit` in points (<= 0 is feasible); a trial without one is infeasible."""
-    return list(trial.user_attrs.get("constraint", [1.0]))
 
 
 def make_sampler(space, seed: int, worker: int = 0):
@@ -104,19 +101,22 @@ def make_sampler(space, seed: int, worker: int = 0):
     - `grid`: every listed combination, in a random order.
     - `random`: a baseline.
 
-    Each worker seeds its own sampler (`seed + worker`).
+    Each worker seeds its own sampler (`seed + worker`), but the grid's,
+    whose seed orders the grid that all workers index into.
     """
+    import warnings
+
     import optuna
 
     s = seed + worker
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's `group`
     if space.sampler == "tpe":
         return optuna.samplers.TPESampler(n_startup_trials=space.startup_trials, multivariate=True, group=True,
-                                          constant_liar=True, seed=s, constraints_func=constraint_values)
+                                          constant_liar=True, seed=s)
     if space.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=space.startup_trials, seed=s,
-                                             constraints_func=constraint_values)
-    if space.sampler == "grid":
-        return optuna.samplers.GridSampler(space.grid_space(), seed=s)
+        return optuna.samplers.NSGAIISampler(population_size=space.startup_trials, seed=s)
+    if space.sampler == "grid":  # one seed for all: it orders the grid, and grid ids must mean one point
+        return optuna.samplers.GridSampler(space.grid_space(), seed=seed)
     return optuna.samplers.RandomSampler(seed=s)
 
 
@@ -255,6 +255,24 @@ def recovery_margins(study, exclude: int = -1) -> dict:
     return out
 
 
+def early_stop_floor(study, stage: str, baseline: float, max_accuracy_drop, *, exclude: int = -1,
+                     min_seen: int = 2) -> float | None:
+    """The validation top-1 below which a trial stops after `stage`, or None (no limit, or fewer than
+    `min_seen` finished trials to learn from).
+
+    The floor is what the limit allows (`baseline - max_accuracy_drop`)
+    less the largest gain any finished trial's file made over its own
+    top-1 after that stage kind, less `RECOVERY_SLACK`: a trial is stopped
+    only when even the best recovery seen would not bring it within the limit.
+    """
+    if max_accuracy_drop is None:
+        return None
+    seen = recovery_margins(study, exclude).get(stage, [])
+    if len(seen) < min_seen:
+        return None
+    return baseline - max_accuracy_drop / 100 - max(0.0, max(seen)) - RECOVERY_SLACK
+
+
 class Objective:
     """One trial: the recipe's stages (cached), one file, measured on the validation split."""
 
@@ -266,7 +284,7 @@ class Objective:
         import optuna
         from optuna.trial import TrialState
 
-        from edgecompress.search import config_key
+        from edgecompress.recipe import config_key
 
         ctx = self.ctx
         choice = ctx.space.suggest(trial)
@@ -283,7 +301,9 @@ class Objective:
                         recipe.name, same.number)
             if same.state == TrialState.PRUNED:
                 raise optuna.TrialPruned(f"as trial {same.number}")
-            trial.set_user_attr("constraint", same.user_attrs.get("constraint", [1.0]))
+            if "constraint" in same.user_attrs:
+                trial.set_user_attr("constraint", same.user_attrs["constraint"])
+                trial.set_constraint("accuracy_drop", same.user_attrs["constraint"][0])
             return tuple(same.values)
         self.duplicates_in_a_row = 0
         with _Heartbeat(trial):
@@ -326,19 +346,15 @@ class Objective:
                 return
             stages.append({"stage": result.stage, "accuracy": acc, "seconds": result.seconds, "cached": result.cached})
             trial.set_user_attr("stages", stages)
-            if ctx.max_accuracy_drop is None:
-                return
-            seen = recovery_margins(trial.study, trial.number).get(result.stage, [])
-            if len(seen) < 2:  # nothing learned yet: let it run
-                return
-            floor = ctx.baseline_accuracy - ctx.max_accuracy_drop / 100 - max(0.0, max(seen)) - RECOVERY_SLACK
-            if acc < floor:
+            floor = early_stop_floor(trial.study, result.stage, ctx.baseline_accuracy, ctx.max_accuracy_drop,
+                                     exclude=trial.number)
+            if floor is not None and acc < floor:
                 trial.set_user_attr("stopped_early", {"stage": result.stage, "index": index, "accuracy": acc,
                                                       "floor": floor})
                 trial.set_user_attr("seconds", round(time.time() - t0, 1))
                 logger.info("[trial %d] stopped early after %s: top-1 %.2f%% < %.2f%% (the limit, less the best "
-                            "recovery later stages gave %d earlier trials)", trial.number, result.stage, 100 * acc,
-                            100 * floor, len(seen))
+                            "recovery later stages gave earlier trials)", trial.number, result.stage, 100 * acc,
+                            100 * floor)
                 raise optuna.TrialPruned(f"stopped early after {result.stage}")
 
         try:
@@ -379,8 +395,9 @@ class Objective:
         drop = 100 * (ctx.baseline_accuracy - art.accuracy)
         trial.set_user_attr("artifact", record)
         trial.set_user_attr("val_accuracy", art.accuracy)
-        trial.set_user_attr("constraint", [drop - ctx.max_accuracy_drop] if ctx.max_accuracy_drop is not None
-                            else [0.0])
+        if ctx.max_accuracy_drop is not None:  # points over the limit; <= 0 is feasible
+            trial.set_user_attr("constraint", [drop - ctx.max_accuracy_drop])
+            trial.set_constraint("accuracy_drop", drop - ctx.max_accuracy_drop)
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
         logger.info("[trial %d] %s: validation top-1 %.2f%% at %.1f KB gzipped (%.0f s)", trial.number, art.name,
                     100 * art.accuracy, art.gzip_bytes / 1024, time.time() - t0)
@@ -422,6 +439,23 @@ def run_worker(study, storage, ctx: TrialContext, *, deadline: float, trials: in
         study.optimize(objective, n_trials=1, catch=(EdgeCompressError,))
         ran += 1
     return ran
+
+
+def wait_for_running(study, storage, poll_s: float = 2.0) -> None:
+    """Waits until no trial is running (another machine's worker finishing its last one); dead ones are failed."""
+    from optuna.trial import TrialState
+
+    said = False
+    while True:
+        fail_stale_trials(study, storage)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
+            return
+        if not said:
+            logger.info("Waiting for %d trial(s) still running on other workers: %s", len(running),
+                        ", ".join(f"{t.number} ({t.user_attrs.get('worker', '?')})" for t in running))
+            said = True
+        time.sleep(poll_s)
 
 
 def run_local_workers(study, storage, command: list, n: int) -> None:

@@ -106,6 +106,13 @@ class BuildOptions(_Config):
     max_latency_ms: float | None = None
 
     def __post_init__(self):
+        _require(isinstance(self.budget_minutes, (int, float)) and self.budget_minutes > 0,
+                 "Received an invalid value for `budget_minutes`, expected a number of minutes > 0. "
+                 f"Received: budget_minutes={self.budget_minutes!r}")
+        _require(isinstance(self.workers, int) and self.workers >= 1,
+                 f"Received an invalid value for `workers`, expected an integer >= 1. Received: workers={self.workers!r}")
+        _require(self.search or (self.workers == 1 and not self.storage and not self.artifacts and not self.study),
+                 "`workers`, `storage`, `artifacts` and `study` belong to a search: add --search, or drop them.")
         _require(isinstance(self.runs, int) and self.runs >= 1,
                  f"Received an invalid value for `runs`, expected an integer >= 1. Received: runs={self.runs!r}")
         _require(isinstance(self.threads, int) and self.threads >= 1,
@@ -220,6 +227,10 @@ def _build(options: BuildOptions) -> dict:
         space = load_space(options.search)
     recipe = resolve_recipe(options.recipe)
     out_dir = Path(options.out_dir)
+    if space is not None and options.storage:  # an unreachable storage fails now, not after the teacher
+        from edgecompress.optimize import open_storage
+
+        open_storage(options.storage, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = StageCache(out_dir / ".cache", enabled=options.cache)
     started = time.time()
@@ -320,6 +331,12 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
     except KeyError:
         raise EdgeCompressError(f"No study {name!r} in {optimize.describe_url(storage)}. Start the search first "
                                 "(`invoke build-edge --search ... --storage URL`), then its workers.") from None
+    waited = time.time()
+    while "ready" not in found.user_attrs:  # the search has made the study but not measured its teacher yet
+        if time.time() - waited > 600:
+            raise EdgeCompressError(f"The study {name!r} has not started in 10 minutes: is its search running?")
+        time.sleep(2)
+        found = optuna.load_study(study_name=name, storage=storage_obj)
     stored = dict(found.user_attrs.get("options") or {})
     overrides = {k: v for k, v in {"model": model, "data": data, "search": search}.items() if v is not None}
     stored.update(overrides, verbose=verbose, workers=1)

@@ -151,3 +151,12 @@ def resolve_recipe(spec) -> Recipe:
 def default_recipe() -> Recipe:
     """The recipe a bare `invoke build-edge` runs: distill, prune, convert."""
     return named_recipe("default")
+
+
+def config_key(recipe: Recipe) -> str:
+    """Two recipes with equal keys make the same files: their stages and schemes, not their names."""
+    import hashlib
+    import json
+
+    d = recipe.to_dict()
+    return hashlib.sha256(json.dumps([d["stages"], d["quantize"]], sort_keys=True).encode()).hexdigest()[:16]

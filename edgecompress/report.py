@@ -55,11 +55,20 @@ def render_markdown(report: dict) -> str:
                                                 if report.get("selected") else "No artifact met them.")]
     search = report.get("search")
     if search:
-        done = sum(c["status"] == "done" for c in search["candidates"])
+        counts = ", ".join(f"{n} {k}" for k, n in (search.get("counts") or {}).items())
+        val = search.get("validation") or {}
         lines += ["", "## Search", "",
-                  f"Space `{search['space']['name']}`: {done} of {len(search['candidates'])} candidates measured in "
-                  f"{search['seconds']:.0f} s (budget {search['budget_minutes']:g} min). 'Pareto' marks the files no "
-                  "other file beats on both top-1 and gzip size (size) or top-1 and p50 latency (latency).", "",
+                  f"Space `{search['space']['name']}`, sampler `{search.get('sampler', 'grid')}`, "
+                  f"{search.get('workers', 1)} worker(s), study in {search.get('storage', 'this process')}: "
+                  f"{len(search['candidates'])} trials ({counts}) in {search['seconds']:.0f} s (budget "
+                  f"{search['budget_minutes']:g} min"
+                  + (f"; {search['resumed_trials']} from an earlier run, resumed" if search.get("resumed_trials") else "")
+                  + "). Trials are scored and selected on "
+                  + (f"{val['count']} validation images held out of the training data" if val else "the test split")
+                  + " (`val top-1`); `top-1` columns are the test split. 'Pareto' marks the files no other file "
+                  "beats on both validation top-1 and gzip size (size), or test top-1 and p50 latency (latency). "
+                  "'stopped early' is a trial ended after a stage whose top-1 left no hope of meeting "
+                  "--max-accuracy-drop, even with the best recovery earlier trials saw (not weight pruning).", "",
                   _markdown(search_table(report))]
     rec = report.get("int8_recovery")
     if rec and rec.get("float_layers"):

@@ -46,21 +46,19 @@ def artifact_table(report: dict) -> list[list[str]]:
 
 
 def search_table(report: dict) -> list[list[str]]:
-    """One row per search candidate: its status, time and best artifact."""
+    """One row per search trial: its candidate, status (and why), time, and its file's numbers."""
     search = report.get("search")
     if not search:
         return []
     by_name = {a["name"]: a for a in report["artifacts"]}
-    rows = [["candidate", "status", "seconds", "best top-1 %", "its gzip KB", "smallest gzip KB", "on a front"]]
-    for c in search["candidates"]:
-        arts = [by_name[n] for n in c.get("artifacts", []) if n in by_name]
-        best = max(arts, key=lambda a: a["accuracy"], default=None)
-        small = min(arts, key=lambda a: a["gzip_bytes"], default=None)
-        front = [a["name"][len(c["name"]) + 1:] for a in arts if any(a.get("pareto", {}).values())]
-        rows.append([c["name"], c["status"] if c["status"] == "done" else f"{c['status']} ({c.get('reason') or c.get('error')})",
-                     f"{c.get('seconds', 0):.0f}", _pct(best["accuracy"]) if best else "-",
-                     _fmt_kb(best["gzip_bytes"]) if best else "-", _fmt_kb(small["gzip_bytes"]) if small else "-",
-                     ", ".join(front) or "-"])
+    rows = [["trial", "candidate", "status", "seconds", "val top-1 %", "top-1 %", "gzip KB", "on a front"]]
+    for n, c in enumerate(search["candidates"]):
+        a = next((by_name[x] for x in c.get("artifacts", []) if x in by_name), None)
+        status = c["status"] if c["status"] == "done" else f"{c['status']} ({c.get('reason') or c.get('error')})"
+        rows.append([str(c.get("trial", n)), a["name"] if a else c["name"], status, f"{c.get('seconds', 0):.0f}",
+                     _pct(a.get("val_accuracy")) if a else "-", _pct(a["accuracy"]) if a else "-",
+                     _fmt_kb(a["gzip_bytes"]) if a else "-",
+                     ", ".join(k for k, on in a.get("pareto", {}).items() if on) or "-" if a else "-"])
     return rows
 
 

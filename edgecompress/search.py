@@ -48,7 +48,7 @@ from pathlib import Path
 
 from edgecompress.configs import _Config, _require
 from edgecompress.errors import EdgeCompressError
-from edgecompress.recipe import Recipe
+from edgecompress.recipe import Recipe, config_key  # noqa: F401  (config_key: what a trial makes)
 from edgecompress.registry import STAGES
 
 logger = logging.getLogger(__name__)
@@ -251,12 +251,6 @@ class SearchSpace(_Config):
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
 
-def config_key(recipe: Recipe) -> str:
-    """Two trials with equal keys make the same file: the recipe's stages and scheme, not its name."""
-    d = recipe.to_dict()
-    return hashlib.sha256(json.dumps([d["stages"], d["quantize"]], sort_keys=True).encode()).hexdigest()[:16]
-
-
 def candidate_name(choice: dict) -> str:
     """A file-name-safe name: `{"distill.width": 0.5, "prune.final_sparsity": None}` -> `"width0.5-final_sparsity_none"`."""
     if not choice:
@@ -299,6 +293,11 @@ def load_space(spec) -> SearchSpace:
         return SearchSpace.from_dict(data)
     except EdgeCompressError as e:
         raise EdgeCompressError(f"Search space {path}: {e}") from None
+
+
+def _absolute(value):
+    """A path option as an absolute path (a worker may start elsewhere); names such as `fashion-mnist` unchanged."""
+    return str(Path(value).resolve()) if value and Path(str(value)).exists() else value
 
 
 def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None) -> dict:
@@ -362,6 +361,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     fp = fingerprint(teacher, val, space, pixels, seed=seed, max_accuracy_drop=max_accuracy_drop)
     name = study_name or optimize.STUDY_NAME
     study = optimize.open_study(study_storage, space, fp, seed=seed, name=name)
+    study.set_user_attr("ready", False)  # until the teacher is measured and the deadline set
 
     teacher_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
     base_arts, failed = teacher_baseline(teacher, pixels, dataset, cache, teacher_key, teacher_log[0],
@@ -378,8 +378,9 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     study.set_user_attr("artifacts", str(store_dir.resolve()))
     study.set_user_attr("baseline_accuracy", baseline.extra["val_accuracy"])
     if options is not None and hasattr(options, "to_dict"):  # what `invoke search-worker` rebuilds its side from
-        study.set_user_attr("options", {**options.to_dict(), "model": options.model and str(Path(options.model).resolve()),
-                                        "out_dir": str(Path(options.out_dir).resolve())})
+        study.set_user_attr("options", {**options.to_dict(), **{k: _absolute(getattr(options, k)) for k in
+                                                               ("model", "data", "search", "calibration", "out_dir")}})
+    study.set_user_attr("ready", True)  # workers wait for this
     logger.info("Search %r: sampler %s, %s, budget %g min, %d worker(s)%s; trials score on %d validation images "
                 "(teacher's float32 file: %.2f%%)", space.name, space.sampler, optimize.describe_url(storage),
                 budget_minutes, workers, f", resuming a study of {resumed} trial(s)" if resumed else "",
@@ -390,6 +391,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         optimize.run_worker(study, study_storage, ctx, deadline=deadline, trials=space.trials)
     else:
         optimize.run_local_workers(study, study_storage, worker_command, workers)
+    optimize.wait_for_running(study, study_storage)  # workers on other machines finish their trial
 
     # Collect: every trial's file, measured again on the test split, one at a time.
     trials = study.get_trials(deepcopy=False)

@@ -4,7 +4,9 @@
 # Maven with a JDK (the Android app is compiled against jars from Maven Central),
 # Chromium (a test opens report.html headless), debootstrap and qemu-user-static
 # (invoke device-sim: an emulated arm64 Raspberry Pi OS), and the Android build
-# tools, framework resources, apksigner and dexdump (invoke android-apk).
+# tools, framework resources, apksigner and dexdump (invoke android-apk), and
+# PostgreSQL (a test starts its own server: the study of search workers on
+# several machines).
 # Installs what is missing on Debian/Ubuntu (as root, or with sudo); elsewhere
 # it says what to install.
 set -euo pipefail
@@ -21,6 +23,7 @@ command -v aapt >/dev/null || missing+=(android-sdk-build-tools)
 command -v apksigner >/dev/null || missing+=(apksigner)
 command -v dexdump >/dev/null || missing+=(dexdump)
 [ -f /usr/share/android-framework-res/framework-res.apk ] || missing+=(android-framework-res)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "Please install: ${missing[*]}" >&2

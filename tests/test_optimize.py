@@ -1,0 +1,390 @@
+"""The search's Optuna study: storage, refusing other studies, stale trials, early stopping, workers, resuming.
+
+Fast tests drive real Optuna studies in a journal file with hand-made
+trials; slow ones run `invoke build-edge --search` on the tiny model: killed
+and resumed, and with two local workers sharing one study.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import run_invoke
+from edgecompress import optimize
+from edgecompress.errors import EdgeCompressError
+from edgecompress.pareto import hypervolume, pareto
+from edgecompress.search import SearchSpace
+
+SPACE = {"name": "w", "stages": [{"stage": "distill", "width": 0.5, "epochs": 1, "baseline": False},
+                                 {"stage": "prune", "final_sparsity": 0.5, "initial_sparsity": 0.0, "epochs": 1}],
+         "grid": {"prune": [True, False], "prune.final_sparsity": [0.5, 0.8]}, "quantize": ["int8", "float16"],
+         "sampler": "grid"}
+
+
+def _study(tmp_path, fingerprint=None, name=optimize.STUDY_NAME):
+    storage = optimize.open_storage(None, tmp_path)
+    space = SearchSpace.from_dict(SPACE)
+    return storage, optimize.open_study(storage, space, fingerprint or {"space": space.fingerprint()}, name=name)
+
+
+def test_the_study_lives_under_the_build_folder_and_refuses_another_space(tmp_path):
+    storage, study = _study(tmp_path)
+    assert (tmp_path / ".edgecompress" / "study" / "study.journal").exists()
+    assert study.directions[0].name == "MAXIMIZE" and study.directions[1].name == "MINIMIZE"
+    other = SearchSpace.from_dict({**SPACE, "name": "other"})
+    with pytest.raises(EdgeCompressError, match=r"made by another search \(space: study '[0-9a-f]+', here '[0-9a-f]+'\)"):
+        optimize.open_study(storage, other, {"space": other.fingerprint()})
+    # Same space: the same study again (resume); another name: a new study in the same file.
+    assert optimize.open_study(storage, SearchSpace.from_dict(SPACE), study.user_attrs["fingerprint"]).study_name \
+        == study.study_name
+    optimize.open_study(storage, other, {"space": other.fingerprint()}, name="second")
+    with pytest.raises(EdgeCompressError, match="No study 'third'"):
+        optimize.open_study(storage, other, {}, name="third", join=True)
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("ftp://host/db", "Expected an RDB URL"),
+    ("postgresql://user:secret@127.0.0.1:1/db", r"Cannot open the study storage postgresql://user:\*\*\*@127.0.0.1:1/db"),
+])
+def test_bad_storage_urls_are_refused_without_showing_the_password(tmp_path, url, needle):
+    with pytest.raises(EdgeCompressError, match=needle) as e:
+        optimize.open_storage(url, tmp_path)
+    assert "secret" not in str(e.value)
+
+
+def test_sqlite_url_is_an_rdb_storage(tmp_path):
+    import optuna
+
+    storage = optimize.open_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+
+
+def test_a_trial_left_running_by_a_dead_worker_is_failed_and_queued_again(tmp_path):
+    import socket
+
+    from optuna.trial import TrialState
+
+    storage, study = _study(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    t = study.ask({"prune": __import__("optuna").distributions.CategoricalDistribution([True, False])})
+    t.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
+    t.set_user_attr("heartbeat", time.time())
+    alive = study.ask()
+    alive.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid() + 0}")  # this process: alive
+    alive.set_user_attr("heartbeat", time.time())
+    elsewhere = study.ask()
+    elsewhere.set_user_attr("worker", "other-host:1")
+    elsewhere.set_user_attr("heartbeat", time.time() - optimize.STALE_S - 1)  # silent too long
+    assert sorted(optimize.fail_stale_trials(study, storage)) == [0, 2]
+    states = {tr.number: tr.state for tr in study.get_trials()}
+    assert states[0] == TrialState.FAIL and states[1] == TrialState.RUNNING and states[2] == TrialState.FAIL
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert sorted(w.user_attrs["retry_of"] for w in waiting) == [0, 2]
+    assert next(w for w in waiting if w.user_attrs["retry_of"] == 0).system_attrs["fixed_params"] == t.params
+    assert optimize.fail_stale_trials(study, storage) == []  # once
+
+
+def test_early_stop_floor_learns_the_recovery_from_finished_trials(tmp_path):
+    import optuna
+
+    storage, study = _study(tmp_path)
+
+    def finished(stage_acc, final):
+        study.add_trial(optuna.trial.create_trial(
+            values=[final, 1000.0], user_attrs={"val_accuracy": final, "stages": [{"stage": "prune", "accuracy": stage_acc}]}))
+
+    assert optimize.early_stop_floor(study, "prune", 0.90, 1.0) is None  # nothing learned yet
+    finished(0.85, 0.86)  # the later stages gave +1 point
+    assert optimize.early_stop_floor(study, "prune", 0.90, 1.0) is None  # one is not enough
+    finished(0.88, 0.87)  # ...and -1 point
+    floor = optimize.early_stop_floor(study, "prune", 0.90, 1.0)
+    assert floor == pytest.approx(0.90 - 0.01 - 0.01 - optimize.RECOVERY_SLACK)
+    assert optimize.early_stop_floor(study, "prune", 0.90, None) is None  # no limit: never
+    assert optimize.early_stop_floor(study, "cluster", 0.90, 1.0) is None  # nothing seen after that stage
+
+
+def test_samplers_are_sized_for_a_few_dozen_trials():
+    import optuna
+
+    space = SearchSpace.from_dict({**SPACE, "sampler": "tpe"})
+    tpe = optimize.make_sampler(space, 0)
+    assert isinstance(tpe, optuna.samplers.TPESampler) and tpe._n_startup_trials == 8
+    nsga = optimize.make_sampler(SearchSpace.from_dict({**SPACE, "sampler": "nsga2", "startup_trials": 6}), 0)
+    assert nsga._population_size == 6
+    assert isinstance(optimize.make_sampler(SearchSpace.from_dict(SPACE), 0), optuna.samplers.GridSampler)
+
+
+def test_hypervolume_matches_a_grid_count():
+    import random
+
+    rnd = random.Random(0)
+    pts = [(rnd.uniform(1, 10), rnd.uniform(0.5, 1.0)) for _ in range(15)]
+    ref = (10.0, 0.5)
+    n, inside = 400, 0
+    for i in range(n):
+        for j in range(n):
+            c, a = ref[0] * (i + 0.5) / n, ref[1] + 0.5 * (j + 0.5) / n
+            inside += any(pc <= c and pa >= a for pc, pa in pts)
+    assert hypervolume(pts, ref) == pytest.approx(inside / n / n * ref[0] * 0.5, rel=0.02)
+    assert hypervolume([(11, 0.9)], ref) == 0.0  # worse than the reference: nothing
+    assert set(pareto(pts)) >= {min(range(15), key=lambda i: pts[i][0])}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--budget-minutes", "0"], "budget_minutes=0.0"),
+    (["--workers", "0"], "workers=0"),
+    (["--storage", "postgresql://u:pw@127.0.0.1:1/db"], "Cannot open the study storage postgresql://u:***@"),
+])
+def test_bad_search_input_exits_2_and_keeps_the_previous_build(tmp_path, root, args, needle):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text('{"kept": true}')
+    proc = run_invoke(["build-edge", "--search", "--out", str(out), *args], cwd=root, timeout=120)
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr[-2000:]
+    assert (out / "report.json").read_text() == '{"kept": true}'
+
+
+def test_a_range_with_low_above_high_exits_2(tmp_path, root):
+    (tmp_path / "s.json").write_text(json.dumps({**SPACE, "grid": {"prune.final_sparsity": {"low": 0.9, "high": 0.5}}}))
+    proc = run_invoke(["build-edge", "--search", str(tmp_path / "s.json"), "--out", str(tmp_path / "o")], cwd=root,
+                      timeout=120)
+    assert proc.returncode == 2 and "low > high (0.9 > 0.5). Swap them." in proc.stderr, proc.stderr[-2000:]
+
+
+# --- real searches on the tiny model -------------------------------------------------------------------------
+
+
+def _build(tmp_path, tiny_model, small_npz, out, *extra):
+    tiny_model.save(tmp_path / "m.keras")
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
+    return [sys.executable, "-m", "invoke", "build-edge", "--model", str(tmp_path / "m.keras"), "--data",
+            str(small_npz), "--search", str(tmp_path / "space.json"), "--out", str(out), "--runs", "5",
+            "--max-accuracy-drop", "50", "--quiet", *extra]
+
+
+def _trials(out):
+    import optuna
+
+    storage = optimize.open_storage(None, out)
+    return optuna.load_study(study_name=optimize.STUDY_NAME, storage=storage).get_trials()
+
+
+@pytest.mark.slow
+def test_a_killed_search_resumes_without_running_a_finished_trial_again(tmp_path, root, tiny_model, small_npz):
+    from optuna.trial import TrialState
+
+    out = tmp_path / "out"
+    cmd = _build(tmp_path, tiny_model, small_npz, out)
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill it once a trial is done and the next one runs
+        time.sleep(0.5)
+        try:
+            trials = _trials(out)
+        except Exception:
+            continue
+        if any(t.state == TrialState.COMPLETE for t in trials) and trials[-1].state == TrialState.RUNNING:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _trials(out)
+    done_before = {t.user_attrs["config"] for t in before if t.state == TrialState.COMPLETE}
+    assert done_before and before[-1].state == TrialState.RUNNING
+    assert not (out / "report.json").exists()  # nothing published by the killed run
+
+    again = run_invoke(cmd[3:], cwd=root, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    log = report["search"]["candidates"]
+    assert report["search"]["resumed_trials"] == len(before)
+    assert log[len(before) - 1]["status"] == "retried"  # the killed trial: failed, queued again, run
+    done = [c for c in log if c["status"] == "done"]
+    configs = [_trials(out)[c["trial"]].user_attrs["config"] for c in done]
+    assert len(configs) == len(set(configs)) == 6  # 6 distinct files (prune off: one file per scheme); none twice
+    assert done_before <= set(configs)
+
+
+@pytest.mark.slow
+def test_two_local_workers_share_one_study(tmp_path, root, tiny_model, small_npz):
+    out = tmp_path / "out"
+    proc = subprocess.run(_build(tmp_path, tiny_model, small_npz, out, "--workers", "2"), cwd=root,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    s = report["search"]
+    done = [c for c in s["candidates"] if c["status"] == "done"]
+    assert s["workers"] == 2 and len({c["worker"] for c in done}) == 2  # both contributed
+    names = [c["artifacts"][0] for c in done]
+    assert len(names) == len(set(names)) == 6  # every distinct file once, none twice
+    arts = {a["name"]: a for a in report["artifacts"]}
+    pts = [(arts[n]["gzip_bytes"], arts[n]["val_accuracy"]) for n in ["teacher_float32"] + names]
+    front = {(["teacher_float32"] + names)[i] for i in pareto(pts)}
+    assert front == {n for n, a in arts.items() if a["pareto"]["size"]}  # the front is complete
+    for n in names:
+        assert (out / f"{n}.tflite").exists()
+
+    # A worker whose space differs may not join.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**SPACE, "grid": {"prune.final_sparsity": [0.6]}}))
+    join = run_invoke(["search-worker", "--storage", f"journal:{out / '.edgecompress/study/study.journal'}",
+                       "--search", str(other), "--out", str(tmp_path / "w")], cwd=root, timeout=300)
+    assert join.returncode == 2 and "made by another search (space:" in join.stderr, join.stderr[-2000:]
+
+
+MWMS_SCRIPT = r"""
+import json, os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+mode, out = sys.argv[1], sys.argv[2]
+from edgecompress.distribute import get_strategy
+strategy = get_strategy(mode)  # MultiWorkerMirroredStrategy must exist before other TensorFlow work
+import numpy as np
+from edgecompress import models
+from edgecompress._tf import keras
+from edgecompress.configs import TrainConfig
+from edgecompress.data import load_dataset
+from edgecompress.distillation import DistillConfig, distill
+
+def plain(seed=0):  # no BatchNormalization, no Dropout: one step is then the same on one worker and two
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inp)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu", name="fc1")(x)
+    x = keras.layers.Dense(10, name="logits")(x)
+    return keras.Model(inp, keras.layers.Softmax(name="probs")(x))
+
+one = load_dataset()
+one.x_train, one.y_train = one.x_train[:256], one.y_train[:256]
+with strategy.scope():
+    m = plain()
+models.train_classifier(m, one, TrainConfig(epochs=1, batch_size=256, validation_fraction=0.0, seed=0, strategy=mode),
+                        verbose=0)
+student, _ = distill(plain(1), one, DistillConfig(width=0.5, epochs=1, batch_size=256, baseline=False, strategy=mode),
+                     verbose=0)
+np.savez(out, *[w.numpy() for w in m.weights], *[w.numpy() for w in student.weights])
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "n_train": len(m.weights)}))
+"""
+
+
+@pytest.mark.slow
+def test_multiworker_mirrored_over_loopback_matches_one_worker(tmp_path, root):
+    """Two worker processes joined by TF_CONFIG on 127.0.0.1: one training step and one distillation step give
+    the single worker's weights."""
+    import socket
+
+    import numpy as np
+
+    script = tmp_path / "step.py"
+    script.write_text(MWMS_SCRIPT)
+    ports = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        ports.append(s.getsockname()[1])
+        s.close()
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    workers = [subprocess.Popen([sys.executable, str(script), "multiworker", str(tmp_path / f"w{i}.npz")],
+                                env={**env, "TF_CONFIG": json.dumps({"cluster": cluster,
+                                                                     "task": {"type": "worker", "index": i}})},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    single = subprocess.run([sys.executable, str(script), "default", str(tmp_path / "one.npz")], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    outs = [w.communicate(timeout=600) for w in workers]
+    for w, (o, e) in zip(workers, outs):
+        assert w.returncode == 0, e[-2000:]
+        assert json.loads(o.strip().splitlines()[-1])["replicas"] == 2
+    info = json.loads(single.stdout.strip().splitlines()[-1])
+    one, w0, w1 = (np.load(tmp_path / f"{n}.npz") for n in ("one", "w0", "w1"))
+    keys = sorted(one.files, key=lambda k: int(k.split("_")[1]))
+    train, student = keys[:info["n_train"]], keys[info["n_train"]:]
+    for k in keys:  # the two workers hold one model
+        np.testing.assert_array_equal(w0[k], w1[k])
+    for k in train:  # plain training: the same step to float rounding
+        np.testing.assert_allclose(w0[k], one[k], atol=1e-6)
+    close = np.mean(np.concatenate([np.isclose(w0[k], one[k], atol=1e-5).ravel() for k in student]))
+    assert close >= 0.98, close  # distillation (Adam): a few near-zero gradients may round the other way
+
+
+@pytest.fixture
+def postgres_url(tmp_path):
+    """A PostgreSQL server of its own on 127.0.0.1 (Debian's postgresql, run as the postgres user)."""
+    import glob
+    import shutil
+    import socket
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins or os.geteuid() != 0:  # scripts/install-system-deps.sh installs it; CI runs as root
+        pytest.skip("needs Debian's postgresql and root (to run the server as the postgres user)")
+    pg = bins[-1]
+    import tempfile
+    from pathlib import Path
+
+    top = Path(tempfile.mkdtemp(prefix="edgecompress-pg-"))  # pytest's tmp_path is private to root
+    os.chmod(top, 0o755)
+    data = top / "pg"
+    data.mkdir()
+    shutil.chown(data, "postgres", "postgres")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+
+    def as_pg(*cmd):
+        return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True, timeout=120)
+
+    r = as_pg(f"{pg}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres")
+    assert r.returncode == 0, r.stderr
+    r = as_pg(f"{pg}/pg_ctl", "-D", str(data), "-l", str(data / "log"), "-w", "start", "-o",
+              f"-p {port} -k {data} -c listen_addresses=127.0.0.1")
+    assert r.returncode == 0, r.stderr + (data / "log").read_text()
+    try:
+        r = as_pg(f"{pg}/createdb", "-h", "127.0.0.1", "-p", str(port), "study")
+        assert r.returncode == 0, r.stderr
+        yield f"postgresql://postgres:unused@127.0.0.1:{port}/study"
+    finally:
+        as_pg(f"{pg}/pg_ctl", "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_worker_started_elsewhere_joins_a_postgresql_study(tmp_path, root, tiny_model, small_npz, postgres_url):
+    """The coordinator (`build-edge --search --storage postgresql://...`) and a worker with its own folder and
+    cache (`search-worker --storage URL`, as on another machine) share the study over TCP; the worker's files
+    reach the coordinator through the artifact folder."""
+    import optuna
+
+    out, store = tmp_path / "out", tmp_path / "shared-artifacts"
+    space = {**SPACE, "grid": {"prune": [True, False], "prune.final_sparsity": [0.3, 0.5, 0.7, 0.8]}}
+    cmd = _build(tmp_path, tiny_model, small_npz, out, "--storage", postgres_url, "--artifacts", str(store))
+    (tmp_path / "space.json").write_text(json.dumps(space))
+    coordinator = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    storage = optimize.open_storage(postgres_url, tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and optimize.STUDY_NAME not in [
+            s.study_name for s in optuna.get_all_study_summaries(storage)]:
+        time.sleep(0.5)
+    worker = run_invoke(["search-worker", "--storage", postgres_url, "--out", str(tmp_path / "elsewhere")],
+                        cwd=root, timeout=600)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    _, err = coordinator.communicate(timeout=600)
+    assert coordinator.returncode == 0, err[-3000:]
+    assert "unused" not in err  # the password is never printed
+    report = json.loads((out / "report.json").read_text())
+    s = report["search"]
+    assert s["storage"] == postgres_url.replace(":unused@", ":***@")
+    done = [c for c in s["candidates"] if c["status"] == "done"]
+    names = [c["artifacts"][0] for c in done]
+    assert len(names) == len(set(names)) == 10  # 5 trained models x 2 schemes, each once
+    assert len({c["worker"] for c in done}) == 2, [c["worker"] for c in done]
+    assert (tmp_path / "elsewhere" / ".cache").is_dir()  # the worker trained in its own folder
+    for n in names:
+        assert (out / f"{n}.tflite").exists()
