@@ -307,7 +307,12 @@ class Objective:
             return tuple(same.values)
         self.duplicates_in_a_row = 0
         with _Heartbeat(trial):
-            return self._run(trial, recipe)
+            try:
+                return self._run(trial, recipe)
+            except (KeyboardInterrupt, SystemExit):  # Ctrl-C: Optuna fails the trial; run it again on resume
+                trial.set_user_attr("stale", {"worker": worker_id(), "seen": time.time(), "interrupted": True})
+                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                raise
 
     def _same(self, trial, key):
         """A finished trial with the same config (waiting for one still running elsewhere), or None."""
@@ -335,9 +340,13 @@ class Objective:
         from edgecompress.schemes import scheme
         from edgecompress.stages import run_stages
 
+        from edgecompress._tf import tf
+
         ctx = self.ctx
         t0 = time.time()
         logger.info("[trial %d] %s", trial.number, recipe.name)
+        # 0: TensorFlow's default (every core); a local worker's share otherwise (`run_local_workers`)
+        trial.set_user_attr("tf_threads", tf.config.threading.get_intra_op_parallelism_threads())
         stages = []
 
         def check(index, result):
@@ -384,10 +393,14 @@ class Objective:
                 if rec and selective and selective[0].accuracy > art.accuracy:
                     trial.set_user_attr("int8_recovery", {k: rec[k] for k in ("float_layers",) if k in rec})
                     art = selective[0]
-        except EdgeCompressError as e:
-            trial.set_user_attr("error", str(e))
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:  # one trial's failure (ours, or TensorFlow's) must not end the study
+            message = str(e) if isinstance(e, EdgeCompressError) else f"{type(e).__name__}: {e}"
+            trial.set_user_attr("error", message[:2000])
             trial.set_user_attr("seconds", round(time.time() - t0, 1))
-            logger.error("[trial %d] %s failed: %s", trial.number, recipe.name, e)
+            logger.error("[trial %d] %s failed: %s", trial.number, recipe.name, message,
+                         exc_info=not isinstance(e, EdgeCompressError))
             raise
         record = art.to_dict()
         record["artifact_id"] = upload_artifact(artifact_store=ctx.artifact_store, file_path=art.cache_path,
@@ -436,7 +449,7 @@ def run_worker(study, storage, ctx: TrialContext, *, deadline: float, trials: in
             break
         if study.sampler.__class__.__name__ == "GridSampler" and study.sampler.is_exhausted(study):
             break
-        study.optimize(objective, n_trials=1, catch=(EdgeCompressError,))
+        study.optimize(objective, n_trials=1, catch=(Exception,))  # recorded as FAIL with its error
         ran += 1
     return ran
 

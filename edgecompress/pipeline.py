@@ -304,6 +304,8 @@ def worker_command(options: BuildOptions, out_dir) -> list[str]:
     cmd = [sys.executable, "-m", "edgecompress", "search-worker", "--storage", storage, "--out", str(out_dir)]
     if options.study:
         cmd += ["--study", options.study]
+    if not options.verbose:
+        cmd.append("--quiet")
     return cmd
 
 

@@ -399,7 +399,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     for t in trials:
         ua = t.user_attrs
         entry = {"trial": t.number, "name": ua.get("name", f"trial{t.number}"), "choice": ua.get("choice", t.params),
-                 "status": t.state.name.lower(), "seconds": ua.get("seconds", 0.0), "worker": ua.get("worker")}
+                 "status": t.state.name.lower(), "seconds": ua.get("seconds", 0.0), "worker": ua.get("worker"),
+                 "tf_threads": ua.get("tf_threads")}
         if "stages" in ua:
             entry["stage_accuracy"] = {s["stage"]: s["accuracy"] for s in ua["stages"]}
         if "duplicate_of" in ua:
@@ -409,7 +410,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
             entry.update(status="stopped early", stage=se["stage"],
                          reason=f"after {se['stage']}: {100 * se['accuracy']:.2f}% < {100 * se['floor']:.2f}%")
         elif "stale" in ua:
-            entry.update(status="retried", reason=f"its worker {ua['stale']['worker']} died; run again")
+            how = "was interrupted" if ua["stale"].get("interrupted") else "died"
+            entry.update(status="retried", reason=f"its worker {ua['stale']['worker']} {how}; run again")
         elif t.state == TrialState.FAIL:
             entry.update(status="failed", error=ua.get("error", "the worker stopped with an error; see its log"))
         elif t.state == TrialState.COMPLETE and "artifact" in ua:

@@ -210,6 +210,13 @@ def test_a_killed_search_resumes_without_running_a_finished_trial_again(tmp_path
     assert len(configs) == len(set(configs)) == 6  # 6 distinct files (prune off: one file per scheme); none twice
     assert done_before <= set(configs)
 
+    # The same folder with another space: refused before anything is published, the build kept.
+    (tmp_path / "space.json").write_text(json.dumps({**SPACE, "grid": {"prune.final_sparsity": [0.6]}}))
+    kept = (out / "report.json").read_bytes()
+    other = run_invoke(cmd[3:], cwd=root, timeout=600)
+    assert other.returncode == 2 and "made by another search (space:" in other.stderr, other.stderr[-2000:]
+    assert "--study NAME" in other.stderr and (out / "report.json").read_bytes() == kept
+
 
 @pytest.mark.slow
 def test_two_local_workers_share_one_study(tmp_path, root, tiny_model, small_npz):
@@ -221,6 +228,7 @@ def test_two_local_workers_share_one_study(tmp_path, root, tiny_model, small_npz
     s = report["search"]
     done = [c for c in s["candidates"] if c["status"] == "done"]
     assert s["workers"] == 2 and len({c["worker"] for c in done}) == 2  # both contributed
+    assert {c["tf_threads"] for c in done} == {max(1, (os.cpu_count() or 1) // 2)}  # each its share of the cores
     names = [c["artifacts"][0] for c in done]
     assert len(names) == len(set(names)) == 6  # every distinct file once, none twice
     arts = {a["name"]: a for a in report["artifacts"]}
