@@ -475,7 +475,6 @@ def run_local_workers(study, storage, command: list, n: int) -> None:
     """Starts `command` (an `invoke search-worker` argv) `n` times, each with cores/n TensorFlow threads, and
     waits for them; Ctrl-C stops them all (their running trials are retried on resume)."""
     import subprocess
-    import sys
 
     threads = max(1, (os.cpu_count() or 1) // n)
     env = {**os.environ, "EDGECOMPRESS_TF_THREADS": str(threads)}

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from edgecompress.configs import _Config, _require
 from edgecompress.errors import EdgeCompressError
-from edgecompress.recipe import Recipe, config_key  # noqa: F401  (config_key: what a trial makes)
+from edgecompress.recipe import Recipe
 from edgecompress.registry import STAGES
 
 logger = logging.getLogger(__name__)
@@ -300,6 +300,70 @@ def _absolute(value):
     return str(Path(value).resolve()) if value and Path(str(value)).exists() else value
 
 
+def trial_entry(t) -> dict:
+    """One trial of the study as the report's search log has it: status (`done`, `stopped early`, `duplicate`,
+    `retried`, `failed`, or Optuna's state), why, the stage top-1s, who ran it and how long."""
+    from optuna.trial import TrialState
+
+    ua = t.user_attrs
+    entry = {"trial": t.number, "name": ua.get("name", f"trial{t.number}"), "choice": ua.get("choice", t.params),
+             "status": t.state.name.lower(), "seconds": ua.get("seconds", 0.0), "worker": ua.get("worker"),
+             "tf_threads": ua.get("tf_threads")}
+    if "stages" in ua:
+        entry["stage_accuracy"] = {s["stage"]: s["accuracy"] for s in ua["stages"]}
+    if "duplicate_of" in ua:
+        entry.update(status="duplicate", reason=f"same recipe and scheme as trial {ua['duplicate_of']}")
+    elif t.state == TrialState.PRUNED and "stopped_early" in ua:
+        se = ua["stopped_early"]
+        entry.update(status="stopped early", stage=se["stage"],
+                     reason=f"after {se['stage']}: {100 * se['accuracy']:.2f}% < {100 * se['floor']:.2f}%")
+    elif "stale" in ua:
+        how = "was interrupted" if ua["stale"].get("interrupted") else "died"
+        entry.update(status="retried", reason=f"its worker {ua['stale']['worker']} {how}; run again")
+    elif t.state == TrialState.FAIL:
+        entry.update(status="failed", error=ua.get("error", "the worker stopped with an error; see its log"))
+    elif t.state == TrialState.COMPLETE and "artifact" in ua:
+        entry["status"] = "done"
+    return entry
+
+
+def _trial_file(t, store, cache):
+    """A finished trial's `results.Artifact`, its file fetched from the artifact store into the cache (checked
+    against its sha256)."""
+    from optuna.artifacts import download_artifact
+
+    from edgecompress.fileio import sha256_path
+    from edgecompress.results import Artifact
+
+    record = t.user_attrs["artifact"]
+    a = Artifact.from_dict({k: v for k, v in record.items() if k != "artifact_id"})
+    local = cache.file(f"{a.name}.trial", a.sha256, ".tflite")
+    if not local.exists():
+        local.parent.mkdir(parents=True, exist_ok=True)
+        download_artifact(artifact_store=store, file_path=str(local), artifact_id=record["artifact_id"])
+    if sha256_path(local) != a.sha256:
+        raise EdgeCompressError(f"Trial {t.number}'s file in the artifact store does not match its recorded sha256: "
+                                "the store was changed or is another study's. Point --artifacts at this study's.")
+    a.cache_path = str(local)
+    a.extra["trial"] = t.number
+    return a
+
+
+def mark_fronts(artifacts, max_accuracy_drop):
+    """Marks `pareto` on every artifact: size, the study's front (validation top-1 against gzip bytes);
+    latency, test top-1 against p50. Returns (size front, its hypervolume, the reference point): the
+    reference is the first artifact's (the teacher's) gzip bytes and validation top-1 less the limit."""
+    from edgecompress.pareto import hypervolume, mark_pareto, pareto
+
+    mark_pareto(artifacts)  # both fronts on test top-1; the size front is then the study's
+    objectives = [(a.gzip_bytes, a.extra["val_accuracy"]) for a in artifacts]
+    front = set(pareto(objectives))
+    for i, a in enumerate(artifacts):
+        a.extra["pareto"]["size"] = i in front
+    ref = (artifacts[0].gzip_bytes, artifacts[0].extra["val_accuracy"] - (max_accuracy_drop or 0.0) / 100)
+    return [a for i, a in enumerate(artifacts) if i in front], hypervolume(objectives[1:], ref), ref
+
+
 def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None) -> dict:
     """What a study is made of; a worker whose own differ may not join (`optimize.open_study`)."""
     import numpy as np
@@ -334,13 +398,11 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     for this build) is started that many times, each with a share of the
     cores, and this process waits for them.
     """
-    from optuna.artifacts import FileSystemArtifactStore, download_artifact
-    from optuna.trial import TrialState
+    from optuna.artifacts import FileSystemArtifactStore
 
     from edgecompress import optimize
     from edgecompress.measure import measure_file, teacher_baseline
-    from edgecompress.pareto import hypervolume, mark_pareto, pareto
-    from edgecompress.results import Artifact, BuildResult
+    from edgecompress.results import BuildResult
     from edgecompress.stages import teacher_entry
 
     _require(isinstance(budget_minutes, (int, float)) and budget_minutes > 0,
@@ -397,43 +459,17 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     trials = study.get_trials(deepcopy=False)
     log, arts, names = [], [], set()
     for t in trials:
-        ua = t.user_attrs
-        entry = {"trial": t.number, "name": ua.get("name", f"trial{t.number}"), "choice": ua.get("choice", t.params),
-                 "status": t.state.name.lower(), "seconds": ua.get("seconds", 0.0), "worker": ua.get("worker"),
-                 "tf_threads": ua.get("tf_threads")}
-        if "stages" in ua:
-            entry["stage_accuracy"] = {s["stage"]: s["accuracy"] for s in ua["stages"]}
-        if "duplicate_of" in ua:
-            entry.update(status="duplicate", reason=f"same recipe and scheme as trial {ua['duplicate_of']}")
-        elif t.state == TrialState.PRUNED and "stopped_early" in ua:
-            se = ua["stopped_early"]
-            entry.update(status="stopped early", stage=se["stage"],
-                         reason=f"after {se['stage']}: {100 * se['accuracy']:.2f}% < {100 * se['floor']:.2f}%")
-        elif "stale" in ua:
-            how = "was interrupted" if ua["stale"].get("interrupted") else "died"
-            entry.update(status="retried", reason=f"its worker {ua['stale']['worker']} {how}; run again")
-        elif t.state == TrialState.FAIL:
-            entry.update(status="failed", error=ua.get("error", "the worker stopped with an error; see its log"))
-        elif t.state == TrialState.COMPLETE and "artifact" in ua:
-            a = Artifact.from_dict({k: v for k, v in ua["artifact"].items() if k != "artifact_id"})
+        entry = trial_entry(t)
+        if entry["status"] == "done":
+            a = _trial_file(t, store, cache)
             if a.name in names:
                 a.name, a.path = f"{a.name}-t{t.number}", f"{a.name}-t{t.number}.tflite"
             names.add(a.name)
-            local = cache.file(f"{a.name}.trial", a.sha256, ".tflite")
-            if not local.exists():
-                local.parent.mkdir(parents=True, exist_ok=True)
-                download_artifact(artifact_store=store, file_path=str(local), artifact_id=ua["artifact"]["artifact_id"])
-            from edgecompress.fileio import sha256_path
-
-            if sha256_path(local) != a.sha256:
-                raise EdgeCompressError(f"Trial {t.number}'s file in the artifact store {store_dir} does not match "
-                                        "its recorded sha256: the store was changed.")
-            m = measure_file(local, dataset, cache, threads=threads, runs=runs, warmup=warmup)
+            m = measure_file(a.cache_path, dataset, cache, threads=threads, runs=runs, warmup=warmup)
             a.extra["val_accuracy"], a.accuracy = a.accuracy, m["accuracy"]
-            a.latency_ms, a.init_ms, a.agreement, a.cache_path = m["latency_ms"], m["init_ms"], None, str(local)
-            a.extra["trial"] = t.number
+            a.latency_ms, a.init_ms, a.agreement = m["latency_ms"], m["init_ms"], None
             arts.append(a)
-            entry.update(status="done", artifacts=[a.name])
+            entry["artifacts"] = [a.name]
         log.append(entry)
     made = {trials[e["trial"]].user_attrs.get("config") for e in log if e["status"] == "done"}
     for e in log:  # a failure counts (exit 4) unless a later trial made the same file
@@ -444,17 +480,9 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         raise EdgeCompressError(f"Search {space.name!r}: no trial finished:\n" + "\n".join(
             f"  trial {e['trial']} {e['name']}: {e['status']} {e.get('error') or e.get('reason') or ''}" for e in log))
     artifacts = [baseline] + arts
-    mark_pareto(artifacts)  # latency front on test top-1; the size front is the study's, below
-    objectives = [(a.gzip_bytes, a.extra["val_accuracy"]) for a in artifacts]
-    front = set(pareto(objectives))
-    for i, a in enumerate(artifacts):
-        a.extra["pareto"]["size"] = i in front
-    limit = (max_accuracy_drop or 0.0) / 100
-    ref = (baseline.gzip_bytes, baseline.extra["val_accuracy"] - limit)
-    hv = hypervolume(objectives[1:], ref)
+    front, hv, ref = mark_fronts(artifacts, max_accuracy_drop)
     logger.info("Search done: %d trial(s) finished of %d in %.0f s; front: %s; hypervolume %.4g KB x points", done,
-                len(trials), time.time() - started, ", ".join(a.name for i, a in enumerate(artifacts) if i in front),
-                hv / 1024 * 100)
+                len(trials), time.time() - started, ", ".join(a.name for a in front), hv / 1024 * 100)
     counts = {}
     for e in log:
         counts[e["status"]] = counts.get(e["status"], 0) + 1

@@ -92,7 +92,7 @@ def test_ranges_stage_switches_and_schemes_become_optuna_parameters():
 
 
 def test_equal_recipes_share_one_config_key_whatever_the_dropped_stage_was_given():
-    from edgecompress.search import config_key
+    from edgecompress.recipe import config_key
 
     space = SearchSpace.from_dict({**TINY_SPACE, "grid": {"prune": [True, False], "prune.final_sparsity": [0.5, 0.7]}})
     keys = {(c["prune"], c["prune.final_sparsity"], c["quantize"]): config_key(r) for c, r in space.candidates()}
