@@ -85,6 +85,17 @@ def inherit_weights(teacher, student) -> None:
     channels.inherit(teacher, student, plan)
 
 
+def make_distiller(student, teacher, temperature: float = 2.0, alpha: float = 0.5):
+    """A Keras model whose `fit` trains `student` against a frozen copy of `teacher` (built in the current
+    strategy's scope); `alpha` weighs the labels, `1 - alpha` the teacher's softened outputs. Other stages
+    use it to fine-tune with the teacher (pruning with `distill`)."""
+    from edgecompress._tf import keras
+
+    frozen = keras.models.clone_model(teacher)
+    frozen.set_weights(teacher.get_weights())
+    return _distiller_class()(student, frozen, temperature, alpha)
+
+
 def _distiller_class():
     from edgecompress._tf import keras, tf
 

@@ -82,8 +82,9 @@ def _wrap(model, config: PruneConfig, steps: int):
     return keras.models.clone_model(base, clone_function=wrap), skipped
 
 
-def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose: int = 1, **_):
-    """Prunes a copy of `model` while fine-tuning on `dataset`'s training split.
+def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose: int = 1, build_teacher=None, **_):
+    """Prunes a copy of `model` while fine-tuning on `dataset`'s training split (with `config.distill`,
+    against `build_teacher`'s soft targets too: the build's original model).
 
     Returns:
         (model, metrics): the stripped model (plain Keras layers, zeros in
@@ -98,12 +99,22 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
     x = to_model_input(dataset.x_train, dataset.preprocessing)
     (xt, yt), val = split_validation(x, dataset.y_train, 0.1, seed)
     steps = math.ceil(len(yt) / config.batch_size) * config.epochs
+    if config.distill and build_teacher is None:
+        raise EdgeCompressError("Received `distill`=True for prune, but no teacher: it fine-tunes against the "
+                                "build's teacher, which a recipe run has. Use it in a recipe, or drop `distill`.")
     with get_strategy(config.strategy).scope():
         pruned, skipped = _wrap(model, config, steps)
-        compile_classifier(pruned, config.learning_rate)
+        trainer = pruned
+        if config.distill:
+            from edgecompress.distillation import make_distiller
+
+            trainer = make_distiller(pruned, build_teacher)
+            trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        else:
+            compile_classifier(pruned, config.learning_rate)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pruned.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
+        trainer.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
                    callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=verbose, shuffle=True)
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     if config.qat:

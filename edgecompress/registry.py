@@ -82,8 +82,8 @@ def run_stage(config, model, dataset, *, teacher=None, seed: int = 0, verbose: i
     module, _, function = info.implementation.partition(":")
     run = getattr(importlib.import_module(module), function)
     # The implementations take the model the previous stage made (distillation's teacher is that model);
-    # `teacher`, the build's original model, is accepted for stages that want it by name in their config.
-    return run(model, dataset, config, seed=seed, verbose=verbose)
+    # the build's original model goes to every one as `build_teacher` (pruning with `distill` learns from it).
+    return run(model, dataset, config, seed=seed, verbose=verbose, build_teacher=teacher)
 
 
 register(DistillConfig, "edgecompress.distillation:distill",

@@ -212,6 +212,27 @@ class SearchSpace(_Config):
                 choice[key] = round(v, 10) if p.step else float(f"{v:.3g}")  # 3 digits: names and cache keys repeat
         return choice
 
+    def template_choice(self) -> dict:
+        """The template's own values as a choice (each stage on, the first scheme), for the parameters whose
+        domain holds them: the study's first trial, so the recipe the space was written around is measured."""
+        stages = {s["stage"]: s for s in self.stages}
+        out = {}
+        for key, p in self.parameters().items():
+            stage, dot, param = key.partition(".")
+            if key == "quantize":
+                value = self.quantize[0]
+            elif not dot:
+                value = True
+            elif param in stages[stage]:
+                value = stages[stage][param]
+            else:
+                continue
+            if (p.choices is not None and value in p.choices) or (
+                    p.choices is None and isinstance(value, (int, float)) and p.low <= value <= p.high
+                    and (p.step is None or abs(round((value - p.low) / p.step) * p.step + p.low - value) < 1e-9)):
+                out[key] = _encode(value)
+        return out
+
     def grid_space(self) -> dict:
         """The grid sampler's `{key: [encoded values]}`."""
         return {k: [_encode(v) for v in p.values()] for k, p in self.parameters().items()}
@@ -424,6 +445,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     name = study_name or optimize.STUDY_NAME
     study = optimize.open_study(study_storage, space, fp, seed=seed, name=name)
     study.set_user_attr("ready", False)  # until the teacher is measured and the deadline set
+    if not study.trials and space.sampler != "grid":
+        study.enqueue_trial(space.template_choice())  # the template recipe is measured first
 
     teacher_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
     base_arts, failed = teacher_baseline(teacher, pixels, dataset, cache, teacher_key, teacher_log[0],

@@ -165,6 +165,10 @@ class PruneConfig(_StageConfig):
         qat: Pruning-preserving quantization-aware training after pruning.
             Defaults to False.
         qat_epochs: Epochs of that training. Defaults to 1.
+        distill: Fine-tune against the build's teacher's soft targets as well
+            as the labels (temperature 2, alpha 0.5, as `distill`), instead of
+            the labels alone: what the pruned weights lose, the teacher
+            teaches back. Defaults to False.
         on_unsupported: `"skip"` layers tfmot cannot prune (named in the log)
             or `"error"`. Defaults to `"skip"`.
         min_params: Leave layers with fewer weights dense: pruning them saves
@@ -186,6 +190,7 @@ class PruneConfig(_StageConfig):
     policy: str | None = None
     qat: bool = False
     qat_epochs: int = 1
+    distill: bool = False
     on_unsupported: str = "skip"
     min_params: int = 1000
     learning_rate: float = 5e-4

@@ -60,7 +60,7 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
     from edgecompress.search import load_space
 
     started = time.time()
-    spaces = [(load_space(search), "search")] + [(load_space(c), f"search-{c}") for c in compare] if search else []
+    spaces = [(load_space(search), "search")] + [(s, f"search-{s.name}") for s in map(load_space, compare)] if search else []
     dataset = load_dataset(data, Preprocessing(), seed=seed) if teacher is None else None
     if teacher is None:
         fit = dataset
@@ -97,7 +97,9 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
     constraints = Constraints(max_accuracy_drop, max_size_kb, max_latency_ms)
     for space, folder in spaces:
         label = "search" if folder == "search" else space.name
-        found, error = _search(model, dataset, space, pixels, cache, teacher_key, out_dir / folder,
+        # Each search starts cold, with its own stage cache: neither inherits the other's trained students.
+        found, error = _search(model, dataset, space, pixels, StageCache(out_dir / folder / ".cache"), teacher_key,
+                               out_dir / folder,
                                budget_minutes=budget_minutes, seed=seed, verbose=verbose, runs=runs,
                                constraints=constraints)
         gate_error = gate_error or error

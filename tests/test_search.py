@@ -101,6 +101,15 @@ def test_equal_recipes_share_one_config_key_whatever_the_dropped_stage_was_given
                 keys[(False, 0.5, "float16")]}) == 4
 
 
+def test_the_template_is_the_first_choice_where_the_space_holds_it():
+    space = load_space("default")
+    first = space.template_choice()
+    assert first["quantize"] == "int8" and first["cluster"] is True and first["factorize"] is True
+    assert space.recipe(first).stages == space.recipe({**first}).stages
+    off_grid = SearchSpace.from_dict({**TINY_SPACE, "grid": {"prune.final_sparsity": {"low": 0.6, "high": 0.9, "step": 0.2}}})
+    assert off_grid.template_choice() == {"quantize": "int8"}  # 0.5 is outside the range: the sampler picks
+
+
 def test_shipped_space_loads_and_unknown_names_list_the_shipped(tmp_path):
     space = load_space("default")
     assert space.sampler == "tpe" and space.selective_int8 and {"cluster", "quantize"} <= set(space.parameters())
@@ -218,6 +227,7 @@ def test_build_edge_search_selects_on_validation_and_reports(tmp_path, root, tin
     report = json.loads((out / "report.json").read_text())
     assert report["search"]["space"]["name"] == "tiny" and report["search"]["sampler"] == "tpe"
     assert report["search"]["counts"].get("done", 0) >= 2
+    assert report["search"]["candidates"][0]["choice"] == {"prune.final_sparsity": 0.5, "quantize": "int8"}  # the template
     sel = next(a for a in report["artifacts"] if a["name"] == report["selected"])
     assert (out / "selected.tflite").read_bytes() == (out / f"{sel['name']}.tflite").read_bytes()
     from edgecompress.recipe import load_recipe
