@@ -90,12 +90,42 @@ def open_storage(url: str | None, out_dir):
                                 f"{type(e).__name__}: {str(e).splitlines()[0][:300]}.{hint}") from None
 
 
-def make_sampler(space, seed: int, worker: int = 0):
-    """The space's sampler, with settings for 20-40 trials.
+def _tpe(space, seed):
+    import optuna
 
-    - `tpe` (default): 8 random trials (`startup_trials`), then multivariate
-      TPE (grouped, so dropped stages do not blur it), constant liar so
-      parallel workers do not propose the same point.
+    # Multivariate and grouped (dropped stages do not blur it); constant liar, so parallel workers do not
+    # propose the point another is running.
+    return optuna.samplers.TPESampler(n_startup_trials=space.startup_trials, multivariate=True, group=True,
+                                      constant_liar=True, seed=seed)
+
+
+def _nsga2(space, seed):
+    import optuna
+
+    return optuna.samplers.NSGAIISampler(population_size=space.startup_trials, seed=seed)
+
+
+def _grid(space, seed):
+    import optuna
+
+    return optuna.samplers.GridSampler(space.grid_space(), seed=seed)
+
+
+def _random(space, seed):
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+# name -> (factory(space, seed), whether every worker must share the seed)
+SAMPLERS = {"tpe": (_tpe, False), "nsga2": (_nsga2, False), "grid": (_grid, True), "random": (_random, False)}
+
+
+def make_sampler(space, seed: int, worker: int = 0):
+    """The space's sampler (`SAMPLERS`), with settings for 20-40 trials.
+
+    - `tpe` (default): `startup_trials` (8) random trials, then multivariate
+      TPE.
     - `nsga2`: population `startup_trials` (Optuna's default 50 would never
       leave the first generation in 40 trials).
     - `grid`: every listed combination, in a random order.
@@ -108,16 +138,9 @@ def make_sampler(space, seed: int, worker: int = 0):
 
     import optuna
 
-    s = seed + worker
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's `group`
-    if space.sampler == "tpe":
-        return optuna.samplers.TPESampler(n_startup_trials=space.startup_trials, multivariate=True, group=True,
-                                          constant_liar=True, seed=s)
-    if space.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=space.startup_trials, seed=s)
-    if space.sampler == "grid":  # one seed for all: it orders the grid, and grid ids must mean one point
-        return optuna.samplers.GridSampler(space.grid_space(), seed=seed)
-    return optuna.samplers.RandomSampler(seed=s)
+    factory, shared = SAMPLERS[space.sampler]
+    return factory(space, seed if shared else seed + worker)
 
 
 def open_study(storage, space, fingerprint: dict, *, seed=0, worker=0, name=STUDY_NAME, join=False):

@@ -46,6 +46,7 @@ import re
 import time
 from pathlib import Path
 
+from edgecompress import optimize  # imports no Optuna until a study is opened
 from edgecompress.configs import _Config, _require
 from edgecompress.errors import EdgeCompressError
 from edgecompress.recipe import Recipe
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 SPACES_DIR = Path(__file__).parent / "search_spaces"
 
 # Optuna's samplers by name, with settings for 20-40 trials (see `optimize.make_sampler`).
-SAMPLERS = ("tpe", "nsga2", "grid", "random")
+SAMPLERS = tuple(optimize.SAMPLERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,7 +422,6 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     """
     from optuna.artifacts import FileSystemArtifactStore
 
-    from edgecompress import optimize
     from edgecompress.measure import measure_file, teacher_baseline
     from edgecompress.results import BuildResult
     from edgecompress.stages import teacher_entry

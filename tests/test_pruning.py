@@ -61,6 +61,20 @@ def test_reaches_target_in_keras_and_in_tflite(config, tiny_model, tiny_dataset,
 
 
 @pytest.mark.slow
+def test_pruning_can_learn_from_the_teacher(tiny_model, tiny_dataset):
+    """`distill`: the pruning wrappers train inside the distiller (UpdatePruningStep finds them there)."""
+    from edgecompress import models
+
+    teacher = models.build_teacher(tiny_dataset.preprocessing, 10, width=0.5, seed=1)
+    pruned, metrics = prune(tiny_model, tiny_dataset, PruneConfig(epochs=1, final_sparsity=0.6, initial_sparsity=0.0,
+                                                                  distill=True), build_teacher=teacher, verbose=0)
+    assert abs(metrics["sparsity"] - 0.6) < 0.05 and metrics["accuracy"] > 0.5
+    assert [w.name for w in pruned.weights] == [w.name for w in tiny_model.weights]  # the student, stripped
+    with pytest.raises(EdgeCompressError, match="no teacher"):
+        prune(tiny_model, tiny_dataset, PruneConfig(epochs=1, distill=True), verbose=0)
+
+
+@pytest.mark.slow
 def test_two_of_four_structured(tiny_model, tiny_dataset):
     pruned, metrics = prune(tiny_model, tiny_dataset, PruneConfig(m_by_n="2:4", epochs=1), verbose=0)
     assert metrics["target_sparsity"] == 0.5
