@@ -445,7 +445,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     name = study_name or optimize.STUDY_NAME
     study = optimize.open_study(study_storage, space, fp, seed=seed, name=name)
     study.set_user_attr("ready", False)  # until the teacher is measured and the deadline set
-    if not study.trials and space.sampler != "grid":
+    resumed = len(study.trials)
+    if not resumed and space.sampler != "grid":
         study.enqueue_trial(space.template_choice())  # the template recipe is measured first
 
     teacher_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
@@ -456,7 +457,6 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     baseline = base_arts[0]
     baseline.extra["val_accuracy"] = measure_file(baseline.cache_path, val, cache, threads=threads, runs=1,
                                                   warmup=0)["accuracy"]
-    resumed = len(study.trials)
     deadline = time.time() + 60 * budget_minutes
     study.set_user_attr("deadline", deadline)
     study.set_user_attr("stop", False)
