@@ -228,6 +228,7 @@ def test_build_edge_search_selects_on_validation_and_reports(tmp_path, root, tin
     assert report["search"]["space"]["name"] == "tiny" and report["search"]["sampler"] == "tpe"
     assert report["search"]["counts"].get("done", 0) >= 2
     assert report["search"]["candidates"][0]["choice"] == {"prune.final_sparsity": 0.5, "quantize": "int8"}  # the template
+    assert report["search"]["resumed_trials"] == 0  # a new study, though its first trial was queued
     sel = next(a for a in report["artifacts"] if a["name"] == report["selected"])
     assert (out / "selected.tflite").read_bytes() == (out / f"{sel['name']}.tflite").read_bytes()
     from edgecompress.recipe import load_recipe
