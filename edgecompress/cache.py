@@ -22,12 +22,12 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import platform
 from importlib import metadata
 from pathlib import Path
 
-from edgecompress.fileio import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_path
+from edgecompress.fileio import (atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, pid_alive,
+                                 sha256_path)
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class StageCache:
             self.root.mkdir(parents=True, exist_ok=True)
             for stale in self.root.glob(".*partial*"):  # left by a killed build; not another live one's
                 pid = "".join(ch for ch in stale.name.split("partial", 1)[1].split(".")[0] if ch.isdigit())
-                if pid and not _alive(int(pid)):
+                if pid and not pid_alive(int(pid)):
                     _remove(stale)
         else:
             import shutil
@@ -227,12 +227,3 @@ def _remove(path: Path) -> None:
     else:
         path.unlink(missing_ok=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True

@@ -91,6 +91,17 @@ def sha256_path(path) -> str:
     return h.hexdigest()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
 @contextlib.contextmanager
 def folder_lock(folder, what: str = "a build"):
     """Holds `<folder>/.edgecompress/lock` for the duration; a second holder is refused at once.

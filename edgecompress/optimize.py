@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from edgecompress.errors import EdgeCompressError
+from edgecompress.fileio import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +144,13 @@ def make_sampler(space, seed: int, worker: int = 0):
     return factory(space, seed if shared else seed + worker)
 
 
-def open_study(storage, space, fingerprint: dict, *, seed=0, worker=0, name=STUDY_NAME, join=False):
+def open_study(storage, space, fingerprint: dict, *, seed=0, worker=0, name=STUDY_NAME, join=False,
+               where: str = "this storage"):
     """Creates (or loads) the study; refuses one whose fingerprint differs from ours.
 
     With `join` (a worker), the study must exist. Raises `EdgeCompressError`
-    naming what differs: another space, teacher, data, seed, limit or versions.
+    naming what differs: another space, teacher, data, seed, limit or versions
+    (`where` names the storage in messages, without its password).
     """
     import optuna
 
@@ -163,7 +166,7 @@ def open_study(storage, space, fingerprint: dict, *, seed=0, worker=0, name=STUD
         if diff:
             what = "; ".join(f"{k}: study {theirs.get(k)!r}, here {fingerprint.get(k)!r}" for k in diff)
             raise EdgeCompressError(
-                f"The study {name!r} in {getattr(storage, '_edgecompress_url', 'this storage')} was made by another "
+                f"The study {name!r} in {where} was made by another "
                 f"search ({what}). Resume with the same space, teacher and data; or start a new study "
                 f"(`--study NAME`), or remove the build folder's .edgecompress/study/ to start over.")
         return study
@@ -197,16 +200,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_stale_trials(study, storage) -> list[int]:
     """Marks trials left RUNNING by a dead worker as failed and enqueues their parameters again; returns them."""
     from optuna.trial import TrialState
@@ -218,7 +211,7 @@ def fail_stale_trials(study, storage) -> list[int]:
             continue
         beat = t.user_attrs.get("heartbeat") or (t.datetime_start.timestamp() if t.datetime_start else now)
         w_host, _, pid = who.rpartition(":")
-        dead = (w_host == host and pid.isdigit() and not _alive(int(pid))) or now - beat > STALE_S
+        dead = (w_host == host and pid.isdigit() and not pid_alive(int(pid))) or now - beat > STALE_S
         if not dead:
             continue
         try:

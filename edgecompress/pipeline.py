@@ -327,7 +327,6 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
 
     name = study or optimize.STUDY_NAME
     storage_obj = optimize.open_storage(storage, out_dir or ".")
-    storage_obj._edgecompress_url = optimize.describe_url(storage)
     try:
         found = optuna.load_study(study_name=name, storage=storage_obj)
     except KeyError:
@@ -355,7 +354,7 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
 
     fp = fingerprint(model_, val, space, pixels, seed=options.seed, max_accuracy_drop=options.max_accuracy_drop)
     study_ = optimize.open_study(storage_obj, space, fp, seed=options.seed, worker=worker_index + 1, name=name,
-                                 join=True)
+                                 join=True, where=optimize.describe_url(storage))
     from optuna.artifacts import FileSystemArtifactStore
 
     store = FileSystemArtifactStore(str(artifacts or study_.user_attrs["artifacts"]))

@@ -440,10 +440,9 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     store_dir.mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(store_dir))
     study_storage = optimize.open_storage(storage, out_dir)
-    study_storage._edgecompress_url = optimize.describe_url(storage)
     fp = fingerprint(teacher, val, space, pixels, seed=seed, max_accuracy_drop=max_accuracy_drop)
     name = study_name or optimize.STUDY_NAME
-    study = optimize.open_study(study_storage, space, fp, seed=seed, name=name)
+    study = optimize.open_study(study_storage, space, fp, seed=seed, name=name, where=optimize.describe_url(storage))
     study.set_user_attr("ready", False)  # until the teacher is measured and the deadline set
     resumed = len(study.trials)
     if not resumed and space.sampler != "grid":
