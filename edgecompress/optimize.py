@@ -463,7 +463,7 @@ def run_worker(study, storage, ctx: TrialContext, *, deadline: float, trials: in
             logger.info("The sampler proposed %d tried recipes in a row: the space looks used up; stopping",
                         MAX_DUPLICATES_IN_A_ROW)
             break
-        if study.sampler.__class__.__name__ == "GridSampler" and study.sampler.is_exhausted(study):
+        if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
             break
         study.optimize(objective, n_trials=1, catch=(Exception,))  # recorded as FAIL with its error
         ran += 1
