@@ -327,17 +327,19 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
 
     name = study or optimize.STUDY_NAME
     storage_obj = optimize.open_storage(storage, out_dir or ".")
-    try:
-        found = optuna.load_study(study_name=name, storage=storage_obj)
-    except KeyError:
-        raise EdgeCompressError(f"No study {name!r} in {optimize.describe_url(storage)}. Start the search first "
-                                "(`invoke build-edge --search ... --storage URL`), then its workers.") from None
-    waited = time.time()
-    while "ready" not in found.user_attrs:  # the search has made the study but not measured its teacher yet
+    waited, found = time.time(), None
+    while found is None or not found.user_attrs.get("ready"):  # started before the search, or before its teacher
+        try:
+            found = optuna.load_study(study_name=name, storage=storage_obj)
+        except KeyError:
+            found = None
+        if found is not None and found.user_attrs.get("ready"):
+            break
         if time.time() - waited > 600:
-            raise EdgeCompressError(f"The study {name!r} has not started in 10 minutes: is its search running?")
+            raise EdgeCompressError(f"No running study {name!r} in {optimize.describe_url(storage)} after 10 "
+                                    "minutes. Start the search (`invoke build-edge --search ... --storage URL`); "
+                                    "workers wait for it.")
         time.sleep(2)
-        found = optuna.load_study(study_name=name, storage=storage_obj)
     stored = dict(found.user_attrs.get("options") or {})
     overrides = {k: v for k, v in {"model": model, "data": data, "search": search}.items() if v is not None}
     stored.update(overrides, verbose=verbose, workers=1)
