@@ -29,17 +29,8 @@ ds = load_dataset()
 ds.x_train, ds.y_train, ds.x_test, ds.y_test = ds.x_train[:2000], ds.y_train[:2000], ds.x_test[:500], ds.y_test[:500]
 out = {}
 import numpy as np
-from edgecompress._tf import keras
 
-def plain(seed=0):
-    # No dropout: one step must then give the same weights on 1 and 2 replicas.
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input((28, 28, 1))
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inp)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(16, activation="relu", name="fc1")(x)
-    x = keras.layers.Dense(10, name="logits")(x)
-    return keras.Model(inp, keras.layers.Softmax(name="probs")(x))
+from tests.support.architectures import plain_classifier as plain  # no dropout: one step is the same on 1 and 2 replicas
 
 one = load_dataset()
 one.x_train, one.y_train = one.x_train[:256], one.y_train[:256]

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from conftest import run_invoke
+from support.sshd import free_port
 from edgecompress import optimize
 from edgecompress.errors import EdgeCompressError
 from edgecompress.pareto import hypervolume, pareto
@@ -244,19 +245,11 @@ from edgecompress.distribute import get_strategy
 strategy = get_strategy(mode)  # MultiWorkerMirroredStrategy must exist before other TensorFlow work
 import numpy as np
 from edgecompress import models
-from edgecompress._tf import keras
 from edgecompress.configs import TrainConfig
 from edgecompress.data import load_dataset
 from edgecompress.distillation import DistillConfig, distill
 
-def plain(seed=0):  # no BatchNormalization, no Dropout: one step is then the same on one worker and two
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input((28, 28, 1))
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inp)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(16, activation="relu", name="fc1")(x)
-    x = keras.layers.Dense(10, name="logits")(x)
-    return keras.Model(inp, keras.layers.Softmax(name="probs")(x))
+from tests.support.architectures import plain_classifier as plain  # no BN, no Dropout: one step is the same
 
 one = load_dataset()
 one.x_train, one.y_train = one.x_train[:256], one.y_train[:256]
@@ -275,19 +268,13 @@ print(json.dumps({"replicas": strategy.num_replicas_in_sync, "n_train": len(m.we
 def test_multiworker_mirrored_over_loopback_matches_one_worker(tmp_path, root):
     """Two worker processes joined by TF_CONFIG on 127.0.0.1: one training step and one distillation step give
     the single worker's weights."""
-    import socket
-
     import numpy as np
 
     script = tmp_path / "step.py"
     script.write_text(MWMS_SCRIPT)
-    ports = []
-    for _ in range(2):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        ports.append(s.getsockname()[1])
-        s.close()
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    ports = {free_port() for _ in range(10)}  # two distinct ones
+    assert len(ports) >= 2
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in sorted(ports)[:2]]}
     env = {**os.environ, "PYTHONPATH": str(root)}
     workers = [subprocess.Popen([sys.executable, str(script), "multiworker", str(tmp_path / f"w{i}.npz")],
                                 env={**env, "TF_CONFIG": json.dumps({"cluster": cluster,
@@ -317,7 +304,6 @@ def postgres_url(tmp_path):
     """A PostgreSQL server of its own on 127.0.0.1 (Debian's postgresql, run as the postgres user)."""
     import glob
     import shutil
-    import socket
 
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if not bins or os.geteuid() != 0:  # scripts/install-system-deps.sh installs it; CI runs as root
@@ -331,10 +317,7 @@ def postgres_url(tmp_path):
     data = top / "pg"
     data.mkdir()
     shutil.chown(data, "postgres", "postgres")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
 
     def as_pg(*cmd):
         return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True, timeout=120)

@@ -77,3 +77,17 @@ def train(model, x, y, epochs=1, lr=2e-3, logits=True):
                   loss=lib.losses.SparseCategoricalCrossentropy(from_logits=logits))
     model.fit(x.astype("float32"), y, epochs=epochs, batch_size=32, verbose=0)
     return model
+
+
+def plain_classifier(seed=0):
+    """A tiny tf-keras CNN without BatchNormalization or Dropout, whose statistics and randomness are per
+    replica: one training step then gives the same weights on one replica, two, or two workers."""
+    from edgecompress._tf import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inp)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu", name="fc1")(x)
+    x = keras.layers.Dense(10, name="logits")(x)
+    return keras.Model(inp, keras.layers.Softmax(name="probs")(x))
