@@ -83,12 +83,31 @@ def open_storage(url: str | None, out_dir):
             f"({', '.join(s + '://...' for s in RDB_SCHEMES[:3])}) or a journal file (`journal:PATH`). SQLite only "
             "on a local disk: not over a network filesystem.")
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        return _rdb_storage(url)
     except Exception as e:  # sqlalchemy's OperationalError, a missing driver (ModuleNotFoundError)...
         hint = (f" Install its driver (`pip install {'psycopg[binary]' if scheme == 'postgresql' else 'pymysql'}`)."
                 if isinstance(e, ImportError) else " Check the host, port, user and that the database exists.")
         raise EdgeCompressError(f"Cannot open the study storage {describe_url(url)}: "
                                 f"{type(e).__name__}: {str(e).splitlines()[0][:300]}.{hint}") from None
+
+
+def _rdb_storage(url: str, attempts: int = 5):
+    """Optuna's RDBStorage, retried while another process creates the same tables.
+
+    Two processes opening a new database at once (a worker started before its
+    search) race in `CREATE TABLE`: PostgreSQL answers the loser with a unique
+    violation on `pg_type`. Table creation is idempotent once the winner is done.
+    """
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + attempt)
 
 
 def _tpe(space, seed):

@@ -337,6 +337,19 @@ def postgres_url(tmp_path):
 
 
 @pytest.mark.slow
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path, postgres_url):
+    """A worker started before its search creates the tables at the same time as the search: PostgreSQL
+    refuses one of two concurrent `CREATE TABLE`s (a unique violation on pg_type); `open_storage` retries."""
+    script = ("import sys; from edgecompress.optimize import open_storage; "
+              "open_storage(sys.argv[1], sys.argv[2]); print('opened')")
+    procs = [subprocess.Popen([sys.executable, "-c", script, postgres_url, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and "opened" in out, err[-2000:]
+
+
+@pytest.mark.slow
 def test_a_worker_started_elsewhere_joins_a_postgresql_study(tmp_path, root, tiny_model, small_npz, postgres_url):
     """The coordinator (`build-edge --search --storage postgresql://...`) and a worker with its own folder and
     cache (`search-worker --storage URL`, as on another machine) share the study over TCP; the worker's files
@@ -350,8 +363,14 @@ def test_a_worker_started_elsewhere_joins_a_postgresql_study(tmp_path, root, tin
                                str(tmp_path / "elsewhere")], cwd=root, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     coordinator = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, werr = worker.communicate(timeout=600)
-    worker.returncode == 0 or pytest.fail(werr[-3000:])
+    deadline = time.time() + 600
+    while worker.poll() is None and coordinator.poll() in (None, 0) and time.time() < deadline:
+        time.sleep(1)  # whichever fails first is the one to show
+    if coordinator.poll() not in (None, 0):
+        worker.kill()
+        pytest.fail("coordinator: " + coordinator.communicate()[1][-3000:])
+    _, werr = worker.communicate(timeout=max(1, deadline - time.time()))
+    worker.returncode == 0 or pytest.fail("worker: " + werr[-3000:])
     _, err = coordinator.communicate(timeout=600)
     assert coordinator.returncode == 0, err[-3000:]
     assert "unused" not in err  # the password is never printed
