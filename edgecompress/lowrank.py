@@ -68,11 +68,16 @@ def macs(model) -> int:
     return int(total)
 
 
-def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int = 0, verbose: int = 1, **_):
-    """Returns (factorized model, metrics) with params and MACs before and after."""
+def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int = 0, verbose: int = 1,
+              build_teacher=None, **_):
+    """Returns (factorized model, metrics) with params and MACs before and after (with `config.distill`, the
+    fine-tune learns from `build_teacher`'s soft targets too: the build's original model)."""
     from edgecompress._tf import keras
 
     config = config or FactorizeConfig()
+    if config.distill and build_teacher is None:
+        raise EdgeCompressError("Received `distill`=True for factorize, but no teacher: it fine-tunes against the "
+                                "build's teacher, which a recipe run has. Use it in a recipe, or drop `distill`.")
     weighted = [l for l in model.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))
                 and not isinstance(l, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Conv2DTranspose))]
     candidates = set(config.layers) if config.layers is not None else {l.name for l in weighted[:-1]}
@@ -110,8 +115,17 @@ def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int 
     if dataset is not None and config.finetune_epochs and plan:
         from edgecompress.models import train_classifier
 
-        train_classifier(new, dataset, TrainConfig(epochs=config.finetune_epochs, learning_rate=config.learning_rate,
-                                                   seed=seed, strategy=config.strategy), verbose=verbose)
+        train = TrainConfig(epochs=config.finetune_epochs, learning_rate=config.learning_rate, seed=seed,
+                            strategy=config.strategy)
+        if config.distill:
+            from edgecompress.distillation import make_distiller
+
+            with get_strategy(config.strategy).scope():
+                trainer = make_distiller(new, build_teacher)
+                trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+            train_classifier(trainer, dataset, train, verbose=verbose, compile=False)
+        else:
+            train_classifier(new, dataset, train, verbose=verbose)
     if dataset is not None:
         metrics["accuracy"] = keras_accuracy(new, dataset)
     logger.info("Factorized %d layer(s): %d -> %d params, %d -> %d MACs", len(plan), before["params"],

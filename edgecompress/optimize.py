@@ -311,8 +311,9 @@ def early_stop_floor(study, stage: str, baseline: float, max_accuracy_drop, *, e
 class Objective:
     """One trial: the recipe's stages (cached), one file, measured on the validation split."""
 
-    def __init__(self, ctx: TrialContext):
+    def __init__(self, ctx: TrialContext, storage):
         self.ctx = ctx
+        self.storage = storage  # the study's, for the stale-trial check while waiting on a duplicate
         self.duplicates_in_a_row = 0
 
     def __call__(self, trial):
@@ -364,7 +365,7 @@ class Objective:
             if not running:
                 return None
             time.sleep(2)
-            fail_stale_trials(trial.study, trial.study._storage)
+            fail_stale_trials(trial.study, self.storage)
 
     def _run(self, trial, recipe):
         import optuna
@@ -462,7 +463,7 @@ def run_worker(study, storage, ctx: TrialContext, *, deadline: float, trials: in
     trials, a stop flag in the study, or the space is used up; returns how many this worker ran."""
     import optuna
 
-    objective = Objective(ctx)
+    objective = Objective(ctx, storage)
     ran = 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     while True:

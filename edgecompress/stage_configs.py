@@ -110,6 +110,9 @@ class FactorizeConfig(_StageConfig):
         min_params: Leave layers with fewer parameters alone. Defaults to 1000.
         finetune_epochs: Epochs of fine-tuning afterwards. Defaults to 2.
         learning_rate: Adam learning rate for the fine-tune. Defaults to 5e-4.
+        distill: Fine-tune against the build's teacher's soft targets as well
+            as the labels (temperature 2, alpha 0.5, as `distill`): what the
+            truncated ranks lose, the teacher teaches back. Defaults to False.
         strategy: One of `distribute.STRATEGIES`. Defaults to `"default"`.
     """
 
@@ -122,6 +125,7 @@ class FactorizeConfig(_StageConfig):
     min_params: int = 1000
     finetune_epochs: int = 2
     learning_rate: float = 5e-4
+    distill: bool = False
     strategy: str = "default"
 
     def __post_init__(self):

@@ -75,3 +75,20 @@ def test_residual_graphs_factorize_with_full_rank_giving_the_same_function():
     np.testing.assert_allclose(new.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-3, atol=1e-4)
     low, m = factorize(model, None, FactorizeConfig(energy=0.5))
     assert m["params"] < m["params_before"]
+
+
+@pytest.mark.slow
+def test_the_fine_tune_can_learn_from_the_teacher(tiny_model, tiny_dataset):
+    """`distill`: the factorized model fine-tunes inside the distiller; the teacher changes what it learns."""
+    from edgecompress import models
+
+    teacher = models.build_teacher(tiny_dataset.preprocessing, 10, width=0.5, seed=1)
+    config = FactorizeConfig(ratio=0.3, min_params=100, finetune_epochs=1)
+    plain, _ = factorize(tiny_model, tiny_dataset, config, seed=0, verbose=0)
+    taught, metrics = factorize(tiny_model, tiny_dataset, FactorizeConfig(**{**config.to_dict(), "distill": True}),
+                                seed=0, verbose=0, build_teacher=teacher)
+    assert metrics["ranks"] and metrics["accuracy"] > 0.3
+    assert [w.name for w in taught.weights] == [w.name for w in plain.weights]  # the factorized model itself
+    assert any(not np.allclose(a, b) for a, b in zip(taught.get_weights(), plain.get_weights()))
+    with pytest.raises(EdgeCompressError, match="no teacher"):
+        factorize(tiny_model, tiny_dataset, FactorizeConfig(distill=True), verbose=0)
