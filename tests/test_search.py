@@ -290,3 +290,31 @@ def test_build_with_a_failed_trial_still_selects_then_exits_non_zero(tmp_path, r
     report = json.loads((out / "report.json").read_text())
     assert report["selected"] and (out / "selected.tflite").exists()
     assert sorted(c["status"] for c in report["search"]["candidates"]) == ["done", "failed"]
+
+
+@pytest.mark.slow
+def test_recipes_are_scored_on_the_validation_split_by_the_space_script(tmp_path, root, tiny_model, tiny_dataset,
+                                                                          small_npz):
+    """`scripts/validate_recipes.py` (how the shipped space was chosen) trains on the training images less the
+    validation split and prints each recipe's validation top-1 and gzip bytes."""
+    import subprocess
+    import sys
+
+    from edgecompress import calibration, models
+    from edgecompress.configs import ModelSpec
+
+    bench = tmp_path / "benchmark"
+    models.save_model(tiny_model, bench / "teacher.keras", ModelSpec(tiny_dataset.preprocessing,
+                                                                     tiny_dataset.class_names))
+    calibration.write_calibration_images(tiny_dataset, bench / "calibration_data", per_class=2)
+    prune = {"stage": "prune", "final_sparsity": 0.5, "epochs": 1}
+    (tmp_path / "r.json").write_text(json.dumps({"half": {"stages": [prune], "quantize": ["int8"]},
+                                                 "skipped": {"stages": [prune], "quantize": ["dynamic"]}}))
+    r = subprocess.run([sys.executable, "scripts/validate_recipes.py", str(bench), str(tmp_path / "r.json"),
+                        "--data", str(small_npz), "--only", "half"], cwd=root, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("teacher: validation top-1") and len(lines) == 2, r.stdout
+    assert re.match(r"half: validation \d+\.\d\d% \([+-]\d+\.\d\d\) at [\d,]+ bytes gzipped; stages prune=", lines[1])
+    assert (bench / "search" / ".cache").is_dir()  # the search's cache: students it trained are reused
