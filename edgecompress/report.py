@@ -53,23 +53,7 @@ def render_markdown(report: dict) -> str:
         c = {k: v for k, v in report["constraints"].items() if v is not None}
         lines += ["", f"Constraints: {c}. " + (f"Selected: `{report['selected']}` (marked *, copied to `selected.tflite`)."
                                                 if report.get("selected") else "No artifact met them.")]
-    search = report.get("search")
-    if search:
-        counts = ", ".join(f"{n} {k}" for k, n in (search.get("counts") or {}).items())
-        val = search.get("validation") or {}
-        lines += ["", "## Search", "",
-                  f"Space `{search['space']['name']}`, sampler `{search.get('sampler', 'grid')}`, "
-                  f"{search.get('workers', 1)} worker(s), study in {search.get('storage', 'this process')}: "
-                  f"{len(search['candidates'])} trials ({counts}) in {search['seconds']:.0f} s (budget "
-                  f"{search['budget_minutes']:g} min"
-                  + (f"; {search['resumed_trials']} from an earlier run, resumed" if search.get("resumed_trials") else "")
-                  + "). Trials are scored and selected on "
-                  + (f"{val['count']} validation images held out of the training data" if val else "the test split")
-                  + " (`val top-1`); `top-1` columns are the test split. 'Pareto' marks the files no other file "
-                  "beats on both validation top-1 and gzip size (size), or test top-1 and p50 latency (latency). "
-                  "'stopped early' is a trial ended after a stage whose top-1 left no hope of meeting "
-                  "--max-accuracy-drop, even with the best recovery earlier trials saw (not weight pruning).", "",
-                  _markdown(search_table(report))]
+    lines += search_lines(report)
     rec = report.get("int8_recovery")
     if rec and rec.get("float_layers"):
         lines.append(f"int8 lost too much; `int8_selective` keeps {', '.join(rec['float_layers'])} in float "
@@ -98,6 +82,36 @@ def render_markdown(report: dict) -> str:
                 f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in s.get("metrics", {}).items()))
     lines += ["", "Files:", ""] + [f"- `{a['path']}`" for a in report["artifacts"]]
     return "\n".join(lines) + "\n"
+
+
+def search_lines(report: dict) -> list[str]:
+    """report.md's Search section: the study, its trials, and whether the teacher saw the validation images."""
+    search = report.get("search")
+    if not search:
+        return []
+    lines = []
+    counts = ", ".join(f"{n} {k}" for k, n in (search.get("counts") or {}).items())
+    val = search.get("validation") or {}
+    lines += ["", "## Search", "",
+              f"Space `{search['space']['name']}`, sampler `{search.get('sampler', 'grid')}`, "
+              f"{search.get('workers', 1)} worker(s), study in {search.get('storage', 'this process')}: "
+              f"{len(search['candidates'])} trials ({counts}) in {search['seconds']:.0f} s (budget "
+              f"{search['budget_minutes']:g} min"
+              + (f"; {search['resumed_trials']} from an earlier run, resumed" if search.get("resumed_trials") else "")
+              + "). Trials are scored and selected on "
+              + (f"{val['count']} validation images held out of the training data" if val else "the test split")
+              + " (`val top-1`); `top-1` columns are the test split. 'Pareto' marks the files no other file "
+              "beats on both validation top-1 and gzip size (size), or test top-1 and p50 latency (latency). "
+              "'stopped early' is a trial ended after a stage whose top-1 left no hope of meeting "
+              "--max-accuracy-drop, even with the best recovery earlier trials saw (not weight pruning).", "",
+              _markdown(search_table(report))]
+    seen = val.get("teacher_saw_it")
+    if seen:
+        lines += ["", f"**The teacher scores {100 * seen['validation']:.2f}% on the validation split but "
+                      f"{100 * seen['test']:.2f}% on the test split** ({seen['z']} standard errors apart): it "
+                      "was probably trained on those images, so --max-accuracy-drop was judged against an "
+                      "inflated top-1. Train it without them (`Dataset.without_validation`), or raise the limit."]
+    return lines
 
 
 def write_report(report: dict, out_dir) -> tuple[Path, Path]:

@@ -42,6 +42,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -386,6 +387,19 @@ def mark_fronts(artifacts, max_accuracy_drop):
     return [a for i, a in enumerate(artifacts) if i in front], hypervolume(objectives[1:], ref), ref
 
 
+def teacher_saw_validation(val_accuracy: float, n_val: int, test_accuracy: float, n_test: int,
+                           z: float = 4.0, min_points: float = 1.0) -> dict | None:
+    """{"validation", "test", "z"} when the teacher does better on the validation split than on the test split
+    by more than sampling explains (`z` standard errors, and at least `min_points`): it learned from those
+    images, so its validation top-1, the search's baseline, is inflated. None otherwise."""
+    gap = val_accuracy - test_accuracy
+    se = math.sqrt(val_accuracy * (1 - val_accuracy) / max(n_val, 1) + test_accuracy * (1 - test_accuracy) / max(n_test, 1))
+    score = gap / se if se > 0 else (math.inf if gap > 0 else 0.0)
+    if 100 * gap < min_points or score < z:
+        return None
+    return {"validation": val_accuracy, "test": test_accuracy, "z": round(score, 1)}
+
+
 def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None) -> dict:
     """What a study is made of; a worker whose own differ may not join (`optimize.open_study`)."""
     import numpy as np
@@ -456,6 +470,16 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     baseline = base_arts[0]
     baseline.extra["val_accuracy"] = measure_file(baseline.cache_path, val, cache, threads=threads, runs=1,
                                                   warmup=0)["accuracy"]
+    seen = teacher_saw_validation(baseline.extra["val_accuracy"], len(val.y_test), baseline.accuracy,
+                                  len(dataset.y_test))
+    if seen:
+        logger.warning("The teacher scores %.2f%% on the validation split but %.2f%% on the test split: it was "
+                       "probably trained on those images (a model you bring learned from all its training images; "
+                       "the search holds %d%% of them out for its trials), so --max-accuracy-drop is judged against "
+                       "an inflated top-1 and few files will meet it. Train the model without them "
+                       "(`Dataset.without_validation(%g, seed=%d)` holds out the same images), or raise the limit.",
+                       100 * seen["validation"], 100 * seen["test"], round(100 * space.validation_fraction),
+                       space.validation_fraction, seed)
     deadline = time.time() + 60 * budget_minutes
     study.set_user_attr("deadline", deadline)
     study.set_user_attr("stop", False)
@@ -511,6 +535,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     return BuildResult(artifacts, failed, teacher_log, baseline.name, search={
         "space": space.to_dict(), "budget_minutes": budget_minutes, "seconds": round(time.time() - started, 1),
         "sampler": space.sampler, "storage": optimize.describe_url(storage), "study": name, "workers": workers,
-        "validation": {"count": int(len(val.y_test)), "fraction": space.validation_fraction},
+        "validation": {"count": int(len(val.y_test)), "fraction": space.validation_fraction,
+                       **({"teacher_saw_it": seen} if seen else {})},
         "resumed_trials": resumed, "counts": counts, "candidates": log,
         "hypervolume": {"value": hv, "unit": "gzip bytes x top-1 (validation)", "reference": list(ref)}})

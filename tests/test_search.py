@@ -318,3 +318,22 @@ def test_recipes_are_scored_on_the_validation_split_by_the_space_script(tmp_path
     assert lines[0].startswith("teacher: validation top-1") and len(lines) == 2, r.stdout
     assert re.match(r"half: validation \d+\.\d\d% \([+-]\d+\.\d\d\) at [\d,]+ bytes gzipped; stages prune=", lines[1])
     assert (bench / "search" / ".cache").is_dir()  # the search's cache: students it trained are reused
+
+
+def test_a_teacher_that_learned_from_the_validation_images_is_named():
+    """A model the user brings was trained on all its training images; the search's validation split is
+    drawn from them, so the teacher's validation top-1 (the baseline) is inflated. Sampling noise is not."""
+    from edgecompress.report import search_lines
+    from edgecompress.search import teacher_saw_validation
+
+    seen = teacher_saw_validation(0.883, 1000, 0.8145, 2000)  # measured: the MobileNetV2 example, Keras 3
+    assert seen == {"validation": 0.883, "test": 0.8145, "z": 5.1}
+    assert teacher_saw_validation(0.9263, 6000, 0.9224, 10000) is None  # a teacher trained without them
+    assert teacher_saw_validation(0.95, 100, 0.90, 100) is None  # 5 points, but 100 images each: noise
+    assert teacher_saw_validation(0.91, 1000, 0.90, 1000) is None  # under a point
+    report = {"search": {"space": {"name": "s"}, "candidates": [], "seconds": 1, "budget_minutes": 1,
+                         "validation": {"count": 1000, "fraction": 0.1, "teacher_saw_it": seen}}, "artifacts": []}
+    text = "\n".join(search_lines(report))
+    assert "**The teacher scores 88.30% on the validation split but 81.45% on the test split**" in text
+    del report["search"]["validation"]["teacher_saw_it"]
+    assert "The teacher scores" not in "\n".join(search_lines(report))
