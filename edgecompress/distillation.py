@@ -96,6 +96,19 @@ def make_distiller(student, teacher, temperature: float = 2.0, alpha: float = 0.
     return _distiller_class()(student, frozen, temperature, alpha)
 
 
+def teacher_trainer(student, build_teacher, learning_rate: float, stage: str):
+    """`student` inside a compiled distiller against the build's teacher: how a stage with `distill: true`
+    fine-tunes (call it in the stage's strategy scope). Raises a clear error when there is no teacher."""
+    from edgecompress._tf import keras
+
+    if build_teacher is None:
+        raise EdgeCompressError(f"Received `distill`=True for {stage}, but no teacher: it fine-tunes against the "
+                                "build's teacher, which a recipe run has. Use it in a recipe, or drop `distill`.")
+    trainer = make_distiller(student, build_teacher)
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    return trainer
+
+
 def _distiller_class():
     from edgecompress._tf import keras, tf
 

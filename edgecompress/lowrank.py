@@ -75,9 +75,6 @@ def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int 
     from edgecompress._tf import keras
 
     config = config or FactorizeConfig()
-    if config.distill and build_teacher is None:
-        raise EdgeCompressError("Received `distill`=True for factorize, but no teacher: it fine-tunes against the "
-                                "build's teacher, which a recipe run has. Use it in a recipe, or drop `distill`.")
     weighted = [l for l in model.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))
                 and not isinstance(l, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Conv2DTranspose))]
     candidates = set(config.layers) if config.layers is not None else {l.name for l in weighted[:-1]}
@@ -118,11 +115,10 @@ def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int 
         train = TrainConfig(epochs=config.finetune_epochs, learning_rate=config.learning_rate, seed=seed,
                             strategy=config.strategy)
         if config.distill:
-            from edgecompress.distillation import make_distiller
+            from edgecompress.distillation import teacher_trainer
 
             with get_strategy(config.strategy).scope():
-                trainer = make_distiller(new, build_teacher)
-                trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+                trainer = teacher_trainer(new, build_teacher, config.learning_rate, "factorize")
             train_classifier(trainer, dataset, train, verbose=verbose, compile=False)
         else:
             train_classifier(new, dataset, train, verbose=verbose)

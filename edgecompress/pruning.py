@@ -99,17 +99,13 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
     x = to_model_input(dataset.x_train, dataset.preprocessing)
     (xt, yt), val = split_validation(x, dataset.y_train, 0.1, seed)
     steps = math.ceil(len(yt) / config.batch_size) * config.epochs
-    if config.distill and build_teacher is None:
-        raise EdgeCompressError("Received `distill`=True for prune, but no teacher: it fine-tunes against the "
-                                "build's teacher, which a recipe run has. Use it in a recipe, or drop `distill`.")
     with get_strategy(config.strategy).scope():
         pruned, skipped = _wrap(model, config, steps)
         trainer = pruned
         if config.distill:
-            from edgecompress.distillation import make_distiller
+            from edgecompress.distillation import teacher_trainer
 
-            trainer = make_distiller(pruned, build_teacher)
-            trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+            trainer = teacher_trainer(pruned, build_teacher, config.learning_rate, "prune")
         else:
             compile_classifier(pruned, config.learning_rate)
     with warnings.catch_warnings():
