@@ -89,10 +89,9 @@ def search_lines(report: dict) -> list[str]:
     search = report.get("search")
     if not search:
         return []
-    lines = []
     counts = ", ".join(f"{n} {k}" for k, n in (search.get("counts") or {}).items())
     val = search.get("validation") or {}
-    lines += ["", "## Search", "",
+    lines = ["", "## Search", "",
               f"Space `{search['space']['name']}`, sampler `{search.get('sampler', 'grid')}`, "
               f"{search.get('workers', 1)} worker(s), study in {search.get('storage', 'this process')}: "
               f"{len(search['candidates'])} trials ({counts}) in {search['seconds']:.0f} s (budget "

@@ -55,6 +55,12 @@ def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir=
                       compare=tuple(compare or ()) if search else ())
 
 
+def study_teacher_key(path) -> str:
+    """The stage-cache key of a benchmark's teacher file: its bytes (`scripts/validate_recipes.py` reuses the
+    search's cached stages through it)."""
+    return make_key("study-teacher", sha256_path(path))
+
+
 def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose, teacher, search, budget_minutes,
            max_accuracy_drop, max_size_kb, max_latency_ms, compare) -> dict:
     from edgecompress.search import load_space
@@ -78,7 +84,7 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
     calibration.write_calibration_images(dataset, cal_dir, seed=seed)
     pixels = calibration.load_calibration_images(cal_dir, dataset.preprocessing)
     cache = StageCache(out_dir / ".cache")
-    teacher_key = make_key("study-teacher", sha256_path(out_dir / "teacher.keras" if teacher is None else teacher))
+    teacher_key = study_teacher_key(out_dir / "teacher.keras" if teacher is None else teacher)
     rows, runs_out = [], {}
     for name in recipes:
         recipe = resolve_recipe(name)

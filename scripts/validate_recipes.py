@@ -33,14 +33,14 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     from edgecompress import calibration, models
-    from edgecompress.cache import StageCache, make_key
+    from edgecompress.cache import StageCache
     from edgecompress.configs import Preprocessing
     from edgecompress.data import load_dataset
-    from edgecompress.fileio import sha256_path
     from edgecompress.measure import convert_and_measure
     from edgecompress.recipe import Recipe
     from edgecompress.search import load_space
     from edgecompress.stages import run_stages
+    from edgecompress.study import study_teacher_key
 
     out = args.benchmark
     teacher = models.load_model(out / "teacher.keras")
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     val = dataset.validation_split(load_space("default").validation_fraction, args.seed)
     pixels = calibration.load_calibration_images(out / "calibration_data", dataset.preprocessing)
     cache = StageCache(out / "search" / ".cache")
-    teacher_key = make_key("study-teacher", sha256_path(out / "teacher.keras"))  # as `invoke benchmark` keys it
+    teacher_key = study_teacher_key(out / "teacher.keras")  # as `invoke benchmark` keys it
     recipes = json.loads(args.recipes.read_text())
     only = {n for n in args.only.split(",") if n}
     baseline = models.keras_accuracy(teacher, val)
