@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EdgeCompressError
-from edgecompress.numerics import latency_stats, quantize
+from edgecompress.numerics import labels, latency_stats, quantize
 from edgecompress.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
 
 logger = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ def accuracy(model_path, x: np.ndarray, y: np.ndarray, *, threads: int = 1, xnnp
     from edgecompress.evaluation import predict
 
     interp = make_interpreter(check_tflite_file(model_path), num_threads=threads, use_xnnpack=xnnpack, runtime=runtime)
-    pred = predict(interp, x).argmax(-1)
+    pred = labels(predict(interp, x))
     return {"top1": float((pred == y).mean()), "count": int(len(y)), "predictions": pred.astype(int).tolist()}
 
 

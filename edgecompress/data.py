@@ -50,7 +50,8 @@ _IDX_FILES = {
 
 @dataclasses.dataclass
 class Dataset:
-    """uint8 images (N, H, W, C) with integer labels, split into train and test."""
+    """uint8 images (N, H, W, C) with integer labels, split into train and test, and optionally a
+    validation split of the data's own (`val/` beside `train/`, or `x_val`/`y_val` in an .npz)."""
 
     name: str
     x_train: np.ndarray
@@ -59,6 +60,8 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     preprocessing: Preprocessing
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -70,6 +73,7 @@ class Dataset:
             "split": "test",
             "count": int(len(self.y_test)),
             "train_count": int(len(self.y_train)),
+            **({"val_count": int(len(self.y_val))} if self.y_val is not None else {}),
             "classes": list(self.class_names),
             "fingerprint": self.fingerprint(),
         }
@@ -83,6 +87,24 @@ class Dataset:
                        self.y_train[train], self.x_train[val], self.y_train[val], self.class_names,
                        self.preprocessing)
 
+    def held_out(self, seed: int = 0) -> tuple["Dataset", "Dataset", dict]:
+        """(judge, report, how): two datasets with the full training split, each with images no model
+        trained on this data learned from as its `x_test`: `judge` to hold a limit against (the data's own
+        validation split, or else a stratified, seeded half of the test split), `report` to report on (the
+        test split, or its other half). `how` says which images went where, for the log and the report."""
+        if self.x_val is not None:
+            judge = dataclasses.replace(self, name=f"{self.name} (validation split, {len(self.y_val)} images)",
+                                        x_test=self.x_val, y_test=self.y_val, x_val=None, y_val=None)
+            return judge, self, {"judge": "validation split of the data", "judge_count": int(len(self.y_val)),
+                                 "report": "test split", "report_count": int(len(self.y_test))}
+        report_idx, judge_idx = _stratified_split(self.y_test, 0.5, seed)
+        judge = dataclasses.replace(self, name=f"{self.name} (half of the test split, {len(judge_idx)} images)",
+                                    x_test=self.x_test[judge_idx], y_test=self.y_test[judge_idx])
+        report = dataclasses.replace(self, x_test=self.x_test[report_idx], y_test=self.y_test[report_idx])
+        return judge, report, {"judge": "half of the test split (stratified, seeded)",
+                               "judge_count": int(len(judge_idx)), "report": "the other half of the test split",
+                               "report_count": int(len(report_idx))}
+
     def without_validation(self, fraction: float = 0.1, seed: int = 0) -> "Dataset":
         """This dataset less `validation_split`'s images: train a teacher on it so a search's validation
         split is held out of everything it learned from. The test split is unchanged."""
@@ -92,7 +114,8 @@ class Dataset:
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
-        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test, *(
+                (self.x_val, self.y_val) if self.x_val is not None else ())):
             h.update(str(a.shape).encode())
             h.update(np.ascontiguousarray(a).tobytes())
         h.update("\n".join(self.class_names).encode())
@@ -144,10 +167,10 @@ def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, tes
     return _from_folder(path, preprocessing, test_fraction, seed)
 
 
-def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what):
+def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what, x_val=None, y_val=None):
     class_names = tuple(str(c) for c in class_names)
     n = len(class_names)
-    for split, y in (("train", y_train), ("test", y_test)):
+    for split, y in (("train", y_train), ("test", y_test), ("val", y_val if y_val is not None else y_test)):
         if len(y) and (y.min() < 0 or y.max() >= n):
             raise EdgeCompressError(
                 f"Dataset {name}: {split} labels must lie in [0, {n - 1}] for "
@@ -165,9 +188,11 @@ def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what):
     notice = ConversionNotice()
     x_train = resize_array(x_train, spec, notice)
     x_test = resize_array(x_test, spec, notice)
+    if x_val is not None:
+        x_val, y_val = resize_array(x_val, spec, notice), np.asarray(y_val).astype(np.int64)
     notice.log(what)
     return Dataset(name, x_train, y_train.astype(np.int64), x_test,
-                   y_test.astype(np.int64), class_names, spec)
+                   y_test.astype(np.int64), class_names, spec, x_val, y_val)
 
 
 def _stratified_split(y, test_fraction, seed):
@@ -205,7 +230,10 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
             f"{path} holds arrays {sorted(arrays)}; expected `x_train`, `y_train`, "
             "`x_test`, `y_test` (or `x` and `y`), with optional `class_names`."
         )
-    for key, a in (("x_train", xtr), ("x_test", xte)):
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        raise EdgeCompressError(f"{path} holds only one of `x_val` and `y_val`; a validation split needs both.")
+    xva, yva = arrays.get("x_val"), arrays.get("y_val")
+    for key, a in (("x_train", xtr), ("x_test", xte), *((("x_val", xva),) if xva is not None else ())):
         if not np.issubdtype(a.dtype, np.number):
             raise EdgeCompressError(f"{path}: `{key}` must be numeric, got dtype {a.dtype}.")
         if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
@@ -218,7 +246,7 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
                 f"{path}: `{key}` looks already scaled to [0, 1]; store raw 0..255 "
                 "pixels so the saved preprocessing can scale them the same way on device."
             )
-    for key, a in (("y_train", ytr), ("y_test", yte)):
+    for key, a in (("y_train", ytr), ("y_test", yte), *((("y_val", yva),) if yva is not None else ())):
         a = np.asarray(a)
         if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer)
                                or (np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all()
@@ -233,7 +261,8 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
             class_names = [str(c) for c in arrays["class_names"]]
         else:
             class_names = [str(i) for i in range(int(max(ytr.max(), yte.max())) + 1)]
-    return _finish(name, xtr, ytr, xte, yte, class_names, spec, f"images of {path.name}")
+    return _finish(name, xtr, ytr, xte, yte, class_names, spec, f"images of {path.name}",
+                   xva, None if yva is None else np.asarray(yva).astype(np.int64))
 
 
 def _find_idx(folder: Path, key: str):
@@ -305,9 +334,16 @@ def _read_classes(root: Path, class_names, spec, notice):
     return np.stack(xs), np.asarray(ys, np.int64)
 
 
+VALIDATION_DIRS = ("val", "validation")
+
+
 def _from_folder(folder: Path, spec, test_fraction, seed):
     split_dirs = {d.name for d in _class_dirs(folder)}
-    presplit = {"train", "test"} <= split_dirs
+    val_dirs = [d for d in VALIDATION_DIRS if d in split_dirs]
+    if "train" in split_dirs and len(val_dirs) > 1:
+        raise EdgeCompressError(f"{folder} has both `val/` and `validation/` beside `train/`; keep one.")
+    val_dir = folder / val_dirs[0] if "train" in split_dirs and val_dirs else None
+    presplit = "train" in split_dirs and ("test" in split_dirs or val_dir is not None)
     class_root = folder / "train" if presplit else folder
     classes = [d.name for d in _class_dirs(class_root)]
     if not classes:
@@ -331,12 +367,25 @@ def _from_folder(folder: Path, spec, test_fraction, seed):
         spec = _infer_spec(_images_in(class_root / classes[0])[0])
     notice = ConversionNotice()
     logger.info("Reading images of %d classes from %s", len(classes), folder)
+    xva = yva = None
     if presplit:
+        for split in ("test", val_dir.name if val_dir else None):
+            if split and (folder / split).is_dir():
+                theirs = [d.name for d in _class_dirs(folder / split)]
+                if theirs != classes:
+                    raise EdgeCompressError(
+                        f"{folder / split} has class folders {theirs}, but {class_root} has {classes}. Every split "
+                        "needs the same class sub-folders (the model's output order is their sorted order).")
         xtr, ytr = _read_classes(folder / "train", classes, spec, notice)
-        xte, yte = _read_classes(folder / "test", classes, spec, notice)
+        if val_dir is not None:
+            xva, yva = _read_classes(val_dir, classes, spec, notice)
+        if (folder / "test").is_dir():
+            xte, yte = _read_classes(folder / "test", classes, spec, notice)
+        else:  # train/ and val/ only: the validation images are the only held-out ones, test included
+            xte, yte, xva, yva = xva, yva, None, None
     else:
         x, y = _read_classes(folder, classes, spec, notice)
         tr, te = _stratified_split(y, test_fraction, seed)
         xtr, ytr, xte, yte = x[tr], y[tr], x[te], y[te]
     notice.log(f"images of {folder}")
-    return Dataset(folder.name, xtr, ytr, xte, yte, tuple(classes), spec)
+    return Dataset(folder.name, xtr, ytr, xte, yte, tuple(classes), spec, xva, yva)

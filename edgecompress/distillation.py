@@ -21,7 +21,7 @@ from edgecompress.configs import TrainConfig
 from edgecompress.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
 from edgecompress.stage_configs import DistillConfig  # noqa: F401  (re-exported: the config lives apart)
-from edgecompress.models import count_params, keras_accuracy, split_validation
+from edgecompress.models import count_params, keras_accuracy, output_head, split_validation
 from edgecompress.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,11 @@ def _distiller_class():
             self.student, self.teacher = student, teacher
             self.teacher.trainable = False
             self.temperature, self.alpha = float(temperature), float(alpha)
-            self.ce = keras.losses.SparseCategoricalCrossentropy(reduction=keras.losses.Reduction.NONE)
+            # Both models' outputs become log-probabilities over the classes first, whatever their head
+            # (`models.output_head`): a logits head is log-softmaxed, never log(p) of a negative number.
+            self.teacher_head, self.student_head = output_head(teacher), output_head(student)
+            self.ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                 reduction=keras.losses.Reduction.NONE)
             self.kl = keras.losses.KLDivergence(reduction=keras.losses.Reduction.NONE)
             self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
             self.distill_loss_tracker = keras.metrics.Mean(name="distill_loss")
@@ -133,12 +137,21 @@ def _distiller_class():
         def call(self, x, training=False):
             return self.student(x, training=training)
 
-        def _soft(self, probs):
-            return tf.nn.softmax(tf.math.log(probs + 1e-8) / self.temperature)
+        @staticmethod
+        def _log_probs(out, head):
+            if head == "logits":
+                return tf.nn.log_softmax(out)
+            if head == "sigmoid":  # one unit: the two classes' probabilities
+                out = tf.concat([1.0 - out, out], axis=-1)
+            return tf.nn.log_softmax(tf.math.log(out + 1e-8))
+
+        def _soft(self, log_probs):
+            return tf.nn.softmax(log_probs / self.temperature)
 
         def _distill_losses(self, x, y, training):
-            t = self.teacher(x, training=False)
-            s = self.student(x, training=training)
+            t = self._log_probs(self.teacher(x, training=False), self.teacher_head)
+            s_out = self.student(x, training=training)
+            s = self._log_probs(s_out, self.student_head)
             hard = self.ce(y, s)
             soft = self.kl(self._soft(t), self._soft(s)) * self.temperature ** 2
             per_example = self.alpha * hard + (1 - self.alpha) * soft

@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-from edgecompress.numerics import dequantize, quantize
+from edgecompress.numerics import dequantize, labels, quantize
 from edgecompress.runtime import make_interpreter
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def evaluate_tflite(path, x: np.ndarray, y: np.ndarray, *, reference=None, num_t
     """
     interp = make_interpreter(path, num_threads=num_threads)
     scores = predict(interp, x)
-    pred = scores.argmax(-1)
+    pred = labels(scores)
     result = {"accuracy": float((pred == y).mean()), "count": int(len(y))}
     if reference is not None:
         result["agreement"] = float((pred == np.asarray(reference)).mean())

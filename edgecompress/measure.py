@@ -19,6 +19,7 @@ from edgecompress.errors import EdgeCompressError
 from edgecompress.evaluation import evaluate_tflite
 from edgecompress.fileio import sha256_bytes
 from edgecompress.inspect import float_ops, unique_weights, weight_sparsity
+from edgecompress.numerics import labels
 from edgecompress.preprocessing import to_model_input
 from edgecompress.results import Artifact
 from edgecompress.schemes import scheme
@@ -58,7 +59,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
         measured = cache.get_json(f"{name}.measure", mkey)
         if measured is None:
             if reference is None:
-                reference = model.predict(x_test, batch_size=256, verbose=0).argmax(-1)
+                reference = labels(model.predict(x_test, batch_size=256, verbose=0))
             result, _ = evaluate_tflite(path, x_test, dataset.y_test, reference=reference, num_threads=threads)
             b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
             sparsity = weight_sparsity(data)

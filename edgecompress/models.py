@@ -19,6 +19,7 @@ import numpy as np
 from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
 from edgecompress.errors import EdgeCompressError
 from edgecompress.fileio import atomic_path, atomic_write_json
+from edgecompress.numerics import labels
 from edgecompress.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -61,13 +62,61 @@ def build_teacher(spec: Preprocessing, num_classes: int, *, width: float = 1.0, 
     return keras.Model(inputs, probs, name=name)
 
 
-def compile_classifier(model, learning_rate: float = 1e-3):
+# What a classifier's last layer emits, by its activation: the loss and the distiller read this table.
+HEADS = {"softmax": "softmax", "linear": "logits", None: "logits", "sigmoid": "sigmoid"}
+
+
+def output_head(model) -> str:
+    """What `model` outputs: `"softmax"` (probabilities), `"logits"` (a Dense with no activation, trained
+    with `from_logits=True`) or `"sigmoid"` (one unit: the probability of class 1).
+
+    Read from the last layer (through tfmot's pruning, clustering and QAT wrappers): a `Softmax` layer or
+    an activation. A last layer of another kind (a `Reshape` after the softmax, say) is taken as
+    probabilities, as before heads were read.
+    """
+    layer = model.layers[-1]
+    while hasattr(layer, "layer") and not hasattr(layer, "activation"):  # tfmot's wrappers
+        layer = layer.layer
+    cls = type(layer).__name__
+    if cls == "Softmax":
+        return "softmax"
+    act = getattr(layer, "activation", "softmax")
+    name = act if isinstance(act, str) or act is None else getattr(act, "__name__", "softmax")
+    head = HEADS.get(name, "softmax")
+    if head == "sigmoid" and model.output_shape[-1] != 1:
+        raise EdgeCompressError(
+            f"Model {model.name!r} ends in {model.output_shape[-1]} sigmoid units: a multi-label head, which "
+            "edgecompress does not train yet. A classifier ends in softmax, in logits (no activation) or in one "
+            "sigmoid unit (two classes).")
+    if head == "logits" and model.output_shape[-1] == 1:
+        raise EdgeCompressError(
+            f"Model {model.name!r} ends in one unit with no activation: a binary logit or a regression, which "
+            "edgecompress cannot judge by top-1. Add `activation=\"sigmoid\"` to the last Dense (two classes), "
+            "or end in a Dense with one unit per class.")
+    return head
+
+
+def classification_loss(head: str, reduction=None):
+    """The training loss for `output_head`'s kind: sparse cross-entropy (from logits for a logits head), or
+    binary cross-entropy for one sigmoid unit."""
     from edgecompress._tf import keras
 
+    kw = {} if reduction is None else {"reduction": reduction}
+    if head == "sigmoid":
+        return keras.losses.BinaryCrossentropy(**kw)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=head == "logits", **kw)
+
+
+def compile_classifier(model, learning_rate: float = 1e-3):
+    """Compiles `model` with Adam and the loss its head needs (`output_head`); tracks `accuracy`."""
+    from edgecompress._tf import keras
+
+    head = output_head(model)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
+        loss=classification_loss(head),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy") if head == "sigmoid" else
+                 keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
 
@@ -115,7 +164,7 @@ def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int
 
 def keras_accuracy(model, dataset) -> float:
     x = to_model_input(dataset.x_test, dataset.preprocessing)
-    pred = model.predict(x, batch_size=256, verbose=0).argmax(-1)
+    pred = labels(model.predict(x, batch_size=256, verbose=0))
     return float((pred == dataset.y_test).mean())
 
 

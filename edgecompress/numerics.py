@@ -23,6 +23,15 @@ def quantize(x, scale: float, zero_point: int, dtype=np.int8) -> np.ndarray:
     return np.clip(q, lo, hi).astype(dtype)
 
 
+def labels(scores) -> np.ndarray:
+    """Predicted class ids of (N, C) scores: the argmax, or for one sigmoid unit (C == 1) whether it is
+    above 0.5 (class 1). Probabilities and logits give the same argmax, so the head needs no flag here."""
+    scores = np.asarray(scores)
+    if scores.ndim == 2 and scores.shape[1] == 1:
+        return (scores[:, 0] > 0.5).astype(np.int64)
+    return scores.argmax(-1)
+
+
 def dequantize(q, scale: float, zero_point: int) -> np.ndarray:
     """x = (q - zero_point) * scale, as float32."""
     return ((np.asarray(q, np.float64) - zero_point) * scale).astype(np.float32)

@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from edgecompress.errors import EdgeCompressError
+from edgecompress.numerics import labels
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def choose_scale(model, dataset, *, requested: str = "auto", sample: int = 300, 
     accuracy = {}
     for scale in candidates:
         spec = dataclasses.replace(dataset.preprocessing, scale=scale)
-        pred = model.predict(to_model_input(x, spec), batch_size=128, verbose=0).argmax(-1)
+        pred = labels(model.predict(to_model_input(x, spec), batch_size=128, verbose=0))
         accuracy[scale] = float((pred == y).mean())
     best = max(accuracy, key=accuracy.get)
     if requested != "auto":

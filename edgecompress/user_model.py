@@ -45,7 +45,7 @@ class UserModel:
         return self.dataset.preprocessing
 
     def describe(self) -> dict:
-        return {"format": self.format, "translation": self.translation.to_dict(),
+        return {"format": self.format, "head": models.output_head(self.model), "translation": self.translation.to_dict(),
                 "scale": self.scale.to_dict() if self.scale else {"scale": self.spec.scale, "reason": "saved spec"}}
 
 
@@ -82,11 +82,16 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     spec = models.input_preprocessing(model, "unit")
     dataset = load_dataset(data, spec, seed=seed)
     n_out = model.output_shape[-1]
-    if n_out != dataset.num_classes:
+    head = models.output_head(model)
+    if n_out != (1 if head == "sigmoid" else dataset.num_classes) or (head == "sigmoid" and dataset.num_classes != 2):
         raise EdgeCompressError(
-            f"Model {path} has {n_out} outputs but the data has {dataset.num_classes} "
-            f"classes ({list(dataset.class_names)}). Pass the data the model was trained on."
+            f"Model {path} has {n_out} outputs ({head}) but the data has {dataset.num_classes} "
+            f"classes ({list(dataset.class_names)}). Pass the data the model was trained on"
+            f"{' (one sigmoid unit: two classes)' if head == 'sigmoid' else ''}."
         )
+    logger.info("Head: %s (%s)", head, {"softmax": "probabilities", "logits": "a Dense with no activation: "
+                                        "trained and distilled from logits, kept a logits model",
+                                        "sigmoid": "one sigmoid unit: two classes"}[head])
     choice = pixelscale.choose_scale(model, dataset, requested=scale, seed=seed)
     dataset = dataclasses.replace(dataset, preprocessing=dataclasses.replace(spec, scale=choice.scale))
     return UserModel(model, dataset, fmt, log, choice)
