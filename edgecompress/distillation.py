@@ -15,6 +15,7 @@ report shows what distillation bought.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 
 from edgecompress.configs import TrainConfig
@@ -241,8 +242,11 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     keras.utils.set_random_seed(seed)
     logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g", teacher.name, count_params(teacher),
                 student.name, count_params(student), config.temperature, config.alpha)
+    callbacks = [] if config.patience is None else [keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True)]
     hist = distiller.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
-                         verbose=verbose, shuffle=True)
+                         verbose=verbose, shuffle=True, callbacks=callbacks)
+    epochs_run = len(hist.history["student_loss"])
     metrics = {
         "accuracy": keras_accuracy(student, dataset),
         "teacher_accuracy": keras_accuracy(teacher, dataset),
@@ -250,16 +254,22 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
         "teacher_params": count_params(teacher),
         "student_loss": float(hist.history["student_loss"][-1]),
         "distill_loss": float(hist.history["distill_loss"][-1]),
+        "epochs": epochs_run,
     }
+    for name in ("student_loss", "distill_loss"):
+        if not math.isfinite(metrics[name]):
+            raise EdgeCompressError(f"Distillation diverged: the student's {name} is {metrics[name]} after "
+                                    f"{epochs_run} epoch(s). Likely causes: a learning rate too high for this model "
+                                    f"(learning_rate={config.learning_rate:g}), or inputs at the wrong scale.")
     if config.baseline:
         # From scratch: random weights; for a student that did not inherit, the ones it started from.
         scratch_start = _make_student(teacher, config.replace(init="random"), seed)[0].get_weights() if inherited else start
-        metrics["scratch_accuracy"] = _labels_only(student, scratch_start, dataset, config, seed, verbose)
+        metrics["scratch_accuracy"] = _labels_only(student, scratch_start, dataset, config, seed, verbose, epochs_run)
         gap = metrics["teacher_accuracy"] - metrics["scratch_accuracy"]
         metrics["gap_recovered"] = (metrics["accuracy"] - metrics["scratch_accuracy"]) / gap if gap > 0 else None
         if inherited:
             # What the teacher's weights alone buy, so the soft targets' share is visible too.
-            metrics["inherited_accuracy"] = _labels_only(student, start, dataset, config, seed, verbose)
+            metrics["inherited_accuracy"] = _labels_only(student, start, dataset, config, seed, verbose, epochs_run)
     logger.info("Distilled student: top-1 %.2f%% (from scratch: %s%s)", 100 * metrics["accuracy"],
                 f"{100 * metrics['scratch_accuracy']:.2f}%" if "scratch_accuracy" in metrics else "not trained",
                 f"; teacher's weights, labels only: {100 * metrics['inherited_accuracy']:.2f}%"
@@ -267,7 +277,7 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     return student, metrics
 
 
-def _labels_only(student, weights, dataset, config, seed, verbose):
+def _labels_only(student, weights, dataset, config, seed, verbose, epochs=None):
     """Trains a copy of `student` from `weights` on the labels alone with the same budget; returns its top-1."""
     from edgecompress._tf import keras
     from edgecompress.models import train_classifier
@@ -276,7 +286,7 @@ def _labels_only(student, weights, dataset, config, seed, verbose):
         model = keras.models.clone_model(student)
     keras.utils.set_random_seed(seed)
     model.set_weights(weights)
-    train_classifier(model, dataset, TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
+    train_classifier(model, dataset, TrainConfig(epochs=epochs or config.epochs, batch_size=config.batch_size,
                                                  learning_rate=config.learning_rate, seed=seed,
                                                  strategy=config.strategy), verbose=verbose)
     return keras_accuracy(model, dataset)

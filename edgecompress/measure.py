@@ -81,9 +81,18 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
 
 
 def teacher_baseline(teacher, pixels, dataset, cache, teacher_key, entry, **kw):
-    """The teacher's own float32 `.tflite`, measured: the baseline `teacher_float32`. Returns (artifacts, failed)."""
-    return convert_and_measure(teacher, [configs.float32()], pixels, dataset, cache, teacher_key, prefix="teacher_",
-                               provenance={"recipe": {"name": "teacher"}, "stages": [entry.to_dict()]}, **kw)
+    """The teacher's own float32 `.tflite`, measured: the baseline `teacher_float32`. Returns (artifacts, failed).
+
+    Raises `sanity.ImplausibleResult` when the file's top-1 is far from the Keras model's (`entry`, measured
+    on the same images): every file after it would be judged against a wrong baseline."""
+    from edgecompress.sanity import check_float_file
+
+    arts, failed = convert_and_measure(teacher, [configs.float32()], pixels, dataset, cache, teacher_key,
+                                       prefix="teacher_", provenance={"recipe": {"name": "teacher"},
+                                                                      "stages": [entry.to_dict()]}, **kw)
+    if arts and "accuracy" in entry.metrics:
+        check_float_file(entry.metrics["accuracy"], arts[0].accuracy, len(dataset.y_test))
+    return arts, failed
 
 
 def artifact_record(name, data, path, quantization, measured, recipe) -> Artifact:

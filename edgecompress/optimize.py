@@ -42,6 +42,7 @@ from pathlib import Path
 
 from edgecompress.errors import EdgeCompressError
 from edgecompress.fileio import pid_alive
+from edgecompress.sanity import ImplausibleResult, check_file
 
 logger = logging.getLogger(__name__)
 
@@ -238,11 +239,60 @@ def fail_stale_trials(study, storage) -> list[int]:
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         except Exception:  # another worker got there first
             continue
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **_rung_of(t)})
         logger.warning("Trial %d was left running by %s, which is gone: marked failed, its parameters queued again",
                        t.number, who or "an unknown worker")
         retried.append(t.number)
     return retried
+
+
+def _rung_of(t) -> dict:
+    return {"rung": t.user_attrs["rung"]} if "rung" in t.user_attrs else {}
+
+
+def rung_outcome(t) -> str | None:
+    """Why a ladder rung's trial does not let the next rung climb from it, or None when it may: it met the
+    limit, or it has not finished (another worker's)."""
+    from optuna.trial import TrialState
+
+    if t is None or t.state in (TrialState.RUNNING, TrialState.WAITING):
+        return None
+    if t.state == TrialState.COMPLETE:
+        over = (t.user_attrs.get("constraint") or [0.0])[0]
+        return None if over <= 0 else f"missed the accuracy limit by {over:.2f} points"
+    if t.state == TrialState.PRUNED:
+        return "ended: " + t.user_attrs["implausible"] if "implausible" in t.user_attrs else (
+            "was stopped early: it could not recover")
+    return "failed"
+
+
+def enqueue_next_rung(study, space) -> str | None:
+    """Queues the space's next ladder rung (`SearchSpace.ladder`), skipping, with the reason, each rung
+    whose `after` rung missed the limit; returns its name, or None when the ladder is done or a trial is
+    already waiting."""
+    from optuna.trial import TrialState
+
+    if not space.ladder:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return None
+    by_rung = {t.user_attrs["rung"]: t for t in trials if "rung" in t.user_attrs}  # the latest try of each
+    skipped = dict(study.user_attrs.get("ladder_skipped") or {})
+    for rung in space.ladder:
+        name, parent = rung["name"], rung.get("after")
+        if name in by_rung or name in skipped:
+            continue
+        why = f"climbs from {parent}, which was skipped" if parent in skipped else (
+            rung_outcome(by_rung.get(parent)) if parent else None)
+        if why is not None:
+            skipped[name] = why if parent in skipped else f"climbs from {parent}, which {why}"
+            study.set_user_attr("ladder_skipped", skipped)
+            logger.info("[ladder] %s: skipped, it %s", name, skipped[name])
+            continue
+        study.enqueue_trial(space.rung_params(rung), user_attrs={"rung": name})
+        return name
+    return None
 
 
 class _Heartbeat:
@@ -325,6 +375,8 @@ class Objective:
         ctx = self.ctx
         choice = ctx.space.suggest(trial)
         recipe = ctx.space.recipe(choice)
+        if "rung" in trial.user_attrs:  # a ladder rung's files carry its name (`model_int8`, `prune-50_int8`)
+            recipe = recipe.replace(name=trial.user_attrs["rung"])
         key = config_key(recipe)
         trial.set_user_attr("config", key)
         trial.set_user_attr("name", recipe.name)
@@ -347,7 +399,7 @@ class Objective:
                 return self._run(trial, recipe)
             except (KeyboardInterrupt, SystemExit):  # Ctrl-C: Optuna fails the trial; run it again on resume
                 trial.set_user_attr("stale", {"worker": worker_id(), "seen": time.time(), "interrupted": True})
-                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **_rung_of(trial)})
                 raise
 
     def _same(self, trial, key):
@@ -413,6 +465,8 @@ class Objective:
             if failed:
                 raise EdgeCompressError(failed[0]["error"])
             art = arts[0]
+            check_file(art.name, art.accuracy, ctx.baseline_accuracy, len(ctx.dataset.y_test),
+                       source="the teacher's float32 file")
             if (ctx.space.selective_int8 and ctx.max_accuracy_drop is not None and scheme(art.quantization).recover_with
                     and 100 * (ctx.baseline_accuracy - art.accuracy) > ctx.max_accuracy_drop):
                 result = BuildResult(arts, final_model=final)
@@ -431,6 +485,11 @@ class Objective:
                     art = selective[0]
         except optuna.TrialPruned:
             raise
+        except ImplausibleResult as e:  # a number that cannot be true ends this branch, not the study
+            trial.set_user_attr("implausible", str(e)[:2000])
+            trial.set_user_attr("seconds", round(time.time() - t0, 1))
+            logger.warning("[trial %d] %s ended: %s", trial.number, recipe.name, e)
+            raise optuna.TrialPruned(str(e)) from None
         except Exception as e:  # one trial's failure (ours, or TensorFlow's) must not end the study
             message = str(e) if isinstance(e, EdgeCompressError) else f"{type(e).__name__}: {e}"
             trial.set_user_attr("error", message[:2000])
@@ -448,8 +507,13 @@ class Objective:
             trial.set_user_attr("constraint", [drop - ctx.max_accuracy_drop])
             trial.set_constraint("accuracy_drop", drop - ctx.max_accuracy_drop)
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
-        logger.info("[trial %d] %s: validation top-1 %.2f%% at %.1f KB gzipped (%.0f s)", trial.number, art.name,
-                    100 * art.accuracy, art.gzip_bytes / 1024, time.time() - t0)
+        rung = f" (ladder: {trial.user_attrs['rung']})" if "rung" in trial.user_attrs else ""
+        verdict = "" if ctx.max_accuracy_drop is None else (
+            f"; {drop:+.2f} points below the teacher's file, within the limit of {ctx.max_accuracy_drop:g}: kept"
+            if drop <= ctx.max_accuracy_drop else
+            f"; {drop:+.2f} points below the teacher's file, over the limit of {ctx.max_accuracy_drop:g}: dropped")
+        logger.info("[trial %d] %s%s: held-out top-1 %.2f%% at %.1f KB gzipped (%.0f s)%s", trial.number, art.name,
+                    rung, 100 * art.accuracy, art.gzip_bytes / 1024, time.time() - t0, verdict)
         return art.accuracy, float(art.gzip_bytes)
 
 
@@ -485,6 +549,7 @@ def run_worker(study, storage, ctx: TrialContext, *, deadline: float, trials: in
             break
         if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
             break
+        enqueue_next_rung(study, ctx.space)
         study.optimize(objective, n_trials=1, catch=(Exception,))  # recorded as FAIL with its error
         ran += 1
     return ran

@@ -122,6 +122,24 @@ class BuildOptions(_Config):
         check_scale_name(self.scale)
 
 
+CLOSED_LOOP_SPACE = "auto"  # edgecompress/search_spaces/auto.json: the ladder, then TPE
+DEFAULT_MAX_ACCURACY_DROP = 1.0  # points, on held-out images, when a model is given and no recipe
+
+
+def closed_loop(options: BuildOptions) -> BuildOptions:
+    """The options a build runs with: a model given without `recipe` runs the closed loop (the `auto`
+    space's ladder, then its search) and, with a search, has an accuracy limit by default. A fixed recipe,
+    or the bundled default teacher, runs as asked."""
+    if not options.model or options.recipe:
+        return options
+    changes = {}
+    if not options.search:
+        changes["search"] = CLOSED_LOOP_SPACE
+    if options.max_accuracy_drop is None:
+        changes["max_accuracy_drop"] = DEFAULT_MAX_ACCURACY_DROP
+    return options.replace(**changes) if changes else options
+
+
 def _step(i, n, text):
     logger.info("[%d/%d] %s", i, n, text)
 
@@ -183,6 +201,11 @@ def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, se
                                             provenance=provenance, **kw)
     artifacts += more
     failed += more_failed
+    if recipe.stages and artifacts and artifacts[0].name == "teacher_float32":
+        from edgecompress.sanity import check_file
+
+        for a in artifacts[1:]:
+            check_file(a.name, a.accuracy, artifacts[0].accuracy, len(dataset.y_test))
     if not artifacts:
         raise EdgeCompressError("No variant could be converted: " + "; ".join(f["error"] for f in failed))
     baseline = artifacts[0].name if recipe.stages and artifacts[0].name == "teacher_float32" else next(
@@ -216,7 +239,7 @@ def _build(options: BuildOptions) -> dict:
     """
     from edgecompress.cache import StageCache, versions
 
-    options = options or BuildOptions()
+    options = closed_loop(options or BuildOptions())
     if options.search and options.recipe:
         raise EdgeCompressError(f"Received both `recipe`={options.recipe!r} and `search`={options.search!r}; "
                                 "a search tries the recipes of its search space. Pass one of them.")
@@ -248,8 +271,14 @@ def _build(options: BuildOptions) -> dict:
     if space is not None:
         from edgecompress.search import search
 
-        _step(3, n, f"Searching space {space.name!r} ({space.sampler}, {len(space.parameters())} parameter(s)) "
-                    f"within {options.budget_minutes:g} min, each file measured with the TFLite interpreter")
+        if space.name == CLOSED_LOOP_SPACE:
+            _step(3, n, f"Closed loop (no --recipe): the smallest file within {constraints.max_accuracy_drop:g} "
+                        f"point(s) of the model on held-out images, within {options.budget_minutes:g} min: "
+                        f"{len(space.ladder)} rungs from PTQ of the model to students, then {space.sampler} "
+                        "(pass --recipe NAME for one fixed recipe)")
+        else:
+            _step(3, n, f"Searching space {space.name!r} ({space.sampler}, {len(space.parameters())} parameter(s)) "
+                        f"within {options.budget_minutes:g} min, each file measured with the TFLite interpreter")
         result = search(model, dataset, space, pixels, cache, teacher_key, budget_minutes=options.budget_minutes,
                         max_accuracy_drop=constraints.max_accuracy_drop, options=options, seed=options.seed,
                         verbose=options.verbose, out_dir=out_dir, storage=options.storage, workers=options.workers,
@@ -351,8 +380,9 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
     cache = StageCache(out / ".cache", enabled=options.cache)
     model_, dataset, teacher_key, _ = prepare_model(options, cache)
     pixels, _ = calibration_pixels(options, dataset, out)
-    val = dataset.validation_split(space.validation_fraction, options.seed)
-    from edgecompress.search import fingerprint
+    from edgecompress.search import fingerprint, judging_split
+
+    val, _, _ = judging_split(dataset, space, options.seed, found.user_attrs.get("holdout", "test"))
 
     fp = fingerprint(model_, val, space, pixels, seed=options.seed, max_accuracy_drop=options.max_accuracy_drop)
     study_ = optimize.open_study(storage_obj, space, fp, seed=options.seed, worker=worker_index + 1, name=name,

@@ -27,6 +27,7 @@ import numpy as np
 
 from edgecompress.errors import EdgeCompressError
 from edgecompress.numerics import labels
+from edgecompress.sanity import CHANCE_FACTOR  # below it the model computes nothing useful on this data
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ logger = logging.getLogger(__name__)
 RANGES = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0), "raw": (0.0, 255.0)}
 # Accuracy differences below this many points on the sample are noise: the declared scale wins.
 TIE_POINTS = 2.0
-# Below this multiple of chance the model is not computing anything useful on this data.
-CHANCE_FACTOR = 1.5
 
 
 @dataclasses.dataclass(frozen=True)

@@ -98,18 +98,72 @@ def search_lines(report: dict) -> list[str]:
               f"{search['budget_minutes']:g} min"
               + (f"; {search['resumed_trials']} from an earlier run, resumed" if search.get("resumed_trials") else "")
               + "). Trials are scored and selected on "
-              + (f"{val['count']} validation images held out of the training data" if val else "the test split")
-              + " (`val top-1`); `top-1` columns are the test split. 'Pareto' marks the files no other file "
+              + (f"{val['judge_count']} images no model trained on this data learned from ({val['judge']})"
+                 if "judge" in val else f"{val['count']} validation images held out of the training data" if val
+                 else "the test split")
+              + " (`val top-1`); `top-1` columns are "
+              + (f"{val['report_count']} other images ({val['report']})" if "report" in val else "the test split")
+              + ". 'Pareto' marks the files no other file "
               "beats on both validation top-1 and gzip size (size), or test top-1 and p50 latency (latency). "
               "'stopped early' is a trial ended after a stage whose top-1 left no hope of meeting "
               "--max-accuracy-drop, even with the best recovery earlier trials saw (not weight pruning).", "",
               _markdown(search_table(report))]
+    lines += ladder_story(report)
     seen = val.get("teacher_saw_it")
     if seen:
         lines += ["", f"**The teacher scores {100 * seen['validation']:.2f}% on the validation split but "
                       f"{100 * seen['test']:.2f}% on the test split** ({seen['z']} standard errors apart): it "
                       "was probably trained on those images, so --max-accuracy-drop was judged against an "
                       "inflated top-1. Train it without them (`Dataset.without_validation`), or raise the limit."]
+    return lines
+
+
+def ladder_story(report: dict) -> list[str]:
+    """report.md's path from the model to the selected file: each ladder rung, in order, with its held-out
+    top-1 and standard error, size, and whether it was kept, dropped, stopped, ended or skipped, and why."""
+    from edgecompress.sanity import standard_error
+
+    search = report["search"]
+    rungs = [c for c in search["candidates"] if c.get("rung")]
+    skipped = search.get("ladder_skipped") or {}
+    if not rungs and not skipped:
+        return []
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    base = by_name.get(report.get("baseline"), {})
+    val = search.get("validation") or {}
+    n, m = val.get("judge_count", val.get("count", 0)), val.get("report_count", report["dataset"]["count"])
+    limit = (report.get("constraints") or {}).get("max_accuracy_drop")
+    lines = ["", "### From the model to the selected file", ""]
+    if "val_accuracy" in base:
+        lines.append(f"The model's own float32 file: {100 * base['val_accuracy']:.2f}% +/- "
+                     f"{100 * standard_error(base['val_accuracy'], n):.2f} on the {n} judging images, "
+                     f"{100 * base['accuracy']:.2f}% +/- {100 * standard_error(base['accuracy'], m):.2f} on the "
+                     f"{m} reporting images (+/- one standard error)"
+                     + (f"; the limit is {limit:g} point(s) below it on the judging images." if limit is not None
+                        else "."))
+        lines.append("")
+    for i, c in enumerate(rungs, 1):
+        a = next((by_name[x] for x in c.get("artifacts", []) if x in by_name), None)
+        if a is None:
+            lines.append(f"{i}. `{c['rung']}`: {c['status']} ({c.get('reason') or c.get('error') or ''})")
+            continue
+        drop = 100 * (base.get("val_accuracy", 0) - a["val_accuracy"])
+        verdict = "" if limit is None else (" within the limit: kept" if drop <= limit else
+                                            " over the limit: dropped")
+        lines.append(f"{i}. `{c['rung']}` ({a['name']}): {100 * a['val_accuracy']:.2f}% +/- "
+                     f"{100 * standard_error(a['val_accuracy'], n):.2f} judged ({-drop + 0.0:+.2f} points), "
+                     f"{100 * a['accuracy']:.2f}% reported, {a['gzip_bytes'] / 1024:.1f} KB gzipped,{verdict}")
+    for name, why in skipped.items():
+        lines.append(f"- `{name}`: skipped, it {why}")
+    chosen = report.get("selected")
+    if chosen:
+        a = by_name[chosen]
+        lines += ["", f"Selected: **{chosen}**, {base.get('gzip_bytes', 0) / max(a['gzip_bytes'], 1):.1f}x smaller "
+                      f"(gzip) than the model's float32 file, {100 * a.get('val_accuracy', a['accuracy']):.2f}% on "
+                      f"the judging images and {100 * a['accuracy']:.2f}% on the reporting ones: the smallest "
+                      "file within the limit" + (f", after {len(search['candidates']) - len(rungs)} trial(s) "
+                                                 "the sampler proposed once the ladder was done"
+                                                 if len(search["candidates"]) > len(rungs) else "") + "."]
     return lines
 
 

@@ -138,7 +138,15 @@ class SearchSpace(_Config):
         startup_trials: Random trials before TPE models the results, or
             NSGA-II's population size. Defaults to 8.
         validation_fraction: Share of the training images held out to score
-            and select trials; the test split only reports. Defaults to 0.1.
+            and select trials when the teacher never learned from them
+            (`holdout="training"`: `invoke benchmark`'s teacher). Defaults to 0.1.
+        ladder: Trials run first, in order, before the sampler: each rung is
+            `{"name": N, "choice": {KEY: VALUE}, "after": M or null}`, its
+            choice over the template's values; a rung `after` another runs
+            only when that one met the accuracy limit (it climbs from it), and
+            is skipped, with the reason logged, when it did not. The closed
+            loop's ladder climbs from PTQ of the model itself to pruning it,
+            then to students. Defaults to `()`: the template is the first trial.
     """
 
     name: str = "custom"
@@ -150,9 +158,11 @@ class SearchSpace(_Config):
     trials: int | None = None
     startup_trials: int = 8
     validation_fraction: float = 0.1
+    ladder: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(dict(s) for s in self.stages))
+        object.__setattr__(self, "ladder", tuple(dict(r) for r in self.ladder))
         object.__setattr__(self, "quantize", tuple(self.quantize))
         _require(isinstance(self.grid, dict), f"Received an invalid value for `grid`, expected a mapping of "
                                               f"'STAGE.PARAM' to a list of values. Received: grid={self.grid!r}")
@@ -191,6 +201,21 @@ class SearchSpace(_Config):
         for p in self.parameters().values():
             for v in (p.values() if p.choices is not None else [p.low, p.high]):
                 self.recipe({p.key: v})
+        names = []
+        for rung in self.ladder:
+            where = f"Search space {self.name!r}: ladder rung {rung.get('name')!r}"
+            _require(set(rung) <= {"name", "choice", "after"} and isinstance(rung.get("name"), str)
+                     and isinstance(rung.get("choice", {}), dict),
+                     f"{where}: a rung is {{\"name\": N, \"choice\": {{KEY: VALUE}}, \"after\": NAME or null}}. "
+                     f"Received: {rung!r}")
+            _require(rung["name"] not in names, f"{where}: two rungs have this name; name each once.")
+            _require(rung.get("after") in (None, *names),
+                     f"{where}: `after` names {rung.get('after')!r}, which is not an earlier rung ({names}).")
+            unknown = sorted(set(rung.get("choice", {})) - set(self.parameters()))
+            _require(not unknown, f"{where}: {unknown} are not parameters of the space. Valid keys: "
+                                  f"{sorted(self.parameters())}.")
+            self.recipe(self.rung_choice(rung))
+            names.append(rung["name"])
 
     def parameters(self) -> dict:
         """`{key: Param}`: the grid's, plus `quantize` when it lists several schemes."""
@@ -234,6 +259,19 @@ class SearchSpace(_Config):
                     and (p.step is None or abs(round((value - p.low) / p.step) * p.step + p.low - value) < 1e-9)):
                 out[key] = _encode(value)
         return out
+
+    def rung_choice(self, rung: dict) -> dict:
+        """A ladder rung's full choice (decoded): the template's values, then the rung's."""
+        params = self.parameters()
+        decoded = {}
+        for key, enc in self.template_choice().items():
+            p = params[key]
+            decoded[key] = p.choices[[_encode(v) for v in p.choices].index(enc)] if p.choices is not None else enc
+        return {**decoded, **rung.get("choice", {})}
+
+    def rung_params(self, rung: dict) -> dict:
+        """A ladder rung as Optuna's `enqueue_trial` takes it: every parameter the template or rung fixes."""
+        return {k: _encode(v) for k, v in self.rung_choice(rung).items()}
 
     def grid_space(self) -> dict:
         """The grid sampler's `{key: [encoded values]}`."""
@@ -334,12 +372,16 @@ def trial_entry(t) -> dict:
              "tf_threads": ua.get("tf_threads")}
     if "stages" in ua:
         entry["stage_accuracy"] = {s["stage"]: s["accuracy"] for s in ua["stages"]}
+    if "rung" in ua:
+        entry["rung"] = ua["rung"]
     if "duplicate_of" in ua:
         entry.update(status="duplicate", reason=f"same recipe and scheme as trial {ua['duplicate_of']}")
     elif t.state == TrialState.PRUNED and "stopped_early" in ua:
         se = ua["stopped_early"]
         entry.update(status="stopped early", stage=se["stage"],
                      reason=f"after {se['stage']}: {100 * se['accuracy']:.2f}% < {100 * se['floor']:.2f}%")
+    elif t.state == TrialState.PRUNED and "implausible" in ua:
+        entry.update(status="ended", reason=ua["implausible"])
     elif "stale" in ua:
         how = "was interrupted" if ua["stale"].get("interrupted") else "died"
         entry.update(status="retried", reason=f"its worker {ua['stale']['worker']} {how}; run again")
@@ -400,6 +442,43 @@ def teacher_saw_validation(val_accuracy: float, n_val: int, test_accuracy: float
     return {"validation": val_accuracy, "test": test_accuracy, "z": round(score, 1)}
 
 
+HOLDOUTS = ("test", "training")
+MIN_JUDGED = 100  # below it one image moves top-1 by more than a point: a 1-point limit cannot be judged
+
+
+def judging_split(dataset, space: SearchSpace, seed: int = 0, holdout: str = "test"):
+    """(judge, report, how): what a search holds its limit against, and what it reports on.
+
+    `holdout="test"` (a model that learned from all its training images: a user's, or build-edge's own
+    teacher): the data's validation split (`val/`), or else a stratified, seeded half of the test split,
+    judges, and the test split (or its other half) reports (`data.Dataset.held_out`). `"training"` (a
+    teacher trained without them: `invoke benchmark`'s): `space.validation_fraction` of the training images
+    judge, and trials train on the rest. Raises when fewer than `MIN_JUDGED` images would judge, naming their
+    standard error.
+    """
+    from edgecompress.sanity import standard_error
+
+    _require(holdout in HOLDOUTS, f"Received an invalid value for `holdout`, expected one of {list(HOLDOUTS)}. "
+                                  f"Received: holdout={holdout!r}")
+    if holdout == "training":
+        judge = dataset.validation_split(space.validation_fraction, seed)
+        how = {"judge": f"{round(100 * space.validation_fraction)}% of the training images, held out of the "
+                        "teacher's training", "judge_count": int(len(judge.y_test)), "report": "test split",
+               "report_count": int(len(dataset.y_test))}
+        report = dataset
+    else:
+        judge, report, how = dataset.held_out(seed)
+    n = how["judge_count"]
+    if n < MIN_JUDGED:
+        se = 100 * standard_error(0.5, n)
+        raise EdgeCompressError(
+            f"Only {n} held-out images to judge the accuracy limit on ({how['judge']}): one image is "
+            f"{100 / max(n, 1):.1f} points and the top-1's standard error up to {se:.1f} points, so a limit of "
+            f"about one point cannot be judged. Add a `val/` folder (or `x_val`, `y_val`) or more test images "
+            f"(at least {MIN_JUDGED} held out), or run a fixed recipe without a limit (`--recipe default`).")
+    return judge, report, {**how, "holdout": holdout}
+
+
 def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None) -> dict:
     """What a study is made of; a worker whose own differ may not join (`optimize.open_study`)."""
     import numpy as np
@@ -417,12 +496,14 @@ def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_acc
 
 def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, budget_minutes: float = 30,
            max_accuracy_drop=None, options=None, seed=0, verbose=1, out_dir=None, storage=None, workers: int = 1,
-           artifacts=None, study_name=None, worker_command=None):
+           artifacts=None, study_name=None, worker_command=None, holdout: str = "test"):
     """Runs (or resumes) the space's Optuna study within the budget; returns a `results.BuildResult`.
 
-    Trials train on the training images less a validation split and are
-    scored on it (`space.validation_fraction`); afterwards every trial's file
-    is measured again, one at a time, on the test split (top-1, latency).
+    Trials are judged on images the teacher never learned from
+    (`judging_split`: with `holdout="test"`, the data's validation split or
+    half of its test split; with `"training"`, a share of the training
+    images the teacher was trained without); afterwards every trial's file
+    is measured again, one at a time, on the reporting images (top-1, latency).
     Artifacts are the teacher's float32 file and one file per finished
     trial, named `<candidate>_<scheme>`, each with `val_accuracy` and
     `pareto` (size: the study's front on validation top-1 and gzip bytes;
@@ -449,7 +530,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     out_dir = Path(out_dir) if out_dir is not None else Path(cache.root).parent
     threads, runs, warmup = (options.threads, options.runs, options.warmup) if options else (1, 200, 20)
     started = time.time()
-    val = dataset.validation_split(space.validation_fraction, seed)
+    val, dataset, how = judging_split(dataset, space, seed, holdout)
     store_dir = Path(artifacts) if artifacts else optimize.study_dir(out_dir) / "artifacts"
     store_dir.mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(store_dir))
@@ -459,8 +540,9 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     study = optimize.open_study(study_storage, space, fp, seed=seed, name=name, where=optimize.describe_url(storage))
     study.set_user_attr("ready", False)  # until the teacher is measured and the deadline set
     resumed = len(study.trials)
-    if not resumed and space.sampler != "grid":
-        study.enqueue_trial(space.template_choice())  # the template recipe is measured first
+    study.set_user_attr("holdout", holdout)
+    if not resumed and space.sampler != "grid" and not space.ladder:
+        study.enqueue_trial(space.template_choice())  # the template recipe is measured first (a ladder: its rungs)
 
     teacher_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
     base_arts, failed = teacher_baseline(teacher, pixels, dataset, cache, teacher_key, teacher_log[0],
@@ -470,8 +552,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     baseline = base_arts[0]
     baseline.extra["val_accuracy"] = measure_file(baseline.cache_path, val, cache, threads=threads, runs=1,
                                                   warmup=0)["accuracy"]
-    seen = teacher_saw_validation(baseline.extra["val_accuracy"], len(val.y_test), baseline.accuracy,
-                                  len(dataset.y_test))
+    seen = holdout == "training" and teacher_saw_validation(baseline.extra["val_accuracy"], len(val.y_test),
+                                                            baseline.accuracy, len(dataset.y_test))
     if seen:
         logger.warning("The teacher scores %.2f%% on the validation split but %.2f%% on the test split: it was "
                        "probably trained on those images (a model you bring learned from all its training images; "
@@ -489,10 +571,15 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         study.set_user_attr("options", {**options.to_dict(), **{k: _absolute(getattr(options, k)) for k in
                                                                ("model", "data", "search", "calibration", "out_dir")}})
     study.set_user_attr("ready", True)  # workers wait for this
-    logger.info("Search %r: sampler %s, %s, budget %g min, %d worker(s)%s; trials score on %d validation images "
-                "(teacher's float32 file: %.2f%%)", space.name, space.sampler, optimize.describe_url(storage),
-                budget_minutes, workers, f", resuming a study of {resumed} trial(s)" if resumed else "",
-                len(val.y_test), 100 * baseline.extra["val_accuracy"])
+    from edgecompress.sanity import standard_error
+
+    logger.info("Search %r: sampler %s, %s, budget %g min, %d worker(s)%s; trials are judged on %d images (%s; "
+                "teacher's float32 file: %.2f%% +/- %.2f), reported on %d (%s)", space.name, space.sampler,
+                optimize.describe_url(storage), budget_minutes, workers,
+                f", resuming a study of {resumed} trial(s)" if resumed else "", how["judge_count"], how["judge"],
+                100 * baseline.extra["val_accuracy"], 100 * standard_error(baseline.extra["val_accuracy"],
+                                                                           how["judge_count"]),
+                how["report_count"], how["report"])
     if workers == 1:
         ctx = optimize.TrialContext(teacher, val, space, pixels, cache, teacher_key, baseline.extra["val_accuracy"],
                                     max_accuracy_drop, store, seed=seed, verbose=verbose, threads=threads)
@@ -535,7 +622,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     return BuildResult(artifacts, failed, teacher_log, baseline.name, search={
         "space": space.to_dict(), "budget_minutes": budget_minutes, "seconds": round(time.time() - started, 1),
         "sampler": space.sampler, "storage": optimize.describe_url(storage), "study": name, "workers": workers,
-        "validation": {"count": int(len(val.y_test)), "fraction": space.validation_fraction,
+        "validation": {"count": int(len(val.y_test)), "fraction": space.validation_fraction, **how,
                        **({"teacher_saw_it": seen} if seen else {})},
+        "ladder_skipped": study.user_attrs.get("ladder_skipped") or {},
         "resumed_trials": resumed, "counts": counts, "candidates": log,
         "hypervolume": {"value": hv, "unit": "gzip bytes x top-1 (validation)", "reference": list(ref)}})

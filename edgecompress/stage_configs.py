@@ -39,7 +39,11 @@ class DistillConfig(_StageConfig):
             T=2, alpha=0.5 against 92.16% at T=4, alpha=0.1).
         alpha: Weight of the hard-label loss; 1 - alpha goes to the teacher.
             Defaults to 0.5.
-        epochs: Defaults to 10.
+        epochs: Defaults to 10; with `patience`, the most epochs.
+        patience: Stop when the student's top-1 on the 10% of the training
+            images it does not fit on has not improved for this many epochs,
+            and keep its best epoch's weights (Keras' `EarlyStopping` with
+            `restore_best_weights`). Defaults to None: all `epochs`.
         batch_size: Defaults to 64.
         learning_rate: Adam learning rate. Defaults to 1e-3.
         student_dropout: Dropout rate for the width-scaled student's Dropout
@@ -63,6 +67,7 @@ class DistillConfig(_StageConfig):
     temperature: float = 2.0
     alpha: float = 0.5
     epochs: int = 10
+    patience: int | None = None
     batch_size: int = 64
     learning_rate: float = 1e-3
     student_dropout: float | None = None
@@ -77,6 +82,9 @@ class DistillConfig(_StageConfig):
         _require(0 <= self.alpha <= 1, f"Received an invalid value for `alpha`, expected a number in [0, 1]. Received: alpha={self.alpha!r}")
         _require(isinstance(self.epochs, int) and self.epochs >= 1,
                  f"Received an invalid value for `epochs`, expected an integer >= 1. Received: epochs={self.epochs!r}")
+        _require(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
+                 f"Received an invalid value for `patience`, expected an integer >= 1 or null. "
+                 f"Received: patience={self.patience!r}")
         _require(self.student_dropout is None or 0 <= self.student_dropout < 1,
                  "Received an invalid value for `student_dropout`, expected a number in [0, 1) or null. "
                  f"Received: student_dropout={self.student_dropout!r}")

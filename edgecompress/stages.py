@@ -15,6 +15,7 @@ from edgecompress import models
 from edgecompress.pruning import keras_sparsity
 from edgecompress.registry import run_stage
 from edgecompress.results import StageResult
+from edgecompress.sanity import check_stage
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
 
     Returns (final model, final key, stage log): `results.StageResult`s,
     the teacher first; each stage's `seconds` is 0 when it came from the
-    cache (`cached` true). `on_stage(index, result)`, when given, is called
-    after each stage (1-based index) and may raise to stop the recipe there.
+    cache (`cached` true). A stage whose model is at chance or holds NaN
+    weights raises `sanity.ImplausibleResult`. `on_stage(index, result)`,
+    when given, is called after each stage (1-based index) and may raise to
+    stop the recipe there.
     """
     stage_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
     final, key = teacher, teacher_key
@@ -57,6 +60,7 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
             cache.put_json(f"{name}.metrics", key, metrics)
         stage_log.append(StageResult(stage.STAGE, final.name, metrics, stage.to_dict(),
                                      0.0 if hit else round(time.time() - t0, 1), hit))
+        check_stage(stage.STAGE, metrics.get("accuracy"), num_classes=dataset.num_classes, model=final)
         if on_stage is not None:
             on_stage(i, stage_log[-1])
     return final, key, stage_log

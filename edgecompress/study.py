@@ -186,7 +186,7 @@ def _search(model, dataset, space, pixels, cache, teacher_key, out_dir: Path, *,
 
     result = search(model, dataset, load_space(space), pixels, cache, teacher_key, budget_minutes=budget_minutes,
                     max_accuracy_drop=constraints.max_accuracy_drop, options=BuildOptions(runs=runs), seed=seed,
-                    verbose=verbose, out_dir=out_dir)
+                    verbose=verbose, out_dir=out_dir, holdout="training")  # its teacher trained without them
     facts = {"dataset": dataset.describe(), "seed": seed, "latency_runs": runs}
     try:
         return finish(result, facts, out_dir, constraints), None
