@@ -21,6 +21,7 @@ import logging
 import warnings
 
 from edgecompress.distribute import get_strategy
+from edgecompress.errors import NotApplicable
 from edgecompress.models import compile_classifier, count_params, keras_accuracy, split_validation
 from edgecompress.preprocessing import to_model_input
 from edgecompress.stage_configs import ClusterConfig
@@ -86,10 +87,8 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     with get_strategy(config.strategy).scope():
         wrapped = keras.models.clone_model(base, clone_function=wrap)
     if not clustered:
-        from edgecompress.errors import EdgeCompressError
-
-        raise EdgeCompressError(f"Model {model.name!r} has no Conv2D or Dense layer with at least "
-                                f"min_params={config.min_params} weights to cluster; lower `min_params`.")
+        raise NotApplicable(f"Model {model.name!r} has no Conv2D or Dense layer with at least "
+                            f"min_params={config.min_params} weights to cluster; lower `min_params`.")
     logger.info("Clustering %d layer(s) into %d values (%s init%s)", len(clustered), config.number_of_clusters,
                 config.init, ", zeros kept" if preserve else "")
     if config.epochs:

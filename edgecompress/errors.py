@@ -33,3 +33,8 @@ class PartialFailure(EdgeCompressError):
     """Some of the work failed (an artifact, a file on a device, a host); the rest was written."""
 
     exit_code = EXIT_PARTIAL
+
+
+class NotApplicable(EdgeCompressError):
+    """A stage has nothing to work on in this model (no layer large enough to cluster, say): in a fixed recipe
+    a usage error (exit 2); in the closed loop that branch ends, and the others go on."""

@@ -40,7 +40,7 @@ import threading
 import time
 from pathlib import Path
 
-from edgecompress.errors import EdgeCompressError
+from edgecompress.errors import EdgeCompressError, NotApplicable
 from edgecompress.fileio import pid_alive
 from edgecompress.sanity import ImplausibleResult, check_file
 
@@ -261,7 +261,7 @@ def rung_outcome(t) -> str | None:
         over = (t.user_attrs.get("constraint") or [0.0])[0]
         return None if over <= 0 else f"missed the accuracy limit by {over:.2f} points"
     if t.state == TrialState.PRUNED:
-        return "ended: " + t.user_attrs["implausible"] if "implausible" in t.user_attrs else (
+        return "ended: " + t.user_attrs["ended"] if "ended" in t.user_attrs else (
             "was stopped early: it could not recover")
     return "failed"
 
@@ -485,8 +485,9 @@ class Objective:
                     art = selective[0]
         except optuna.TrialPruned:
             raise
-        except ImplausibleResult as e:  # a number that cannot be true ends this branch, not the study
-            trial.set_user_attr("implausible", str(e)[:2000])
+        except (ImplausibleResult, NotApplicable) as e:  # a number that cannot be true, or a stage with nothing
+            # to do in this model, ends this branch, not the study
+            trial.set_user_attr("ended", str(e)[:2000])
             trial.set_user_attr("seconds", round(time.time() - t0, 1))
             logger.warning("[trial %d] %s ended: %s", trial.number, recipe.name, e)
             raise optuna.TrialPruned(str(e)) from None

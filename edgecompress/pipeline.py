@@ -300,8 +300,13 @@ def _build(options: BuildOptions) -> dict:
         models.save_model(result.final_model, out_dir / "final.keras", spec, fmt=fmt)
     elif (out_dir / "final.keras").exists():
         (out_dir / "final.keras").unlink()
+    described = dataset.describe()
+    if result.search and "report" in result.search.get("validation", {}):  # what judged, and what reported
+        how = result.search["validation"]
+        described.update(split=how["report"], count=how["report_count"], judged_on=how["judge"],
+                         judged_count=how["judge_count"])
     report = {
-        "dataset": dataset.describe(),
+        "dataset": described,
         "recipe": recipe.to_dict() if space is None else None,
         "model_spec": spec.to_dict(),
         "model_source": source.describe() if source else {"format": "tf_keras", "default_teacher": True},

@@ -380,8 +380,8 @@ def trial_entry(t) -> dict:
         se = ua["stopped_early"]
         entry.update(status="stopped early", stage=se["stage"],
                      reason=f"after {se['stage']}: {100 * se['accuracy']:.2f}% < {100 * se['floor']:.2f}%")
-    elif t.state == TrialState.PRUNED and "implausible" in ua:
-        entry.update(status="ended", reason=ua["implausible"])
+    elif t.state == TrialState.PRUNED and "ended" in ua:
+        entry.update(status="ended", reason=ua["ended"])
     elif "stale" in ua:
         how = "was interrupted" if ua["stale"].get("interrupted") else "died"
         entry.update(status="retried", reason=f"its worker {ua['stale']['worker']} {how}; run again")

@@ -114,9 +114,12 @@ def test_shipped_space_loads_and_unknown_names_list_the_shipped(tmp_path):
     space = load_space("default")
     assert space.sampler == "tpe" and space.selective_int8 and {"cluster", "quantize"} <= set(space.parameters())
     assert "int16x8" in space.quantize and any(s["stage"] == "cluster" for s in space.stages)
+    auto = load_space("auto")  # the closed loop: a ladder from PTQ of the model itself to students
+    assert [r["name"] for r in auto.ladder][:3] == ["model", "model-dynamic", "prune-50"]
+    assert auto.recipe(auto.rung_choice(auto.ladder[0])).stages == ()  # the first rung is PTQ alone
     grid = load_space("grid")  # the search before Optuna: 16 trained candidates x 3 schemes
     assert grid.sampler == "grid" and len(grid.candidates()) == 48
-    with pytest.raises(EdgeCompressError, match=r"Shipped spaces: \['default', 'grid'\]"):
+    with pytest.raises(EdgeCompressError, match=r"Shipped spaces: \['auto', 'default', 'grid'\]"):
         load_space("nope")
     bad = tmp_path / "s.json"
     bad.write_text('{"name": "x", "grid": {}, "colour": 1}')
@@ -166,7 +169,8 @@ def test_search_measures_every_trial_on_validation_and_reuses_shared_stages(tmp_
         "final_sparsity0.5_float16", "final_sparsity0.5_int8", "final_sparsity_none_float16", "final_sparsity_none_int8"]
     log = r["search"]["candidates"]
     assert [c["status"] for c in log] == ["done"] * 4 and r["search"]["counts"] == {"done": 4}
-    assert r["search"]["validation"]["count"] == 150  # 10% of the 1,500 training images, stratified
+    # The tiny model learned from all its training images: it is judged on half of the 300 test images.
+    assert r["search"]["validation"]["count"] == 150 and r["search"]["validation"]["holdout"] == "test"
     # Trials sharing the distill stage took it from the cache: one trained it.
     cached = [a["recipe"]["stages"][1]["cached"] for a in r["artifacts"][1:]]
     assert cached.count(False) == 1
@@ -239,7 +243,7 @@ def test_build_edge_search_selects_on_validation_and_reports(tmp_path, root, tin
     ok = [a for a in report["artifacts"] if 100 * (base["val_accuracy"] - a["val_accuracy"]) <= 30]
     assert sel["gzip_bytes"] == min(a["gzip_bytes"] for a in ok)  # judged on validation, not test
     md = (out / "report.md").read_text()
-    assert "## Search" in md and "validation images held out of the training data" in md
+    assert "## Search" in md and "150 images no model trained on this data learned from" in md
     assert f"| {sel['name']} | done |" in md
     assert "<h2>Search</h2>" in (out / "report.html").read_text()
     assert (out / ".edgecompress" / "study" / "study.journal").exists()
