@@ -188,4 +188,7 @@ def summarize(report: dict, fmt: str, seconds: float) -> dict:
     return {"format": fmt, "seconds": seconds, "artifact": pick["name"], "gzip_bytes": pick["gzip_bytes"],
             "baseline_gzip_bytes": base["gzip_bytes"], "x_smaller_gzip": round(base["gzip_bytes"] / pick["gzip_bytes"], 2),
             "top1": pick["accuracy"], "keras_top1": keras_top1,
-            "delta_points": round(100 * (pick["accuracy"] - keras_top1), 2)}
+            "delta_points": round(100 * (pick["accuracy"] - keras_top1), 2),
+            # the closed loop's judging images: the file against the model's own float32 file there
+            "judged_top1": pick.get("val_accuracy"), "baseline_judged_top1": base.get("val_accuracy"),
+            "judged_count": report["dataset"].get("judged_count"), "reported_count": report["dataset"]["count"]}

@@ -205,6 +205,10 @@ def _make_student(teacher, config: DistillConfig, seed: int):
                 raise
             logger.warning("%s Starting the student from random weights instead.", e)
     student.trainable = True
+    if config.bn_momentum is not None:
+        for layer in student.layers:
+            if hasattr(layer, "moving_mean") and layer.momentum > config.bn_momentum:  # BatchNormalization
+                layer.momentum = config.bn_momentum
     if student.input_shape != teacher.input_shape or student.output_shape != teacher.output_shape:
         raise EdgeCompressError(
             f"Student {student.name!r} has input/output shapes {student.input_shape}/{student.output_shape}; "

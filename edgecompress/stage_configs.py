@@ -49,6 +49,11 @@ class DistillConfig(_StageConfig):
         student_dropout: Dropout rate for the width-scaled student's Dropout
             layers (a narrow student needs less, and the soft targets already
             regularize). Defaults to None: the teacher's rates.
+        bn_momentum: The student's BatchNormalization momentum, where the
+            teacher's is higher: keras.applications builds 0.999 (made for
+            fine-tuning ImageNet weights), whose moving statistics trail a
+            student trained for a few hundred steps. Defaults to None: the
+            teacher's.
         init: How the student starts. `"teacher"`: the width-scaled
             student inherits the teacher's most important channels (largest
             L1 norm per filter or unit; see `inherit_weights`), as DistilBERT
@@ -71,6 +76,7 @@ class DistillConfig(_StageConfig):
     batch_size: int = 64
     learning_rate: float = 1e-3
     student_dropout: float | None = None
+    bn_momentum: float | None = None
     init: str = "auto"
     baseline: bool = True
     strategy: str = "default"
@@ -85,6 +91,9 @@ class DistillConfig(_StageConfig):
         _require(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
                  f"Received an invalid value for `patience`, expected an integer >= 1 or null. "
                  f"Received: patience={self.patience!r}")
+        _require(self.bn_momentum is None or 0 < self.bn_momentum < 1,
+                 "Received an invalid value for `bn_momentum`, expected a number in (0, 1) or null. "
+                 f"Received: bn_momentum={self.bn_momentum!r}")
         _require(self.student_dropout is None or 0 <= self.student_dropout < 1,
                  "Received an invalid value for `student_dropout`, expected a number in [0, 1) or null. "
                  f"Received: student_dropout={self.student_dropout!r}")

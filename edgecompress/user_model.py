@@ -85,8 +85,8 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     head = models.output_head(model)
     if n_out != (1 if head == "sigmoid" else dataset.num_classes) or (head == "sigmoid" and dataset.num_classes != 2):
         raise EdgeCompressError(
-            f"Model {path} has {n_out} outputs ({head}) but the data has {dataset.num_classes} "
-            f"classes ({list(dataset.class_names)}). Pass the data the model was trained on"
+            f"Model {path} has {n_out} outputs but the data has {dataset.num_classes} "
+            f"classes ({list(dataset.class_names)}; its head: {head}). Pass the data the model was trained on"
             f"{' (one sigmoid unit: two classes)' if head == 'sigmoid' else ''}."
         )
     logger.info("Head: %s (%s)", head, {"softmax": "probabilities", "logits": "a Dense with no activation: "

@@ -377,3 +377,37 @@ def test_too_few_held_out_images_for_the_closed_loop_exit_2_and_keep_the_previou
                        str(_npz(tmp_path / "d.npz", n_test=60)), "--out", str(out), "--quiet"], cwd=root)
     assert proc.returncode == 2 and "Only 30 held-out images" in proc.stderr and "--recipe default" in proc.stderr
     assert (out / "report.json").read_text() == "{}" and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- the examples we did not tune on
+
+@pytest.mark.slow
+def test_the_letters_example_is_a_logits_resnet_with_its_own_validation_folder(tmp_path):
+    from edgecompress import models
+    from edgecompress.examples import SyntheticConfig, make_letters
+    from edgecompress.user_model import open_model
+
+    config = SyntheticConfig(train=120, val=40, test=40, size=32, epochs=1, min_accuracy=0.0)
+    summary = make_letters(tmp_path, config)
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["test", "train", "val"]
+    again = tmp_path / "again"
+    make_letters(again, config)  # seeded: the same images
+    first = sorted((tmp_path / "images" / "val").rglob("*.png"))
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in sorted((again / "images" / "val").rglob("*.png"))]
+    user = open_model(tmp_path / "model.keras", tmp_path / "images")
+    assert models.output_head(user.model) == "logits" and len(user.dataset.y_val) == 40
+    assert user.scale.declared == "raw" and summary["params"] > 100_000  # Normalization adapted on raw pixels
+
+
+@pytest.mark.slow
+def test_the_shapes_example_nests_mobilenet_v3_with_its_own_rescaling(tmp_path):
+    from edgecompress.examples import SyntheticConfig, make_shapes
+    from edgecompress.user_model import open_model
+
+    make_shapes(tmp_path, SyntheticConfig(train=80, test=40, size=64, epochs=1, min_accuracy=0.0))
+    import keras
+
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert any(type(l).__name__ == "Functional" for l in model.layers)  # the backbone, nested
+    user = open_model(tmp_path / "model.keras", tmp_path / "images")
+    assert user.translation.flattened and user.dataset.x_val is None and user.format == "keras3"

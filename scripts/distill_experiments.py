@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""Distill one model into students under several settings and print each student's top-1 on held-out images.
+
+    python scripts/distill_experiments.py build/byo-mnv3-shapes/model.keras build/byo-mnv3-shapes/images \\
+        '{"fixed-10": {"epochs": 10}, "patience": {"epochs": 20, "patience": 3}}'
+
+Each setting is a `DistillConfig` (width 0.75, no baseline, unless given). Students train on the training
+images and are scored on the closed loop's judging images (`search.judging_split`): how the `auto` space's
+distill settings were chosen (see issue 19's note).
+"""
+
+import json
+import logging
+import sys
+import time
+
+
+def main(argv=None):
+    argv = argv if argv is not None else sys.argv[1:]
+    model_path, data, settings = argv[0], argv[1], json.loads(argv[2])
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from edgecompress import models
+    from edgecompress.distillation import distill
+    from edgecompress.search import judging_split, load_space
+    from edgecompress.stage_configs import DistillConfig
+    from edgecompress.user_model import open_model
+
+    user = open_model(model_path, data)
+    judge, _, how = judging_split(user.dataset, load_space("auto"))
+    print(f"model: {100 * models.keras_accuracy(user.model, judge):.2f}% on {how['judge_count']} judging images",
+          flush=True)
+    for name, kw in settings.items():
+        t0 = time.time()
+        student, m = distill(user.model, judge, DistillConfig(**{"width": 0.75, "baseline": False, **kw}), verbose=0)
+        print(f"{name}: student {100 * m['accuracy']:.2f}% after {m['epochs']} epoch(s), {time.time() - t0:.0f} s",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
