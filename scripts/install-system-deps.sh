@@ -6,7 +6,8 @@
 # (invoke device-sim: an emulated arm64 Raspberry Pi OS), and the Android build
 # tools, framework resources, apksigner and dexdump (invoke android-apk), and
 # PostgreSQL (a test starts its own server: the study of search workers on
-# several machines).
+# several machines), and the DejaVu and Liberation fonts (the letters example of
+# edgecompress/examples.py).
 # Installs what is missing on Debian/Ubuntu (as root, or with sudo); elsewhere
 # it says what to install.
 set -euo pipefail
@@ -24,6 +25,8 @@ command -v apksigner >/dev/null || missing+=(apksigner)
 command -v dexdump >/dev/null || missing+=(dexdump)
 [ -f /usr/share/android-framework-res/framework-res.apk ] || missing+=(android-framework-res)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+[ -d /usr/share/fonts/truetype/liberation ] || missing+=(fonts-liberation)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "Please install: ${missing[*]}" >&2
