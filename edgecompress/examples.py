@@ -134,19 +134,19 @@ def draw_letter(label: int, size: int, rng, font_files) -> np.ndarray:
     """One `LETTERS[label]`, in a random font, size, rotation and position: (size, size, 3) uint8."""
     from PIL import Image, ImageDraw, ImageFont
 
-    bg, fg = _colours(rng, min_contrast=35)
+    bg, fg = _colours(rng)
     big = size * 2
     canvas = Image.new("L", (big, big), 0)
-    font = ImageFont.truetype(str(font_files[rng.integers(len(font_files))]), int(rng.uniform(0.3, 0.7) * big))
+    font = ImageFont.truetype(str(font_files[rng.integers(len(font_files))]), int(rng.uniform(0.45, 0.75) * big))
     d = ImageDraw.Draw(canvas)
     d.text((big / 2, big / 2), LETTERS[label], fill=255, font=font, anchor="mm")
-    for _ in range(rng.integers(0, 3)):  # strokes across the letter, in its own colour
-        d.line([tuple(rng.uniform(0, big, 2)), tuple(rng.uniform(0, big, 2))], fill=255, width=int(rng.integers(1, 4)))
-    canvas = canvas.rotate(rng.uniform(-35, 35), resample=Image.BILINEAR)
-    shift = rng.uniform(-0.2, 0.2, 2) * big
+    for _ in range(rng.integers(0, 2)):  # a stroke across the letter, at times, in its own colour
+        d.line([tuple(rng.uniform(0, big, 2)), tuple(rng.uniform(0, big, 2))], fill=255, width=int(rng.integers(1, 3)))
+    canvas = canvas.rotate(rng.uniform(-25, 25), resample=Image.BILINEAR)
+    shift = rng.uniform(-0.15, 0.15, 2) * big
     canvas = canvas.transform(canvas.size, Image.AFFINE, (1, 0, shift[0], 0, 1, shift[1]), resample=Image.BILINEAR)
     mask = np.asarray(canvas.resize((size, size), Image.BILINEAR), np.float64)[..., None] / 255
-    x = np.array(bg, np.float64) * (1 - mask) + np.array(fg, np.float64) * mask + rng.normal(0, 22, (size, size, 3))
+    x = np.array(bg, np.float64) * (1 - mask) + np.array(fg, np.float64) * mask + rng.normal(0, 14, (size, size, 3))
     return np.clip(x, 0, 255).round().astype(np.uint8)
 
 
@@ -170,9 +170,13 @@ def write_split(folder: Path, classes, draw, n: int, rng) -> tuple[np.ndarray, n
 def mobilenet_v3_model(keras, size: int, classes: int):
     """MobileNetV3Small(alpha=0.75) with its own preprocessing, nested in a Functional model; softmax head."""
     inp = keras.Input((size, size, 3), name="image")
-    # As a user builds it: keras.applications' own BatchNormalization momentum (0.999), not tuned here.
     backbone = keras.applications.MobileNetV3Small(input_shape=(size, size, 3), alpha=0.75, include_top=False,
                                                    weights=None, include_preprocessing=True)
+    for layer in backbone.layers:
+        # keras.applications sets 0.999, made for fine-tuning ImageNet weights: trained from scratch for 30
+        # epochs on 4,000 images its moving statistics had not settled (12.50% test top-1, chance, measured).
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.99
     x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inp))
     x = keras.layers.Dropout(0.2, name="head_dropout")(x)
     return keras.Model(inp, keras.layers.Dense(classes, activation="softmax", name="classes")(x), name="mnv3_shapes")
@@ -282,9 +286,9 @@ def _mnv2_config():
 
 EXAMPLES = {
     "mnv2": Example(_mnv2, None, "model_keras3.keras"),
-    "mnv3-shapes": Example(make_shapes, SyntheticConfig(train=4000, test=1600, size=64, epochs=30,
+    "mnv3-shapes": Example(make_shapes, SyntheticConfig(train=4000, test=1600, size=64, epochs=25,
                                                         min_accuracy=0.6), "model.keras"),
-    "resnet-letters": Example(make_letters, SyntheticConfig(train=4000, val=1000, test=1000, size=32, epochs=10,
+    "resnet-letters": Example(make_letters, SyntheticConfig(train=3000, val=1000, test=1000, size=32, epochs=12,
                                                             min_accuracy=0.7), "model.keras"),
 }
 

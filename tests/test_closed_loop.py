@@ -319,6 +319,22 @@ def test_a_logits_head_is_distilled_and_pruned_from_logits_and_stays_a_logits_mo
     assert models.output_head(pruned) == "logits" and pm["accuracy"] > 0.85, pm
 
 
+def test_a_students_batchnorm_momentum_is_capped_where_the_teachers_is_higher():
+    from edgecompress._tf import keras
+
+    from edgecompress.distillation import _make_student
+    from edgecompress.stage_configs import DistillConfig
+
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.BatchNormalization(momentum=0.999)(keras.layers.Conv2D(8, 3)(inp))
+    x = keras.layers.BatchNormalization(momentum=0.9)(keras.layers.Conv2D(8, 3)(keras.layers.ReLU()(x)))
+    teacher = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    student, _ = _make_student(teacher, DistillConfig(width=0.5, bn_momentum=0.99), seed=0)
+    assert [l.momentum for l in student.layers if hasattr(l, "moving_mean")] == [0.99, 0.9]
+    student, _ = _make_student(teacher, DistillConfig(width=0.5), seed=0)
+    assert [l.momentum for l in student.layers if hasattr(l, "moving_mean")] == [0.999, 0.9]
+
+
 @pytest.mark.slow
 def test_a_sigmoid_head_trains_with_its_own_loss(tmp_path):
     from edgecompress._tf import keras
