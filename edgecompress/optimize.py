@@ -42,7 +42,7 @@ from pathlib import Path
 
 from edgecompress.errors import EdgeCompressError, NotApplicable
 from edgecompress.fileio import pid_alive
-from edgecompress.sanity import ImplausibleResult, check_file
+from edgecompress.sanity import ImplausibleResult, suspect_gain
 
 logger = logging.getLogger(__name__)
 
@@ -465,8 +465,11 @@ class Objective:
             if failed:
                 raise EdgeCompressError(failed[0]["error"])
             art = arts[0]
-            check_file(art.name, art.accuracy, ctx.baseline_accuracy, len(ctx.dataset.y_test),
-                       source="the teacher's float32 file")
+            suspect = suspect_gain(art.name, art.accuracy, ctx.baseline_accuracy, len(ctx.dataset.y_test),
+                                   source="the teacher's float32 file")
+            if suspect:
+                trial.set_user_attr("suspect", suspect)
+                logger.warning("[trial %d] %s", trial.number, suspect)
             if (ctx.space.selective_int8 and ctx.max_accuracy_drop is not None and scheme(art.quantization).recover_with
                     and 100 * (ctx.baseline_accuracy - art.accuracy) > ctx.max_accuracy_drop):
                 result = BuildResult(arts, final_model=final)
@@ -510,9 +513,9 @@ class Objective:
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
         rung = f" (ladder: {trial.user_attrs['rung']})" if "rung" in trial.user_attrs else ""
         verdict = "" if ctx.max_accuracy_drop is None else (
-            f"; {drop:+.2f} points below the teacher's file, within the limit of {ctx.max_accuracy_drop:g}: kept"
+            f"; {-drop + 0.0:+.2f} points against the teacher's file, within the limit (-{ctx.max_accuracy_drop:g}): kept"
             if drop <= ctx.max_accuracy_drop else
-            f"; {drop:+.2f} points below the teacher's file, over the limit of {ctx.max_accuracy_drop:g}: dropped")
+            f"; {-drop + 0.0:+.2f} points against the teacher's file, over the limit (-{ctx.max_accuracy_drop:g}): dropped")
         logger.info("[trial %d] %s%s: held-out top-1 %.2f%% at %.1f KB gzipped (%.0f s)%s", trial.number, art.name,
                     rung, 100 * art.accuracy, art.gzip_bytes / 1024, time.time() - t0, verdict)
         return art.accuracy, float(art.gzip_bytes)

@@ -101,7 +101,7 @@ def search_lines(report: dict) -> list[str]:
               + (f"{val['judge_count']} images no model trained on this data learned from ({val['judge']})"
                  if "judge" in val else f"{val['count']} validation images held out of the training data" if val
                  else "the test split")
-              + " (`val top-1`); `top-1` columns are "
+              + " (`judged top-1`); `reported top-1` columns are "
               + (f"{val['report_count']} other images ({val['report']})" if "report" in val else "the test split")
               + ". 'Pareto' marks the files no other file "
               "beats on both validation top-1 and gzip size (size), or test top-1 and p50 latency (latency). "
@@ -155,6 +155,12 @@ def ladder_story(report: dict) -> list[str]:
                      f"{100 * a['accuracy']:.2f}% reported, {a['gzip_bytes'] / 1024:.1f} KB gzipped,{verdict}")
     for name, why in skipped.items():
         lines.append(f"- `{name}`: skipped, it {why}")
+    suspect = [c["name"] for c in search["candidates"] if c.get("suspect")]
+    if suspect:
+        lines += ["", f"**{len(suspect)} file(s) score more than 15 points above the model's own file** (e.g. "
+                      f"{suspect[0]}): either the model is under-trained and the stages trained it further, or it "
+                      "is measured here on inputs it does not expect and its students learned them. If it scored "
+                      "higher where you trained it, check `--scale` and the class folders."]
     chosen = report.get("selected")
     if chosen:
         a = by_name[chosen]

@@ -51,7 +51,7 @@ def search_table(report: dict) -> list[list[str]]:
     if not search:
         return []
     by_name = {a["name"]: a for a in report["artifacts"]}
-    rows = [["trial", "candidate", "status", "seconds", "val top-1 %", "top-1 %", "gzip KB", "on a front"]]
+    rows = [["trial", "candidate", "status", "seconds", "judged top-1 %", "reported top-1 %", "gzip KB", "on a front"]]
     for n, c in enumerate(search["candidates"]):
         a = next((by_name[x] for x in c.get("artifacts", []) if x in by_name), None)
         status = c["status"] if c["status"] == "done" else f"{c['status']} ({c.get('reason') or c.get('error')})"

@@ -374,6 +374,8 @@ def trial_entry(t) -> dict:
         entry["stage_accuracy"] = {s["stage"]: s["accuracy"] for s in ua["stages"]}
     if "rung" in ua:
         entry["rung"] = ua["rung"]
+    if "suspect" in ua:
+        entry["suspect"] = ua["suspect"]
     if "duplicate_of" in ua:
         entry.update(status="duplicate", reason=f"same recipe and scheme as trial {ua['duplicate_of']}")
     elif t.state == TrialState.PRUNED and "stopped_early" in ua:
