@@ -512,10 +512,10 @@ class Objective:
             trial.set_constraint("accuracy_drop", drop - ctx.max_accuracy_drop)
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
         rung = f" (ladder: {trial.user_attrs['rung']})" if "rung" in trial.user_attrs else ""
+        ok = ctx.max_accuracy_drop is not None and drop <= ctx.max_accuracy_drop
         verdict = "" if ctx.max_accuracy_drop is None else (
-            f"; {-drop + 0.0:+.2f} points against the teacher's file, within the limit (-{ctx.max_accuracy_drop:g}): kept"
-            if drop <= ctx.max_accuracy_drop else
-            f"; {-drop + 0.0:+.2f} points against the teacher's file, over the limit (-{ctx.max_accuracy_drop:g}): dropped")
+            f"; {-drop + 0.0:+.2f} points against the teacher's file, {'within' if ok else 'over'} the limit "
+            f"(-{ctx.max_accuracy_drop:g}): {'kept' if ok else 'dropped'}")
         logger.info("[trial %d] %s%s: held-out top-1 %.2f%% at %.1f KB gzipped (%.0f s)%s", trial.number, art.name,
                     rung, 100 * art.accuracy, art.gzip_bytes / 1024, time.time() - t0, verdict)
         return art.accuracy, float(art.gzip_bytes)
