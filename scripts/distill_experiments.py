@@ -2,7 +2,10 @@
 """Distill one model into students under several settings and print each student's top-1 on held-out images.
 
     python scripts/distill_experiments.py build/byo-mnv3-shapes/model.keras build/byo-mnv3-shapes/images \\
-        '{"fixed-10": {"epochs": 10}, "patience": {"epochs": 20, "patience": 3}}'
+        '{"fixed-10": {"epochs": 10}, "patience": {"epochs": 20, "patience": 3}}' [--teacher-bn-momentum 0.999]
+
+`--teacher-bn-momentum` sets the model's BatchNormalization momentum first (its statistics unchanged), as
+keras.applications builds it (0.999): a student inherits it unless `bn_momentum` says otherwise.
 
 Each setting is a `DistillConfig` (width 0.75, no baseline, unless given). Students train on the training
 images and are scored on the closed loop's judging images (`search.judging_split`): how the `auto` space's
@@ -16,7 +19,12 @@ import time
 
 
 def main(argv=None):
-    argv = argv if argv is not None else sys.argv[1:]
+    argv = list(argv if argv is not None else sys.argv[1:])
+    momentum = None
+    if "--teacher-bn-momentum" in argv:
+        i = argv.index("--teacher-bn-momentum")
+        momentum = float(argv[i + 1])
+        del argv[i:i + 2]
     model_path, data, settings = argv[0], argv[1], json.loads(argv[2])
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from edgecompress import models
@@ -26,6 +34,10 @@ def main(argv=None):
     from edgecompress.user_model import open_model
 
     user = open_model(model_path, data)
+    if momentum is not None:
+        for layer in user.model.layers:
+            if hasattr(layer, "moving_mean"):
+                layer.momentum = momentum
     judge, _, how = judging_split(user.dataset, load_space("auto"))
     print(f"model: {100 * models.keras_accuracy(user.model, judge):.2f}% on {how['judge_count']} judging images",
           flush=True)
