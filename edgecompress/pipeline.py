@@ -63,7 +63,8 @@ class BuildOptions(_Config):
         search: Instead of one recipe, search the recipes of this search
             space (a shipped name such as `default`, or a JSON file; see
             `edgecompress.search`) and keep the Pareto front. Defaults to None.
-        budget_minutes: Time budget of the search. Defaults to 30.
+        budget_minutes: Time budget of a search or the closed loop, counted from
+            the build's start (loading the model included). Defaults to 30.
         workers: Search worker processes on this machine, sharing the study
             and the cores. Defaults to 1 (trials run in this process).
         storage: The study's storage: an RDB URL other machines' workers can
@@ -285,7 +286,7 @@ def _build(options: BuildOptions) -> dict:
                         max_accuracy_drop=constraints.max_accuracy_drop, options=options, seed=options.seed,
                         verbose=options.verbose, out_dir=out_dir, storage=options.storage, workers=options.workers,
                         artifacts=options.artifacts, study_name=options.study,
-                        worker_command=worker_command(options, out_dir))
+                        worker_command=worker_command(options, out_dir), started_at=started)
     else:
         _step(3, n, f"Running recipe {recipe.name!r}: {len(recipe.stages)} stage(s), {len(recipe.quantize)} variant(s), "
                     "each measured with the TFLite interpreter")

@@ -445,6 +445,7 @@ def teacher_saw_validation(val_accuracy: float, n_val: int, test_accuracy: float
 
 
 HOLDOUTS = ("test", "training")
+FINISH_RESERVE_S = 90  # of a build's budget, kept for measuring every file again and writing the report
 MIN_JUDGED = 100  # below it one image moves top-1 by more than a point: a 1-point limit cannot be judged
 
 
@@ -498,7 +499,7 @@ def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_acc
 
 def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, budget_minutes: float = 30,
            max_accuracy_drop=None, options=None, seed=0, verbose=1, out_dir=None, storage=None, workers: int = 1,
-           artifacts=None, study_name=None, worker_command=None, holdout: str = "test"):
+           artifacts=None, study_name=None, worker_command=None, holdout: str = "test", started_at=None):
     """Runs (or resumes) the space's Optuna study within the budget; returns a `results.BuildResult`.
 
     Trials are judged on images the teacher never learned from
@@ -506,6 +507,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     half of its test split; with `"training"`, a share of the training
     images the teacher was trained without); afterwards every trial's file
     is measured again, one at a time, on the reporting images (top-1, latency).
+    With `started_at` (a build's `time.time()` at its start), the budget is
+    the whole build's, less `FINISH_RESERVE_S` for that last measurement.
     Artifacts are the teacher's float32 file and one file per finished
     trial, named `<candidate>_<scheme>`, each with `val_accuracy` and
     `pareto` (size: the study's front on validation top-1 and gzip bytes;
@@ -564,7 +567,10 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
                        "(`Dataset.without_validation(%g, seed=%d)` holds out the same images), or raise the limit.",
                        100 * seen["validation"], 100 * seen["test"], round(100 * space.validation_fraction),
                        space.validation_fraction, seed)
-    deadline = time.time() + 60 * budget_minutes
+    # The budget is the build's: it counts from `started_at` (the build's start) and leaves time to measure
+    # every file again and write the report.
+    deadline = (started_at + 60 * budget_minutes - FINISH_RESERVE_S if started_at is not None
+                else time.time() + 60 * budget_minutes)
     study.set_user_attr("deadline", deadline)
     study.set_user_attr("stop", False)
     study.set_user_attr("artifacts", str(store_dir.resolve()))

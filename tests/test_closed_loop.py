@@ -362,7 +362,7 @@ def test_a_sigmoid_head_trains_with_its_own_loss(tmp_path):
 def test_build_edge_with_a_model_and_no_flag_runs_the_ladder_and_selects_on_held_out_images(tmp_path, root):
     out = tmp_path / "out"
     proc = run_invoke(["build-edge", "--model", str(_keras3_logits_model(tmp_path / "m.keras")), "--data",
-                       str(_npz(tmp_path / "d.npz")), "--budget-minutes", "1.5", "--out", str(out), "--runs", "10"],
+                       str(_npz(tmp_path / "d.npz")), "--budget-minutes", "2.5", "--out", str(out), "--runs", "10"],
                       cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Closed loop (no --recipe)" in proc.stderr and "Head: logits" in proc.stderr
