@@ -19,8 +19,10 @@ _B = BuildOptions()
         "model": "Your model: .keras, .h5 or SavedModel dir (default: train the bundled teacher).",
         "data": "Images: a folder with one sub-folder per class, an IDX folder, an .npz, or 'fashion-mnist' (default: bundled subset).",
         "calibration": "Folder of calibration images (default: calibration_data/, or drawn from --data).",
-        "recipe": "Recipe: a JSON file, or a shipped name: "
-                  f"{', '.join(sorted(p.stem for p in RECIPES_DIR.glob('*.json')))} (default: default).",
+        "recipe": "One fixed recipe, open loop: a JSON file, or a shipped name: "
+                  f"{', '.join(sorted(p.stem for p in RECIPES_DIR.glob('*.json')))} (default: default without "
+                  "--model; with --model, the closed loop: the smallest file within --max-accuracy-drop on "
+                  "held-out images).",
         "out": f"Output folder (default: {_B.out_dir}).",
         "epochs": f"Training epochs for the default teacher (default: {_B.epochs}).",
         "seed": f"Random seed (default: {_B.seed}).",
@@ -32,15 +34,19 @@ _B = BuildOptions()
         "quiet": "Hide progress output.",
         "strategy": f"tf.distribute strategy for the teacher: default, mirrored or multiworker (default: {_B.strategy}).",
         "no_cache": "Recompute every stage instead of reusing unchanged ones from OUT/.cache.",
-        "search": "Search recipes instead of running one: --search (the shipped space) or --search=FILE.json.",
-        "budget_minutes": f"Time budget of --search in minutes (default: {_B.budget_minutes:g}).",
+        "search": "Search recipes instead of running one: --search (the shipped space) or --search=FILE.json "
+                  "(with --model and no --recipe: the 'auto' space, the closed loop).",
+        "budget_minutes": f"Time budget of --search or the closed loop, from the build's start, in minutes "
+                          f"(default: {_B.budget_minutes:g}).",
         "workers": "--search: worker processes on this machine sharing the study and the cores (default: 1).",
         "storage": "--search: the study's storage, an RDB URL other machines' workers reach (postgresql://...) "
                    "(default: a journal file in OUT/.edgecompress/study/).",
         "artifacts": "--search: folder where workers put their files, one every machine mounts "
                      "(default: OUT/.edgecompress/study/artifacts).",
         "study": "--search: study name in the storage (default: edgecompress-search).",
-        "max_accuracy_drop": "Quality gate: most top-1 points below the baseline (also tries selective int8 and int16x8).",
+        "max_accuracy_drop": "Quality gate: most top-1 points below the baseline, judged on held-out images in a "
+                             "search (also tries selective int8 and int16x8; default: 1.0 with --model and no "
+                             "--recipe, else none).",
         "max_size_kb": "Quality gate: largest .tflite in KiB.",
         "max_latency_ms": "Quality gate: slowest host p50 in ms.",
     }
