@@ -121,7 +121,7 @@ def search_lines(report: dict) -> list[str]:
 def ladder_story(report: dict) -> list[str]:
     """report.md's path from the model to the selected file: each ladder rung, in order, with its held-out
     top-1 and standard error, size, and whether it was kept, dropped, stopped, ended or skipped, and why."""
-    from edgecompress.sanity import standard_error
+    from edgecompress.sanity import ABOVE_POINTS, standard_error
 
     search = report["search"]
     rungs = [c for c in search["candidates"] if c.get("rung")]
@@ -157,7 +157,7 @@ def ladder_story(report: dict) -> list[str]:
         lines.append(f"- `{name}`: skipped, it {why}")
     suspect = [c["name"] for c in search["candidates"] if c.get("suspect")]
     if suspect:
-        lines += ["", f"**{len(suspect)} file(s) score more than 15 points above the model's own file** (e.g. "
+        lines += ["", f"**{len(suspect)} file(s) score more than {ABOVE_POINTS:g} points above the model's own file** (e.g. "
                       f"{suspect[0]}): either the model is under-trained and the stages trained it further, or it "
                       "is measured here on inputs it does not expect and its students learned them. If it scored "
                       "higher where you trained it, check `--scale` and the class folders."]
