@@ -576,13 +576,42 @@ def wait_for_running(study, storage, poll_s: float = 2.0) -> None:
         time.sleep(poll_s)
 
 
+LAUNCH_ENV = "EDGECOMPRESS_LOCAL_LAUNCH"  # "<token>:<n>", set by `run_local_workers` for the workers it starts
+START_TIMEOUT_S = 300.0
+
+
+def wait_for_local_workers(study, index: int, *, timeout_s: float = START_TIMEOUT_S, poll_s: float = 0.5) -> int:
+    """Start barrier of the workers one `run_local_workers` started: each says it is ready (its teacher, data
+    and fingerprint checked) and waits until all `n` are, so the first one up does not take every trial
+    before the others have loaded TensorFlow. A worker that never comes (it failed: its log says why) is
+    waited for `timeout_s` at most. Returns how many were ready; 1 for a worker started by hand."""
+    launch = os.environ.get(LAUNCH_ENV, "")
+    token, _, n = launch.rpartition(":")
+    if not token or not n.isdigit() or int(n) < 2:
+        return 1
+    study.set_user_attr(f"launch:{token}:{index}", worker_id())
+    keys = [f"launch:{token}:{i}" for i in range(int(n))]
+    deadline = time.time() + timeout_s
+    while True:
+        ready = sum(k in study.user_attrs for k in keys)
+        if ready == int(n) or time.time() > deadline:
+            break
+        time.sleep(poll_s)  # `study.user_attrs` reads the storage again
+    if ready < int(n):
+        logger.warning("Only %d of %d local workers are ready after %.0f s; starting without the others",
+                       ready, int(n), timeout_s)
+    return ready
+
+
 def run_local_workers(study, storage, command: list, n: int) -> None:
     """Starts `command` (an `invoke search-worker` argv) `n` times, each with cores/n TensorFlow threads, and
     waits for them; Ctrl-C stops them all (their running trials are retried on resume)."""
     import subprocess
 
+    import uuid
+
     threads = max(1, (os.cpu_count() or 1) // n)
-    env = {**os.environ, "EDGECOMPRESS_TF_THREADS": str(threads)}
+    env = {**os.environ, "EDGECOMPRESS_TF_THREADS": str(threads), LAUNCH_ENV: f"{uuid.uuid4().hex}:{n}"}
     logger.info("Starting %d workers (%d TensorFlow thread(s) each): %s", n, threads, " ".join(command))
     procs = [subprocess.Popen(command + ["--worker-index", str(i)], env=env) for i in range(n)]
     try:

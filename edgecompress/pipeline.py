@@ -402,6 +402,7 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
                                 options.max_accuracy_drop, store, seed=options.seed, verbose=verbose,
                                 threads=options.threads)
     logger.info("Worker %s joined study %r (%s)", optimize.worker_id(), name, optimize.describe_url(storage))
+    optimize.wait_for_local_workers(study_, worker_index)
     ran = optimize.run_worker(study_, storage_obj, ctx, deadline=study_.user_attrs["deadline"], trials=space.trials)
     logger.info("Worker %s ran %d trial(s)", optimize.worker_id(), ran)
     return ran

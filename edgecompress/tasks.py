@@ -79,7 +79,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
 
             print_report_summary(load_report(out), out)
             raise
-    print_report_summary(report, out)
+        print_report_summary(report, out)  # inside: a Ctrl-C while it prints is still exit 130
 
 
 @task(name="search-worker",

@@ -65,6 +65,26 @@ def test_sqlite_url_is_an_rdb_storage(tmp_path):
     assert isinstance(storage, optuna.storages.RDBStorage)
 
 
+def test_local_workers_start_together_and_one_that_never_comes_is_waited_for_a_bound(tmp_path, monkeypatch):
+    """The start barrier: the first worker up runs nothing until the second says it is ready; a worker that
+    never comes is waited for `timeout_s`, then the others start (with a warning)."""
+    import threading
+
+    _, study = _study(tmp_path)
+    monkeypatch.setenv(optimize.LAUNCH_ENV, "tok:2")
+    late = threading.Timer(1.5, lambda: study.set_user_attr("launch:tok:1", "host:2"))
+    t0 = time.time()
+    late.start()
+    assert optimize.wait_for_local_workers(study, 0, poll_s=0.1) == 2
+    assert time.time() - t0 >= 1.4  # it waited for the second worker
+    monkeypatch.setenv(optimize.LAUNCH_ENV, "other:2")  # a new launch: nobody else comes
+    t0 = time.time()
+    assert optimize.wait_for_local_workers(study, 0, timeout_s=1.0, poll_s=0.1) == 1
+    assert 1.0 <= time.time() - t0 < 5
+    monkeypatch.delenv(optimize.LAUNCH_ENV)  # a worker started by hand waits for nobody
+    assert optimize.wait_for_local_workers(study, 0) == 1
+
+
 def test_a_trial_left_running_by_a_dead_worker_is_failed_and_queued_again(tmp_path):
     import socket
 

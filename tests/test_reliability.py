@@ -120,8 +120,13 @@ def test_same_seed_gives_byte_identical_tflite(first_build, root, recipe, tmp_pa
 
 def _run_until(root, args, marker, sig, extra_delay=0.0, timeout=300):
     """Starts invoke, waits for `marker` in its log, sends `sig`; returns (returncode, log)."""
+    # As a user's Ctrl-C reaches a build in the foreground of a terminal: with SIGINT at its default. A job
+    # that a non-interactive shell starts in the background (`cmd &`, as CI runners may start the suite)
+    # inherits SIGINT *ignored*, and Python keeps it so, as nohup'd programs do: the build then runs to the
+    # end (exit 0). That, not a late signal, was this test's exit 0 (reproduced: `(pytest ... &)`).
     proc = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=root, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log, deadline = [], time.time() + timeout
     for line in proc.stderr:
         log.append(line)
