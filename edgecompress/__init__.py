@@ -1,7 +1,7 @@
 """edgecompress: compress Keras models and ship them as `.tflite` to phones and boards.
 
 The public API is small and imported lazily, so that the device-side modules
-(`edgecompress.runtime`, `edgecompress.bench`, `edgecompress.evaluation`)
+(`edgecompress.lite.runtime`, `edgecompress.lite.latency`, `edgecompress.lite.evaluation`)
 never pull in TensorFlow:
 
 >>> import edgecompress as ec
@@ -13,20 +13,20 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "BuildOptions": "edgecompress.pipeline",
+    "BuildOptions": "edgecompress.builder.options",
     "build_edge": "edgecompress.pipeline",
     "Preprocessing": "edgecompress.configs",
     "TrainConfig": "edgecompress.configs",
-    "ConversionConfig": "edgecompress.configs",
+    "ConversionConfig": "edgecompress.quantize.schemes",
     "ModelSpec": "edgecompress.configs",
-    "Quantization": "edgecompress.configs",
-    "Recipe": "edgecompress.recipe",
-    "load_recipe": "edgecompress.recipe",
-    "load_dataset": "edgecompress.data",
-    "load_model": "edgecompress.models",
-    "convert": "edgecompress.quantization",
-    "evaluate_tflite": "edgecompress.evaluation",
-    "benchmark": "edgecompress.bench",
+    "Quantization": "edgecompress.quantize.schemes",
+    "Recipe": "edgecompress.recipes.recipe",
+    "load_recipe": "edgecompress.recipes.recipe",
+    "load_dataset": "edgecompress.data.datasets",
+    "load_model": "edgecompress.models.keras_io",
+    "convert": "edgecompress.quantize.convert",
+    "evaluate_tflite": "edgecompress.lite.evaluation",
+    "benchmark": "edgecompress.lite.latency",
     "EdgeCompressError": "edgecompress.errors",
 }
 

@@ -14,10 +14,11 @@ def main(argv=None) -> int:
         from invoke import Collection, Program
     except ImportError:
         print("error: the edgecompress command needs the train extra: pip install 'edgecompress[train]'. "
-              "On a device, `python -m edgecompress.bench model.tflite` needs only numpy and a runtime "
+              "On a device, `python -m edgecompress.lite.latency model.tflite` needs only numpy and a runtime "
               "(pip install 'edgecompress[litert]').", file=sys.stderr)
         return EXIT_USAGE
-    from edgecompress import __version__, tasks
+    from edgecompress import __version__
+    from edgecompress.cli import tasks
 
     program = Program(namespace=Collection.from_module(tasks), version=__version__, name="edgecompress",
                       binary="edgecompress")

@@ -1,6 +1,6 @@
 """The exceptions users can act on, each with the exit code it means.
 
-One table, the same in every task and in `python -m edgecompress.bench`:
+One table, the same in every task and in `python -m edgecompress.lite.latency`:
 
 | code | meaning |
 |---|---|

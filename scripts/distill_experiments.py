@@ -27,11 +27,11 @@ def main(argv=None):
         del argv[i:i + 2]
     model_path, data, settings = argv[0], argv[1], json.loads(argv[2])
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from edgecompress import models
-    from edgecompress.distillation import distill
-    from edgecompress.search import judging_split, load_space
-    from edgecompress.stage_configs import DistillConfig
-    from edgecompress.user_model import open_model
+    from edgecompress.models import keras_io as models
+    from edgecompress.techniques.distill import distill
+    from edgecompress.search.run import judging_split, load_space
+    from edgecompress.techniques.configs import DistillConfig
+    from edgecompress.models.user import open_model
 
     user = open_model(model_path, data)
     if momentum is not None:

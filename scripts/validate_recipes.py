@@ -32,15 +32,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    from edgecompress import calibration, models
-    from edgecompress.cache import StageCache
+    from edgecompress.data import calibration
+    from edgecompress.models import keras_io as models
+    from edgecompress.recipes.cache import StageCache
     from edgecompress.configs import Preprocessing
-    from edgecompress.data import load_dataset
-    from edgecompress.measure import convert_and_measure
-    from edgecompress.recipe import Recipe
-    from edgecompress.search import load_space
-    from edgecompress.stages import run_stages
-    from edgecompress.study import study_teacher_key
+    from edgecompress.data.datasets import load_dataset
+    from edgecompress.builder.measure import convert_and_measure
+    from edgecompress.recipes.recipe import Recipe
+    from edgecompress.search.run import load_space
+    from edgecompress.recipes.runner import run_stages
+    from edgecompress.benchmarks.recipes import study_teacher_key
 
     out = args.benchmark
     teacher = models.load_model(out / "teacher.keras")

@@ -26,7 +26,7 @@ def root():
 @pytest.fixture(scope="session")
 def tiny_dataset():
     """1,500 train / 300 test images from the bundled subset (first rows; it is shuffled)."""
-    from edgecompress.data import load_dataset
+    from edgecompress.data.datasets import load_dataset
 
     ds = load_dataset()
     ds.x_train, ds.y_train = ds.x_train[:1500], ds.y_train[:1500]
@@ -37,7 +37,7 @@ def tiny_dataset():
 @pytest.fixture(scope="session")
 def tiny_model(tiny_dataset):
     """The default teacher at width 0.25, 2 epochs: ~70-75% top-1, enough to test plumbing."""
-    from edgecompress import models
+    from edgecompress.models import keras_io as models
     from edgecompress.configs import TrainConfig
 
     model = models.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
@@ -56,7 +56,7 @@ def small_npz(tmp_path_factory, tiny_dataset):
 
 @pytest.fixture(scope="session")
 def calibration_pixels(root, tiny_dataset):
-    from edgecompress.calibration import load_calibration_images
+    from edgecompress.data.calibration import load_calibration_images
 
     return load_calibration_images(root / "calibration_data", tiny_dataset.preprocessing)
 
@@ -64,13 +64,14 @@ def calibration_pixels(root, tiny_dataset):
 @pytest.fixture(scope="session")
 def tiny_tflites(tmp_path_factory, tiny_model, tiny_dataset, calibration_pixels):
     """float32 and int8 .tflite files of the tiny model."""
-    from edgecompress import configs, quantization
-    from edgecompress.calibration import representative_dataset
+    from edgecompress.quantize import schemes
+    from edgecompress.quantize import convert as quantization
+    from edgecompress.data.calibration import representative_dataset
 
     out = tmp_path_factory.mktemp("tflite")
     rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
     paths = {}
-    for conv in (configs.float32(), configs.int8_full(), configs.int8_float_io()):
+    for conv in (schemes.float32(), schemes.int8_full(), schemes.int8_float_io()):
         paths[conv.name] = quantization.write_tflite(quantization.convert(tiny_model, conv, rep), out, conv.name)
     return paths
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from invoke import MockContext, Result
 
-from edgecompress.android import ACTIVITY, DEMO_DIR, DEVICE_FILES, bench_android, check_app, copy_assets
+from edgecompress.devices.android import ACTIVITY, DEMO_DIR, DEVICE_FILES, bench_android, check_app, copy_assets
 from edgecompress.errors import EdgeCompressError
 
 

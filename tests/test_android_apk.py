@@ -17,8 +17,8 @@ import zipfile
 import pytest
 
 from conftest import run_invoke
-from edgecompress.android_apk import DEBUG_KEYSTORE, _toolchain, app_info, check_dex, framework_jars, read_dex
-from edgecompress.android import DEMO_DIR
+from edgecompress.devices.apk import DEBUG_KEYSTORE, _toolchain, app_info, check_dex, framework_jars, read_dex
+from edgecompress.devices.android import DEMO_DIR
 from edgecompress.errors import EdgeCompressError
 
 pytestmark = [

@@ -39,7 +39,7 @@ def run_task(argv, capsys):
 # ---------------------------------------------------------------- model files
 
 def _k2(shape=(28, 28, 1), outputs=10, lam=False, inputs=1):
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     ins = [keras.Input(shape) for _ in range(inputs)]
     x = ins[0] if inputs == 1 else keras.layers.Concatenate()(ins)
@@ -193,7 +193,7 @@ def test_bad_calibration_image_is_named(tmp_path, capsys, name, content, needle)
 def test_odd_but_valid_calibration_images_are_converted(tmp_path, mode):
     from PIL import Image
 
-    from edgecompress.calibration import load_calibration_images
+    from edgecompress.data.calibration import load_calibration_images
     from edgecompress.configs import Preprocessing
 
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8))
@@ -270,7 +270,7 @@ def test_fuzzed_calibration_images_never_crash(tmp_path_factory, data):
 
     from PIL import Image
 
-    from edgecompress.calibration import load_calibration_images
+    from edgecompress.data.calibration import load_calibration_images
     from edgecompress.configs import Preprocessing
 
     folder = tmp_path_factory.mktemp("fuzz")

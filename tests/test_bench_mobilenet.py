@@ -5,12 +5,14 @@ import time
 import numpy as np
 import pytest
 
-from edgecompress import bench, configs, quantization
-from edgecompress.runtime import make_interpreter
+from edgecompress.quantize import schemes
+from edgecompress.lite import latency as bench
+from edgecompress.quantize import convert as quantization
+from edgecompress.lite.runtime import make_interpreter
 
 @pytest.fixture(scope="module")
 def mobilenet_int8(tmp_path_factory):
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, weights=None, classes=1000)
@@ -20,7 +22,7 @@ def mobilenet_int8(tmp_path_factory):
         for _ in range(4):
             yield [rng.random((1, 224, 224, 3), dtype=np.float32) * 2 - 1]
 
-    data = quantization.convert(model, configs.int8_full(), rep)
+    data = quantization.convert(model, schemes.int8_full(), rep)
     return quantization.write_tflite(data, tmp_path_factory.mktemp("mnv2"), "mobilenet_v2_int8")
 
 

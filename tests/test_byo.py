@@ -59,7 +59,7 @@ def test_keras3_mobilenet_transfer_model_through_build_edge(byo, root):
 def test_explicit_wrong_scale_still_checked_and_auto_picks_raw(byo):
     """[-1, 1] pixels into a Rescaling(1/127.5, -1) model: the flag is obeyed, measured, and stopped."""
     from edgecompress.errors import EdgeCompressError
-    from edgecompress.user_model import open_model
+    from edgecompress.models.user import open_model
 
     auto = open_model(byo / "m.keras", byo / "images")
     assert auto.spec.scale == "raw" and auto.scale.accuracy["raw"] > auto.scale.accuracy["unit"]
@@ -72,7 +72,7 @@ def test_the_other_tasks_take_the_keras3_model(byo, root):
     """check-model reports the translation; a stage task gives a Keras 3 file back; quantize reads the scale."""
     import keras
 
-    from edgecompress import models
+    from edgecompress.models import keras_io as models
 
     proc = run_invoke(["check-model", "--model", str(byo / "m.keras")], cwd=root, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

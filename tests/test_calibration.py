@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgecompress.calibration import (
+from edgecompress.data.calibration import (
     calibration_files,
     load_calibration_images,
     representative_dataset,

@@ -25,7 +25,7 @@ def _kill(layer, idx, bn=False):
 
 
 def _block_model():
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     L = keras.layers
     keras.utils.set_random_seed(3)
@@ -47,7 +47,7 @@ def _block_model():
 
 
 def test_dead_channels_inherit_exactly_through_residual_se_and_depthwise():
-    from edgecompress.distillation import inherit_weights, scale_width
+    from edgecompress.techniques.distill import inherit_weights, scale_width
 
     teacher = _block_model()
     dead = np.array([1, 3, 5, 6])
@@ -74,8 +74,8 @@ def test_dead_channels_inherit_exactly_through_residual_se_and_depthwise():
 def test_real_architectures_get_a_smaller_student_that_inherits(arch):
     import keras
 
-    from edgecompress.distillation import inherit_weights, scale_width
-    from edgecompress.translate import to_tf_keras
+    from edgecompress.techniques.distill import inherit_weights, scale_width
+    from edgecompress.models.translate import to_tf_keras
     from tests.support.architectures import transfer_model
 
     teacher = to_tf_keras(transfer_model(keras, arch, logits=False))
@@ -90,8 +90,8 @@ def test_real_architectures_get_a_smaller_student_that_inherits(arch):
 
 
 def test_a_student_as_large_as_its_teacher_is_an_error():
-    from edgecompress._tf import keras, tf
-    from edgecompress.distillation import scale_width
+    from edgecompress.models.backend import keras, tf
+    from edgecompress.techniques.distill import scale_width
 
     inp = keras.Input((8, 8, 1))
     x = tf.math.sin(keras.layers.Conv2D(4, 3, name="c")(inp))  # an op the analysis does not know: full width

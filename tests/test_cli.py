@@ -25,8 +25,8 @@ def test_same_tasks_as_invoke_in_the_checkout(root):
 
 
 def test_flag_defaults_come_from_the_config():
-    from edgecompress.pipeline import BuildOptions
-    from edgecompress.tasks import build_edge
+    from edgecompress.builder.options import BuildOptions
+    from edgecompress.cli.tasks import build_edge
 
     params = inspect.signature(build_edge.body).parameters
     b = BuildOptions()
@@ -48,4 +48,4 @@ def test_the_device_install_says_which_extra_to_install(root):
     env = dict(os.environ, PYTHONPATH=str(root))
     proc = _run(["-m", "edgecompress", "build-edge"], python=python, env=env, cwd=root.parent)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "pip install 'edgecompress[train]'" in proc.stderr and "python -m edgecompress.bench" in proc.stderr
+    assert "pip install 'edgecompress[train]'" in proc.stderr and "python -m edgecompress.lite.latency" in proc.stderr

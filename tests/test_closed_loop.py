@@ -12,7 +12,7 @@ import pytest
 from conftest import run_invoke
 
 from edgecompress.errors import EdgeCompressError
-from edgecompress.search import MIN_JUDGED, SearchSpace, judging_split, load_space
+from edgecompress.search.run import MIN_JUDGED, SearchSpace, judging_split, load_space
 
 LADDER_SPACE = {
     "name": "l",
@@ -28,7 +28,7 @@ LADDER_SPACE = {
 
 def _dataset(n_train=400, n_test=300, classes=3, val=None, seed=0):
     from edgecompress.configs import Preprocessing
-    from edgecompress.data import Dataset
+    from edgecompress.data.datasets import Dataset
 
     rng = np.random.default_rng(seed)
     x = lambda n: rng.integers(0, 255, (n, 8, 8, 1), dtype=np.uint8)  # noqa: E731
@@ -76,7 +76,7 @@ def test_too_few_held_out_images_are_refused_naming_their_standard_error():
 def test_a_val_folder_beside_train_and_test_is_the_validation_split_not_a_class(tmp_path):
     from conftest import write_png
 
-    from edgecompress.data import load_dataset
+    from edgecompress.data.datasets import load_dataset
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 4), ("val", 3), ("test", 2)):
@@ -94,7 +94,7 @@ def test_a_val_folder_beside_train_and_test_is_the_validation_split_not_a_class(
 def test_train_and_val_folders_alone_hold_out_the_validation_images(tmp_path):
     from conftest import write_png
 
-    from edgecompress.data import load_dataset
+    from edgecompress.data.datasets import load_dataset
 
     for split, n in (("train", 4), ("validation", 3)):
         for c in ("a", "b"):
@@ -105,7 +105,7 @@ def test_train_and_val_folders_alone_hold_out_the_validation_images(tmp_path):
 
 
 def test_an_npz_may_carry_its_validation_split(tmp_path):
-    from edgecompress.data import load_dataset
+    from edgecompress.data.datasets import load_dataset
 
     ds = _dataset(val=30)
     p = tmp_path / "d.npz"
@@ -158,7 +158,7 @@ def _distributions(params):
 def test_the_ladder_climbs_only_from_rungs_that_met_the_limit():
     import optuna
 
-    from edgecompress.optimize import enqueue_next_rung
+    from edgecompress.search.study import enqueue_next_rung
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.from_dict(LADDER_SPACE)
@@ -185,7 +185,8 @@ def test_the_ladder_climbs_only_from_rungs_that_met_the_limit():
 
 
 def test_a_model_without_a_recipe_runs_the_closed_loop_with_a_limit_and_a_recipe_runs_open():
-    from edgecompress.pipeline import BuildOptions, closed_loop
+    from edgecompress.builder.options import BuildOptions
+    from edgecompress.pipeline import closed_loop
 
     loop = closed_loop(BuildOptions(model="m.keras"))
     assert loop.search == "auto" and loop.max_accuracy_drop == 1.0
@@ -200,14 +201,14 @@ def test_a_model_without_a_recipe_runs_the_closed_loop_with_a_limit_and_a_recipe
 # ---------------------------------------------------------------- heads
 
 def test_one_sigmoid_unit_is_class_one_above_a_half_and_logits_argmax_like_probabilities():
-    from edgecompress.numerics import labels
+    from edgecompress.lite.numerics import labels
 
     assert labels(np.array([[0.2], [0.7], [0.5]])).tolist() == [0, 1, 0]
     assert labels(np.array([[-3.0, 2.0, 1.0], [5.0, -1.0, 0.0]])).tolist() == [1, 0]
 
 
 def _head_model(activation, units=3, softmax_layer=False):
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     inp = keras.Input((8,))
     x = keras.layers.Dense(units, activation=None if softmax_layer else activation)(inp)
@@ -217,7 +218,7 @@ def _head_model(activation, units=3, softmax_layer=False):
 
 
 def test_the_head_is_read_from_the_last_layer():
-    from edgecompress.models import output_head
+    from edgecompress.models.keras_io import output_head
 
     assert output_head(_head_model("softmax")) == "softmax"
     assert output_head(_head_model(None, softmax_layer=True)) == "softmax"
@@ -232,7 +233,7 @@ def test_the_head_is_read_from_the_last_layer():
 # ---------------------------------------------------------------- numbers that cannot be true
 
 def test_a_stage_at_chance_or_with_nan_weights_stops_with_its_likely_cause():
-    from edgecompress.sanity import ImplausibleResult, check_stage
+    from edgecompress.models.sanity import ImplausibleResult, check_stage
 
     with pytest.raises(ImplausibleResult, match=r"After distill the model's top-1 is 10.00%, at chance.*head"):
         check_stage("distill", 0.10, num_classes=10)
@@ -246,7 +247,7 @@ def test_a_stage_at_chance_or_with_nan_weights_stops_with_its_likely_cause():
 
 
 def test_a_file_far_above_its_source_is_a_warning_and_a_float_file_far_from_keras_stops():
-    from edgecompress.sanity import ImplausibleResult, check_float_file, suspect_gain
+    from edgecompress.models.sanity import ImplausibleResult, check_float_file, suspect_gain
 
     warn = suspect_gain("int8", 0.855, 0.50, 1000)  # the keyword spotter of issue 21: +35 points
     assert "35.50 points above" in warn and "under-trained" in warn and "--scale" in warn
@@ -300,11 +301,11 @@ def _npz(path, classes=3, n_test=240):
 
 @pytest.mark.slow
 def test_a_logits_head_is_distilled_and_pruned_from_logits_and_stays_a_logits_model(tmp_path):
-    from edgecompress import models
-    from edgecompress.distillation import distill
-    from edgecompress.pruning import prune
-    from edgecompress.stage_configs import DistillConfig, PruneConfig
-    from edgecompress.user_model import open_model
+    from edgecompress.models import keras_io as models
+    from edgecompress.techniques.distill import distill
+    from edgecompress.techniques.prune import prune
+    from edgecompress.techniques.configs import DistillConfig, PruneConfig
+    from edgecompress.models.user import open_model
 
     user = open_model(_keras3_logits_model(tmp_path / "m.keras"), _npz(tmp_path / "d.npz"))
     assert models.output_head(user.model) == "logits" and user.describe()["head"] == "logits"
@@ -320,10 +321,10 @@ def test_a_logits_head_is_distilled_and_pruned_from_logits_and_stays_a_logits_mo
 
 
 def test_a_students_batchnorm_momentum_is_capped_where_the_teachers_is_higher():
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
-    from edgecompress.distillation import _make_student
-    from edgecompress.stage_configs import DistillConfig
+    from edgecompress.techniques.distill import _make_student
+    from edgecompress.techniques.configs import DistillConfig
 
     inp = keras.Input((8, 8, 1))
     x = keras.layers.BatchNormalization(momentum=0.999)(keras.layers.Conv2D(8, 3)(inp))
@@ -337,13 +338,13 @@ def test_a_students_batchnorm_momentum_is_capped_where_the_teachers_is_higher():
 
 @pytest.mark.slow
 def test_a_sigmoid_head_trains_with_its_own_loss(tmp_path):
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
-    from edgecompress import models
+    from edgecompress.models import keras_io as models
     from edgecompress.configs import Preprocessing, TrainConfig
-    from edgecompress.data import Dataset
-    from edgecompress.distillation import distill
-    from edgecompress.stage_configs import DistillConfig
+    from edgecompress.data.datasets import Dataset
+    from edgecompress.techniques.distill import distill
+    from edgecompress.techniques.configs import DistillConfig
 
     x, y = _toy(600, 0, classes=2)
     xt, yt = _toy(200, 1, classes=2)
@@ -399,10 +400,10 @@ def test_too_few_held_out_images_for_the_closed_loop_exit_2_and_keep_the_previou
 
 @pytest.mark.slow
 def test_the_letters_example_is_a_logits_resnet_with_its_own_validation_folder(tmp_path):
-    from edgecompress import models
-    from edgecompress.data import load_dataset
-    from edgecompress.examples import SyntheticConfig, make_letters
-    from edgecompress.pixelscale import declared_scale
+    from edgecompress.models import keras_io as models
+    from edgecompress.data.datasets import load_dataset
+    from edgecompress.benchmarks.examples import SyntheticConfig, make_letters
+    from edgecompress.models.pixelscale import declared_scale
 
     config = SyntheticConfig(train=120, val=40, test=40, size=32, epochs=1, min_accuracy=0.0)
     summary = make_letters(tmp_path, config)
@@ -420,10 +421,11 @@ def test_the_letters_example_is_a_logits_resnet_with_its_own_validation_folder(t
 
 @pytest.mark.slow
 def test_the_shapes_example_nests_mobilenet_v3_with_its_own_rescaling(tmp_path):
-    from edgecompress import models, translate
-    from edgecompress.data import load_dataset
-    from edgecompress.examples import SyntheticConfig, make_shapes
-    from edgecompress.pixelscale import declared_scale
+    from edgecompress.models import keras_io as models
+    from edgecompress.models import translate
+    from edgecompress.data.datasets import load_dataset
+    from edgecompress.benchmarks.examples import SyntheticConfig, make_shapes
+    from edgecompress.models.pixelscale import declared_scale
 
     make_shapes(tmp_path, SyntheticConfig(train=80, test=40, size=64, epochs=1, min_accuracy=0.0))
     import keras

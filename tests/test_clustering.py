@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 from edgecompress.errors import EdgeCompressError
-from edgecompress.registry import STAGES, run_stage
-from edgecompress.stage_configs import ClusterConfig
+from edgecompress.recipes.registry import STAGES, run_stage
+from edgecompress.techniques.configs import ClusterConfig
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -30,10 +30,10 @@ def test_config_round_trips_and_is_registered():
 @pytest.mark.slow
 @pytest.mark.parametrize("init", ["kmeans++", "linear"])
 def test_clustered_kernels_hold_at_most_k_values_in_the_file(tiny_model, tiny_dataset, calibration_pixels, init):
-    from edgecompress import quantization
-    from edgecompress.calibration import representative_dataset
-    from edgecompress.inspect import unique_weights
-    from edgecompress.recipe import conversion
+    from edgecompress.quantize import convert as quantization
+    from edgecompress.data.calibration import representative_dataset
+    from edgecompress.lite.reader import unique_weights
+    from edgecompress.quantize.schemes import conversion
 
     before = [w.numpy().copy() for w in tiny_model.weights]
     model, metrics = run_stage(ClusterConfig(number_of_clusters=8, init=init, epochs=1, min_params=500),
@@ -53,10 +53,10 @@ def test_clustered_kernels_hold_at_most_k_values_in_the_file(tiny_model, tiny_da
 
 @pytest.mark.slow
 def test_after_pruning_pcqat_keeps_zeros_and_clusters_in_the_int8_file(tiny_model, tiny_dataset, calibration_pixels):
-    from edgecompress import quantization
-    from edgecompress.calibration import representative_dataset
-    from edgecompress.inspect import unique_weights, weight_sparsity
-    from edgecompress.recipe import conversion
+    from edgecompress.quantize import convert as quantization
+    from edgecompress.data.calibration import representative_dataset
+    from edgecompress.lite.reader import unique_weights, weight_sparsity
+    from edgecompress.quantize.schemes import conversion
 
     small = dataclasses.replace(tiny_dataset, x_train=tiny_dataset.x_train[:600], y_train=tiny_dataset.y_train[:600])
     pruned, _ = run_stage(STAGES["prune"].config(final_sparsity=0.6, initial_sparsity=0.6, schedule="constant",
@@ -74,7 +74,7 @@ def test_after_pruning_pcqat_keeps_zeros_and_clusters_in_the_int8_file(tiny_mode
 
 
 def test_a_model_with_nothing_to_cluster_is_refused(tiny_dataset):
-    from edgecompress import models
+    from edgecompress.models import keras_io as models
 
     untrained = models.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
     with pytest.raises(EdgeCompressError, match="no Conv2D or Dense layer with at least min_params"):
@@ -84,7 +84,7 @@ def test_a_model_with_nothing_to_cluster_is_refused(tiny_dataset):
 @pytest.mark.slow
 def test_a_cluster_preserving_qat_model_is_never_cached_unreadable(tiny_model, tiny_dataset, tmp_path):
     """tfmot cannot reload CQAT models from a file: the cache must not store one (the second build would crash)."""
-    from edgecompress.cache import StageCache
+    from edgecompress.recipes.cache import StageCache
 
     small = dataclasses.replace(tiny_dataset, x_train=tiny_dataset.x_train[:300], y_train=tiny_dataset.y_train[:300])
     model, _ = run_stage(ClusterConfig(number_of_clusters=4, epochs=0, qat=True, min_params=500), tiny_model, small,

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from edgecompress import configs
-from edgecompress.configs import ConversionConfig, ModelSpec, Preprocessing, Quantization, TrainConfig
+from edgecompress.quantize import schemes
+from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
+from edgecompress.quantize.schemes import ConversionConfig, Quantization
 from edgecompress.errors import EdgeCompressError
 
 
@@ -11,9 +12,9 @@ from edgecompress.errors import EdgeCompressError
     Preprocessing(),
     Preprocessing(96, 128, 3, "symmetric"),
     TrainConfig(epochs=3, batch_size=32, learning_rate=0.01, validation_fraction=0.0, seed=7),
-    configs.int8_full(),
-    configs.int8_float_io(),
-    configs.float16(),
+    schemes.int8_full(),
+    schemes.int8_float_io(),
+    schemes.float16(),
     ModelSpec(Preprocessing(), ("a", "b")),
 ])
 def test_round_trip_through_json(cfg):

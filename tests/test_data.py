@@ -6,7 +6,7 @@ import pytest
 
 from conftest import write_png
 from edgecompress.configs import Preprocessing
-from edgecompress.data import BUNDLED_PATH, DEBIAN_FASHION_MNIST, load_dataset, read_idx
+from edgecompress.data.datasets import BUNDLED_PATH, DEBIAN_FASHION_MNIST, load_dataset, read_idx
 from edgecompress.errors import EdgeCompressError
 
 

@@ -8,12 +8,12 @@ import platform
 
 import pytest
 
-from edgecompress.bench import device_emulation, emulation
-from edgecompress.device_sim import SimConfig
+from edgecompress.lite.latency import device_emulation, emulation
+from edgecompress.devices.emulated_pi import SimConfig
 from edgecompress.errors import EdgeCompressError
-from edgecompress.gate import Constraints, check_device, measures, select
-from edgecompress.remote import SSHOptions
-from edgecompress.report import device_table
+from edgecompress.builder.selection import Constraints, check_device, measures, select
+from edgecompress.devices.ssh import SSHOptions
+from edgecompress.report.write import device_table
 
 
 def test_this_machine_is_native_and_a_foreign_arch_on_its_kernel_is_emulated():
@@ -95,7 +95,7 @@ def test_device_sim_boards_pin_a_pi_cpu():
 
 
 def test_apk_reads_the_app_facts_from_gradle():
-    from edgecompress.android_apk import app_info
+    from edgecompress.devices.apk import app_info
 
     info = app_info()
     assert (info.package, info.min_sdk, info.target_sdk) == ("dev.edgecompress.demo", 24, 34)

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import run_invoke
 from edgecompress.errors import EdgeCompressError
-from edgecompress.remote import SSHOptions, bench_on_host
+from edgecompress.devices.ssh import SSHOptions, bench_on_host
 from support.sshd import free_port
 
 pytestmark = [
@@ -46,7 +46,8 @@ def pi(root):
 @pytest.fixture(scope="module")
 def small_build(tmp_path_factory):
     """A real build (quantize-only recipe, 1 epoch): float32, dynamic, float16, int8 files."""
-    from edgecompress.pipeline import BuildOptions, build_edge
+    from edgecompress.builder.options import BuildOptions
+    from edgecompress.pipeline import build_edge
 
     out = tmp_path_factory.mktemp("build")
     build_edge(BuildOptions(out_dir=str(out), recipe="quantize-only", epochs=1, runs=20, verbose=0))
@@ -123,7 +124,7 @@ def test_select_refuses_emulated_latency_but_uses_device_accuracy(benched, pi, s
 
     proc = run_invoke(["select", "--out", str(small_build), "--device", device, "--max-accuracy-drop", "5"], cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    from edgecompress.gate import measures
+    from edgecompress.builder.selection import measures
 
     report = json.loads((small_build / "report.json").read_text())
     chosen = next(a for a in report["artifacts"] if a["name"] == report["selected"])
@@ -152,7 +153,7 @@ def test_device_without_python_or_runtime_is_a_clear_message(pi, small_build):
 
 
 def test_full_disk_on_the_device_fails_the_copy_clearly(pi, small_build):
-    from edgecompress import device_sim
+    from edgecompress.devices import emulated_pi as device_sim
 
     tmp = device_sim.SimConfig(port=pi["port"]).home / "root" / "tmp"
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tmp)], check=True)

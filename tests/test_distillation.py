@@ -3,7 +3,7 @@ import warnings
 import numpy as np
 import pytest
 
-from edgecompress.distillation import DistillConfig, _distiller_class, distill, scale_width
+from edgecompress.techniques.distill import DistillConfig, _distiller_class, distill, scale_width
 from edgecompress.errors import EdgeCompressError
 
 
@@ -16,8 +16,8 @@ def test_scale_width_keeps_output(tiny_model):
 
 @pytest.mark.slow
 def test_soft_loss_is_zero_for_a_copy_and_positive_otherwise(tiny_model, tiny_dataset):
-    from edgecompress._tf import keras, tf
-    from edgecompress.preprocessing import to_model_input
+    from edgecompress.models.backend import keras, tf
+    from edgecompress.data.preprocessing import to_model_input
 
     x = to_model_input(tiny_dataset.x_test[:32], tiny_dataset.preprocessing)
     y = tiny_dataset.y_test[:32]
@@ -47,7 +47,7 @@ def test_distill_trains_student_and_scratch_baseline(tiny_model, tiny_dataset):
 
 @pytest.mark.slow
 def test_student_of_a_frozen_teacher_is_trainable(tiny_model):
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     frozen = keras.models.clone_model(tiny_model)
     frozen.trainable = False
@@ -63,7 +63,7 @@ def test_wider_student_warns():
 
 @pytest.mark.slow
 def test_user_student_must_match_shapes(tmp_path, tiny_model, tiny_dataset):
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     inp = keras.Input((28, 28, 1))
     keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inp))).save(tmp_path / "s.keras")
@@ -98,9 +98,9 @@ def test_inherited_student_computes_the_same_function(tiny_model, tiny_dataset):
     Selecting by L1 norm must find the live channels, slice each consumer's
     inputs to them, and map Flatten's positions; any slip changes the outputs.
     """
-    from edgecompress._tf import keras
-    from edgecompress.distillation import inherit_weights
-    from edgecompress.preprocessing import to_model_input
+    from edgecompress.models.backend import keras
+    from edgecompress.techniques.distill import inherit_weights
+    from edgecompress.data.preprocessing import to_model_input
 
     teacher = keras.models.clone_model(tiny_model)
     teacher.set_weights(tiny_model.get_weights())
@@ -115,8 +115,8 @@ def test_inherited_student_computes_the_same_function(tiny_model, tiny_dataset):
 
 @pytest.mark.slow
 def test_inherit_through_batchnorm_in_a_sequential_model():
-    from edgecompress._tf import keras
-    from edgecompress.distillation import inherit_weights
+    from edgecompress.models.backend import keras
+    from edgecompress.techniques.distill import inherit_weights
 
     keras.utils.set_random_seed(1)
     L = keras.layers
@@ -143,8 +143,8 @@ def test_inherit_through_batchnorm_in_a_sequential_model():
 @pytest.mark.slow
 def test_inherit_keeps_both_branches_of_an_add_aligned():
     """Two branches joined by Add form one channel group: both keep the same channels (tests/test_channels.py)."""
-    from edgecompress._tf import keras
-    from edgecompress.distillation import inherit_weights
+    from edgecompress.models.backend import keras
+    from edgecompress.techniques.distill import inherit_weights
 
     L = keras.layers
     inp = keras.Input((8, 8, 1))
@@ -178,8 +178,8 @@ def test_bad_init(kwargs, needle):
 @pytest.mark.slow
 def test_a_tf_op_layer_keeps_its_channels_and_the_rest_still_scales():
     """A TFOpLambda (tf.math.sin) is a layer the analysis does not know: its input keeps every channel."""
-    from edgecompress._tf import keras, tf
-    from edgecompress.distillation import _make_student
+    from edgecompress.models.backend import keras, tf
+    from edgecompress.techniques.distill import _make_student
 
     inp = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(4, 3, name="c")(inp)
@@ -191,7 +191,7 @@ def test_a_tf_op_layer_keeps_its_channels_and_the_rest_still_scales():
 
 @pytest.mark.slow
 def test_inherit_refuses_a_wider_student(tiny_model):
-    from edgecompress.distillation import inherit_weights
+    from edgecompress.techniques.distill import inherit_weights
 
     with pytest.raises(EdgeCompressError, match="'conv1'.*the student's has 12 outputs, the teacher's 8"):
         inherit_weights(tiny_model, scale_width(tiny_model, 1.5))

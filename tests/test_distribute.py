@@ -20,11 +20,11 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from edgecompress import models
 from edgecompress.configs import TrainConfig
-from edgecompress.data import load_dataset
-from edgecompress.distribute import get_strategy
-from edgecompress.distillation import DistillConfig, distill
-from edgecompress.lowrank import FactorizeConfig, factorize
-from edgecompress.pruning import PruneConfig, prune
+from edgecompress.data.datasets import load_dataset
+from edgecompress.models.distribute import get_strategy
+from edgecompress.techniques.distill import DistillConfig, distill
+from edgecompress.techniques.factorize import FactorizeConfig, factorize
+from edgecompress.techniques.prune import PruneConfig, prune
 ds = load_dataset()
 ds.x_train, ds.y_train, ds.x_test, ds.y_test = ds.x_train[:2000], ds.y_train[:2000], ds.x_test[:500], ds.y_test[:500]
 out = {}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import run_invoke
-from edgecompress.gate import Constraints, GateError, select
+from edgecompress.builder.selection import Constraints, GateError, select
 
 
 def _report():
@@ -46,8 +46,8 @@ def _spiky_model(path, tiny_dataset):
     unchanged (the head ignores that channel). The ReLU keeps the converter
     from folding spiky and the head into one matrix.
     """
-    from edgecompress._tf import keras
-    from edgecompress.preprocessing import to_model_input
+    from edgecompress.models.backend import keras
+    from edgecompress.data.preprocessing import to_model_input
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((28, 28, 1))
@@ -105,8 +105,8 @@ def test_select_again_on_device_latency(tmp_path, root, small_npz):
     import subprocess
     import sys
 
-    from edgecompress.remote import merge_into_report
-    from edgecompress.report import load_report, write_report
+    from edgecompress.devices.ssh import merge_into_report
+    from edgecompress.report.write import load_report, write_report
 
     out = tmp_path / "o"
     proc = run_invoke(["build-edge", "--data", str(small_npz), "--recipe", "quantize-only", "--epochs", "1",
@@ -115,7 +115,7 @@ def test_select_again_on_device_latency(tmp_path, root, small_npz):
     report = load_report(out)
     files = [a["path"] for a in report["artifacts"]]
     # The same TF-free benchmark the device runs (bench-device copies it over SSH), run here.
-    subprocess.run([sys.executable, "-m", "edgecompress.bench", *files, "--runs", "30", "--json",
+    subprocess.run([sys.executable, "-m", "edgecompress.lite.latency", *files, "--runs", "30", "--json",
                     str(tmp_path / "r.json")], cwd=root, check=True, capture_output=True)
     merge_into_report(report, {"board": json.loads((tmp_path / "r.json").read_text())})
     write_report(report, out)

@@ -1,8 +1,8 @@
-"""The package's import graph has no cycles, counting imports inside functions too.
+"""The package's import graph: no cycles, and every import runs down the layers, imports inside functions too.
 
 A cycle is where a newcomer gets lost: which module is the facade and which the
-step? Blocks (stages, measurement, reporting) sit below the flows that
-compose them and never import them back.
+step? The folders are the layers (README, "Layout"): each imports only its own
+folder and the folders below it, never one above.
 """
 
 import ast
@@ -11,28 +11,73 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgecompress"
 
+# Bottom to top. A module may import its own layer and the layers below, never one above.
+LAYERS = [
+    ["errors", "configs", "__init__"],
+    ["lite"],
+    ["devices", "data"],
+    ["models"],
+    ["techniques", "quantize"],
+    ["report"],
+    ["recipes"],
+    ["builder"],
+    ["search"],
+    ["pipeline"],
+    ["benchmarks"],
+    ["cli", "__main__"],
+]
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    return ".".join(rel.parts).removesuffix(".__init__") if rel.parts != ("__init__",) else "__init__"
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+
 
 def import_graph() -> dict[str, set[str]]:
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    """module -> the package's modules it imports (dotted, under `edgecompress.`), anywhere in its code."""
+    mods = modules()
     graph = {}
-    for path in PACKAGE.glob("*.py"):
+    for name, path in mods.items():
         deps = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                parts = node.module.split(".")
-                if parts[0] != "edgecompress":
+                if node.module != "edgecompress" and not node.module.startswith("edgecompress."):
                     continue
-                if len(parts) > 1:
-                    deps.add(parts[1])
-                else:  # from edgecompress import x, y
-                    deps |= {a.name for a in node.names if a.name in modules}
+                base = node.module.removeprefix("edgecompress").removeprefix(".")
+                for a in node.names:  # `from edgecompress.lite import latency` imports a module
+                    sub = f"{base}.{a.name}" if base else a.name
+                    deps.add(sub if sub in mods else (base or "__init__"))
             elif isinstance(node, ast.Import):
-                deps |= {a.name.split(".")[1] for a in node.names
-                         if a.name.startswith("edgecompress.") and a.name.count(".") >= 1}
-        # A registry that imports implementations by name ("edgecompress.pruning:prune") is an edge too.
-        deps |= set(re.findall(r"[\"']edgecompress\.(\w+):\w+[\"']", path.read_text()))
-        graph[path.stem] = deps - {path.stem}
+                deps |= {a.name.removeprefix("edgecompress.") for a in node.names if a.name.startswith("edgecompress.")}
+        # A registry that imports implementations by name ("edgecompress.techniques.prune:prune") is an edge too.
+        deps |= set(re.findall(r"[\"']edgecompress\.([\w.]+):\w+[\"']", path.read_text()))
+        graph[name] = {d for d in deps if d in mods} - {name}
     return graph
+
+
+def layer_of(module: str) -> int:
+    top = module.split(".")[0]
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"{module} is in no layer: add its folder to LAYERS (and to the README's Layout)")
+
+
+def test_every_import_runs_down_the_layers():
+    graph = import_graph()
+    up = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if layer_of(d) > layer_of(m))
+    assert up == [], "imports that run back up a layer:\n" + "\n".join(up)
+
+
+def test_the_layer_check_sees_an_import_inside_a_function(tmp_path):
+    assert layer_of("lite.latency") < layer_of("models.keras_io") < layer_of("search.run")
+    graph = import_graph()
+    assert "lite.latency" in graph["devices.android"]  # imported inside `bench_android`
+    assert "techniques.prune" in graph["recipes.registry"]  # named in a registry string
 
 
 def find_cycle(graph) -> list[str] | None:
@@ -74,18 +119,18 @@ def test_parsing_recipes_and_spaces_imports_no_tensorflow_and_no_stage_implement
     import subprocess
     import sys
 
-    code = ("import sys; from edgecompress.recipe import RECIPES_DIR, load_recipe; from edgecompress.search import "
+    code = ("import sys; from edgecompress.recipes.recipe import RECIPES_DIR, load_recipe; from edgecompress.search.run import "
             "SPACES_DIR, load_space; [load_recipe(p) for p in RECIPES_DIR.glob('*.json')]; "
             "[load_space(p) for p in SPACES_DIR.glob('*.json')]; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras') "
-            "or m in ('edgecompress.distillation', 'edgecompress.pruning', 'edgecompress.lowrank', 'edgecompress.models')))")
+            "or m in ('edgecompress.techniques.distill', 'edgecompress.techniques.prune', 'edgecompress.techniques.factorize', 'edgecompress.models.keras_io')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_every_registered_stage_is_in_the_readme():
-    from edgecompress.registry import STAGES
+    from edgecompress.recipes.registry import STAGES
 
     readme = (PACKAGE.parent / "README.md").read_text()
     assert [n for n in STAGES if f'"stage": "{n}"' not in readme] == []

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from edgecompress.errors import EdgeCompressError
-from edgecompress.lowrank import FactorizeConfig, choose_rank, factorize, macs
-from edgecompress.preprocessing import to_model_input
+from edgecompress.techniques.factorize import FactorizeConfig, choose_rank, factorize, macs
+from edgecompress.data.preprocessing import to_model_input
 
 
 def test_choose_rank_by_energy_and_ratio():
@@ -44,7 +44,7 @@ def test_layers_that_would_not_save_are_left_alone(tiny_model):
 
 @pytest.mark.slow
 def test_macs_of_the_default_teacher_by_hand(tiny_dataset):
-    from edgecompress.models import build_teacher
+    from edgecompress.models.keras_io import build_teacher
 
     t = build_teacher(tiny_dataset.preprocessing, 10)
     # conv1 28*28*3*3*1*32 + conv2 14*14*3*3*32*64 + fc1 3136*128 + logits 128*10
@@ -62,7 +62,7 @@ def test_residual_graphs_factorize_with_full_rank_giving_the_same_function():
     """A ResNet-style block (Add of two branches): any graph shape, not only chains."""
     import keras as k3
 
-    from edgecompress.translate import to_tf_keras
+    from edgecompress.models.translate import to_tf_keras
     from tests.support.architectures import transfer_model
 
     model = to_tf_keras(transfer_model(k3, "resnet", logits=True))
@@ -80,7 +80,7 @@ def test_residual_graphs_factorize_with_full_rank_giving_the_same_function():
 @pytest.mark.slow
 def test_the_fine_tune_can_learn_from_the_teacher(tiny_model, tiny_dataset):
     """`distill`: the factorized model fine-tunes inside the distiller; the teacher changes what it learns."""
-    from edgecompress import models
+    from edgecompress.models import keras_io as models
 
     teacher = models.build_teacher(tiny_dataset.preprocessing, 10, width=0.5, seed=1)
     config = FactorizeConfig(ratio=0.3, min_params=100, finetune_epochs=1)

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from edgecompress import models
+from edgecompress.models import keras_io as models
 from edgecompress.configs import ModelSpec, Preprocessing
 from edgecompress.errors import EdgeCompressError
 
 
 def _tiny_keras2():
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     inp = keras.Input((8, 8, 1))
     out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inp))
@@ -27,7 +27,7 @@ def test_loads_every_tf_keras_format(tmp_path, name):
 def test_keras3_model_loads_as_tf_keras_with_the_same_outputs(tmp_path, suffix):
     import keras  # Keras 3, installed alongside TensorFlow 2.21
 
-    from edgecompress._tf import keras as tf_keras
+    from edgecompress.models.backend import keras as tf_keras
 
     assert keras.__version__.startswith("3.")
     m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
@@ -40,7 +40,7 @@ def test_keras3_model_loads_as_tf_keras_with_the_same_outputs(tmp_path, suffix):
 
 
 def test_lambda_refused_in_safe_mode(tmp_path):
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     inp = keras.Input((4,))
     out = keras.layers.Lambda(lambda x: x * 2)(inp)
@@ -69,7 +69,7 @@ def test_missing_model_path(tmp_path):
 
 
 def test_plain_savedmodel_without_keras_metadata(tmp_path):
-    from edgecompress._tf import tf
+    from edgecompress.models.backend import tf
 
     class M(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([1, 2], tf.float32)])
@@ -84,7 +84,7 @@ def test_plain_savedmodel_without_keras_metadata(tmp_path):
 @pytest.mark.parametrize("shape, ok", [((28, 28, 1), True), ((64, 48, 3), True), ((None, None, 3), False),
                                        ((10,), False), ((28, 28, 2), False)])
 def test_input_preprocessing_from_model(shape, ok):
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     inp = keras.Input(shape)
     model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inp) if len(shape) == 3 else inp))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edgecompress.numerics import dequantize, latency_stats, percentile, quantize, top_k
+from edgecompress.lite.numerics import dequantize, latency_stats, percentile, quantize, top_k
 
 VECTORS = json.loads((__import__("pathlib").Path(__file__).parent / "vectors" / "numerics.json").read_text())
 

@@ -16,10 +16,10 @@ import pytest
 
 from conftest import run_invoke
 from support.sshd import free_port
-from edgecompress import optimize
+from edgecompress.search import study as optimize
 from edgecompress.errors import EdgeCompressError
-from edgecompress.pareto import hypervolume, pareto
-from edgecompress.search import SearchSpace
+from edgecompress.report.pareto import hypervolume, pareto
+from edgecompress.search.run import SearchSpace
 
 SPACE = {"name": "w", "stages": [{"stage": "distill", "width": 0.5, "epochs": 1, "baseline": False},
                                  {"stage": "prune", "final_sparsity": 0.5, "initial_sparsity": 0.0, "epochs": 1}],
@@ -261,13 +261,13 @@ MWMS_SCRIPT = r"""
 import json, os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 mode, out = sys.argv[1], sys.argv[2]
-from edgecompress.distribute import get_strategy
+from edgecompress.models.distribute import get_strategy
 strategy = get_strategy(mode)  # MultiWorkerMirroredStrategy must exist before other TensorFlow work
 import numpy as np
 from edgecompress import models
 from edgecompress.configs import TrainConfig
-from edgecompress.data import load_dataset
-from edgecompress.distillation import DistillConfig, distill
+from edgecompress.data.datasets import load_dataset
+from edgecompress.techniques.distill import DistillConfig, distill
 
 from tests.support.architectures import plain_classifier as plain  # no BN, no Dropout: one step is the same
 
@@ -360,7 +360,7 @@ def postgres_url(tmp_path):
 def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path, postgres_url):
     """A worker started before its search creates the tables at the same time as the search: PostgreSQL
     refuses one of two concurrent `CREATE TABLE`s (a unique violation on pg_type); `open_storage` retries."""
-    script = ("import sys; from edgecompress.optimize import open_storage; "
+    script = ("import sys; from edgecompress.search.study import open_storage; "
               "open_storage(sys.argv[1], sys.argv[2]); print('opened')")
     procs = [subprocess.Popen([sys.executable, "-c", script, postgres_url, str(tmp_path)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]

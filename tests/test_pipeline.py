@@ -56,7 +56,7 @@ def test_default_build_leaves_files_and_report(default_build):
 
 @pytest.mark.parametrize("channels", [3, 1], ids=["rgb", "gray"])
 def test_users_own_model_and_image_folder(tmp_path, root, channels):
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     rng = np.random.default_rng(0)
     data = tmp_path / "photos"
@@ -82,7 +82,7 @@ def test_users_own_model_and_image_folder(tmp_path, root, channels):
     assert report["model_spec"]["class_names"] == ["circle", "square", "stripe"]
     assert (out / "int8.tflite").exists()
     assert report["calibration"]["path"].endswith("calibration_data") and report["calibration"]["count"] >= 10
-    from edgecompress.runtime import make_interpreter
+    from edgecompress.lite.runtime import make_interpreter
 
     assert list(make_interpreter(out / "int8.tflite").get_input_details()[0]["shape"]) == [1, 32, 32, channels]
 
@@ -90,10 +90,10 @@ def test_users_own_model_and_image_folder(tmp_path, root, channels):
 def _fit_on_folder(model, folder, channels, epochs=40):
     """Trains `model` on [0, 1] pixels of an image folder, as its user would have."""
     from edgecompress.configs import Preprocessing
-    from edgecompress.data import load_dataset
-    from edgecompress.preprocessing import to_model_input
+    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.preprocessing import to_model_input
 
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     ds = load_dataset(folder, Preprocessing(32, 32, channels))
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -111,9 +111,9 @@ def _keras3_model(path):
 
 
 def _sin_model(path):
-    from edgecompress._tf import keras, tf
+    from edgecompress.models.backend import keras, tf
 
-    from edgecompress.data import load_dataset
+    from edgecompress.data.datasets import load_dataset
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((28, 28, 1))
@@ -185,7 +185,7 @@ def test_invoke_list_shows_every_task(root):
     ("distill", ["--width", "0.5", "--epochs", "1"]),
 ])
 def test_single_stage_tasks_model_in_model_out(tmp_path, root, tiny_model, tiny_dataset, stage, args):
-    from edgecompress import models
+    from edgecompress.models import keras_io as models
     from edgecompress.configs import ModelSpec
 
     src = models.save_model(tiny_model, tmp_path / "in.keras", ModelSpec(tiny_dataset.preprocessing, tiny_dataset.class_names))

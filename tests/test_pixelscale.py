@@ -7,7 +7,7 @@ from edgecompress.errors import EdgeCompressError
 
 
 def _model(*pre):
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     inp = keras.Input((8, 8, 3))
     x = inp
@@ -26,16 +26,16 @@ def _model(*pre):
     (lambda L: [], None),
 ], ids=["rescale-255", "rescale-symmetric", "norm-on-unit", "norm-on-raw", "unit-to-symmetric", "chain", "none"])
 def test_declared_scale_reads_the_layers_parameters(make, expected):
-    from edgecompress._tf import keras
-    from edgecompress.pixelscale import declared_scale
+    from edgecompress.models.backend import keras
+    from edgecompress.models.pixelscale import declared_scale
 
     scale, why = declared_scale(_model(*make(keras.layers)))
     assert scale == expected, why
 
 
 def test_a_sequential_models_leading_rescaling_is_read():
-    from edgecompress._tf import keras
-    from edgecompress.pixelscale import declared_scale
+    from edgecompress.models.backend import keras
+    from edgecompress.models.pixelscale import declared_scale
 
     L = keras.layers
     seq = keras.Sequential([keras.Input((8, 8, 3)), L.Rescaling(1 / 255), L.Conv2D(2, 3), L.Flatten(), L.Dense(10)])
@@ -52,7 +52,7 @@ def test_measurement_decides_without_layers(tiny_model, tiny_dataset):
     pixels still give it about 55% against 70% for unit: the measurement must
     compare, not threshold.)
     """
-    from edgecompress.pixelscale import choose_scale
+    from edgecompress.models.pixelscale import choose_scale
 
     choice = choose_scale(tiny_model, tiny_dataset)
     assert choice.scale == "unit" and choice.declared is None
@@ -60,8 +60,8 @@ def test_measurement_decides_without_layers(tiny_model, tiny_dataset):
 
 
 def test_near_chance_stops_naming_the_causes(tiny_dataset):
-    from edgecompress._tf import keras
-    from edgecompress.pixelscale import choose_scale
+    from edgecompress.models.backend import keras
+    from edgecompress.models.pixelscale import choose_scale
 
     inp = keras.Input((28, 28, 1))
     dead = keras.Model(inp, keras.layers.Dense(10, activation="softmax", kernel_initializer="zeros")(
@@ -76,8 +76,8 @@ def test_preprocessing_inside_a_nested_backbone_is_found():
     """MobileNetV3 with include_preprocessing=True carries its Rescaling(1/127.5, -1) inside the backbone."""
     import keras
 
-    from edgecompress.pixelscale import declared_scale
-    from edgecompress.translate import to_tf_keras
+    from edgecompress.models.pixelscale import declared_scale
+    from edgecompress.models.translate import to_tf_keras
 
     inp = keras.Input((32, 32, 3))
     b = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), include_top=False, weights=None)

@@ -1,7 +1,7 @@
 import pytest
 
 from conftest import run_invoke
-from edgecompress.preflight import check_model, format_findings
+from edgecompress.builder.preflight import check_model, format_findings
 
 pytestmark = pytest.mark.slow
 
@@ -13,7 +13,7 @@ def test_default_teacher_is_clean(tiny_model):
 
 
 def test_problems_are_named():
-    from edgecompress._tf import keras, tf
+    from edgecompress.models.backend import keras, tf
 
     class Scale(keras.layers.Layer):
         def build(self, shape):

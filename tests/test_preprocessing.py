@@ -5,7 +5,7 @@ from PIL import Image
 from conftest import write_png
 from edgecompress.configs import Preprocessing
 from edgecompress.errors import EdgeCompressError
-from edgecompress.preprocessing import ConversionNotice, load_image, resize_array, to_model_input
+from edgecompress.data.preprocessing import ConversionNotice, load_image, resize_array, to_model_input
 
 GRAY = Preprocessing(28, 28, 1)
 RGB = Preprocessing(32, 32, 3)

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 
-from edgecompress import configs, quantization
+from edgecompress.quantize import schemes
+from edgecompress.quantize import convert as quantization
 from edgecompress.errors import EdgeCompressError
-from edgecompress.evaluation import evaluate_tflite
-from edgecompress.inspect import float_ops, ops
-from edgecompress.preprocessing import to_model_input
-from edgecompress.runtime import make_interpreter
+from edgecompress.lite.evaluation import evaluate_tflite
+from edgecompress.lite.reader import float_ops, ops
+from edgecompress.data.preprocessing import to_model_input
+from edgecompress.lite.runtime import make_interpreter
 
 
 @pytest.mark.slow
@@ -36,7 +37,7 @@ def test_float_io_variant_keeps_float_tensors(tiny_tflites):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant, weight_dtype", [(configs.dynamic_range, "int8"), (configs.float16, "float16")])
+@pytest.mark.parametrize("variant, weight_dtype", [(schemes.dynamic_range, "int8"), (schemes.float16, "float16")])
 def test_weight_only_variants(tiny_model, variant, weight_dtype):
     data = quantization.convert(tiny_model, variant())
     kinds = {d for op in ops(data) for d in op["inputs"]}
@@ -44,7 +45,7 @@ def test_weight_only_variants(tiny_model, variant, weight_dtype):
 
 
 def _model_with(op):
-    from edgecompress._tf import keras, tf
+    from edgecompress.models.backend import keras, tf
 
     inp = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(2, 3)(inp)
@@ -62,21 +63,21 @@ def test_op_without_int8_kernel_is_named_with_the_fallback():
     # The converter keeps SIN in float even under TFLITE_BUILTINS_INT8; we check the file.
     model = _model_with("sin")
     with pytest.raises(EdgeCompressError) as e:
-        quantization.convert(model, configs.int8_full(), _rep)
+        quantization.convert(model, schemes.int8_full(), _rep)
     assert "SIN" in str(e.value) and "int8_float_io" in str(e.value)
-    data = quantization.convert(model, configs.int8_float_io(), _rep)
+    data = quantization.convert(model, schemes.int8_float_io(), _rep)
     assert float_ops(data) == ["SIN"]
 
 
 def test_op_that_tflite_cannot_run_at_all():
     with pytest.raises(EdgeCompressError, match="tf.Erf.*no builtin kernel"):
-        quantization.convert(_model_with("erf"), configs.int8_float_io(), _rep)
+        quantization.convert(_model_with("erf"), schemes.int8_float_io(), _rep)
 
 
 @pytest.mark.slow
 def test_int8_without_calibration_data(tiny_model):
     with pytest.raises(EdgeCompressError, match="needs a representative dataset"):
-        quantization.convert(tiny_model, configs.int8_full(), None)
+        quantization.convert(tiny_model, schemes.int8_full(), None)
 
 
 def test_write_is_atomic(tmp_path):
@@ -88,11 +89,12 @@ def test_write_is_atomic(tmp_path):
 @pytest.mark.slow
 def test_float_layers_in_a_recipe_keep_those_layers_in_float(tmp_path, tiny_dataset, calibration_pixels):
     """`float_layers` reproduces selective int8 from a recipe: the spiky model recovers, measured."""
-    from edgecompress import models, quantization
-    from edgecompress.calibration import representative_dataset
-    from edgecompress.configs import ConversionConfig, int8_float_io
-    from edgecompress.evaluation import evaluate_tflite
-    from edgecompress.preprocessing import to_model_input
+    from edgecompress.models import keras_io as models
+    from edgecompress.quantize import convert as quantization
+    from edgecompress.data.calibration import representative_dataset
+    from edgecompress.quantize.schemes import ConversionConfig, int8_float_io
+    from edgecompress.lite.evaluation import evaluate_tflite
+    from edgecompress.data.preprocessing import to_model_input
     from test_gate import _spiky_model
 
     model = models.load_model(_spiky_model(tmp_path / "spiky.keras", tiny_dataset))
@@ -112,9 +114,9 @@ def test_float_layers_in_a_recipe_keep_those_layers_in_float(tmp_path, tiny_data
 ])
 @pytest.mark.slow
 def test_float_layers_bad_names(tiny_model, calibration_pixels, tiny_dataset, kwargs, needle):
-    from edgecompress import quantization
-    from edgecompress.calibration import representative_dataset
-    from edgecompress.configs import ConversionConfig
+    from edgecompress.quantize import convert as quantization
+    from edgecompress.data.calibration import representative_dataset
+    from edgecompress.quantize.schemes import ConversionConfig
 
     conv = ConversionConfig("sel", "int8", io_dtype="float32", **kwargs)
     with pytest.raises(EdgeCompressError, match=needle):
@@ -122,7 +124,7 @@ def test_float_layers_bad_names(tiny_model, calibration_pixels, tiny_dataset, kw
 
 
 def test_float_layers_need_int8_with_float_io():
-    from edgecompress.configs import ConversionConfig
+    from edgecompress.quantize.schemes import ConversionConfig
 
     with pytest.raises(EdgeCompressError, match="io_dtype='float32'"):
         ConversionConfig("sel", "int8", float_layers=("fc1",))

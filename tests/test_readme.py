@@ -26,9 +26,31 @@ def test_layout_lists_every_module_and_tasks_lists_every_task(root):
 
     text = (root / "README.md").read_text()
     layout = text.split("## Layout", 1)[1].split("## ", 1)[0]
-    modules = sorted(p.name for p in (root / "edgecompress").glob("*.py") if p.name != "__init__.py"
-                     and not p.name.startswith("_"))
-    assert [m for m in modules if f"  {m} " not in layout] == []
+    # Every module under its folder's line, every folder of the package on a line of its own.
+    pkg = root / "edgecompress"
+    modules = sorted(p.relative_to(pkg) for p in pkg.rglob("*.py") if p.name != "__init__.py"
+                     and "__pycache__" not in p.parts and not p.name.startswith("_"))
+    lines = layout.splitlines()
+    missing = []
+    for m in modules:
+        if len(m.parts) == 1:
+            found = any(line.startswith(f"  {m.name} ") for line in lines)
+        else:
+            folder = next((i for i, line in enumerate(lines) if (line + " ").startswith(f"  {m.parts[0]}/ ")), None)
+            found = folder is not None and any(line.startswith(f"    {m.name} ") for line in _block(lines, folder))
+        if not found:
+            missing.append(str(m))
+    assert missing == []
     table = text.split("## Tasks", 1)[1].split("## ", 1)[0]
     names = sorted(tasks.ns.task_names)
     assert [n for n in names if f"`invoke {n}" not in table] == []
+
+
+def _block(lines, start):
+    """The lines under a folder's line of the Layout, until the next folder or module of the package root."""
+    out = []
+    for line in lines[start + 1:]:
+        if line.startswith("  ") and not line.startswith("    ") and line.strip():
+            break
+        out.append(line)
+    return out

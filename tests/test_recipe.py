@@ -3,7 +3,7 @@ import json
 import pytest
 
 from edgecompress.errors import EdgeCompressError
-from edgecompress.recipe import RECIPES_DIR, STAGES, Recipe, load_recipe, named_recipe, resolve_recipe
+from edgecompress.recipes.recipe import RECIPES_DIR, STAGES, Recipe, load_recipe, named_recipe, resolve_recipe
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.json")), ids=lambda p: p.stem)
@@ -61,11 +61,11 @@ def test_registry_lists_every_stage_once():
 
 
 def test_registry_refuses_a_duplicate_and_names_it():
-    from edgecompress.registry import register
-    from edgecompress.stage_configs import PruneConfig
+    from edgecompress.recipes.registry import register
+    from edgecompress.techniques.configs import PruneConfig
 
     with pytest.raises(ValueError, match="Stage 'prune' is already registered \\(PruneConfig\\)"):
-        register(PruneConfig, "edgecompress.pruning:prune", "again")
+        register(PruneConfig, "edgecompress.techniques.prune:prune", "again")
 
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import run_invoke
 from edgecompress.errors import EdgeCompressError
-from edgecompress.remote import SSHOptions, bench_devices, bench_on_host
+from edgecompress.devices.ssh import SSHOptions, bench_devices, bench_on_host
 from support import device_envs
 from support.sshd import SSHServer, free_port
 
@@ -32,7 +32,8 @@ def sshd(tmp_path_factory):
 @pytest.fixture(scope="module")
 def small_build(tmp_path_factory, root):
     """A real build (quantize-only recipe, 1 epoch) to benchmark on the devices."""
-    from edgecompress.pipeline import BuildOptions, build_edge
+    from edgecompress.builder.options import BuildOptions
+    from edgecompress.pipeline import build_edge
 
     out = tmp_path_factory.mktemp("build")
     build_edge(BuildOptions(out_dir=str(out), recipe="quantize-only", epochs=1, runs=20, verbose=0))

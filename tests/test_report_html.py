@@ -8,7 +8,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from edgecompress.pareto import pareto
+from edgecompress.report.pareto import pareto
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -23,7 +23,8 @@ def test_pareto_front():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from edgecompress.pipeline import BuildOptions, build_edge
+    from edgecompress.builder.options import BuildOptions
+    from edgecompress.pipeline import build_edge
 
     out = tmp_path_factory.mktemp("edge")
     build_edge(BuildOptions(out_dir=str(out), recipe="quantize-only", epochs=1, runs=20, verbose=0))

@@ -2,7 +2,7 @@
 
 import json
 
-from edgecompress.results import SCHEMA_VERSION, Artifact, BuildResult, StageResult
+from edgecompress.report.results import SCHEMA_VERSION, Artifact, BuildResult, StageResult
 
 ARTIFACT = {"name": "int8", "path": "build/edge/int8.tflite", "quantization": "int8", "size_bytes": 113032,
             "gzip_bytes": 45012, "sha256": "ab" * 32, "accuracy": 0.889, "agreement": 0.995,

@@ -5,19 +5,42 @@ import sys
 import numpy as np
 import pytest
 
-from edgecompress import bench
+from edgecompress.lite import latency as bench
 from edgecompress.errors import EdgeCompressError
-from edgecompress.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
+from edgecompress.lite.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
 
 
 def test_prefers_ai_edge_litert():
     assert runtime_info().name == "ai-edge-litert"
 
 
-@pytest.mark.parametrize("module", ["edgecompress.runtime", "edgecompress.bench", "edgecompress.evaluation",
-                                    "edgecompress.inspect", "edgecompress.preprocessing", "edgecompress"])
-def test_device_modules_never_import_tensorflow(root, module):
-    code = (f"import sys, {module}; from edgecompress.runtime import runtime_info; runtime_info();"
+def test_the_device_folder_stands_alone_and_imports_no_tensorflow(tmp_path):
+    """What `bench-device` copies (`edgecompress.lite.device_files()`), copied alone as it does, imports every
+    one of its modules and runs a benchmark without TensorFlow and without any other file of the package."""
+    import shutil
+
+    from edgecompress import lite
+
+    files = lite.device_files()
+    assert "lite/latency.py" in files and "errors.py" in files
+    for rel in files:
+        (tmp_path / "edgecompress" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(lite.PACKAGE_ROOT / rel, tmp_path / "edgecompress" / rel)
+    mods = ["edgecompress"] + [("edgecompress." + r[:-3].replace("/", ".")).removesuffix(".__init__")
+                               for r in files if r.endswith(".py") and r != "__init__.py"]
+    code = (f"import json, sys; import {', '.join(mods)}; from edgecompress.lite import latency;"
+            "r = latency.benchmark(str(latency.TRIVIAL_MODEL), runs=3, warmup=1);"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow','tf_keras','keras'))))")
+    out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path[:0] = [{str(tmp_path)!r}] + "
+                          f"[p for p in {sys.path!r} if 'site-packages' in p]; " + code],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("module", ["edgecompress.data.preprocessing", "edgecompress"])
+def test_image_decoding_and_the_public_api_import_no_tensorflow(root, module):
+    code = (f"import sys, {module}; from edgecompress.lite.runtime import runtime_info; runtime_info();"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow','tf_keras','keras'))))")
     out = subprocess.run([sys.executable, "-c", "import json;" + code], cwd=root, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
@@ -58,7 +81,7 @@ def test_random_bytes_with_tflite_header(tmp_path):
 
 
 def test_dynamic_input_dimensions_refused(tmp_path):
-    from edgecompress._tf import tf
+    from edgecompress.models.backend import tf
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
     def f(x):
@@ -100,7 +123,7 @@ def test_bad_npy_shape(tmp_path, tiny_tflites):
 def test_cli_reports_bad_files_without_traceback(root, tmp_path, tiny_tflites):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"nope")
-    out = subprocess.run([sys.executable, "-m", "edgecompress.bench", str(tiny_tflites["int8"]), str(bad),
+    out = subprocess.run([sys.executable, "-m", "edgecompress.lite.latency", str(tiny_tflites["int8"]), str(bad),
                           str(tmp_path / "missing.tflite"), "--runs", "5", "--json", str(tmp_path / "o.json")],
                          cwd=root, capture_output=True, text=True)
     assert out.returncode == 4, out.stderr  # partial failure: the good file is in the JSON

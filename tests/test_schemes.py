@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from edgecompress.configs import ConversionConfig, Quantization
+from edgecompress.quantize.schemes import ConversionConfig, Quantization
 from edgecompress.errors import EdgeCompressError
-from edgecompress.recipe import Recipe, conversion
-from edgecompress.schemes import SCHEMES, scheme
+from edgecompress.recipes.recipe import Recipe
+from edgecompress.quantize.schemes import conversion
+from edgecompress.quantize.schemes import SCHEMES, scheme
 
 
 def test_every_quantization_has_a_row():
@@ -30,19 +31,33 @@ def test_unknown_scheme_lists_the_valid_ones():
 def test_a_variant_asks_for_io_its_scheme_can_make():
     assert conversion("int16x8").io_dtype == "float32"
     assert conversion({"name": "i16", "quantization": "int16x8", "io_dtype": "int16"}).io_dtype == "int16"
+    # A mapping takes its own scheme's defaults, not int8's (it used to be refused with io_dtype='int8').
+    assert conversion({"name": "i16", "quantization": "int16x8"}).io_dtype == "float32"
+    assert conversion({"name": "q", "quantization": "int8"}).io_dtype == "int8"
+    assert conversion({"name": "f", "quantization": "none"}).io_dtype == "float32"
     with pytest.raises(EdgeCompressError, match="quantization='int16x8' makes inputs and outputs of type 'float32' or "
                                                 "'int16'. Received: io_dtype='int8'"):
-        conversion({"name": "i16", "quantization": "int16x8"})
+        conversion({"name": "i16", "quantization": "int16x8", "io_dtype": "int8"})  # what the user wrote
     Recipe(name="r", quantize=("int16x8",))  # a recipe names it like any variant
+
+
+def test_one_module_owns_the_scheme_and_its_rows_hold_callables():
+    from edgecompress.lite.reader import float_ops
+    from edgecompress.quantize import schemes
+
+    assert set(schemes.SCHEMES) == {q.value for q in schemes.Quantization}  # a row for every value
+    assert all(callable(r.read_back) for r in schemes.SCHEMES.values()) and schemes.scheme("int8").read_back is float_ops
+    assert set(schemes.DEFAULT_VARIANTS) <= set(schemes.VARIANTS)
+    assert {schemes.VARIANTS[v]().quantization.value for v in schemes.VARIANTS} == set(schemes.SCHEMES)
 
 
 @pytest.mark.slow
 def test_int16x8_converts_and_is_evaluated_like_the_others(tiny_model, tiny_dataset, calibration_pixels, tmp_path):
-    from edgecompress import quantization
-    from edgecompress.calibration import representative_dataset
-    from edgecompress.evaluation import evaluate_tflite
-    from edgecompress.inspect import float_ops, ops
-    from edgecompress.preprocessing import to_model_input
+    from edgecompress.quantize import convert as quantization
+    from edgecompress.data.calibration import representative_dataset
+    from edgecompress.lite.evaluation import evaluate_tflite
+    from edgecompress.lite.reader import float_ops, ops
+    from edgecompress.data.preprocessing import to_model_input
 
     rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
     x = to_model_input(tiny_dataset.x_test, tiny_dataset.preprocessing)
@@ -56,7 +71,7 @@ def test_int16x8_converts_and_is_evaluated_like_the_others(tiny_model, tiny_data
     assert float_ops(data) == []  # integer inside; float only at the QUANTIZE/DEQUANTIZE boundary
     # 16-bit activations follow the float model at least as closely as 8-bit ones (measured: 100% vs ~99%).
     assert r16["agreement"] >= r8["agreement"] and r16["agreement"] >= 0.98, (r16, r8)
-    from edgecompress.runtime import make_interpreter
+    from edgecompress.lite.runtime import make_interpreter
 
     interp = make_interpreter(files["int16x8"])
     act = [t for t in interp.get_tensor_details() if np.dtype(t["dtype"]) == np.int16]
@@ -65,7 +80,7 @@ def test_int16x8_converts_and_is_evaluated_like_the_others(tiny_model, tiny_data
 
 
 def test_reference_kernels_are_said_beside_the_latency():
-    from edgecompress.report_tables import artifact_table
+    from edgecompress.report.tables import artifact_table
 
     report = {"baseline": "f", "artifacts": [
         {"name": "f", "quantization": "none", "size_bytes": 10, "gzip_bytes": 9, "accuracy": 0.9, "latency_ms": {"p50": 1, "p90": 2}},
@@ -79,7 +94,7 @@ def test_conversion_reads_the_row_not_the_name():
     """No `if` chain on scheme names is left in the converter."""
     import inspect
 
-    from edgecompress import quantization
+    from edgecompress.quantize import convert as quantization
 
     src = inspect.getsource(quantization.convert)
     assert "Quantization." not in src and '"int8"' not in src

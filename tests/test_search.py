@@ -7,10 +7,10 @@ import pytest
 
 from conftest import run_invoke
 from edgecompress.errors import EdgeCompressError
-from edgecompress.pareto import mark_pareto, pareto
-from edgecompress.results import Artifact
-from edgecompress.registry import STAGES
-from edgecompress.search import SearchSpace, candidate_name, load_space, search
+from edgecompress.report.pareto import mark_pareto, pareto
+from edgecompress.report.results import Artifact
+from edgecompress.recipes.registry import STAGES
+from edgecompress.search.run import SearchSpace, candidate_name, load_space, search
 
 def _search(*args, **kwargs) -> dict:
     """The search's typed result as the report serializes it."""
@@ -92,7 +92,7 @@ def test_ranges_stage_switches_and_schemes_become_optuna_parameters():
 
 
 def test_equal_recipes_share_one_config_key_whatever_the_dropped_stage_was_given():
-    from edgecompress.recipe import config_key
+    from edgecompress.recipes.recipe import config_key
 
     space = SearchSpace.from_dict({**TINY_SPACE, "grid": {"prune": [True, False], "prune.final_sparsity": [0.5, 0.7]}})
     keys = {(c["prune"], c["prune.final_sparsity"], c["quantize"]): config_key(r) for c, r in space.candidates()}
@@ -157,8 +157,8 @@ def test_pareto_marks_match_brute_force():
 @pytest.mark.slow
 def test_search_measures_every_trial_on_validation_and_reuses_shared_stages(tmp_path, tiny_model, tiny_dataset,
                                                                             calibration_pixels):
-    from edgecompress.cache import StageCache
-    from edgecompress.pipeline import BuildOptions
+    from edgecompress.recipes.cache import StageCache
+    from edgecompress.builder.options import BuildOptions
 
     cache = StageCache(tmp_path / "cache")
     space = SearchSpace.from_dict({**TINY_SPACE, "sampler": "grid"})
@@ -178,7 +178,7 @@ def test_search_measures_every_trial_on_validation_and_reuses_shared_stages(tmp_
     assert by["final_sparsity0.5_int8"]["sparsity"] > 0.4 > by["final_sparsity_none_int8"]["sparsity"]
     for a in r["artifacts"]:  # scored on the validation split, reported on the test split: two numbers
         assert 0.2 < a["accuracy"] <= 1 and 0.2 < a["val_accuracy"] <= 1 and "pareto" in a
-    from edgecompress.search import search
+    from edgecompress.search.run import search
 
     # A second call resumes the study: nothing runs again, the same files come back.
     again = search(tiny_model, tiny_dataset, space, calibration_pixels, cache, "tiny", budget_minutes=10,
@@ -189,8 +189,8 @@ def test_search_measures_every_trial_on_validation_and_reuses_shared_stages(tmp_
 
 @pytest.mark.slow
 def test_budget_stops_after_the_trial_that_would_not_fit(tmp_path, tiny_model, tiny_dataset, calibration_pixels):
-    from edgecompress.cache import StageCache
-    from edgecompress.pipeline import BuildOptions
+    from edgecompress.recipes.cache import StageCache
+    from edgecompress.builder.options import BuildOptions
 
     space = SearchSpace.from_dict({**TINY_SPACE, "grid": {"distill.width": [0.5, 0.25]}, "quantize": ["float16"]})
     r = _search(tiny_model, tiny_dataset, space, calibration_pixels, StageCache(tmp_path / "c"), "tiny",
@@ -203,9 +203,9 @@ def test_budget_stops_after_the_trial_that_would_not_fit(tmp_path, tiny_model, t
 @pytest.mark.slow
 def test_search_recovers_int8_inside_the_trial(tmp_path, tiny_dataset, calibration_pixels):
     """A trial whose int8 collapses makes a selective-int8 file, and that file is the trial's result."""
-    from edgecompress import models
-    from edgecompress.cache import StageCache
-    from edgecompress.pipeline import BuildOptions
+    from edgecompress.models import keras_io as models
+    from edgecompress.recipes.cache import StageCache
+    from edgecompress.builder.options import BuildOptions
     from test_gate import _spiky_model
 
     model = models.load_model(_spiky_model(tmp_path / "spiky.keras", tiny_dataset))
@@ -235,7 +235,7 @@ def test_build_edge_search_selects_on_validation_and_reports(tmp_path, root, tin
     assert report["search"]["resumed_trials"] == 0  # a new study, though its first trial was queued
     sel = next(a for a in report["artifacts"] if a["name"] == report["selected"])
     assert (out / "selected.tflite").read_bytes() == (out / f"{sel['name']}.tflite").read_bytes()
-    from edgecompress.recipe import load_recipe
+    from edgecompress.recipes.recipe import load_recipe
 
     again = load_recipe(out / "selected_recipe.json")  # the winner, runnable with --recipe
     assert sel["name"].startswith(again.name + "_") and [s.STAGE for s in again.stages][0] == "distill"
@@ -258,10 +258,10 @@ def test_search_and_recipe_together_are_refused(tmp_path, root, small_npz):
 
 @pytest.mark.slow
 def test_a_failing_trial_is_reported_and_the_search_goes_on(tmp_path, tiny_model, tiny_dataset, calibration_pixels):
-    from edgecompress.cache import StageCache
-    from edgecompress.pipeline import BuildOptions
-    from edgecompress.report import search_table
-    from edgecompress.search import search
+    from edgecompress.recipes.cache import StageCache
+    from edgecompress.builder.options import BuildOptions
+    from edgecompress.report.write import search_table
+    from edgecompress.search.run import search
 
     # A fixed rank above what fc1 allows fails that trial only.
     space = SearchSpace.from_dict({"name": "r", "stages": [{"stage": "factorize", "finetune_epochs": 0}],
@@ -304,7 +304,8 @@ def test_recipes_are_scored_on_the_validation_split_by_the_space_script(tmp_path
     import subprocess
     import sys
 
-    from edgecompress import calibration, models
+    from edgecompress.data import calibration
+    from edgecompress.models import keras_io as models
     from edgecompress.configs import ModelSpec
 
     bench = tmp_path / "benchmark"
@@ -327,8 +328,8 @@ def test_recipes_are_scored_on_the_validation_split_by_the_space_script(tmp_path
 def test_a_teacher_that_learned_from_the_validation_images_is_named():
     """A model the user brings was trained on all its training images; the search's validation split is
     drawn from them, so the teacher's validation top-1 (the baseline) is inflated. Sampling noise is not."""
-    from edgecompress.report import search_lines
-    from edgecompress.search import teacher_saw_validation
+    from edgecompress.report.write import search_lines
+    from edgecompress.search.run import teacher_saw_validation
 
     seen = teacher_saw_validation(0.883, 1000, 0.8145, 2000)  # measured: the MobileNetV2 example, Keras 3
     assert seen == {"validation": 0.883, "test": 0.8145, "z": 5.1}

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from conftest import run_invoke
-from edgecompress import cache as cache_mod
-from edgecompress.cache import StageCache, make_key
+from edgecompress.recipes import cache as cache_mod
+from edgecompress.recipes.cache import StageCache, make_key
 
 
 def test_a_truncated_or_altered_entry_is_recomputed_with_a_warning(tmp_path, caplog):
@@ -47,7 +47,7 @@ def test_every_key_carries_the_library_versions(monkeypatch):
 
 WRITER = """
 import sys, hashlib
-from edgecompress.cache import StageCache
+from edgecompress.recipes.cache import StageCache
 c = StageCache(sys.argv[1])
 me = int(sys.argv[2])
 for i in range(200):
@@ -93,7 +93,7 @@ def test_a_second_build_into_the_same_folder_stops_at_once(tmp_path, root, small
         first.kill()
         first.wait()
     # The kernel released the killed holder's lock: the folder is usable again.
-    from edgecompress.fileio import folder_lock
+    from edgecompress.lite.fileio import folder_lock
 
     with folder_lock(out):
         pass

@@ -26,9 +26,11 @@ def rgb(tiny_dataset):
 def test_keras3_model_translates_exactly_to_tflite(tmp_path, arch, rgb):
     import keras
 
-    from edgecompress import configs, models, quantization
-    from edgecompress.runtime import make_interpreter
-    from edgecompress.translate import TranslationLog
+    from edgecompress.quantize import schemes
+    from edgecompress.models import keras_io as models
+    from edgecompress.quantize import convert as quantization
+    from edgecompress.lite.runtime import make_interpreter
+    from edgecompress.models.translate import TranslationLog
 
     x, y = rgb
     k3 = train(transfer_model(keras, arch), x[:300], y[:300], epochs=2)
@@ -39,7 +41,7 @@ def test_keras3_model_translates_exactly_to_tflite(tmp_path, arch, rgb):
     assert log.source == "keras3" and log.flattened, log
     assert not any(type(layer).__name__ in ("Functional", "Sequential") for layer in model.layers)
     tfl = tmp_path / "m.tflite"
-    tfl.write_bytes(quantization.convert(model, configs.float32()))
+    tfl.write_bytes(quantization.convert(model, schemes.float32()))
     interp = make_interpreter(tfl)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
@@ -62,7 +64,7 @@ def test_hard_sigmoid_is_keras3s_not_tf_keras(tmp_path):
     """Keras 3: relu6(x + 3) / 6; tf-keras: 0.2 x + 0.5. Mapping by name would be silently wrong."""
     import keras
 
-    from edgecompress import models
+    from edgecompress.models import keras_io as models
 
     i = keras.Input((4,))
     m = keras.Model(i, keras.layers.Activation("hard_silu")(keras.layers.Activation("hard_sigmoid")(i)))
@@ -77,8 +79,8 @@ def test_keras3_op_nodes_become_built_in_layers(tmp_path):
     """`x + 3` and `x * (1 / 6)` (MobileNetV3's hard activations) become Rescaling layers."""
     import keras
 
-    from edgecompress import models
-    from edgecompress.translate import TranslationLog
+    from edgecompress.models import keras_io as models
+    from edgecompress.models.translate import TranslationLog
 
     i = keras.Input((6,))
     x = keras.layers.Dense(6, name="d")(i)
@@ -97,7 +99,7 @@ def test_keras3_op_nodes_become_built_in_layers(tmp_path):
 def test_final_model_goes_back_to_keras3(tmp_path):
     import keras
 
-    from edgecompress import models
+    from edgecompress.models import keras_io as models
     from edgecompress.configs import ModelSpec, Preprocessing
 
     k3 = transfer_model(keras, "mobilenet_v3_small", logits=False)
@@ -210,7 +212,7 @@ def _bfloat16(tmp_path):
 def test_keras3_refusals_name_the_layer_or_file(tmp_path, make, needle):
     import re
 
-    from edgecompress import models
+    from edgecompress.models import keras_io as models
 
     path = make(tmp_path)
     with pytest.raises(EdgeCompressError) as e:
@@ -221,10 +223,10 @@ def test_keras3_refusals_name_the_layer_or_file(tmp_path, make, needle):
 
 @pytest.mark.slow
 def test_tf_keras_nested_model_is_flattened_and_check_model_says_so(tmp_path):
-    from edgecompress._tf import keras
-    from edgecompress import models
-    from edgecompress.preflight import format_findings
-    from edgecompress.translate import TranslationLog, to_tf_keras
+    from edgecompress.models.backend import keras
+    from edgecompress.models import keras_io as models
+    from edgecompress.builder.preflight import format_findings
+    from edgecompress.models.translate import TranslationLog, to_tf_keras
 
     m = transfer_model(keras, "mobilenet_v2", logits=False)
     flat = to_tf_keras(m)

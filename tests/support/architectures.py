@@ -59,7 +59,7 @@ def transfer_model(lib, arch, *, logits=True, rescaling=(1 / 127.5, -1.0), seed=
 
 def rgb_images(dataset, n, seed=0, size=SIZE):
     """`n` training images of a Fashion-MNIST Dataset, colourised to (n, size, size, 3) uint8, and labels."""
-    from edgecompress.byo_example import colourise
+    from edgecompress.benchmarks.byo_example import colourise
 
     rng = np.random.default_rng(seed)
     return colourise(dataset.x_train[:n, ..., 0], size, rng), dataset.y_train[:n]
@@ -67,12 +67,12 @@ def rgb_images(dataset, n, seed=0, size=SIZE):
 
 def train(model, x, y, epochs=1, lr=2e-3, logits=True):
     """Trains for `epochs` on raw pixels (the model rescales). Works for either library's model."""
-    from edgecompress.translate import is_keras3
+    from edgecompress.models.translate import is_keras3
 
     if is_keras3(model):
         import keras as lib
     else:
-        from edgecompress._tf import keras as lib
+        from edgecompress.models.backend import keras as lib
     model.compile(optimizer=lib.optimizers.Adam(lr),
                   loss=lib.losses.SparseCategoricalCrossentropy(from_logits=logits))
     model.fit(x.astype("float32"), y, epochs=epochs, batch_size=32, verbose=0)
@@ -82,7 +82,7 @@ def train(model, x, y, epochs=1, lr=2e-3, logits=True):
 def plain_classifier(seed=0):
     """A tiny tf-keras CNN without BatchNormalization or Dropout, whose statistics and randomness are per
     replica: one training step then gives the same weights on one replica, two, or two workers."""
-    from edgecompress._tf import keras
+    from edgecompress.models.backend import keras
 
     keras.utils.set_random_seed(seed)
     inp = keras.Input((28, 28, 1))

@@ -1,0 +1,213 @@
+"""Turning a Keras model into measured `.tflite` artifacts.
+
+`convert_and_measure` converts a model to each variant (into the stage
+cache) and measures every file with the real interpreter: top-1, agreement
+with the Keras model, size and gzip size, host latency, sparsity, float ops.
+`recover_int8` adds a selective-int8 file when full int8 loses too much;
+`publish` copies finished files from the cache into the output folder.
+Flows (`pipeline.build_edge`, `search.search`) compose these; nothing here
+imports them back.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from edgecompress.quantize import schemes
+from edgecompress.lite import latency as bench
+from edgecompress.data import calibration
+from edgecompress.quantize import convert as quantization
+from edgecompress.report import write as report_lib
+from edgecompress.errors import EdgeCompressError
+from edgecompress.lite.evaluation import evaluate_tflite
+from edgecompress.lite.fileio import sha256_bytes
+from edgecompress.lite.reader import float_ops, unique_weights, weight_sparsity
+from edgecompress.lite.numerics import labels
+from edgecompress.data.preprocessing import to_model_input
+from edgecompress.report.results import Artifact
+from edgecompress.quantize.schemes import scheme
+
+logger = logging.getLogger(__name__)
+
+
+def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *, threads=1, runs=200, warmup=20,
+                        prefix="", provenance=None, reference=None):
+    """Converts `model` to each variant (into the cache) and measures it.
+
+    Returns (artifacts, failed): `results.Artifact`s, whose `cache_path` is
+    the file to publish, and {"name", "error"} for variants that failed.
+    """
+    from edgecompress.recipes.cache import make_key
+    from edgecompress.lite.fileio import sha256_bytes
+
+    x_test = to_model_input(dataset.x_test, dataset.preprocessing)
+    calib_key = sha256_bytes(pixels.tobytes())
+    rep = calibration.representative_dataset(pixels, dataset.preprocessing)
+    artifacts, failed = [], []
+    for conv in conversions:
+        name = prefix + conv.name
+        key = make_key(model_key, conv.to_dict(), calib_key)
+        data = cache.get_bytes(f"{name}.convert", key, ".tflite")
+        if data is None:
+            try:
+                data = quantization.convert(model, conv, rep)
+            except EdgeCompressError as e:
+                # Keep going: the other variants are still worth having.
+                logger.error("  %s: %s", name, e)
+                failed.append({"name": name, "error": str(e)})
+                continue
+            cache.put_bytes(f"{name}.convert", key, ".tflite", data)
+        path = cache.file(f"{name}.convert", key, ".tflite")
+        mkey = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup, model_key)
+        measured = cache.get_json(f"{name}.measure", mkey)
+        if measured is None:
+            if reference is None:
+                reference = labels(model.predict(x_test, batch_size=256, verbose=0))
+            result, _ = evaluate_tflite(path, x_test, dataset.y_test, reference=reference, num_threads=threads)
+            b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
+            sparsity = weight_sparsity(data)
+            measured = {"accuracy": result["accuracy"], "agreement": result["agreement"],
+                        "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
+                        "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
+                        "float_ops": float_ops(data) if scheme(conv.quantization).integer_only else None}
+            if any(s["stage"] == "cluster" for s in (provenance or {}).get("stages", [])):
+                u = unique_weights(data)  # what clustering left in the file, per channel and per kernel
+                measured["unique_weights"] = {k: u[k] for k in ("largest_per_channel", "largest_per_kernel",
+                                                                 "max_per_channel", "max_per_kernel")}
+            cache.put_json(f"{name}.measure", mkey, measured)
+        artifacts.append(artifact_record(name, data, path, conv.quantization.value, measured,
+                                   {**(provenance or {}), "conversion": conv.to_dict()}))
+        a = artifacts[-1]
+        logger.info("  %s: %d bytes (%d gzipped), top-1 %.2f%%, sparsity %.1f%%, p50 %.3f ms", name, a.size_bytes,
+                    a.gzip_bytes, 100 * a.accuracy, 100 * a.sparsity, a.p50_ms)
+    return artifacts, failed
+
+
+def teacher_baseline(teacher, pixels, dataset, cache, teacher_key, entry, **kw):
+    """The teacher's own float32 `.tflite`, measured: the baseline `teacher_float32`. Returns (artifacts, failed).
+
+    Raises `sanity.ImplausibleResult` when the file's top-1 is far from the Keras model's (`entry`, measured
+    on the same images): every file after it would be judged against a wrong baseline."""
+    from edgecompress.models.sanity import check_float_file
+
+    arts, failed = convert_and_measure(teacher, [schemes.float32()], pixels, dataset, cache, teacher_key,
+                                       prefix="teacher_", provenance={"recipe": {"name": "teacher"},
+                                                                      "stages": [entry.to_dict()]}, **kw)
+    if arts and "accuracy" in entry.metrics:
+        check_float_file(entry.metrics["accuracy"], arts[0].accuracy, len(dataset.y_test))
+    return arts, failed
+
+
+def artifact_record(name, data, path, quantization, measured, recipe) -> Artifact:
+    """One artifact: the file's facts, what was measured, what made it; `cache_path` is what `publish` copies."""
+    record = {"name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": quantization,
+              "size_bytes": len(data), "gzip_bytes": report_lib.gzip_size(data), "sha256": sha256_bytes(data),
+              **measured, "recipe": recipe}
+    if scheme(quantization).reference_kernels:  # said beside its latency in every table
+        record["kernels"] = scheme(quantization).kernels
+    return Artifact.from_dict(record)
+
+
+def measure_file(path, dataset, cache, *, threads=1, runs=200, warmup=20) -> dict:
+    """Top-1 on `dataset`'s test split and host latency of one `.tflite` file, cached by content:
+    {"accuracy", "latency_ms", "init_ms"}. A search's files, measured one at a time after the study."""
+    from edgecompress.recipes.cache import make_key
+
+    data = Path(path).read_bytes()
+    key = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup)
+    measured = cache.get_json("file.measure", key)
+    if measured is None:
+        result, _ = evaluate_tflite(path, to_model_input(dataset.x_test, dataset.preprocessing), dataset.y_test,
+                                    num_threads=threads)
+        b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
+        measured = {"accuracy": result["accuracy"], "latency_ms": b["latency_ms"], "init_ms": b["init_ms"]}
+        cache.put_json("file.measure", key, measured)
+    return measured
+
+
+def publish(artifacts, out_dir: Path) -> None:
+    """Copies finished artifacts from the cache into `out_dir`, each atomically."""
+    from edgecompress.lite.fileio import atomic_write_bytes
+
+    for a in artifacts:
+        src = Path(a.cache_path)
+        dst = out_dir / a.path
+        if not dst.exists() or dst.read_bytes() != src.read_bytes():
+            atomic_write_bytes(dst, src.read_bytes())
+        a.path, a.cache_path = str(dst), None
+
+
+def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_accuracy, options, prefix="",
+                 offer=True):
+    """When every int8 artifact of `result` loses more than allowed, adds what its scheme's recovery offers.
+
+    `schemes.scheme("int8").recover_with`: a selective-int8 file, whose
+    layers the quantization debugger finds most sensitive are kept in float
+    (`qdebug.recover_int8`; `<prefix>int8_selective`), and the other schemes
+    it names (`<prefix>int16x8`: 16-bit activations), each measured like any
+    artifact and appended to `result.artifacts`. Returns a summary
+    (layers, errors, size cost, what was offered), or None when no int8
+    artifact needed it.
+    """
+    from edgecompress.quantize.debugger import recover_int8 as _recover
+
+    arts = result.artifacts
+    int8 = [a for a in arts if scheme(a.quantization).recover_with and a.name.startswith(prefix)]
+    if not int8 or any(100 * (baseline_accuracy - a.accuracy) <= max_accuracy_drop for a in int8):
+        return None
+    offers = [o for a in int8 for o in scheme(a.quantization).recover_with]
+    if not offer:
+        offers = [o for o in offers if o == "selective"]
+    offered = _offer_schemes(result, [o for o in dict.fromkeys(offers) if o != "selective"], dataset, pixels, cache,
+                             int8, options, prefix)
+    if "selective" not in offers:
+        return {"offered": offered}
+    logger.info("%sint8 loses more than %.2f points; looking for the layers responsible", prefix, max_accuracy_drop)
+    x_test = to_model_input(dataset.x_test, dataset.preprocessing)
+    rep = calibration.representative_dataset(pixels, dataset.preprocessing)
+    r = _recover(result.final_model, rep, x_test, dataset.y_test, max_drop=max_accuracy_drop / 100,
+                 float_accuracy=baseline_accuracy)
+    summary = {"float_layers": r["float_layers"], "tried": r["tried"], "layer_errors": r["errors"]}
+    if r["data"] is not None:
+        from edgecompress.recipes.cache import make_key
+
+        name = f"{prefix}int8_selective"
+        path = cache.put_bytes(f"{name}.convert", make_key(sha256_bytes(r["data"])), ".tflite", r["data"])
+        b = bench.benchmark(path, runs=options.runs, warmup=options.warmup, threads=options.threads, probe=False)
+        full = min(int8, key=lambda a: a.size_bytes)
+        measured = {"accuracy": r["accuracy"], "agreement": None, "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
+                    "sparsity": weight_sparsity(r["data"])["overall"], "float_ops": float_ops(r["data"]),
+                    "float_layers": r["float_layers"]}
+        conv = schemes.ConversionConfig("int8_selective", "int8", io_dtype="float32", float_layers=r["float_layers"])
+        arts.append(artifact_record(name, r["data"], path, "int8", measured,
+                                    {**full.recipe, "conversion": conv.to_dict(),
+                                     "selective": {"float_layers": r["float_layers"]}}))
+        summary["size_cost_bytes"] = len(r["data"]) - full.size_bytes
+        logger.info("  %s: %s kept in float, top-1 %.2f%%, +%d bytes", name, ", ".join(r["float_layers"]),
+                    100 * r["accuracy"], summary["size_cost_bytes"])
+    summary["offered"] = offered
+    return summary
+
+
+def _offer_schemes(result, names, dataset, pixels, cache, int8, options, prefix) -> list[str]:
+    """Converts and measures the final model with each named scheme not already made; returns the new names."""
+    from edgecompress.recipes.cache import make_key
+    from edgecompress.quantize.schemes import conversion
+
+    arts = result.artifacts
+    have = {a.name for a in arts}
+    full = min(int8, key=lambda a: a.size_bytes)
+    convs = [conversion(n) for n in names if f"{prefix}{n}" not in have]
+    if not convs:
+        return []
+    logger.info("  also offering %s", ", ".join(c.name for c in convs))
+    # The int8 file's hash names the final model and calibration set it came from.
+    more, failed = convert_and_measure(result.final_model, convs, pixels, dataset, cache,
+                                       make_key("recovery", full.sha256), prefix=prefix,
+                                       provenance={**full.recipe, "recovery": True},
+                                       threads=options.threads, runs=options.runs, warmup=options.warmup)
+    arts.extend(more)
+    for f in failed:  # an offer that cannot be made is not a failure of the build: it is said, not counted
+        logger.warning("  %s could not be offered: %s", f["name"], f["error"])
+    return [a.name for a in more]

@@ -1,0 +1,106 @@
+"""`BuildOptions`: everything a build is asked to do, typed, frozen, and round-tripped to JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from edgecompress.configs import Config, require
+
+
+logger = logging.getLogger(__name__)
+
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOptions(Config):
+    """Everything `invoke build-edge` takes.
+
+    Args:
+        model: A `.keras`/`.h5`/SavedModel path; `None` trains the default
+            teacher. Defaults to None.
+        data: A dataset source (see `data.load_dataset`); `None` is the
+            bundled Fashion-MNIST subset. Defaults to None.
+        calibration: Folder of calibration images. Defaults to
+            `calibration_data/` for the bundled data, and to images drawn
+            from the user's training split (written under `out_dir`) otherwise.
+        recipe: A recipe JSON file or the name of a shipped recipe
+            (`default`, `tfmot-guide`, `lowrank`, `quantize-only`); `None`
+            is `default`.
+        out_dir: Where artifacts and the report go. Defaults to `build/edge`.
+        epochs: Teacher training epochs when no model is given. Defaults to 8.
+        seed: Seeds training and data splits. Defaults to 0.
+        threads: Interpreter threads for evaluation and latency. Defaults to 1.
+        runs: Timed invokes per artifact for host latency. Defaults to 200.
+        warmup: Warm-up invokes before them. Defaults to 20.
+        scale: Pixel scaling for a user model: `auto` (read from the model's
+            preprocessing layers, confirmed by measuring; see
+            `pixelscale.choose_scale`), `unit`, `symmetric` or `raw`.
+            Defaults to `auto`.
+        safe_mode: Refuse Lambda layers when loading a model. Defaults to True.
+        verbose: Keras progress bars (1) or silence (0). Defaults to 1.
+        strategy: `tf.distribute` strategy for training the teacher (stages
+            take theirs from the recipe). Defaults to `"default"`.
+        cache: Reuse stages whose inputs did not change, from
+            `<out_dir>/.cache`. Defaults to True.
+        search: Instead of one recipe, search the recipes of this search
+            space (a shipped name such as `default`, or a JSON file; see
+            `edgecompress.search.run`) and keep the Pareto front. Defaults to None.
+        budget_minutes: Time budget of a search or the closed loop, counted from
+            the build's start (loading the model included). Defaults to 30.
+        workers: Search worker processes on this machine, sharing the study
+            and the cores. Defaults to 1 (trials run in this process).
+        storage: The study's storage: an RDB URL other machines' workers can
+            reach (`postgresql://user:pw@host/db`), or a journal file. Defaults
+            to None: `<out_dir>/.edgecompress/study/study.journal`.
+        artifacts: Folder of the study's artifact store (where workers put
+            their files; one all machines mount). Defaults to None:
+            `<out_dir>/.edgecompress/study/artifacts`.
+        study: Study name in the storage. Defaults to None:
+            `optimize.STUDY_NAME`.
+        max_accuracy_drop, max_size_kb, max_latency_ms: Quality gate (see
+            `gate.Constraints`): the artifact meeting them all is written as
+            `selected.tflite`; when int8 loses too much, selective int8
+            (`qdebug.recover_int8`) is tried first. Default to None.
+    """
+
+    model: str | None = None
+    data: str | None = None
+    calibration: str | None = None
+    recipe: str | None = None
+    out_dir: str = "build/edge"
+    epochs: int = 8
+    seed: int = 0
+    threads: int = 1
+    runs: int = 200
+    warmup: int = 20
+    scale: str = "auto"
+    safe_mode: bool = True
+    verbose: int = 1
+    strategy: str = "default"
+    cache: bool = True
+    search: str | None = None
+    budget_minutes: float = 30.0
+    workers: int = 1
+    storage: str | None = None
+    artifacts: str | None = None
+    study: str | None = None
+    max_accuracy_drop: float | None = None
+    max_size_kb: float | None = None
+    max_latency_ms: float | None = None
+
+    def __post_init__(self):
+        require(isinstance(self.budget_minutes, (int, float)) and self.budget_minutes > 0,
+                 "Received an invalid value for `budget_minutes`, expected a number of minutes > 0. "
+                 f"Received: budget_minutes={self.budget_minutes!r}")
+        require(isinstance(self.workers, int) and self.workers >= 1,
+                 f"Received an invalid value for `workers`, expected an integer >= 1. Received: workers={self.workers!r}")
+        require(self.search or (self.workers == 1 and not self.storage and not self.artifacts and not self.study),
+                 "`workers`, `storage`, `artifacts` and `study` belong to a search: add --search, or drop them.")
+        require(isinstance(self.runs, int) and self.runs >= 1,
+                 f"Received an invalid value for `runs`, expected an integer >= 1. Received: runs={self.runs!r}")
+        require(isinstance(self.threads, int) and self.threads >= 1,
+                 f"Received an invalid value for `threads`, expected an integer >= 1. Received: threads={self.threads!r}")
+        from edgecompress.models.user import check_scale_name
+
+        check_scale_name(self.scale)

@@ -1,0 +1,99 @@
+"""`invoke check-model`: what will go wrong, in seconds, before any training.
+
+- layers tensorflow-model-optimization cannot prune, and those it cannot
+  quantization-aware-train;
+- ops that will not run as int8 under builtin int8 kernels (from a quick
+  conversion with random calibration inputs: the file is read back, since the
+  converter can silently leave ops in float), and ops TFLite cannot run at all;
+- which layers XNNPACK's sparse inference could accelerate once pruned (it
+  handles 1x1 convolutions; Dense layers and larger kernels stay dense).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from edgecompress.errors import EdgeCompressError
+
+logger = logging.getLogger(__name__)
+
+
+def check_model(model) -> dict:
+    """Returns a JSON-ready dict of findings; `ok` is False when int8 will fail."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as qreg,
+    )
+    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    from edgecompress.recipes.registry import STAGES
+
+    from edgecompress.quantize import schemes
+    from edgecompress.quantize import convert as quantization
+    from edgecompress.models.backend import keras
+    from edgecompress.lite.reader import float_ops
+    from edgecompress.models.keras_io import input_preprocessing
+
+    spec = input_preprocessing(model)
+    weighted = [layer for layer in model.layers if layer.weights]
+    registry = qreg.Default8BitQuantizeRegistry()
+    not_prunable = [layer.name for layer in weighted if not prune_registry.PruneRegistry.supports(layer)]
+    not_qat = [layer.name for layer in model.layers
+               if not isinstance(layer, keras.layers.InputLayer) and not registry.supports(layer)
+               and layer.__class__.__name__ not in ("Flatten", "Dropout", "Reshape", "Softmax")]
+    sparse_ok = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
+                 and not isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.Conv2DTranspose))
+                 and tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1)]
+    dense_only = [layer.name for layer in weighted if layer.name not in sparse_ok]
+    rng = np.random.default_rng(0)
+
+    def rep():
+        for _ in range(8):
+            yield [rng.random((1, *spec.input_shape), dtype=np.float32)]
+
+    not_clusterable = [layer.name for layer in weighted if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+                       and not ClusteringRegistry.supports(layer)]
+    result = {"model": model.name, "input": list(spec.input_shape), "params": int(model.count_params()),
+              "stages": {name: info.summary for name, info in sorted(STAGES.items())},
+              "not_prunable": not_prunable, "not_clusterable": not_clusterable, "not_qat": not_qat, "xnnpack_sparse_layers": sparse_ok,
+              "xnnpack_dense_layers": dense_only}
+    try:
+        data = quantization.convert(model, schemes.int8_float_io(), rep)
+        result["float_ops_under_int8"] = float_ops(data)
+        result["unsupported_ops"] = []
+    except EdgeCompressError as e:
+        result["float_ops_under_int8"] = None
+        result["unsupported_ops"] = [str(e)]
+    result["ok"] = not result["unsupported_ops"] and not result["float_ops_under_int8"]
+    return result
+
+
+def format_findings(r: dict) -> str:
+    def names(xs):
+        return ", ".join(xs) if xs else "none"
+
+    lines = [f"Model {r['model']}: input {r['input']}, {r['params']:,} parameters"]
+    t = r.get("translation") or {}
+    if t.get("source") == "keras3":
+        lines.append(f"  Keras 3 file: translated to tf-keras layer by layer"
+                     + (f"; rebuilt from built-in layers: {len(t['decomposed'])} activation(s)/op(s)" if t.get("decomposed") else ""))
+    if t.get("flattened"):
+        lines.append(f"  nested models flattened so every stage reaches their layers: {names(t['flattened'])}")
+    lines.append(f"  pruning (tfmot): {'all layers supported' if not r['not_prunable'] else 'cannot prune ' + names(r['not_prunable'])}")
+    if "not_clusterable" in r:
+        lines.append(f"  clustering (tfmot): {'all Conv2D and Dense layers supported' if not r['not_clusterable'] else 'cannot cluster ' + names(r['not_clusterable'])}")
+    lines.append(f"  quantization-aware training: {'all layers supported' if not r['not_qat'] else 'not supported for ' + names(r['not_qat'])}")
+    if r["unsupported_ops"]:
+        lines.append(f"  TFLite: {r['unsupported_ops'][0]}")
+    elif r["float_ops_under_int8"]:
+        lines.append(f"  int8: ops without int8 kernels stay float: {names(r['float_ops_under_int8'])}; "
+                     "the full-integer `int8` variant will fail, use `int8_float_io`")
+    else:
+        lines.append("  int8: every op has an int8 kernel")
+    lines.append(f"  XNNPACK sparse inference (1x1 convolutions) could use: {names(r['xnnpack_sparse_layers'])}; "
+                 f"stays dense: {names(r['xnnpack_dense_layers'])}")
+    if r.get("stages"):
+        lines.append("  recipe stages (edgecompress.recipes.registry): " + "; ".join(f"{k}: {v}" for k, v in r["stages"].items()))
+    return "\n".join(lines)

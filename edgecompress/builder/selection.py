@@ -1,0 +1,176 @@
+"""Quality gate: pick the artifact that meets the user's constraints, or fail loudly.
+
+Constraints are on the measured artifacts: top-1 drop against the baseline
+(in points), file size (KiB of the `.tflite`), and p50 latency (on the host,
+or on a device whose results are in the report). A search's files are
+judged on top-1 on its validation split (`val_accuracy`), not the test split. Among the artifacts that
+meet them all, the smallest download (gzip bytes) wins, ties going to the
+more accurate. When none does, `GateError` says which constraint failed by
+how much, and the best value reached; the task exits 3 so CI can tell it
+from a usage error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from edgecompress.configs import Config, require
+from edgecompress.errors import EXIT_GATE, EdgeCompressError
+
+logger = logging.getLogger(__name__)
+
+
+class GateError(EdgeCompressError):
+    """No artifact met the constraints (exit code 3)."""
+
+    exit_code = EXIT_GATE
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraints(Config):
+    """What an artifact must meet to be selected.
+
+    Args:
+        max_accuracy_drop: Most top-1 points below the baseline. Defaults to None.
+        max_size_kb: Largest `.tflite` file, in KiB. Defaults to None.
+        max_latency_ms: Slowest p50 latency, in ms. Defaults to None.
+        device: Judge latency on this device column of the report instead of
+            the host. Defaults to None.
+    """
+
+    max_accuracy_drop: float | None = None
+    max_size_kb: float | None = None
+    max_latency_ms: float | None = None
+    device: str | None = None
+
+    def __post_init__(self):
+        for name in ("max_accuracy_drop", "max_size_kb", "max_latency_ms"):
+            v = getattr(self, name)
+            require(v is None or v >= 0,
+                     f"Received an invalid value for `{name}`, expected a number >= 0. Received: {name}={v!r}")
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.max_accuracy_drop, self.max_size_kb, self.max_latency_ms))
+
+
+def _device(report, device):
+    dev = (report.get("devices") or {}).get(device)
+    if dev is None or "results" not in dev:
+        raise EdgeCompressError(f"Received an invalid value for `device`: no results for {device!r} in the report. "
+                                f"Devices: {sorted((report.get('devices') or {}))}. Run `invoke bench-device` first.")
+    return dev
+
+
+def _latency(report, artifact, device):
+    if device is None:
+        return artifact["latency_ms"]["p50"]
+    r = _device(report, device)["results"].get(artifact["name"])
+    return r["latency_ms"]["p50"] if r else None
+
+
+def _accuracy(report, artifact, device):
+    """Top-1 on `device` when it was measured there (bench-device --accuracy), else this machine's."""
+    if device is not None:
+        r = _device(report, device)["results"].get(artifact["name"]) or {}
+        if "accuracy" in r:
+            return r["accuracy"]["top1"]
+    elif "val_accuracy" in artifact and "val_accuracy" in _baseline(report):
+        return artifact["val_accuracy"]  # a search selects on its validation split, never on the test split
+    return artifact["accuracy"]
+
+
+def _baseline(report) -> dict:
+    return next((a for a in report["artifacts"] if a["name"] == report.get("baseline")), {})
+
+
+def measures(report, artifact, device=None) -> dict:
+    base = next(a for a in report["artifacts"] if a["name"] == report["baseline"])
+    return {"accuracy_drop": 100 * (_accuracy(report, base, device) - _accuracy(report, artifact, device)),
+            "size_kb": artifact["size_bytes"] / 1024, "latency_ms": _latency(report, artifact, device)}
+
+
+def check_device(report: dict, constraints: Constraints) -> None:
+    """Refuses to gate latency on an emulated CPU; warns when device accuracy is missing."""
+    from edgecompress.lite.latency import device_emulation
+
+    if constraints.device is None:
+        return
+    dev = _device(report, constraints.device)
+    how = device_emulation(dev)
+    if how and constraints.max_latency_ms is not None:
+        raise EdgeCompressError(
+            f"Received --device {constraints.device!r} with --max-latency-ms {constraints.max_latency_ms:g}, but that "
+            f"device's CPU is emulated ({how}): its latency is not a measurement of any board. Gate latency on a real "
+            f"device (`invoke bench-device --host user@board`), or drop --max-latency-ms (accuracy from an emulated "
+            f"device is real and can be used).")
+    if constraints.max_accuracy_drop is not None and not any("accuracy" in r for r in dev["results"].values()):
+        logger.warning("%s has no accuracy measured on it; --max-accuracy-drop uses this machine's top-1. Run "
+                       "`invoke bench-device --accuracy` to judge on the device.", constraints.device)
+
+
+def select(report: dict, constraints: Constraints) -> dict:
+    """Returns the selected artifact, or raises `GateError` with what failed."""
+    limits = {"accuracy_drop": constraints.max_accuracy_drop, "size_kb": constraints.max_size_kb,
+              "latency_ms": constraints.max_latency_ms}
+    ok = []
+    for a in report["artifacts"]:
+        m = measures(report, a, constraints.device)
+        if all(lim is None or (m[k] is not None and m[k] <= lim) for k, lim in limits.items()):
+            ok.append(a)
+    if ok:
+        return min(ok, key=lambda a: (a["gzip_bytes"], -_accuracy(report, a, constraints.device)))
+    flags = {"accuracy_drop": "--max-accuracy-drop", "size_kb": "--max-size-kb", "latency_ms": "--max-latency-ms"}
+    units = {"accuracy_drop": "points", "size_kb": "KiB", "latency_ms": "ms"}
+    lines = []
+    for k, lim in limits.items():
+        if lim is None:
+            continue
+        values = [(measures(report, a, constraints.device)[k], a["name"]) for a in report["artifacts"]]
+        values = [v for v in values if v[0] is not None]
+        best, name = min(values)
+        status = "met by some" if best <= lim else f"missed by {best - lim:.3g} {units[k]}"
+        lines.append(f"  {flags[k]} {lim:g}: best {best:.3g} {units[k]} ({name}), {status}")
+    raise GateError("No artifact meets all the constraints:\n" + "\n".join(lines) +
+                    "\nRelax a constraint, or try another recipe (more distillation epochs, lower sparsity).")
+
+
+def apply_selection(report: dict, constraints: Constraints, out_dir) -> dict | None:
+    """Selects in `report` and writes `<out_dir>/selected.tflite`; marks `report["selected"]`.
+
+    Returns the chosen artifact. On `GateError`, `selected` is None and a
+    `selected.tflite` left by an earlier build is removed before re-raising,
+    so the file never names something that no longer meets the constraints.
+    """
+    from pathlib import Path
+
+    from edgecompress.lite.fileio import atomic_write_bytes
+
+    out_dir = Path(out_dir)
+    report["constraints"] = constraints.to_dict()
+    try:
+        chosen = select(report, constraints)
+    except GateError:
+        report["selected"] = None
+        (out_dir / "selected.tflite").unlink(missing_ok=True)
+        raise
+    report["selected"] = chosen["name"]
+    atomic_write_bytes(out_dir / "selected.tflite", Path(chosen["path"]).read_bytes())
+    return chosen
+
+
+def select_in_build(out_dir, constraints: Constraints) -> dict:
+    """Selects again in a finished build, e.g. on device latency after `invoke bench-device`.
+
+    Rewrites the build's report (md, html, json) with the new `selected`
+    and `constraints`, even when nothing meets them (then raises `GateError`).
+    """
+    from edgecompress.report.write import load_report, write_report
+
+    report = load_report(out_dir)
+    check_device(report, constraints)
+    try:
+        return apply_selection(report, constraints, out_dir)
+    finally:
+        write_report(report, out_dir)

@@ -1,0 +1,74 @@
+"""Glue between Invoke tasks and the package: logging, errors, printing.
+
+Errors become one line on stderr and their exit code (the table in
+`edgecompress.errors`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import warnings
+
+from edgecompress.errors import EXIT_INTERRUPTED, EXIT_USAGE, EdgeCompressError
+
+
+def setup_logging(verbose: bool = True) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    for noisy in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+# Modules a task may need that the device install (numpy and a runtime) does not have.
+_EXTRA_OF = {"tensorflow": "train", "tf_keras": "train", "tensorflow_model_optimization": "train", "keras": "train",
+             "fabric": "train", "paramiko": "train", "matplotlib": "train", "h5py": "train", "PIL": "images"}
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turns `EdgeCompressError` into `invoke.Exit` with its exit code, Ctrl-C into 130."""
+    from invoke.exceptions import Exit
+
+    try:
+        yield
+    except EdgeCompressError as e:
+        raise Exit(f"error: {e}", code=getattr(e, "exit_code", EXIT_USAGE)) from None
+    except ModuleNotFoundError as e:
+        extra = _EXTRA_OF.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        raise Exit(f"error: this task needs {e.name}, which this install does not have: "
+                   f"pip install 'edgecompress[{extra}]'.", code=EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted: finished artifacts were kept; partial files were discarded.", code=EXIT_INTERRUPTED) from None
+
+
+def print_report_summary(report: dict, out_dir) -> None:
+    """Prints the artifact table and where the report is."""
+    from edgecompress.report.write import artifact_table, format_text_table
+
+    print()
+    print(format_text_table(artifact_table(report)))
+    print()
+    print(f"Report: {out_dir}/report.md and {out_dir}/report.json")
+
+
+def task(*args, **kwargs):
+    """`invoke.task` whose automatic short flags never take `-h`.
+
+    Invoke gives each flag the first free letter of its name, and `-h` is
+    free at the task level: `--search` would get it, and `invoke build-edge
+    -h` would start a search instead of showing help.
+    """
+    from invoke import Task, task as invoke_task
+
+    class _Task(Task):
+        def arg_opts(self, name, default, taken_names):
+            return super().arg_opts(name, default, set(taken_names) | {"h"})
+
+    return invoke_task(*args, klass=_Task, **kwargs)

@@ -1,0 +1,465 @@
+"""The tasks: `edgecompress TASK` when installed, `invoke TASK` in a checkout. Thin: each calls the package.
+
+`edgecompress --list` (or `invoke --list`) shows them; `--help TASK` a task's flags.
+"""
+
+from invoke import Collection
+
+from edgecompress.cli.glue import print_report_summary, setup_logging, task, user_errors
+from edgecompress.builder.options import BuildOptions
+from edgecompress.recipes.recipe import RECIPES_DIR
+
+# One source of truth: the flags' defaults are BuildOptions' (importing it loads no TensorFlow).
+_B = BuildOptions()
+
+
+@task(
+    optional=["search"],
+    help={
+        "model": "Your model: .keras, .h5 or SavedModel dir (default: train the bundled teacher).",
+        "data": "Images: a folder with one sub-folder per class, an IDX folder, an .npz, or 'fashion-mnist' (default: bundled subset).",
+        "calibration": "Folder of calibration images (default: calibration_data/, or drawn from --data).",
+        "recipe": "One fixed recipe, open loop: a JSON file, or a shipped name: "
+                  f"{', '.join(sorted(p.stem for p in RECIPES_DIR.glob('*.json')))} (default: default without "
+                  "--model; with --model, the closed loop: the smallest file within --max-accuracy-drop on "
+                  "held-out images).",
+        "out": f"Output folder (default: {_B.out_dir}).",
+        "epochs": f"Training epochs for the default teacher (default: {_B.epochs}).",
+        "seed": f"Random seed (default: {_B.seed}).",
+        "threads": f"Interpreter threads for evaluation and latency (default: {_B.threads}).",
+        "runs": f"Timed invokes per artifact (default: {_B.runs}).",
+        "scale": "Pixel scaling for your model: auto (read from its Rescaling/Normalization layers, confirmed by "
+                 f"measuring), unit [0,1], symmetric [-1,1] or raw [0,255] (default: {_B.scale}).",
+        "unsafe": "Allow Lambda layers (arbitrary code) when loading --model. Only for models you trust.",
+        "quiet": "Hide progress output.",
+        "strategy": f"tf.distribute strategy for the teacher: default, mirrored or multiworker (default: {_B.strategy}).",
+        "no_cache": "Recompute every stage instead of reusing unchanged ones from OUT/.cache.",
+        "search": "Search recipes instead of running one: --search (the shipped space) or --search=FILE.json "
+                  "(with --model and no --recipe: the 'auto' space, the closed loop).",
+        "budget_minutes": f"Time budget of --search or the closed loop, from the build's start, in minutes "
+                          f"(default: {_B.budget_minutes:g}).",
+        "workers": "--search: worker processes on this machine sharing the study and the cores (default: 1).",
+        "storage": "--search: the study's storage, an RDB URL other machines' workers reach (postgresql://...) "
+                   "(default: a journal file in OUT/.edgecompress/study/).",
+        "artifacts": "--search: folder where workers put their files, one every machine mounts "
+                     "(default: OUT/.edgecompress/study/artifacts).",
+        "study": "--search: study name in the storage (default: edgecompress-search).",
+        "max_accuracy_drop": "Quality gate: most top-1 points below the baseline, judged on held-out images in a "
+                             "search (also tries selective int8 and int16x8; default: 1.0 with --model and no "
+                             "--recipe, else none).",
+        "max_size_kb": "Quality gate: largest .tflite in KiB.",
+        "max_latency_ms": "Quality gate: slowest host p50 in ms.",
+    }
+)
+def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.out_dir, epochs=_B.epochs, seed=_B.seed,
+               threads=_B.threads, runs=_B.runs, scale=_B.scale, unsafe=False, quiet=False, strategy=_B.strategy,
+               no_cache=False, max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None,
+               budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None):
+    """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
+    setup_logging(not quiet)
+    with user_errors():
+        from edgecompress.builder.selection import GateError
+        from edgecompress.builder.steps import PartialBuildError
+        from edgecompress.pipeline import build_edge as run
+
+        opts = BuildOptions(model=model, data=data, calibration=calibration, recipe=recipe, out_dir=out,
+                            epochs=int(epochs), seed=int(seed), threads=int(threads), runs=int(runs),
+                            scale=scale, safe_mode=not unsafe, verbose=0 if quiet else 1, strategy=strategy, cache=not no_cache,
+                            max_accuracy_drop=_num(max_accuracy_drop), max_size_kb=_num(max_size_kb),
+                            max_latency_ms=_num(max_latency_ms),
+                            search=("default" if search is True else search) or None,
+                            budget_minutes=float(budget_minutes), workers=int(workers), storage=storage,
+                            artifacts=artifacts, study=study)
+        try:
+            report = run(opts)
+        except PartialBuildError as e:
+            print_report_summary(e.report, out)
+            raise
+        except GateError:
+            from edgecompress.report.write import load_report
+
+            print_report_summary(load_report(out), out)
+            raise
+        print_report_summary(report, out)  # inside: a Ctrl-C while it prints is still exit 130
+
+
+@task(name="search-worker",
+      help={"storage": "The study's storage, as given to build-edge --storage (or journal:PATH for a local study).",
+            "out": "Folder for this worker's stage cache (default: the search's own build folder).",
+            "study": "Study name in the storage (default: edgecompress-search).",
+            "model": "The teacher file on this machine, when its path differs from the search's.",
+            "data": "The data on this machine, when its path differs from the search's.",
+            "search": "The search space file on this machine, when its path differs from the search's.",
+            "artifacts": "The artifact folder on this machine, when its mount point differs.",
+            "threads": "TensorFlow threads of this worker (default: all cores).",
+            "worker_index": "Seeds this worker's sampler (default: 0).",
+            "quiet": "Hide progress output."})
+def search_worker(c, storage, out=None, study=None, model=None, data=None, search=None, artifacts=None, threads=None,
+                  worker_index=0, quiet=False):
+    """Join a running search (build-edge --search --storage URL) and run its trials until its deadline."""
+    import os
+
+    if threads:  # before TensorFlow is imported (`edgecompress.models.backend`)
+        os.environ["EDGECOMPRESS_TF_THREADS"] = str(int(threads))
+    setup_logging(not quiet)
+    with user_errors():
+        from edgecompress.search.worker import search_worker as run
+
+        run(storage, out_dir=out, study=study, model=model, data=data, search=search, artifacts=artifacts,
+            worker_index=int(worker_index), verbose=0)
+
+
+@task(help={"data": "Dataset source (default: bundled subset).", "out": "Model file to write (default: build/edge/teacher.keras).",
+            "epochs": "Epochs (default: 8).", "seed": "Random seed (default: 0)."})
+def train(c, data=None, out="build/edge/teacher.keras", epochs=8, seed=0):
+    """Train the default teacher CNN and save it as .keras (with its preprocessing spec)."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.cli.commands import train_teacher
+
+        train_teacher(data=data, out=out, epochs=int(epochs), seed=int(seed))
+
+
+@task(help={"model": "Keras model to convert.", "out": "Output folder (default: build/edge).",
+            "calibration": "Calibration images folder (default: calibration_data/).",
+            "variants": "Comma-separated variants (default: float32,dynamic,float16,int8,int8_float_io).",
+            "unsafe": "Allow Lambda layers when loading the model.",
+            "scale": "Pixel scaling: auto (a saved .spec.json, else the model's Rescaling/Normalization layers), unit, symmetric or raw."})
+def quantize(c, model, out="build/edge", calibration="calibration_data", variants="float32,dynamic,float16,int8,int8_float_io",
+             unsafe=False, scale="auto"):
+    """Convert a Keras model to .tflite variants (post-training quantization)."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.cli.commands import quantize_model
+
+        quantize_model(model=model, out=out, calibration_dir=calibration, variants=variants.split(","), safe_mode=not unsafe,
+                       scale=scale)
+
+
+@task(help={"models": "Comma-separated .tflite files (default: every .tflite in build/edge).",
+            "data": "Dataset source (default: bundled subset).", "spec": "model_spec.json (default: build/edge/model_spec.json).",
+            "threads": "Interpreter threads (default: 1)."})
+def evaluate(c, models=None, data=None, spec="build/edge/model_spec.json", threads=1):
+    """Measure top-1 accuracy of .tflite files with the TFLite interpreter."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.cli.commands import evaluate_models
+
+        evaluate_models(models=models.split(",") if models else None, data=data, spec=spec, threads=int(threads))
+
+
+@task(name="calibration-data",
+      help={"data": "Dataset source (default: bundled subset).", "out": "Folder to write (default: calibration_data).",
+            "per_class": "Images per class (default: 20).", "seed": "Random seed (default: 0)."})
+def calibration_data(c, data=None, out="calibration_data", per_class=20, seed=0):
+    """Regenerate the representative (calibration) images from a dataset."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.cli.commands import make_calibration
+
+        make_calibration(data=data, out=out, per_class=int(per_class), seed=int(seed))
+
+
+@task(help={"models": "Comma-separated .tflite files (default: every .tflite in build/edge).",
+            "runs": "Timed invokes (default: 200).", "threads": "Threads (default: 1).",
+            "no_xnnpack": "Disable the XNNPACK delegate.", "json": "Write the JSON result here."})
+def bench(c, models=None, runs=200, threads=1, no_xnnpack=False, json=None):
+    """Benchmark .tflite latency on this machine (TensorFlow-free runtime)."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.cli.commands import bench_local
+
+        bench_local(models=models.split(",") if models else None, runs=int(runs), threads=int(threads),
+                    xnnpack=not no_xnnpack, json_out=json)
+
+
+_STAGE_HELP = {"model": "Input Keras model file.", "out": "Output Keras model file.",
+               "data": "Training data (default: bundled subset).", "seed": "Random seed (default: 0).",
+               "strategy": "tf.distribute strategy: default, mirrored or multiworker (default: default).",
+               "unsafe": "Allow Lambda layers when loading the model.",
+               "scale": "Pixel scaling: auto, unit, symmetric or raw (default: auto; a saved .spec.json wins)."}
+
+
+@task(help={**_STAGE_HELP, "final_sparsity": "Target sparsity in [0, 1) (default: 0.8).",
+            "initial_sparsity": "Starting sparsity for the polynomial schedule (default: 0.5).",
+            "schedule": "polynomial or constant (default: polynomial).", "epochs": "Fine-tuning epochs (default: 3).",
+            "m_by_n": "Structured sparsity, e.g. 2:4.", "policy": "xnnpack: prune only what XNNPACK can use.",
+            "qat": "Pruning-preserving quantization-aware training afterwards."})
+def prune(c, model, out, data=None, final_sparsity=None, initial_sparsity=None, schedule=None, epochs=None, m_by_n=None,
+          policy=None, qat=False, strategy=None, seed=0, unsafe=False, scale="auto"):
+    """Prune a Keras model with tfmot (model file in, model file out)."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.cli.commands import run_stage
+
+        run_stage("prune", model, out, data=data, seed=int(seed), safe_mode=not unsafe, scale=scale,
+                  final_sparsity=_num(final_sparsity), initial_sparsity=_num(initial_sparsity), schedule=schedule,
+                  epochs=_int(epochs), m_by_n=m_by_n, policy=policy, qat=qat or None, strategy=strategy)
+
+
+@task(help={**_STAGE_HELP, "width": "Student width multiplier on the teacher's architecture (default: 0.5).",
+            "student": "Your own student model file instead.", "temperature": "Softening temperature (default: 4).",
+            "alpha": "Weight of the hard-label loss (default: 0.1).", "epochs": "Epochs (default: 10)."})
+def distill(c, model, out, data=None, width=None, student=None, temperature=None, alpha=None, epochs=None,
+            strategy=None, seed=0, unsafe=False, scale="auto"):
+    """Distill a teacher into a smaller student (model file in, model file out)."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.cli.commands import run_stage
+
+        run_stage("distill", model, out, data=data, seed=int(seed), safe_mode=not unsafe, scale=scale, width=_num(width),
+                  student=student, temperature=_num(temperature), alpha=_num(alpha), epochs=_int(epochs),
+                  strategy=strategy)
+
+
+@task(help={**_STAGE_HELP, "energy": "Singular-value energy to keep (default: 0.9).",
+            "ratio": "Target parameter ratio per layer instead of energy.",
+            "finetune_epochs": "Fine-tuning epochs afterwards (default: 2)."})
+def factorize(c, model, out, data=None, energy=None, ratio=None, finetune_epochs=None, strategy=None, seed=0,
+              unsafe=False, scale="auto"):
+    """Factorize Dense/Conv2D kernels by truncated SVD (model file in, model file out)."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.cli.commands import run_stage
+
+        run_stage("factorize", model, out, data=data, seed=int(seed), safe_mode=not unsafe, scale=scale, energy=_num(energy),
+                  ratio=_num(ratio), finetune_epochs=_int(finetune_epochs), strategy=strategy)
+
+
+def _num(v):
+    return None if v is None else float(v)
+
+
+def _int(v):
+    return None if v is None else int(v)
+
+
+@task(optional=["search"],
+      help={"data": "Dataset (default: fashion-mnist, Debian's full 60,000/10,000 copy).",
+            "recipes": "Comma-separated recipe names or files (default: default,tfmot-guide).",
+            "out": "Output folder (default: build/benchmark).", "teacher_epochs": "Teacher epochs (default: 15).",
+            "teacher": "Use this trained teacher instead of training one.", "seed": "Random seed (default: 0).",
+            "search": "Also search on the same teacher: --search (the shipped space) or --search=FILE.json.",
+            "budget_minutes": "Time budget of --search in minutes (default: 30).",
+            "max_accuracy_drop": "Select the search's smallest file within this many top-1 points of the teacher.",
+            "max_size_kb": "Selection: largest .tflite in KiB.", "max_latency_ms": "Selection: slowest host p50 in ms.",
+            "compare": "With --search: also search these spaces, comma-separated, side by side with the same budget "
+                       "(default: grid, the search before Optuna; '' for none)."})
+def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build/benchmark", teacher_epochs=15,
+              teacher=None, seed=0, search=None, budget_minutes=30.0, max_accuracy_drop=None, max_size_kb=None,
+              max_latency_ms=None, compare="grid"):
+    """Compare recipes (and optionally a search) on one teacher over a full dataset and write a table."""
+    import json
+    from pathlib import Path
+
+    from edgecompress.report.write import format_text_table
+
+    setup_logging()
+    with user_errors():
+        from edgecompress.builder.selection import GateError
+        from edgecompress.benchmarks.recipes import run_study
+
+        try:
+            study = run_study(data=data, recipes=recipes.split(","), out_dir=out, teacher_epochs=int(teacher_epochs),
+                              teacher=teacher, seed=int(seed), verbose=2,
+                              search=("default" if search is True else search) or None,
+                              budget_minutes=float(budget_minutes), max_accuracy_drop=_num(max_accuracy_drop),
+                              max_size_kb=_num(max_size_kb), max_latency_ms=_num(max_latency_ms),
+                              compare=[x for x in compare.split(",") if x])
+        except GateError:
+            print(format_text_table(json.loads((Path(out) / "benchmark.json").read_text())["table"]))
+            raise
+    print(format_text_table(study["table"]))
+    for line in study.get("comparison", []):
+        print(line)
+    print(f"\nTable: {out}/benchmark.md")
+
+
+@task(name="benchmark-byo",
+      help={"out": "Folder for the example and the builds (default: build/byo, or build/byo-NAME).",
+            "example": "Which example: mnv2 (MobileNetV2, Keras 3 and tf-keras files), mnv3-shapes, resnet-letters "
+                       "(edgecompress/benchmarks/examples.py), or all (default: mnv2).",
+            "search": "mnv2 only: run --search with the 'default' space instead of the closed loop.",
+            "max_accuracy_drop": "With --search: select within this many top-1 points (default: 1.0).",
+            "budget_minutes": "With --search: time budget per file (default: 30)."})
+def benchmark_byo(c, out=None, example="mnv2", search=False, max_accuracy_drop=1.0, budget_minutes=30.0):
+    """Make an example model we did not tune on (once) and run build-edge on it with no other flag."""
+    from edgecompress.report.write import format_text_table
+
+    setup_logging()
+    with user_errors():
+        from edgecompress.benchmarks.examples import EXAMPLES, benchmark as run_example
+
+        names = sorted(EXAMPLES) if example == "all" else [example]
+        rows = []
+        for name in names:
+            if name == "mnv2":
+                from edgecompress.benchmarks.byo_example import benchmark as run
+
+                rows += [{"example": "mnv2", **r} for r in run(
+                    out or "build/byo", search=search, max_accuracy_drop=float(max_accuracy_drop) if search else None,
+                    budget_minutes=float(budget_minutes))]
+            else:
+                rows.append(run_example(name, out if len(names) == 1 else None))
+    table = [["example", "model file", "selected", "gzip KB", "x smaller (gzip)", "judged top-1 % (model's file)",
+              "top-1 %", "Keras top-1 %", "delta pts", "seconds"]]
+    for r in rows:
+        judged = (f"{100 * r['judged_top1']:.2f} ({100 * r['baseline_judged_top1']:.2f})"
+                  if r.get("judged_top1") is not None else "-")
+        table.append([r["example"], r["format"], r["artifact"], f"{r['gzip_bytes'] / 1024:.1f}",
+                      f"{r['x_smaller_gzip']:.2f}", judged, f"{100 * r['top1']:.2f}", f"{100 * r['keras_top1']:.2f}",
+                      f"{r['delta_points']:+.2f}", f"{r['seconds']:.0f}"])
+    print(format_text_table(table))
+
+
+@task(help={"out": "Build folder (default: build/edge).",
+            "max_accuracy_drop": "Most top-1 points below the baseline.", "max_size_kb": "Largest .tflite in KiB.",
+            "max_latency_ms": "Slowest p50 in ms (on --device when given, else the host).",
+            "device": "Judge latency on this device column of the report, e.g. pi@raspberrypi/ai_edge_litert."})
+def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, device=None):
+    """Select again in a finished build (e.g. on device latency after bench-device); writes selected.tflite."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.builder.selection import Constraints, select_in_build
+
+        chosen = select_in_build(out, Constraints(_num(max_accuracy_drop), _num(max_size_kb), _num(max_latency_ms),
+                                                  device=device))
+    print(f"Selected {chosen['name']} ({chosen['gzip_bytes'] / 1024:.1f} KB gzipped, top-1 "
+          f"{100 * chosen['accuracy']:.2f}%): {out}/selected.tflite")
+
+
+@task(iterable=["host"], name="bench-device", optional=["accuracy"],
+      help={"host": "user@host[:port] of a device; repeat for several (run in parallel).",
+            "models": "Comma-separated .tflite files (default: every .tflite in --out).",
+            "out": "Build folder whose report gets the results (default: build/edge).",
+            "python": "The device's Python, e.g. ~/venv/bin/python; comma-separate one per runtime (default: python3).",
+            "runs": "Timed invokes (default: 200).", "threads": "Threads (default: 1).",
+            "known_hosts": "known_hosts file for host key checks (default: ~/.ssh/known_hosts).",
+            "key": "SSH private key file (default: agent and default keys).",
+            "timeout": "Connection timeout in seconds (default: 15).",
+            "accuracy": "Also run the test images on the device: --accuracy (the whole test split) or --accuracy=N.",
+            "data": "Dataset for --accuracy, as given to build-edge (default: bundled subset)."})
+def bench_device(c, host, models=None, out="build/edge", python="python3", runs=200, threads=1, known_hosts=None,
+                 key=None, timeout=15, accuracy=None, data=None):
+    """Benchmark the build's .tflite files on devices over SSH (and --accuracy) and add them to the report."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.devices.ssh import SSHOptions
+        from edgecompress.cli.commands import bench_device as run
+
+        run(host, models=models.split(",") if models else None, out=out, runs=int(runs), threads=int(threads),
+            options=SSHOptions(known_hosts=known_hosts, key=key, timeout=float(timeout), python=python),
+            accuracy=accuracy, data=data)
+
+
+@task(name="device-sim",
+      help={"release": "Debian userland: bookworm (Raspberry Pi OS Bookworm 64-bit) or trixie (default: bookworm).",
+            "board": "Emulated CPU: pi4 (Cortex-A72) or pi5 (Cortex-A76) (default: pi4).",
+            "port": "Loopback SSH port (default: 2222).", "stop": "Stop it instead."})
+def device_sim(c, release="bookworm", board="pi4", port=2222, stop=False):
+    """Start an emulated Raspberry Pi OS (arm64, qemu) on loopback SSH; prints the bench-device arguments."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.devices import emulated_pi as sim
+
+        config = sim.SimConfig(release=release, board=board, port=int(port))
+        if stop:
+            print("Stopped." if sim.stop(config) else "It was not running.")
+            return
+        started = sim.start(config)
+    print(f"Emulated {board} ({config.cpu}), Debian {release} arm64, built in {started.build_seconds:.0f} s "
+          f"(once), started in {started.start_seconds:.2f} s. Latency measured on it is emulated; accuracy is real.")
+    print(" ".join(started.bench_args()))
+
+
+@task(name="android-assets", help={"out": "Build folder with the .tflite files (default: build/edge).",
+                                   "calibration": "Where sample images come from (default: calibration_data)."})
+def android_assets(c, out="build/edge", calibration="calibration_data"):
+    """Copy the built models, labels, preprocessing and sample images into the Android app."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.devices.android import copy_assets
+
+        print(f"Assets in {copy_assets(out, calibration_dir=calibration)}")
+
+
+@task(name="android-check")
+def android_check(c):
+    """Compile every Android app source against android-all + TFLite and run its JVM tests."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.devices.android import check_app
+
+        r = check_app()
+    print(f"Compiled {r['sources']} source file(s); JVM tests: {r['junit']}")
+
+
+@task(name="android-apk",
+      help={"out": "Build folder whose .tflite files go into the app (default: build/edge).",
+            "apk": "APK file to write (default: OUT/edgecompress-demo-debug.apk).",
+            "calibration": "Where sample images come from (default: calibration_data)."})
+def android_apk(c, out="build/edge", apk=None, calibration="calibration_data"):
+    """Build the demo app's debug APK here, without Gradle (Debian build-tools + Maven Central), and check it."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.devices.apk import build_apk
+
+        built = build_apk(out, apk, calibration_dir=calibration)
+    print(f"{built.path}: {built.size_bytes / 2**20:.1f} MiB, {len(built.models)} model(s), ABIs "
+          f"{', '.join(built.abis)}, {built.dex_classes} dex classes; signed with the debug key, verified. "
+          f"Install: adb install -r {built.path}")
+
+
+@task(name="bench-android",
+      help={"apk": "The app's debug APK (default: build it with android_demo/gradlew assembleDebug).",
+            "models": "Comma-separated .tflite files (default: every .tflite in --out).",
+            "out": "Build folder whose report gets the results (default: build/edge).",
+            "serial": "adb device serial (default: the only device).", "threads": "Threads (default: 1).",
+            "runs": "Timed invokes (default: 200).", "delegate": "cpu, xnnpack, gpu or nnapi (default: xnnpack).",
+            "timeout": "Seconds to wait for each model (default: 300)."})
+def bench_android(c, apk=None, models=None, out="build/edge", serial=None, threads=1, runs=200, delegate="xnnpack",
+                  timeout=300):
+    """Benchmark the build's .tflite files on an Android phone over adb and add them to the report."""
+    setup_logging()
+    with user_errors():
+        from edgecompress.cli.commands import bench_android_task
+
+        bench_android_task(c, apk=apk, models=models.split(",") if models else None, out=out, serial=serial,
+                           threads=int(threads), runs=int(runs), delegate=delegate, timeout=float(timeout))
+
+
+@task(name="check-model", help={"model": "Model to check (default: build/edge/teacher.keras).",
+                                "json": "Also write the findings as JSON here.",
+                                "unsafe": "Allow Lambda layers when loading the model."})
+def check_model(c, model="build/edge/teacher.keras", json=None, unsafe=False):
+    """Pre-flight: layers tfmot cannot prune/QAT, ops that will not be int8, XNNPACK sparse use."""
+    setup_logging(False)
+    with user_errors():
+        from edgecompress.models.keras_io import load_model
+        from edgecompress.builder.preflight import check_model as run, format_findings
+        from edgecompress.models.translate import TranslationLog
+
+        log = TranslationLog()
+        r = run(load_model(model, safe_mode=not unsafe, log=log))
+        r["translation"] = log.to_dict()
+        if json:
+            from edgecompress.lite.fileio import atomic_write_json
+
+            atomic_write_json(json, r)
+    print(format_findings(r))
+
+
+@task(help={"k": "Only tests matching this expression.", "fast": "Skip tests marked slow."})
+def test(c, k=None, fast=False):
+    """Run the test suite."""
+    args = ["-q"]
+    if k:
+        args += ["-k", k]
+    if fast:
+        args += ["-m", "'not slow'"]
+    c.run("python -m pytest " + " ".join(args), pty=False)
+
+
+ns = Collection(build_edge, search_worker, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
+                bench_device, device_sim, android_assets, android_check, android_apk, bench_android, check_model, benchmark, benchmark_byo, select, test)
+ns.configure({"run": {"echo": True}})

@@ -1,0 +1,125 @@
+"""The representative dataset for int8 calibration, stored as PNG files.
+
+`calibration_data/` holds a few hundred images, stratified by class, one
+sub-folder per class. They are read with Pillow through the model's
+`Preprocessing`, validated first (every file must decode; there must be
+enough of them), then fed to the converter as float32 arrays of the model's
+input shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress.configs import Preprocessing
+from edgecompress.data.datasets import Dataset
+from edgecompress.errors import EdgeCompressError
+from edgecompress.data.preprocessing import IMAGE_SUFFIXES, ConversionNotice, load_image, to_model_input
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DIR = Path("calibration_data")
+MIN_IMAGES = 10
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "class"
+
+
+def write_calibration_images(dataset: Dataset, out_dir=DEFAULT_DIR, *, per_class: int = 20, seed: int = 0) -> Path:
+    """Writes `per_class` training images of each class as PNG files.
+
+    The folder is rebuilt beside the old one and swapped in at the end, so an
+    interrupted run leaves the previous calibration set intact.
+    """
+    from PIL import Image
+
+    if per_class < 1:
+        raise EdgeCompressError(
+            f"Received an invalid value for `per_class`, expected an integer >= 1. Received: per_class={per_class!r}"
+        )
+    out_dir = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        counts = {}
+        for label, name in enumerate(dataset.class_names):
+            idx = np.flatnonzero(dataset.y_train == label)
+            chosen = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
+            sub = tmp / f"{label}_{_slug(name)}"
+            sub.mkdir()
+            for i, j in enumerate(sorted(chosen)):
+                px = dataset.x_train[j]
+                img = Image.fromarray(px[..., 0], "L") if px.shape[-1] == 1 else Image.fromarray(px, "RGB")
+                img.save(sub / f"{i:03d}.png", optimize=True)
+            counts[name] = len(chosen)
+        (tmp / "manifest.json").write_text(json.dumps({
+            "dataset": dataset.name, "seed": seed, "per_class": counts,
+            "preprocessing": dataset.preprocessing.to_dict(),
+        }, indent=2) + "\n")
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        if out_dir.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("Wrote %d calibration images to %s", sum(counts.values()), out_dir)
+    return out_dir
+
+
+def calibration_files(folder) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EdgeCompressError(
+            f"Calibration folder {folder} does not exist. Create it with "
+            "`invoke calibration-data`, or pass `--calibration DIR`."
+        )
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def load_calibration_images(folder, spec: Preprocessing, *, min_count: int = MIN_IMAGES, limit: int | None = None) -> np.ndarray:
+    """Reads and validates every calibration image; returns uint8 (N, H, W, C).
+
+    Raises:
+        EdgeCompressError: when the folder is missing, holds fewer than
+            `min_count` images, or a file does not decode (the file is named).
+    """
+    files = calibration_files(folder)
+    if len(files) < min_count:
+        raise EdgeCompressError(
+            f"Calibration folder {folder} holds {len(files)} image(s); int8 "
+            f"calibration needs at least {min_count} (a few hundred is better). "
+            "Regenerate it with `invoke calibration-data`."
+        )
+    if limit is not None:
+        files = files[:limit]
+    notice = ConversionNotice()
+    pixels = np.stack([load_image(f, spec, notice) for f in files])
+    notice.log("calibration images")
+    return pixels
+
+
+def representative_dataset(pixels: np.ndarray, spec: Preprocessing):
+    """Returns a generator function for `TFLiteConverter.representative_dataset`."""
+    x = to_model_input(pixels, spec)
+    if not np.isfinite(x).all():
+        raise EdgeCompressError("Calibration inputs contain NaN or infinite values after preprocessing.")
+
+    def gen():
+        for i in range(len(x)):
+            yield [x[i:i + 1]]
+
+    return gen

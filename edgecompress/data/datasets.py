@@ -1,0 +1,391 @@
+"""Datasets: the bundled default, Fashion-MNIST IDX files, image folders, .npz.
+
+All loaders return a `Dataset` of uint8 pixels already brought to one
+`Preprocessing` spec (size and channels); scaling to floats happens later, in
+`preprocessing.to_model_input`, the same way on every path.
+
+Example:
+
+>>> ds = load_dataset()                         # bundled Fashion-MNIST subset
+>>> ds = load_dataset("/usr/share/datasets/fashion-mnist")   # full IDX set
+>>> ds = load_dataset("photos/", Preprocessing(96, 96, 3))  # one folder per class
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import logging
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress.configs import Preprocessing
+from edgecompress.errors import EdgeCompressError
+from edgecompress.data.preprocessing import (
+    IMAGE_SUFFIXES,
+    ConversionNotice,
+    load_image,
+    resize_array,
+)
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_PATH = Path(__file__).parents[1] / "_data" / "fashion_mnist_subset.npz"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+_IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclasses.dataclass
+class Dataset:
+    """uint8 images (N, H, W, C) with integer labels, split into train and test, and optionally a
+    validation split of the data's own (`val/` beside `train/`, or `x_val`/`y_val` in an .npz)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    preprocessing: Preprocessing
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "split": "test",
+            "count": int(len(self.y_test)),
+            "train_count": int(len(self.y_train)),
+            **({"val_count": int(len(self.y_val))} if self.y_val is not None else {}),
+            "classes": list(self.class_names),
+            "fingerprint": self.fingerprint(),
+        }
+
+    def validation_split(self, fraction: float = 0.1, seed: int = 0) -> "Dataset":
+        """The training images split in two, stratified: the rest to train on, and `fraction` of them as
+        this dataset's evaluation split (its `x_test`). A search scores and selects on it; the test split
+        stays for reporting."""
+        train, val = _stratified_split(self.y_train, fraction, seed)
+        return Dataset(f"{self.name} (validation {len(val)} of the training images)", self.x_train[train],
+                       self.y_train[train], self.x_train[val], self.y_train[val], self.class_names,
+                       self.preprocessing)
+
+    def held_out(self, seed: int = 0) -> tuple["Dataset", "Dataset", dict]:
+        """(judge, report, how): two datasets with the full training split, each with images no model
+        trained on this data learned from as its `x_test`: `judge` to hold a limit against (the data's own
+        validation split, or else a stratified, seeded half of the test split), `report` to report on (the
+        test split, or its other half). `how` says which images went where, for the log and the report."""
+        if self.x_val is not None:
+            judge = dataclasses.replace(self, name=f"{self.name} (validation split, {len(self.y_val)} images)",
+                                        x_test=self.x_val, y_test=self.y_val, x_val=None, y_val=None)
+            return judge, self, {"judge": "validation split of the data", "judge_count": int(len(self.y_val)),
+                                 "report": "test split", "report_count": int(len(self.y_test))}
+        report_idx, judge_idx = _stratified_split(self.y_test, 0.5, seed)
+        judge = dataclasses.replace(self, name=f"{self.name} (half of the test split, {len(judge_idx)} images)",
+                                    x_test=self.x_test[judge_idx], y_test=self.y_test[judge_idx])
+        report = dataclasses.replace(self, x_test=self.x_test[report_idx], y_test=self.y_test[report_idx])
+        return judge, report, {"judge": "half of the test split (stratified, seeded)",
+                               "judge_count": int(len(judge_idx)), "report": "the other half of the test split",
+                               "report_count": int(len(report_idx))}
+
+    def without_validation(self, fraction: float = 0.1, seed: int = 0) -> "Dataset":
+        """This dataset less `validation_split`'s images: train a teacher on it so a search's validation
+        split is held out of everything it learned from. The test split is unchanged."""
+        train, _ = _stratified_split(self.y_train, fraction, seed)
+        return Dataset(self.name, self.x_train[train], self.y_train[train], self.x_test, self.y_test,
+                       self.class_names, self.preprocessing)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test, *(
+                (self.x_val, self.y_val) if self.x_val is not None else ())):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update("\n".join(self.class_names).encode())
+        return h.hexdigest()
+
+
+def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """Loads a dataset from any supported source.
+
+    Args:
+        source: `None` or `"default"` for the bundled Fashion-MNIST subset;
+            `"fashion-mnist"` for Debian's full copy; a directory of IDX files;
+            a directory with one sub-folder of images per class (optionally
+            under `train/` and `test/`); or an `.npz` file with `x_train`,
+            `y_train`, `x_test`, `y_test` (or `x`, `y`) and optional
+            `class_names`. Defaults to `None`.
+        preprocessing: The size and channels to bring images to. Defaults to
+            the data's own (for a folder, the first image's size and mode).
+        test_fraction: Share held out for testing where the source has no
+            test split of its own. Defaults to 0.2.
+        seed: Seeds that split. Defaults to 0.
+    """
+    if source is None or str(source) == "default":
+        return _from_npz(BUNDLED_PATH, preprocessing, test_fraction, seed,
+                         name="fashion-mnist-subset", class_names=FASHION_MNIST_CLASSES)
+    if str(source) == "fashion-mnist":
+        source = DEBIAN_FASHION_MNIST
+        if not source.is_dir():
+            raise EdgeCompressError(
+                f"Full Fashion-MNIST not found at {source}. Install it with "
+                "`apt-get install dataset-fashion-mnist`, or pass `--data DIR` "
+                "pointing at a folder holding the four IDX files."
+            )
+    path = Path(source)
+    if not path.exists():
+        raise EdgeCompressError(
+            f"Received an invalid value for `data`: {path} does not exist. Pass "
+            "an image folder (one sub-folder per class), an IDX folder or an .npz file."
+        )
+    if path.is_file():
+        if path.suffix != ".npz":
+            raise EdgeCompressError(
+                f"Received an invalid value for `data`: {path} is a file but not "
+                "an .npz archive. Pass an .npz file or a folder."
+            )
+        return _from_npz(path, preprocessing, test_fraction, seed, name=path.stem)
+    if _find_idx(path, "x_train") is not None:
+        return _from_idx(path, preprocessing)
+    return _from_folder(path, preprocessing, test_fraction, seed)
+
+
+def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what, x_val=None, y_val=None):
+    class_names = tuple(str(c) for c in class_names)
+    n = len(class_names)
+    for split, y in (("train", y_train), ("test", y_test), ("val", y_val if y_val is not None else y_test)):
+        if len(y) and (y.min() < 0 or y.max() >= n):
+            raise EdgeCompressError(
+                f"Dataset {name}: {split} labels must lie in [0, {n - 1}] for "
+                f"{n} classes; found values from {int(y.min())} to {int(y.max())}. "
+                "Fix the labels or list all classes in `class_names`."
+            )
+    if len(y_train) == 0 or len(y_test) == 0:
+        raise EdgeCompressError(
+            f"Dataset {name} has {len(y_train)} training and {len(y_test)} test "
+            "examples; both splits need at least one."
+        )
+    if spec is None:
+        spec = Preprocessing(height=int(x_train.shape[1]), width=int(x_train.shape[2]),
+                             channels=1 if x_train.ndim == 3 or x_train.shape[-1] == 1 else 3)
+    notice = ConversionNotice()
+    x_train = resize_array(x_train, spec, notice)
+    x_test = resize_array(x_test, spec, notice)
+    if x_val is not None:
+        x_val, y_val = resize_array(x_val, spec, notice), np.asarray(y_val).astype(np.int64)
+    notice.log(what)
+    return Dataset(name, x_train, y_train.astype(np.int64), x_test,
+                   y_test.astype(np.int64), class_names, spec, x_val, y_val)
+
+
+def _stratified_split(y, test_fraction, seed):
+    if not 0 < test_fraction < 1:
+        raise EdgeCompressError(
+            "Received an invalid value for `test_fraction`, expected a number in "
+            f"(0, 1). Received: test_fraction={test_fraction!r}"
+        )
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        k = max(1, int(round(len(idx) * test_fraction))) if len(idx) > 1 else 0
+        test.extend(idx[:k])
+    mask = np.zeros(len(y), bool)
+    mask[test] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise EdgeCompressError(f"Cannot read {path} as an .npz archive ({type(e).__name__}: {e}). "
+                                "Re-save it with `numpy.savez`.") from None
+    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
+        xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    elif {"x", "y"} <= arrays.keys():
+        tr, te = _stratified_split(np.asarray(arrays["y"]).astype(np.int64), test_fraction, seed)
+        xtr, ytr, xte, yte = arrays["x"][tr], arrays["y"][tr], arrays["x"][te], arrays["y"][te]
+    else:
+        raise EdgeCompressError(
+            f"{path} holds arrays {sorted(arrays)}; expected `x_train`, `y_train`, "
+            "`x_test`, `y_test` (or `x` and `y`), with optional `class_names`."
+        )
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        raise EdgeCompressError(f"{path} holds only one of `x_val` and `y_val`; a validation split needs both.")
+    xva, yva = arrays.get("x_val"), arrays.get("y_val")
+    for key, a in (("x_train", xtr), ("x_test", xte), *((("x_val", xva),) if xva is not None else ())):
+        if not np.issubdtype(a.dtype, np.number):
+            raise EdgeCompressError(f"{path}: `{key}` must be numeric, got dtype {a.dtype}.")
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            raise EdgeCompressError(
+                f"{path}: `{key}` contains NaN or infinite values "
+                f"({int((~np.isfinite(a)).sum())} of them). Clean the data first."
+            )
+        if np.issubdtype(a.dtype, np.floating) and a.size and 0 < a.max() <= 1.0:
+            raise EdgeCompressError(
+                f"{path}: `{key}` looks already scaled to [0, 1]; store raw 0..255 "
+                "pixels so the saved preprocessing can scale them the same way on device."
+            )
+    for key, a in (("y_train", ytr), ("y_test", yte), *((("y_val", yva),) if yva is not None else ())):
+        a = np.asarray(a)
+        if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer)
+                               or (np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all()
+                                   and np.all(a == np.round(a)))):
+            raise EdgeCompressError(
+                f"{path}: `{key}` must be a 1-D array of integer class ids; got "
+                f"shape {a.shape} and dtype {a.dtype}."
+            )
+    ytr, yte = np.asarray(ytr).astype(np.int64), np.asarray(yte).astype(np.int64)
+    if class_names is None:
+        if "class_names" in arrays:
+            class_names = [str(c) for c in arrays["class_names"]]
+        else:
+            class_names = [str(i) for i in range(int(max(ytr.max(), yte.max())) + 1)]
+    return _finish(name, xtr, ytr, xte, yte, class_names, spec, f"images of {path.name}",
+                   xva, None if yva is None else np.asarray(yva).astype(np.int64))
+
+
+def _find_idx(folder: Path, key: str):
+    for suffix in (".gz", ""):
+        p = folder / (_IDX_FILES[key] + suffix)
+        if p.exists():
+            return p
+    return None
+
+
+def read_idx(path) -> np.ndarray:
+    """Reads one IDX file (optionally gzipped) into a numpy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError(f"not an unsigned-byte IDX file (magic {data[:4].hex()})")
+        dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+        return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    except (OSError, EOFError, struct.error, ValueError) as e:
+        raise EdgeCompressError(f"Cannot read IDX file {path}: {e}.") from None
+
+
+def _from_idx(folder: Path, spec):
+    arrays = {}
+    for key in _IDX_FILES:
+        p = _find_idx(folder, key)
+        if p is None:
+            raise EdgeCompressError(
+                f"IDX folder {folder} lacks {_IDX_FILES[key]}(.gz); it needs all four "
+                f"files: {sorted(_IDX_FILES.values())}."
+            )
+        arrays[key] = read_idx(p)
+    classes = FASHION_MNIST_CLASSES if int(arrays["y_train"].max()) < 10 else range(int(arrays["y_train"].max()) + 1)
+    name = "fashion-mnist" if folder.resolve() == DEBIAN_FASHION_MNIST else folder.name
+    return _finish(name, arrays["x_train"], arrays["y_train"], arrays["x_test"],
+                   arrays["y_test"], classes, spec, "IDX images")
+
+
+def _class_dirs(folder: Path):
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_in(folder: Path):
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _infer_spec(first_image: Path) -> Preprocessing:
+    from PIL import Image
+
+    with Image.open(first_image) as img:
+        channels = 1 if img.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+        return Preprocessing(height=img.size[1], width=img.size[0], channels=channels)
+
+
+def _read_classes(root: Path, class_names, spec, notice):
+    xs, ys = [], []
+    for label, name in enumerate(class_names):
+        d = root / name
+        files = _images_in(d) if d.is_dir() else []
+        for f in files:
+            xs.append(load_image(f, spec, notice))
+            ys.append(label)
+    if not xs:
+        raise EdgeCompressError(f"No images (PNG/JPEG/BMP/GIF/WebP/TIFF) found under {root}.")
+    return np.stack(xs), np.asarray(ys, np.int64)
+
+
+VALIDATION_DIRS = ("val", "validation")
+
+
+def _from_folder(folder: Path, spec, test_fraction, seed):
+    split_dirs = {d.name for d in _class_dirs(folder)}
+    val_dirs = [d for d in VALIDATION_DIRS if d in split_dirs]
+    if "train" in split_dirs and len(val_dirs) > 1:
+        raise EdgeCompressError(f"{folder} has both `val/` and `validation/` beside `train/`; keep one.")
+    val_dir = folder / val_dirs[0] if "train" in split_dirs and val_dirs else None
+    presplit = "train" in split_dirs and ("test" in split_dirs or val_dir is not None)
+    class_root = folder / "train" if presplit else folder
+    classes = [d.name for d in _class_dirs(class_root)]
+    if not classes:
+        raise EdgeCompressError(
+            f"Received an invalid value for `data`: {folder} has no class sub-folders. "
+            "Put the images of each class in a sub-folder named after the class, "
+            "e.g. data/cat/1.png, data/dog/2.png."
+        )
+    if len(classes) < 2:
+        raise EdgeCompressError(
+            f"{class_root} has only one class sub-folder ({classes[0]!r}); a "
+            "classifier needs at least 2. Add a sub-folder per class."
+        )
+    empty = [c for c in classes if not _images_in(class_root / c)]
+    if empty:
+        raise EdgeCompressError(
+            f"Class folder(s) {empty} under {class_root} hold no images "
+            f"({', '.join(IMAGE_SUFFIXES)}). Add images or remove the folder."
+        )
+    if spec is None:
+        spec = _infer_spec(_images_in(class_root / classes[0])[0])
+    notice = ConversionNotice()
+    logger.info("Reading images of %d classes from %s", len(classes), folder)
+    xva = yva = None
+    if presplit:
+        for split in ("test", val_dir.name if val_dir else None):
+            if split and (folder / split).is_dir():
+                theirs = [d.name for d in _class_dirs(folder / split)]
+                if theirs != classes:
+                    raise EdgeCompressError(
+                        f"{folder / split} has class folders {theirs}, but {class_root} has {classes}. Every split "
+                        "needs the same class sub-folders (the model's output order is their sorted order).")
+        xtr, ytr = _read_classes(folder / "train", classes, spec, notice)
+        if val_dir is not None:
+            xva, yva = _read_classes(val_dir, classes, spec, notice)
+        if (folder / "test").is_dir():
+            xte, yte = _read_classes(folder / "test", classes, spec, notice)
+        else:  # train/ and val/ only: the validation images are the only held-out ones, test included
+            xte, yte, xva, yva = xva, yva, None, None
+    else:
+        x, y = _read_classes(folder, classes, spec, notice)
+        tr, te = _stratified_split(y, test_fraction, seed)
+        xtr, ytr, xte, yte = x[tr], y[tr], x[te], y[te]
+    notice.log(f"images of {folder}")
+    return Dataset(folder.name, xtr, ytr, xte, yte, tuple(classes), spec, xva, yva)

@@ -1,0 +1,1 @@
+"""Reaching devices: SSH (Fabric), the emulated Raspberry Pi OS, Android over adb, the demo APK."""

@@ -1,0 +1,322 @@
+"""Latency benchmark for `.tflite` files, with a command line. TensorFlow-free.
+
+Runs on a Raspberry Pi with only numpy and a TFLite runtime. The fields
+mirror what TFLite's own `benchmark_model` reports (init time, first
+inference, warm-up average, then timed runs), plus percentiles, peak memory
+and the harness's own per-call overhead, measured on a trivial model.
+
+Example:
+
+    python -m edgecompress.lite.latency build/edge/int8.tflite --runs 200 --threads 1 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EdgeCompressError
+from edgecompress.lite.numerics import labels, latency_stats, quantize
+from edgecompress.lite.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
+
+logger = logging.getLogger(__name__)
+
+TRIVIAL_MODEL = Path(__file__).parent / "_data" / "trivial.tflite"
+SCHEMA_VERSION = 1
+
+
+# Architectures one kernel runs natively (64-bit kernels run their 32-bit userlands).
+_NATIVE = {"x86_64": {"x86_64", "i386", "i486", "i586", "i686"},
+           "aarch64": {"aarch64", "arm64", "armv8l", "armv7l", "armv6l"},
+           "riscv64": {"riscv64"}, "ppc64le": {"ppc64le"}, "s390x": {"s390x"}}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def emulation(machine: str | None = None) -> dict:
+    """Whether this Python runs on an emulated CPU, and how that was seen.
+
+    Never from the host name. qemu-user (binfmt_misc) reports the guest's
+    architecture in `uname` but cannot hide the kernel's: `/proc/sys/kernel/arch`
+    (or, on older kernels, an x86 `vendor_id` in `/proc/cpuinfo`) says the
+    CPU is another one. A QEMU virtual board (devicetree `linux,dummy-virt`, or
+    DMI vendor QEMU) may run its CPU in software (TCG) too: counted as
+    emulated, because nothing inside it can tell TCG from KVM for certain.
+    """
+    machine = machine or platform.machine()
+    kernel_arch = _read("/proc/sys/kernel/arch").strip()
+    if kernel_arch and machine not in _NATIVE.get(kernel_arch, {kernel_arch}):
+        return {"emulated": True, "how": f"qemu-user: this process is {machine} but the kernel is {kernel_arch} "
+                                         "(/proc/sys/kernel/arch)"}
+    cpuinfo = _read("/proc/cpuinfo")
+    vendor = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("vendor_id")), "")
+    if vendor in ("GenuineIntel", "AuthenticAMD", "HygonGenuine", "CentaurHauls") and machine not in _NATIVE["x86_64"]:
+        return {"emulated": True, "how": f"qemu-user: this process is {machine} but /proc/cpuinfo shows an x86 CPU "
+                                         f"({vendor})"}
+    board = (_read("/sys/firmware/devicetree/base/compatible").replace("\x00", " ")
+             + " " + _read("/sys/class/dmi/id/sys_vendor")).strip()
+    if "dummy-virt" in board or "QEMU" in board:
+        return {"emulated": True, "how": f"a QEMU virtual board ({board.split()[0]}); its CPU may be emulated"}
+    return {"emulated": False, "how": "native: the kernel and this process have the same architecture"}
+
+
+def device_emulation(column: dict) -> str | None:
+    """How a report's device column (`report["devices"][label]`) was found to
+    run on an emulated CPU, or None for a real one."""
+    em = (column.get("device") or {}).get("emulation") or {}
+    return em.get("how") if em.get("emulated") else None
+
+
+def device_info() -> dict:
+    """OS, CPU model, Python, numpy and runtime of this machine."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if ":" in line:
+                key, value = (part.strip() for part in line.split(":", 1))
+                fields.setdefault(key.lower(), value)
+    except OSError:
+        pass
+    cpu = fields.get("model name") or fields.get("hardware") or platform.processor() or platform.machine()
+    board = fields.get("model") if not fields.get("model", "0").isdigit() else None
+    rt = runtime_info()
+    return {
+        "hostname": platform.node(),
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu,
+        "board": board,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "runtime": rt.to_dict(),
+        "tensorflow_imported": "tensorflow" in sys.modules,
+        "emulation": emulation(),
+        "qemu_cpu": os.environ.get("QEMU_CPU"),
+    }
+
+
+def _rss_mb() -> float:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def make_input(detail: dict, source=None, seed: int = 0) -> np.ndarray:
+    """An input tensor of the right dtype and shape.
+
+    `source` is None (random: uniform over the integer range for quantized
+    inputs, [0, 1) for float) or a `.npy` file holding float32 inputs (they
+    are quantized with the tensor's own scale and zero point when needed).
+    """
+    shape = tuple(int(s) for s in detail["shape"])
+    dtype = np.dtype(detail["dtype"])
+    rng = np.random.default_rng(seed)
+    if source is None:
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            return rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
+        return rng.random(shape, dtype=np.float32).astype(dtype)
+    path = Path(source)
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise EdgeCompressError(f"Cannot read input file {path} as .npy ({e}).") from None
+    x = np.asarray(x)
+    if x.size != int(np.prod(shape)):
+        if x.ndim >= 1 and x[0].size == int(np.prod(shape)):
+            x = x[0]
+        else:
+            raise EdgeCompressError(
+                f"Input file {path} has shape {x.shape}; the model wants {list(shape)}."
+            )
+    x = x.reshape(shape)
+    if np.issubdtype(dtype, np.integer) and not np.issubdtype(x.dtype, np.integer):
+        scale, zp = detail["quantization"]
+        return quantize(x, scale, zp, dtype)
+    return x.astype(dtype)
+
+
+def time_invokes(interp, runs: int) -> list[float]:
+    """Times `runs` calls of `interp.invoke()`; returns milliseconds."""
+    invoke = interp.invoke
+    clock = time.perf_counter_ns
+    out = [0.0] * runs
+    for i in range(runs):
+        t0 = clock()
+        invoke()
+        out[i] = (clock() - t0) / 1e6
+    return out
+
+
+def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1, xnnpack: bool = True,
+              input_source=None, seed: int = 0, runtime: str | None = None, probe: bool = True) -> dict:
+    """Benchmarks one `.tflite` file; returns a JSON-ready dict.
+
+    Args:
+        model_path: The `.tflite` file.
+        runs: Timed invokes after warm-up. Defaults to 200.
+        warmup: Untimed-in-stats invokes before them. Defaults to 20.
+        threads: Interpreter threads. Defaults to 1.
+        xnnpack: Use the default XNNPACK delegate. Defaults to True.
+        input_source: None for random inputs, or a `.npy` file.
+        seed: Seeds the random input. Defaults to 0.
+        runtime: Force a runtime from `runtime.RUNTIMES`.
+        probe: Load the file in a child process first, so a malformed file
+            cannot crash this process. Defaults to True.
+    """
+    if not (isinstance(runs, int) and runs >= 1):
+        raise EdgeCompressError(f"Received an invalid value for `runs`, expected an integer >= 1. Received: runs={runs!r}")
+    if not (isinstance(warmup, int) and warmup >= 0):
+        raise EdgeCompressError(f"Received an invalid value for `warmup`, expected an integer >= 0. Received: warmup={warmup!r}")
+    path = check_tflite_file(model_path)
+    if probe:
+        probe_in_child(path, runtime)
+    rss0 = _rss_mb()
+    t0 = time.perf_counter_ns()
+    interp = make_interpreter(path, num_threads=threads, use_xnnpack=xnnpack, runtime=runtime)
+    init_ms = (time.perf_counter_ns() - t0) / 1e6
+    detail = interp.get_input_details()[0]
+    x = make_input(detail, input_source, seed)
+    interp.set_tensor(detail["index"], x)
+    first_ms = time_invokes(interp, 1)[0]
+    warm = time_invokes(interp, warmup) if warmup else []
+    timed = time_invokes(interp, runs)
+    data = path.read_bytes()
+    return {
+        "model": path.name,
+        "model_sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+        "runtime": runtime_info(runtime).to_dict(),
+        "threads": threads,
+        "xnnpack": xnnpack,
+        "input": {"shape": [int(s) for s in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
+                  "source": str(input_source) if input_source else "random"},
+        "init_ms": init_ms,
+        "first_inference_ms": first_ms,
+        "warmup": {"count": warmup, "mean_ms": float(np.mean(warm)) if warm else None},
+        "latency_ms": latency_stats(timed),
+        "memory_mb": {"init_delta": _rss_mb() - rss0, "peak_rss": _peak_rss_mb()},
+    }
+
+
+def harness_overhead_us(runs: int = 2000, runtime: str | None = None) -> float:
+    """Median time of one timed call on a trivial one-op model, in microseconds."""
+    interp = make_interpreter(TRIVIAL_MODEL, num_threads=1, runtime=runtime)
+    time_invokes(interp, 100)
+    return float(np.median(time_invokes(interp, runs)) * 1000.0)
+
+
+def load_eval_data(path) -> tuple[np.ndarray, np.ndarray]:
+    """Reads an `.npz` with float32 inputs `x` (already preprocessed) and integer labels `y`."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x, y = z["x"].astype(np.float32), z["y"].astype(np.int64)
+    except (OSError, ValueError, KeyError) as e:
+        raise EdgeCompressError(f"Cannot read evaluation data {path} (an .npz with `x` and `y`): {e}") from None
+    if len(x) != len(y) or len(y) == 0:
+        raise EdgeCompressError(f"Evaluation data {path} has {len(x)} inputs and {len(y)} labels; expected the same, > 0.")
+    return x, y
+
+
+def accuracy(model_path, x: np.ndarray, y: np.ndarray, *, threads: int = 1, xnnpack: bool = True,
+             runtime: str | None = None) -> dict:
+    """Top-1 of one `.tflite` file on (x, y) with this machine's runtime, and its predicted labels."""
+    from edgecompress.lite.evaluation import predict
+
+    interp = make_interpreter(check_tflite_file(model_path), num_threads=threads, use_xnnpack=xnnpack, runtime=runtime)
+    pred = labels(predict(interp, x))
+    return {"top1": float((pred == y).mean()), "count": int(len(y)), "predictions": pred.astype(int).tolist()}
+
+
+def run(models, eval_data=None, **kwargs) -> dict:
+    """Benchmarks several files; returns {"device", "harness_overhead_us", "results", "errors"}.
+
+    With `eval_data` (an `.npz`, see `load_eval_data`), each result also gets
+    `accuracy`: top-1 and the predicted labels on this device.
+    """
+    overhead = harness_overhead_us(runtime=kwargs.get("runtime"))  # also proves the runtime works
+    xy = load_eval_data(eval_data) if eval_data else None
+    results, errors = [], []
+    for m in models:
+        try:
+            logger.info("Benchmarking %s", m)
+            r = benchmark(m, **kwargs)
+            if xy is not None:
+                logger.info("Evaluating %s on %d inputs", m, len(xy[1]))
+                r["accuracy"] = accuracy(m, *xy, threads=kwargs.get("threads", 1), xnnpack=kwargs.get("xnnpack", True),
+                                         runtime=kwargs.get("runtime"))
+            results.append(r)
+        except EdgeCompressError as e:
+            errors.append({"model": Path(m).name, "error": str(e)})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "device": device_info(),
+        "harness_overhead_us": overhead,
+        "results": results,
+        "errors": errors,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edgecompress.lite.latency", description="Benchmark .tflite files (TensorFlow-free).")
+    p.add_argument("models", nargs="+", help=".tflite files")
+    p.add_argument("--runs", type=int, default=200, help="timed invokes after warm-up (default 200)")
+    p.add_argument("--warmup", type=int, default=20, help="warm-up invokes (default 20)")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.add_argument("--no-xnnpack", action="store_true", help="disable the default XNNPACK delegate")
+    p.add_argument("--input", default=None, help=".npy file with one input (default: random)")
+    p.add_argument("--runtime", default=None, choices=["ai-edge-litert", "tflite-runtime", "tensorflow"])
+    p.add_argument("--json", default=None, help="write the JSON result here (default: stdout)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-data", default=None, help=".npz with preprocessed inputs `x` and labels `y`: also measure top-1")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        out = run(args.models, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                  xnnpack=not args.no_xnnpack, input_source=args.input, seed=args.seed, runtime=args.runtime,
+                  eval_data=args.eval_data)
+    except EdgeCompressError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    text = json.dumps(out, indent=2)
+    if args.json:
+        from edgecompress.lite.fileio import atomic_write_text
+
+        atomic_write_text(args.json, text + "\n")
+    else:
+        print(text)
+    for err in out["errors"]:
+        print(f"error: {err['model']}: {err['error']}", file=sys.stderr)
+    if not out["errors"]:
+        return EXIT_OK
+    return EXIT_PARTIAL if out["results"] else EXIT_USAGE  # some files failed / every file failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""Keras models: the default teacher, training, and safe loading and saving.
+
+Inside edgecompress, models are tf-keras (Keras 2) models, because
+tensorflow-model-optimization rejects Keras 3 objects. Keras 3 files are
+loaded with Keras 3 and translated (`edgecompress.models.translate`), and can be
+saved back as Keras 3. Loading refuses `Lambda` layers (arbitrary Python
+code) unless the caller passes `safe_mode=False`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
+from edgecompress.errors import EdgeCompressError
+from edgecompress.lite.fileio import atomic_path, atomic_write_json
+from edgecompress.lite.numerics import labels
+from edgecompress.data.preprocessing import to_model_input
+
+logger = logging.getLogger(__name__)
+
+SPEC_SUFFIX = ".spec.json"
+
+
+def build_teacher(spec: Preprocessing, num_classes: int, *, width: float = 1.0, seed: int = 0, name: str = "teacher"):
+    """Builds the default CNN classifier.
+
+    Two 3x3 convolutions with max pooling, a dense hidden layer, and a
+    separate `Softmax` layer so the logits stay reachable for distillation.
+
+    Args:
+        spec: Input preprocessing (gives the input shape).
+        num_classes: Number of output classes.
+        width: Multiplier on every hidden layer's filters and units; students
+            for distillation use `width < 1`. Defaults to 1.0.
+        seed: Seeds the weight initializers. Defaults to 0.
+        name: Model name. Defaults to `"teacher"`.
+    """
+    from edgecompress.models.backend import keras
+
+    if not width > 0:
+        raise EdgeCompressError(f"Received an invalid value for `width`, expected a positive number. Received: width={width!r}")
+    keras.utils.set_random_seed(seed)
+    c = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    layers = keras.layers
+    inputs = keras.Input(spec.input_shape, name="image")
+    x = layers.Conv2D(c(32), 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(name="pool1")(x)
+    x = layers.Conv2D(c(64), 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(0.3, name="dropout1")(x)
+    x = layers.Dense(c(128), activation="relu", name="fc1")(x)
+    x = layers.Dropout(0.3, name="dropout2")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    probs = layers.Softmax(name="probs")(logits)
+    return keras.Model(inputs, probs, name=name)
+
+
+# What a classifier's last layer emits, by its activation: the loss and the distiller read this table.
+HEADS = {"softmax": "softmax", "linear": "logits", None: "logits", "sigmoid": "sigmoid"}
+
+
+def output_head(model) -> str:
+    """What `model` outputs: `"softmax"` (probabilities), `"logits"` (a Dense with no activation, trained
+    with `from_logits=True`) or `"sigmoid"` (one unit: the probability of class 1).
+
+    Read from the last layer (through tfmot's pruning, clustering and QAT wrappers): a `Softmax` layer or
+    an activation. A last layer of another kind (a `Reshape` after the softmax, say) is taken as
+    probabilities, as before heads were read.
+    """
+    layer = model.layers[-1]
+    while hasattr(layer, "layer") and not hasattr(layer, "activation"):  # tfmot's wrappers
+        layer = layer.layer
+    cls = type(layer).__name__
+    if cls == "Softmax":
+        return "softmax"
+    act = getattr(layer, "activation", "softmax")
+    name = act if isinstance(act, str) or act is None else getattr(act, "__name__", "softmax")
+    head = HEADS.get(name, "softmax")
+    if head == "sigmoid" and model.output_shape[-1] != 1:
+        raise EdgeCompressError(
+            f"Model {model.name!r} ends in {model.output_shape[-1]} sigmoid units: a multi-label head, which "
+            "edgecompress does not train yet. A classifier ends in softmax, in logits (no activation) or in one "
+            "sigmoid unit (two classes).")
+    if head == "logits" and model.output_shape[-1] == 1:
+        raise EdgeCompressError(
+            f"Model {model.name!r} ends in one unit with no activation: a binary logit or a regression, which "
+            "edgecompress cannot judge by top-1. Add `activation=\"sigmoid\"` to the last Dense (two classes), "
+            "or end in a Dense with one unit per class.")
+    return head
+
+
+def classification_loss(head: str, reduction=None):
+    """The training loss for `output_head`'s kind: sparse cross-entropy (from logits for a logits head), or
+    binary cross-entropy for one sigmoid unit."""
+    from edgecompress.models.backend import keras
+
+    kw = {} if reduction is None else {"reduction": reduction}
+    if head == "sigmoid":
+        return keras.losses.BinaryCrossentropy(**kw)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=head == "logits", **kw)
+
+
+def compile_classifier(model, learning_rate: float = 1e-3):
+    """Compiles `model` with Adam and the loss its head needs (`output_head`); tracks `accuracy`."""
+    from edgecompress.models.backend import keras
+
+    head = output_head(model)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=classification_loss(head),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy") if head == "sigmoid" else
+                 keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def split_validation(x, y, fraction: float, seed: int):
+    """Seeded hold-out of `fraction` of (x, y) for validation."""
+    if fraction <= 0:
+        return (x, y), None
+    idx = np.random.default_rng(seed).permutation(len(y))
+    k = max(1, int(len(y) * fraction))
+    return (x[idx[k:]], y[idx[k:]]), (x[idx[:k]], y[idx[:k]])
+
+
+def train_default_teacher(dataset, config: TrainConfig, *, verbose: int = 1):
+    """The bundled teacher CNN, built in `config.strategy`'s scope and trained: the one way every task makes it."""
+    from edgecompress.models.distribute import get_strategy
+
+    with get_strategy(config.strategy).scope():
+        model = build_teacher(dataset.preprocessing, dataset.num_classes, seed=config.seed)
+    train_classifier(model, dataset, config, verbose=verbose)
+    return model
+
+
+def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int = 1, callbacks=(), compile: bool = True):
+    """Fits `model` on `dataset`'s training split with Keras progress bars.
+
+    With `config.strategy` other than `"default"`, build `model` inside
+    `distribute.get_strategy(config.strategy).scope()` first; the optimizer
+    is created in the same scope here.
+    """
+    from edgecompress.models.backend import keras
+
+    from edgecompress.models.distribute import get_strategy
+
+    config = config or TrainConfig()
+    keras.utils.set_random_seed(config.seed)
+    x = to_model_input(dataset.x_train, dataset.preprocessing)
+    (xt, yt), val = split_validation(x, dataset.y_train, config.validation_fraction, config.seed)
+    if compile:
+        with get_strategy(config.strategy).scope():
+            compile_classifier(model, config.learning_rate)
+    return model.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs,
+                     validation_data=val, verbose=verbose, callbacks=list(callbacks), shuffle=True)
+
+
+def keras_accuracy(model, dataset) -> float:
+    x = to_model_input(dataset.x_test, dataset.preprocessing)
+    pred = labels(model.predict(x, batch_size=256, verbose=0))
+    return float((pred == dataset.y_test).mean())
+
+
+def input_preprocessing(model, scale: str = "unit") -> Preprocessing:
+    """Derives the preprocessing spec from a model's declared input shape."""
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise EdgeCompressError(
+            f"Model {model.name!r} has {len(shape)} inputs; edgecompress handles "
+            "image classifiers with a single (height, width, channels) input."
+        )
+    if len(shape) != 4 or any(d is None for d in shape[1:]) or shape[-1] not in (1, 3):
+        raise EdgeCompressError(
+            f"Model {model.name!r} declares input shape {tuple(shape)}; expected "
+            "(batch, height, width, 1 or 3) with fixed height, width and channels. "
+            "Rebuild the model with e.g. `Input((224, 224, 3))`."
+        )
+    return Preprocessing(height=int(shape[1]), width=int(shape[2]), channels=int(shape[3]), scale=scale)
+
+
+def _keras_major(version) -> int | None:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return None
+
+
+_REBUILD_FIX = ("Rebuild it from built-in Keras layers (custom and subclassed layers cannot be translated "
+                "for pruning), or save it again with `model.save('model.keras')`.")
+
+
+def _inspect_config(path: Path):
+    """Returns (keras_version, config_json_text) without deserializing the model."""
+    if path.is_dir():
+        meta = path / "keras_metadata.pb"
+        if not (path / "saved_model.pb").exists():
+            raise EdgeCompressError(f"{path} is a directory but not a SavedModel (no saved_model.pb).")
+        if not meta.exists():
+            raise EdgeCompressError(
+                f"SavedModel {path} has no Keras metadata (keras_metadata.pb): it was "
+                "exported with Keras 3 `model.export()` or plain `tf.saved_model.save`, "
+                "which edgecompress cannot train further. Save the Keras model itself instead: "
+                "`model.save('model.keras')`."
+            )
+        text = meta.read_bytes().decode("utf-8", "replace")
+        return None, text
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as z:
+                meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
+                config = z.read("config.json").decode("utf-8")
+        except (zipfile.BadZipFile, KeyError, OSError, json.JSONDecodeError) as e:
+            raise EdgeCompressError(
+                f"Cannot read {path} as a .keras model archive ({type(e).__name__}: {e}). "
+                "The file is corrupt or not a Keras model; re-save it with `model.save('model.keras')`."
+            ) from None
+        return meta.get("keras_version"), config
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                version = f.attrs.get("keras_version")
+                config = f.attrs.get("model_config")
+        except OSError as e:
+            raise EdgeCompressError(f"Cannot read {path} as an HDF5 Keras model ({e}).") from None
+        if isinstance(version, bytes):
+            version = version.decode()
+        if isinstance(config, bytes):
+            config = config.decode()
+        if config is None:
+            raise EdgeCompressError(f"{path} holds only weights, not a model (no model_config). Save the whole model with `model.save`.")
+        return version, config
+    raise EdgeCompressError(
+        f"Received an invalid value for `model`: {path} is not a .keras file, an .h5 file "
+        "or a SavedModel directory."
+    )
+
+
+def model_format(path) -> str:
+    """`"keras3"` when the file was saved by Keras 3, else `"tf_keras"`."""
+    version, _ = _inspect_config(Path(path))
+    return "keras3" if _keras_major(version) == 3 else "tf_keras"
+
+
+def load_model(path, *, safe_mode: bool = True, log=None):
+    """Loads a Keras 3 or tf-keras model as a flat tf-keras model.
+
+    Keras 3 files (`.keras`, `.h5`) are loaded with Keras 3 and translated
+    layer by layer (`translate.to_tf_keras`); nested sub-models, in either
+    library, are inlined so every stage reaches every layer.
+
+    Args:
+        path: The model file or directory.
+        safe_mode: Refuse `Lambda` layers, whose Python code would run on
+            load. Pass `False` only for models you trust. Defaults to True.
+        log: A `translate.TranslationLog` to fill. Defaults to None.
+
+    Raises:
+        EdgeCompressError: for a missing path, a corrupt file, missing
+            weights, a layer that cannot be translated exactly, or (in safe
+            mode) a model with a Lambda layer.
+    """
+    from edgecompress.models import translate
+
+    path = Path(path)
+    if not path.exists():
+        raise EdgeCompressError(f"Received an invalid value for `model`: {path} does not exist.")
+    version, config = _inspect_config(path)
+    keras3 = _keras_major(version) == 3
+    if safe_mode and config and ('"class_name": "Lambda"' in config or '"class_name":"Lambda"' in config):
+        raise EdgeCompressError(
+            f"{path} contains a Lambda layer, whose Python code would run when the model "
+            "is loaded. Refusing in safe mode; pass `--unsafe` (safe_mode=False) only if you "
+            "trust where the file came from (a Lambda cannot be pruned or translated either: "
+            "replace it with built-in layers)."
+        )
+    if keras3 and config:
+        _refuse_custom_classes(path, config)
+    if keras3 and path.suffix.lower() == ".keras":
+        _check_keras3_weights(path)
+    if keras3:
+        import keras as keras_lib
+
+        loader = lambda: keras_lib.saving.load_model(path, compile=False, safe_mode=safe_mode)  # noqa: E731
+    else:
+        from edgecompress.models.backend import keras as keras_lib
+
+        loader = (lambda: keras_lib.models.load_model(path, compile=False, safe_mode=safe_mode)) \
+            if path.suffix.lower() == ".keras" else (lambda: keras_lib.models.load_model(path, compile=False))
+    try:
+        model = loader()
+    except Exception as e:  # noqa: BLE001 - any deserialization failure is the file's fault
+        raise EdgeCompressError(
+            f"Cannot load model {path} (saved by Keras {version or '2'}): {type(e).__name__}: "
+            f"{str(e).splitlines()[0][:300]}. {_REBUILD_FIX}"
+        ) from None
+    if not isinstance(model, keras_lib.Model):
+        raise EdgeCompressError(f"{path} did not load as a Keras Model (got {type(model).__name__}).")
+    if keras3 and type(model).__name__ not in ("Functional", "Sequential"):
+        raise EdgeCompressError(
+            f"{path} holds a subclassed model ({type(model).__name__}), whose graph is Python code edgecompress "
+            "cannot follow. Build it with the Functional or Sequential API.")
+    log = log if log is not None else translate.TranslationLog()
+    model = translate.to_tf_keras(model, log)
+    if keras3:
+        logger.info("Translated Keras %s model %s to tf-keras (%d layers%s)", version, path, len(model.layers),
+                    f"; rebuilt from built-in layers: {len(log.decomposed)} activation(s)/op(s)" if log.decomposed else "")
+    return model
+
+
+def _refuse_custom_classes(path: Path, config_text: str) -> None:
+    """Names the first layer whose class is not Keras's own (Keras 3 writes each object's module)."""
+    try:
+        config = json.loads(config_text)
+    except json.JSONDecodeError:
+        return
+
+    def walk(obj):
+        if isinstance(obj, dict):
+            module = obj.get("module")
+            if "class_name" in obj and isinstance(module, str) and not module.startswith("keras"):
+                name = (obj.get("config") or {}).get("name", "?") if isinstance(obj.get("config"), dict) else "?"
+                raise EdgeCompressError(
+                    f"{path}: layer {name!r} is a custom class {obj['class_name']} (module {module}), which "
+                    f"edgecompress cannot translate or prune. {_REBUILD_FIX}")
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    walk(config)
+
+
+def _check_keras3_weights(path: Path) -> None:
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    if not any(n.startswith("model.weights") for n in names):
+        raise EdgeCompressError(f"{path} has no weights (no model.weights.h5 inside the archive). Save the whole "
+                                "model with `model.save('model.keras')`, not only its config.")
+
+
+def save_model(model, path, spec: ModelSpec | None = None, *, fmt: str = "tf_keras"):
+    """Saves `model` atomically (and its `ModelSpec` beside it as JSON).
+
+    Args:
+        fmt: `"keras3"` writes a Keras 3 file (`translate.to_keras3`) that
+            `keras.saving.load_model` reads; a model Keras 3 cannot hold
+            (quantization-aware training wrappers) is saved as tf-keras with
+            a warning. Defaults to `"tf_keras"`.
+    """
+    path = Path(path)
+    if fmt == "keras3":
+        from edgecompress.models import translate
+
+        try:
+            model = translate.to_keras3(model)
+        except EdgeCompressError as e:
+            logger.warning("Saving %s as a tf-keras file: Keras 3 cannot hold it (%s)", path, e)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    if spec is not None:
+        atomic_write_json(spec_path(path), spec.to_dict())
+    return path
+
+
+def spec_path(model_path) -> Path:
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + SPEC_SUFFIX)
+
+
+def load_spec(model_path) -> ModelSpec | None:
+    p = spec_path(model_path)
+    if p.exists():
+        return ModelSpec.from_dict(json.loads(p.read_text()))
+    return None
+
+
+def count_params(model) -> int:
+    return int(model.count_params())

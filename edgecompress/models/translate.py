@@ -1,0 +1,436 @@
+"""Keras 3 <-> tf-keras, exactly, and nested sub-models flattened.
+
+tensorflow-model-optimization works only on tf-keras (Keras 2) models, while
+every TensorFlow >= 2.16 user builds with Keras 3. This module rebuilds a
+model's graph layer by layer in the other library and copies the weights:
+
+- `to_tf_keras(model)`: a Keras 3 *or* tf-keras model in, a flat tf-keras
+  Functional model out. Nested Functional/Sequential sub-models called once
+  (a `keras.applications` backbone inside a transfer model) are inlined, so
+  pruning, QAT, factorization and width scaling reach every layer. A tf-keras
+  model without nested models is returned unchanged.
+- `to_keras3(model)`: a (flat) tf-keras model back to Keras 3, so a Keras 3
+  user gets a Keras 3 `final.keras`.
+
+Translation is by table, never by name alone: an activation is mapped only
+where both libraries compute the same function. Keras 3's `hard_sigmoid` is
+`relu6(x + 3) / 6` while tf-keras's is `0.2 x + 0.5`, so `hard_sigmoid` and
+`hard_silu` become built-in layers (`Rescaling`, `ReLU(max_value=1)`,
+`Multiply`) that compute Keras 3's function in both libraries; so do Keras 3
+op nodes such as `x + 3` and `x * (1 / 6)` (MobileNetV3). Keras-3-only config
+keys are dropped only at their default value; anything else is refused,
+naming the layer, as is any layer or op not in the tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+
+from edgecompress.errors import EdgeCompressError
+
+logger = logging.getLogger(__name__)
+
+# Layer classes that exist in both libraries with the same computation.
+LAYERS = frozenset({
+    "InputLayer", "Conv1D", "Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Dense",
+    "BatchNormalization", "LayerNormalization", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Activation",
+    "ZeroPadding2D", "Cropping2D", "UpSampling2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D", "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Flatten", "Reshape",
+    "Permute", "Rescaling", "Normalization", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+    "Concatenate",
+})
+
+# Activation names both libraries compute identically (Keras 3 name -> tf-keras name).
+SAME_ACTIVATIONS = {"linear": "linear", "relu": "relu", "sigmoid": "sigmoid", "softmax": "softmax", "tanh": "tanh",
+                    "swish": "swish", "silu": "swish", "elu": "elu", "selu": "selu", "softplus": "softplus",
+                    "softsign": "softsign", "exponential": "exponential", "gelu": "gelu", "mish": "mish"}
+# Activations rebuilt from built-in layers (see `_hard_sigmoid`): the name means different functions.
+DECOMPOSED_ACTIVATIONS = frozenset({"hard_sigmoid", "hard_silu", "hard_swish", "relu6"})
+
+# Keras-3-only config keys and their defaults: dropped at the default, refused otherwise.
+KERAS3_ONLY_DEFAULTS = {
+    "lora_rank": None, "lora_alpha": None, "quantization_config": None, "synchronized": False, "optional": False,
+    "seed": None, "renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99, "ragged": False,
+    "sparse": False, "rms_scaling": False, "input_axes": None, "output_axes": None,
+}
+# tf-keras-only config keys and their defaults, the same way back.
+TF_KERAS_ONLY_DEFAULTS = {"groups": 1, "batch_input_shape": None, "input_shape": None, "autocast": True,
+                          "implementation": 1}
+# Config keys every layer accepts through **kwargs in tf-keras.
+_BASE_KEYS = {"name", "trainable", "dtype", "activity_regularizer", "input_shape", "batch_input_shape"}
+
+
+@dataclasses.dataclass
+class TranslationLog:
+    """What a translation did: inlined sub-models, rebuilt activations and ops."""
+
+    source: str = "tf_keras"
+    flattened: list = dataclasses.field(default_factory=list)
+    decomposed: list = dataclasses.field(default_factory=list)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def is_keras3(model) -> bool:
+    return type(model).__module__.startswith("keras.") or type(model).__module__ == "keras"
+
+
+def _is_model(op) -> bool:
+    return hasattr(op, "layers") and (hasattr(op, "_nodes_by_depth") or type(op).__name__ == "Sequential")
+
+
+def _is_sequential(op) -> bool:
+    return type(op).__name__ == "Sequential"
+
+
+def _has_nested(model) -> bool:
+    return any(_is_model(layer) for layer in model.layers)
+
+
+# --- walking a graph, either library -------------------------------------------------------------
+
+
+def _nodes(model, keras3: bool):
+    """Yields (operation, args, kwargs, outputs) in topological order; InputLayer nodes skipped."""
+    if _is_sequential(model):
+        # A Sequential chains its layers; the caller maps model.inputs[0] first.
+        prev = model.inputs[0]
+        for layer in model.layers:
+            if type(layer).__name__ == "InputLayer":
+                continue
+            out = layer.output if not _is_model(layer) else layer.outputs[0]
+            yield layer, (prev,), {}, [out]
+            prev = out
+        return
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if keras3:
+                op, args, kwargs, outs = node.operation, node.arguments.args, node.arguments.kwargs, node.output_tensors
+            else:
+                if node.is_input:
+                    continue
+                op, args, kwargs = node.layer, node.call_args, node.call_kwargs
+                outs = node.outputs if isinstance(node.outputs, (list, tuple)) else [node.outputs]
+            if type(op).__name__ == "InputLayer":
+                continue
+            yield op, tuple(args), dict(kwargs or {}), list(outs)
+
+
+def _is_tensor(x) -> bool:
+    return type(x).__name__ == "KerasTensor"
+
+
+def _map_args(obj, tensors):
+    """Replaces source KerasTensors in a nested structure by their translations."""
+    if _is_tensor(obj):
+        if id(obj) not in tensors:
+            raise EdgeCompressError("Cannot translate the model: a layer reads a tensor that is not computed from "
+                                    "the model's inputs (a constant or a second input). Rebuild it with built-in layers.")
+        return tensors[id(obj)]
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_args(x, tensors) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _map_args(v, tensors) for k, v in obj.items()}
+    return obj
+
+
+def _check_single_io(model, where):
+    if len(model.inputs) != 1:
+        raise EdgeCompressError(
+            f"{where} has {len(model.inputs)} inputs; edgecompress handles image classifiers with one "
+            "(height, width, channels) input. Export a single-input model (e.g. fold the other inputs in).")
+    if len(model.outputs) != 1:
+        raise EdgeCompressError(
+            f"{where} has {len(model.outputs)} outputs; edgecompress handles classifiers with one output. "
+            "Build a model that ends in the class scores only.")
+
+
+class _Builder:
+    """Rebuilds a source graph in a target library (`target`: the tf_keras or keras module)."""
+
+    def __init__(self, target, *, source_keras3: bool, log: TranslationLog, replace=None):
+        self.k = target
+        self.replace = replace or {}
+        self.source_keras3 = source_keras3
+        self.to_keras3 = is_keras3_module(target)
+        self.log = log
+        self.used_names: set[str] = set()
+        self.layer_map: dict[int, object] = {}  # id(source layer) -> target layer (shared layers stay shared)
+
+    def name(self, wanted: str) -> str:
+        name, i = wanted, 1
+        while name in self.used_names:
+            name, i = f"{wanted}_{i}", i + 1
+        self.used_names.add(name)
+        return name
+
+    def run(self, model, inputs, where: str):
+        """Translates `model`'s graph applied to target tensors `inputs`; returns its target outputs."""
+        _check_single_io(model, where)
+        tensors = {id(t): x for t, x in zip(model.inputs, inputs)}
+        calls: dict[int, int] = {}
+        for op, *_ in _nodes(model, self.source_keras3):
+            calls[id(op)] = calls.get(id(op), 0) + 1
+        for op, args, kwargs, outs in _nodes(model, self.source_keras3):
+            args, kwargs = _map_args(args, tensors), _map_args(kwargs, tensors)
+            if _is_model(op):
+                if calls[id(op)] > 1:
+                    raise EdgeCompressError(
+                        f"Sub-model {op.name!r} of {where} is called {calls[id(op)]} times (shared weights). "
+                        "edgecompress flattens nested models and cannot prune or scale one that is shared; "
+                        "build the model without reusing the sub-model.")
+                self.log.flattened.append(op.name)
+                x = args[0] if args else next(iter(kwargs.values()))
+                results = self.run(op, [x], f"sub-model {op.name!r}")
+            else:
+                results = self.call(op, args, kwargs)
+            results = results if isinstance(results, (list, tuple)) else [results]
+            if len(results) != len(outs):
+                raise EdgeCompressError(f"Layer {op.name!r} returns {len(outs)} tensors; edgecompress follows "
+                                        "layers with one output. Rebuild it with built-in layers.")
+            for t, r in zip(outs, results):
+                tensors[id(t)] = r
+        return [_map_args(t, tensors) for t in model.outputs]
+
+    # --- one layer or op ---
+
+    def call(self, op, args, kwargs):
+        cls = type(op).__name__
+        module = type(op).__module__
+        if op.name in self.replace:
+            self.used_names.add(op.name)
+            return self.replace[op.name](args[0] if args else next(iter(kwargs.values())))
+        if self.source_keras3 and ".ops." in module and not module.startswith("keras.src.layers"):
+            return self.op_node(op, cls, args, kwargs)
+        if cls == "TFOpLambda" and self.to_keras3:
+            raise EdgeCompressError(f"Layer {op.name!r} is a TensorFlow op (tf-keras TFOpLambda), which Keras 3 "
+                                    "cannot hold. Use a built-in layer instead.")
+        if cls == "TFOpLambda" and not self.to_keras3:
+            new = type(op).from_config(op.get_config())
+            return new(*args, **kwargs)
+        if cls not in LAYERS:
+            kind = "Lambda layers run arbitrary Python code" if cls == "Lambda" else (
+                "custom or subclassed layers cannot be rebuilt from their config")
+            raise EdgeCompressError(
+                f"Layer {op.name!r} is a {cls}, which edgecompress cannot translate ({kind}). Replace it with "
+                f"built-in layers (supported: {', '.join(sorted(LAYERS - {'InputLayer'}))}).")
+        if id(op) in self.layer_map:  # a layer called twice: the same weights
+            return self.layer_map[id(op)](*args, **kwargs)
+        config = self.config(op, cls)
+        activation = config.get("activation")
+        post = None
+        if cls == "Activation" and activation in DECOMPOSED_ACTIVATIONS:
+            self.log.decomposed.append(f"{op.name}: {activation}")
+            return self.decompose(activation, args[0], op.name)
+        if activation in DECOMPOSED_ACTIVATIONS:
+            post, config["activation"] = activation, "linear"
+        config["name"] = self.name(op.name if post is None else f"{op.name}_linear")
+        target_cls = getattr(self.k.layers, cls)
+        try:
+            new = target_cls.from_config(config)
+        except Exception as e:  # noqa: BLE001 - any refusal is this layer's config
+            raise EdgeCompressError(f"Cannot rebuild layer {op.name!r} ({cls}) from its config: "
+                                    f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        out = new(*args, **kwargs)
+        self.copy_weights(op, new)
+        self.layer_map[id(op)] = new
+        if post is not None:
+            self.log.decomposed.append(f"{op.name}: activation {post}")
+            out = self.decompose(post, out, op.name)
+        return out
+
+    def copy_weights(self, src, dst):
+        weights = src.get_weights()
+        if not weights:
+            return
+        shapes = [tuple(w.shape) for w in dst.get_weights()]
+        if [tuple(w.shape) for w in weights] != shapes:
+            raise EdgeCompressError(f"Layer {src.name!r}: weight shapes {[w.shape for w in weights]} do not match "
+                                    f"the rebuilt layer's {shapes}.")
+        dst.set_weights(weights)
+
+    def config(self, layer, cls):
+        config = dict(layer.get_config())
+        if not self.source_keras3 and not self.to_keras3:
+            return config  # flattening a tf-keras model: the same library, the same config
+        target_cls = getattr(self.k.layers, cls)
+        accepted = set(inspect.signature(target_cls.__init__).parameters) | _BASE_KEYS
+        defaults = TF_KERAS_ONLY_DEFAULTS if self.to_keras3 else KERAS3_ONLY_DEFAULTS
+        out = {}
+        for key, value in config.items():
+            if key in accepted and not (self.to_keras3 and key in ("batch_input_shape", "input_shape")):
+                out[key] = _plain(value) if self.to_keras3 else _tf_keras_value(key, value, layer)
+            elif key in defaults and _same(value, defaults[key]):
+                continue
+            else:
+                target = "Keras 3" if self.to_keras3 else "tf-keras (needed for pruning and the other training stages)"
+                raise EdgeCompressError(
+                    f"Layer {layer.name!r} ({cls}) sets {key}={value!r}, which {target} cannot hold. Remove that "
+                    "option from the layer, or save the model without it.")
+        if self.to_keras3:
+            if isinstance(out.get("axis"), list) and len(out["axis"]) == 1 and cls != "Normalization":
+                out["axis"] = out["axis"][0]  # tf-keras BatchNormalization keeps a one-element list
+            return out
+        if out.get("activation") is not None:
+            act = out["activation"]
+            if act not in SAME_ACTIVATIONS and act not in DECOMPOSED_ACTIVATIONS:
+                raise EdgeCompressError(
+                    f"Layer {layer.name!r} uses activation {act!r}, which edgecompress cannot translate exactly "
+                    f"to tf-keras. Supported: {', '.join(sorted(set(SAME_ACTIVATIONS) | DECOMPOSED_ACTIVATIONS))}.")
+            out["activation"] = SAME_ACTIVATIONS.get(act, act)
+        return out
+
+    def decompose(self, activation, x, name):
+        """Keras 3's hard activations from built-in layers: exact in both libraries."""
+        L = self.k.layers
+        if activation == "relu6":
+            return L.ReLU(max_value=6.0, name=self.name(name))(x)
+        # hard_sigmoid(x) = relu6(x + 3) / 6 = min(max(x / 6 + 0.5, 0), 1)
+        last = activation == "hard_sigmoid"
+        h = L.Rescaling(1.0 / 6.0, offset=0.5, name=self.name(f"{name}_hs_affine"))(x)
+        h = L.ReLU(max_value=1.0, name=self.name(name if last else f"{name}_hs_clip"))(h)
+        if last:
+            return h
+        return L.Multiply(name=self.name(name))([x, h])  # hard_silu(x) = x * hard_sigmoid(x)
+
+    def op_node(self, op, cls, args, kwargs):
+        """A Keras 3 op applied in a functional graph (`x + 3`, `x * (1 / 6)`, `ops.hard_silu(x)`)."""
+        L = self.k.layers
+        tensors = [a for a in args if not isinstance(a, (int, float))]
+        scalars = [float(a) for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        name = self.name(op.name)
+        self.log.decomposed.append(f"{op.name}: ops.{cls}")
+        if kwargs:
+            raise EdgeCompressError(f"Op {op.name!r} ({cls}) is called with keyword arguments {sorted(kwargs)}, "
+                                    "which edgecompress does not translate. Use a built-in layer instead.")
+        if len(tensors) == 2 and not scalars and cls in ("Add", "Subtract", "Multiply", "Maximum", "Minimum"):
+            return getattr(L, cls)(name=name)(tensors)
+        if len(tensors) == 1 and len(scalars) == 1:
+            c, first_is_tensor = scalars[0], not isinstance(args[0], (int, float))
+            affine = {"Add": (1.0, c), "Multiply": (c, 0.0),
+                      "Subtract": (1.0, -c) if first_is_tensor else (-1.0, c),
+                      "Divide": (1.0 / c, 0.0) if first_is_tensor and c else None,
+                      "TrueDivide": (1.0 / c, 0.0) if first_is_tensor and c else None}.get(cls)
+            if affine is not None:
+                return L.Rescaling(affine[0], offset=affine[1], name=name)(tensors[0])
+        if len(tensors) == 1 and not scalars:
+            act = {"Relu": "relu", "Relu6": "relu6", "Sigmoid": "sigmoid", "HardSigmoid": "hard_sigmoid",
+                   "HardSilu": "hard_silu", "Silu": "swish", "Softmax": "softmax", "Tanh": "tanh"}.get(cls)
+            if act in DECOMPOSED_ACTIVATIONS:
+                self.used_names.discard(name)
+                return self.decompose(act, tensors[0], op.name)
+            if act is not None:
+                return L.Activation(act, name=name)(tensors[0])
+        raise EdgeCompressError(
+            f"Op {op.name!r} ({type(op).__module__}.{cls}) is not translated by edgecompress. Supported ops: a "
+            "tensor plus, minus, times or divided by a constant, two tensors added or multiplied, and "
+            "relu/relu6/sigmoid/hard_sigmoid/hard_silu/silu/softmax/tanh. Use a built-in layer instead.")
+
+
+def is_keras3_module(mod) -> bool:
+    return mod.__name__ == "keras"
+
+
+def _plain(value):
+    """tf-keras config values (ListWrapper, tuples inside) as plain Python."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListWrapper":
+        return [_plain(v) for v in value] if not isinstance(value, tuple) else tuple(_plain(v) for v in value)
+    return value
+
+
+def _same(a, b) -> bool:
+    return a == b or (a in (None, False, (), []) and b in (None, False, (), []))
+
+
+def _tf_keras_value(key, value, layer):
+    """A Keras 3 config value as tf-keras takes it (dtype policies, initializers...)."""
+    if isinstance(value, dict) and value.get("class_name") == "DTypePolicy":
+        name = value["config"]["name"]
+        if name != "float32":
+            raise EdgeCompressError(f"Layer {layer.name!r} computes in {name}; edgecompress translates float32 models. "
+                                    "Set the policy to float32 (`keras.mixed_precision.set_dtype_policy('float32')`).")
+        return "float32"
+    if isinstance(value, dict) and "class_name" in value and "config" in value:
+        if value.get("registered_name") not in (None, value["class_name"]):
+            raise EdgeCompressError(f"Layer {layer.name!r} uses a custom {key} ({value['registered_name']}); "
+                                    "replace it with a built-in one.")
+        config = {k: v for k, v in (value.get("config") or {}).items()
+                  if not (k in KERAS3_ONLY_DEFAULTS and _same(v, KERAS3_ONLY_DEFAULTS[k]))}
+        return {"class_name": value["class_name"], "config": config}
+    return value
+
+
+# --- public API ----------------------------------------------------------------------------------
+
+
+def to_tf_keras(model, log: TranslationLog | None = None):
+    """A flat tf-keras Functional model computing what `model` (Keras 3 or tf-keras) computes.
+
+    Returns `model` itself when it is already a tf-keras model without nested
+    sub-models.
+
+    Raises:
+        EdgeCompressError: naming the layer, for anything it cannot translate
+            exactly (custom layers, Lambda, unknown ops or config keys, a
+            shared sub-model, two inputs or outputs).
+    """
+    from edgecompress.models.backend import keras as tf_keras
+
+    keras3 = is_keras3(model)
+    log = log if log is not None else TranslationLog()
+    log.source = "keras3" if keras3 else "tf_keras"
+    _check_single_io(model, f"Model {model.name!r}")
+    if not keras3 and not _has_nested(model):
+        return model
+    builder = _Builder(tf_keras, source_keras3=keras3, log=log)
+    inp = tf_keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
+    out = builder.run(model, [inp], f"Model {model.name!r}")[0]
+    result = tf_keras.Model(inp, out, name=model.name)
+    if log.flattened:
+        logger.info("Flattened nested model(s) %s into %s (%d layers)", ", ".join(log.flattened), model.name,
+                    len(result.layers))
+    return result
+
+
+def to_keras3(model):
+    """The Keras 3 twin of a flat tf-keras model (same layers, names and weights).
+
+    Raises:
+        EdgeCompressError: for layers Keras 3 cannot hold (quantization-aware
+            training wrappers, TFOpLambda).
+    """
+    import keras
+
+    if is_keras3(model):
+        return model
+    builder = _Builder(keras, source_keras3=False, log=TranslationLog())
+    inp = keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
+    out = builder.run(model, [inp], f"Model {model.name!r}")[0]
+    return keras.Model(inp, out, name=model.name)
+
+
+def rebuild(model, replace: dict, name: str | None = None):
+    """A copy of tf-keras `model` (any graph shape) with the layers named in `replace` swapped.
+
+    `replace[name](x)` receives the replaced layer's input tensor and returns
+    what stands in its place (e.g. two layers of a low-rank factorization);
+    every other layer is re-created from its config with its weights.
+    """
+    from edgecompress.models.backend import keras as tf_keras
+
+    builder = _Builder(tf_keras, source_keras3=False, log=TranslationLog(), replace=replace)
+    inp = tf_keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
+    out = builder.run(model, [inp], f"Model {model.name!r}")[0]
+    return tf_keras.Model(inp, out, name=name or model.name)
+
+
+def _input_name(model) -> str:
+    first = model.layers[0] if model.layers else None
+    if first is not None and type(first).__name__ == "InputLayer":
+        return first.name
+    return "image"

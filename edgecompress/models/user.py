@@ -1,0 +1,98 @@
+"""A user's model file opened the one way every task opens it.
+
+Load (Keras 3 or tf-keras, nested sub-models inlined), read the saved
+preprocessing spec or choose the pixel scale, load the data at the model's
+input size, and check the class count: `build-edge`, the stage tasks and the
+benchmark all call `open_model`, so they agree on what the model expects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from edgecompress.models import keras_io as models
+from edgecompress.configs import Preprocessing
+from edgecompress.errors import EdgeCompressError
+
+logger = logging.getLogger(__name__)
+
+SCALES = ("auto", *Preprocessing.SCALES)
+
+
+@dataclasses.dataclass
+class UserModel:
+    """A loaded model with its data and what was decided about it.
+
+    Attributes:
+        model: The flat tf-keras model the stages work on.
+        dataset: The data at the model's input size and pixel scale.
+        format: `"keras3"` or `"tf_keras"`: what the file was saved by, and
+            what edgecompress writes back (`models.save_model(fmt=...)`).
+        translation: What was translated or flattened (`translate.TranslationLog`).
+        scale: How the pixel scale was chosen (`pixelscale.ScaleChoice`), or
+            None when it came from a saved spec.
+    """
+
+    model: object
+    dataset: object
+    format: str
+    translation: object
+    scale: object = None
+
+    @property
+    def spec(self) -> Preprocessing:
+        return self.dataset.preprocessing
+
+    def describe(self) -> dict:
+        return {"format": self.format, "head": models.output_head(self.model), "translation": self.translation.to_dict(),
+                "scale": self.scale.to_dict() if self.scale else {"scale": self.spec.scale, "reason": "saved spec"}}
+
+
+def check_scale_name(scale: str) -> None:
+    if scale not in SCALES:
+        raise EdgeCompressError(f"Received an invalid value for `scale`, expected one of {list(SCALES)}. "
+                                f"Received: scale={scale!r}")
+
+
+def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode: bool = True) -> UserModel:
+    """Loads `path` and `data` as the stages need them.
+
+    Args:
+        path: A `.keras`/`.h5` file (Keras 3 or tf-keras) or a SavedModel.
+        data: A dataset source (`data.load_dataset`). Defaults to the
+            bundled subset.
+        scale: `"auto"` (a saved `.spec.json` beside the model, else
+            `pixelscale.choose_scale`), or `unit`/`symmetric`/`raw`, which
+            is still measured so a near-chance model stops here. Defaults
+            to `"auto"`.
+        seed: Seeds data splits and the scale sample. Defaults to 0.
+        safe_mode: Refuse Lambda layers. Defaults to True.
+    """
+    from edgecompress.models import pixelscale
+    from edgecompress.models import translate
+    from edgecompress.data.datasets import load_dataset
+
+    check_scale_name(scale)
+    log = translate.TranslationLog()
+    model = models.load_model(path, safe_mode=safe_mode, log=log)
+    fmt = log.source  # what the file was saved by: "keras3" or "tf_keras"
+    saved = models.load_spec(path)
+    if saved is not None and scale == "auto":
+        return UserModel(model, load_dataset(data, saved.preprocessing, seed=seed), fmt, log)
+    spec = models.input_preprocessing(model, "unit")
+    dataset = load_dataset(data, spec, seed=seed)
+    n_out = model.output_shape[-1]
+    head = models.output_head(model)
+    if n_out != (1 if head == "sigmoid" else dataset.num_classes) or (head == "sigmoid" and dataset.num_classes != 2):
+        raise EdgeCompressError(
+            f"Model {path} has {n_out} outputs but the data has {dataset.num_classes} "
+            f"classes ({list(dataset.class_names)}; its head: {head}). Pass the data the model was trained on"
+            f"{' (one sigmoid unit: two classes)' if head == 'sigmoid' else ''}."
+        )
+    logger.info("Head: %s (%s)", head, {"softmax": "probabilities", "logits": "a Dense with no activation: "
+                                        "trained and distilled from logits, kept a logits model",
+                                        "sigmoid": "one sigmoid unit: two classes"}[head])
+    choice = pixelscale.choose_scale(model, dataset, requested=scale, seed=seed)
+    dataset = dataclasses.replace(dataset, preprocessing=dataclasses.replace(spec, scale=choice.scale))
+    return UserModel(model, dataset, fmt, log, choice)

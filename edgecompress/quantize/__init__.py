@@ -1,0 +1,1 @@
+"""Post-training conversion to `.tflite`: the schemes, the converter, the int8 debugger."""

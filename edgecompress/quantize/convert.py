@@ -1,0 +1,125 @@
+"""Post-training conversion of a Keras model to `.tflite` variants.
+
+Which variants to produce is data (`configs.ConversionConfig`, with named
+builders `float32()`, `dynamic_range()`, `float16()`, `int8_full()`,
+`int8_float_io()`, `int16x8.int16x8()`), and what each quantization means to
+the converter is a row of `schemes.SCHEMES`; this module turns one config
+into flatbuffer bytes by reading that row.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+
+from edgecompress.quantize.schemes import ConversionConfig
+from edgecompress.errors import EdgeCompressError
+from edgecompress.lite.fileio import atomic_write_bytes
+from edgecompress.quantize.schemes import check, scheme
+
+logger = logging.getLogger(__name__)
+
+
+def _unsupported_ops(message: str) -> list[str]:
+    ops = set(re.findall(r"'(tfl?\.[A-Za-z0-9_]+)'", message))
+    ops |= set(re.findall(r"op: '?([A-Z][A-Z0-9_]+)'?", message))
+    ops |= set(re.findall(r"Quantization not yet supported for op: '?([A-Za-z0-9_.]+)", message))
+    return sorted(ops)
+
+
+def convert(model, config: ConversionConfig, representative_dataset=None) -> bytes:
+    """Converts a tf-keras `model` to `.tflite` bytes as `config` says.
+
+    Args:
+        model: A tf-keras model.
+        config: Which variant to produce.
+        representative_dataset: A generator function yielding `[x]` float32
+            batches of the model's input shape; required for `int8`.
+
+    Raises:
+        EdgeCompressError: when int8 is asked without calibration data, or an
+            op has no int8 kernel (the op is named, with the fix).
+    """
+    from edgecompress.models.backend import tf
+
+    q = config.quantization
+    if config.float_layers:
+        if representative_dataset is None:
+            raise EdgeCompressError(f"Variant {config.name!r} is int8 and needs a representative dataset; pass "
+                                    "calibration images (`--calibration DIR`).")
+        from edgecompress.quantize.debugger import selective_int8, tensors_of_layers
+
+        try:
+            return selective_int8(model, representative_dataset,
+                                  tensors_of_layers(model, representative_dataset, config.float_layers))
+        except EdgeCompressError as e:
+            raise EdgeCompressError(f"Variant {config.name!r}: {e}") from None
+    check(config)
+    row = scheme(q)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if row.optimize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if row.supported_types:
+        converter.target_spec.supported_types = [getattr(tf, t) for t in row.supported_types]
+    if row.needs_calibration:
+        if representative_dataset is None:
+            raise EdgeCompressError(
+                f"Variant {config.name!r} is {row.name} and needs a representative "
+                "dataset; pass calibration images (`--calibration DIR`)."
+            )
+        converter.representative_dataset = representative_dataset
+    if row.ops_set:
+        integer = getattr(tf.lite.OpsSet, row.ops_set)
+        # Float fallback: ops without an integer kernel stay float (TFLITE_BUILTINS), which
+        # int8 gets by leaving the ops set alone and int16x8 by naming both.
+        if not config.float_fallback:
+            converter.target_spec.supported_ops = [integer]
+        elif row.ops_set != "TFLITE_BUILTINS_INT8":
+            converter.target_spec.supported_ops = [integer, tf.lite.OpsSet.TFLITE_BUILTINS]
+    if row.integer_only and config.io_dtype != "float32":
+        converter.inference_input_type = getattr(tf, config.io_dtype)
+        converter.inference_output_type = getattr(tf, config.io_dtype)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            data = converter.convert()
+    except Exception as e:  # noqa: BLE001 - converter errors are many types
+        msg = str(e)
+        ops = _unsupported_ops(msg)
+        said = next((ln.strip() for ln in msg.splitlines() if "error:" in ln), msg.strip().splitlines()[-1])[:300]
+        if "neither a custom op nor a flex op" in msg or "Select TF op" in msg:
+            raise EdgeCompressError(
+                f"Variant {config.name!r}: model {model.name!r} uses op(s) "
+                f"{', '.join(ops) or '(see below)'} that TFLite has no builtin kernel for; "
+                "edge runtimes cannot run them. Replace those layers with TFLite builtins. "
+                f"Converter said: {said}"
+            ) from None
+        if row.integer_only and not config.float_fallback:
+            raise _not_int8_error(config, model, ops, said) from None
+        raise EdgeCompressError(
+            f"Variant {config.name!r}: the TFLite converter failed on model {model.name!r}"
+            f"{' at ' + ', '.join(ops) if ops else ''}: {said}"
+        ) from None
+    if row.integer_only and not config.float_fallback:
+        # The integer ops set alone does not guarantee it: the converter can
+        # keep an op in float between DEQUANTIZE and QUANTIZE. Check the file.
+        left = row.read_back(data)
+        if left:
+            raise _not_int8_error(config, model, left, "these ops were left in float")
+    return data
+
+
+def _not_int8_error(config, model, ops, said):
+    return EdgeCompressError(
+        f"Variant {config.name!r}: not every op of model {model.name!r} has an {config.quantization.value} kernel "
+        f"({', '.join(ops) or 'unnamed'}). Use the float-fallback variant `int8_float_io` "
+        "(recipe: \"quantize\": [\"int8_float_io\"]), or replace those layers. "
+        f"Converter: {said}"
+    )
+
+
+def write_tflite(data: bytes, out_dir, name: str) -> Path:
+    """Writes `<out_dir>/<name>.tflite` atomically."""
+    return atomic_write_bytes(Path(out_dir) / f"{name}.tflite", data)

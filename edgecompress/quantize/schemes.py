@@ -1,0 +1,243 @@
+"""Quantization schemes, in one place: the `Quantization` enum, what each scheme means (its `Scheme` row),
+the variants a recipe names, and the `ConversionConfig` a variant is.
+
+A row holds the converter settings (optimizations, supported types, the ops
+set that makes it integer-only), the I/O dtypes a variant may ask for (the
+first is the default), whether it needs calibration data, whether every op
+must be integer, which kernels run it, and the function that reads a file of
+it back. Callers ask the row (`scheme("int8").needs_calibration`), never
+compare names. In the spirit of AI Edge Quantizer's named recipes: `int16x8`
+is the same converter with other widths, one row.
+
+A new scheme is one row in `SCHEMES`, one `Quantization` value and, if a
+recipe should name it, one builder in `VARIANTS`.
+
+Example:
+
+>>> scheme("int8").ops_set
+'TFLITE_BUILTINS_INT8'
+>>> scheme("int16x8").reference_kernels
+True
+>>> conversion({"name": "i16", "quantization": "int16x8"}).io_dtype
+'float32'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Callable
+
+from edgecompress.configs import Config, require
+from edgecompress.errors import EdgeCompressError
+from edgecompress.lite.reader import float_ops
+
+
+class Quantization(str, enum.Enum):
+    """How the weights (and activations) of a `.tflite` are stored.
+
+    - `none`: float32 weights and activations, the reference.
+    - `dynamic`: int8 weights, float activations (dynamic range).
+    - `float16`: float16 weights, float compute.
+    - `int8`: full integer weights and activations, calibrated with a
+      representative dataset.
+    - `int16x8`: 16-bit activations, 8-bit weights, calibrated (its row below says why it is slow).
+
+    What each means to the converter is a row of `SCHEMES`.
+    """
+
+    NONE = "none"
+    DYNAMIC = "dynamic"
+    FLOAT16 = "float16"
+    INT8 = "int8"
+    INT16X8 = "int16x8"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """What one quantization scheme means, as data (a row of `SCHEMES`).
+
+    Args:
+        name: The `Quantization` value.
+        optimize: Set the converter's `Optimize.DEFAULT`.
+        supported_types: Converter `target_spec.supported_types`, by tf dtype name (`"float16"`).
+        ops_set: The `tf.lite.OpsSet` that makes the file integer-only (`"TFLITE_BUILTINS_INT8"`), or None.
+        needs_calibration: Needs a representative dataset.
+        integer_only: Every op must be integer unless the variant allows float fallback (checked in the file).
+        io_dtypes: The `io_dtype` values a variant of this scheme may ask for; the first is the default.
+        kernels: Which kernels run it on a CPU, said beside its latency.
+        reference_kernels: Its latency comes from TFLite's reference kernels, not XNNPACK.
+        reference: The float reference of a build (the report's baseline when there are no stages).
+        recover_with: What the quantization debugger's recovery offers when a file of this scheme
+            loses more than `--max-accuracy-drop`: `"selective"` (its most sensitive layers in
+            float) and other schemes by name.
+        read_back: Reads back from the converted bytes the ops left in float
+            (`edgecompress.lite.reader.float_ops`); an integer-only file with any is refused.
+    """
+
+    name: str
+    optimize: bool = False
+    supported_types: tuple[str, ...] = ()
+    ops_set: str | None = None
+    needs_calibration: bool = False
+    integer_only: bool = False
+    io_dtypes: tuple[str, ...] = ("float32",)
+    kernels: str = "XNNPACK"
+    reference_kernels: bool = False
+    reference: bool = False
+    recover_with: tuple[str, ...] = ()
+    read_back: Callable[[bytes], list] = float_ops
+
+
+SCHEMES: dict[str, Scheme] = {
+    "none": Scheme("none", reference=True, kernels="XNNPACK (float)"),
+    "dynamic": Scheme("dynamic", optimize=True, kernels="XNNPACK (dynamic-range int8 weights)"),
+    "float16": Scheme("float16", optimize=True, supported_types=("float16",), kernels="XNNPACK (float16 weights, float compute)"),
+    "int8": Scheme("int8", optimize=True, ops_set="TFLITE_BUILTINS_INT8", needs_calibration=True, integer_only=True,
+                   io_dtypes=("int8", "float32"), kernels="XNNPACK (int8)", recover_with=("selective", "int16x8")),
+    # 16-bit activations, 8-bit weights: TFLite's EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 ops
+    # set, calibrated with the same representative dataset. The finer activations keep accuracy where int8's 256
+    # levels lose it (wide activation ranges, regression outputs), for about int8's size. The catch is speed:
+    # XNNPACK has no int16x8 kernels, so it runs on TFLite's reference kernels; the report says so beside its
+    # latency. The int8 recovery (`--max-accuracy-drop`) offers it when int8 loses too much.
+    "int16x8": Scheme("int16x8", optimize=True, ops_set="EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",
+                      needs_calibration=True, integer_only=True, io_dtypes=("float32", "int16"),
+                      kernels="TFLite reference kernels (XNNPACK has none for int16x8)", reference_kernels=True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionConfig(Config):
+    """One `.tflite` variant to produce from a Keras model.
+
+    Args:
+        name: Artifact name; the file is `<name>.tflite`.
+        quantization: A `Quantization` (or its string value).
+        io_dtype: The type of the input and output tensors, one of the
+            scheme's `io_dtypes`: for `int8`, `"int8"` (integer I/O) or
+            `"float32"` (quantize/dequantize ops are added inside the model);
+            for `int16x8`, `"float32"` or `"int16"`; float for the others.
+            Defaults to the scheme's first (`scheme(q).io_dtypes[0]`).
+        float_fallback: For `int8`: allow float kernels for ops that have no
+            int8 kernel instead of failing. Defaults to False.
+        float_layers: For `int8`: Keras layer names to keep in float
+            (selective quantization of sensitive layers, through TFLite's
+            quantization debugger); needs `io_dtype="float32"`. Defaults to
+            `()`.
+    """
+
+    name: str
+    quantization: Quantization = Quantization.NONE
+    io_dtype: str | None = None
+    float_fallback: bool = False
+    float_layers: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "quantization", Quantization(self.quantization))
+        except ValueError:
+            raise EdgeCompressError(
+                f"Received an invalid value for `quantization`, expected one of "
+                f"{[q.value for q in Quantization]}. Received: quantization={self.quantization!r}"
+            ) from None
+        object.__setattr__(self, "float_layers", tuple(self.float_layers))
+        if self.io_dtype is None:  # what the scheme makes, not int8's default whatever the scheme
+            object.__setattr__(self, "io_dtype", scheme(self.quantization).io_dtypes[0])
+        require(
+            isinstance(self.name, str) and self.name and all(ch.isalnum() or ch in "-_." for ch in self.name),
+            "Received an invalid value for `name`, expected letters, digits, '-', '_' "
+            f"or '.'. Received: name={self.name!r}",
+        )
+        require(
+            self.io_dtype in ("int8", "int16", "float32"),
+            "Received an invalid value for `io_dtype`, expected 'int8', 'int16' or 'float32' (which ones a scheme "
+            f"takes: `SCHEMES`). Received: io_dtype={self.io_dtype!r}",
+        )
+        require(
+            not self.float_layers or (self.quantization is Quantization.INT8 and self.io_dtype == "float32"),
+            f"Variant {self.name!r}: `float_layers` keeps layers of an int8 model in float, so it needs "
+            "quantization='int8' and io_dtype='float32' (the float layers make float input and output). "
+            f"Received: quantization={self.quantization.value!r}, io_dtype={self.io_dtype!r}",
+        )
+
+
+def float32() -> ConversionConfig:
+    """The float32 reference: no quantization."""
+    return ConversionConfig("float32", Quantization.NONE)
+
+
+def dynamic_range() -> ConversionConfig:
+    """int8 weights, float activations; no calibration data needed."""
+    return ConversionConfig("dynamic", Quantization.DYNAMIC)
+
+
+def float16() -> ConversionConfig:
+    """float16 weights: half the size, float compute (GPU-friendly)."""
+    return ConversionConfig("float16", Quantization.FLOAT16)
+
+
+def int8_full() -> ConversionConfig:
+    """Full integer: int8 weights, activations, input and output tensors.
+
+    Every op must have an int8 kernel; what microcontrollers, Edge TPUs and
+    NPUs need.
+    """
+    return ConversionConfig("int8", Quantization.INT8, io_dtype="int8")
+
+
+def int8_float_io() -> ConversionConfig:
+    """int8 inside, float32 input and output, float fallback allowed.
+
+    The drop-in variant for code that feeds floats, and the fallback when an
+    op has no int8 kernel.
+    """
+    return ConversionConfig("int8_float_io", Quantization.INT8, io_dtype="float32", float_fallback=True)
+
+
+def int16x8() -> ConversionConfig:
+    """int16 activations and int8 weights inside, float32 input and output."""
+    return ConversionConfig("int16x8", Quantization.INT16X8, io_dtype="float32")
+
+
+# The variants a recipe names ("quantize": ["float32", "int8", ...]): name -> builder.
+VARIANTS: dict[str, Callable[[], ConversionConfig]] = {
+    "float32": float32,
+    "dynamic": dynamic_range,
+    "float16": float16,
+    "int8": int8_full,
+    "int8_float_io": int8_float_io,
+    "int16x8": int16x8,
+}
+DEFAULT_VARIANTS = ("float32", "dynamic", "float16", "int8", "int8_float_io")  # a recipe that names none
+
+
+def scheme(name) -> Scheme:
+    """The row of a `Quantization` (or its value)."""
+    key = name.value if isinstance(name, Quantization) else str(name)
+    if key not in SCHEMES:
+        raise EdgeCompressError(f"Unknown quantization scheme {key!r}. Valid schemes: {sorted(SCHEMES)}.")
+    return SCHEMES[key]
+
+
+def check(config: ConversionConfig) -> ConversionConfig:
+    """Refuses a variant whose I/O dtype its scheme cannot make; returns it."""
+    row = scheme(config.quantization)
+    if row.integer_only and config.io_dtype not in row.io_dtypes:
+        raise EdgeCompressError(
+            f"Variant {config.name!r}: quantization={row.name!r} makes inputs and outputs of type "
+            f"{' or '.join(repr(d) for d in row.io_dtypes)}. Received: io_dtype={config.io_dtype!r}")
+    return config
+
+
+def conversion(spec) -> ConversionConfig:
+    """A variant name (see `VARIANTS`), a `ConversionConfig`, or its mapping (checked against its scheme)."""
+    if isinstance(spec, ConversionConfig):
+        return spec
+    if isinstance(spec, str):
+        if spec not in VARIANTS:
+            raise EdgeCompressError(
+                f"Unknown quantization variant {spec!r}. Valid variants: {sorted(VARIANTS)}, "
+                "or a mapping with `name` and `quantization`."
+            )
+        return VARIANTS[spec]()
+    return check(ConversionConfig.from_dict(spec))

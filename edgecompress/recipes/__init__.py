@@ -1,0 +1,1 @@
+"""Recipes as data, the stage registry, the stage runner and its cache."""

@@ -1,0 +1,109 @@
+"""The report's tables as rows of strings: artifacts, search candidates, device columns.
+
+Shared by `report.md`, `report.html` and the command line, and imported by
+both report writers (never the other way round).
+"""
+
+from __future__ import annotations
+
+from edgecompress.lite.latency import device_emulation
+
+
+def _fmt_kb(n) -> str:
+    return f"{n / 1024:,.1f}"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def artifact_table(report: dict) -> list[list[str]]:
+    """Rows (with a header) of the artifact table used by md and the CLI."""
+    arts = report["artifacts"]
+    base = next((a for a in arts if a["name"] == report.get("baseline")), arts[0] if arts else None)
+    header = ["artifact", "quant", "size KB", "gzip KB", "x smaller (gzip)", "top-1 %", "delta pts", "agree %", "p50 ms", "p90 ms"]
+    searched = any("pareto" in a for a in arts)
+    if searched:
+        header.append("Pareto")
+    clustered = any("unique_weights" in a for a in arts)
+    if clustered:  # distinct weight values of the largest kernel, read back from the file
+        header.append("largest kernel: values/channel (total)")
+    rows = [header]
+    for a in arts:
+        ratio = base["gzip_bytes"] / a["gzip_bytes"] if base else 1.0
+        delta = 100 * (a["accuracy"] - base["accuracy"]) if base else 0.0
+        lat = a.get("latency_ms") or {}
+        rows.append([
+            a["name"] + (" *" if a["name"] == report.get("selected") else ""),
+            a["quantization"], _fmt_kb(a["size_bytes"]), _fmt_kb(a["gzip_bytes"]), f"{ratio:.1f}",
+            _pct(a["accuracy"]), f"{delta:+.2f}", _pct(a.get("agreement")),
+            (f"{lat['p50']:.3f}" + (" (reference kernels)" if a.get("kernels") else "")) if "p50" in lat else "-",
+            f"{lat['p90']:.3f}" if "p90" in lat else "-",
+        ] + ([", ".join(k for k, on in a.get("pareto", {}).items() if on) or "-"] if searched else [])
+          + ([f"{a['unique_weights']['largest_per_channel']} ({a['unique_weights']['largest_per_kernel']})"
+              if "largest_per_channel" in a.get("unique_weights", {}) else "-"] if clustered else []))
+    return rows
+
+
+def search_table(report: dict) -> list[list[str]]:
+    """One row per search trial: its candidate, status (and why), time, and its file's numbers."""
+    search = report.get("search")
+    if not search:
+        return []
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    rows = [["trial", "candidate", "status", "seconds", "judged top-1 %", "reported top-1 %", "gzip KB", "on a front"]]
+    for n, c in enumerate(search["candidates"]):
+        a = next((by_name[x] for x in c.get("artifacts", []) if x in by_name), None)
+        status = c["status"] if c["status"] == "done" else f"{c['status']} ({c.get('reason') or c.get('error')})"
+        rows.append([str(c.get("trial", n)), a["name"] if a else c["name"], status, f"{c.get('seconds', 0):.0f}",
+                     _pct(a.get("val_accuracy")) if a else "-", _pct(a["accuracy"]) if a else "-",
+                     _fmt_kb(a["gzip_bytes"]) if a else "-",
+                     ", ".join(k for k, on in a.get("pareto", {}).items() if on) or "-" if a else "-"])
+    return rows
+
+
+def device_table(report: dict) -> list[list[str]]:
+    """Per-device columns, one row per artifact: p50 latency, and top-1 and
+    agreement with this machine's predictions when measured there.
+
+    An emulated CPU's latency is shown in brackets with "(emulated)" in the
+    header: it is not a measurement of any board.
+    """
+    devices = report.get("devices") or {}
+    names = sorted(d for d in devices if "results" in devices[d])
+    if not names:
+        return []
+    with_acc = {d for d in names if any("accuracy" in r for r in devices[d]["results"].values())}
+    header = ["artifact"]
+    for d in names:
+        emulated = device_emulation(devices[d]) is not None
+        header.append(f"{d} p50 ms" + (" (emulated)" if emulated else ""))
+        if d in with_acc:
+            header += [f"{d} top-1 %", f"{d} agree %"]
+    rows = [header]
+    for a in report["artifacts"]:
+        row = [a["name"]]
+        for d in names:
+            r = devices[d].get("results", {}).get(a["name"])
+            lat = f"{r['latency_ms']['p50']:.3f}" if r else "-"
+            row.append(f"[{lat}]" if r and device_emulation(devices[d]) else lat)
+            if d in with_acc:
+                acc = (r or {}).get("accuracy")
+                row += [f"{100 * acc['top1']:.2f}", f"{100 * acc['agreement']:.2f}" if "agreement" in acc else "-"] \
+                    if acc else ["-", "-"]
+        rows.append(row)
+    return rows
+
+
+def _markdown(rows) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
+def format_text_table(rows) -> str:
+    """Aligned plain-text table for terminals."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,184 @@
+"""`report.json` and `report.md`: what was built and how it measured.
+
+`report.json` keys: `dataset` (name, split, count), `baseline` (name of
+the float reference artifact), `artifacts` (each with `name`, `path`,
+`quantization`, `size_bytes`, `gzip_bytes`, `accuracy`, `agreement`,
+`latency_ms` {p50, p90, ...}, `recipe`), `host` (the machine that measured
+latency) and `devices` (per-device benchmark results merged in later).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from edgecompress.lite.latency import device_emulation
+from edgecompress.lite.fileio import atomic_write_json, atomic_write_text
+from edgecompress.report.tables import _markdown, artifact_table, device_table, format_text_table, search_table  # noqa: F401
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+
+
+def gzip_size(data: bytes) -> int:
+    """Bytes after `gzip -9`: what the file costs to download."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def load_report(out_dir) -> dict:
+    path = Path(out_dir) / REPORT_JSON
+    return json.loads(path.read_text())
+
+
+def render_markdown(report: dict) -> str:
+    ds = report["dataset"]
+    host = report.get("host", {})
+    lines = [
+        "# edgecompress report",
+        "",
+        f"Dataset: **{ds['name']}**, evaluated on the {ds['split']} split ({ds['count']} examples).",
+        f"Baseline: `{report['baseline']}`. Latency: {report.get('latency_runs', '?')} timed invokes after warm-up, "
+        f"{report.get('threads', 1)} thread(s), on {host.get('cpu', '?')} with {host.get('runtime', {}).get('name', '?')} "
+        f"{host.get('runtime', {}).get('version', '')}.",
+        "",
+        _markdown(artifact_table(report)),
+        "",
+        "Sizes are the `.tflite` file and the same file after `gzip -9`; 'x smaller' is the baseline's gzip bytes over "
+        "the artifact's. 'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share of test "
+        "examples whose top-1 matches the Keras float model.",
+    ]
+    if report.get("constraints"):
+        c = {k: v for k, v in report["constraints"].items() if v is not None}
+        lines += ["", f"Constraints: {c}. " + (f"Selected: `{report['selected']}` (marked *, copied to `selected.tflite`)."
+                                                if report.get("selected") else "No artifact met them.")]
+    lines += search_lines(report)
+    rec = report.get("int8_recovery")
+    if rec and rec.get("float_layers"):
+        lines.append(f"int8 lost too much; `int8_selective` keeps {', '.join(rec['float_layers'])} in float "
+                     f"(+{rec.get('size_cost_bytes', 0)} bytes).")
+    dev = device_table(report)
+    if dev:
+        lines += ["", "## On devices", "", _markdown(dev), ""]
+        for name, d in sorted((report.get("devices") or {}).items()):
+            if "device" in d:
+                info = d["device"]
+                lines.append(f"- **{name}**: {info.get('board') or info.get('cpu')}, {info.get('os')}, Python {info.get('python')}, "
+                             f"numpy {info.get('numpy')}, {info['runtime']['name']} {info['runtime']['version']}; "
+                             f"harness overhead {d['harness_overhead_us']:.2f} us per call"
+                             + (f"; **emulated CPU** ({device_emulation(d)}"
+                                + (f", QEMU_CPU={info['qemu_cpu']}" if info.get("qemu_cpu") else "")
+                                + "): latency in brackets is not a measurement of any board, accuracy is real"
+                                if device_emulation(d) else ""))
+    failed_devices = {k: v["error"] for k, v in (report.get("devices") or {}).items() if "error" in v}
+    for name, err in sorted(failed_devices.items()):
+        lines.append(f"- **{name}**: not measured: {err}")
+    stages = report.get("stages")
+    if stages:
+        lines += ["", "## Stages", ""]
+        for s in stages:
+            lines.append(f"- **{s['stage']}** ({s.get('model', '')}): " + ", ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in s.get("metrics", {}).items()))
+    lines += ["", "Files:", ""] + [f"- `{a['path']}`" for a in report["artifacts"]]
+    return "\n".join(lines) + "\n"
+
+
+def search_lines(report: dict) -> list[str]:
+    """report.md's Search section: the study, its trials, and whether the teacher saw the validation images."""
+    search = report.get("search")
+    if not search:
+        return []
+    counts = ", ".join(f"{n} {k}" for k, n in (search.get("counts") or {}).items())
+    val = search.get("validation") or {}
+    lines = ["", "## Search", "",
+              f"Space `{search['space']['name']}`, sampler `{search.get('sampler', 'grid')}`, "
+              f"{search.get('workers', 1)} worker(s), study in {search.get('storage', 'this process')}: "
+              f"{len(search['candidates'])} trials ({counts}) in {search['seconds']:.0f} s (budget "
+              f"{search['budget_minutes']:g} min"
+              + (f"; {search['resumed_trials']} from an earlier run, resumed" if search.get("resumed_trials") else "")
+              + "). Trials are scored and selected on "
+              + (f"{val['judge_count']} images no model trained on this data learned from ({val['judge']})"
+                 if "judge" in val else f"{val['count']} validation images held out of the training data" if val
+                 else "the test split")
+              + " (`judged top-1`); `reported top-1` columns are "
+              + (f"{val['report_count']} other images ({val['report']})" if "report" in val else "the test split")
+              + ". 'Pareto' marks the files no other file "
+              "beats on both validation top-1 and gzip size (size), or test top-1 and p50 latency (latency). "
+              "'stopped early' is a trial ended after a stage whose top-1 left no hope of meeting "
+              "--max-accuracy-drop, even with the best recovery earlier trials saw (not weight pruning).", "",
+              _markdown(search_table(report))]
+    lines += ladder_story(report)
+    seen = val.get("teacher_saw_it")
+    if seen:
+        lines += ["", f"**The teacher scores {100 * seen['validation']:.2f}% on the validation split but "
+                      f"{100 * seen['test']:.2f}% on the test split** ({seen['z']} standard errors apart): it "
+                      "was probably trained on those images, so --max-accuracy-drop was judged against an "
+                      "inflated top-1. Train it without them (`Dataset.without_validation`), or raise the limit."]
+    return lines
+
+
+def ladder_story(report: dict) -> list[str]:
+    """report.md's path from the model to the selected file: each ladder rung, in order, with its held-out
+    top-1 and standard error, size, and whether it was kept, dropped, stopped, ended or skipped, and why."""
+    from edgecompress.models.sanity import ABOVE_POINTS, standard_error
+
+    search = report["search"]
+    rungs = [c for c in search["candidates"] if c.get("rung")]
+    skipped = search.get("ladder_skipped") or {}
+    if not rungs and not skipped:
+        return []
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    base = by_name.get(report.get("baseline"), {})
+    val = search.get("validation") or {}
+    n, m = val.get("judge_count", val.get("count", 0)), val.get("report_count", report["dataset"]["count"])
+    limit = (report.get("constraints") or {}).get("max_accuracy_drop")
+    lines = ["", "### From the model to the selected file", ""]
+    if "val_accuracy" in base:
+        lines.append(f"The model's own float32 file: {100 * base['val_accuracy']:.2f}% +/- "
+                     f"{100 * standard_error(base['val_accuracy'], n):.2f} on the {n} judging images, "
+                     f"{100 * base['accuracy']:.2f}% +/- {100 * standard_error(base['accuracy'], m):.2f} on the "
+                     f"{m} reporting images (+/- one standard error)"
+                     + (f"; the limit is {limit:g} point(s) below it on the judging images." if limit is not None
+                        else "."))
+        lines.append("")
+    for i, c in enumerate(rungs, 1):
+        a = next((by_name[x] for x in c.get("artifacts", []) if x in by_name), None)
+        if a is None:
+            lines.append(f"{i}. `{c['rung']}`: {c['status']} ({c.get('reason') or c.get('error') or ''})")
+            continue
+        drop = 100 * (base.get("val_accuracy", 0) - a["val_accuracy"])
+        verdict = "" if limit is None else (" within the limit: kept" if drop <= limit else
+                                            " over the limit: dropped")
+        lines.append(f"{i}. `{c['rung']}` ({a['name']}): {100 * a['val_accuracy']:.2f}% +/- "
+                     f"{100 * standard_error(a['val_accuracy'], n):.2f} judged ({-drop + 0.0:+.2f} points), "
+                     f"{100 * a['accuracy']:.2f}% reported, {a['gzip_bytes'] / 1024:.1f} KB gzipped,{verdict}")
+    for name, why in skipped.items():
+        lines.append(f"- `{name}`: skipped, it {why}")
+    suspect = [c["name"] for c in search["candidates"] if c.get("suspect")]
+    if suspect:
+        lines += ["", f"**{len(suspect)} file(s) score more than {ABOVE_POINTS:g} points above the model's own file** (e.g. "
+                      f"{suspect[0]}): either the model is under-trained and the stages trained it further, or it "
+                      "is measured here on inputs it does not expect and its students learned them. If it scored "
+                      "higher where you trained it, check `--scale` and the class folders."]
+    chosen = report.get("selected")
+    if chosen:
+        a = by_name[chosen]
+        lines += ["", f"Selected: **{chosen}**, {base.get('gzip_bytes', 0) / max(a['gzip_bytes'], 1):.1f}x smaller "
+                      f"(gzip) than the model's float32 file, {100 * a.get('val_accuracy', a['accuracy']):.2f}% on "
+                      f"the judging images and {100 * a['accuracy']:.2f}% on the reporting ones: the smallest "
+                      "file within the limit" + (f", after {len(search['candidates']) - len(rungs)} trial(s) "
+                                                 "the sampler proposed once the ladder was done"
+                                                 if len(search["candidates"]) > len(rungs) else "") + "."]
+    return lines
+
+
+def write_report(report: dict, out_dir) -> tuple[Path, Path]:
+    """Writes report.md and report.html, then report.json (last: it is the one that names the build)."""
+    from edgecompress.report.html import render_html
+
+    out_dir = Path(out_dir)
+    m = atomic_write_text(out_dir / REPORT_MD, render_markdown(report))
+    atomic_write_text(out_dir / REPORT_HTML, render_html(report))
+    j = atomic_write_json(out_dir / REPORT_JSON, report)
+    return j, m

@@ -1,0 +1,1 @@
+"""The search over recipes: its space, its Optuna study, the trials, the workers."""

@@ -1,0 +1,1 @@
+"""The training-time compressions: distill, prune, cluster, factorize, QAT, and their configs."""
