@@ -121,10 +121,10 @@ def _build(options: BuildOptions) -> dict:
         step(3, n, f"Running recipe {recipe.name!r}: {len(recipe.stages)} stage(s), {len(recipe.quantize)} variant(s), "
                     "each measured with the TFLite interpreter")
         result = compress(model, dataset, recipe, pixels, cache, teacher_key, seed=options.seed,
-                          verbose=options.verbose, threads=options.threads, runs=options.runs, warmup=options.warmup)
+                          verbose=options.verbose, **options.measure.kwargs())
         if constraints.max_accuracy_drop is not None:
             result.recovery = recover_int8(result, dataset, pixels, cache, constraints.max_accuracy_drop,
-                                           baseline_accuracy=result.artifact(result.baseline).accuracy, options=options)
+                                           baseline_accuracy=result.artifact(result.baseline).accuracy, measure=options.measure)
 
     step(4, n, "Publishing artifacts and writing the report")
     atomic_write_json(out_dir / "model_spec.json", spec.to_dict())

@@ -1,6 +1,7 @@
 """End to end: `invoke build-edge` in a subprocess, as a user runs it."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -18,6 +19,21 @@ def default_build(tmp_path_factory, root):
     proc = run_invoke(["build-edge", "--out", str(out), *FAST], cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
+
+
+def test_a_log_written_to_a_pipe_has_one_line_per_epoch_and_per_stage(tmp_path, root):
+    """Output that is no terminal gets Keras' one line per epoch, not its progress-bar frames; each stage ends
+    with a line that says how long it took."""
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"name": "t", "stages": [{"stage": "distill", "epochs": 1, "baseline": False}],
+                                  "quantize": ["float32"]}))
+    proc = run_invoke(["build-edge", "--out", str(tmp_path / "o"), "--epochs", "1", "--runs", "5", "--recipe",
+                       str(recipe)], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ETA:" not in proc.stdout + proc.stderr
+    epochs = [line for line in proc.stdout.splitlines() if re.match(r"\d+/\d+ - \d+s - .*loss", line)]
+    assert len(epochs) == 2, proc.stdout[-2000:]  # the teacher's epoch and the student's
+    assert re.search(r"stage 1/1: distill done in \d+ s \(\d+ s since the first stage\)", proc.stderr), proc.stderr
 
 
 def test_default_build_leaves_files_and_report(default_build):

@@ -183,12 +183,12 @@ def _hypervolumes(rows, max_accuracy_drop) -> dict:
 def _search(model, dataset, space, pixels, cache, teacher_key, out_dir: Path, *, budget_minutes, seed, verbose, runs,
             constraints):
     """The study's search: the same tail as a build (publish, select, report) into `out_dir`."""
-    from edgecompress.builder.options import BuildOptions
+    from edgecompress.builder.measure import MeasureSettings
     from edgecompress.builder.steps import finish
     from edgecompress.search.run import load_space, search
 
     result = search(model, dataset, load_space(space), pixels, cache, teacher_key, budget_minutes=budget_minutes,
-                    max_accuracy_drop=constraints.max_accuracy_drop, options=BuildOptions(runs=runs), seed=seed,
+                    max_accuracy_drop=constraints.max_accuracy_drop, measure=MeasureSettings(runs=runs), seed=seed,
                     verbose=verbose, out_dir=out_dir, holdout="training")  # its teacher trained without them
     facts = {"dataset": dataset.describe(), "seed": seed, "latency_runs": runs}
     try:

@@ -11,6 +11,7 @@ imports them back.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from edgecompress.lite import latency as bench
 from edgecompress.data import calibration
 from edgecompress.quantize import convert as quantization
 from edgecompress.report import write as report_lib
+from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.evaluation import evaluate_tflite
 from edgecompress.lite.fileio import sha256_bytes
@@ -29,6 +31,33 @@ from edgecompress.report.results import Artifact
 from edgecompress.quantize.schemes import scheme
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureSettings(Config):
+    """How every file is timed on this host: interpreter threads, timed invokes and warm-up invokes.
+
+    Args:
+        threads: Interpreter threads. Defaults to 1.
+        runs: Timed invokes per file. Defaults to 200.
+        warmup: Invokes before them, not timed. Defaults to 20.
+    """
+
+    threads: int = 1
+    runs: int = 200
+    warmup: int = 20
+
+    def __post_init__(self):
+        for name in ("threads", "runs"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 1,
+                    f"Received an invalid value for `{name}`, expected an integer >= 1. Received: {name}={value!r}")
+        require(isinstance(self.warmup, int) and self.warmup >= 0,
+                f"Received an invalid value for `warmup`, expected an integer >= 0. Received: warmup={self.warmup!r}")
+
+    def kwargs(self) -> dict:
+        """As keyword arguments of `convert_and_measure` and `measure_file`."""
+        return {"threads": self.threads, "runs": self.runs, "warmup": self.warmup}
 
 
 def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *, threads=1, runs=200, warmup=20,
@@ -138,7 +167,8 @@ def publish(artifacts, out_dir: Path) -> None:
         a.path, a.cache_path = str(dst), None
 
 
-def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_accuracy, options, prefix="",
+def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_accuracy, measure: MeasureSettings,
+                 prefix="",
                  offer=True):
     """When every int8 artifact of `result` loses more than allowed, adds what its scheme's recovery offers.
 
@@ -160,7 +190,7 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
     if not offer:
         offers = [o for o in offers if o == "selective"]
     offered = _offer_schemes(result, [o for o in dict.fromkeys(offers) if o != "selective"], dataset, pixels, cache,
-                             int8, options, prefix)
+                             int8, measure, prefix)
     if "selective" not in offers:
         return {"offered": offered}
     logger.info("%sint8 loses more than %.2f points; looking for the layers responsible", prefix, max_accuracy_drop)
@@ -174,7 +204,7 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
 
         name = f"{prefix}int8_selective"
         path = cache.put_bytes(f"{name}.convert", make_key(sha256_bytes(r["data"])), ".tflite", r["data"])
-        b = bench.benchmark(path, runs=options.runs, warmup=options.warmup, threads=options.threads, probe=False)
+        b = bench.benchmark(path, **measure.kwargs(), probe=False)
         full = min(int8, key=lambda a: a.size_bytes)
         measured = {"accuracy": r["accuracy"], "agreement": None, "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
                     "sparsity": weight_sparsity(r["data"])["overall"], "float_ops": float_ops(r["data"]),
@@ -190,7 +220,7 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
     return summary
 
 
-def _offer_schemes(result, names, dataset, pixels, cache, int8, options, prefix) -> list[str]:
+def _offer_schemes(result, names, dataset, pixels, cache, int8, measure, prefix) -> list[str]:
     """Converts and measures the final model with each named scheme not already made; returns the new names."""
     from edgecompress.recipes.cache import make_key
     from edgecompress.quantize.schemes import conversion
@@ -206,7 +236,7 @@ def _offer_schemes(result, names, dataset, pixels, cache, int8, options, prefix)
     more, failed = convert_and_measure(result.final_model, convs, pixels, dataset, cache,
                                        make_key("recovery", full.sha256), prefix=prefix,
                                        provenance={**full.recipe, "recovery": True},
-                                       threads=options.threads, runs=options.runs, warmup=options.warmup)
+                                       **measure.kwargs())
     arts.extend(more)
     for f in failed:  # an offer that cannot be made is not a failure of the build: it is said, not counted
         logger.warning("  %s could not be offered: %s", f["name"], f["error"])

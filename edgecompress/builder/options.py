@@ -104,3 +104,10 @@ class BuildOptions(Config):
         from edgecompress.models.user import check_scale_name
 
         check_scale_name(self.scale)
+
+    @property
+    def measure(self):
+        """How every file is timed (`builder.measure.MeasureSettings`): threads, runs, warm-up."""
+        from edgecompress.builder.measure import MeasureSettings
+
+        return MeasureSettings(self.threads, self.runs, self.warmup)

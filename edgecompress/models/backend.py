@@ -28,4 +28,14 @@ if os.environ.get("TF_USE_LEGACY_KERAS") != "1":  # pragma: no cover
         stacklevel=2,
     )
 
-__all__ = ["tf", "keras"]
+__all__ = ["tf", "keras", "fit_verbose"]
+
+
+def fit_verbose(verbose: int) -> int:
+    """Keras' `verbose` for `fit()`: its progress bar on a terminal, one line per epoch when the output is a
+    file or a pipe (a log read later is not flooded with "ETA:" frames); 0 stays 0."""
+    import sys
+
+    if not verbose:
+        return 0
+    return 1 if sys.stdout.isatty() else 2

@@ -147,6 +147,7 @@ def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int
     `distribute.get_strategy(config.strategy).scope()` first; the optimizer
     is created in the same scope here.
     """
+    from edgecompress.models.backend import fit_verbose
     from edgecompress.models.backend import keras
 
     from edgecompress.models.distribute import get_strategy
@@ -159,7 +160,7 @@ def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int
         with get_strategy(config.strategy).scope():
             compile_classifier(model, config.learning_rate)
     return model.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs,
-                     validation_data=val, verbose=verbose, callbacks=list(callbacks), shuffle=True)
+                     validation_data=val, verbose=fit_verbose(verbose), callbacks=list(callbacks), shuffle=True)
 
 
 def keras_accuracy(model, dataset) -> float:

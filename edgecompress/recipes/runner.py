@@ -42,7 +42,7 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
     stop the recipe there.
     """
     stage_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
-    final, key = teacher, teacher_key
+    final, key, started = teacher, teacher_key, time.time()
     for i, (stage, key) in enumerate(zip(recipe.stages, stage_keys(recipe, teacher_key, dataset, seed)), 1):
         name = _stage_name(i - 1, stage)
         logger.info("  stage %d/%d: %s", i, len(recipe.stages), stage.STAGE)
@@ -60,6 +60,8 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
             cache.put_json(f"{name}.metrics", key, metrics)
         stage_log.append(StageResult(stage.STAGE, final.name, metrics, stage.to_dict(),
                                      0.0 if hit else round(time.time() - t0, 1), hit))
+        logger.info("  stage %d/%d: %s %s (%.0f s since the first stage)", i, len(recipe.stages), stage.STAGE,
+                    "reused from the cache" if hit else f"done in {time.time() - t0:.0f} s", time.time() - started)
         check_stage(stage.STAGE, metrics.get("accuracy"), num_classes=dataset.num_classes, model=final)
         if on_stage is not None:
             on_stage(i, stage_log[-1])

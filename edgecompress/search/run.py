@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 from edgecompress.search import study as optimize
+from edgecompress.builder.measure import MeasureSettings
 from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
 from edgecompress.recipes.recipe import Recipe
@@ -499,7 +500,8 @@ def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_acc
 
 def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, budget_minutes: float = 30,
            max_accuracy_drop=None, options=None, seed=0, verbose=1, out_dir=None, storage=None, workers: int = 1,
-           artifacts=None, study_name=None, worker_command=None, holdout: str = "test", started_at=None):
+           artifacts=None, study_name=None, worker_command=None, holdout: str = "test", started_at=None,
+           measure: MeasureSettings | None = None):
     """Runs (or resumes) the space's Optuna study within the budget; returns a `results.BuildResult`.
 
     Trials are judged on images the teacher never learned from
@@ -519,6 +521,10 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     With `workers` > 1, `worker_command` (the argv of `invoke search-worker`
     for this build) is started that many times, each with a share of the
     cores, and this process waits for them.
+
+    `measure` (`MeasureSettings`) times every file; it defaults to the
+    build's (`options.measure`). `options` (a `BuildOptions`) is kept in the
+    study for the workers that join it.
     """
     from optuna.artifacts import FileSystemArtifactStore
 
@@ -533,7 +539,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
              f"Received an invalid value for `workers`, expected an integer >= 1. Received: workers={workers!r}")
     require(workers == 1 or worker_command, "`workers` > 1 needs the worker command (use `invoke build-edge`).")
     out_dir = Path(out_dir) if out_dir is not None else Path(cache.root).parent
-    threads, runs, warmup = (options.threads, options.runs, options.warmup) if options else (1, 200, 20)
+    measure = measure or (options.measure if options is not None else MeasureSettings())
+    threads, runs, warmup = measure.threads, measure.runs, measure.warmup
     started = time.time()
     val, dataset, how = judging_split(dataset, space, seed, holdout)
     store_dir = Path(artifacts) if artifacts else optimize.study_dir(out_dir) / "artifacts"
@@ -590,7 +597,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
                 how["report_count"], how["report"])
     if workers == 1:
         ctx = optimize.TrialContext(teacher, val, space, pixels, cache, teacher_key, baseline.extra["val_accuracy"],
-                                    max_accuracy_drop, store, seed=seed, verbose=verbose, threads=threads)
+                                    max_accuracy_drop, store, seed=seed, verbose=verbose,
+                                    measure=MeasureSettings(threads, runs=20, warmup=5))
         optimize.run_worker(study, study_storage, ctx, deadline=deadline, trials=space.trials)
     else:
         optimize.run_local_workers(study, study_storage, worker_command, workers)

@@ -40,6 +40,7 @@ import threading
 import time
 from pathlib import Path
 
+from edgecompress.builder.measure import MeasureSettings
 from edgecompress.errors import EdgeCompressError, NotApplicable
 from edgecompress.lite.fileio import pid_alive
 from edgecompress.models.sanity import ImplausibleResult, suspect_gain
@@ -211,9 +212,8 @@ class TrialContext:
     artifact_store: object
     seed: int = 0
     verbose: int = 0
-    threads: int = 1
-    runs: int = 20  # latency is re-measured one file at a time after the study; these are only indicative
-    warmup: int = 5
+    # Latency is measured again one file at a time after the study; a trial's is only indicative.
+    measure: MeasureSettings = MeasureSettings(runs=20, warmup=5)
 
 
 def worker_id() -> str:
@@ -460,8 +460,8 @@ class Objective:
             prov = {"recipe": recipe.to_dict(), "stages": [s.to_dict() for s in stage_log],
                     "search": {"trial": trial.number, "choice": trial.user_attrs["choice"]}}
             arts, failed = convert_and_measure(final, recipe.quantize, ctx.pixels, ctx.dataset, ctx.cache, final_key,
-                                               prefix=f"{recipe.name}_", provenance=prov, threads=ctx.threads,
-                                               runs=ctx.runs, warmup=ctx.warmup)
+                                               prefix=f"{recipe.name}_", provenance=prov,
+                                               **ctx.measure.kwargs())
             if failed:
                 raise EdgeCompressError(failed[0]["error"])
             art = arts[0]
@@ -473,10 +473,9 @@ class Objective:
             if (ctx.space.selective_int8 and ctx.max_accuracy_drop is not None and scheme(art.quantization).recover_with
                     and 100 * (ctx.baseline_accuracy - art.accuracy) > ctx.max_accuracy_drop):
                 result = BuildResult(arts, final_model=final)
-                opts = dataclasses.make_dataclass("O", ["threads", "runs", "warmup"])(ctx.threads, ctx.runs, ctx.warmup)
                 try:
                     rec = recover_int8(result, ctx.dataset, ctx.pixels, ctx.cache, ctx.max_accuracy_drop,
-                                       baseline_accuracy=ctx.baseline_accuracy, options=opts,
+                                       baseline_accuracy=ctx.baseline_accuracy, measure=ctx.measure,
                                        prefix=f"{recipe.name}_", offer=False)
                 except Exception as e:  # TF's debugger refuses some models; the plain int8 file stays the result
                     logger.warning("[trial %d] selective int8 could not be made (%s: %s); keeping full int8",
@@ -516,8 +515,10 @@ class Objective:
         verdict = "" if ctx.max_accuracy_drop is None else (
             f"; {-drop + 0.0:+.2f} points against the teacher's file, {'within' if ok else 'over'} the limit "
             f"(-{ctx.max_accuracy_drop:g}): {'kept' if ok else 'dropped'}")
-        logger.info("[trial %d] %s%s: held-out top-1 %.2f%% at %.1f KB gzipped (%.0f s)%s", trial.number, art.name,
-                    rung, 100 * art.accuracy, art.gzip_bytes / 1024, time.time() - t0, verdict)
+        deadline = trial.study.user_attrs.get("deadline")
+        left = f"; {max(0.0, deadline - time.time()) / 60:.0f} min of the budget left" if deadline else ""
+        logger.info("[trial %d] %s%s: held-out top-1 %.2f%% at %.1f KB gzipped (%.0f s)%s%s", trial.number, art.name,
+                    rung, 100 * art.accuracy, art.gzip_bytes / 1024, time.time() - t0, verdict, left)
         return art.accuracy, float(art.gzip_bytes)
 
 

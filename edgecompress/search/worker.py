@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgecompress.errors import EdgeCompressError
 
+from edgecompress.builder.measure import MeasureSettings
 from edgecompress.builder.options import BuildOptions
 from edgecompress.builder.steps import calibration_pixels, prepare_model
 
@@ -84,7 +85,7 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
     store = FileSystemArtifactStore(str(artifacts or study_.user_attrs["artifacts"]))
     ctx = optimize.TrialContext(model_, val, space, pixels, cache, teacher_key, study_.user_attrs["baseline_accuracy"],
                                 options.max_accuracy_drop, store, seed=options.seed, verbose=verbose,
-                                threads=options.threads)
+                                measure=MeasureSettings(options.threads, runs=20, warmup=5))
     logger.info("Worker %s joined study %r (%s)", optimize.worker_id(), name, optimize.describe_url(storage))
     optimize.wait_for_local_workers(study_, worker_index)
     ran = optimize.run_worker(study_, storage_obj, ctx, deadline=study_.user_attrs["deadline"], trials=space.trials)

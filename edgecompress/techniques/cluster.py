@@ -53,6 +53,7 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
         "unique_weights", "clustered_layers", "skipped_layers",
         "preserve_sparsity", "sparsity"}.
     """
+    from edgecompress.models.backend import fit_verbose
     import numpy as np
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
@@ -98,7 +99,7 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             wrapped.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
-                        verbose=verbose, shuffle=True)
+                        verbose=fit_verbose(verbose), shuffle=True)
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     # Stripped weights lose their layer prefix; read each clustered layer's own kernel.
     unique = {layer.name: int(len(np.unique(_kernel(layer)))) for layer in stripped.layers if layer.name in clustered}

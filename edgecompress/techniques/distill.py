@@ -230,6 +230,7 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     student trained on labels alone, when `baseline`), `teacher_accuracy`,
     `params`, `teacher_params` and the final losses.
     """
+    from edgecompress.models.backend import fit_verbose
     from edgecompress.models.backend import keras
 
     config = config or DistillConfig()
@@ -249,7 +250,7 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     callbacks = [] if config.patience is None else [keras.callbacks.EarlyStopping(
         monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True)]
     hist = distiller.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
-                         verbose=verbose, shuffle=True, callbacks=callbacks)
+                         verbose=fit_verbose(verbose), shuffle=True, callbacks=callbacks)
     epochs_run = len(hist.history["student_loss"])
     metrics = {
         "accuracy": keras_accuracy(student, dataset),

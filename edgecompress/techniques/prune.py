@@ -90,6 +90,7 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
         (model, metrics): the stripped model (plain Keras layers, zeros in
         the weights) and {"accuracy", "params", "sparsity", "skipped_layers"}.
     """
+    from edgecompress.models.backend import fit_verbose
     import tensorflow_model_optimization as tfmot
 
     from edgecompress.models.backend import keras
@@ -111,7 +112,7 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
-                   callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=verbose, shuffle=True)
+                   callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=fit_verbose(verbose), shuffle=True)
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     if config.qat:
         from edgecompress.techniques.qat import quantize_aware_train

@@ -80,6 +80,7 @@ def quantize_aware_train(model, dataset, preserve: str, *, learning_rate: float,
             "cluster_preserve" (weights stay on their centroids, CQAT) or
             "sparsity_cluster_preserve" (both, PCQAT).
     """
+    from edgecompress.models.backend import fit_verbose
     import tensorflow_model_optimization as tfmot
 
     from edgecompress.models.backend import keras
@@ -115,5 +116,5 @@ def quantize_aware_train(model, dataset, preserve: str, *, learning_rate: float,
         qat = tfmot.quantization.keras.quantize_apply(annotated, _scheme(preserve))
     compile_classifier(qat, learning_rate)
     x = to_model_input(dataset.x_train, dataset.preprocessing)
-    qat.fit(x, dataset.y_train, batch_size=batch_size, epochs=epochs, verbose=verbose, shuffle=True)
+    qat.fit(x, dataset.y_train, batch_size=batch_size, epochs=epochs, verbose=fit_verbose(verbose), shuffle=True)
     return qat
