@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +110,49 @@ def test_a_trial_left_running_by_a_dead_worker_is_failed_and_queued_again(tmp_pa
     assert sorted(w.user_attrs["retry_of"] for w in waiting) == [0, 2]
     assert next(w for w in waiting if w.user_attrs["retry_of"] == 0).system_attrs["fixed_params"] == t.params
     assert optimize.fail_stale_trials(study, storage) == []  # once
+    assert next(w for w in waiting if w.user_attrs["retry_of"] == 2).user_attrs["retry_reason"]["worker"] == "other-host:1"
+
+
+RDB_WORKER = r"""
+import sys, time, optuna
+from edgecompress.search import study as optimize
+storage = optimize.open_storage(sys.argv[1], ".", heartbeat_s=1, stale_s=3)
+study = optuna.load_study(study_name="s", storage=storage)
+def objective(trial):
+    trial.suggest_int("x", 0, 9)
+    trial.set_user_attr("worker", optimize.worker_id())
+    print("running", flush=True)
+    time.sleep(600)
+study.optimize(objective, n_trials=1)
+"""
+
+
+def test_on_an_rdb_storage_optunas_heartbeat_finds_a_killed_worker_and_the_trial_is_queued_again(tmp_path):
+    """RDB storages use Optuna's own heartbeat (`RDBStorage(heartbeat_interval, grace_period,
+    heartbeat_stale_trial_callback)`): a worker killed mid-trial stops beating, and after the grace period
+    the next check fails its trial and queues its parameters again, naming the worker."""
+    import optuna
+    from optuna.trial import TrialState
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = optimize.open_storage(url, tmp_path, heartbeat_s=1, stale_s=3)
+    study = optuna.create_study(study_name="s", storage=storage)
+    worker = subprocess.Popen([sys.executable, "-c", RDB_WORKER, url], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+    assert worker.stdout.readline().strip() == "running"
+    assert optimize.fail_stale_trials(study, storage) == []  # alive and beating
+    worker.kill()
+    worker.wait()
+    running = study.get_trials(states=(TrialState.RUNNING,))
+    assert len(running) == 1
+    deadline = time.time() + 30
+    while not optimize.fail_stale_trials(study, storage):
+        assert time.time() < deadline, "the killed worker's trial was never found stale"
+        time.sleep(0.5)
+    assert study.get_trials()[0].state == TrialState.FAIL
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    assert waiting.user_attrs["retry_of"] == 0 and waiting.system_attrs["fixed_params"] == running[0].params
+    assert waiting.user_attrs["retry_reason"]["worker"] == running[0].user_attrs["worker"]
 
 
 def test_early_stop_floor_learns_the_recovery_from_finished_trials(tmp_path):
@@ -155,6 +199,16 @@ def test_hypervolume_matches_a_grid_count():
     assert hypervolume(pts, ref) == pytest.approx(inside / n / n * ref[0] * 0.5, rel=0.02)
     assert hypervolume([(11, 0.9)], ref) == 0.0  # worse than the reference: nothing
     assert set(pareto(pts)) >= {min(range(15), key=lambda i: pts[i][0])}
+
+
+def test_the_one_reported_hypervolume_is_in_kb_and_points_against_the_teacher_less_the_limit():
+    from edgecompress.report.pareto import front_hypervolume
+
+    teacher = (10 * 1024, 0.90)  # 10 KB, 90%
+    hv = front_hypervolume([(2 * 1024, 0.895), (5 * 1024, 0.92), (12 * 1024, 0.99)], teacher, max_accuracy_drop=1.0)
+    assert hv["unit"] == "KB x points" and hv["reference"] == [10.0, 89.0]
+    # (2 KB, 89.5): 8 x 0.5 = 4; (5 KB, 92): 5 x (92 - 89.5) = 12.5; the 12 KB file is larger than the teacher's
+    assert hv["value"] == pytest.approx(16.5)
 
 
 @pytest.mark.parametrize("args, needle", [

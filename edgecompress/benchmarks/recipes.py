@@ -140,7 +140,7 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
     study["comparison"] = comparison
     study["table"] = table
     lines = [f"# Benchmark on {dataset.name} ({len(dataset.y_train)} train / {len(dataset.y_test)} test)", "",
-             report_lib._markdown(table), ""]
+             report_lib.markdown_table(table), ""]
     for label, s in study.get("searches", {}).items():
         c = {k: v for k, v in s["constraints"].items() if v is not None}
         counts = ", ".join(f"{n} {k}" for k, n in s["search"].get("counts", {}).items())
@@ -167,16 +167,14 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
 
 
 def _hypervolumes(rows, max_accuracy_drop) -> dict:
-    """Each search's front, hypervolume on the test split in KB x points; reference: the teacher's float32
-    gzip size and its top-1 less the allowed drop."""
-    from edgecompress.report.pareto import hypervolume
+    """Each search's front, its hypervolume on the test split (`pareto.front_hypervolume`, KB x points)."""
+    from edgecompress.report.pareto import front_hypervolume
 
     teacher = next(a for r, a in rows if r == "teacher")
-    ref = (teacher["gzip_bytes"] / 1024, 100 * teacher["accuracy"] - (max_accuracy_drop or 0.0))
     out = {}
     for label in dict.fromkeys(r.rsplit(" (", 1)[0] for r, _ in rows if r.endswith(("(front)", "(selected)"))):
-        pts = [(a["gzip_bytes"] / 1024, 100 * a["accuracy"]) for r, a in rows if r.rsplit(" (", 1)[0] == label]
-        out[label] = round(hypervolume(pts, ref), 1)
+        pts = [(a["gzip_bytes"], a["accuracy"]) for r, a in rows if r.rsplit(" (", 1)[0] == label]
+        out[label] = front_hypervolume(pts, (teacher["gzip_bytes"], teacher["accuracy"]), max_accuracy_drop)["value"]
     return out
 
 

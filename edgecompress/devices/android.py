@@ -66,7 +66,7 @@ def copy_assets(build_dir="build/edge", app_dir=DEMO_DIR / "app", calibration_di
 
 # ---- compile check ----------------------------------------------------------
 
-def _deps(work: Path) -> dict:
+def maven_jars(work: Path) -> dict:
     """Fetches the verification dependencies with Maven; returns jar paths by role."""
     deps = work / "deps"
     if not (deps / ".ready").exists():
@@ -96,7 +96,7 @@ def _deps(work: Path) -> dict:
     }
 
 
-def _kotlinc(jars: dict, classpath: list, sources: list, out: Path, jvm_target: str = "17", extra=()) -> None:
+def kotlinc(jars: dict, classpath: list, sources: list, out: Path, jvm_target: str = "17", extra=()) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cmd = ["java", "-Xmx1g", "-cp", ":".join(jars["compiler"]), "org.jetbrains.kotlin.cli.jvm.K2JVMCompiler",
            "-no-stdlib", "-no-reflect", "-jvm-target", jvm_target, "-Werror", *extra,
@@ -113,7 +113,7 @@ def check_app(app_dir=DEMO_DIR / "app", work=DEMO_DIR / ".build") -> dict:
         EdgeCompressError: on any compile error or failing test.
     """
     app_dir, work = Path(app_dir), Path(work)
-    jars = _deps(work)
+    jars = maven_jars(work)
     main_src = sorted((app_dir / "src" / "main").rglob("*.kt")) + sorted((app_dir / "src" / "main").rglob("*.java"))
     test_src = sorted((app_dir / "src" / "test").rglob("*.kt"))
     if not main_src:
@@ -121,12 +121,12 @@ def check_app(app_dir=DEMO_DIR / "app", work=DEMO_DIR / ".build") -> dict:
     shutil.rmtree(work / "classes", ignore_errors=True)
     main_out, test_out = work / "classes" / "main", work / "classes" / "test"
     logger.info("Compiling %d app source file(s) against android-all and TFLite", len(main_src))
-    _kotlinc(jars, jars["stdlib"] + jars["android"] + jars["tflite"], main_src, main_out)
+    kotlinc(jars, jars["stdlib"] + jars["android"] + jars["tflite"], main_src, main_out)
     logger.info("Compiling %d test file(s)", len(test_src))
     # android-all is the real framework code, so org.json works in these tests
     # (Gradle's unit tests use org.json:json instead of android.jar's stub).
     test_cp = [str(main_out)] + jars["stdlib"] + jars["junit"] + jars["android"]
-    _kotlinc(jars, test_cp, test_src, test_out)
+    kotlinc(jars, test_cp, test_src, test_out)
     classes = sorted(str(p.relative_to(test_out))[:-6].replace("/", ".") for p in test_out.rglob("*Test.class"))
     vectors = DEMO_DIR.parent / "tests" / "vectors" / "numerics.json"
     proc = subprocess.run(["java", f"-Dedgecompress.vectors={vectors}", "-cp", ":".join([str(test_out)] + test_cp),

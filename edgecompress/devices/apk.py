@@ -51,7 +51,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from edgecompress.devices.android import DEMO_DIR, _deps, _kotlinc, copy_assets
+from edgecompress.devices.android import DEMO_DIR, maven_jars, kotlinc, copy_assets
 from edgecompress.errors import EdgeCompressError
 
 logger = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def build_apk(build_dir="build/edge", out=None, *, calibration_dir="calibration_
     out = Path(out) if out else Path(build_dir) / "edgecompress-demo-debug.apk"
     work = Path(work)
     assets = copy_assets(build_dir, calibration_dir=calibration_dir)
-    jars = _deps(work)
+    jars = maven_jars(work)
     chain = _toolchain(work)
     app = DEMO_DIR / "app" / "src" / "main"
     with tempfile.TemporaryDirectory(prefix="edgecompress-apk-") as tmp:
@@ -200,7 +200,7 @@ def build_apk(build_dir="build/edge", out=None, *, calibration_dir="calibration_
         tflite = jars["tflite"] + [str(j) for j in chain["gpu_api"] if j.name.endswith("-classes.jar")]
         classes = tmp / "classes"
         # Against Android 7.0's framework (the minSdk): a call that phone lacks fails here, not on launch.
-        _kotlinc(jars, chain["android_min"] + jars["stdlib"] + tflite, sorted(app.rglob("*.kt")), classes,
+        kotlinc(jars, chain["android_min"] + jars["stdlib"] + tflite, sorted(app.rglob("*.kt")), classes,
                  jvm_target="1.8", extra=["-Xlambdas=class", "-Xsam-conversions=class"])
         logger.info("[3/6] ProGuard: shrink kotlin-stdlib, backport its invokedynamic lambdas")
         shrunk = tmp / "app.jar"

@@ -48,3 +48,13 @@ def hypervolume(points, reference) -> float:
             area += (ref_cost - c) * (a - below)
             below = a
     return round(area, 10)
+
+
+def front_hypervolume(files, reference_file, max_accuracy_drop=None) -> dict:
+    """The one hypervolume the project reports: of `files` ((gzip bytes, top-1 as a fraction) pairs), in KB x
+    points, against the reference point every report uses: the reference file's (the teacher's float32
+    file) gzip KB, and its top-1 in points less `max_accuracy_drop` (points; none: 0). A file counts only
+    where it is smaller than the teacher's and within the limit."""
+    ref = (reference_file[0] / 1024, 100 * reference_file[1] - (max_accuracy_drop or 0.0))
+    value = hypervolume([(b / 1024, 100 * a) for b, a in files], ref)
+    return {"value": round(value, 1), "unit": "KB x points", "reference": [round(ref[0], 3), round(ref[1], 4)]}

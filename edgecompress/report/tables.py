@@ -95,7 +95,7 @@ def device_table(report: dict) -> list[list[str]]:
     return rows
 
 
-def _markdown(rows) -> str:
+def markdown_table(rows) -> str:
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     return "\n".join(out)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgecompress.lite.latency import device_emulation
 from edgecompress.lite.fileio import atomic_write_json, atomic_write_text
-from edgecompress.report.tables import _markdown, artifact_table, device_table, format_text_table, search_table  # noqa: F401
+from edgecompress.report.tables import markdown_table, artifact_table, device_table, format_text_table, search_table  # noqa: F401
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -43,7 +43,7 @@ def render_markdown(report: dict) -> str:
         f"{report.get('threads', 1)} thread(s), on {host.get('cpu', '?')} with {host.get('runtime', {}).get('name', '?')} "
         f"{host.get('runtime', {}).get('version', '')}.",
         "",
-        _markdown(artifact_table(report)),
+        markdown_table(artifact_table(report)),
         "",
         "Sizes are the `.tflite` file and the same file after `gzip -9`; 'x smaller' is the baseline's gzip bytes over "
         "the artifact's. 'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share of test "
@@ -60,7 +60,7 @@ def render_markdown(report: dict) -> str:
                      f"(+{rec.get('size_cost_bytes', 0)} bytes).")
     dev = device_table(report)
     if dev:
-        lines += ["", "## On devices", "", _markdown(dev), ""]
+        lines += ["", "## On devices", "", markdown_table(dev), ""]
         for name, d in sorted((report.get("devices") or {}).items()):
             if "device" in d:
                 info = d["device"]
@@ -107,7 +107,7 @@ def search_lines(report: dict) -> list[str]:
               "beats on both validation top-1 and gzip size (size), or test top-1 and p50 latency (latency). "
               "'stopped early' is a trial ended after a stage whose top-1 left no hope of meeting "
               "--max-accuracy-drop, even with the best recovery earlier trials saw (not weight pruning).", "",
-              _markdown(search_table(report))]
+              markdown_table(search_table(report))]
     lines += ladder_story(report)
     seen = val.get("teacher_saw_it")
     if seen:

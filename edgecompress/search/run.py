@@ -362,9 +362,11 @@ def _absolute(value):
     return str(Path(value).resolve()) if value and Path(str(value)).exists() else value
 
 
-def trial_entry(t) -> dict:
+def trial_entry(t, retried: dict | None = None) -> dict:
     """One trial of the study as the report's search log has it: status (`done`, `stopped early`, `duplicate`,
-    `retried`, `failed`, or Optuna's state), why, the stage top-1s, who ran it and how long."""
+    `retried`, `failed`, or Optuna's state), why, the stage top-1s, who ran it and how long. `retried` maps
+    a failed trial's number to why another trial runs it again (that trial's `retry_reason`)."""
+    retried = retried or {}
     from optuna.trial import TrialState
 
     ua = t.user_attrs
@@ -385,9 +387,10 @@ def trial_entry(t) -> dict:
                      reason=f"after {se['stage']}: {100 * se['accuracy']:.2f}% < {100 * se['floor']:.2f}%")
     elif t.state == TrialState.PRUNED and "ended" in ua:
         entry.update(status="ended", reason=ua["ended"])
-    elif "stale" in ua:
-        how = "was interrupted" if ua["stale"].get("interrupted") else "died"
-        entry.update(status="retried", reason=f"its worker {ua['stale']['worker']} {how}; run again")
+    elif t.number in retried:
+        why = retried[t.number]
+        how = "was interrupted" if why.get("interrupted") else "died"
+        entry.update(status="retried", reason=f"its worker {why.get('worker') or '?'} {how}; run again")
     elif t.state == TrialState.FAIL:
         entry.update(status="failed", error=ua.get("error", "the worker stopped with an error; see its log"))
     elif t.state == TrialState.COMPLETE and "artifact" in ua:
@@ -420,16 +423,16 @@ def _trial_file(t, store, cache):
 def mark_fronts(artifacts, max_accuracy_drop):
     """Marks `pareto` on every artifact: size, the study's front (validation top-1 against gzip bytes);
     latency, test top-1 against p50. Returns (size front, its hypervolume, the reference point): the
-    reference is the first artifact's (the teacher's) gzip bytes and validation top-1 less the limit."""
-    from edgecompress.report.pareto import hypervolume, mark_pareto, pareto
+    reference point is the first artifact's (the teacher's), as `pareto.front_hypervolume` defines it."""
+    from edgecompress.report.pareto import front_hypervolume, mark_pareto, pareto
 
     mark_pareto(artifacts)  # both fronts on test top-1; the size front is then the study's
     objectives = [(a.gzip_bytes, a.extra["val_accuracy"]) for a in artifacts]
     front = set(pareto(objectives))
     for i, a in enumerate(artifacts):
         a.extra["pareto"]["size"] = i in front
-    ref = (artifacts[0].gzip_bytes, artifacts[0].extra["val_accuracy"] - (max_accuracy_drop or 0.0) / 100)
-    return [a for i, a in enumerate(artifacts) if i in front], hypervolume(objectives[1:], ref), ref
+    hv = front_hypervolume(objectives[1:], objectives[0], max_accuracy_drop)
+    return [a for i, a in enumerate(artifacts) if i in front], {**hv, "on": "validation top-1"}
 
 
 def teacher_saw_validation(val_accuracy: float, n_val: int, test_accuracy: float, n_test: int,
@@ -607,8 +610,9 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     # Collect: every trial's file, measured again on the test split, one at a time.
     trials = study.get_trials(deepcopy=False)
     log, arts, names = [], [], set()
+    retried = {t.user_attrs["retry_of"]: t.user_attrs.get("retry_reason", {}) for t in trials if "retry_of" in t.user_attrs}
     for t in trials:
-        entry = trial_entry(t)
+        entry = trial_entry(t, retried)
         if entry["status"] == "done":
             a = _trial_file(t, store, cache)
             if a.name in names:
@@ -629,9 +633,9 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         raise EdgeCompressError(f"Search {space.name!r}: no trial finished:\n" + "\n".join(
             f"  trial {e['trial']} {e['name']}: {e['status']} {e.get('error') or e.get('reason') or ''}" for e in log))
     artifacts = [baseline] + arts
-    front, hv, ref = mark_fronts(artifacts, max_accuracy_drop)
+    front, hv = mark_fronts(artifacts, max_accuracy_drop)
     logger.info("Search done: %d trial(s) finished of %d in %.0f s; front: %s; hypervolume %.4g KB x points", done,
-                len(trials), time.time() - started, ", ".join(a.name for a in front), hv / 1024 * 100)
+                len(trials), time.time() - started, ", ".join(a.name for a in front), hv["value"])
     counts = {}
     for e in log:
         counts[e["status"]] = counts.get(e["status"], 0) + 1
@@ -642,4 +646,4 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
                        **({"teacher_saw_it": seen} if seen else {})},
         "ladder_skipped": study.user_attrs.get("ladder_skipped") or {},
         "resumed_trials": resumed, "counts": counts, "candidates": log,
-        "hypervolume": {"value": hv, "unit": "gzip bytes x top-1 (validation)", "reference": list(ref)}})
+        "hypervolume": hv})

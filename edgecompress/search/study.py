@@ -24,10 +24,12 @@ TPE and NSGA-II read.
 - **Not twice.** Trials whose recipe and scheme equal a finished one's
   (`search.config_key`) take its result without running; one running
   elsewhere is waited for.
-- **Stale trials.** Every running trial records its worker (host:pid) and a
-  heartbeat; a trial whose worker died (same host, pid gone) or whose
-  heartbeat is older than `STALE_S` is marked failed and enqueued again.
-  The same check serves journal and RDB storages.
+- **Stale trials.** Every running trial records its worker (host:pid). On an
+  RDB storage, Optuna's heartbeat finds a trial whose worker stopped beating
+  for `STALE_S`; on a journal file (Optuna's journal has no heartbeat), a
+  trial whose worker died on this host (pid gone) or whose `heartbeat`
+  attribute is older than `STALE_S`. Either is failed and enqueued again,
+  the new trial naming the one it retries (`retry_of`, `retry_reason`).
 """
 
 from __future__ import annotations
@@ -69,8 +71,10 @@ def describe_url(url: str | None) -> str:
     return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-def open_storage(url: str | None, out_dir):
-    """The study's storage: `url` (journal file path or RDB URL), or the build folder's journal file."""
+def open_storage(url: str | None, out_dir, *, heartbeat_s: int = HEARTBEAT_S, stale_s: int = STALE_S):
+    """The study's storage: `url` (journal file path or RDB URL), or the build folder's journal file.
+
+    An RDB storage beats Optuna's heartbeat every `heartbeat_s` and fails a trial silent for `stale_s`."""
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
@@ -85,7 +89,7 @@ def open_storage(url: str | None, out_dir):
             f"({', '.join(s + '://...' for s in RDB_SCHEMES[:3])}) or a journal file (`journal:PATH`). SQLite only "
             "on a local disk: not over a network filesystem.")
     try:
-        return _rdb_storage(url)
+        return _rdb_storage(url, heartbeat_s=heartbeat_s, stale_s=stale_s)
     except Exception as e:  # sqlalchemy's OperationalError, a missing driver (ModuleNotFoundError)...
         hint = (f" Install its driver (`pip install {'psycopg[binary]' if scheme == 'postgresql' else 'pymysql'}`)."
                 if isinstance(e, ImportError) else " Check the host, port, user and that the database exists.")
@@ -93,7 +97,7 @@ def open_storage(url: str | None, out_dir):
                                 f"{type(e).__name__}: {str(e).splitlines()[0][:300]}.{hint}") from None
 
 
-def _rdb_storage(url: str, attempts: int = 5):
+def _rdb_storage(url: str, attempts: int = 5, *, heartbeat_s: int = HEARTBEAT_S, stale_s: int = STALE_S):
     """Optuna's RDBStorage, retried while another process creates the same tables.
 
     Two processes opening a new database at once (a worker started before its
@@ -105,7 +109,8 @@ def _rdb_storage(url: str, attempts: int = 5):
 
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_s,
+                                              grace_period=stale_s, heartbeat_stale_trial_callback=_retry_stale)
         except (IntegrityError, ProgrammingError):
             if attempt == attempts - 1:
                 raise
@@ -221,9 +226,21 @@ def worker_id() -> str:
 
 
 def fail_stale_trials(study, storage) -> list[int]:
-    """Marks trials left RUNNING by a dead worker as failed and enqueues their parameters again; returns them."""
+    """Fails trials left RUNNING by a dead worker and queues their parameters again; returns their numbers.
+
+    On an RDB storage this is Optuna's own heartbeat (`RDBStorage(heartbeat_interval=HEARTBEAT_S,
+    grace_period=STALE_S)`, see `_rdb_storage`): `optuna.storages.fail_stale_trials` fails what it finds
+    stale and calls `_retry_stale` for each. Optuna's journal storage has no heartbeat, so for a journal
+    file (one host, or a shared disk) a trial is stale when its worker is on this host and its pid is gone,
+    or when its `heartbeat` user attribute (`_Heartbeat`) is older than `STALE_S`.
+    """
+    import optuna
     from optuna.trial import TrialState
 
+    if _heartbeat_storage(storage):
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        optuna.storages.fail_stale_trials(study)
+        return sorted({t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))} - before)
     me, host, now, retried = worker_id(), socket.gethostname(), time.time(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = t.user_attrs.get("worker", "")
@@ -235,15 +252,31 @@ def fail_stale_trials(study, storage) -> list[int]:
         if not dead:
             continue
         try:
-            storage.set_trial_user_attr(t._trial_id, "stale", {"worker": who, "seen": now})
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        except Exception:  # another worker got there first
+            study.tell(t.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):  # another worker got there first (finished, or finished meanwhile)
             continue
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **_rung_of(t)})
-        logger.warning("Trial %d was left running by %s, which is gone: marked failed, its parameters queued again",
-                       t.number, who or "an unknown worker")
+        _retry(study, t, {"worker": who, "seen": now})
         retried.append(t.number)
     return retried
+
+
+def _heartbeat_storage(storage) -> bool:
+    from optuna.storages import RDBStorage
+
+    return isinstance(storage, RDBStorage) and storage.heartbeat_interval is not None
+
+
+def _retry(study, trial, why: dict) -> None:
+    """Queues a failed trial's parameters again; the new trial says which it retries and why."""
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retry_reason": why, **_rung_of(trial)})
+    if not why.get("interrupted"):
+        logger.warning("Trial %d was left running by %s, which is gone: marked failed, its parameters queued again",
+                       trial.number, why.get("worker") or "an unknown worker")
+
+
+def _retry_stale(study, trial) -> None:
+    """Optuna's `heartbeat_stale_trial_callback` on an RDB storage: the trial's worker stopped beating."""
+    _retry(study, trial, {"worker": trial.user_attrs.get("worker", ""), "seen": time.time()})
 
 
 def _rung_of(t) -> dict:
@@ -296,10 +329,11 @@ def enqueue_next_rung(study, space) -> str | None:
 
 
 class _Heartbeat:
-    """Writes the trial's `heartbeat` user attribute every `HEARTBEAT_S` seconds while it runs."""
+    """Records the trial's worker; with `beat` (a journal file, which Optuna gives no heartbeat), also writes
+    its `heartbeat` user attribute every `HEARTBEAT_S` seconds while it runs."""
 
-    def __init__(self, trial):
-        self.trial, self.stop = trial, threading.Event()
+    def __init__(self, trial, beat: bool = True):
+        self.trial, self.beat, self.stop = trial, beat, threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -311,8 +345,9 @@ class _Heartbeat:
 
     def __enter__(self):
         self.trial.set_user_attr("worker", worker_id())
-        self.trial.set_user_attr("heartbeat", time.time())
-        self.thread.start()
+        if self.beat:
+            self.trial.set_user_attr("heartbeat", time.time())
+            self.thread.start()
         return self
 
     def __exit__(self, *exc):
@@ -394,12 +429,11 @@ class Objective:
                 trial.set_constraint("accuracy_drop", same.user_attrs["constraint"][0])
             return tuple(same.values)
         self.duplicates_in_a_row = 0
-        with _Heartbeat(trial):
+        with _Heartbeat(trial, beat=not _heartbeat_storage(self.storage)):
             try:
                 return self._run(trial, recipe)
             except (KeyboardInterrupt, SystemExit):  # Ctrl-C: Optuna fails the trial; run it again on resume
-                trial.set_user_attr("stale", {"worker": worker_id(), "seen": time.time(), "interrupted": True})
-                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **_rung_of(trial)})
+                _retry(trial.study, trial, {"worker": worker_id(), "seen": time.time(), "interrupted": True})
                 raise
 
     def _same(self, trial, key):
