@@ -24,7 +24,7 @@ from edgecompress.errors import EdgeCompressError
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(any(shutil.which(t) is None for t in ("aapt", "zipalign", "apksigner", "dexdump", "mvn")),
-                       reason="needs android-sdk-build-tools, apksigner, dexdump, maven (scripts/install-system-deps.sh)"),
+                       reason="needs aapt, zipalign, apksigner, dexdump and mvn: apt-get install android-sdk-build-tools apksigner dexdump maven (scripts/install-system-deps.sh)"),
 ]
 
 

@@ -22,9 +22,10 @@ from support.sshd import free_port
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="device-sim needs root (chroot, binfmt_misc)"),
+    pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="device-sim needs root (chroot, binfmt_misc): run the suite as root"),
     pytest.mark.skipif(shutil.which("debootstrap") is None or shutil.which("qemu-aarch64-static") is None,
-                       reason="needs Debian's debootstrap and qemu-user-static (scripts/install-system-deps.sh)"),
+                       reason="needs debootstrap and qemu-aarch64-static: apt-get install debootstrap qemu-user-static "
+                       "(scripts/install-system-deps.sh)"),
 ]
 
 IMAGES = 200  # test images run on the device per file; the whole split is the task's default

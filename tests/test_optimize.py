@@ -381,7 +381,8 @@ def postgres_url(tmp_path):
 
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if not bins or os.geteuid() != 0:  # scripts/install-system-deps.sh installs it; CI runs as root
-        pytest.skip("needs Debian's postgresql and root (to run the server as the postgres user)")
+        pytest.skip("needs Debian's postgresql (apt-get install postgresql; scripts/install-system-deps.sh) and root, to run "
+                    "the server as the postgres user")
     pg = bins[-1]
     import tempfile
     from pathlib import Path

@@ -49,7 +49,7 @@ def test_report_html_is_self_contained_with_receipts(built):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="scripts/install-system-deps.sh installs chromium")
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install chromium (scripts/install-system-deps.sh)")
 def test_report_renders_in_chromium_with_images_loaded(built, tmp_path):
     url = (built / "report.html").as_uri()
     dom = _chromium("--virtual-time-budget=5000", "--dump-dom", url).stdout
