@@ -104,3 +104,37 @@ def test_bench_android_rejects_bad_delegate(tmp_path):
 def test_bench_android_without_apk_or_gradle(tmp_path):
     with pytest.raises(EdgeCompressError, match="pass --apk"):
         bench_android(MockContext(), [tmp_path / "m.tflite"])
+
+
+def test_bench_android_runs_end_to_end_through_a_fake_adb(tmp_path, root):
+    """`invoke bench-android` against a fake adb on PATH (tests/support/fake_adb.py): the model with a hostile
+    name is pushed, the app's activity started, the result pulled back and read, as with a phone."""
+    import os
+    import shutil
+    import stat
+    import subprocess
+    import sys
+
+    bin_dir, device = tmp_path / "bin", tmp_path / "phone"
+    bin_dir.mkdir()
+    adb = bin_dir / "adb"
+    adb.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(root / 'tests/support/fake_adb.py'))} "
+                   '"$@"\n')
+    adb.chmod(adb.stat().st_mode | stat.S_IEXEC)
+    out = tmp_path / "edge"
+    out.mkdir()
+    name = "it's a \"model\"; rm -rf x.tflite"
+    shutil.copy2(root / "edgecompress/lite/_data/trivial.tflite", out / name)
+    apk = tmp_path / "app-debug.apk"
+    apk.write_bytes(b"PK")
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", FAKE_ADB_ROOT=str(device),
+               FAKE_ADB_CWD=str(root))
+    proc = subprocess.run([sys.executable, "-m", "invoke", "bench-android", "--apk", str(apk), "--models",
+                           str(out / name), "--out", str(out), "--runs", "5", "--timeout", "60"], cwd=root,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pulled = json.loads((out / "android" / f"{name}.json").read_text())
+    assert pulled["device"]["board"] == "fake-adb" and pulled["results"][0]["model"] == name
+    assert pulled["results"][0]["latency_ms"]["p50"] > 0
+    assert (device / "device" / DEVICE_FILES.lstrip("/") / "models" / name).read_bytes() == (out / name).read_bytes()
+    assert (device / "installed").read_text() == str(apk)

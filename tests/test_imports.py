@@ -134,3 +134,16 @@ def test_every_registered_stage_is_in_the_readme():
 
     readme = (PACKAGE.parent / "README.md").read_text()
     assert [n for n in STAGES if f'"stage": "{n}"' not in readme] == []
+
+
+def test_every_registry_string_resolves_to_a_function():
+    """Every "edgecompress.module:function" string in the package names a function that exists."""
+    import importlib
+
+    found = []
+    for path in modules().values():
+        found += re.findall(r"[\"'](edgecompress\.[\w.]+):(\w+)[\"']", path.read_text())
+    found = [(m, f) for m, f in found if (m, f) != ("edgecompress.module", "function")]  # the error's template
+    assert ("edgecompress.techniques.prune", "prune") in found
+    missing = [f"{m}:{f}" for m, f in found if not callable(getattr(importlib.import_module(m), f, None))]
+    assert missing == []
