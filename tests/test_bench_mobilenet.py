@@ -56,9 +56,11 @@ def test_harness_median_matches_a_bare_invoke_loop(mobilenet_int8):
     print(f"\nMobileNetV2 int8 224x224, 1 thread, same interpreter, interleaved: harness p50 {h:.3f} ms, bare "
           f"p50 {b:.3f} ms ({100 * (h - b) / b:+.2f}%); benchmark() on its own interpreter {full:.3f} ms; "
           f"trivial-model overhead {bench.harness_overhead_us():.2f} us")
-    # Printed, not asserted: wall-clock times measure the machine as much as the harness (two interpreter
-    # instances of one file differ by up to 11% on their own). The deterministic check is the next test.
+    # Wall-clock times measure the machine as much as the harness (two interpreter instances of one file differ
+    # by up to 11% on their own), so the bound is loose: the README's "within about 1%" is what runs here gave;
+    # 5% is what interleaving call by call on one interpreter holds to under load. The exact check is the next test.
     assert len(harness) == len(bare) == 120 and min(harness) > 0 and min(bare) > 0
+    assert abs(h - b) / b < 0.05, f"harness p50 {h:.3f} ms against a bare loop's {b:.3f} ms"
 
 
 def test_the_timed_region_holds_only_invoke(monkeypatch):
