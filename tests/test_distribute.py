@@ -18,7 +18,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from edgecompress import models
+from edgecompress.models import keras_io as models
 from edgecompress.configs import TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.models.distribute import get_strategy

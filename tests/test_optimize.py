@@ -318,7 +318,7 @@ mode, out = sys.argv[1], sys.argv[2]
 from edgecompress.models.distribute import get_strategy
 strategy = get_strategy(mode)  # MultiWorkerMirroredStrategy must exist before other TensorFlow work
 import numpy as np
-from edgecompress import models
+from edgecompress.models import keras_io as models
 from edgecompress.configs import TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.techniques.distill import DistillConfig, distill
