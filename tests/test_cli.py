@@ -49,3 +49,36 @@ def test_the_device_install_says_which_extra_to_install(root):
     proc = _run(["-m", "edgecompress", "build-edge"], python=python, env=env, cwd=root.parent)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "pip install 'edgecompress[train]'" in proc.stderr and "python -m edgecompress.lite.latency" in proc.stderr
+
+
+def test_a_ctrl_c_is_exit_130_even_when_it_comes_out_as_another_exception():
+    """TensorFlow can turn the KeyboardInterrupt of a Ctrl-C into its own error on the way up: the task still
+    ends with exit 130, and the handler it replaced is back afterwards."""
+    import os
+    import signal
+
+    from invoke.exceptions import Exit
+
+    from edgecompress.cli.glue import _INTERRUPTED, user_errors
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with user_errors():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # the handler runs between bytecodes
+                    pass
+            except KeyboardInterrupt:
+                raise RuntimeError("CancelledError: the step was cancelled") from None
+    except Exit as e:
+        assert e.code == 130 and "interrupted" in str(e.message)
+    else:
+        raise AssertionError("no exit")
+    finally:
+        _INTERRUPTED.clear()
+    assert signal.getsignal(signal.SIGINT) is before
+    try:  # without a Ctrl-C the same error is the error it is
+        with user_errors():
+            raise RuntimeError("a bug")
+    except RuntimeError as e:
+        assert str(e) == "a bug"

@@ -161,7 +161,7 @@ def test_kill_leaves_previous_artifacts_and_next_run_resumes(first_build, root, 
     if sig == signal.SIGKILL:
         assert code == -signal.SIGKILL
     else:
-        assert code == 130 and "interrupted" in log and "Traceback" not in log
+        assert code == 130 and "interrupted" in log and "Traceback" not in log, f"exit {code}:\n{log[-3000:]}"
     assert _published(out) == before, "a killed build changed the previous artifacts"
     assert not [p for p in out.rglob("*") if ".partial" in p.name or p.name.endswith(".tmp")]
     proc = run_invoke(_args(recipe, out, seed=7), cwd=root)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from edgecompress.errors import EXIT_INTERRUPTED, EXIT_USAGE, EdgeCompressError
@@ -29,23 +31,57 @@ _EXTRA_OF = {"tensorflow": "train", "tf_keras": "train", "tensorflow_model_optim
              "fabric": "train", "paramiko": "train", "matplotlib": "train", "h5py": "train", "PIL": "images"}
 
 
+_INTERRUPTED = threading.Event()  # set by a Ctrl-C during a task
+
+
+def _on_sigint(signum, frame):
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def user_errors():
-    """Turns `EdgeCompressError` into `invoke.Exit` with its exit code, Ctrl-C into 130."""
+    """Turns `EdgeCompressError` into `invoke.Exit` with its exit code, Ctrl-C into 130.
+
+    A Ctrl-C is recorded as it arrives, so that it stays exit 130 whatever it became on its way up: the
+    KeyboardInterrupt raised inside TensorFlow or a tf.data generator can come out as another exception. A
+    SIGINT that was ignored when the task started (a job put in the background by a non-interactive
+    shell, or nohup) stays ignored.
+    """
     from invoke.exceptions import Exit
 
+    previous = None
+    _INTERRUPTED.clear()
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous = signal.signal(signal.SIGINT, _on_sigint)
+    interrupted = Exit("interrupted: finished artifacts were kept; partial files were discarded.",
+                       code=EXIT_INTERRUPTED)
     try:
         yield
+    except Exit:
+        raise
+    except KeyboardInterrupt:
+        raise interrupted from None
     except EdgeCompressError as e:
+        if _INTERRUPTED.is_set():
+            raise interrupted from None
         raise Exit(f"error: {e}", code=getattr(e, "exit_code", EXIT_USAGE)) from None
     except ModuleNotFoundError as e:
         extra = _EXTRA_OF.get((e.name or "").split(".")[0])
+        if _INTERRUPTED.is_set():
+            raise interrupted from None
         if extra is None:
             raise
         raise Exit(f"error: this task needs {e.name}, which this install does not have: "
                    f"pip install 'edgecompress[{extra}]'.", code=EXIT_USAGE) from None
-    except KeyboardInterrupt:
-        raise Exit("interrupted: finished artifacts were kept; partial files were discarded.", code=EXIT_INTERRUPTED) from None
+    except Exception:
+        if _INTERRUPTED.is_set():  # the Ctrl-C, turned into another exception on its way up
+            raise interrupted from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def print_report_summary(report: dict, out_dir) -> None:
