@@ -1,5 +1,7 @@
 import re
 
+import pytest
+
 
 def test_readme_opens_with_two_commands_and_ci_runs_the_second(root):
     text = (root / "README.md").read_text()
@@ -54,3 +56,92 @@ def _block(lines, start):
             break
         out.append(line)
     return out
+
+
+def _table(text: str) -> dict:
+    """The first markdown artifact table in `text`: artifact -> its cells (latency columns dropped)."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] not in ("artifact", "") and not set(cells[0]) <= set("-"):
+            rows[cells[0]] = cells[1:8]  # quant .. agree %; p50/p90 are one machine's, not asserted
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+@pytest.mark.slow
+def test_the_readme_default_build_numbers_are_what_invoke_build_edge_gives(root, tmp_path):
+    """"What a build reports": the table and the stage top-1s are the bundled default build's, exactly (the
+    build is deterministic; only latency is this machine's and not compared), and the quantize-only sentence
+    is that recipe's."""
+    import json
+
+    from conftest import run_invoke
+
+    text = (root / "README.md").read_text()
+    section = text.split("## What a build reports", 1)[1].split("\n## ", 1)[0]
+    out = tmp_path / "edge"
+    proc = run_invoke(["build-edge", "--out", str(out), "--quiet"], cwd=root, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _table(section) == _table((out / "report.md").read_text())
+    stages = {s["stage"]: s for s in json.loads((out / "report.json").read_text())["stages"]}
+    d = stages["distill"]
+    said = re.search(r"distilled ([\d.]+)%, the same student from scratch ([\d.]+)%, from the teacher's\s+weights on "
+                     r"labels only ([\d.]+)%", section)
+    assert said and [float(x) for x in said.groups()] == [round(100 * d[k], 2) for k in
+                                                          ("accuracy", "scratch_accuracy", "inherited_accuracy")]
+    proc = run_invoke(["build-edge", "--out", str(out), "--recipe", "quantize-only", "--quiet"], cwd=root, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    q = _table((out / "report.md").read_text())
+    said = re.search(r"int8 ([\d.,]+) KB against ([\d.,]+) KB float32,\s+([\d.]+)% against ([\d.]+)%", section)
+    assert said and said.groups() == (q["int8"][1], q["float32"][1], q["int8"][5], q["float32"][5])
+
+
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?\s?(?:%|ms\b|KB\b|MB\b|GB\b|MiB\b|x\b|points?\b|pts\b|s\b|min\b|us\b)")
+_SOURCE = re.compile(r"`(?:tests/[\w/.\-]+(?:::\w+)?|invoke [^`]+|python [^`]+|scripts/[\w/.\-]+|build/[\w/.\-]+|"
+                     r"edgecompress/[\w/.\-]+|bash [^`]+|\.ci/run)`")
+
+
+def _blocks(text):
+    """(section heading, block) for each paragraph, bullet or table of the README (code blocks whole)."""
+    section, out, cur, in_code = "", [], [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+            cur.append(line)
+            continue
+        if not in_code and line.startswith("#"):
+            if cur:
+                out.append((section, "\n".join(cur)))
+                cur = []
+            section = line
+            continue
+        if not in_code and (not line.strip() or re.match(r"\s*[-*] |\s*\d+\. ", line)):
+            if cur:
+                out.append((section, "\n".join(cur)))
+                cur = []
+            if not line.strip():
+                continue
+        cur.append(line)
+    if cur:
+        out.append((section, "\n".join(cur)))
+    return out
+
+
+def test_every_number_in_the_readme_names_its_source(root):
+    """A paragraph, bullet or table with a measured number names where it comes from: the test that asserts
+    it, or the command (and file) that gives it. A "Measured" section may name its run once, at its start;
+    a table may be named by the paragraph that introduces it."""
+    blocks = _blocks((root / "README.md").read_text())
+    unsourced = []
+    for i, (section, block) in enumerate(blocks):
+        if not _NUMBER.search(block) or _SOURCE.search(block):
+            continue
+        first_of_section = next(b for s, b in blocks if s == section)
+        if "Measured" in section and _SOURCE.search(first_of_section):
+            continue
+        if block.lstrip().startswith("|") and i and blocks[i - 1][0] == section and _SOURCE.search(blocks[i - 1][1]):
+            continue
+        unsourced.append(f"{section}: {block[:160]}")
+    assert unsourced == [], "\n\n".join(unsourced)
