@@ -117,6 +117,11 @@ def test_npz_xy_with_class_names(tmp_path):
       "y_test": np.array([0, 1])}, "labels must lie in"),
     ({"images": np.zeros((4, 8, 8))}, "expected `x_train`"),
     ({"x": np.random.rand(4, 8, 8), "y": np.arange(4) % 2}, "already scaled"),
+    # A keyword spotter's MFCCs (MLPerf Tiny's range): refused, not cast to pixels in silence.
+    ({"x_train": np.random.default_rng(0).uniform(-116, 31, (4, 49, 10, 1)).astype("float32"),
+      "y_train": np.arange(4) % 2, "x_test": np.zeros((2, 49, 10, 1), "float32"), "y_test": np.array([0, 1])},
+     r"`x_train` holds values in \[-11\d.*, \d+.*\] \(float32\), not 0..255 pixels"),
+    ({"x": np.arange(4 * 64).reshape(4, 64).astype("int16") * 100, "y": np.arange(4) % 2}, "not 0..255 pixels"),
 ])
 def test_bad_npz(tmp_path, arrays, needle):
     p = tmp_path / "bad.npz"

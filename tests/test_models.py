@@ -81,17 +81,19 @@ def test_plain_savedmodel_without_keras_metadata(tmp_path):
         models.load_model(tmp_path / "sm")
 
 
-@pytest.mark.parametrize("shape, ok", [((28, 28, 1), True), ((64, 48, 3), True), ((None, None, 3), False),
-                                       ((10,), False), ((28, 28, 2), False)])
+@pytest.mark.parametrize("shape, ok", [((28, 28, 1), True), ((64, 48, 3), True),
+                                       ((None, None, 3), "an image model of no fixed size"),
+                                       ((10,), r"which is not an image .*feature models are not supported yet"),
+                                       ((28, 28, 2), "2 channels, where edgecompress takes images of 1")])
 def test_input_preprocessing_from_model(shape, ok):
     from edgecompress.models.backend import keras
 
     inp = keras.Input(shape)
     model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inp) if len(shape) == 3 else inp))
-    if ok:
+    if ok is True:
         assert models.input_preprocessing(model).input_shape == shape
     else:
-        with pytest.raises(EdgeCompressError, match="expected \\(batch, height, width, 1 or 3\\)"):
+        with pytest.raises(EdgeCompressError, match=ok):
             models.input_preprocessing(model)
 
 

@@ -241,6 +241,13 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
                 f"{path}: `{key}` contains NaN or infinite values "
                 f"({int((~np.isfinite(a)).sum())} of them). Clean the data first."
             )
+        if a.size and (a.min() < 0 or a.max() > 255):
+            # Not pixels: cast to uint8, every number the build reports would be wrong, and nothing would say so.
+            raise EdgeCompressError(
+                f"{path}: `{key}` holds values in [{float(a.min()):.4g}, {float(a.max()):.4g}] ({a.dtype}), not "
+                "0..255 pixels: features such as MFCCs, sensor series or tabular columns. `--data` is read as "
+                "images today and these would be cast to pixels; feature data is not supported yet. Store "
+                "raw 0..255 pixels, or keep this model out of edgecompress for now.")
         if np.issubdtype(a.dtype, np.floating) and a.size and 0 < a.max() <= 1.0:
             raise EdgeCompressError(
                 f"{path}: `{key}` looks already scaled to [0, 1]; store raw 0..255 "

@@ -177,11 +177,22 @@ def input_preprocessing(model, scale: str = "unit") -> Preprocessing:
             f"Model {model.name!r} has {len(shape)} inputs; edgecompress handles "
             "image classifiers with a single (height, width, channels) input."
         )
-    if len(shape) != 4 or any(d is None for d in shape[1:]) or shape[-1] not in (1, 3):
+    if len(shape) == 4 and shape[-1] in (1, 3) and any(d is None for d in shape[1:3]):
         raise EdgeCompressError(
-            f"Model {model.name!r} declares input shape {tuple(shape)}; expected "
-            "(batch, height, width, 1 or 3) with fixed height, width and channels. "
-            "Rebuild the model with e.g. `Input((224, 224, 3))`."
+            f"Model {model.name!r} declares input shape {tuple(shape)}: an image model of no fixed size. "
+            "A .tflite file needs one; rebuild the model with its size, e.g. `Input((224, 224, 3))`."
+        )
+    if len(shape) == 4 and None not in shape[1:] and shape[-1] not in (1, 3):
+        raise EdgeCompressError(
+            f"Model {model.name!r} declares input shape {tuple(shape)}: {shape[-1]} channels, where edgecompress "
+            "takes images of 1 (grayscale) or 3 (RGB). Rebuild the model's input with 1 or 3 channels."
+        )
+    if len(shape) != 4 or any(d is None for d in shape[1:]):
+        raise EdgeCompressError(
+            f"Model {model.name!r} declares input shape {tuple(shape)}, which is not an image "
+            "(batch, height, width, 1 or 3): a feature, sequence or tabular model (keyword spotting on MFCCs, "
+            "sensor series, an autoencoder). edgecompress takes image classifiers today; feature models are not "
+            "supported yet."
         )
     return Preprocessing(height=int(shape[1]), width=int(shape[2]), channels=int(shape[3]), scale=scale)
 
