@@ -112,6 +112,39 @@ class Preprocessing(Config):
 
 
 @dataclasses.dataclass(frozen=True)
+class Features(Config):
+    """Model inputs that are not images: numbers of one fixed shape (MFCCs, sensor windows, tabular rows).
+
+    They reach the model as they are, in training, calibration, evaluation and on the device: no pixel
+    scaling, no resizing (`to_model_input` keeps them as float32, as the `raw` scale does).
+
+    Args:
+        shape: The input's shape without the batch dimension, e.g. `(49, 10, 1)`.
+    """
+
+    shape: tuple[int, ...]
+    kind: str = "features"
+
+    scale: ClassVar[str] = "raw"  # what `to_model_input` applies: nothing
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(self.shape))
+        require(len(self.shape) >= 1 and all(isinstance(d, int) and d > 0 for d in self.shape),
+                f"Received an invalid value for `shape`, expected positive integers. Received: shape={self.shape!r}")
+        require(self.kind == "features", f"Received an invalid value for `kind`, expected 'features'. "
+                                          f"Received: kind={self.kind!r}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+
+def input_spec(config: dict):
+    """A saved input spec (`model_spec.json`'s `preprocessing`): `Features` when it says so, else `Preprocessing`."""
+    return Features.from_dict(config) if config.get("kind") == "features" else Preprocessing.from_dict(config)
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig(Config):
     """How the default teacher is trained.
 
@@ -166,14 +199,12 @@ class TrainConfig(Config):
 class ModelSpec(Config):
     """What a device needs to feed a model: preprocessing and labels."""
 
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | Features
     class_names: tuple[str, ...]
 
     def __post_init__(self):
         if isinstance(self.preprocessing, dict):
-            object.__setattr__(
-                self, "preprocessing", Preprocessing.from_dict(self.preprocessing)
-            )
+            object.__setattr__(self, "preprocessing", input_spec(self.preprocessing))
         object.__setattr__(self, "class_names", tuple(self.class_names))
         require(
             len(self.class_names) >= 2,

@@ -83,7 +83,7 @@ def test_plain_savedmodel_without_keras_metadata(tmp_path):
 
 @pytest.mark.parametrize("shape, ok", [((28, 28, 1), True), ((64, 48, 3), True),
                                        ((None, None, 3), "an image model of no fixed size"),
-                                       ((10,), r"which is not an image .*feature models are not supported yet"),
+                                       ((10,), "features"),
                                        ((28, 28, 2), "2 channels, where edgecompress takes images of 1")])
 def test_input_preprocessing_from_model(shape, ok):
     from edgecompress.models.backend import keras
@@ -92,6 +92,10 @@ def test_input_preprocessing_from_model(shape, ok):
     model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inp) if len(shape) == 3 else inp))
     if ok is True:
         assert models.input_preprocessing(model).input_shape == shape
+    elif ok == "features":  # not an image: fed as they are
+        from edgecompress.configs import Features
+
+        assert models.input_preprocessing(model) == Features(shape)
     else:
         with pytest.raises(EdgeCompressError, match=ok):
             models.input_preprocessing(model)

@@ -12,7 +12,7 @@ from pathlib import Path
 from edgecompress.data import calibration
 from edgecompress.models import keras_io as models
 from edgecompress.report import write as report_lib
-from edgecompress.configs import Preprocessing, TrainConfig
+from edgecompress.configs import Features, Preprocessing, TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.errors import EdgeCompressError, PartialFailure
 from edgecompress.lite.fileio import atomic_write_json
@@ -62,6 +62,15 @@ def prepare_model(options: BuildOptions, cache=None):
 
 
 def calibration_pixels(options: BuildOptions, dataset, out_dir: Path):
+    """The representative set and where it came from: the calibration images (a folder, or written from the
+    data), or for a features model a seeded sample of its training examples."""
+    if isinstance(dataset.preprocessing, Features):
+        if options.calibration is not None:
+            raise EdgeCompressError(f"Received `calibration`={options.calibration!r}, a folder of images, for a model "
+                                    "that takes features: its representative set is drawn from its training "
+                                    "examples. Drop --calibration.")
+        sample = calibration.feature_sample(dataset, seed=options.seed)
+        return sample, f"{len(sample)} training examples (features; per class, seeded)"
     folder = options.calibration
     if folder is None:
         if options.data is None:

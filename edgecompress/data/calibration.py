@@ -79,6 +79,17 @@ def write_calibration_images(dataset: Dataset, out_dir=DEFAULT_DIR, *, per_class
     return out_dir
 
 
+def feature_sample(dataset: Dataset, *, per_class: int = 20, seed: int = 0) -> np.ndarray:
+    """The representative set of a features dataset: `per_class` training examples of each class, seeded
+    and in index order, as they are (features have no image files to write)."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in range(dataset.num_classes):
+        idx = np.flatnonzero(dataset.y_train == label)
+        chosen += sorted(rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist())
+    return np.asarray(dataset.x_train[sorted(chosen)], np.float32)
+
+
 def calibration_files(folder) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress.configs import Preprocessing
+from edgecompress.configs import Features, Preprocessing
 from edgecompress.errors import EdgeCompressError
 from edgecompress.data.preprocessing import (
     IMAGE_SUFFIXES,
@@ -50,8 +50,9 @@ _IDX_FILES = {
 
 @dataclasses.dataclass
 class Dataset:
-    """uint8 images (N, H, W, C) with integer labels, split into train and test, and optionally a
-    validation split of the data's own (`val/` beside `train/`, or `x_val`/`y_val` in an .npz)."""
+    """uint8 images (N, H, W, C), or float32 features of the model's input shape (`preprocessing` is then a
+    `Features`), with integer labels, split into train and test, and optionally a validation split of the
+    data's own (`val/` beside `train/`, or `x_val`/`y_val` in an .npz)."""
 
     name: str
     x_train: np.ndarray
@@ -59,7 +60,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | Features
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
 
@@ -162,6 +163,10 @@ def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, tes
                 "an .npz archive. Pass an .npz file or a folder."
             )
         return _from_npz(path, preprocessing, test_fraction, seed, name=path.stem)
+    if isinstance(preprocessing, Features):
+        raise EdgeCompressError(f"Received an invalid value for `data`: {path} is a folder, and the model takes "
+                                f"features of shape {preprocessing.shape}, not images. Pass an .npz with `x_train`, "
+                                "`y_train`, `x_test`, `y_test` at that shape.")
     if _find_idx(path, "x_train") is not None:
         return _from_idx(path, preprocessing)
     return _from_folder(path, preprocessing, test_fraction, seed)
@@ -182,6 +187,11 @@ def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what, x_v
             f"Dataset {name} has {len(y_train)} training and {len(y_test)} test "
             "examples; both splits need at least one."
         )
+    if isinstance(spec, Features):  # as they are: float32, no resizing (shapes checked by the reader)
+        x_val = None if x_val is None else np.asarray(x_val, np.float32)
+        return Dataset(name, np.asarray(x_train, np.float32), y_train.astype(np.int64), np.asarray(x_test, np.float32),
+                       y_test.astype(np.int64), class_names, spec, x_val,
+                       None if y_val is None else np.asarray(y_val).astype(np.int64))
     if spec is None:
         spec = Preprocessing(height=int(x_train.shape[1]), width=int(x_train.shape[2]),
                              channels=1 if x_train.ndim == 3 or x_train.shape[-1] == 1 else 3)
@@ -213,6 +223,22 @@ def _stratified_split(y, test_fraction, seed):
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
+def npz_holds_features(path) -> bool:
+    """Whether an .npz's examples are features rather than pixels: floats outside 0..255 (MFCCs, sensor
+    values). Features inside that range with an image-shaped model input are read as pixels."""
+    path = Path(path)
+    if not (path.is_file() and path.suffix == ".npz"):
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            key = "x_train" if "x_train" in z.files else "x" if "x" in z.files else None
+            x = z[key] if key else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False  # the reader says what is wrong with it
+    return (x is not None and x.size > 0 and np.issubdtype(x.dtype, np.floating) and bool(np.isfinite(x).all())
+            and (float(x.min()) < 0 or float(x.max()) > 255))
+
+
 def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -233,7 +259,12 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
     if ("x_val" in arrays) != ("y_val" in arrays):
         raise EdgeCompressError(f"{path} holds only one of `x_val` and `y_val`; a validation split needs both.")
     xva, yva = arrays.get("x_val"), arrays.get("y_val")
+    features = isinstance(spec, Features)
     for key, a in (("x_train", xtr), ("x_test", xte), *((("x_val", xva),) if xva is not None else ())):
+        if features and tuple(a.shape[1:]) != spec.shape:
+            raise EdgeCompressError(f"{path}: `{key}` has examples of shape {tuple(a.shape[1:])} ({a.dtype}); the "
+                                    f"model takes features of shape {spec.shape} (its input is not an image). Pass "
+                                    "the data it was trained on, at that shape.")
         if not np.issubdtype(a.dtype, np.number):
             raise EdgeCompressError(f"{path}: `{key}` must be numeric, got dtype {a.dtype}.")
         if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
@@ -241,13 +272,15 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
                 f"{path}: `{key}` contains NaN or infinite values "
                 f"({int((~np.isfinite(a)).sum())} of them). Clean the data first."
             )
+        if features:
+            continue  # features are fed as they are: no pixel range to check
         if a.size and (a.min() < 0 or a.max() > 255):
             # Not pixels: cast to uint8, every number the build reports would be wrong, and nothing would say so.
             raise EdgeCompressError(
                 f"{path}: `{key}` holds values in [{float(a.min()):.4g}, {float(a.max()):.4g}] ({a.dtype}), not "
-                "0..255 pixels: features such as MFCCs, sensor series or tabular columns. `--data` is read as "
-                "images today and these would be cast to pixels; feature data is not supported yet. Store "
-                "raw 0..255 pixels, or keep this model out of edgecompress for now.")
+                "0..255 pixels: features such as MFCCs, sensor series or tabular columns, which cast to pixels would "
+                "be wrong. Features go with a model whose input is not an image (its shape is read from the model, "
+                "and they are fed as they are); for an image model, store raw 0..255 pixels.")
         if np.issubdtype(a.dtype, np.floating) and a.size and 0 < a.max() <= 1.0:
             raise EdgeCompressError(
                 f"{path}: `{key}` looks already scaled to [0, 1]; store raw 0..255 "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
+from edgecompress.configs import Features, ModelSpec, Preprocessing, TrainConfig
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.fileio import atomic_path, atomic_write_json
 from edgecompress.lite.numerics import labels
@@ -169,8 +169,9 @@ def keras_accuracy(model, dataset) -> float:
     return float((pred == dataset.y_test).mean())
 
 
-def input_preprocessing(model, scale: str = "unit") -> Preprocessing:
-    """Derives the preprocessing spec from a model's declared input shape."""
+def input_preprocessing(model, scale: str = "unit") -> Preprocessing | Features:
+    """Derives the input spec from a model's declared input shape: `Preprocessing` for an image
+    (batch, height, width, 1 or 3), `Features` for any other fixed shape (MFCCs, sensor windows, rows)."""
     shape = model.input_shape
     if isinstance(shape, list):
         raise EdgeCompressError(
@@ -187,13 +188,12 @@ def input_preprocessing(model, scale: str = "unit") -> Preprocessing:
             f"Model {model.name!r} declares input shape {tuple(shape)}: {shape[-1]} channels, where edgecompress "
             "takes images of 1 (grayscale) or 3 (RGB). Rebuild the model's input with 1 or 3 channels."
         )
-    if len(shape) != 4 or any(d is None for d in shape[1:]):
+    if any(d is None for d in shape[1:]):
         raise EdgeCompressError(
-            f"Model {model.name!r} declares input shape {tuple(shape)}, which is not an image "
-            "(batch, height, width, 1 or 3): a feature, sequence or tabular model (keyword spotting on MFCCs, "
-            "sensor series, an autoencoder). edgecompress takes image classifiers today; feature models are not "
-            "supported yet."
-        )
+            f"Model {model.name!r} declares input shape {tuple(shape)}: a dimension of no fixed size. A .tflite "
+            "file needs fixed shapes; rebuild the model's input with every dimension given.")
+    if len(shape) != 4:  # not (batch, height, width, channels): features, fed as they are
+        return Features(tuple(int(d) for d in shape[1:]))
     return Preprocessing(height=int(shape[1]), width=int(shape[2]), channels=int(shape[3]), scale=scale)
 
 

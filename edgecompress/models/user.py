@@ -12,7 +12,7 @@ import dataclasses
 import logging
 
 from edgecompress.models import keras_io as models
-from edgecompress.configs import Preprocessing
+from edgecompress.configs import Features, Preprocessing
 from edgecompress.errors import EdgeCompressError
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,9 @@ class UserModel:
 
     def describe(self) -> dict:
         return {"format": self.format, "head": models.output_head(self.model), "translation": self.translation.to_dict(),
-                "scale": self.scale.to_dict() if self.scale else {"scale": self.spec.scale, "reason": "saved spec"}}
+                "scale": self.scale.to_dict() if self.scale else {
+                    "scale": self.spec.scale, "reason": "features, fed as they are" if isinstance(self.spec, Features)
+                    else "saved spec"}}
 
 
 def check_scale_name(scale: str) -> None:
@@ -71,7 +73,7 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     """
     from edgecompress.models import pixelscale
     from edgecompress.models import translate
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.datasets import load_dataset, npz_holds_features
 
     check_scale_name(scale)
     log = translate.TranslationLog()
@@ -81,6 +83,8 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     if saved is not None and scale == "auto":
         return UserModel(model, load_dataset(data, saved.preprocessing, seed=seed), fmt, log)
     spec = models.input_preprocessing(model, "unit")
+    if isinstance(spec, Preprocessing) and npz_holds_features(data):  # a (49, 10, 1) MFCC input looks like an image
+        spec = Features(spec.input_shape)
     dataset = load_dataset(data, spec, seed=seed)
     n_out = model.output_shape[-1]
     head = models.output_head(model)
@@ -93,6 +97,9 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     logger.info("Head: %s (%s)", head, {"softmax": "probabilities", "logits": "a Dense with no activation: "
                                         "trained and distilled from logits, kept a logits model",
                                         "sigmoid": "one sigmoid unit: two classes"}[head])
+    if isinstance(spec, Features):
+        logger.info("Input: features of shape %s, fed to the model as they are (no pixel scaling)", spec.shape)
+        return UserModel(model, dataset, fmt, log)
     choice = pixelscale.choose_scale(model, dataset, requested=scale, seed=seed)
     dataset = dataclasses.replace(dataset, preprocessing=dataclasses.replace(spec, scale=choice.scale))
     return UserModel(model, dataset, fmt, log, choice)
