@@ -40,6 +40,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from edgecompress.builder.measure import MeasureSettings
@@ -239,7 +240,9 @@ def fail_stale_trials(study, storage) -> list[int]:
 
     if _heartbeat_storage(storage):
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # experimental since Optuna 2.9; Optuna calls it so itself
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         return sorted({t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))} - before)
     me, host, now, retried = worker_id(), socket.gethostname(), time.time(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
