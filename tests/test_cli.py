@@ -82,3 +82,24 @@ def test_a_ctrl_c_is_exit_130_even_when_it_comes_out_as_another_exception():
             raise RuntimeError("a bug")
     except RuntimeError as e:
         assert str(e) == "a bug"
+
+
+def test_a_missing_extra_names_its_install_line_and_other_errors_pass_through():
+    from invoke.exceptions import Exit
+
+    from edgecompress.cli.glue import user_errors
+    from edgecompress.errors import EdgeCompressError
+
+    for raised, code, needle in [(ModuleNotFoundError("No module named 'fabric'", name="fabric"), 2,
+                                  "pip install 'edgecompress[train]'"),
+                                 (EdgeCompressError("bad flag"), 2, "error: bad flag")]:
+        try:
+            with user_errors():
+                raise raised
+        except Exit as e:
+            assert e.code == code and needle in str(e.message)
+    try:
+        with user_errors():
+            raise ModuleNotFoundError("No module named 'nothere'", name="nothere")
+    except ModuleNotFoundError as e:
+        assert e.name == "nothere"

@@ -61,23 +61,15 @@ def user_errors():
         yield
     except Exit:
         raise
-    except KeyboardInterrupt:
-        raise interrupted from None
-    except EdgeCompressError as e:
-        if _INTERRUPTED.is_set():
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) or _INTERRUPTED.is_set():  # a Ctrl-C, whatever it became on its way
             raise interrupted from None
-        raise Exit(f"error: {e}", code=getattr(e, "exit_code", EXIT_USAGE)) from None
-    except ModuleNotFoundError as e:
-        extra = _EXTRA_OF.get((e.name or "").split(".")[0])
-        if _INTERRUPTED.is_set():
-            raise interrupted from None
-        if extra is None:
-            raise
-        raise Exit(f"error: this task needs {e.name}, which this install does not have: "
-                   f"pip install 'edgecompress[{extra}]'.", code=EXIT_USAGE) from None
-    except Exception:
-        if _INTERRUPTED.is_set():  # the Ctrl-C, turned into another exception on its way up
-            raise interrupted from None
+        if isinstance(e, EdgeCompressError):
+            raise Exit(f"error: {e}", code=getattr(e, "exit_code", EXIT_USAGE)) from None
+        extra = _EXTRA_OF.get((e.name or "").split(".")[0]) if isinstance(e, ModuleNotFoundError) else None
+        if extra is not None:
+            raise Exit(f"error: this task needs {e.name}, which this install does not have: "
+                       f"pip install 'edgecompress[{extra}]'.", code=EXIT_USAGE) from None
         raise
     finally:
         if previous is not None:
