@@ -55,6 +55,7 @@ def test_features_load_as_they_are_and_calibrate_from_training_examples(tmp_path
     # Pixels are still pixels: a uint8 .npz is not features.
     np.savez(tmp_path / "img.npz", x=np.zeros((8, 4, 4), np.uint8), y=np.arange(8) % 2)
     assert not npz_holds_features(tmp_path / "img.npz")
+    assert not npz_holds_features(None) and not npz_holds_features("fashion-mnist")  # the bundled and Debian's images
 
 
 def _ds_cnn(classes=4):

@@ -226,6 +226,8 @@ def _stratified_split(y, test_fraction, seed):
 def npz_holds_features(path) -> bool:
     """Whether an .npz's examples are features rather than pixels: floats outside 0..255 (MFCCs, sensor
     values). Features inside that range with an image-shaped model input are read as pixels."""
+    if path is None or str(path) in ("default", "fashion-mnist"):
+        return False
     path = Path(path)
     if not (path.is_file() and path.suffix == ".npz"):
         return False
