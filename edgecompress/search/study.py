@@ -419,6 +419,7 @@ class Objective:
         trial.set_user_attr("config", key)
         trial.set_user_attr("name", recipe.name)
         trial.set_user_attr("choice", choice)
+        trial.set_user_attr("worker", worker_id())  # who handled it, a duplicate too
         same = self._same(trial, key)
         if same is not None:
             self.duplicates_in_a_row += 1
