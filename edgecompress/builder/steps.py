@@ -28,7 +28,6 @@ from edgecompress.builder.options import BuildOptions
 logger = logging.getLogger(__name__)
 
 
-
 def step(i, n, text):
     logger.info("[%d/%d] %s", i, n, text)
 

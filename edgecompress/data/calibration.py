@@ -46,17 +46,15 @@ def write_calibration_images(dataset: Dataset, out_dir=DEFAULT_DIR, *, per_class
             f"Received an invalid value for `per_class`, expected an integer >= 1. Received: per_class={per_class!r}"
         )
     out_dir = Path(out_dir)
-    rng = np.random.default_rng(seed)
+    chosen_by_class = _chosen(dataset, per_class, seed)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         counts = {}
-        for label, name in enumerate(dataset.class_names):
-            idx = np.flatnonzero(dataset.y_train == label)
-            chosen = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
+        for label, (name, chosen) in enumerate(zip(dataset.class_names, chosen_by_class)):
             sub = tmp / f"{label}_{_slug(name)}"
             sub.mkdir()
-            for i, j in enumerate(sorted(chosen)):
+            for i, j in enumerate(chosen):
                 px = dataset.x_train[j]
                 img = Image.fromarray(px[..., 0], "L") if px.shape[-1] == 1 else Image.fromarray(px, "RGB")
                 img.save(sub / f"{i:03d}.png", optimize=True)
@@ -79,15 +77,21 @@ def write_calibration_images(dataset: Dataset, out_dir=DEFAULT_DIR, *, per_class
     return out_dir
 
 
-def feature_sample(dataset: Dataset, *, per_class: int = 20, seed: int = 0) -> np.ndarray:
-    """The representative set of a features dataset: `per_class` training examples of each class, seeded
-    and in index order, as they are (features have no image files to write)."""
+def _chosen(dataset: Dataset, per_class: int, seed: int) -> list[list[int]]:
+    """For each class, `per_class` of its training examples (all, if fewer), seeded, in index order: the one
+    draw both calibration sets use."""
     rng = np.random.default_rng(seed)
-    chosen = []
+    out = []
     for label in range(dataset.num_classes):
         idx = np.flatnonzero(dataset.y_train == label)
-        chosen += sorted(rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist())
-    return np.asarray(dataset.x_train[sorted(chosen)], np.float32)
+        out.append(sorted(rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist()))
+    return out
+
+
+def feature_sample(dataset: Dataset, *, per_class: int = 20, seed: int = 0) -> np.ndarray:
+    """The representative set of a features dataset: the same draw as `write_calibration_images`, kept as
+    arrays (features have no image files to write)."""
+    return np.asarray(dataset.x_train[sorted(sum(_chosen(dataset, per_class, seed), []))], np.float32)
 
 
 def calibration_files(folder) -> list[Path]:
