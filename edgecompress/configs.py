@@ -197,10 +197,12 @@ class TrainConfig(Config):
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec(Config):
-    """What a device needs to feed a model: preprocessing and labels."""
+    """What a device needs to feed a model and read it: preprocessing, labels, and the task (`lite.tasks`:
+    what the labels mean and what is measured)."""
 
     preprocessing: Preprocessing | Features
     class_names: tuple[str, ...]
+    task: str = "classification"
 
     def __post_init__(self):
         if isinstance(self.preprocessing, dict):

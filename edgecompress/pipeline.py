@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgecompress.lite import latency as bench
 from edgecompress.models import keras_io as models
-from edgecompress.configs import ModelSpec
+from edgecompress.configs import Preprocessing
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.fileio import atomic_write_json, sha256_bytes
 from edgecompress.builder.selection import Constraints
@@ -93,11 +93,12 @@ def _build(options: BuildOptions) -> dict:
     n = 4
     step(1, n, "Loading data and model")
     model, dataset, teacher_key, source = prepare_model(options, cache)
-    spec = ModelSpec(dataset.preprocessing, dataset.class_names)
+    spec = dataset.model_spec()
     fmt = source.format if source else "tf_keras"
     logger.info("Teacher %s: %d parameters", model.name, models.count_params(model))
 
-    step(2, n, "Reading calibration images")
+    step(2, n, "Reading calibration images" if isinstance(dataset.preprocessing, Preprocessing) else
+         "Drawing calibration examples from the training split")
     pixels, calib_dir = calibration_pixels(options, dataset, out_dir)
 
     constraints = Constraints(options.max_accuracy_drop, options.max_size_kb, options.max_latency_ms)

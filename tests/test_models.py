@@ -84,7 +84,7 @@ def test_plain_savedmodel_without_keras_metadata(tmp_path):
 @pytest.mark.parametrize("shape, ok", [((28, 28, 1), True), ((64, 48, 3), True),
                                        ((None, None, 3), "an image model of no fixed size"),
                                        ((10,), "features"),
-                                       ((28, 28, 2), "2 channels, where edgecompress takes images of 1")])
+                                       ((28, 28, 2), "features"), ((30, 1, 40), "features")])
 def test_input_preprocessing_from_model(shape, ok):
     from edgecompress.models.backend import keras
 

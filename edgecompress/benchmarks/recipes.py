@@ -14,7 +14,7 @@ from pathlib import Path
 from edgecompress.data import calibration
 from edgecompress.models import keras_io as models
 from edgecompress.report import write as report_lib
-from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
+from edgecompress.configs import Preprocessing, TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.recipes.cache import StageCache, make_key
 from edgecompress.lite.fileio import atomic_write_json, atomic_write_text, sha256_path
@@ -76,7 +76,7 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
             fit = dataset.without_validation(spaces[0][0].validation_fraction, seed)
         logger.info("Training the teacher on %s (%d images, %d epochs)", dataset.name, len(fit.y_train), teacher_epochs)
         model = models.train_default_teacher(fit, TrainConfig(epochs=teacher_epochs, seed=seed), verbose=verbose)
-        models.save_model(model, out_dir / "teacher.keras", ModelSpec(dataset.preprocessing, dataset.class_names))
+        models.save_model(model, out_dir / "teacher.keras", dataset.model_spec())
     else:
         from edgecompress.models.user import open_model
 

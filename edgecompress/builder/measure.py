@@ -25,7 +25,7 @@ from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.evaluation import evaluate_tflite
 from edgecompress.lite.fileio import sha256_bytes
 from edgecompress.lite.reader import float_ops, unique_weights, weight_sparsity
-from edgecompress.lite.numerics import labels
+from edgecompress.lite import tasks
 from edgecompress.data.preprocessing import to_model_input
 from edgecompress.report.results import Artifact
 from edgecompress.quantize.schemes import scheme
@@ -92,11 +92,12 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
         measured = cache.get_json(f"{name}.measure", mkey)
         if measured is None:
             if reference is None:
-                reference = labels(model.predict(x_test, batch_size=256, verbose=0))
-            result, _ = evaluate_tflite(path, x_test, dataset.y_test, reference=reference, num_threads=threads)
+                reference = tasks.task(dataset.task).predictions(model.predict(x_test, batch_size=256, verbose=0))
+            result, _ = evaluate_tflite(path, x_test, dataset.y_test, reference=reference, num_threads=threads,
+                                        task=dataset.task)
             b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
             sparsity = weight_sparsity(data)
-            measured = {"accuracy": result["accuracy"], "agreement": result["agreement"],
+            measured = {"accuracy": result["accuracy"], "agreement": result.get("agreement"),
                         "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
                         "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
                         "float_ops": float_ops(data) if scheme(conv.quantization).integer_only else None}
@@ -108,8 +109,9 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
         artifacts.append(artifact_record(name, data, path, conv.quantization.value, measured,
                                    {**(provenance or {}), "conversion": conv.to_dict()}))
         a = artifacts[-1]
-        logger.info("  %s: %d bytes (%d gzipped), top-1 %.2f%%, sparsity %.1f%%, p50 %.3f ms", name, a.size_bytes,
-                    a.gzip_bytes, 100 * a.accuracy, 100 * a.sparsity, a.p50_ms)
+        t = tasks.task(dataset.task)
+        logger.info("  %s: %d bytes (%d gzipped), %s %s, sparsity %.1f%%, p50 %.3f ms", name, a.size_bytes,
+                    a.gzip_bytes, t.metric, t.format(a.accuracy), 100 * a.sparsity, a.p50_ms)
     return artifacts, failed
 
 
@@ -148,7 +150,7 @@ def measure_file(path, dataset, cache, *, threads=1, runs=200, warmup=20) -> dic
     measured = cache.get_json("file.measure", key)
     if measured is None:
         result, _ = evaluate_tflite(path, to_model_input(dataset.x_test, dataset.preprocessing), dataset.y_test,
-                                    num_threads=threads)
+                                    num_threads=threads, task=dataset.task)
         b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
         measured = {"accuracy": result["accuracy"], "latency_ms": b["latency_ms"], "init_ms": b["init_ms"]}
         cache.put_json("file.measure", key, measured)
@@ -197,7 +199,7 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
     x_test = to_model_input(dataset.x_test, dataset.preprocessing)
     rep = calibration.representative_dataset(pixels, dataset.preprocessing)
     r = _recover(result.final_model, rep, x_test, dataset.y_test, max_drop=max_accuracy_drop / 100,
-                 float_accuracy=baseline_accuracy)
+                 float_accuracy=baseline_accuracy, task=dataset.task)
     summary = {"float_layers": r["float_layers"], "tried": r["tried"], "layer_errors": r["errors"]}
     if r["data"] is not None:
         from edgecompress.recipes.cache import make_key
@@ -214,8 +216,8 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
                                     {**full.recipe, "conversion": conv.to_dict(),
                                      "selective": {"float_layers": r["float_layers"]}}))
         summary["size_cost_bytes"] = len(r["data"]) - full.size_bytes
-        logger.info("  %s: %s kept in float, top-1 %.2f%%, +%d bytes", name, ", ".join(r["float_layers"]),
-                    100 * r["accuracy"], summary["size_cost_bytes"])
+        logger.info("  %s: %s kept in float, %s, +%d bytes", name, ", ".join(r["float_layers"]),
+                    tasks.task(dataset.task).says(r["accuracy"]), summary["size_cost_bytes"])
     summary["offered"] = offered
     return summary
 

@@ -62,6 +62,9 @@ class BuildOptions(Config):
             `gate.Constraints`): the artifact meeting them all is written as
             `selected.tflite`; when int8 loses too much, selective int8
             (`qdebug.recover_int8`) is tried first. Default to None.
+        task: What a user's model is for (`lite.tasks`: `classification`, `anomaly`), which sets its metric
+            (top-1, ROC-AUC); `max_accuracy_drop` is in points of it (0.01 of ROC-AUC per point). Defaults
+            to None: what the model's shapes say (`keras_io.model_task`).
     """
 
     model: str | None = None
@@ -88,6 +91,7 @@ class BuildOptions(Config):
     max_accuracy_drop: float | None = None
     max_size_kb: float | None = None
     max_latency_ms: float | None = None
+    task: str | None = None
 
     def __post_init__(self):
         require(isinstance(self.budget_minutes, (int, float)) and self.budget_minutes > 0,
@@ -104,6 +108,10 @@ class BuildOptions(Config):
         from edgecompress.models.user import check_scale_name
 
         check_scale_name(self.scale)
+        if self.task is not None:
+            from edgecompress.lite.tasks import task
+
+            task(self.task)
 
     @property
     def measure(self):

@@ -20,6 +20,7 @@ from edgecompress.builder.selection import Constraints, GateError, apply_selecti
 from edgecompress.builder.measure import convert_and_measure, publish, teacher_baseline
 from edgecompress.recipes.recipe import Recipe
 from edgecompress.report.results import BuildResult
+from edgecompress.report.tables import report_task
 from edgecompress.quantize.schemes import scheme
 from edgecompress.recipes.runner import run_stages
 
@@ -47,7 +48,7 @@ def prepare_model(options: BuildOptions, cache=None):
         from edgecompress.models.user import open_model
 
         user = open_model(options.model, options.data, scale=options.scale, seed=options.seed,
-                          safe_mode=options.safe_mode)
+                          safe_mode=options.safe_mode, task=options.task)
         key = make_key("model", sha256_path(options.model), user.spec.to_dict(), versions())
         return user.model, user.dataset, key, user
     dataset = load_dataset(options.data, None if options.data else Preprocessing(), seed=options.seed)
@@ -126,8 +127,8 @@ def finish(result: BuildResult, facts: dict, out_dir: Path, constraints: Constra
     if constraints.any:
         try:
             chosen = apply_selection(report, constraints, out_dir)
-            logger.info("Selected %s (%d bytes, %d gzipped, top-1 %.2f%%) as selected.tflite", chosen["name"],
-                        chosen["size_bytes"], chosen["gzip_bytes"], 100 * chosen["accuracy"])
+            logger.info("Selected %s (%d bytes, %d gzipped, %s) as selected.tflite", chosen["name"],
+                        chosen["size_bytes"], chosen["gzip_bytes"], report_task(report).says(chosen["accuracy"]))
             if chosen["recipe"].get("search"):
                 # The winning candidate as a recipe file: `invoke build-edge --recipe` reproduces it.
                 winner = dict(chosen["recipe"]["recipe"])

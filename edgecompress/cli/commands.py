@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 def train_teacher(data=None, out="build/edge/teacher.keras", epochs=8, seed=0):
     ds = load_dataset(data, None if data else Preprocessing(), seed=seed)
     model = models.train_default_teacher(ds, TrainConfig(epochs=epochs, seed=seed))
-    models.save_model(model, out, ModelSpec(ds.preprocessing, ds.class_names))
+    models.save_model(model, out, ds.model_spec())
     print(f"Saved {out} (Keras top-1 {100 * models.keras_accuracy(model, ds):.2f}% on {ds.name} test split)")
     return out
 
@@ -122,7 +122,7 @@ def run_stage(stage: str, model, out, data=None, seed=0, safe_mode=True, scale="
     user = open_model(model, data, scale=scale, seed=seed, safe_mode=safe_mode)
     ds = user.dataset
     result, metrics = run_stage(config, user.model, ds, teacher=user.model, seed=seed, verbose=1)
-    models.save_model(result, out, ModelSpec(ds.preprocessing, ds.class_names), fmt=user.format)
+    models.save_model(result, out, ds.model_spec(), fmt=user.format)
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not isinstance(v, (list, dict))}
     print(f"Saved {out}: {shown}")
     return out, metrics

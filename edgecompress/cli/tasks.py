@@ -49,12 +49,15 @@ _B = BuildOptions()
                              "--recipe, else none).",
         "max_size_kb": "Quality gate: largest .tflite in KiB.",
         "max_latency_ms": "Quality gate: slowest host p50 in ms.",
+        "task": "What --model is for: classification (top-1) or anomaly (ROC-AUC of its reconstruction error or "
+                "score; --max-accuracy-drop 1 is 0.01 of it) (default: read from the model's shapes).",
     }
 )
 def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.out_dir, epochs=_B.epochs, seed=_B.seed,
                threads=_B.threads, runs=_B.runs, scale=_B.scale, unsafe=False, quiet=False, strategy=_B.strategy,
                no_cache=False, max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None,
-               budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None):
+               budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None,
+               task=None):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -69,7 +72,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                             max_latency_ms=_num(max_latency_ms),
                             search=("default" if search is True else search) or None,
                             budget_minutes=float(budget_minutes), workers=int(workers), storage=storage,
-                            artifacts=artifacts, study=study)
+                            artifacts=artifacts, study=study, task=task)
         try:
             report = run(opts)
         except PartialBuildError as e:
@@ -312,6 +315,40 @@ def benchmark_byo(c, out=None, example="mnv2", search=False, max_accuracy_drop=1
     print(format_text_table(table))
 
 
+@task(name="benchmark-tiny",
+      help={"task": "Which MLPerf Tiny task: kws, ad, ic, vww, or all (default: all). Each is made once under "
+                    "build/tiny-TASK (edgecompress/benchmarks/tiny.py).",
+            "out": "Folder for one task (default: build/tiny-TASK).",
+            "budget_minutes": "Time budget of each build's closed loop (default: 30)."})
+def benchmark_tiny(c, task="all", out=None, budget_minutes=30.0):
+    """MLPerf Tiny's architectures on offline stand-ins: build-edge on each with no other flag, beside the
+    reference int8 files."""
+    from edgecompress.report.write import format_text_table
+
+    setup_logging()
+    with user_errors():
+        from edgecompress.benchmarks.tiny import TASKS, benchmark as run
+
+        names = list(TASKS) if task == "all" else [task]
+        rows = [run(name, out if len(names) == 1 else None, float(budget_minutes)) for name in names]
+    table = [["task", "metric", "Keras model", "selected", "judged (model's file)", "reported", "bytes", "gzip bytes",
+              "MLPerf Tiny int8 bytes (gzip)", "<= 1/4 gzip", "seconds"]]
+    for r in rows:
+        f = (lambda v: "-" if v is None else f"{v:.4f}")
+        table.append([r["task"], r["metric"], f(r["keras_metric"]), r["selected"] or "-",
+                      f"{f(r['judged'])} ({f(r['baseline_judged'])})", f(r["selected_metric"]),
+                      str(r["bytes"]), str(r["gzip_bytes"]), f"{r['reference_bytes']} ({r['reference_gzip_bytes']})",
+                      "yes" if r["quarter_of_reference"] else "no", f"{r['seconds']:.0f}"])
+    print(format_text_table(table))
+    import json
+    from pathlib import Path
+
+    results = Path("build/tiny-results.json")  # every task's last row, whichever run made it
+    merged = {**(json.loads(results.read_text()) if results.exists() else {}), **{r["task"]: r for r in rows}}
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps(merged, indent=2))
+
+
 @task(help={"out": "Build folder (default: build/edge).",
             "max_accuracy_drop": "Most top-1 points below the baseline.", "max_size_kb": "Largest .tflite in KiB.",
             "max_latency_ms": "Slowest p50 in ms (on --device when given, else the host).",
@@ -461,5 +498,5 @@ def test(c, k=None, fast=False):
 
 
 ns = Collection(build_edge, search_worker, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
-                bench_device, device_sim, android_assets, android_check, android_apk, bench_android, check_model, benchmark, benchmark_byo, select, test)
+                bench_device, device_sim, android_assets, android_check, android_apk, bench_android, check_model, benchmark, benchmark_byo, benchmark_tiny, select, test)
 ns.configure({"run": {"echo": True}})

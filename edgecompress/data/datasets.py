@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress.configs import Features, Preprocessing
+from edgecompress.configs import Features, ModelSpec, Preprocessing
+from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError
 from edgecompress.data.preprocessing import (
     IMAGE_SUFFIXES,
@@ -63,14 +64,20 @@ class Dataset:
     preprocessing: Preprocessing | Features
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    task: str = "classification"  # `lite.tasks`: what the labels mean and what is measured
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def model_spec(self) -> ModelSpec:
+        """What a device needs to feed a model of this data and read its outputs."""
+        return ModelSpec(self.preprocessing, self.class_names, self.task)
+
     def describe(self) -> dict:
         return {
             "name": self.name,
+            **({"task": self.task} if self.task != "classification" else {}),
             "split": "test",
             "count": int(len(self.y_test)),
             "train_count": int(len(self.y_train)),
@@ -84,9 +91,9 @@ class Dataset:
         this dataset's evaluation split (its `x_test`). A search scores and selects on it; the test split
         stays for reporting."""
         train, val = _stratified_split(self.y_train, fraction, seed)
-        return Dataset(f"{self.name} (validation {len(val)} of the training images)", self.x_train[train],
-                       self.y_train[train], self.x_train[val], self.y_train[val], self.class_names,
-                       self.preprocessing)
+        return dataclasses.replace(self, name=f"{self.name} (validation {len(val)} of the training images)",
+                                   x_train=self.x_train[train], y_train=self.y_train[train],
+                                   x_test=self.x_train[val], y_test=self.y_train[val], x_val=None, y_val=None)
 
     def held_out(self, seed: int = 0) -> tuple["Dataset", "Dataset", dict]:
         """(judge, report, how): two datasets with the full training split, each with images no model
@@ -110,8 +117,8 @@ class Dataset:
         """This dataset less `validation_split`'s images: train a teacher on it so a search's validation
         split is held out of everything it learned from. The test split is unchanged."""
         train, _ = _stratified_split(self.y_train, fraction, seed)
-        return Dataset(self.name, self.x_train[train], self.y_train[train], self.x_test, self.y_test,
-                       self.class_names, self.preprocessing)
+        return dataclasses.replace(self, x_train=self.x_train[train], y_train=self.y_train[train], x_val=None,
+                                   y_val=None)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -120,11 +127,14 @@ class Dataset:
             h.update(str(a.shape).encode())
             h.update(np.ascontiguousarray(a).tobytes())
         h.update("\n".join(self.class_names).encode())
+        if self.task != "classification":  # a classifier's fingerprint is what it was before tasks were named
+            h.update(f"\ntask={self.task}".encode())
         return h.hexdigest()
 
 
-def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """Loads a dataset from any supported source.
+def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, test_fraction: float = 0.2, seed: int = 0,
+                 task: str = "classification") -> Dataset:
+    """Loads a dataset from any supported source, for `task` (`lite.tasks`).
 
     Args:
         source: `None` or `"default"` for the bundled Fashion-MNIST subset;
@@ -138,7 +148,23 @@ def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, tes
         test_fraction: Share held out for testing where the source has no
             test split of its own. Defaults to 0.2.
         seed: Seeds that split. Defaults to 0.
+        task: What the labels mean: class ids (`"classification"`), or 0 normal and 1 anomalous
+            (`"anomaly"`, whose test split needs both). Defaults to `"classification"`.
     """
+    ds = _load(source, preprocessing, test_fraction, seed)
+    if tasks.task(task).name == "classification":
+        return ds
+    for split, y in (("y_train", ds.y_train), ("y_test", ds.y_test)):
+        if not set(np.unique(y)) <= {0, 1}:
+            raise EdgeCompressError(f"Dataset {ds.name}: for task={task!r} the labels are 0 (normal) and 1 "
+                                    f"(anomaly); {split} holds {sorted(int(v) for v in np.unique(y))[:8]}.")
+    if len(np.unique(ds.y_test)) < 2:
+        raise EdgeCompressError(f"Dataset {ds.name}: for task={task!r} the test split needs normal (0) and anomalous "
+                                f"(1) examples to measure ROC-AUC; it holds only label {int(ds.y_test[0])}.")
+    return dataclasses.replace(ds, task=task)
+
+
+def _load(source, preprocessing, test_fraction, seed) -> Dataset:
     if source is None or str(source) == "default":
         return _from_npz(BUNDLED_PATH, preprocessing, test_fraction, seed,
                          name="fashion-mnist-subset", class_names=FASHION_MNIST_CLASSES)

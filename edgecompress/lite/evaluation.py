@@ -1,4 +1,4 @@
-"""Accuracy of a `.tflite` file, measured with the real interpreter.
+"""Accuracy (or the task's metric) of a `.tflite` file, measured with the real interpreter.
 
 TensorFlow-free: runs wherever a TFLite runtime does. Integer inputs are
 quantized with the input tensor's own scale and zero point, integer outputs
@@ -11,7 +11,8 @@ import logging
 
 import numpy as np
 
-from edgecompress.lite.numerics import dequantize, labels, quantize
+from edgecompress.lite import tasks
+from edgecompress.lite.numerics import dequantize, quantize
 from edgecompress.lite.runtime import make_interpreter
 
 logger = logging.getLogger(__name__)
@@ -41,21 +42,27 @@ def predict(interp, x: np.ndarray) -> np.ndarray:
     return np.stack(results)
 
 
-def evaluate_tflite(path, x: np.ndarray, y: np.ndarray, *, reference=None, num_threads: int = 1) -> dict:
-    """Top-1 accuracy of `path` on (x, y), and agreement with `reference`.
+def evaluate_tflite(path, x: np.ndarray, y: np.ndarray, *, reference=None, num_threads: int = 1,
+                    task: str = "classification") -> dict:
+    """The metric of `task` (`lite.tasks`: top-1, ROC-AUC) of `path` on (x, y), and agreement with `reference`.
 
     Args:
         path: The `.tflite` file.
         x: float32 inputs, already preprocessed.
-        y: Integer labels.
+        y: Integer labels (class ids; for anomaly detection, 0 normal and 1 anomalous).
         reference: Optional predicted labels of the float model; when given,
             `agreement` is the share of examples with the same top-1.
         num_threads: Interpreter threads. Defaults to 1.
+        task: What `y` means and what is measured. Defaults to `"classification"`.
+
+    Returns:
+        ({"accuracy": the metric, "count", and "agreement" where there is one}, predicted labels or None).
     """
+    t = tasks.task(task)
     interp = make_interpreter(path, num_threads=num_threads)
     scores = predict(interp, x)
-    pred = labels(scores)
-    result = {"accuracy": float((pred == y).mean()), "count": int(len(y))}
-    if reference is not None:
+    pred = t.predictions(scores)
+    result = {"accuracy": t.score(x, scores, y), "count": int(len(y))}
+    if reference is not None and pred is not None:
         result["agreement"] = float((pred == np.asarray(reference)).mean())
     return result, pred

@@ -19,7 +19,7 @@ import numpy as np
 from edgecompress.configs import Features, ModelSpec, Preprocessing, TrainConfig
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.fileio import atomic_path, atomic_write_json
-from edgecompress.lite.numerics import labels
+from edgecompress.lite import tasks
 from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,16 @@ def output_head(model) -> str:
     return head
 
 
+def model_task(model) -> str:
+    """The task (`lite.tasks`) a model's shapes say it has: `"anomaly"` for a model whose output has its
+    input's shape (an autoencoder: its reconstruction error is the anomaly score), else `"classification"`.
+    `--task` overrides it."""
+    if not isinstance(model.input_shape, list) and not isinstance(model.output_shape, list) and \
+            tuple(model.output_shape[1:]) == tuple(model.input_shape[1:]):
+        return "anomaly"
+    return "classification"
+
+
 def classification_loss(head: str, reduction=None):
     """The training loss for `output_head`'s kind: sparse cross-entropy (from logits for a logits head), or
     binary cross-entropy for one sigmoid unit."""
@@ -107,10 +117,15 @@ def classification_loss(head: str, reduction=None):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=head == "logits", **kw)
 
 
-def compile_classifier(model, learning_rate: float = 1e-3):
-    """Compiles `model` with Adam and the loss its head needs (`output_head`); tracks `accuracy`."""
+def compile_classifier(model, learning_rate: float = 1e-3, task: str = "classification"):
+    """Compiles `model` with Adam and the loss its task and head need: for a classifier, its head's
+    (`output_head`), tracking `accuracy`; for an autoencoder (`lite.tasks`), the mean squared error of its
+    reconstruction."""
     from edgecompress.models.backend import keras
 
+    if tasks.task(task).reconstructs:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.MeanSquaredError())
+        return model
     head = output_head(model)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -119,6 +134,12 @@ def compile_classifier(model, learning_rate: float = 1e-3):
                  keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
+
+
+def training_targets(dataset, x):
+    """What a model learns to output for `x`, `dataset`'s training inputs: the labels, or for an autoencoder
+    (`lite.tasks`' `reconstructs`) `x` itself."""
+    return x if tasks.task(dataset.task).reconstructs else dataset.y_train
 
 
 def split_validation(x, y, fraction: float, seed: int):
@@ -155,18 +176,18 @@ def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int
     config = config or TrainConfig()
     keras.utils.set_random_seed(config.seed)
     x = to_model_input(dataset.x_train, dataset.preprocessing)
-    (xt, yt), val = split_validation(x, dataset.y_train, config.validation_fraction, config.seed)
+    (xt, yt), val = split_validation(x, training_targets(dataset, x), config.validation_fraction, config.seed)
     if compile:
         with get_strategy(config.strategy).scope():
-            compile_classifier(model, config.learning_rate)
+            compile_classifier(model, config.learning_rate, dataset.task)
     return model.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs,
                      validation_data=val, verbose=fit_verbose(verbose), callbacks=list(callbacks), shuffle=True)
 
 
 def keras_accuracy(model, dataset) -> float:
+    """The metric of `dataset.task` (top-1, ROC-AUC: `lite.tasks`) of the Keras `model` on the test split."""
     x = to_model_input(dataset.x_test, dataset.preprocessing)
-    pred = labels(model.predict(x, batch_size=256, verbose=0))
-    return float((pred == dataset.y_test).mean())
+    return tasks.task(dataset.task).score(x, model.predict(x, batch_size=256, verbose=0), dataset.y_test)
 
 
 def input_preprocessing(model, scale: str = "unit") -> Preprocessing | Features:
@@ -183,16 +204,11 @@ def input_preprocessing(model, scale: str = "unit") -> Preprocessing | Features:
             f"Model {model.name!r} declares input shape {tuple(shape)}: an image model of no fixed size. "
             "A .tflite file needs one; rebuild the model with its size, e.g. `Input((224, 224, 3))`."
         )
-    if len(shape) == 4 and None not in shape[1:] and shape[-1] not in (1, 3):
-        raise EdgeCompressError(
-            f"Model {model.name!r} declares input shape {tuple(shape)}: {shape[-1]} channels, where edgecompress "
-            "takes images of 1 (grayscale) or 3 (RGB). Rebuild the model's input with 1 or 3 channels."
-        )
     if any(d is None for d in shape[1:]):
         raise EdgeCompressError(
             f"Model {model.name!r} declares input shape {tuple(shape)}: a dimension of no fixed size. A .tflite "
             "file needs fixed shapes; rebuild the model's input with every dimension given.")
-    if len(shape) != 4:  # not (batch, height, width, channels): features, fed as they are
+    if len(shape) != 4 or shape[-1] not in (1, 3):  # not an image: features (a (30, 1, 40) wake-word window), as they are
         return Features(tuple(int(d) for d in shape[1:]))
     return Preprocessing(height=int(shape[1]), width=int(shape[2]), channels=int(shape[3]), scale=scale)
 

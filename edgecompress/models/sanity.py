@@ -24,8 +24,10 @@ import math
 import numpy as np
 
 from edgecompress.errors import EdgeCompressError
+from edgecompress.lite import tasks
 
 CHANCE_FACTOR = 1.5  # below 1.5x chance a model has learned nothing usable (pixelscale's check too)
+AUC_FLOOR = 0.55  # a ROC-AUC this close to one half (chance) ranks nothing: 1.5x chance does not apply to it
 ABOVE_POINTS = 15.0  # a compressed file this many points above its source (and Z standard errors) is worth a warning
 Z = 4.0
 
@@ -48,9 +50,9 @@ def standard_error(accuracy: float, n: int) -> float:
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n, 1))
 
 
-def check_stage(stage: str, accuracy, *, num_classes: int, model=None) -> None:
-    """Raises when a stage's model is at chance (below `CHANCE_FACTOR` x chance) or holds NaN or infinite
-    weights."""
+def check_stage(stage: str, accuracy, *, num_classes: int, model=None, task: str = "classification") -> None:
+    """Raises when a stage's model is at chance (for a classifier below `CHANCE_FACTOR` x chance; for a task
+    whose chance is one half, ROC-AUC, below `AUC_FLOOR`) or holds NaN or infinite weights."""
     if model is not None:
         bad = [w.name for w in model.weights if not np.isfinite(np.asarray(w)).all()]
         if bad:
@@ -60,11 +62,14 @@ def check_stage(stage: str, accuracy, *, num_classes: int, model=None) -> None:
                 "for this model, or inputs at the wrong scale.")
     if accuracy is None:
         return
-    chance = 1.0 / max(num_classes, 2)
-    if not math.isfinite(accuracy) or accuracy < CHANCE_FACTOR * chance:
+    t = tasks.task(task)
+    chance = t.chance(num_classes)
+    floor = CHANCE_FACTOR * chance if t.name == "classification" else AUC_FLOOR
+    if not math.isfinite(accuracy) or accuracy < floor:
+        what = f"{num_classes} classes" if t.name == "classification" else "scores that rank nothing"
         raise ImplausibleResult(
-            f"After {stage} the model's top-1 is {100 * accuracy:.2f}%, at chance ({100 * chance:.2f}% for "
-            f"{num_classes} classes): every file made from it would be too. Likely cause: "
+            f"After {stage} the model's {t.metric} is {t.format(accuracy)}, at chance ({t.format(chance)} for "
+            f"{what}): every file made from it would be too. Likely cause: "
             f"{STAGE_CAUSES.get(stage, 'this stage broke the model')}.")
 
 

@@ -45,7 +45,9 @@ class UserModel:
         return self.dataset.preprocessing
 
     def describe(self) -> dict:
-        return {"format": self.format, "head": models.output_head(self.model), "translation": self.translation.to_dict(),
+        what = ({"head": models.output_head(self.model)} if self.dataset.task == "classification" else
+                {"task": self.dataset.task})
+        return {"format": self.format, **what, "translation": self.translation.to_dict(),
                 "scale": self.scale.to_dict() if self.scale else {
                     "scale": self.spec.scale, "reason": "features, fed as they are" if isinstance(self.spec, Features)
                     else "saved spec"}}
@@ -57,7 +59,8 @@ def check_scale_name(scale: str) -> None:
                                 f"Received: scale={scale!r}")
 
 
-def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode: bool = True) -> UserModel:
+def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode: bool = True,
+               task: str | None = None) -> UserModel:
     """Loads `path` and `data` as the stages need them.
 
     Args:
@@ -70,6 +73,8 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
             to `"auto"`.
         seed: Seeds data splits and the scale sample. Defaults to 0.
         safe_mode: Refuse Lambda layers. Defaults to True.
+        task: `lite.tasks`' name; defaults to the saved spec's, else what the model's shapes say
+            (`keras_io.model_task`: an autoencoder is an anomaly detector, anything else a classifier).
     """
     from edgecompress.models import pixelscale
     from edgecompress.models import translate
@@ -81,11 +86,14 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     fmt = log.source  # what the file was saved by: "keras3" or "tf_keras"
     saved = models.load_spec(path)
     if saved is not None and scale == "auto":
-        return UserModel(model, load_dataset(data, saved.preprocessing, seed=seed), fmt, log)
+        return UserModel(model, load_dataset(data, saved.preprocessing, seed=seed, task=task or saved.task), fmt, log)
     spec = models.input_preprocessing(model, "unit")
     if isinstance(spec, Preprocessing) and npz_holds_features(data):  # a (49, 10, 1) MFCC input looks like an image
         spec = Features(spec.input_shape)
-    dataset = load_dataset(data, spec, seed=seed)
+    task = task or models.model_task(model)
+    dataset = load_dataset(data, spec, seed=seed, task=task)
+    if task != "classification":
+        return _other_task(model, dataset, fmt, log)
     n_out = model.output_shape[-1]
     head = models.output_head(model)
     if n_out != (1 if head == "sigmoid" else dataset.num_classes) or (head == "sigmoid" and dataset.num_classes != 2):
@@ -103,3 +111,15 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     choice = pixelscale.choose_scale(model, dataset, requested=scale, seed=seed)
     dataset = dataclasses.replace(dataset, preprocessing=dataclasses.replace(spec, scale=choice.scale))
     return UserModel(model, dataset, fmt, log, choice)
+
+
+def _other_task(model, dataset, fmt, log) -> UserModel:
+    """A model that is not a classifier, opened: its inputs fed as they are (features) or at the unit scale."""
+    from edgecompress.lite.tasks import task
+
+    t = task(dataset.task)
+    logger.info("Task: %s, judged by %s%s", t.name, t.metric,
+                " of the reconstruction error (the model outputs its input's shape)" if t.reconstructs else "")
+    if not isinstance(dataset.preprocessing, Features):
+        logger.info("Input: images at the unit scale (0..1); pass --scale to change it")
+    return UserModel(model, dataset, fmt, log)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ def layers_of(tensor: str, model) -> list[str]:
     return [layer.name for layer in model.layers if layer.name in parts]
 
 
-def recover_int8(model, rep, x_val, y_val, *, max_drop: float, float_accuracy: float, max_layers: int = 4) -> dict:
+def recover_int8(model, rep, x_val, y_val, *, max_drop: float, float_accuracy: float, max_layers: int = 4,
+                 task: str = "classification") -> dict:
     """Keeps the last k weighted layers in float, for the smallest k that meets `max_drop`.
 
     The debugger's per-layer ranking is reported, but not followed blindly:
@@ -125,7 +127,8 @@ def recover_int8(model, rep, x_val, y_val, *, max_drop: float, float_accuracy: f
     from edgecompress.lite.evaluation import evaluate_tflite
 
     errors = layer_errors(model, rep)
-    weighted = [e for e in _in_graph_order(errors) if e["op"] in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")]
+    weighted = [e for e in _in_graph_order(errors) if e["op"] in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D",
+                                                                   "CONV_1D")]
     tried, best = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(1, min(max_layers, len(weighted)) + 1):
@@ -136,10 +139,10 @@ def recover_int8(model, rep, x_val, y_val, *, max_drop: float, float_accuracy: f
             data = selective_int8(model, rep, keep)
             path = Path(tmp) / f"k{k}.tflite"
             path.write_bytes(data)
-            acc = evaluate_tflite(path, x_val, y_val)[0]["accuracy"]
+            acc = evaluate_tflite(path, x_val, y_val, task=task)[0]["accuracy"]
             layers = sorted({name for e in tail for name in layers_of(e["tensor"], model)})
             tried.append({"k": k, "float_layers": layers, "accuracy": acc, "size_bytes": len(data)})
-            logger.info("  keeping %s in float: top-1 %.2f%%", ", ".join(layers), 100 * acc)
+            logger.info("  keeping %s in float: %s", ", ".join(layers), tasks.task(task).says(acc))
             if float_accuracy - acc <= max_drop:
                 best = {"data": data, "float_layers": layers, "accuracy": acc}
                 break

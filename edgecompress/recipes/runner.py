@@ -62,7 +62,8 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
                                      0.0 if hit else round(time.time() - t0, 1), hit))
         logger.info("  stage %d/%d: %s %s (%.0f s since the first stage)", i, len(recipe.stages), stage.STAGE,
                     "reused from the cache" if hit else f"done in {time.time() - t0:.0f} s", time.time() - started)
-        check_stage(stage.STAGE, metrics.get("accuracy"), num_classes=dataset.num_classes, model=final)
+        check_stage(stage.STAGE, metrics.get("accuracy"), num_classes=dataset.num_classes, model=final,
+                    task=dataset.task)
         if on_stage is not None:
             on_stage(i, stage_log[-1])
     return final, key, stage_log

@@ -6,6 +6,7 @@ both report writers (never the other way round).
 
 from __future__ import annotations
 
+from edgecompress.lite import tasks
 from edgecompress.lite.latency import device_emulation
 
 
@@ -17,11 +18,27 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
+def report_task(report: dict):
+    """The `lite.tasks.Task` a report measured (its dataset's; a report from before tasks: classification)."""
+    return tasks.task((report.get("dataset") or {}).get("task", "classification"))
+
+
+def metric_columns(report: dict):
+    """(column name, format of a value, column name of a difference, format of it) for the report's metric:
+    "top-1 %" and points, or "ROC-AUC" and its own units."""
+    t = report_task(report)
+    if t.as_percent:
+        return f"{t.metric} %", _pct, "delta pts", lambda d: f"{100 * d:+.2f}"
+    return t.metric, lambda x: "-" if x is None else f"{x:.4f}", "delta", lambda d: f"{d:+.4f}"
+
+
 def artifact_table(report: dict) -> list[list[str]]:
     """Rows (with a header) of the artifact table used by md and the CLI."""
     arts = report["artifacts"]
     base = next((a for a in arts if a["name"] == report.get("baseline")), arts[0] if arts else None)
-    header = ["artifact", "quant", "size KB", "gzip KB", "x smaller (gzip)", "top-1 %", "delta pts", "agree %", "p50 ms", "p90 ms"]
+    metric, fmt, delta_name, fmt_delta = metric_columns(report)
+    header = ["artifact", "quant", "size KB", "gzip KB", "x smaller (gzip)", metric, delta_name, "agree %", "p50 ms",
+              "p90 ms"]
     searched = any("pareto" in a for a in arts)
     if searched:
         header.append("Pareto")
@@ -31,12 +48,12 @@ def artifact_table(report: dict) -> list[list[str]]:
     rows = [header]
     for a in arts:
         ratio = base["gzip_bytes"] / a["gzip_bytes"] if base else 1.0
-        delta = 100 * (a["accuracy"] - base["accuracy"]) if base else 0.0
+        delta = a["accuracy"] - base["accuracy"] if base else 0.0
         lat = a.get("latency_ms") or {}
         rows.append([
             a["name"] + (" *" if a["name"] == report.get("selected") else ""),
             a["quantization"], _fmt_kb(a["size_bytes"]), _fmt_kb(a["gzip_bytes"]), f"{ratio:.1f}",
-            _pct(a["accuracy"]), f"{delta:+.2f}", _pct(a.get("agreement")),
+            fmt(a["accuracy"]), fmt_delta(delta), _pct(a.get("agreement")),
             (f"{lat['p50']:.3f}" + (" (reference kernels)" if a.get("kernels") else "")) if "p50" in lat else "-",
             f"{lat['p90']:.3f}" if "p90" in lat else "-",
         ] + ([", ".join(k for k, on in a.get("pareto", {}).items() if on) or "-"] if searched else [])
@@ -51,12 +68,14 @@ def search_table(report: dict) -> list[list[str]]:
     if not search:
         return []
     by_name = {a["name"]: a for a in report["artifacts"]}
-    rows = [["trial", "candidate", "status", "seconds", "judged top-1 %", "reported top-1 %", "gzip KB", "on a front"]]
+    metric, fmt, _, _ = metric_columns(report)
+    rows = [["trial", "candidate", "status", "seconds", f"judged {metric}", f"reported {metric}", "gzip KB",
+             "on a front"]]
     for n, c in enumerate(search["candidates"]):
         a = next((by_name[x] for x in c.get("artifacts", []) if x in by_name), None)
         status = c["status"] if c["status"] == "done" else f"{c['status']} ({c.get('reason') or c.get('error')})"
         rows.append([str(c.get("trial", n)), a["name"] if a else c["name"], status, f"{c.get('seconds', 0):.0f}",
-                     _pct(a.get("val_accuracy")) if a else "-", _pct(a["accuracy"]) if a else "-",
+                     fmt(a.get("val_accuracy")) if a else "-", fmt(a["accuracy"]) if a else "-",
                      _fmt_kb(a["gzip_bytes"]) if a else "-",
                      ", ".join(k for k, on in a.get("pareto", {}).items() if on) or "-" if a else "-"])
     return rows

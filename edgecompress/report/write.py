@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgecompress.lite.latency import device_emulation
 from edgecompress.lite.fileio import atomic_write_json, atomic_write_text
-from edgecompress.report.tables import markdown_table, artifact_table, device_table, format_text_table, search_table  # noqa: F401
+from edgecompress.report.tables import report_task, markdown_table, artifact_table, device_table, format_text_table, search_table  # noqa: F401
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -46,8 +46,12 @@ def render_markdown(report: dict) -> str:
         markdown_table(artifact_table(report)),
         "",
         "Sizes are the `.tflite` file and the same file after `gzip -9`; 'x smaller' is the baseline's gzip bytes over "
-        "the artifact's. 'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share of test "
-        "examples whose top-1 matches the Keras float model.",
+        "the artifact's. " + ("'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share "
+                              "of test examples whose top-1 matches the Keras float model."
+                              if report_task(report).name == "classification" else
+                              f"Task: {report_task(report).name}, measured by {report_task(report).metric} "
+                              "(of the reconstruction error where the model outputs its input's shape); 'delta' is it "
+                              "minus the baseline's, and a limit of 1 point is 0.01 of it."),
     ]
     if report.get("constraints"):
         c = {k: v for k, v in report["constraints"].items() if v is not None}

@@ -44,6 +44,7 @@ import warnings
 from pathlib import Path
 
 from edgecompress.builder.measure import MeasureSettings
+from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError, NotApplicable
 from edgecompress.lite.fileio import pid_alive
 from edgecompress.models.sanity import ImplausibleResult, suspect_gain
@@ -487,9 +488,10 @@ class Objective:
                 trial.set_user_attr("stopped_early", {"stage": result.stage, "index": index, "accuracy": acc,
                                                       "floor": floor})
                 trial.set_user_attr("seconds", round(time.time() - t0, 1))
-                logger.info("[trial %d] stopped early after %s: top-1 %.2f%% < %.2f%% (the limit, less the best "
-                            "recovery later stages gave earlier trials)", trial.number, result.stage, 100 * acc,
-                            100 * floor)
+                t = tasks.task(ctx.dataset.task)
+                logger.info("[trial %d] stopped early after %s: %s < %s (the limit, less the best "
+                            "recovery later stages gave earlier trials)", trial.number, result.stage, t.says(acc),
+                            t.format(floor))
                 raise optuna.TrialPruned(f"stopped early after {result.stage}")
 
         try:
@@ -555,8 +557,9 @@ class Objective:
             f"(-{ctx.max_accuracy_drop:g}): {'kept' if ok else 'dropped'}")
         deadline = trial.study.user_attrs.get("deadline")
         left = f"; {max(0.0, deadline - time.time()) / 60:.0f} min of the budget left" if deadline else ""
-        logger.info("[trial %d] %s%s: held-out top-1 %.2f%% at %.1f KB gzipped (%.0f s)%s%s", trial.number, art.name,
-                    rung, 100 * art.accuracy, art.gzip_bytes / 1024, time.time() - t0, verdict, left)
+        logger.info("[trial %d] %s%s: held-out %s at %.1f KB gzipped (%.0f s)%s%s", trial.number, art.name,
+                    rung, tasks.task(ctx.dataset.task).says(art.accuracy), art.gzip_bytes / 1024, time.time() - t0,
+                    verdict, left)
         return art.accuracy, float(art.gzip_bytes)
 
 

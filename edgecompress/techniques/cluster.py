@@ -21,8 +21,10 @@ import logging
 import warnings
 
 from edgecompress.models.distribute import get_strategy
+from edgecompress.lite import tasks
 from edgecompress.errors import NotApplicable
-from edgecompress.models.keras_io import compile_classifier, count_params, keras_accuracy, split_validation
+from edgecompress.models.keras_io import (compile_classifier, count_params, keras_accuracy, split_validation,
+                                          training_targets)
 from edgecompress.data.preprocessing import to_model_input
 from edgecompress.techniques.configs import ClusterConfig
 
@@ -93,9 +95,9 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     logger.info("Clustering %d layer(s) into %d values (%s init%s)", len(clustered), config.number_of_clusters,
                 config.init, ", zeros kept" if preserve else "")
     if config.epochs:
-        compile_classifier(wrapped, config.learning_rate)
+        compile_classifier(wrapped, config.learning_rate, dataset.task)
         x = to_model_input(dataset.x_train, dataset.preprocessing)
-        (xt, yt), val = split_validation(x, dataset.y_train, 0.1, seed)
+        (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             wrapped.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
@@ -115,6 +117,6 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
         stripped = quantize_aware_train(stripped, dataset, metrics["qat"], learning_rate=config.learning_rate / 10,
                                         batch_size=config.batch_size, epochs=config.qat_epochs, seed=seed,
                                         verbose=verbose)
-    logger.info("Clustered: top-1 %.2f%%, at most %d distinct values per kernel", 100 * metrics["accuracy"],
+    logger.info("Clustered: %s, at most %d distinct values per kernel", tasks.task(dataset.task).says(metrics["accuracy"]),
                 metrics["unique_weights"])
     return stripped, metrics

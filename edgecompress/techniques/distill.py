@@ -22,7 +22,8 @@ from edgecompress.configs import TrainConfig
 from edgecompress.models.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import DistillConfig  # noqa: F401  (re-exported: the config lives apart)
-from edgecompress.models.keras_io import count_params, keras_accuracy, output_head, split_validation
+from edgecompress.lite import tasks
+from edgecompress.models.keras_io import count_params, keras_accuracy, output_head, split_validation, training_targets
 from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -86,18 +87,19 @@ def inherit_weights(teacher, student) -> None:
     channels.inherit(teacher, student, plan)
 
 
-def make_distiller(student, teacher, temperature: float = 2.0, alpha: float = 0.5):
+def make_distiller(student, teacher, temperature: float = 2.0, alpha: float = 0.5, task: str = "classification"):
     """A Keras model whose `fit` trains `student` against a frozen copy of `teacher` (built in the current
-    strategy's scope); `alpha` weighs the labels, `1 - alpha` the teacher's softened outputs. Other stages
-    use it to fine-tune with the teacher (pruning with `distill`)."""
+    strategy's scope); `alpha` weighs the labels, `1 - alpha` the teacher's softened outputs (for a task that
+    is not classification, the teacher's outputs themselves, by mean squared error). Other stages use it to
+    fine-tune with the teacher (pruning with `distill`)."""
     from edgecompress.models.backend import keras
 
     frozen = keras.models.clone_model(teacher)
     frozen.set_weights(teacher.get_weights())
-    return _distiller_class()(student, frozen, temperature, alpha)
+    return _distiller_class()(student, frozen, temperature, alpha, task)
 
 
-def teacher_trainer(student, build_teacher, learning_rate: float, stage: str):
+def teacher_trainer(student, build_teacher, learning_rate: float, stage: str, task: str = "classification"):
     """`student` inside a compiled distiller against the build's teacher: how a stage with `distill: true`
     fine-tunes (call it in the stage's strategy scope). Raises a clear error when there is no teacher."""
     from edgecompress.models.backend import keras
@@ -105,7 +107,7 @@ def teacher_trainer(student, build_teacher, learning_rate: float, stage: str):
     if build_teacher is None:
         raise EdgeCompressError(f"Received `distill`=True for {stage}, but no teacher: it fine-tunes against the "
                                 "build's teacher, which a recipe run has. Use it in a recipe, or drop `distill`.")
-    trainer = make_distiller(student, build_teacher)
+    trainer = make_distiller(student, build_teacher, task=task)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return trainer
 
@@ -116,14 +118,18 @@ def _distiller_class():
     class Distiller(keras.Model):
         """Trains `student` against a frozen `teacher`; logs both losses."""
 
-        def __init__(self, student, teacher, temperature, alpha):
+        def __init__(self, student, teacher, temperature, alpha, task="classification"):
             super().__init__(name="distiller")
             self.student, self.teacher = student, teacher
             self.teacher.trainable = False
             self.temperature, self.alpha = float(temperature), float(alpha)
+            # An autoencoder learns its input (the `y` it is fit on) and the teacher's reconstruction.
+            self.reconstructs = tasks.task(task).reconstructs
+            self.mse = keras.losses.MeanSquaredError(reduction=keras.losses.Reduction.NONE)
             # Both models' outputs become log-probabilities over the classes first, whatever their head
             # (`models.output_head`): a logits head is log-softmaxed, never log(p) of a negative number.
-            self.teacher_head, self.student_head = output_head(teacher), output_head(student)
+            self.teacher_head, self.student_head = ((None, None) if self.reconstructs else
+                                                    (output_head(teacher), output_head(student)))
             self.ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True,
                                                                  reduction=keras.losses.Reduction.NONE)
             self.kl = keras.losses.KLDivergence(reduction=keras.losses.Reduction.NONE)
@@ -133,7 +139,7 @@ def _distiller_class():
 
         @property
         def metrics(self):
-            return [self.student_loss_tracker, self.distill_loss_tracker, self.acc]
+            return [self.student_loss_tracker, self.distill_loss_tracker] + ([] if self.reconstructs else [self.acc])
 
         def call(self, x, training=False):
             return self.student(x, training=training)
@@ -150,16 +156,24 @@ def _distiller_class():
             return tf.nn.softmax(log_probs / self.temperature)
 
         def _distill_losses(self, x, y, training):
+            if self.reconstructs:
+                flat = lambda v: tf.reshape(v, (tf.shape(v)[0], -1))  # noqa: E731 - per-example mean over values
+                s = self.student(x, training=training)
+                hard = self.mse(flat(y), flat(s))
+                soft = self.mse(flat(self.teacher(x, training=False)), flat(s))
+                return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
             t = self._log_probs(self.teacher(x, training=False), self.teacher_head)
             s_out = self.student(x, training=training)
             s = self._log_probs(s_out, self.student_head)
             hard = self.ce(y, s)
             soft = self.kl(self._soft(t), self._soft(s)) * self.temperature ** 2
-            per_example = self.alpha * hard + (1 - self.alpha) * soft
+            return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
+
+        @staticmethod
+        def _mean(per_example):
             # Average over the global batch so gradients sum correctly across replicas.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            loss = tf.reduce_sum(per_example) / tf.cast(tf.shape(per_example)[0] * replicas, tf.float32)
-            return loss, hard, soft, s
+            return tf.reduce_sum(per_example) / tf.cast(tf.shape(per_example)[0] * replicas, tf.float32)
 
         def train_step(self, data):
             x, y = data
@@ -177,7 +191,8 @@ def _distiller_class():
         def _update(self, y, hard, soft, s):
             self.student_loss_tracker.update_state(hard)
             self.distill_loss_tracker.update_state(soft)
-            self.acc.update_state(y, s)
+            if not self.reconstructs:
+                self.acc.update_state(y, s)
             return {m.name: m.result() for m in self.metrics}
 
     return Distiller
@@ -235,20 +250,22 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
 
     config = config or DistillConfig()
     x = to_model_input(dataset.x_train, dataset.preprocessing)
-    (xt, yt), val = split_validation(x, dataset.y_train, 0.1, seed)
+    (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed)
     with get_strategy(config.strategy).scope():
         # The teacher's weights are copied into the scope so every replica has them.
         frozen = keras.models.clone_model(teacher)
         frozen.set_weights(teacher.get_weights())
         student, inherited = _make_student(teacher, config, seed)
         start = student.get_weights()
-        distiller = _distiller_class()(student, frozen, config.temperature, config.alpha)
+        distiller = _distiller_class()(student, frozen, config.temperature, config.alpha, dataset.task)
         distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     keras.utils.set_random_seed(seed)
     logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g", teacher.name, count_params(teacher),
                 student.name, count_params(student), config.temperature, config.alpha)
+    # An autoencoder has no top-1 while it trains: its held-out reconstruction error stands in.
+    monitor = ("val_student_loss", "min") if distiller.reconstructs else ("val_accuracy", "max")
     callbacks = [] if config.patience is None else [keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True)]
+        monitor=monitor[0], mode=monitor[1], patience=config.patience, restore_best_weights=True)]
     hist = distiller.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
                          verbose=fit_verbose(verbose), shuffle=True, callbacks=callbacks)
     epochs_run = len(hist.history["student_loss"])
@@ -275,9 +292,10 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
         if inherited:
             # What the teacher's weights alone buy, so the soft targets' share is visible too.
             metrics["inherited_accuracy"] = _labels_only(student, start, dataset, config, seed, verbose, epochs_run)
-    logger.info("Distilled student: top-1 %.2f%% (from scratch: %s%s)", 100 * metrics["accuracy"],
-                f"{100 * metrics['scratch_accuracy']:.2f}%" if "scratch_accuracy" in metrics else "not trained",
-                f"; teacher's weights, labels only: {100 * metrics['inherited_accuracy']:.2f}%"
+    t = tasks.task(dataset.task)
+    logger.info("Distilled student: %s (from scratch: %s%s)", t.says(metrics["accuracy"]),
+                t.format(metrics["scratch_accuracy"]) if "scratch_accuracy" in metrics else "not trained",
+                f"; teacher's weights, labels only: {t.format(metrics['inherited_accuracy'])}"
                 if "inherited_accuracy" in metrics else "")
     return student, metrics
 

@@ -118,7 +118,7 @@ def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int 
             from edgecompress.techniques.distill import teacher_trainer
 
             with get_strategy(config.strategy).scope():
-                trainer = teacher_trainer(new, build_teacher, config.learning_rate, "factorize")
+                trainer = teacher_trainer(new, build_teacher, config.learning_rate, "factorize", dataset.task)
             train_classifier(trainer, dataset, train, verbose=verbose, compile=False)
         else:
             train_classifier(new, dataset, train, verbose=verbose)

@@ -16,9 +16,11 @@ import warnings
 import numpy as np
 
 from edgecompress.models.distribute import get_strategy
+from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import PruneConfig  # noqa: F401  (re-exported: the config lives apart)
-from edgecompress.models.keras_io import compile_classifier, count_params, keras_accuracy, split_validation
+from edgecompress.models.keras_io import (compile_classifier, count_params, keras_accuracy, split_validation,
+                                          training_targets)
 from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
     config = config or PruneConfig()
     keras.utils.set_random_seed(seed)
     x = to_model_input(dataset.x_train, dataset.preprocessing)
-    (xt, yt), val = split_validation(x, dataset.y_train, 0.1, seed)
+    (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed)
     steps = math.ceil(len(yt) / config.batch_size) * config.epochs
     with get_strategy(config.strategy).scope():
         pruned, skipped = _wrap(model, config, steps)
@@ -106,9 +108,9 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
         if config.distill:
             from edgecompress.techniques.distill import teacher_trainer
 
-            trainer = teacher_trainer(pruned, build_teacher, config.learning_rate, "prune")
+            trainer = teacher_trainer(pruned, build_teacher, config.learning_rate, "prune", dataset.task)
         else:
-            compile_classifier(pruned, config.learning_rate)
+            compile_classifier(pruned, config.learning_rate, dataset.task)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
@@ -123,7 +125,7 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
     metrics = {"accuracy": keras_accuracy(stripped, dataset), "params": count_params(stripped),
                "sparsity": keras_sparsity(stripped), "target_sparsity": config.target_sparsity,
                "skipped_layers": skipped}
-    logger.info("Pruned: top-1 %.2f%%, sparsity %.1f%%", 100 * metrics["accuracy"], 100 * metrics["sparsity"])
+    logger.info("Pruned: %s, sparsity %.1f%%", tasks.task(dataset.task).says(metrics["accuracy"]), 100 * metrics["sparsity"])
     return stripped, metrics
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from edgecompress.models.keras_io import compile_classifier
+from edgecompress.models.keras_io import compile_classifier, training_targets
 from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def quantize_aware_train(model, dataset, preserve: str, *, learning_rate: float,
     annotated.set_weights(model.get_weights())
     with tfmot.quantization.keras.quantize_scope():
         qat = tfmot.quantization.keras.quantize_apply(annotated, _scheme(preserve))
-    compile_classifier(qat, learning_rate)
+    compile_classifier(qat, learning_rate, dataset.task)
     x = to_model_input(dataset.x_train, dataset.preprocessing)
-    qat.fit(x, dataset.y_train, batch_size=batch_size, epochs=epochs, verbose=fit_verbose(verbose), shuffle=True)
+    qat.fit(x, training_targets(dataset, x), batch_size=batch_size, epochs=epochs, verbose=fit_verbose(verbose), shuffle=True)
     return qat

@@ -1,0 +1,133 @@
+"""What a model is for, and how one number says how well it does it: the tasks, as data.
+
+Each `Task` names its metric and computes it from a model's outputs, in
+numpy alone (TF-free: the device runs it too). Every metric is a fraction
+where higher is better, so a build's limit, selection, front and report
+treat all tasks alike: `--max-accuracy-drop 1.0` is one point of top-1 for a
+classifier and 0.01 of ROC-AUC for an anomaly detector.
+
+- `classification`: top-1 of a softmax, logits or one-sigmoid-unit head
+  (`numerics.labels`); labels are class ids.
+- `anomaly`: ROC-AUC of an anomaly score against labels 0 (normal) and 1
+  (anomaly). The score is the reconstruction error (mean squared, per
+  example) when the output has the input's shape (an autoencoder, MLPerf
+  Tiny's anomaly-detection model), or else the model's one output unit (a
+  score model). An autoencoder trains to reproduce its input, on normal
+  examples.
+
+Example:
+
+>>> import numpy as np
+>>> task("anomaly").score(np.zeros((4, 2)), np.array([[0, 0], [0, .1], [1, 1], [2, 2]]), np.array([0, 0, 1, 1]))
+1.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from edgecompress.errors import EdgeCompressError
+from edgecompress.lite.numerics import labels
+
+
+def roc_auc(scores, truth) -> float:
+    """The area under the ROC curve of `scores` for binary `truth` (1 = positive): the chance that a positive
+    scores above a negative, ties counting half (the Mann-Whitney U statistic, with average ranks)."""
+    s = np.asarray(scores, np.float64).ravel()
+    t = np.asarray(truth).ravel().astype(bool)
+    pos, neg = int(t.sum()), int((~t).sum())
+    if pos == 0 or neg == 0:
+        raise EdgeCompressError(f"ROC-AUC needs normal (0) and anomalous (1) examples; the labels hold {pos} "
+                                f"anomalous and {neg} normal. Put both in the test split.")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), np.float64)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):  # average ranks over ties
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[t].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def anomaly_scores(x, outputs) -> np.ndarray:
+    """Per example: the mean squared reconstruction error when `outputs` has `x`'s size, else the one output."""
+    out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    if out.shape[1] == x.shape[1]:
+        return ((out - x) ** 2).mean(axis=1)
+    if out.shape[1] == 1:
+        return out[:, 0]
+    raise EdgeCompressError(f"An anomaly model outputs a reconstruction of its input ({x.shape[1]} values) or one "
+                            f"score; this one outputs {out.shape[1]} values. Pass `--task classification` if it "
+                            "is a classifier.")
+
+
+def _top1(x, outputs, y) -> float:
+    return float((labels(outputs) == np.asarray(y)).mean())
+
+
+def _auc(x, outputs, y) -> float:
+    return roc_auc(anomaly_scores(x, outputs), y)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One task: its name, its metric, and how the metric is computed.
+
+    Attributes:
+        name: The registry key (`--task`).
+        metric: The metric's name in logs and reports ("top-1", "ROC-AUC").
+        measure: `(x, outputs, y) -> float`: the metric of a model's `outputs` on inputs `x` against labels
+            `y`, as a fraction where higher is better.
+        chance: The metric of a model that learned nothing, given the class count.
+        compares_labels: Whether two files can be compared by the share of equal predicted labels
+            (`agreement`).
+        reconstructs: Whether a model of this task trains to output its input (an autoencoder) rather than
+            labels.
+        as_percent: How a report writes the metric: as a percentage (top-1) or as a fraction (ROC-AUC).
+    """
+
+    name: str
+    metric: str
+    measure: Callable
+    chance: Callable
+    compares_labels: bool = True
+    reconstructs: bool = False
+    as_percent: bool = True
+
+    def score(self, x, outputs, y) -> float:
+        """The metric of `outputs` (the model's, on inputs `x`) against labels `y`, as a fraction."""
+        return self.measure(x, outputs, y)
+
+    def predictions(self, outputs):
+        """What agreement between two files compares (class ids), or None where there is no such thing."""
+        return labels(outputs) if self.compares_labels else None
+
+    def format(self, value) -> str:
+        """`value` as the reports write it: "97.00%" top-1, "0.8412" ROC-AUC."""
+        return f"{100 * value:.2f}%" if self.as_percent else f"{value:.4f}"
+
+    def says(self, value) -> str:
+        """The metric and its value, as a log line writes them: "top-1 97.00%", "ROC-AUC 0.8412"."""
+        return f"{self.metric} {self.format(value)}"
+
+
+TASKS = {t.name: t for t in (
+    Task("classification", "top-1", _top1, chance=lambda num_classes: 1.0 / max(num_classes, 2)),
+    Task("anomaly", "ROC-AUC", _auc, chance=lambda num_classes: 0.5, compares_labels=False, reconstructs=True,
+         as_percent=False),
+)}
+
+
+def task(name: str) -> Task:
+    """The registered task `name`; an unknown name is refused with the known ones."""
+    if name not in TASKS:
+        raise EdgeCompressError(f"Received an invalid value for `task`, expected one of {sorted(TASKS)}. "
+                                f"Received: task={name!r}")
+    return TASKS[name]
