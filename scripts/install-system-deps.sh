@@ -27,6 +27,7 @@ command -v dexdump >/dev/null || missing+=(dexdump)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 [ -d /usr/share/fonts/truetype/liberation ] || missing+=(fonts-liberation)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)  # the keyword-spotting stand-in (benchmarks/tiny.py)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "Please install: ${missing[*]}" >&2

@@ -40,6 +40,9 @@ LAYERS = frozenset({
     "GlobalMaxPooling2D", "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Flatten", "Reshape",
     "Permute", "Rescaling", "Normalization", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
     "Concatenate",
+    # their 1-D twins (sensor and audio time series)
+    "SeparableConv1D", "ZeroPadding1D", "Cropping1D", "UpSampling1D", "MaxPooling1D", "AveragePooling1D",
+    "GlobalAveragePooling1D", "GlobalMaxPooling1D", "SpatialDropout1D",
 })
 
 # Activation names both libraries compute identically (Keras 3 name -> tf-keras name).
@@ -54,12 +57,15 @@ KERAS3_ONLY_DEFAULTS = {
     "lora_rank": None, "lora_alpha": None, "quantization_config": None, "synchronized": False, "optional": False,
     "seed": None, "renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99, "ragged": False,
     "sparse": False, "rms_scaling": False, "input_axes": None, "output_axes": None,
+    "data_format": "channels_last",  # ZeroPadding1D and the other 1-D layers tf-keras gives no such key
 }
 # tf-keras-only config keys and their defaults, the same way back.
 TF_KERAS_ONLY_DEFAULTS = {"groups": 1, "batch_input_shape": None, "input_shape": None, "autocast": True,
                           "implementation": 1}
 # Config keys every layer accepts through **kwargs in tf-keras.
 _BASE_KEYS = {"name", "trainable", "dtype", "activity_regularizer", "input_shape", "batch_input_shape"}
+# Keys a tf-keras layer takes through **kwargs, not its signature (its 1-D global poolings' `keepdims`).
+_KWARGS_KEYS = {"GlobalAveragePooling1D": {"keepdims"}, "GlobalMaxPooling1D": {"keepdims"}}
 
 
 @dataclasses.dataclass
@@ -257,7 +263,7 @@ class _Builder:
         if not self.source_keras3 and not self.to_keras3:
             return config  # flattening a tf-keras model: the same library, the same config
         target_cls = getattr(self.k.layers, cls)
-        accepted = set(inspect.signature(target_cls.__init__).parameters) | _BASE_KEYS
+        accepted = set(inspect.signature(target_cls.__init__).parameters) | _BASE_KEYS | _KWARGS_KEYS.get(cls, set())
         defaults = TF_KERAS_ONLY_DEFAULTS if self.to_keras3 else KERAS3_ONLY_DEFAULTS
         out = {}
         for key, value in config.items():

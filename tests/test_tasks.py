@@ -1,0 +1,208 @@
+"""Tasks as data (issue 21): anomaly detection by ROC-AUC of an autoencoder's reconstruction error, through
+loading, every stage, the interpreter and the report; and MLPerf Tiny's architectures and stand-in data."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgecompress.errors import EdgeCompressError
+from edgecompress.lite.tasks import TASKS, anomaly_scores, roc_auc, task
+
+
+def test_roc_auc_is_the_share_of_pairs_ranked_right_with_ties_counting_half():
+    rng = np.random.default_rng(0)
+    scores, truth = rng.integers(0, 5, 300).astype(float), rng.integers(0, 2, 300)
+    pos, neg = scores[truth == 1], scores[truth == 0]
+    brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    assert roc_auc(scores, truth) == pytest.approx(brute, abs=1e-12)
+    assert roc_auc([1, 2, 3, 4], [0, 0, 1, 1]) == 1.0 and roc_auc([4, 3, 2, 1], [0, 0, 1, 1]) == 0.0
+    with pytest.raises(EdgeCompressError, match="the labels hold 0 anomalous and 3 normal"):
+        roc_auc([1, 2, 3], [0, 0, 0])
+
+
+def test_an_anomaly_score_is_the_reconstruction_error_or_the_one_output():
+    x = np.zeros((3, 4))
+    assert np.allclose(anomaly_scores(x, np.ones((3, 4)) * [[1], [2], [3]]), [1, 4, 9])
+    assert np.allclose(anomaly_scores(x, np.array([[0.2], [0.1], [0.9]])), [0.2, 0.1, 0.9])
+    with pytest.raises(EdgeCompressError, match="outputs 2 values"):
+        anomaly_scores(x, np.zeros((3, 2)))
+
+
+def test_the_task_registry_names_its_tasks_and_refuses_others():
+    assert set(TASKS) == {"classification", "anomaly"}
+    assert task("anomaly").says(0.84123) == "ROC-AUC 0.8412" and task("classification").says(0.97) == "top-1 97.00%"
+    assert task("anomaly").predictions(np.zeros((2, 3))) is None
+    with pytest.raises(EdgeCompressError, match=r"expected one of \['anomaly', 'classification'\]. Received: task='x'"):
+        task("x")
+
+
+def _ad_arrays(n_train=600, n_test=200, dims=64, seed=0):
+    """Normal examples on a 4-dimensional subspace; anomalies leave it in 8 coordinates."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(0, 1, (4, dims))
+
+    def normal(n):
+        return (rng.normal(0, 1, (n, 4)) @ basis + rng.normal(0, 0.2, (n, dims))).astype("float32")
+
+    anomalies = normal(n_test // 2)
+    anomalies[:, rng.integers(0, dims, 8)] += rng.normal(0, 3, (n_test // 2, 8)).astype("float32")
+    return {"x_train": normal(n_train), "y_train": np.zeros(n_train, np.int64),
+            "x_test": np.concatenate([normal(n_test // 2), anomalies]),
+            "y_test": np.r_[np.zeros(n_test // 2), np.ones(n_test // 2)].astype(np.int64),
+            "class_names": np.array(["normal", "anomaly"])}
+
+
+def test_anomaly_data_needs_labels_0_and_1_and_both_in_the_test_split(tmp_path):
+    from edgecompress.configs import Features
+    from edgecompress.data.datasets import load_dataset
+
+    arrays = _ad_arrays(60, 20)
+    np.savez(tmp_path / "ad.npz", **arrays)
+    ds = load_dataset(tmp_path / "ad.npz", Features((64,)), task="anomaly")
+    assert ds.task == "anomaly" and ds.describe()["task"] == "anomaly" and ds.model_spec().task == "anomaly"
+    assert ds.fingerprint() != load_dataset(tmp_path / "ad.npz", Features((64,))).fingerprint()
+    np.savez(tmp_path / "one.npz", **{**arrays, "y_test": np.zeros(20, np.int64)})
+    with pytest.raises(EdgeCompressError, match="the test split needs normal"):
+        load_dataset(tmp_path / "one.npz", Features((64,)), task="anomaly")
+    np.savez(tmp_path / "three.npz", **{**arrays, "y_test": np.arange(20) % 3, "class_names": np.array(["a", "b", "c"])})
+    with pytest.raises(EdgeCompressError, match=r"y_test holds \[0, 1, 2\]"):
+        load_dataset(tmp_path / "three.npz", Features((64,)), task="anomaly")
+
+
+def test_a_model_whose_output_has_its_input_shape_is_an_anomaly_detector():
+    from edgecompress.models.backend import keras
+    from edgecompress.models.keras_io import model_task
+
+    inp = keras.Input((64,))
+    assert model_task(keras.Model(inp, keras.layers.Dense(64)(keras.layers.Dense(8)(inp)))) == "anomaly"
+    assert model_task(keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))) == "classification"
+
+
+def test_an_auc_at_one_half_is_at_chance_and_a_report_writes_roc_auc():
+    from edgecompress.models.sanity import ImplausibleResult, check_stage
+    from edgecompress.report.tables import artifact_table
+
+    with pytest.raises(ImplausibleResult, match=r"ROC-AUC is 0.5100, at chance \(0.5000"):
+        check_stage("prune", 0.51, num_classes=2, task="anomaly")
+    check_stage("prune", 0.70, num_classes=2, task="anomaly")  # 0.70 < 1.5 x 0.5, and yet it ranks
+    arts = [{"name": n, "quantization": "none", "size_bytes": 1000, "gzip_bytes": 900, "accuracy": a,
+             "agreement": None, "latency_ms": {"p50": 0.01, "p90": 0.02}} for n, a in (("float32", 0.9), ("int8", 0.8871))]
+    rows = artifact_table({"artifacts": arts, "baseline": "float32", "dataset": {"task": "anomaly"}})
+    assert rows[0][5:7] == ["ROC-AUC", "delta"] and rows[2][5:7] == ["0.8871", "-0.0129"]
+
+
+def _autoencoder(dims=64, seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((dims,))
+    x = inp
+    for units in (32, 8, 32):
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Dense(units)(x)))
+    return keras.Model(inp, keras.layers.Dense(dims)(x), name="ae")
+
+
+@pytest.mark.slow
+def test_an_autoencoder_goes_through_distill_prune_cluster_and_int8_judged_by_roc_auc(tmp_path):
+    """A Keras 3 dense autoencoder (MLPerf Tiny's shape, small) on an .npz of normal training examples and a
+    test split of normal and anomalous ones: `build-edge` infers the task, trains every stage on the
+    reconstruction (distillation by MSE against the teacher), and measures ROC-AUC with the interpreter."""
+    arrays = _ad_arrays()
+    np.savez(tmp_path / "ad.npz", **arrays)
+    model = _autoencoder()
+    model.compile("adam", "mse")
+    model.fit(arrays["x_train"], arrays["x_train"], epochs=30, batch_size=32, verbose=0)
+    model.save(tmp_path / "ae.keras")
+    keras_auc = roc_auc(anomaly_scores(arrays["x_test"], model.predict(arrays["x_test"], verbose=0)), arrays["y_test"])
+    assert keras_auc > 0.9
+    recipe = {"name": "ae", "stages": [
+        {"stage": "distill", "width": 0.75, "epochs": 20, "alpha": 0.5},
+        {"stage": "prune", "final_sparsity": 0.5, "epochs": 6},
+        {"stage": "cluster", "number_of_clusters": 16, "epochs": 2}],
+        "quantize": ["float32", "int8"]}
+    (tmp_path / "ae.json").write_text(json.dumps(recipe))
+    proc = subprocess.run([sys.executable, "-m", "edgecompress", "build-edge", "--model", str(tmp_path / "ae.keras"),
+                           "--data", str(tmp_path / "ad.npz"), "--recipe", str(tmp_path / "ae.json"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Task: anomaly, judged by ROC-AUC of the reconstruction error" in proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["dataset"]["task"] == "anomaly" and report["model_spec"]["task"] == "anomaly"
+    arts = {a["name"]: a for a in report["artifacts"]}
+    assert abs(arts["teacher_float32"]["accuracy"] - keras_auc) < 1e-3  # the interpreter agrees with Keras
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert set(stages) >= {"distill", "prune", "cluster"}
+    assert stages["prune"]["metrics"]["sparsity"] > 0.3
+    assert arts["int8"]["accuracy"] > 0.85 and arts["int8"]["agreement"] is None
+    assert arts["int8"]["gzip_bytes"] < arts["teacher_float32"]["gzip_bytes"] / 4
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| ROC-AUC | delta |" in md and "Task: anomaly, measured by ROC-AUC" in md
+
+
+# ---------------------------------------------------------------- MLPerf Tiny's four
+
+def test_mlperf_tiny_architectures_have_the_reference_shapes():
+    """The reference int8 files of mlcommons/tiny hold these kernels (read with the interpreter): DS-CNN's
+    (64, 10, 4, 1) input conv and 64-channel blocks, ResNet-8's 16/32/64 filters, the autoencoder's 640-128-8."""
+    import keras
+
+    from edgecompress.benchmarks import tiny
+
+    kws = tiny.ds_cnn(keras)
+    assert kws.input_shape == (None, 49, 10, 1) and kws.output_shape == (None, 12)
+    assert tuple(kws.layers[1].kernel.shape) == (10, 4, 1, 64) and kws.layers[1].strides == (2, 2)
+    ic = tiny.resnet8(keras)
+    assert sorted({layer.filters for layer in ic.layers if hasattr(layer, "filters")}) == [16, 32, 64]
+    ad = tiny.dense_autoencoder(keras)
+    assert [layer.units for layer in ad.layers if hasattr(layer, "units")] == [128] * 4 + [8] + [128] * 4 + [640]
+    vww = tiny.mobilenet_v1(keras)
+    assert vww.input_shape == (None, 96, 96, 3) and max(getattr(layer, "filters", 0) for layer in vww.layers) == 256
+    assert set(tiny.REFERENCE) == set(tiny.TASKS) == {"kws", "ic", "vww", "ad"}
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (install-system-deps.sh)")
+def test_the_keyword_stand_in_speaks_each_word_with_voices_split_between_train_and_test():
+    from edgecompress.benchmarks import tiny
+
+    config = tiny.KwsConfig(train_voices=3, test_voices=2, takes=1)
+    a, b = tiny.make_kws_data(config), tiny.make_kws_data(config)
+    assert np.array_equal(a["x_train"], b["x_train"])  # seeded
+    assert a["x_train"].shape == (3 * 12, 49, 10, 1) and a["x_test"].shape == (2 * 12, 49, 10, 1)
+    assert not set(a["voices_train"]) & set(a["voices_test"])
+    assert list(a["class_names"][:3]) == ["silence", "unknown", "yes"] and np.bincount(a["y_train"]).tolist() == [3] * 12
+    assert a["x_train"].dtype == np.float32 and a["x_train"].min() < -5  # log-mel MFCCs, not pixels
+
+
+def test_the_machine_sound_stand_in_has_normal_training_windows_and_labelled_test_windows():
+    from edgecompress.benchmarks import tiny
+
+    a = tiny.make_ad_data(tiny.AdConfig(machines=2, train_clips=3, test_clips=4, windows=5))
+    assert a["x_train"].shape == (2 * 3 * 5, 640) and a["x_test"].shape == (2 * 4 * 5, 640)
+    assert set(a["y_train"]) == {0} and np.bincount(a["y_test"]).tolist() == [20, 20]
+    img = tiny.draw_scene(True, 96, np.random.default_rng(0))
+    assert img.shape == (96, 96, 3) and img.dtype == np.uint8
+
+
+def test_a_keras3_conv1d_sensor_model_translates_exactly(tmp_path):
+    """Accelerometer-style windows (64 steps x 3 axes) through Conv1D, 1-D pooling and Dense: the tf-keras
+    model every stage trains computes what the Keras 3 file does."""
+    import keras
+
+    from edgecompress.models import keras_io
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64, 3))
+    x = keras.layers.Conv1D(8, 5, padding="same", activation="relu")(inp)
+    x = keras.layers.MaxPooling1D(2)(keras.layers.SeparableConv1D(8, 3, padding="same")(x))
+    x = keras.layers.AveragePooling1D(2)(keras.layers.ZeroPadding1D(1)(x))
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.SpatialDropout1D(0.1)(x))
+    model = keras.Model(inp, keras.layers.Dense(4, activation="softmax")(x))
+    model.save(tmp_path / "acc.keras")
+    flat = keras_io.load_model(tmp_path / "acc.keras")
+    xs = np.random.default_rng(0).normal(0, 1, (16, 64, 3)).astype("float32")
+    np.testing.assert_allclose(flat.predict(xs, verbose=0), model.predict(xs, verbose=0), rtol=1e-5, atol=1e-6)
+    assert keras_io.input_preprocessing(flat).__class__.__name__ == "Features"
