@@ -206,3 +206,26 @@ def test_a_keras3_conv1d_sensor_model_translates_exactly(tmp_path):
     xs = np.random.default_rng(0).normal(0, 1, (16, 64, 3)).astype("float32")
     np.testing.assert_allclose(flat.predict(xs, verbose=0), model.predict(xs, verbose=0), rtol=1e-5, atol=1e-6)
     assert keras_io.input_preprocessing(flat).__class__.__name__ == "Features"
+
+
+def test_the_device_harness_scores_an_anomaly_file_by_roc_auc_from_the_eval_data(tmp_path):
+    """bench-device --accuracy writes the task into eval.npz; the TF-free harness (what runs on the board)
+    computes ROC-AUC itself, the same as this machine's interpreter."""
+    from edgecompress.lite import latency
+    from edgecompress.lite.evaluation import evaluate_tflite
+    from edgecompress.models.backend import keras, tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64,))
+    model = keras.Model(inp, keras.layers.Dense(64)(keras.layers.Dense(8, activation="relu")(inp)))
+    arrays = _ad_arrays(100, 100)
+    model.compile("adam", "mse")
+    model.fit(arrays["x_train"], arrays["x_train"], epochs=20, verbose=0)
+    path = tmp_path / "ae.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    np.savez(tmp_path / "eval.npz", x=arrays["x_test"], y=arrays["y_test"], task=np.asarray("anomaly"))
+    out = latency.run([str(path)], eval_data=str(tmp_path / "eval.npz"), runs=5, warmup=1)
+    acc = out["results"][0]["accuracy"]
+    host, pred = evaluate_tflite(path, arrays["x_test"], arrays["y_test"], task="anomaly")
+    assert acc["task"] == "anomaly" and "predictions" not in acc and pred is None
+    assert acc["metric"] == pytest.approx(host["accuracy"], abs=1e-9) and acc["metric"] > 0.6

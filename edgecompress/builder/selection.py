@@ -16,6 +16,7 @@ import dataclasses
 import logging
 
 from edgecompress.configs import Config, require
+from edgecompress.report.tables import device_metric
 from edgecompress.errors import EXIT_GATE, EdgeCompressError
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def _accuracy(report, artifact, device):
     if device is not None:
         r = _device(report, device)["results"].get(artifact["name"]) or {}
         if "accuracy" in r:
-            return r["accuracy"]["top1"]
+            return device_metric(r["accuracy"])
     elif "val_accuracy" in artifact and "val_accuracy" in _baseline(report):
         return artifact["val_accuracy"]  # a search selects on its validation split, never on the test split
     return artifact["accuracy"]

@@ -14,6 +14,7 @@ from edgecompress.report import write as report_lib
 from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.errors import EdgeCompressError, PartialFailure
+from edgecompress.lite import tasks
 from edgecompress.lite.evaluation import evaluate_tflite
 from edgecompress.data.preprocessing import to_model_input
 from edgecompress.quantize.schemes import conversion
@@ -74,12 +75,13 @@ def evaluate_models(models=None, data=None, spec="build/edge/model_spec.json", t
     if not spec_path.exists():
         raise EdgeCompressError(f"Preprocessing spec {spec_path} not found; pass --spec (written by `invoke build-edge`).")
     mspec = ModelSpec.from_dict(json.loads(spec_path.read_text()))
-    ds = load_dataset(data, mspec.preprocessing)
+    ds = load_dataset(data, mspec.preprocessing, task=mspec.task)
     x = to_model_input(ds.x_test, ds.preprocessing)
-    rows = [["artifact", "top-1 %", "examples"]]
+    t = tasks.task(ds.task)
+    rows = [["artifact", t.metric + (" %" if t.as_percent else ""), "examples"]]
     for f in _tflite_files(models):
-        result, _ = evaluate_tflite(f, x, ds.y_test, num_threads=threads)
-        rows.append([f.name, f"{100 * result['accuracy']:.2f}", str(result["count"])])
+        result, _ = evaluate_tflite(f, x, ds.y_test, num_threads=threads, task=ds.task)
+        rows.append([f.name, t.format(result["accuracy"]).rstrip("%"), str(result["count"])])
     print(report_lib.format_text_table(rows))
     return rows
 
@@ -128,7 +130,7 @@ def run_stage(stage: str, model, out, data=None, seed=0, safe_mode=True, scale="
     return out, metrics
 
 
-def _device_eval_data(out, data, count, seed, folder) -> tuple[Path, object, object]:
+def _device_eval_data(out, data, count, seed, folder) -> tuple[Path, object, object, str]:
     """The first `count` test images of the build's data, preprocessed as the build did, written as an `.npz`."""
     import numpy as np
 
@@ -136,7 +138,7 @@ def _device_eval_data(out, data, count, seed, folder) -> tuple[Path, object, obj
     if not spec_path.exists():
         raise EdgeCompressError(f"--accuracy needs {spec_path} (the build's preprocessing); run `invoke build-edge` first.")
     mspec = ModelSpec.from_dict(json.loads(spec_path.read_text()))
-    ds = load_dataset(data, mspec.preprocessing, seed=seed)
+    ds = load_dataset(data, mspec.preprocessing, seed=seed, task=mspec.task)
     try:
         n = len(ds.y_test) if count is True else int(count)
     except (TypeError, ValueError):
@@ -147,22 +149,25 @@ def _device_eval_data(out, data, count, seed, folder) -> tuple[Path, object, obj
     x = to_model_input(ds.x_test[:n], ds.preprocessing).astype(np.float32)
     y = ds.y_test[:n].astype(np.int64)
     path = Path(folder) / "eval.npz"
-    np.savez(path, x=x, y=y)
-    return path, x, y
+    np.savez(path, x=x, y=y, task=np.asarray(ds.task))  # the device scores the task (lite/tasks.py) itself
+    return path, x, y, ds.task
 
 
-def _agreement(results: dict, files, x, y, threads: int) -> None:
+def _agreement(results: dict, files, x, y, threads: int, task: str = "classification") -> None:
     """Replaces each device's predicted labels by top-1 and agreement with this machine's predictions."""
     import numpy as np
 
     host = {}
     for f in files:
-        r, pred = evaluate_tflite(f, x, y, num_threads=threads)
+        r, pred = evaluate_tflite(f, x, y, num_threads=threads, task=task)
         host[Path(f).name] = (r["accuracy"], pred)
     for r in results.values():
         for m in r.get("results", []):
             acc = m.get("accuracy")
             if not acc or m["model"] not in host:
+                continue
+            if "predictions" not in acc:  # a task without labels: its metric here beside the device's
+                acc["host_metric"] = host[m["model"]][0]
                 continue
             pred = np.asarray(acc.pop("predictions"))
             host_top1, host_pred = host[m["model"]]
@@ -186,14 +191,14 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
     report_path = Path(out) / report_lib.REPORT_JSON
     report = report_lib.load_report(out) if report_path.exists() else None
     with tempfile.TemporaryDirectory(prefix="edgecompress-eval-") as tmp:
-        eval_path = x = y = None
+        eval_path = x = y = task = None
         if accuracy not in (None, False):
-            eval_path, x, y = _device_eval_data(out, data, accuracy, (report or {}).get("seed", 0), tmp)
+            eval_path, x, y, task = _device_eval_data(out, data, accuracy, (report or {}).get("seed", 0), tmp)
             logger.info("Accuracy on the device: %d test images", len(y))
         results = remote.bench_devices(list(hosts), files, options or remote.SSHOptions(), runs=runs, warmup=warmup,
                                        threads=threads, eval_data=eval_path)
     if eval_path is not None:
-        _agreement(results, files, x, y, threads)
+        _agreement(results, files, x, y, threads, task)
     if report is not None:
         remote.merge_into_report(report, results)
         report_lib.write_report(report, out)

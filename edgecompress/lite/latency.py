@@ -229,25 +229,33 @@ def harness_overhead_us(runs: int = 2000, runtime: str | None = None) -> float:
     return float(np.median(time_invokes(interp, runs)) * 1000.0)
 
 
-def load_eval_data(path) -> tuple[np.ndarray, np.ndarray]:
-    """Reads an `.npz` with float32 inputs `x` (already preprocessed) and integer labels `y`."""
+def load_eval_data(path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Reads an `.npz` with float32 inputs `x` (already preprocessed: pixels scaled, or features as they are),
+    integer labels `y`, and optionally `task` (`lite.tasks`; default classification)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             x, y = z["x"].astype(np.float32), z["y"].astype(np.int64)
+            task = str(z["task"]) if "task" in z.files else "classification"
     except (OSError, ValueError, KeyError) as e:
         raise EdgeCompressError(f"Cannot read evaluation data {path} (an .npz with `x` and `y`): {e}") from None
     if len(x) != len(y) or len(y) == 0:
         raise EdgeCompressError(f"Evaluation data {path} has {len(x)} inputs and {len(y)} labels; expected the same, > 0.")
-    return x, y
+    return x, y, task
 
 
-def accuracy(model_path, x: np.ndarray, y: np.ndarray, *, threads: int = 1, xnnpack: bool = True,
-             runtime: str | None = None) -> dict:
-    """Top-1 of one `.tflite` file on (x, y) with this machine's runtime, and its predicted labels."""
+def accuracy(model_path, x: np.ndarray, y: np.ndarray, task: str = "classification", *, threads: int = 1,
+             xnnpack: bool = True, runtime: str | None = None) -> dict:
+    """Top-1 of one `.tflite` file on (x, y) with this machine's runtime, and its predicted labels; for another
+    task (`lite.tasks`), its metric ("metric", e.g. ROC-AUC) and no labels."""
+    from edgecompress.lite import tasks
     from edgecompress.lite.evaluation import predict
 
     interp = make_interpreter(check_tflite_file(model_path), num_threads=threads, use_xnnpack=xnnpack, runtime=runtime)
-    pred = labels(predict(interp, x))
+    outputs = predict(interp, x)
+    t = tasks.task(task)
+    if not t.compares_labels:
+        return {"task": t.name, "metric": t.score(x, outputs, y), "count": int(len(y))}
+    pred = labels(outputs)
     return {"top1": float((pred == y).mean()), "count": int(len(y)), "predictions": pred.astype(int).tolist()}
 
 
@@ -265,7 +273,7 @@ def run(models, eval_data=None, **kwargs) -> dict:
             logger.info("Benchmarking %s", m)
             r = benchmark(m, **kwargs)
             if xy is not None:
-                logger.info("Evaluating %s on %d inputs", m, len(xy[1]))
+                logger.info("Evaluating %s on %d inputs (%s)", m, len(xy[1]), xy[2])
                 r["accuracy"] = accuracy(m, *xy, threads=kwargs.get("threads", 1), xnnpack=kwargs.get("xnnpack", True),
                                          runtime=kwargs.get("runtime"))
             results.append(r)

@@ -81,6 +81,11 @@ def search_table(report: dict) -> list[list[str]]:
     return rows
 
 
+def device_metric(acc: dict) -> float:
+    """The task's metric a device measured (`lite.latency.accuracy`): its top-1, or another task's "metric"."""
+    return acc["top1"] if "top1" in acc else acc["metric"]
+
+
 def device_table(report: dict) -> list[list[str]]:
     """Per-device columns, one row per artifact: p50 latency, and top-1 and
     agreement with this machine's predictions when measured there.
@@ -93,12 +98,13 @@ def device_table(report: dict) -> list[list[str]]:
     if not names:
         return []
     with_acc = {d for d in names if any("accuracy" in r for r in devices[d]["results"].values())}
+    metric, fmt, _, _ = metric_columns(report)
     header = ["artifact"]
     for d in names:
         emulated = device_emulation(devices[d]) is not None
         header.append(f"{d} p50 ms" + (" (emulated)" if emulated else ""))
         if d in with_acc:
-            header += [f"{d} top-1 %", f"{d} agree %"]
+            header += [f"{d} {metric}", f"{d} agree %"]
     rows = [header]
     for a in report["artifacts"]:
         row = [a["name"]]
@@ -108,7 +114,7 @@ def device_table(report: dict) -> list[list[str]]:
             row.append(f"[{lat}]" if r and device_emulation(devices[d]) else lat)
             if d in with_acc:
                 acc = (r or {}).get("accuracy")
-                row += [f"{100 * acc['top1']:.2f}", f"{100 * acc['agreement']:.2f}" if "agreement" in acc else "-"] \
+                row += [fmt(device_metric(acc)), f"{100 * acc['agreement']:.2f}" if "agreement" in acc else "-"] \
                     if acc else ["-", "-"]
         rows.append(row)
     return rows
