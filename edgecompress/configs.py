@@ -208,8 +208,9 @@ class ModelSpec(Config):
         if isinstance(self.preprocessing, dict):
             object.__setattr__(self, "preprocessing", input_spec(self.preprocessing))
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        least = 1 if self.task == "regression" else 2  # a regression's names are its outputs
         require(
-            len(self.class_names) >= 2,
-            "A model needs at least 2 classes. Received: "
+            len(self.class_names) >= least,
+            f"A model needs at least {least} {'outputs' if least == 1 else 'classes'}. Received: "
             f"class_names={list(self.class_names)}",
         )

@@ -33,10 +33,10 @@ def test_an_anomaly_score_is_the_reconstruction_error_or_the_one_output():
 
 
 def test_the_task_registry_names_its_tasks_and_refuses_others():
-    assert set(TASKS) == {"classification", "anomaly"}
+    assert set(TASKS) == {"classification", "anomaly", "regression"}
     assert task("anomaly").says(0.84123) == "ROC-AUC 0.8412" and task("classification").says(0.97) == "top-1 97.00%"
     assert task("anomaly").predictions(np.zeros((2, 3))) is None
-    with pytest.raises(EdgeCompressError, match=r"expected one of \['anomaly', 'classification'\]. Received: task='x'"):
+    with pytest.raises(EdgeCompressError, match=r"expected one of \[.anomaly., .classification., .regression.\]. Received: task='x'"):
         task("x")
 
 
@@ -229,3 +229,61 @@ def test_the_device_harness_scores_an_anomaly_file_by_roc_auc_from_the_eval_data
     host, pred = evaluate_tflite(path, arrays["x_test"], arrays["y_test"], task="anomaly")
     assert acc["task"] == "anomaly" and "predictions" not in acc and pred is None
     assert acc["metric"] == pytest.approx(host["accuracy"], abs=1e-9) and acc["metric"] > 0.6
+
+
+def _reg_arrays(n_train=600, n_test=300, dims=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n_train + n_test, dims)).astype("float32")
+    y = (np.tanh(x @ rng.normal(0, 1, dims) / 3) * 3 + rng.normal(0, 0.1, len(x))).astype("float32")
+    return {"x_train": x[:n_train], "y_train": y[:n_train], "x_test": x[n_train:], "y_test": y[n_train:]}
+
+
+def test_r2_and_value_labels_make_a_regression(tmp_path):
+    from edgecompress.configs import Features
+    from edgecompress.data.datasets import load_dataset, npz_holds_values, strata
+    from edgecompress.lite.tasks import r2_score
+
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    assert r2_score(y, y) == 1.0 and r2_score(np.full(4, 2.5), y) == 0.0
+    with pytest.raises(EdgeCompressError, match="outputs have 2 values per example and its labels 1"):
+        r2_score(np.zeros((4, 2)), y)
+    arrays = _reg_arrays(100, 50)
+    np.savez(tmp_path / "reg.npz", **arrays)
+    assert npz_holds_values(tmp_path / "reg.npz") and not npz_holds_values(None)
+    ds = load_dataset(tmp_path / "reg.npz", Features((16,)), task="regression")
+    assert ds.y_train.dtype == np.float32 and np.array_equal(ds.y_train, arrays["y_train"]) and ds.class_names == ("value",)
+    judge, report, _ = ds.held_out(seed=0)  # stratified on deciles of the target: both halves span its range
+    assert len(judge.y_test) + len(report.y_test) == 50 and judge.y_test.min() < 0 < judge.y_test.max()
+    assert set(strata(ds.y_train)) == set(range(10)) and ds.model_spec().task == "regression"
+    with pytest.raises(EdgeCompressError, match="for a regression; its targets are values, which only an .npz holds"):
+        load_dataset(tmp_path, Features((16,)), task="regression")
+
+
+@pytest.mark.slow
+def test_a_regression_mlp_is_distilled_pruned_and_quantized_judged_by_r2(tmp_path):
+    """A Keras 3 MLP with one linear output on float targets: build-edge reads the task from the labels,
+    distils by MSE, and every file is judged by R² with the interpreter."""
+    import keras
+
+    arrays = _reg_arrays()
+    np.savez(tmp_path / "reg.npz", **arrays)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16,))
+    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Dense(64, activation="relu")(
+        keras.layers.Dense(64, activation="relu")(inp))))
+    model.compile("adam", "mse")
+    model.fit(arrays["x_train"], arrays["y_train"], epochs=40, verbose=0)
+    model.save(tmp_path / "reg.keras")
+    (tmp_path / "r.json").write_text(json.dumps({"name": "r", "stages": [
+        {"stage": "distill", "width": 0.75, "epochs": 20}, {"stage": "prune", "final_sparsity": 0.5, "epochs": 4}],
+        "quantize": ["float32", "int8"]}))
+    proc = subprocess.run([sys.executable, "-m", "edgecompress", "build-edge", "--model", str(tmp_path / "reg.keras"),
+                           "--data", str(tmp_path / "reg.npz"), "--recipe", str(tmp_path / "r.json"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Task: regression, judged by R²" in proc.stderr and "Distilled student: R² " in proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    arts = {a["name"]: a for a in report["artifacts"]}
+    assert arts["teacher_float32"]["accuracy"] > 0.8
+    assert arts["int8"]["accuracy"] > arts["teacher_float32"]["accuracy"] - 0.05
+    assert "| R² | delta |" in (tmp_path / "out" / "report.md").read_text()

@@ -196,9 +196,9 @@ class KwsConfig:
     """How much of the keyword-spotting stand-in to make: voices for training and for testing (never the same
     voice in both), takes per word and voice, and the SNR range of the noise."""
 
-    train_voices: int = 36
-    test_voices: int = 12
-    takes: int = 6
+    train_voices: int = 84  # of the 105 accent + variant pairs (`ACCENTS` x `VARIANTS`)
+    test_voices: int = 21
+    takes: int = 8
     unknown_share: float = 1.0  # "unknown" examples per voice, as a share of one word's
     snr_db: tuple[float, float] = (5.0, 30.0)
     seed: int = 0
@@ -220,8 +220,7 @@ def make_kws_data(config: KwsConfig = KwsConfig()) -> dict:
         clips, labels = [], []
         for voice in group:
             for label, word in enumerate(KWS_CLASSES):
-                n = config.takes if label > 0 else config.takes  # silence: as many clips as a word
-                for _ in range(int(round(n * (config.unknown_share if label == 1 else 1)))):
+                for _ in range(int(round(config.takes * (config.unknown_share if label == 1 else 1)))):
                     snr = rng.uniform(*config.snr_db)
                     if label == 0:
                         clips.append(_noise(rng) * float(rng.uniform(0.001, 0.05)))

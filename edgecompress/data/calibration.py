@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress.configs import Preprocessing
-from edgecompress.data.datasets import Dataset
+from edgecompress.data.datasets import Dataset, strata
+from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError
 from edgecompress.data.preprocessing import IMAGE_SUFFIXES, ConversionNotice, load_image, to_model_input
 
@@ -82,8 +83,10 @@ def _chosen(dataset: Dataset, per_class: int, seed: int) -> list[list[int]]:
     draw both calibration sets use."""
     rng = np.random.default_rng(seed)
     out = []
-    for label in range(dataset.num_classes):
-        idx = np.flatnonzero(dataset.y_train == label)
+    # Regression targets have no classes: their deciles stand in (`datasets.strata`).
+    groups = strata(dataset.y_train) if tasks.task(dataset.task).value_labels else dataset.y_train
+    for label in (range(10) if tasks.task(dataset.task).value_labels else range(dataset.num_classes)):
+        idx = np.flatnonzero(groups == label)
         out.append(sorted(rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist()))
     return out
 

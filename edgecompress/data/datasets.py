@@ -151,9 +151,12 @@ def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, tes
         task: What the labels mean: class ids (`"classification"`), or 0 normal and 1 anomalous
             (`"anomaly"`, whose test split needs both). Defaults to `"classification"`.
     """
-    ds = _load(source, preprocessing, test_fraction, seed)
-    if tasks.task(task).name == "classification":
+    t = tasks.task(task)
+    ds = _load(source, preprocessing, test_fraction, seed, t.value_labels)
+    if t.name == "classification":
         return ds
+    if t.value_labels:
+        return dataclasses.replace(ds, task=task)
     for split, y in (("y_train", ds.y_train), ("y_test", ds.y_test)):
         if not set(np.unique(y)) <= {0, 1}:
             raise EdgeCompressError(f"Dataset {ds.name}: for task={task!r} the labels are 0 (normal) and 1 "
@@ -164,7 +167,11 @@ def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, tes
     return dataclasses.replace(ds, task=task)
 
 
-def _load(source, preprocessing, test_fraction, seed) -> Dataset:
+def _load(source, preprocessing, test_fraction, seed, values=False) -> Dataset:
+    if values and not str(source or "").endswith(".npz"):
+        raise EdgeCompressError(f"Received an invalid value for `data`: {source!r} for a regression; its targets "
+                                "are values, which only an .npz holds: `x_train`, `y_train` (floats, (N,) or (N, "
+                                "outputs)), `x_test`, `y_test`.")
     if source is None or str(source) == "default":
         return _from_npz(BUNDLED_PATH, preprocessing, test_fraction, seed,
                          name="fashion-mnist-subset", class_names=FASHION_MNIST_CLASSES)
@@ -188,7 +195,7 @@ def _load(source, preprocessing, test_fraction, seed) -> Dataset:
                 f"Received an invalid value for `data`: {path} is a file but not "
                 "an .npz archive. Pass an .npz file or a folder."
             )
-        return _from_npz(path, preprocessing, test_fraction, seed, name=path.stem)
+        return _from_npz(path, preprocessing, test_fraction, seed, name=path.stem, values=values)
     if isinstance(preprocessing, Features):
         raise EdgeCompressError(f"Received an invalid value for `data`: {path} is a folder, and the model takes "
                                 f"features of shape {preprocessing.shape}, not images. Pass an .npz with `x_train`, "
@@ -198,11 +205,12 @@ def _load(source, preprocessing, test_fraction, seed) -> Dataset:
     return _from_folder(path, preprocessing, test_fraction, seed)
 
 
-def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what, x_val=None, y_val=None):
+def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what, x_val=None, y_val=None, values=False):
     class_names = tuple(str(c) for c in class_names)
     n = len(class_names)
+    label = (lambda a: np.asarray(a, np.float32)) if values else (lambda a: np.asarray(a).astype(np.int64))
     for split, y in (("train", y_train), ("test", y_test), ("val", y_val if y_val is not None else y_test)):
-        if len(y) and (y.min() < 0 or y.max() >= n):
+        if not values and len(y) and (y.min() < 0 or y.max() >= n):
             raise EdgeCompressError(
                 f"Dataset {name}: {split} labels must lie in [0, {n - 1}] for "
                 f"{n} classes; found values from {int(y.min())} to {int(y.max())}. "
@@ -215,9 +223,8 @@ def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what, x_v
         )
     if isinstance(spec, Features):  # as they are: float32, no resizing (shapes checked by the reader)
         x_val = None if x_val is None else np.asarray(x_val, np.float32)
-        return Dataset(name, np.asarray(x_train, np.float32), y_train.astype(np.int64), np.asarray(x_test, np.float32),
-                       y_test.astype(np.int64), class_names, spec, x_val,
-                       None if y_val is None else np.asarray(y_val).astype(np.int64))
+        return Dataset(name, np.asarray(x_train, np.float32), label(y_train), np.asarray(x_test, np.float32),
+                       label(y_test), class_names, spec, x_val, None if y_val is None else label(y_val))
     if spec is None:
         spec = Preprocessing(height=int(x_train.shape[1]), width=int(x_train.shape[2]),
                              channels=1 if x_train.ndim == 3 or x_train.shape[-1] == 1 else 3)
@@ -225,13 +232,25 @@ def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what, x_v
     x_train = resize_array(x_train, spec, notice)
     x_test = resize_array(x_test, spec, notice)
     if x_val is not None:
-        x_val, y_val = resize_array(x_val, spec, notice), np.asarray(y_val).astype(np.int64)
+        x_val, y_val = resize_array(x_val, spec, notice), label(y_val)
     notice.log(what)
-    return Dataset(name, x_train, y_train.astype(np.int64), x_test,
-                   y_test.astype(np.int64), class_names, spec, x_val, y_val)
+    return Dataset(name, x_train, label(y_train), x_test, label(y_test), class_names, spec, x_val, y_val)
+
+
+def strata(y) -> np.ndarray:
+    """What a stratified split balances: class ids as they are, or for regression targets (floats) the decile
+    of the first target, so each split spans the range of values."""
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.floating) or not len(y):
+        return y
+    v = y.reshape(len(y), -1)[:, 0]
+    if np.all(v == np.round(v)) and y.ndim == 1:
+        return v.astype(np.int64)  # class ids stored as floats
+    return np.searchsorted(np.quantile(v, np.linspace(0, 1, 11)[1:-1]), v, side="right")
 
 
 def _stratified_split(y, test_fraction, seed):
+    y = strata(y)
     if not 0 < test_fraction < 1:
         raise EdgeCompressError(
             "Received an invalid value for `test_fraction`, expected a number in "
@@ -267,7 +286,22 @@ def npz_holds_features(path) -> bool:
             and (float(x.min()) < 0 or float(x.max()) > 255))
 
 
-def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
+def npz_holds_values(path) -> bool:
+    """Whether an .npz's labels are values (regression targets: floats that are not all whole numbers, or
+    several columns), not class ids."""
+    if path is None or not str(path).endswith(".npz") or not Path(path).is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            key = "y_train" if "y_train" in z.files else "y" if "y" in z.files else None
+            y = z[key] if key else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+    return (y is not None and y.size > 0 and np.issubdtype(y.dtype, np.floating) and bool(np.isfinite(y).all())
+            and (y.ndim == 2 or not np.all(y == np.round(y))))
+
+
+def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=False):
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -277,7 +311,7 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     elif {"x", "y"} <= arrays.keys():
-        tr, te = _stratified_split(np.asarray(arrays["y"]).astype(np.int64), test_fraction, seed)
+        tr, te = _stratified_split(strata(np.asarray(arrays["y"])), test_fraction, seed)
         xtr, ytr, xte, yte = arrays["x"][tr], arrays["y"][tr], arrays["x"][te], arrays["y"][te]
     else:
         raise EdgeCompressError(
@@ -314,6 +348,16 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None):
                 f"{path}: `{key}` looks already scaled to [0, 1]; store raw 0..255 "
                 "pixels so the saved preprocessing can scale them the same way on device."
             )
+    if values:  # regression targets: one value, or one column per output unit
+        for key, a in (("y_train", ytr), ("y_test", yte), *((("y_val", yva),) if yva is not None else ())):
+            a = np.asarray(a)
+            if a.ndim not in (1, 2) or not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
+                raise EdgeCompressError(f"{path}: `{key}` must hold finite regression targets, (N,) or (N, outputs); "
+                                        f"got shape {a.shape} and dtype {a.dtype}.")
+        width = 1 if np.ndim(ytr) == 1 else np.shape(ytr)[1]
+        names = ([str(c) for c in arrays["class_names"]] if "class_names" in arrays else
+                 ["value"] if width == 1 else [f"value_{i}" for i in range(width)])
+        return _finish(name, xtr, ytr, xte, yte, names, spec, f"examples of {path.name}", xva, yva, values=True)
     for key, a in (("y_train", ytr), ("y_test", yte), *((("y_val", yva),) if yva is not None else ())):
         a = np.asarray(a)
         if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer)

@@ -234,7 +234,8 @@ def load_eval_data(path) -> tuple[np.ndarray, np.ndarray, str]:
     integer labels `y`, and optionally `task` (`lite.tasks`; default classification)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            x, y = z["x"].astype(np.float32), z["y"].astype(np.int64)
+            x, y = z["x"].astype(np.float32), z["y"]
+            y = y.astype(np.float32 if np.issubdtype(y.dtype, np.floating) else np.int64)  # values, or class ids
             task = str(z["task"]) if "task" in z.files else "classification"
     except (OSError, ValueError, KeyError) as e:
         raise EdgeCompressError(f"Cannot read evaluation data {path} (an .npz with `x` and `y`): {e}") from None

@@ -8,6 +8,8 @@ classifier and 0.01 of ROC-AUC for an anomaly detector.
 
 - `classification`: top-1 of a softmax, logits or one-sigmoid-unit head
   (`numerics.labels`); labels are class ids.
+- `regression`: R² (the coefficient of determination, 1 - SSE/SST: 1 is exact, 0 is predicting the mean) of
+  one or several value outputs against float labels; trains and distils by mean squared error.
 - `anomaly`: ROC-AUC of an anomaly score against labels 0 (normal) and 1
   (anomaly). The score is the reconstruction error (mean squared, per
   example) when the output has the input's shape (an autoencoder, MLPerf
@@ -68,6 +70,26 @@ def anomaly_scores(x, outputs) -> np.ndarray:
                             "is a classifier.")
 
 
+CHANCE_FACTOR = 1.5  # below 1.5x chance a classifier has learned nothing usable (pixelscale's check too)
+
+
+def r2_score(outputs, y) -> float:
+    """R² of `outputs` against targets `y` (both (N,) or (N, k)), pooled over the targets: 1 - SSE / SST."""
+    out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    if out.shape != y.shape:
+        raise EdgeCompressError(f"A regression model's outputs have {out.shape[1]} values per example and its labels "
+                                f"{y.shape[1]}; they must match (one label column per output unit).")
+    sst = float(((y - y.mean(axis=0)) ** 2).sum())
+    if sst == 0:
+        raise EdgeCompressError("R² needs labels that vary; every test label is the same value.")
+    return 1.0 - float(((y - out) ** 2).sum()) / sst
+
+
+def _r2(x, outputs, y) -> float:
+    return r2_score(outputs, y)
+
+
 def _top1(x, outputs, y) -> float:
     return float((labels(outputs) == np.asarray(y)).mean())
 
@@ -86,10 +108,15 @@ class Task:
         measure: `(x, outputs, y) -> float`: the metric of a model's `outputs` on inputs `x` against labels
             `y`, as a fraction where higher is better.
         chance: The metric of a model that learned nothing, given the class count.
+        floor: Below it (given the class count) a model has learned nothing usable: a stage that leaves its
+            model there ends (`models.sanity.check_stage`).
         compares_labels: Whether two files can be compared by the share of equal predicted labels
             (`agreement`).
         reconstructs: Whether a model of this task trains to output its input (an autoencoder) rather than
             labels.
+        outputs_values: Whether its outputs are values (a reconstruction, a regression) rather than class
+            scores: it trains and distils by mean squared error instead of cross-entropy and soft targets.
+        value_labels: Whether its labels are values (floats, one column per output) rather than class ids.
         as_percent: How a report writes the metric: as a percentage (top-1) or as a fraction (ROC-AUC).
     """
 
@@ -97,8 +124,11 @@ class Task:
     metric: str
     measure: Callable
     chance: Callable
+    floor: Callable
     compares_labels: bool = True
     reconstructs: bool = False
+    outputs_values: bool = False
+    value_labels: bool = False
     as_percent: bool = True
 
     def score(self, x, outputs, y) -> float:
@@ -119,9 +149,13 @@ class Task:
 
 
 TASKS = {t.name: t for t in (
-    Task("classification", "top-1", _top1, chance=lambda num_classes: 1.0 / max(num_classes, 2)),
-    Task("anomaly", "ROC-AUC", _auc, chance=lambda num_classes: 0.5, compares_labels=False, reconstructs=True,
-         as_percent=False),
+    Task("classification", "top-1", _top1, chance=lambda num_classes: 1.0 / max(num_classes, 2),
+         floor=lambda num_classes: CHANCE_FACTOR / max(num_classes, 2)),
+    # A ROC-AUC of one half ranks nothing; 1.5x chance would refuse a usable 0.70.
+    Task("anomaly", "ROC-AUC", _auc, chance=lambda num_classes: 0.5, floor=lambda num_classes: 0.55,
+         compares_labels=False, reconstructs=True, outputs_values=True, as_percent=False),
+    Task("regression", "R²", _r2, chance=lambda num_classes: 0.0, floor=lambda num_classes: 0.05,
+         compares_labels=False, outputs_values=True, value_labels=True, as_percent=False),
 )}
 
 

@@ -91,8 +91,9 @@ def output_head(model) -> str:
     if head == "logits" and model.output_shape[-1] == 1:
         raise EdgeCompressError(
             f"Model {model.name!r} ends in one unit with no activation: a binary logit or a regression, which "
-            "edgecompress cannot judge by top-1. Add `activation=\"sigmoid\"` to the last Dense (two classes), "
-            "or end in a Dense with one unit per class.")
+            "edgecompress cannot judge by top-1. For a regression pass `--task regression` (or labels that are "
+            "values, not class ids); for two classes add `activation=\"sigmoid\"` to the last Dense, or end in a "
+            "Dense with one unit per class.")
     return head
 
 
@@ -119,11 +120,11 @@ def classification_loss(head: str, reduction=None):
 
 def compile_classifier(model, learning_rate: float = 1e-3, task: str = "classification"):
     """Compiles `model` with Adam and the loss its task and head need: for a classifier, its head's
-    (`output_head`), tracking `accuracy`; for an autoencoder (`lite.tasks`), the mean squared error of its
-    reconstruction."""
+    (`output_head`), tracking `accuracy`; for a model of values (`lite.tasks`: an autoencoder, a regression),
+    the mean squared error."""
     from edgecompress.models.backend import keras
 
-    if tasks.task(task).reconstructs:
+    if tasks.task(task).outputs_values:  # a reconstruction, a regression
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.MeanSquaredError())
         return model
     head = output_head(model)

@@ -26,8 +26,7 @@ import numpy as np
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite import tasks
 
-CHANCE_FACTOR = 1.5  # below 1.5x chance a model has learned nothing usable (pixelscale's check too)
-AUC_FLOOR = 0.55  # a ROC-AUC this close to one half (chance) ranks nothing: 1.5x chance does not apply to it
+from edgecompress.lite.tasks import CHANCE_FACTOR  # noqa: E402,F401  (pixelscale's check reads it here)
 ABOVE_POINTS = 15.0  # a compressed file this many points above its source (and Z standard errors) is worth a warning
 Z = 4.0
 
@@ -51,8 +50,8 @@ def standard_error(accuracy: float, n: int) -> float:
 
 
 def check_stage(stage: str, accuracy, *, num_classes: int, model=None, task: str = "classification") -> None:
-    """Raises when a stage's model is at chance (for a classifier below `CHANCE_FACTOR` x chance; for a task
-    whose chance is one half, ROC-AUC, below `AUC_FLOOR`) or holds NaN or infinite weights."""
+    """Raises when a stage's model is at chance (below its task's floor, `lite.tasks`: for a classifier
+    `CHANCE_FACTOR` x chance) or holds NaN or infinite weights."""
     if model is not None:
         bad = [w.name for w in model.weights if not np.isfinite(np.asarray(w)).all()]
         if bad:
@@ -64,9 +63,9 @@ def check_stage(stage: str, accuracy, *, num_classes: int, model=None, task: str
         return
     t = tasks.task(task)
     chance = t.chance(num_classes)
-    floor = CHANCE_FACTOR * chance if t.name == "classification" else AUC_FLOOR
-    if not math.isfinite(accuracy) or accuracy < floor:
-        what = f"{num_classes} classes" if t.name == "classification" else "scores that rank nothing"
+    if not math.isfinite(accuracy) or accuracy < t.floor(num_classes):
+        what = {"classification": f"{num_classes} classes", "anomaly": "scores that rank nothing",
+                "regression": "predicting the mean"}.get(t.name, t.name)
         raise ImplausibleResult(
             f"After {stage} the model's {t.metric} is {t.format(accuracy)}, at chance ({t.format(chance)} for "
             f"{what}): every file made from it would be too. Likely cause: "

@@ -74,11 +74,12 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
         seed: Seeds data splits and the scale sample. Defaults to 0.
         safe_mode: Refuse Lambda layers. Defaults to True.
         task: `lite.tasks`' name; defaults to the saved spec's, else what the model's shapes say
-            (`keras_io.model_task`: an autoencoder is an anomaly detector, anything else a classifier).
+            (`keras_io.model_task`: an autoencoder is an anomaly detector) and the labels (values, not class ids:
+            a regression); anything else is a classifier.
     """
     from edgecompress.models import pixelscale
     from edgecompress.models import translate
-    from edgecompress.data.datasets import load_dataset, npz_holds_features
+    from edgecompress.data.datasets import load_dataset, npz_holds_features, npz_holds_values
 
     check_scale_name(scale)
     log = translate.TranslationLog()
@@ -90,7 +91,8 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     spec = models.input_preprocessing(model, "unit")
     if isinstance(spec, Preprocessing) and npz_holds_features(data):  # a (49, 10, 1) MFCC input looks like an image
         spec = Features(spec.input_shape)
-    task = task or models.model_task(model)
+    # What the model and the labels say: an autoencoder detects anomalies; value labels make a regression.
+    task = task or ("regression" if npz_holds_values(data) else models.model_task(model))
     dataset = load_dataset(data, spec, seed=seed, task=task)
     if task != "classification":
         return _other_task(model, dataset, fmt, log)
@@ -118,6 +120,10 @@ def _other_task(model, dataset, fmt, log) -> UserModel:
     from edgecompress.lite.tasks import task
 
     t = task(dataset.task)
+    if t.value_labels and tuple(model.output_shape[1:]) != (tuple(dataset.y_train.shape[1:]) or (1,)):
+        raise EdgeCompressError(f"Model {model.name!r} outputs {tuple(model.output_shape[1:])} values and the "
+                                f"regression labels have shape {tuple(dataset.y_train.shape[1:]) or (1,)} per "
+                                "example; they must match (one label column per output unit).")
     logger.info("Task: %s, judged by %s%s", t.name, t.metric,
                 " of the reconstruction error (the model outputs its input's shape)" if t.reconstructs else "")
     if not isinstance(dataset.preprocessing, Features):

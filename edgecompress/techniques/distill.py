@@ -123,12 +123,13 @@ def _distiller_class():
             self.student, self.teacher = student, teacher
             self.teacher.trainable = False
             self.temperature, self.alpha = float(temperature), float(alpha)
-            # An autoencoder learns its input (the `y` it is fit on) and the teacher's reconstruction.
-            self.reconstructs = tasks.task(task).reconstructs
+            # A model of values (an autoencoder, whose `y` is its input; a regression) learns `y` and the
+            # teacher's outputs by mean squared error.
+            self.of_values = tasks.task(task).outputs_values
             self.mse = keras.losses.MeanSquaredError(reduction=keras.losses.Reduction.NONE)
             # Both models' outputs become log-probabilities over the classes first, whatever their head
             # (`models.output_head`): a logits head is log-softmaxed, never log(p) of a negative number.
-            self.teacher_head, self.student_head = ((None, None) if self.reconstructs else
+            self.teacher_head, self.student_head = ((None, None) if self.of_values else
                                                     (output_head(teacher), output_head(student)))
             self.ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True,
                                                                  reduction=keras.losses.Reduction.NONE)
@@ -139,7 +140,7 @@ def _distiller_class():
 
         @property
         def metrics(self):
-            return [self.student_loss_tracker, self.distill_loss_tracker] + ([] if self.reconstructs else [self.acc])
+            return [self.student_loss_tracker, self.distill_loss_tracker] + ([] if self.of_values else [self.acc])
 
         def call(self, x, training=False):
             return self.student(x, training=training)
@@ -156,7 +157,7 @@ def _distiller_class():
             return tf.nn.softmax(log_probs / self.temperature)
 
         def _distill_losses(self, x, y, training):
-            if self.reconstructs:
+            if self.of_values:
                 flat = lambda v: tf.reshape(v, (tf.shape(v)[0], -1))  # noqa: E731 - per-example mean over values
                 s = self.student(x, training=training)
                 hard = self.mse(flat(y), flat(s))
@@ -191,7 +192,7 @@ def _distiller_class():
         def _update(self, y, hard, soft, s):
             self.student_loss_tracker.update_state(hard)
             self.distill_loss_tracker.update_state(soft)
-            if not self.reconstructs:
+            if not self.of_values:
                 self.acc.update_state(y, s)
             return {m.name: m.result() for m in self.metrics}
 
@@ -262,8 +263,8 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     keras.utils.set_random_seed(seed)
     logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g", teacher.name, count_params(teacher),
                 student.name, count_params(student), config.temperature, config.alpha)
-    # An autoencoder has no top-1 while it trains: its held-out reconstruction error stands in.
-    monitor = ("val_student_loss", "min") if distiller.reconstructs else ("val_accuracy", "max")
+    # A model of values has no top-1 while it trains: its held-out squared error stands in.
+    monitor = ("val_student_loss", "min") if distiller.of_values else ("val_accuracy", "max")
     callbacks = [] if config.patience is None else [keras.callbacks.EarlyStopping(
         monitor=monitor[0], mode=monitor[1], patience=config.patience, restore_best_weights=True)]
     hist = distiller.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
