@@ -26,6 +26,7 @@ def predict(interp, x: np.ndarray) -> np.ndarray:
     in_scale, in_zp = inp["quantization"]
     out_scale, out_zp = out["quantization"]
     shape = tuple(inp["shape"])
+    reset = getattr(interp, "reset_all_variables", lambda: None)
     results = []
     for i in range(len(x)):
         xi = x[i:i + 1].reshape(shape)
@@ -34,6 +35,9 @@ def predict(interp, x: np.ndarray) -> np.ndarray:
         else:
             xi = xi.astype(in_dtype)
         interp.set_tensor(inp["index"], xi)
+        # A fused recurrent op (UNIDIRECTIONAL_SEQUENCE_LSTM) keeps its state in variable tensors across
+        # invokes: each example is a sequence of its own, so the state starts at zero for each.
+        reset()
         interp.invoke()
         y = interp.get_tensor(out["index"])
         if out_dtype in (np.int8, np.uint8, np.int16):

@@ -43,6 +43,8 @@ LAYERS = frozenset({
     # their 1-D twins (sensor and audio time series)
     "SeparableConv1D", "ZeroPadding1D", "Cropping1D", "UpSampling1D", "MaxPooling1D", "AveragePooling1D",
     "GlobalAveragePooling1D", "GlobalMaxPooling1D", "SpatialDropout1D",
+    # recurrent layers: float, float16 and dynamic-range files (int8 needs what the converter gives them)
+    "LSTM", "GRU", "SimpleRNN",
 })
 
 # Activation names both libraries compute identically (Keras 3 name -> tf-keras name).
@@ -58,6 +60,7 @@ KERAS3_ONLY_DEFAULTS = {
     "seed": None, "renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99, "ragged": False,
     "sparse": False, "rms_scaling": False, "input_axes": None, "output_axes": None,
     "data_format": "channels_last",  # ZeroPadding1D and the other 1-D layers tf-keras gives no such key
+    "use_cudnn": "auto",  # Keras 3's recurrent layers: a kernel choice, the same function
 }
 # tf-keras-only config keys and their defaults, the same way back.
 TF_KERAS_ONLY_DEFAULTS = {"groups": 1, "batch_input_shape": None, "input_shape": None, "autocast": True,
@@ -65,7 +68,8 @@ TF_KERAS_ONLY_DEFAULTS = {"groups": 1, "batch_input_shape": None, "input_shape":
 # Config keys every layer accepts through **kwargs in tf-keras.
 _BASE_KEYS = {"name", "trainable", "dtype", "activity_regularizer", "input_shape", "batch_input_shape"}
 # Keys a tf-keras layer takes through **kwargs, not its signature (its 1-D global poolings' `keepdims`).
-_KWARGS_KEYS = {"GlobalAveragePooling1D": {"keepdims"}, "GlobalMaxPooling1D": {"keepdims"}}
+_KWARGS_KEYS = {"GlobalAveragePooling1D": {"keepdims"}, "GlobalMaxPooling1D": {"keepdims"},
+                **{cls: {"zero_output_for_mask"} for cls in ("LSTM", "GRU", "SimpleRNN")}}
 
 
 @dataclasses.dataclass
