@@ -255,7 +255,7 @@ def test_r2_and_value_labels_make_a_regression(tmp_path):
     judge, report, _ = ds.held_out(seed=0)  # stratified on deciles of the target: both halves span its range
     assert len(judge.y_test) + len(report.y_test) == 50 and judge.y_test.min() < 0 < judge.y_test.max()
     assert set(strata(ds.y_train)) == set(range(10)) and ds.model_spec().task == "regression"
-    with pytest.raises(EdgeCompressError, match="for a regression; its targets are values, which only an .npz holds"):
+    with pytest.raises(EdgeCompressError, match=r"for a regression; its targets are values, which only an .npz \(or a folder of .npy\) holds"):
         load_dataset(tmp_path, Features((16,)), task="regression")
 
 
@@ -287,3 +287,19 @@ def test_a_regression_mlp_is_distilled_pruned_and_quantized_judged_by_r2(tmp_pat
     assert arts["teacher_float32"]["accuracy"] > 0.8
     assert arts["int8"]["accuracy"] > arts["teacher_float32"]["accuracy"] - 0.05
     assert "| R² | delta |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_folder_of_npy_files_is_read_memory_mapped_like_an_npz(tmp_path):
+    from edgecompress.configs import Features
+    from edgecompress.data.datasets import is_npy_folder, load_dataset, npz_holds_features, npz_holds_values, read_arrays
+
+    arrays = _reg_arrays(80, 40)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for k, v in arrays.items():
+        np.save(folder / f"{k}.npy", v * (10 if k.startswith("x") else 1))  # features outside 0..255
+    assert is_npy_folder(folder) and not is_npy_folder(tmp_path)
+    assert isinstance(read_arrays(folder)["x_train"], np.memmap)
+    assert npz_holds_features(folder) and npz_holds_values(folder)
+    ds = load_dataset(folder, Features((16,)), task="regression")
+    assert ds.name == "data" and np.allclose(ds.x_test, arrays["x_test"] * 10) and ds.task == "regression"

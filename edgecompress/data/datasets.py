@@ -168,10 +168,10 @@ def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, tes
 
 
 def _load(source, preprocessing, test_fraction, seed, values=False) -> Dataset:
-    if values and not str(source or "").endswith(".npz"):
+    if values and not (str(source or "").endswith(".npz") or is_npy_folder(source)):
         raise EdgeCompressError(f"Received an invalid value for `data`: {source!r} for a regression; its targets "
-                                "are values, which only an .npz holds: `x_train`, `y_train` (floats, (N,) or (N, "
-                                "outputs)), `x_test`, `y_test`.")
+                                "are values, which only an .npz (or a folder of .npy) holds: `x_train`, `y_train` "
+                                "(floats, (N,) or (N, outputs)), `x_test`, `y_test`.")
     if source is None or str(source) == "default":
         return _from_npz(BUNDLED_PATH, preprocessing, test_fraction, seed,
                          name="fashion-mnist-subset", class_names=FASHION_MNIST_CLASSES)
@@ -196,10 +196,12 @@ def _load(source, preprocessing, test_fraction, seed, values=False) -> Dataset:
                 "an .npz archive. Pass an .npz file or a folder."
             )
         return _from_npz(path, preprocessing, test_fraction, seed, name=path.stem, values=values)
+    if is_npy_folder(path):
+        return _from_npz(path, preprocessing, test_fraction, seed, name=path.name, values=values)
     if isinstance(preprocessing, Features):
         raise EdgeCompressError(f"Received an invalid value for `data`: {path} is a folder, and the model takes "
-                                f"features of shape {preprocessing.shape}, not images. Pass an .npz with `x_train`, "
-                                "`y_train`, `x_test`, `y_test` at that shape.")
+                                f"features of shape {preprocessing.shape}, not images. Pass an .npz (or a folder of "
+                                "`x_train.npy`, `y_train.npy`, `x_test.npy`, `y_test.npy`) at that shape.")
     if _find_idx(path, "x_train") is not None:
         return _from_idx(path, preprocessing)
     return _from_folder(path, preprocessing, test_fraction, seed)
@@ -268,46 +270,62 @@ def _stratified_split(y, test_fraction, seed):
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
-def npz_holds_features(path) -> bool:
-    """Whether an .npz's examples are features rather than pixels: floats outside 0..255 (MFCCs, sensor
-    values). Features inside that range with an image-shaped model input are read as pixels."""
-    if path is None or str(path) in ("default", "fashion-mnist"):
-        return False
+def is_npy_folder(path) -> bool:
+    """Whether `path` is a folder of `.npy` arrays (`x_train.npy`, `y_train.npy`, ... or `x.npy`, `y.npy`),
+    read memory-mapped: the arrays an .npz would hold."""
+    return path is not None and Path(path).is_dir() and any((Path(path) / f"{k}.npy").is_file() for k in ("x_train", "x"))
+
+
+def read_arrays(path) -> dict:
+    """The arrays of an .npz (read whole) or of a folder of .npy files (memory-mapped, read as they are used)."""
     path = Path(path)
-    if not (path.is_file() and path.suffix == ".npz"):
-        return False
+    if path.is_dir():
+        try:
+            return {f.stem: np.load(f, mmap_mode="r", allow_pickle=False) for f in sorted(path.glob("*.npy"))}
+        except (OSError, ValueError) as e:
+            raise EdgeCompressError(f"Cannot read the .npy files of {path} ({type(e).__name__}: {e}). Re-save them "
+                                    "with `numpy.save`.") from None
     try:
         with np.load(path, allow_pickle=False) as z:
-            key = "x_train" if "x_train" in z.files else "x" if "x" in z.files else None
-            x = z[key] if key else None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return False  # the reader says what is wrong with it
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise EdgeCompressError(f"Cannot read {path} as an .npz archive ({type(e).__name__}: {e}). "
+                                "Re-save it with `numpy.savez`.") from None
+
+
+def _peek(path, keys):
+    """The first of `keys` in an .npz or a folder of .npy, or None (also for anything else: the reader says
+    what is wrong with it)."""
+    if path is None or str(path) in ("default", "fashion-mnist"):
+        return None
+    path = Path(path)
+    if not ((path.is_file() and path.suffix == ".npz") or is_npy_folder(path)):
+        return None
+    try:
+        arrays = read_arrays(path)
+    except EdgeCompressError:
+        return None
+    return next((arrays[k] for k in keys if k in arrays), None)
+
+
+def npz_holds_features(path) -> bool:
+    """Whether an .npz's (or .npy folder's) examples are features rather than pixels: floats outside 0..255
+    (MFCCs, sensor values). Features inside that range with an image-shaped model input are read as pixels."""
+    x = _peek(path, ("x_train", "x"))
     return (x is not None and x.size > 0 and np.issubdtype(x.dtype, np.floating) and bool(np.isfinite(x).all())
             and (float(x.min()) < 0 or float(x.max()) > 255))
 
 
 def npz_holds_values(path) -> bool:
-    """Whether an .npz's labels are values (regression targets: floats that are not all whole numbers, or
-    several columns), not class ids."""
-    if path is None or not str(path).endswith(".npz") or not Path(path).is_file():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            key = "y_train" if "y_train" in z.files else "y" if "y" in z.files else None
-            y = z[key] if key else None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return False
+    """Whether an .npz's (or .npy folder's) labels are values (regression targets: floats that are not all
+    whole numbers, or several columns), not class ids."""
+    y = _peek(path, ("y_train", "y"))
     return (y is not None and y.size > 0 and np.issubdtype(y.dtype, np.floating) and bool(np.isfinite(y).all())
             and (y.ndim == 2 or not np.all(y == np.round(y))))
 
 
 def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=False):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise EdgeCompressError(f"Cannot read {path} as an .npz archive ({type(e).__name__}: {e}). "
-                                "Re-save it with `numpy.savez`.") from None
+    arrays = read_arrays(path)
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     elif {"x", "y"} <= arrays.keys():

@@ -196,10 +196,9 @@ def input_preprocessing(model, scale: str = "unit") -> Preprocessing | Features:
     (batch, height, width, 1 or 3), `Features` for any other fixed shape (MFCCs, sensor windows, rows)."""
     shape = model.input_shape
     if isinstance(shape, list):
-        raise EdgeCompressError(
-            f"Model {model.name!r} has {len(shape)} inputs; edgecompress handles "
-            "image classifiers with a single (height, width, channels) input."
-        )
+        from edgecompress.models.translate import check_single_io
+
+        check_single_io(model, f"Model {model.name!r}")
     if len(shape) == 4 and shape[-1] in (1, 3) and any(d is None for d in shape[1:3]):
         raise EdgeCompressError(
             f"Model {model.name!r} declares input shape {tuple(shape)}: an image model of no fixed size. "

@@ -147,15 +147,18 @@ def _map_args(obj, tensors):
     return obj
 
 
-def _check_single_io(model, where):
+def check_single_io(model, where):
+    """Refuses a model of several inputs or outputs, naming them and the fix (the one place that says so)."""
     if len(model.inputs) != 1:
         raise EdgeCompressError(
-            f"{where} has {len(model.inputs)} inputs; edgecompress handles image classifiers with one "
-            "(height, width, channels) input. Export a single-input model (e.g. fold the other inputs in).")
+            f"{where} has {len(model.inputs)} inputs ({', '.join(t.name for t in model.inputs)}); edgecompress "
+            "builds models with one input (an image, or a tensor of features of any fixed shape). Concatenate the "
+            "inputs into one tensor, in the model and in the data, or export each branch as its own model.")
     if len(model.outputs) != 1:
         raise EdgeCompressError(
-            f"{where} has {len(model.outputs)} outputs; edgecompress handles classifiers with one output. "
-            "Build a model that ends in the class scores only.")
+            f"{where} has {len(model.outputs)} outputs ({', '.join(model.output_names)}); edgecompress builds "
+            "models with one output, which it measures (class scores, a reconstruction or regression values). "
+            "Export the output to ship as its own model (`keras.Model(model.input, model.get_layer(NAME).output)`).")
 
 
 class _Builder:
@@ -179,7 +182,7 @@ class _Builder:
 
     def run(self, model, inputs, where: str):
         """Translates `model`'s graph applied to target tensors `inputs`; returns its target outputs."""
-        _check_single_io(model, where)
+        check_single_io(model, where)
         tensors = {id(t): x for t, x in zip(model.inputs, inputs)}
         calls: dict[int, int] = {}
         for op, *_ in _nodes(model, self.source_keras3):
@@ -394,7 +397,7 @@ def to_tf_keras(model, log: TranslationLog | None = None):
     keras3 = is_keras3(model)
     log = log if log is not None else TranslationLog()
     log.source = "keras3" if keras3 else "tf_keras"
-    _check_single_io(model, f"Model {model.name!r}")
+    check_single_io(model, f"Model {model.name!r}")
     if not keras3 and not _has_nested(model):
         return model
     builder = _Builder(tf_keras, source_keras3=keras3, log=log)
