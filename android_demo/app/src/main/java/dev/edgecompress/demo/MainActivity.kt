@@ -181,7 +181,12 @@ class MainActivity : Activity() {
                 val sb = StringBuilder()
                 runner.delegateNote?.let { sb.append("Note: ").append(it).append("\n\n") }
                 val spec = spec()
-                if (img != null && spec != null) {
+                val features = spec?.getJSONObject("preprocessing")?.optString("kind") == "features"
+                if (features) {
+                    // Not an image model: no picture to feed; the benchmark below runs on random inputs.
+                    sb.append("Feature model (input ${runner.inputShape.joinToString("x")} ${runner.inputDtype}): ")
+                        .append("timed on random inputs; accuracy comes from `invoke bench-device --accuracy`.\n")
+                } else if (img != null && spec != null) {
                     val pre = spec.getJSONObject("preprocessing")
                     val labels = spec.getJSONArray("class_names")
                     val shape = runner.inputShape

@@ -83,6 +83,8 @@ class TfliteRunner(private val model: ByteBuffer, val name: String, val args: Be
             when (dtype) {
                 "float32" -> buf.putFloat(x)
                 "int8", "uint8" -> buf.put(Quant.quantize(x.toDouble(), q.scale.toDouble(), q.zeroPoint, dtype).toByte())
+                "int16" -> buf.putShort(Quant.quantize(x.toDouble(), q.scale.toDouble(), q.zeroPoint, dtype).toShort())
+                "int32" -> buf.putInt((x * 100).toInt()) // ids or counts: small non-negative integers
                 else -> throw IllegalStateException("Unsupported input type $dtype")
             }
         }
