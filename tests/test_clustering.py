@@ -77,7 +77,7 @@ def test_a_model_with_nothing_to_cluster_is_refused(tiny_dataset):
     from edgecompress.models import keras_io as models
 
     untrained = models.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
-    with pytest.raises(EdgeCompressError, match="no Conv2D or Dense layer with at least min_params"):
+    with pytest.raises(EdgeCompressError, match="no Conv2D, Conv1D or Dense layer with at least min_params"):
         run_stage(ClusterConfig(min_params=10**9, epochs=0), untrained, tiny_dataset, verbose=0)
 
 

@@ -303,3 +303,31 @@ def test_a_folder_of_npy_files_is_read_memory_mapped_like_an_npz(tmp_path):
     assert npz_holds_features(folder) and npz_holds_values(folder)
     ds = load_dataset(folder, Features((16,)), task="regression")
     assert ds.name == "data" and np.allclose(ds.x_test, arrays["x_test"] * 10) and ds.task == "regression"
+
+
+def test_a_conv1d_layer_is_factorized_exactly_at_full_rank_and_clustered(tmp_path):
+    """A Conv1D kernel (k, in, out) becomes Conv1D(rank, k) then Conv1D(out, 1): at full rank the same
+    function; clustering takes Conv1D kernels too."""
+    from edgecompress.configs import Features
+    from edgecompress.data.datasets import Dataset
+    from edgecompress.models.backend import keras
+    from edgecompress.techniques.cluster import cluster
+    from edgecompress.techniques.configs import ClusterConfig, FactorizeConfig
+    from edgecompress.techniques.factorize import factorize, macs
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 3))
+    x = keras.layers.Conv1D(48, 5, padding="same", activation="relu", name="c1")(inp)
+    x = keras.layers.Conv1D(48, 3, strides=2, padding="same", activation="relu", name="c2")(x)
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling1D()(x)))
+    xs = np.random.default_rng(0).normal(0, 1, (8, 32, 3)).astype("float32")
+    full, metrics = factorize(model, None, FactorizeConfig(ranks={"c2": 48}, layers=("c2",)))
+    assert any(layer.name == "c2_lr_a" for layer in full.layers) and macs(model) > 0
+    np.testing.assert_allclose(full.predict(xs, verbose=0), model.predict(xs, verbose=0), rtol=1e-4, atol=1e-5)
+    low, metrics = factorize(model, None, FactorizeConfig(ranks={"c2": 8}, layers=("c2",)))
+    assert metrics["params"] < metrics["params_before"] and metrics["macs"] < metrics["macs_before"]
+    y = np.arange(40) % 2
+    ds = Dataset("seq", np.random.default_rng(1).normal(0, 1, (40, 32, 3)).astype("float32"), y,
+                 xs.repeat(5, 0), y, ("a", "b"), Features((32, 3)))
+    clustered, cm = cluster(model, ds, ClusterConfig(number_of_clusters=8, epochs=0, min_params=500), verbose=0)
+    assert set(cm["clustered_layers"]) == {"c1", "c2"} and cm["unique_weights"] <= 8

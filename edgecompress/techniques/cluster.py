@@ -1,6 +1,6 @@
 """Weight clustering (tfmot): each kernel's weights share a few values, fine-tuned.
 
-Deep Compression's second step. Each clusterable layer (Conv2D and Dense
+Deep Compression's second step. Each clusterable layer (Conv2D, Conv1D and Dense
 with at least `min_params` weights; not DepthwiseConv2D, which tfmot 0.8
 strips back unclustered) is wrapped by
 `tfmot.clustering.keras.cluster_weights` with `number_of_clusters` centroids
@@ -72,7 +72,7 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     # Work on a copy so the caller's model (often the teacher) is never touched.
     base = keras.models.clone_model(model)
     base.set_weights(model.get_weights())
-    kinds = (keras.layers.Conv2D, keras.layers.Dense)
+    kinds = (keras.layers.Conv2D, keras.layers.Conv1D, keras.layers.Dense)
 
     def wrap(layer):
         # DepthwiseConv2D (a Conv2D subclass) is left out: tfmot 0.8 wraps it but strips it back unclustered
@@ -90,7 +90,7 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     with get_strategy(config.strategy).scope():
         wrapped = keras.models.clone_model(base, clone_function=wrap)
     if not clustered:
-        raise NotApplicable(f"Model {model.name!r} has no Conv2D or Dense layer with at least "
+        raise NotApplicable(f"Model {model.name!r} has no Conv2D, Conv1D or Dense layer with at least "
                             f"min_params={config.min_params} weights to cluster; lower `min_params`.")
     logger.info("Clustering %d layer(s) into %d values (%s init%s)", len(clustered), config.number_of_clusters,
                 config.init, ", zeros kept" if preserve else "")

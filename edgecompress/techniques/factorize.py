@@ -1,9 +1,10 @@
-"""Low-rank (truncated SVD) factorization of Dense and Conv2D kernels.
+"""Low-rank (truncated SVD) factorization of Dense, Conv2D and Conv1D kernels.
 
 A Dense kernel W (n_in x n_out) becomes two Dense layers through rank r:
 `Dense(r, linear, no bias)` then `Dense(n_out)` with the original bias and
 activation. A k x k Conv2D with c_out filters becomes a k x k Conv2D with r
-filters (same strides and padding) then a 1 x 1 Conv2D with c_out filters.
+filters (same strides and padding) then a 1 x 1 Conv2D with c_out filters; a Conv1D the same way in one
+dimension.
 The rank of each layer is the smallest that keeps `energy` of the squared
 singular values, or the one that meets a parameter `ratio`; layers where
 factorizing would not save parameters are left alone. A short fine-tune
@@ -62,6 +63,9 @@ def macs(model) -> int:
         elif isinstance(layer, keras.layers.Conv2D):
             kh, kw, cin, cout = layer.kernel.shape
             total += int(np.prod(out[1:3])) * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Conv1D):
+            k, cin, cout = layer.kernel.shape
+            total += int(out[1]) * k * cin * cout
         elif isinstance(layer, keras.layers.Dense):
             n_in, n_out = layer.kernel.shape
             total += int(np.prod(out[1:-1]) if len(out) > 2 else 1) * n_in * n_out
@@ -75,13 +79,14 @@ def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int 
     from edgecompress.models.backend import keras
 
     config = config or FactorizeConfig()
-    weighted = [l for l in model.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))
-                and not isinstance(l, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Conv2DTranspose))]
+    weighted = [l for l in model.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv1D))
+                and not isinstance(l, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
+                                       keras.layers.Conv2DTranspose, keras.layers.Conv1DTranspose))]
     candidates = set(config.layers) if config.layers is not None else {l.name for l in weighted[:-1]}
     unknown = sorted((candidates | set(config.ranks)) - {l.name for l in weighted})
     if unknown:
         raise EdgeCompressError(
-            f"Layer(s) {unknown} named in the factorize stage are not Dense or Conv2D layers of model "
+            f"Layer(s) {unknown} named in the factorize stage are not Dense, Conv2D or Conv1D layers of model "
             f"{model.name!r}. Those layers: {[l.name for l in weighted]}"
         )
     candidates |= set(config.ranks)
@@ -93,7 +98,7 @@ def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int 
         n_in, n_out = w.shape
         if w.size < config.min_params and layer.name not in config.ranks:
             continue
-        if getattr(layer, "dilation_rate", (1, 1)) != (1, 1) or getattr(layer, "groups", 1) != 1:
+        if any(d != 1 for d in getattr(layer, "dilation_rate", (1,))) or getattr(layer, "groups", 1) != 1:
             logger.info("Leaving %s alone: dilated or grouped convolution.", layer.name)
             continue
         u, s, vt = np.linalg.svd(w, full_matrices=False)
@@ -144,6 +149,13 @@ def _rebuild(model, plan):
                 first = keras.layers.Dense(r, use_bias=False, name=f"{layer.name}_lr_a")
                 second = keras.layers.Dense.from_config(dict(cfg, name=f"{layer.name}_lr_b"))
                 shapes = (a, b)
+            elif isinstance(layer, keras.layers.Conv1D):
+                k, cin, cout = layer.get_weights()[0].shape
+                first = keras.layers.Conv1D(r, k, strides=layer.strides, padding=layer.padding, use_bias=False,
+                                            name=f"{layer.name}_lr_a")
+                second = keras.layers.Conv1D.from_config(dict(cfg, name=f"{layer.name}_lr_b", kernel_size=(1,),
+                                                              strides=(1,), padding="valid"))
+                shapes = (a.reshape(k, cin, r), b.reshape(1, r, cout))
             else:
                 kh, kw, cin, cout = layer.get_weights()[0].shape
                 first = keras.layers.Conv2D(r, (kh, kw), strides=layer.strides, padding=layer.padding,
