@@ -98,7 +98,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
             b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
             sparsity = weight_sparsity(data)
             measured = {"accuracy": result["accuracy"], "agreement": result.get("agreement"),
-                        "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
+                        "latency_ms": b["latency_ms"], "init_ms": b["init_ms"], "delegation": b.get("delegation"),
                         "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
                         "float_ops": float_ops(data) if scheme(conv.quantization).integer_only else None}
             if any(s["stage"] == "cluster" for s in (provenance or {}).get("stages", [])):

@@ -219,7 +219,53 @@ def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1
         "warmup": {"count": warmup, "mean_ms": float(np.mean(warm)) if warm else None},
         "latency_ms": latency_stats(timed),
         "memory_mb": {"init_delta": _rss_mb() - rss0, "peak_rss": _peak_rss_mb()},
+        "delegation": delegation(interp),
     }
+
+
+def delegation(interp) -> dict | None:
+    """How the delegate took the graph, read from the interpreter's nodes after it applied the delegate: its
+    partitions (`DELEGATE` nodes), and the ops left to the runtime's own kernels, by name and count (an op
+    left outside costs a hop out of the delegate and back). None where the runtime lists no nodes.
+
+    Reads `Interpreter._get_ops_details()`, private in ai-edge-litert and tflite-runtime: no public call
+    says which nodes a delegate replaced. A delegate node's partition is the ops between its input and
+    output tensors."""
+    try:
+        nodes = interp._get_ops_details()
+    except Exception:  # noqa: BLE001 - a runtime without it: the report says nothing rather than guess
+        return None
+    ops = {int(n["index"]): n for n in nodes if n["op_name"] != "DELEGATE"}
+    producer = {int(t): i for i, n in ops.items() for t in n["outputs"]}
+    covered = set()
+    partitions = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    for d in partitions:
+        stop = {int(t) for t in d["inputs"]}
+        todo = [int(t) for t in d["outputs"]]
+        while todo:
+            t = todo.pop()
+            i = producer.get(t)
+            if t in stop or i is None or i in covered:
+                continue
+            covered.add(i)
+            todo.extend(int(x) for x in ops[i]["inputs"] if int(x) >= 0)
+    outside = {}
+    for i, n in sorted(ops.items()):
+        if i not in covered:
+            outside[n["op_name"]] = outside.get(n["op_name"], 0) + 1
+    return {"partitions": len(partitions), "nodes": len(ops), "delegated_nodes": len(covered), "outside": outside}
+
+
+def delegation_line(d: dict | None) -> str:
+    """One readable line of `delegation`: "2 XNNPACK partitions; AVERAGE_POOL_2D, SOFTMAX ran outside it"."""
+    if not d:
+        return "not read"
+    if not d["partitions"]:
+        return "no delegate: every op ran on the runtime's own kernels"
+    outside = ", ".join(f"{op}{f' x{k}' if k > 1 else ''}" for op, k in d["outside"].items())
+    return (f"{d['partitions']} XNNPACK partition{'s' if d['partitions'] > 1 else ''}; " +
+            (f"{outside} ran outside it ({d['nodes'] - d['delegated_nodes']} of {d['nodes']} nodes)" if outside
+             else "every op inside it"))
 
 
 def harness_overhead_us(runs: int = 2000, runtime: str | None = None) -> float:

@@ -53,6 +53,7 @@ def render_markdown(report: dict) -> str:
                               "(of the reconstruction error where the model outputs its input's shape); 'delta' is it "
                               "minus the baseline's, and a limit of 1 point is 0.01 of it."),
     ]
+    lines += delegation_lines(report)
     if report.get("constraints"):
         c = {k: v for k, v in report["constraints"].items() if v is not None}
         lines += ["", f"Constraints: {c}. " + (f"Selected: `{report['selected']}` (marked *, copied to `selected.tflite`)."
@@ -86,6 +87,24 @@ def render_markdown(report: dict) -> str:
                 f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in s.get("metrics", {}).items()))
     lines += ["", "Files:", ""] + [f"- `{a['path']}`" for a in report["artifacts"]]
     return "\n".join(lines) + "\n"
+
+
+def delegation_lines(report: dict) -> list[str]:
+    """Where the time can go on this host: each file whose graph XNNPACK did not take whole, its partitions and
+    the ops left outside (`lite.latency.delegation`); one line for all the files it took whole."""
+    from edgecompress.lite.latency import delegation_line
+
+    read = [a for a in report["artifacts"] if a.get("delegation")]
+    if not read:
+        return []
+    split = [a for a in read if a["delegation"]["partitions"] != 1 or a["delegation"]["outside"]]
+    whole = len(read) - len(split)
+    out = ["", "Delegation on this host (XNNPACK; an op outside the delegate runs on the runtime's own kernels, "
+               "and each partition boundary is a hop out and back):"]
+    out += [f"- `{a['name']}`: {delegation_line(a['delegation'])}" for a in split]
+    if whole:
+        out.append(f"- {'every other file' if split else 'every file'} ({whole}): one partition, every op inside it")
+    return out
 
 
 def search_lines(report: dict) -> list[str]:
