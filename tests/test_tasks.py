@@ -161,7 +161,7 @@ def test_mlperf_tiny_architectures_have_the_reference_shapes():
     assert [layer.units for layer in ad.layers if hasattr(layer, "units")] == [128] * 4 + [8] + [128] * 4 + [640]
     vww = tiny.mobilenet_v1(keras)
     assert vww.input_shape == (None, 96, 96, 3) and max(getattr(layer, "filters", 0) for layer in vww.layers) == 256
-    assert set(tiny.REFERENCE) == set(tiny.TASKS) == {"kws", "ic", "vww", "ad"}
+    assert set(tiny.REFERENCE) == set(tiny.MLPERF_TINY) == {"kws", "ic", "vww", "ad"}
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (install-system-deps.sh)")

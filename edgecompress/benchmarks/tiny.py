@@ -370,7 +370,7 @@ class TinyTask:
     autoencoder: bool = False
 
 
-TASKS = {
+MLPERF_TINY = {
     "kws": TinyTask(lambda: make_kws_data(), lambda k, a: ds_cnn(k, a["x_train"].shape[1:], len(a["class_names"])),
                     epochs=30, learning_rate=2e-3, floor=0.8),
     "ad": TinyTask(lambda: make_ad_data(), lambda k, a: dense_autoencoder(k, a["x_train"].shape[1]), epochs=40,
@@ -389,7 +389,7 @@ def train(name: str, arrays: dict, *, epochs: int | None = None, seed: int = 0):
 
     from edgecompress.lite.tasks import roc_auc
 
-    task = TASKS[name]
+    task = MLPERF_TINY[name]
     keras.utils.set_random_seed(seed)
     model = task.build(keras, arrays)
     x, xs = arrays["x_train"], arrays["x_test"]
@@ -414,20 +414,20 @@ def _with_rescaling(keras, model):
 
 def make(name: str, out, *, epochs: int | None = None, check: bool = True) -> dict:
     """Makes task `name` under `out`: `data.npz`, `model.keras` (Keras 3) and `tiny.json` (what was made)."""
-    if name not in TASKS:
-        raise EdgeCompressError(f"Received an invalid value for `task`: {name!r}. Expected one of {sorted(TASKS)}.")
+    if name not in MLPERF_TINY:
+        raise EdgeCompressError(f"Received an invalid value for `task`: {name!r}. Expected one of {sorted(MLPERF_TINY)}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    arrays = TASKS[name].data()
+    arrays = MLPERF_TINY[name].data()
     np.savez(out / "data.npz", **{k: v for k, v in arrays.items() if not k.startswith("voices_")})
     made = time.time() - t0
     logger.info("Made the %s stand-in: %d training and %d test examples of shape %s in %.0f s", name,
                 len(arrays["y_train"]), len(arrays["y_test"]), arrays["x_train"].shape[1:], made)
     model, metric = train(name, arrays, epochs=epochs)
-    if check and metric < TASKS[name].floor:
+    if check and metric < MLPERF_TINY[name].floor:
         raise EdgeCompressError(f"The {name} reference model reached {metric:.4f} ({REFERENCE[name].metric}) on the "
-                                f"stand-in's test split, below its pinned floor {TASKS[name].floor}: the data maker "
+                                f"stand-in's test split, below its pinned floor {MLPERF_TINY[name].floor}: the data maker "
                                 "or the training recipe changed.")
     model.save(out / "model.keras")
     summary = {"task": name, "keras_metric": metric, "metric": REFERENCE[name].metric,

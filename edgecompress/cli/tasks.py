@@ -327,9 +327,9 @@ def benchmark_tiny(c, task="all", out=None, budget_minutes=30.0):
 
     setup_logging()
     with user_errors():
-        from edgecompress.benchmarks.tiny import TASKS, benchmark as run
+        from edgecompress.benchmarks.tiny import MLPERF_TINY, benchmark as run
 
-        names = list(TASKS) if task == "all" else [task]
+        names = list(MLPERF_TINY) if task == "all" else [task]
         rows = [run(name, out if len(names) == 1 else None, float(budget_minutes)) for name in names]
     table = [["task", "metric", "Keras model", "selected", "judged (model's file)", "reported", "bytes", "gzip bytes",
               "MLPerf Tiny int8 bytes (gzip)", "<= 1/4 gzip", "seconds"]]

@@ -110,6 +110,7 @@ class Task:
         chance: The metric of a model that learned nothing, given the class count.
         floor: Below it (given the class count) a model has learned nothing usable: a stage that leaves its
             model there ends (`models.sanity.check_stage`).
+        chance_is: What a model at chance does, for that message (`{n}`: the class count).
         compares_labels: Whether two files can be compared by the share of equal predicted labels
             (`agreement`).
         reconstructs: Whether a model of this task trains to output its input (an autoencoder) rather than
@@ -130,6 +131,7 @@ class Task:
     outputs_values: bool = False
     value_labels: bool = False
     as_percent: bool = True
+    chance_is: str = "{n} classes"
 
     def score(self, x, outputs, y) -> float:
         """The metric of `outputs` (the model's, on inputs `x`) against labels `y`, as a fraction."""
@@ -153,9 +155,11 @@ TASKS = {t.name: t for t in (
          floor=lambda num_classes: CHANCE_FACTOR / max(num_classes, 2)),
     # A ROC-AUC of one half ranks nothing; 1.5x chance would refuse a usable 0.70.
     Task("anomaly", "ROC-AUC", _auc, chance=lambda num_classes: 0.5, floor=lambda num_classes: 0.55,
-         compares_labels=False, reconstructs=True, outputs_values=True, as_percent=False),
+         compares_labels=False, reconstructs=True, outputs_values=True, as_percent=False,
+         chance_is="scores that rank nothing"),
     Task("regression", "R²", _r2, chance=lambda num_classes: 0.0, floor=lambda num_classes: 0.05,
-         compares_labels=False, outputs_values=True, value_labels=True, as_percent=False),
+         compares_labels=False, outputs_values=True, value_labels=True, as_percent=False,
+         chance_is="predicting the mean"),
 )}
 
 

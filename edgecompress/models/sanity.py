@@ -64,8 +64,7 @@ def check_stage(stage: str, accuracy, *, num_classes: int, model=None, task: str
     t = tasks.task(task)
     chance = t.chance(num_classes)
     if not math.isfinite(accuracy) or accuracy < t.floor(num_classes):
-        what = {"classification": f"{num_classes} classes", "anomaly": "scores that rank nothing",
-                "regression": "predicting the mean"}.get(t.name, t.name)
+        what = t.chance_is.format(n=num_classes)
         raise ImplausibleResult(
             f"After {stage} the model's {t.metric} is {t.format(accuracy)}, at chance ({t.format(chance)} for "
             f"{what}): every file made from it would be too. Likely cause: "
