@@ -44,3 +44,15 @@ def test_task(tmp_path, root, tiny_model):
     proc = run_invoke(["check-model", "--model", str(tmp_path / "m.keras"), "--json", str(tmp_path / "r.json")], cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "every op has an int8 kernel" in proc.stdout and (tmp_path / "r.json").exists()
+
+
+def test_check_model_says_what_the_model_is_for():
+    """MLPerf Tiny's anomaly detector (ad01.h5: 640 in, 640 out) was refused as an image of no size; it is
+    features, and its task is anomaly detection by ROC-AUC."""
+    from edgecompress.models.backend import keras
+
+    inp = keras.Input((640,))
+    ae = keras.Model(inp, keras.layers.Dense(640)(keras.layers.Dense(8, activation="relu")(inp)))
+    r = check_model(ae)
+    assert r["input_kind"] == "features" and r["task"]["name"] == "anomaly" and r["task"]["metric"] == "ROC-AUC"
+    assert "task: anomaly, judged by ROC-AUC" in format_findings(r)

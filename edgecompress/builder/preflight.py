@@ -15,6 +15,7 @@ import logging
 
 import numpy as np
 
+from edgecompress.configs import Features
 from edgecompress.errors import EdgeCompressError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ def check_model(model) -> dict:
     from edgecompress.quantize import convert as quantization
     from edgecompress.models.backend import keras
     from edgecompress.lite.reader import float_ops
-    from edgecompress.models.keras_io import input_preprocessing
+    from edgecompress.lite.tasks import task
+    from edgecompress.models.keras_io import input_preprocessing, model_task
 
     spec = input_preprocessing(model)
     weighted = [layer for layer in model.layers if layer.weights]
@@ -55,7 +57,11 @@ def check_model(model) -> dict:
 
     not_clusterable = [layer.name for layer in weighted if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
                        and not ClusteringRegistry.supports(layer)]
+    what = task(model_task(model))
     result = {"model": model.name, "input": list(spec.input_shape), "params": int(model.count_params()),
+              "input_kind": "features" if isinstance(spec, Features) else "image",
+              "task": {"name": what.name, "metric": what.metric, "from": "its shapes; value labels make a regression, "
+                                                                         "and --task overrides"},
               "stages": {name: info.summary for name, info in sorted(STAGES.items())},
               "not_prunable": not_prunable, "not_clusterable": not_clusterable, "not_qat": not_qat, "xnnpack_sparse_layers": sparse_ok,
               "xnnpack_dense_layers": dense_only}
@@ -74,7 +80,9 @@ def format_findings(r: dict) -> str:
     def names(xs):
         return ", ".join(xs) if xs else "none"
 
-    lines = [f"Model {r['model']}: input {r['input']}, {r['params']:,} parameters"]
+    lines = [f"Model {r['model']}: input {r['input']} ({r.get('input_kind', 'image')}), {r['params']:,} parameters"]
+    if r.get("task"):
+        lines.append(f"  task: {r['task']['name']}, judged by {r['task']['metric']} (from {r['task']['from']})")
     t = r.get("translation") or {}
     if t.get("source") == "keras3":
         lines.append(f"  Keras 3 file: translated to tf-keras layer by layer"
