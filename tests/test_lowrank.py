@@ -53,7 +53,7 @@ def test_macs_of_the_default_teacher_by_hand(tiny_dataset):
 
 @pytest.mark.slow
 def test_unknown_layer_is_named(tiny_model):
-    with pytest.raises(EdgeCompressError, match=r"\['nope'\].*not Dense or Conv2D"):
+    with pytest.raises(EdgeCompressError, match=r"\['nope'\].*not Dense, Conv2D or Conv1D"):
         factorize(tiny_model, None, FactorizeConfig(layers=["nope"]))
 
 
