@@ -331,3 +331,20 @@ def test_a_conv1d_layer_is_factorized_exactly_at_full_rank_and_clustered(tmp_pat
                  xs.repeat(5, 0), y, ("a", "b"), Features((32, 3)))
     clustered, cm = cluster(model, ds, ClusterConfig(number_of_clusters=8, epochs=0, min_params=500), verbose=0)
     assert set(cm["clustered_layers"]) == {"c1", "c2"} and cm["unique_weights"] <= 8
+
+
+def test_an_image_autoencoder_takes_the_scale_it_is_given(tmp_path):
+    """No top-1 can confirm a pixel scale for an anomaly model: `--scale` is taken as given, `auto` is unit."""
+    import keras
+
+    from edgecompress.models.user import open_model
+
+    inp = keras.Input((8, 8, 1))
+    keras.Model(inp, keras.layers.Conv2D(1, 3, padding="same")(inp)).save(tmp_path / "ae.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "img.npz", x_train=rng.integers(0, 255, (20, 8, 8), dtype=np.uint8),
+             y_train=np.zeros(20, np.int64), x_test=rng.integers(0, 255, (10, 8, 8), dtype=np.uint8),
+             y_test=np.arange(10) % 2)
+    assert open_model(tmp_path / "ae.keras", tmp_path / "img.npz").dataset.task == "anomaly"
+    assert open_model(tmp_path / "ae.keras", tmp_path / "img.npz").spec.scale == "unit"
+    assert open_model(tmp_path / "ae.keras", tmp_path / "img.npz", scale="symmetric").spec.scale == "symmetric"

@@ -95,7 +95,7 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     task = task or ("regression" if npz_holds_values(data) else models.model_task(model))
     dataset = load_dataset(data, spec, seed=seed, task=task)
     if task != "classification":
-        return _other_task(model, dataset, fmt, log)
+        return _other_task(model, dataset, fmt, log, scale)
     n_out = model.output_shape[-1]
     head = models.output_head(model)
     if n_out != (1 if head == "sigmoid" else dataset.num_classes) or (head == "sigmoid" and dataset.num_classes != 2):
@@ -115,8 +115,9 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     return UserModel(model, dataset, fmt, log, choice)
 
 
-def _other_task(model, dataset, fmt, log) -> UserModel:
-    """A model that is not a classifier, opened: its inputs fed as they are (features) or at the unit scale."""
+def _other_task(model, dataset, fmt, log, scale) -> UserModel:
+    """A model that is not a classifier, opened: its inputs fed as they are (features), or images at the scale
+    asked for (`--scale`; `auto`: unit, since no top-1 can confirm a scale here)."""
     from edgecompress.lite.tasks import task
 
     t = task(dataset.task)
@@ -127,5 +128,8 @@ def _other_task(model, dataset, fmt, log) -> UserModel:
     logger.info("Task: %s, judged by %s%s", t.name, t.metric,
                 " of the reconstruction error (the model outputs its input's shape)" if t.reconstructs else "")
     if not isinstance(dataset.preprocessing, Features):
-        logger.info("Input: images at the unit scale (0..1); pass --scale to change it")
+        chosen = "unit" if scale == "auto" else scale
+        dataset = dataclasses.replace(dataset, preprocessing=dataclasses.replace(dataset.preprocessing, scale=chosen))
+        logger.info("Input: images at the %s scale%s", chosen,
+                    "; pass --scale to change it" if scale == "auto" else " (--scale)")
     return UserModel(model, dataset, fmt, log)
