@@ -57,3 +57,22 @@ def test_representative_dataset_yields_model_inputs(calibration_pixels):
     assert len(batches) == 200
     x = batches[0][0]
     assert x.dtype == np.float32 and x.shape == (1, 28, 28, 1) and 0 <= x.min() and x.max() <= 1
+
+
+def test_the_same_set_is_not_written_again(tmp_path, tiny_dataset):
+    """Search workers call the writer on the folder their build's main process wrote: the same images are
+    kept as they are, not swapped out under the other worker (two workers swapping one folder crashed one:
+    FileNotFoundError in rmtree, measured in tests/test_optimize.py's two-worker resume)."""
+    import dataclasses
+    import json
+
+    from edgecompress.data.calibration import write_calibration_images
+
+    out = write_calibration_images(tiny_dataset, tmp_path / "cal", per_class=2, seed=0)
+    first = (out / "manifest.json").stat().st_mtime_ns
+    assert json.loads((out / "manifest.json").read_text())["sha256"]
+    assert write_calibration_images(tiny_dataset, tmp_path / "cal", per_class=2, seed=0) == out
+    assert (out / "manifest.json").stat().st_mtime_ns == first  # untouched
+    other = dataclasses.replace(tiny_dataset, x_train=255 - tiny_dataset.x_train)
+    write_calibration_images(other, tmp_path / "cal", per_class=2, seed=0)
+    assert (out / "manifest.json").stat().st_mtime_ns != first  # other images: written again
