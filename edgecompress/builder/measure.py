@@ -27,6 +27,7 @@ from edgecompress.lite.fileio import sha256_bytes
 from edgecompress.lite.reader import float_ops, unique_weights, weight_sparsity
 from edgecompress.lite import tasks
 from edgecompress.data.preprocessing import to_model_input
+from edgecompress.models.keras_io import predict
 from edgecompress.report.results import Artifact
 from edgecompress.quantize.schemes import scheme
 
@@ -92,7 +93,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
         measured = cache.get_json(f"{name}.measure", mkey)
         if measured is None:
             if reference is None:
-                reference = tasks.task(dataset.task).predictions(model.predict(x_test, batch_size=256, verbose=0))
+                reference = tasks.task(dataset.task).predictions(predict(model, x_test))
             result, _ = evaluate_tflite(path, x_test, dataset.y_test, reference=reference, num_threads=threads,
                                         task=dataset.task)
             b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)

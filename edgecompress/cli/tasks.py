@@ -3,7 +3,7 @@
 `edgecompress --list` (or `invoke --list`) shows them; `--help TASK` a task's flags.
 """
 
-from invoke import Collection
+from invoke import Collection, Exit
 
 from edgecompress.cli.glue import print_report_summary, setup_logging, task, user_errors
 from edgecompress.builder.options import BuildOptions
@@ -349,6 +349,41 @@ def benchmark_tiny(c, task="all", out=None, budget_minutes=30.0):
     results.write_text(json.dumps(merged, indent=2))
 
 
+@task(name="benchmark-stream",
+      help={"count": "Images in the folder, comma-separated for several runs (default: 50000).",
+            "size": "Image side in pixels (default: 224).",
+            "in_memory": "Hold the decoded images in memory as below the threshold, to compare (default: off).",
+            "out": "Folder of one run (default: build/stream-COUNT)."})
+def benchmark_stream(c, count="50000", size=224, in_memory=False, out=None):
+    """Peak resident memory of build-edge on a folder of COUNT JPEGs (edgecompress/benchmarks/streaming.py),
+    one child process per count; rows in build/stream-results.json."""
+    import json
+    from pathlib import Path
+
+    from edgecompress.report.write import format_text_table
+
+    setup_logging()
+    with user_errors():
+        from edgecompress.benchmarks.streaming import measure
+
+        counts = [int(n) for n in str(count).split(",")]
+        rows = [measure(n, out if len(counts) == 1 else None, size=int(size),
+                        stream_bytes=1 << 50 if in_memory else None) for n in counts]
+    table = [["images", "size", "decoded GB", "on disk", "exit", "peak RSS GB", "seconds", "top-1 int8"]]
+    for r in rows:
+        table.append([str(r["count"]), str(r["size"]), f"{r['decoded_bytes'] / 1e9:.2f}", "yes" if r["streamed"] else "no",
+                      str(r["returncode"]), f"{r['peak_rss_bytes'] / 1e9:.2f}", f"{r['seconds']:.0f}",
+                      "-" if r["top1"].get("int8") is None else f"{100 * r['top1']['int8']:.2f}"])
+    print(format_text_table(table))
+    results = Path("build/stream-results.json")
+    key = (lambda r: f"{r['count']}x{r['size']}{'' if r['streamed'] else '-in-memory'}")
+    merged = {**(json.loads(results.read_text()) if results.exists() else {}), **{key(r): r for r in rows}}
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps(merged, indent=2))
+    if any(r["returncode"] for r in rows):
+        raise Exit("A build failed; its log is named in build/stream-results.json.", code=1)
+
+
 @task(help={"out": "Build folder (default: build/edge).",
             "max_accuracy_drop": "Most top-1 points below the baseline.", "max_size_kb": "Largest .tflite in KiB.",
             "max_latency_ms": "Slowest p50 in ms (on --device when given, else the host).",
@@ -498,5 +533,5 @@ def test(c, k=None, fast=False):
 
 
 ns = Collection(build_edge, search_worker, train, quantize, evaluate, calibration_data, prune, distill, factorize, bench,
-                bench_device, device_sim, android_assets, android_check, android_apk, bench_android, check_model, benchmark, benchmark_byo, benchmark_tiny, select, test)
+                bench_device, device_sim, android_assets, android_check, android_apk, bench_android, check_model, benchmark, benchmark_byo, benchmark_tiny, benchmark_stream, select, test)
 ns.configure({"run": {"echo": True}})

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress.configs import Features, ModelSpec, Preprocessing
+from edgecompress.data import ondisk
 from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError
 from edgecompress.data.preprocessing import (
@@ -92,8 +93,9 @@ class Dataset:
         stays for reporting."""
         train, val = _stratified_split(self.y_train, fraction, seed)
         return dataclasses.replace(self, name=f"{self.name} (validation {len(val)} of the training images)",
-                                   x_train=self.x_train[train], y_train=self.y_train[train],
-                                   x_test=self.x_train[val], y_test=self.y_train[val], x_val=None, y_val=None)
+                                   x_train=ondisk.take(self.x_train, train), y_train=self.y_train[train],
+                                   x_test=ondisk.take(self.x_train, val), y_test=self.y_train[val], x_val=None,
+                                   y_val=None)
 
     def held_out(self, seed: int = 0) -> tuple["Dataset", "Dataset", dict]:
         """(judge, report, how): two datasets with the full training split, each with images no model
@@ -107,8 +109,9 @@ class Dataset:
                                  "report": "test split", "report_count": int(len(self.y_test))}
         report_idx, judge_idx = _stratified_split(self.y_test, 0.5, seed)
         judge = dataclasses.replace(self, name=f"{self.name} (half of the test split, {len(judge_idx)} images)",
-                                    x_test=self.x_test[judge_idx], y_test=self.y_test[judge_idx])
-        report = dataclasses.replace(self, x_test=self.x_test[report_idx], y_test=self.y_test[report_idx])
+                                    x_test=ondisk.take(self.x_test, judge_idx), y_test=self.y_test[judge_idx])
+        report = dataclasses.replace(self, x_test=ondisk.take(self.x_test, report_idx),
+                                     y_test=self.y_test[report_idx])
         return judge, report, {"judge": "half of the test split (stratified, seeded)",
                                "judge_count": int(len(judge_idx)), "report": "the other half of the test split",
                                "report_count": int(len(report_idx))}
@@ -117,15 +120,16 @@ class Dataset:
         """This dataset less `validation_split`'s images: train a teacher on it so a search's validation
         split is held out of everything it learned from. The test split is unchanged."""
         train, _ = _stratified_split(self.y_train, fraction, seed)
-        return dataclasses.replace(self, x_train=self.x_train[train], y_train=self.y_train[train], x_val=None,
-                                   y_val=None)
+        return dataclasses.replace(self, x_train=ondisk.take(self.x_train, train), y_train=self.y_train[train],
+                                   x_val=None, y_val=None)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for a in (self.x_train, self.y_train, self.x_test, self.y_test, *(
                 (self.x_val, self.y_val) if self.x_val is not None else ())):
             h.update(str(a.shape).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
+            # On disk, the digest of the rows stands in for their bytes (read once when they were decoded).
+            h.update(a.digest().encode() if isinstance(a, ondisk.DiskArray) else np.ascontiguousarray(a).tobytes())
         h.update("\n".join(self.class_names).encode())
         if self.task != "classification":  # a classifier's fingerprint is what it was before tasks were named
             h.update(f"\ntask={self.task}".encode())
@@ -452,16 +456,47 @@ def _infer_spec(first_image: Path) -> Preprocessing:
 
 
 def _read_classes(root: Path, class_names, spec, notice):
-    xs, ys = [], []
+    files, ys = [], []
     for label, name in enumerate(class_names):
         d = root / name
-        files = _images_in(d) if d.is_dir() else []
-        for f in files:
-            xs.append(load_image(f, spec, notice))
+        for f in _images_in(d) if d.is_dir() else []:
+            files.append(f)
             ys.append(label)
-    if not xs:
+    if not files:
         raise EdgeCompressError(f"No images (PNG/JPEG/BMP/GIF/WebP/TIFF) found under {root}.")
-    return np.stack(xs), np.asarray(ys, np.int64)
+    return _decode(files, spec, notice, root), np.asarray(ys, np.int64)
+
+
+def _decode(files, spec, notice, root):
+    """The images `files` as uint8 (N, H, W, C): in memory, or above `ondisk.stream_bytes()` decoded once
+    into the data cache and read from there as a batch needs them (`ondisk.DiskArray`)."""
+    shape = tuple(spec.input_shape)
+    total = len(files) * int(np.prod(shape))
+    if total <= ondisk.stream_bytes():
+        out = np.empty((len(files), *shape), np.uint8)
+        for i, f in enumerate(files):
+            out[i] = load_image(f, spec, notice)
+        return out
+    key = hashlib.sha256(spec.to_json().encode())
+    for f in files:
+        st = f.stat()
+        key.update(f"\n{f.resolve()}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+    path = ondisk.cache_dir() / f"images-{key.hexdigest()[:24]}.npy"
+    if path.exists():
+        logger.info("Reading %d decoded images of %s from %s (%.2f GB, on disk)", len(files), root, path, total / 1e9)
+        return ondisk.DiskArray(path)
+    logger.info("Decoding %d images of %s (%.2f GB of pixels, more than the %.2f GB held in memory: %s) into %s; "
+                "each batch reads its rows from there", len(files), root, total / 1e9, ondisk.stream_bytes() / 1e9,
+                ondisk.STREAM_ENV, path)
+
+    def rows():
+        step = max(1000, len(files) // 10)
+        for i, f in enumerate(files):
+            if i and i % step == 0:
+                logger.info("Decoded %d of %d images", i, len(files))
+            yield load_image(f, spec, notice)
+
+    return ondisk.write_rows(path, shape, np.uint8, len(files), rows())
 
 
 VALIDATION_DIRS = ("val", "validation")
@@ -516,6 +551,6 @@ def _from_folder(folder: Path, spec, test_fraction, seed):
     else:
         x, y = _read_classes(folder, classes, spec, notice)
         tr, te = _stratified_split(y, test_fraction, seed)
-        xtr, ytr, xte, yte = x[tr], y[tr], x[te], y[te]
+        xtr, ytr, xte, yte = ondisk.take(x, tr), y[tr], ondisk.take(x, te), y[te]
     notice.log(f"images of {folder}")
     return Dataset(folder.name, xtr, ytr, xte, yte, tuple(classes), spec, xva, yva)

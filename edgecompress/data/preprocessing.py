@@ -12,12 +12,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from edgecompress.configs import Preprocessing
+from edgecompress.data.ondisk import Rows, Scaled
 from edgecompress.errors import EdgeCompressError
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,12 @@ MAX_PIXELS = 50_000_000
 
 
 def to_model_input(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
-    """Scales uint8 pixels of shape (N, H, W, C) to the model's float32 input."""
+    """Scales uint8 pixels of shape (N, H, W, C) to the model's float32 input.
+
+    Pixels that stay on disk (`data.ondisk.Rows`) are scaled as their rows are read: the result is a
+    `Scaled` of them, not an array."""
+    if isinstance(pixels, Rows):
+        return Scaled(pixels, functools.partial(to_model_input, spec=spec))
     x = np.asarray(pixels, dtype=np.float32)
     if spec.scale == "unit":
         return x / 255.0

@@ -20,6 +20,7 @@ from edgecompress.configs import Features, ModelSpec, Preprocessing, TrainConfig
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.fileio import atomic_path, atomic_write_json
 from edgecompress.lite import tasks
+from edgecompress.data.ondisk import chunks, is_lazy, take
 from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -144,12 +145,65 @@ def training_targets(dataset, x):
 
 
 def split_validation(x, y, fraction: float, seed: int):
-    """Seeded hold-out of `fraction` of (x, y) for validation."""
+    """Seeded hold-out of `fraction` of (x, y) for validation (rows on disk stay there: `ondisk.take`)."""
     if fraction <= 0:
         return (x, y), None
     idx = np.random.default_rng(seed).permutation(len(y))
     k = max(1, int(len(y) * fraction))
-    return (x[idx[k:]], y[idx[k:]]), (x[idx[:k]], y[idx[:k]])
+    return (take(x, idx[k:]), take(y, idx[k:])), (take(x, idx[:k]), take(y, idx[:k]))
+
+
+def fit(trainer, x, y, *, batch_size: int, validation_data=None, seed: int = 0, **kwargs):
+    """`trainer.fit` on (x, y), shuffled each epoch: arrays as they are, or rows on disk (`data.ondisk`) read
+    a batch at a time through a `Sequence` (tf_keras makes it a `tf.data` pipeline), so memory does not
+    grow with the data. `kwargs` go to `fit` (epochs, callbacks, verbose)."""
+    if not any(is_lazy(a) for a in (x, y, *(validation_data or ()))):
+        return trainer.fit(x, y, batch_size=batch_size, validation_data=validation_data, shuffle=True, **kwargs)
+    batches = _batches_class()
+    val = None if validation_data is None else batches(*validation_data, batch_size=batch_size)
+    return trainer.fit(batches(x, y, batch_size=batch_size, seed=seed), validation_data=val, **kwargs)
+
+
+def predict(model, x, batch_size: int = 256):
+    """`model`'s outputs on `x` (float32 inputs), in chunks of at most 64 MB when `x` is on disk."""
+    if not is_lazy(x):
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    return np.concatenate([model.predict(x[a:b], batch_size=batch_size, verbose=0) for a, b in chunks(x)])
+
+
+_BATCHES = None
+
+
+def _batches_class():
+    """A `keras.utils.Sequence` of (x, y) batches read from rows on disk; with a seed, a new shuffle each epoch."""
+    global _BATCHES
+    if _BATCHES is None:
+        from edgecompress.models.backend import keras
+
+        class Batches(keras.utils.Sequence):
+            def __init__(self, x, y, *, batch_size: int, seed: int | None = None):
+                super().__init__()
+                self.x, self.y, self.batch_size, self.seed, self.epoch = x, y, batch_size, seed, 0
+                self.order = self._order()
+
+            def _order(self):
+                n = len(self.x)
+                return np.arange(n) if self.seed is None else \
+                    np.random.default_rng([self.seed, self.epoch]).permutation(n)
+
+            def __len__(self):
+                return -(-len(self.x) // self.batch_size)
+
+            def __getitem__(self, i):
+                idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])  # sorted: fewer reads
+                return np.asarray(self.x[idx]), np.asarray(self.y[idx])
+
+            def on_epoch_end(self):
+                self.epoch += 1
+                self.order = self._order()
+
+        _BATCHES = Batches
+    return _BATCHES
 
 
 def train_default_teacher(dataset, config: TrainConfig, *, verbose: int = 1):
@@ -181,14 +235,14 @@ def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int
     if compile:
         with get_strategy(config.strategy).scope():
             compile_classifier(model, config.learning_rate, dataset.task)
-    return model.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs,
-                     validation_data=val, verbose=fit_verbose(verbose), callbacks=list(callbacks), shuffle=True)
+    return fit(model, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
+               verbose=fit_verbose(verbose), callbacks=list(callbacks), seed=config.seed)
 
 
 def keras_accuracy(model, dataset) -> float:
     """The metric of `dataset.task` (top-1, ROC-AUC: `lite.tasks`) of the Keras `model` on the test split."""
     x = to_model_input(dataset.x_test, dataset.preprocessing)
-    return tasks.task(dataset.task).score(x, model.predict(x, batch_size=256, verbose=0), dataset.y_test)
+    return tasks.task(dataset.task).score(x, predict(model, x), dataset.y_test)
 
 
 def input_preprocessing(model, scale: str = "unit") -> Preprocessing | Features:

@@ -23,7 +23,7 @@ import warnings
 from edgecompress.models.distribute import get_strategy
 from edgecompress.lite import tasks
 from edgecompress.errors import NotApplicable
-from edgecompress.models.keras_io import (compile_classifier, count_params, keras_accuracy, split_validation,
+from edgecompress.models.keras_io import (compile_classifier, count_params, fit, keras_accuracy, split_validation,
                                           training_targets)
 from edgecompress.data.preprocessing import to_model_input
 from edgecompress.techniques.configs import ClusterConfig
@@ -100,8 +100,8 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
         (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            wrapped.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
-                        verbose=fit_verbose(verbose), shuffle=True)
+            fit(wrapped, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
+                seed=seed, verbose=fit_verbose(verbose))
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     # Stripped weights lose their layer prefix; read each clustered layer's own kernel.
     unique = {layer.name: int(len(np.unique(_kernel(layer)))) for layer in stripped.layers if layer.name in clustered}

@@ -23,7 +23,8 @@ from edgecompress.models.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import DistillConfig  # noqa: F401  (re-exported: the config lives apart)
 from edgecompress.lite import tasks
-from edgecompress.models.keras_io import count_params, keras_accuracy, output_head, split_validation, training_targets
+from edgecompress.models.keras_io import (count_params, fit, keras_accuracy, output_head, split_validation,
+                                          training_targets)
 from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -267,8 +268,8 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     monitor = ("val_student_loss", "min") if distiller.of_values else ("val_accuracy", "max")
     callbacks = [] if config.patience is None else [keras.callbacks.EarlyStopping(
         monitor=monitor[0], mode=monitor[1], patience=config.patience, restore_best_weights=True)]
-    hist = distiller.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
-                         verbose=fit_verbose(verbose), shuffle=True, callbacks=callbacks)
+    hist = fit(distiller, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
+               seed=seed, verbose=fit_verbose(verbose), callbacks=callbacks)
     epochs_run = len(hist.history["student_loss"])
     metrics = {
         "accuracy": keras_accuracy(student, dataset),

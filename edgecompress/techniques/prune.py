@@ -19,7 +19,7 @@ from edgecompress.models.distribute import get_strategy
 from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import PruneConfig  # noqa: F401  (re-exported: the config lives apart)
-from edgecompress.models.keras_io import (compile_classifier, count_params, keras_accuracy, split_validation,
+from edgecompress.models.keras_io import (compile_classifier, count_params, fit, keras_accuracy, split_validation,
                                           training_targets)
 from edgecompress.data.preprocessing import to_model_input
 
@@ -113,8 +113,8 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
             compile_classifier(pruned, config.learning_rate, dataset.task)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
-                   callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=fit_verbose(verbose), shuffle=True)
+        fit(trainer, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val, seed=seed,
+            callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=fit_verbose(verbose))
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     if config.qat:
         from edgecompress.techniques.qat import quantize_aware_train

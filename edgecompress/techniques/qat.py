@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from edgecompress.models.keras_io import compile_classifier, training_targets
+from edgecompress.models.keras_io import compile_classifier, fit, training_targets
 from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -116,5 +116,6 @@ def quantize_aware_train(model, dataset, preserve: str, *, learning_rate: float,
         qat = tfmot.quantization.keras.quantize_apply(annotated, _scheme(preserve))
     compile_classifier(qat, learning_rate, dataset.task)
     x = to_model_input(dataset.x_train, dataset.preprocessing)
-    qat.fit(x, training_targets(dataset, x), batch_size=batch_size, epochs=epochs, verbose=fit_verbose(verbose), shuffle=True)
+    fit(qat, x, training_targets(dataset, x), batch_size=batch_size, epochs=epochs, verbose=fit_verbose(verbose),
+        seed=seed)
     return qat

@@ -1,0 +1,259 @@
+"""Arrays that stay on disk: the rows a batch needs are read when it needs them.
+
+A folder of 50,000 RGB images decoded into one array is 7.5 GB at 224x224 (and four times that once
+copied to float32 for training). Above `stream_bytes()` of decoded pixels, a folder is decoded once,
+image by image, into a `.npy` file under `cache_dir()`, and the dataset holds `DiskArray`s: rows read
+with `os.pread` (no memory map, so what was read sits in the page cache, not in the process's resident
+memory). `Scaled` applies the model's input scaling to the rows it is asked for. `take` selects rows
+without reading them (splits, shuffles); indexing reads. `models.keras_io.fit` and `predict` feed them to
+Keras in batches (tf_keras turns a `Sequence` into a `tf.data` pipeline).
+
+TensorFlow-free.
+
+Example:
+
+>>> a = DiskArray("images.npy")      # (50000, 224, 224, 3) uint8, nothing read yet
+>>> half = a.take(range(0, 50000, 2))  # still nothing read
+>>> batch = half[:32]                 # 32 rows read: a numpy array
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+STREAM_ENV = "EDGECOMPRESS_STREAM_BYTES"
+CACHE_ENV = "EDGECOMPRESS_DATA_CACHE"
+# Decoded pixels above this stay on disk: about 7,100 RGB images of 224x224. Below it, arrays in memory
+# are as fast and simpler.
+DEFAULT_STREAM_BYTES = 1 << 30
+_CHUNK_BYTES = 64 << 20
+
+
+def stream_bytes() -> int:
+    """Decoded bytes above which a dataset streams from disk: `EDGECOMPRESS_STREAM_BYTES`, or 1 GiB."""
+    value = os.environ.get(STREAM_ENV)
+    if value is None:
+        return DEFAULT_STREAM_BYTES
+    try:
+        return int(float(value))
+    except ValueError:
+        from edgecompress.errors import EdgeCompressError
+
+        raise EdgeCompressError(f"Received an invalid value for {STREAM_ENV}: {value!r}. Give a number of bytes "
+                                "(0 streams every folder; unset for the 1 GiB default).") from None
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets are kept: `EDGECOMPRESS_DATA_CACHE`, or `~/.cache/edgecompress/decoded`."""
+    root = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
+        "edgecompress" / "decoded"
+    return Path(root)
+
+
+class Rows:
+    """What `DiskArray` and `Scaled` share: a length, a shape and a dtype, `take` (lazy) and `[]` (reads)."""
+
+    shape: tuple
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.row_bytes * len(self)
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def take(self, idx) -> "Rows":
+        raise NotImplementedError
+
+    def read(self, idx: np.ndarray) -> np.ndarray:
+        """The rows `idx` (int64 indices into this array) as one numpy array."""
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        rest = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"index {key} is out of bounds for {len(self)} rows")
+            out = self.read(np.asarray([i]))[0]
+            return out[rest] if rest else out
+        out = self.read(_indices(key, len(self)))
+        return out[(slice(None), *rest)] if rest else out
+
+    def __array__(self, dtype=None, copy=None):
+        logger.debug("Reading all %d rows (%.0f MB) of %r into memory", len(self), self.nbytes / 1e6, self)
+        out = np.empty(self.shape, self.dtype)
+        for start, stop in chunks(self):
+            out[start:stop] = self.read(np.arange(start, stop))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def chunks(a, max_bytes: int = _CHUNK_BYTES):
+    """(start, stop) ranges covering `a`'s rows, each at most `max_bytes` (one row at least)."""
+    row = max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * max(4, np.dtype(a.dtype).itemsize))
+    step = max(1, max_bytes // row)
+    return [(s, min(s + step, len(a))) for s in range(0, len(a), step)]
+
+
+def _indices(key, n: int) -> np.ndarray:
+    if isinstance(key, slice):
+        return np.arange(n)[key]
+    idx = np.asarray(key)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise IndexError(f"boolean index of shape {idx.shape} does not match {n} rows")
+        return np.flatnonzero(idx)
+    idx = idx.astype(np.int64).reshape(-1)
+    idx = np.where(idx < 0, idx + n, idx)
+    if len(idx) and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"index out of bounds for {n} rows")
+    return idx
+
+
+def take(a, idx):
+    """`a`'s rows `idx`: a lazy selection of a `Rows`, a copy of a numpy array."""
+    idx = np.asarray(idx, np.int64)
+    return a.take(idx) if isinstance(a, Rows) else a[idx]
+
+
+def is_lazy(a) -> bool:
+    return isinstance(a, Rows)
+
+
+class DiskArray(Rows):
+    """A read-only `.npy` file (C order) read row by row, optionally through a selection of its rows."""
+
+    def __init__(self, path, rows: np.ndarray | None = None):
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            self._offset = f.tell()
+        if fortran:
+            raise ValueError(f"{self.path} is in Fortran order; save it in C order (numpy's default).")
+        self._file_shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        self.rows = None if rows is None else np.asarray(rows, np.int64)
+        self.shape = (len(self.rows) if self.rows is not None else self._file_shape[0], *self._file_shape[1:])
+        self._fd = None
+
+    def __repr__(self):
+        return f"DiskArray({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def __getstate__(self):
+        return {"path": str(self.path), "rows": self.rows}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], state["rows"])
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+    def take(self, idx) -> "DiskArray":
+        idx = _indices(idx, len(self))
+        return DiskArray(self.path, idx if self.rows is None else self.rows[idx])
+
+    def read(self, idx: np.ndarray) -> np.ndarray:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        file_rows = idx if self.rows is None else self.rows[idx]
+        out = np.empty((len(file_rows), *self.shape[1:]), self.dtype)
+        flat = out.reshape(len(file_rows), -1).view(np.uint8).reshape(len(file_rows), -1)
+        size = self.row_bytes
+        i = 0
+        while i < len(file_rows):  # consecutive rows in one read
+            j = i + 1
+            while j < len(file_rows) and file_rows[j] == file_rows[j - 1] + 1 and (j - i) * size < _CHUNK_BYTES:
+                j += 1
+            want = (j - i) * size
+            data = os.pread(self._fd, want, self._offset + int(file_rows[i]) * size)
+            if len(data) != want:
+                raise OSError(f"{self.path} is shorter than its header says (row {int(file_rows[i])}); delete it "
+                              "and build again to decode the images anew.")
+            flat[i:j] = np.frombuffer(data, np.uint8).reshape(j - i, size)
+            i = j
+        return out
+
+    def digest(self) -> str:
+        """A sha256 of the rows this array holds: the file's (written beside it) and the selection."""
+        side = _digest_path(self.path)
+        whole = json.loads(side.read_text())["sha256"] if side.exists() else _file_digest(self)
+        if self.rows is None:
+            return whole
+        return hashlib.sha256(whole.encode() + np.ascontiguousarray(self.rows).tobytes()).hexdigest()
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_suffix(".sha256.json")
+
+
+def _file_digest(a: DiskArray) -> str:
+    h = hashlib.sha256()
+    whole = DiskArray(a.path)
+    for start, stop in chunks(whole):
+        h.update(whole.read(np.arange(start, stop)).tobytes())
+    return h.hexdigest()
+
+
+class Scaled(Rows):
+    """`base`'s rows passed through `fn` (the model's input scaling) when they are read: float32."""
+
+    def __init__(self, base: Rows, fn, dtype=np.float32):
+        self.base, self.fn, self.dtype = base, fn, np.dtype(dtype)
+        self.shape = tuple(base.shape)
+
+    def __repr__(self):
+        return f"Scaled({self.base!r})"
+
+    def take(self, idx) -> "Scaled":
+        return Scaled(self.base.take(idx), self.fn, self.dtype)
+
+    def read(self, idx: np.ndarray) -> np.ndarray:
+        return np.asarray(self.fn(self.base.read(idx)), self.dtype)
+
+
+def write_rows(path, row_shape: tuple, dtype, count: int, rows) -> DiskArray:
+    """Writes `count` rows (an iterable of arrays of `row_shape`) to the `.npy` file `path` as they come,
+    atomically (a temporary name, then a rename: two workers decoding the same data do not collide), and
+    the sha256 of their bytes beside it. Returns the file as a `DiskArray`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    h = hashlib.sha256()
+    dtype = np.dtype(dtype)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (count, *row_shape)}
+    written = 0
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array_header_2_0(f, header)
+        for row in rows:
+            b = np.ascontiguousarray(row, dtype).reshape(row_shape).tobytes()
+            h.update(b)
+            f.write(b)
+            written += 1
+    if written != count:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"write_rows: {written} rows for a header of {count}")
+    _digest_path(path).write_text(json.dumps({"sha256": h.hexdigest(), "shape": [count, *row_shape]}))
+    os.replace(tmp, path)
+    return DiskArray(path)
