@@ -100,7 +100,7 @@ def measure(count: int, out=None, *, size: int = 224, stream_bytes: int | None =
         count: Images in the folder (the loader keeps 80% to train on, stratified).
         out: Where the images, the model and the build go.
         size: Image side. Defaults to 224.
-        stream_bytes: `EDGECOMPRESS_STREAM_BYTES` for the child (None: the default, 1 GiB).
+        stream_bytes: `EDGECOMPRESS_STREAM_BYTES` for the child (None: the default, 256 MiB).
     """
     from edgecompress.data import ondisk
 

@@ -27,7 +27,6 @@ from edgecompress.lite.fileio import sha256_bytes
 from edgecompress.lite.reader import float_ops, unique_weights, weight_sparsity
 from edgecompress.lite import tasks
 from edgecompress.data.preprocessing import to_model_input
-from edgecompress.models.keras_io import predict
 from edgecompress.report.results import Artifact
 from edgecompress.quantize.schemes import scheme
 
@@ -93,6 +92,8 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
         measured = cache.get_json(f"{name}.measure", mkey)
         if measured is None:
             if reference is None:
+                from edgecompress.models.keras_io import predict
+
                 reference = tasks.task(dataset.task).predictions(predict(model, x_test))
             result, _ = evaluate_tflite(path, x_test, dataset.y_test, reference=reference, num_threads=threads,
                                         task=dataset.task)

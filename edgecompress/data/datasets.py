@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import hashlib
 import logging
@@ -129,7 +130,7 @@ class Dataset:
                 (self.x_val, self.y_val) if self.x_val is not None else ())):
             h.update(str(a.shape).encode())
             # On disk, the digest of the rows stands in for their bytes (read once when they were decoded).
-            h.update(a.digest().encode() if isinstance(a, ondisk.DiskArray) else np.ascontiguousarray(a).tobytes())
+            h.update(a.digest().encode() if isinstance(a, ondisk.Rows) else np.ascontiguousarray(a).tobytes())
         h.update("\n".join(self.class_names).encode())
         if self.task != "classification":  # a classifier's fingerprint is what it was before tasks were named
             h.update(f"\ntask={self.task}".encode())
@@ -228,19 +229,39 @@ def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what, x_v
             "examples; both splits need at least one."
         )
     if isinstance(spec, Features):  # as they are: float32, no resizing (shapes checked by the reader)
-        x_val = None if x_val is None else np.asarray(x_val, np.float32)
-        return Dataset(name, np.asarray(x_train, np.float32), label(y_train), np.asarray(x_test, np.float32),
+        x_val = None if x_val is None else _float32(x_val)
+        return Dataset(name, _float32(x_train), label(y_train), _float32(x_test),
                        label(y_test), class_names, spec, x_val, None if y_val is None else label(y_val))
     if spec is None:
         spec = Preprocessing(height=int(x_train.shape[1]), width=int(x_train.shape[2]),
                              channels=1 if x_train.ndim == 3 or x_train.shape[-1] == 1 else 3)
     notice = ConversionNotice()
-    x_train = resize_array(x_train, spec, notice)
-    x_test = resize_array(x_test, spec, notice)
+    x_train = _pixels(x_train, spec, notice)
+    x_test = _pixels(x_test, spec, notice)
     if x_val is not None:
-        x_val, y_val = resize_array(x_val, spec, notice), label(y_val)
+        x_val, y_val = _pixels(x_val, spec, notice), label(y_val)
     notice.log(what)
     return Dataset(name, x_train, label(y_train), x_test, label(y_test), class_names, spec, x_val, y_val)
+
+
+def _float32(a):
+    """Features as float32: on disk they stay there (cast as their rows are read)."""
+    if not isinstance(a, ondisk.Rows):
+        return np.asarray(a, np.float32)
+    return a if a.dtype == np.float32 else ondisk.Scaled(a, functools.partial(np.asarray, dtype=np.float32),
+                                                         label="float32")
+
+
+def _pixels(a, spec, notice):
+    """Pixels at `spec`'s size and channels: on disk they stay there (resized as their rows are read)."""
+    if not isinstance(a, ondisk.Rows):
+        return resize_array(a, spec, notice)
+    if tuple(a.shape[1:]) == tuple(spec.input_shape) and a.dtype == np.uint8:
+        return a
+    logger.warning("Resizing %d images of shape %s to %s as each batch reads them (they stay on disk); resize them "
+                   "once beforehand to save that time.", len(a), tuple(a.shape[1:]), spec.input_shape)
+    return ondisk.Scaled(a, functools.partial(resize_array, spec=spec), np.uint8, spec.input_shape,
+                         label=f"resize{spec.input_shape}")
 
 
 def strata(y) -> np.ndarray:
@@ -281,11 +302,12 @@ def is_npy_folder(path) -> bool:
 
 
 def read_arrays(path) -> dict:
-    """The arrays of an .npz (read whole) or of a folder of .npy files (memory-mapped, read as they are used)."""
+    """The arrays of an .npz (read whole) or of a folder of .npy files: examples larger than
+    `ondisk.stream_bytes()` stay on disk (`ondisk.DiskArray`, read a batch at a time), the rest memory-mapped."""
     path = Path(path)
     if path.is_dir():
         try:
-            return {f.stem: np.load(f, mmap_mode="r", allow_pickle=False) for f in sorted(path.glob("*.npy"))}
+            return {f.stem: _npy(f) for f in sorted(path.glob("*.npy"))}
         except (OSError, ValueError) as e:
             raise EdgeCompressError(f"Cannot read the .npy files of {path} ({type(e).__name__}: {e}). Re-save them "
                                     "with `numpy.save`.") from None
@@ -295,6 +317,13 @@ def read_arrays(path) -> dict:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise EdgeCompressError(f"Cannot read {path} as an .npz archive ({type(e).__name__}: {e}). "
                                 "Re-save it with `numpy.savez`.") from None
+
+
+def _npy(f: Path):
+    a = np.load(f, mmap_mode="r", allow_pickle=False)
+    if f.stem.startswith("x") and a.ndim >= 2 and a.nbytes > ondisk.stream_bytes() and a.flags.c_contiguous:
+        return ondisk.DiskArray(f)
+    return a
 
 
 def _peek(path, keys):
@@ -316,8 +345,10 @@ def npz_holds_features(path) -> bool:
     """Whether an .npz's (or .npy folder's) examples are features rather than pixels: floats outside 0..255
     (MFCCs, sensor values). Features inside that range with an image-shaped model input are read as pixels."""
     x = _peek(path, ("x_train", "x"))
-    return (x is not None and x.size > 0 and np.issubdtype(x.dtype, np.floating) and bool(np.isfinite(x).all())
-            and (float(x.min()) < 0 or float(x.max()) > 255))
+    if x is None or not len(x) or not np.issubdtype(x.dtype, np.floating):
+        return False
+    lo, hi, bad = ondisk.stats(x)
+    return not bad and (lo < 0 or hi > 255)
 
 
 def npz_holds_values(path) -> bool:
@@ -334,7 +365,8 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=Fa
         xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     elif {"x", "y"} <= arrays.keys():
         tr, te = _stratified_split(strata(np.asarray(arrays["y"])), test_fraction, seed)
-        xtr, ytr, xte, yte = arrays["x"][tr], arrays["y"][tr], arrays["x"][te], arrays["y"][te]
+        xtr, ytr = ondisk.take(arrays["x"], tr), np.asarray(arrays["y"])[tr]
+        xte, yte = ondisk.take(arrays["x"], te), np.asarray(arrays["y"])[te]
     else:
         raise EdgeCompressError(
             f"{path} holds arrays {sorted(arrays)}; expected `x_train`, `y_train`, "
@@ -351,21 +383,22 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=Fa
                                     "the data it was trained on, at that shape.")
         if not np.issubdtype(a.dtype, np.number):
             raise EdgeCompressError(f"{path}: `{key}` must be numeric, got dtype {a.dtype}.")
-        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        lo, hi, bad = ondisk.stats(a)  # in chunks when the examples stay on disk
+        if bad:
             raise EdgeCompressError(
                 f"{path}: `{key}` contains NaN or infinite values "
-                f"({int((~np.isfinite(a)).sum())} of them). Clean the data first."
+                f"({bad} of them). Clean the data first."
             )
         if features:
             continue  # features are fed as they are: no pixel range to check
-        if a.size and (a.min() < 0 or a.max() > 255):
+        if len(a) and (lo < 0 or hi > 255):
             # Not pixels: cast to uint8, every number the build reports would be wrong, and nothing would say so.
             raise EdgeCompressError(
-                f"{path}: `{key}` holds values in [{float(a.min()):.4g}, {float(a.max()):.4g}] ({a.dtype}), not "
+                f"{path}: `{key}` holds values in [{lo:.4g}, {hi:.4g}] ({a.dtype}), not "
                 "0..255 pixels: features such as MFCCs, sensor series or tabular columns, which cast to pixels would "
                 "be wrong. Features go with a model whose input is not an image (its shape is read from the model, "
                 "and they are fed as they are); for an image model, store raw 0..255 pixels.")
-        if np.issubdtype(a.dtype, np.floating) and a.size and 0 < a.max() <= 1.0:
+        if np.issubdtype(a.dtype, np.floating) and len(a) and 0 < hi <= 1.0:
             raise EdgeCompressError(
                 f"{path}: `{key}` looks already scaled to [0, 1]; store raw 0..255 "
                 "pixels so the saved preprocessing can scale them the same way on device."

@@ -31,14 +31,14 @@ logger = logging.getLogger(__name__)
 
 STREAM_ENV = "EDGECOMPRESS_STREAM_BYTES"
 CACHE_ENV = "EDGECOMPRESS_DATA_CACHE"
-# Decoded pixels above this stay on disk: about 7,100 RGB images of 224x224. Below it, arrays in memory
-# are as fast and simpler.
-DEFAULT_STREAM_BYTES = 1 << 30
+# Decoded pixels above this stay on disk: about 1,800 RGB images of 224x224. Held in memory, 1.5 GB of pixels
+# (10,000 such images) peaked at 23.3 GB of RSS through build-edge, on disk at 2.1 GB (`invoke benchmark-stream`).
+DEFAULT_STREAM_BYTES = 256 << 20
 _CHUNK_BYTES = 64 << 20
 
 
 def stream_bytes() -> int:
-    """Decoded bytes above which a dataset streams from disk: `EDGECOMPRESS_STREAM_BYTES`, or 1 GiB."""
+    """Decoded bytes above which a dataset streams from disk: `EDGECOMPRESS_STREAM_BYTES`, or 256 MiB."""
     value = os.environ.get(STREAM_ENV)
     if value is None:
         return DEFAULT_STREAM_BYTES
@@ -48,7 +48,7 @@ def stream_bytes() -> int:
         from edgecompress.errors import EdgeCompressError
 
         raise EdgeCompressError(f"Received an invalid value for {STREAM_ENV}: {value!r}. Give a number of bytes "
-                                "(0 streams every folder; unset for the 1 GiB default).") from None
+                                "(0 streams every folder; unset for the 256 MiB default).") from None
 
 
 def cache_dir() -> Path:
@@ -217,20 +217,50 @@ def _file_digest(a: DiskArray) -> str:
 
 
 class Scaled(Rows):
-    """`base`'s rows passed through `fn` (the model's input scaling) when they are read: float32."""
+    """`base`'s rows passed through `fn` when they are read (the model's input scaling, a cast, a resize).
 
-    def __init__(self, base: Rows, fn, dtype=np.float32):
+    Args:
+        base: The rows.
+        fn: (n, *base row) array -> (n, *shape) array.
+        dtype: What `fn` returns. Defaults to float32.
+        shape: Its row shape. Defaults to `base`'s.
+        label: What `fn` does, in `digest` (stable across processes, unlike `fn`'s repr).
+    """
+
+    def __init__(self, base: Rows, fn, dtype=np.float32, shape: tuple | None = None, label: str | None = None):
         self.base, self.fn, self.dtype = base, fn, np.dtype(dtype)
-        self.shape = tuple(base.shape)
+        self.shape = (len(base), *(base.shape[1:] if shape is None else tuple(shape)))
+        self.label = label or getattr(fn, "__name__", type(fn).__name__)
 
     def __repr__(self):
-        return f"Scaled({self.base!r})"
+        return f"Scaled({self.base!r}, {self.label})"
 
     def take(self, idx) -> "Scaled":
-        return Scaled(self.base.take(idx), self.fn, self.dtype)
+        return Scaled(self.base.take(idx), self.fn, self.dtype, self.shape[1:], self.label)
 
     def read(self, idx: np.ndarray) -> np.ndarray:
         return np.asarray(self.fn(self.base.read(idx)), self.dtype)
+
+    def digest(self) -> str:
+        return hashlib.sha256(f"{self.base.digest()}|{self.label}|{self.dtype}|{self.shape}".encode()).hexdigest()
+
+
+def stats(a) -> tuple[float, float, int]:
+    """(min, max, count of NaN and infinite values) of `a`, a numpy array or rows on disk read in chunks."""
+    if not isinstance(a, Rows):
+        a = np.asarray(a)
+        if a.size == 0:
+            return 0.0, 0.0, 0
+        finite = np.isfinite(a) if np.issubdtype(a.dtype, np.floating) else np.ones(a.shape, bool)
+        bad = int((~finite).sum())
+        return (float(a[finite].min()), float(a[finite].max()), bad) if bad < a.size else (0.0, 0.0, bad)
+    lo, hi, bad = np.inf, -np.inf, 0
+    for start, stop in chunks(a):
+        c_lo, c_hi, c_bad = stats(a.read(np.arange(start, stop)))
+        if c_bad < (stop - start) * int(np.prod(a.shape[1:], dtype=np.int64)):
+            lo, hi = min(lo, c_lo), max(hi, c_hi)
+        bad += c_bad
+    return (float(lo), float(hi), bad) if np.isfinite(lo) else (0.0, 0.0, bad)
 
 
 def write_rows(path, row_shape: tuple, dtype, count: int, rows) -> DiskArray:

@@ -36,7 +36,7 @@ def to_model_input(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
     Pixels that stay on disk (`data.ondisk.Rows`) are scaled as their rows are read: the result is a
     `Scaled` of them, not an array."""
     if isinstance(pixels, Rows):
-        return Scaled(pixels, functools.partial(to_model_input, spec=spec))
+        return Scaled(pixels, functools.partial(to_model_input, spec=spec), label=f"to_model_input({spec.scale})")
     x = np.asarray(pixels, dtype=np.float32)
     if spec.scale == "unit":
         return x / 255.0
