@@ -33,10 +33,10 @@ def test_an_anomaly_score_is_the_reconstruction_error_or_the_one_output():
 
 
 def test_the_task_registry_names_its_tasks_and_refuses_others():
-    assert set(TASKS) == {"classification", "anomaly", "regression"}
+    assert set(TASKS) == {"classification", "anomaly", "regression", "multilabel"}
     assert task("anomaly").says(0.84123) == "ROC-AUC 0.8412" and task("classification").says(0.97) == "top-1 97.00%"
     assert task("anomaly").predictions(np.zeros((2, 3))) is None
-    with pytest.raises(EdgeCompressError, match=r"expected one of \[.anomaly., .classification., .regression.\]. Received: task='x'"):
+    with pytest.raises(EdgeCompressError, match=r"expected one of \[.anomaly., .classification., .multilabel., .regression.\]. Received: task='x'"):
         task("x")
 
 
@@ -255,7 +255,7 @@ def test_r2_and_value_labels_make_a_regression(tmp_path):
     judge, report, _ = ds.held_out(seed=0)  # stratified on deciles of the target: both halves span its range
     assert len(judge.y_test) + len(report.y_test) == 50 and judge.y_test.min() < 0 < judge.y_test.max()
     assert set(strata(ds.y_train)) == set(range(10)) and ds.model_spec().task == "regression"
-    with pytest.raises(EdgeCompressError, match=r"for a regression; its targets are values, which only an .npz \(or a folder of .npy\) holds"):
+    with pytest.raises(EdgeCompressError, match=r"for a regression or multi-label model; its labels are values or 0/1 columns, which only an .npz \(or a folder of .npy\) holds"):
         load_dataset(tmp_path, Features((16,)), task="regression")
 
 
@@ -348,3 +348,87 @@ def test_an_image_autoencoder_takes_the_scale_it_is_given(tmp_path):
     assert open_model(tmp_path / "ae.keras", tmp_path / "img.npz").dataset.task == "anomaly"
     assert open_model(tmp_path / "ae.keras", tmp_path / "img.npz").spec.scale == "unit"
     assert open_model(tmp_path / "ae.keras", tmp_path / "img.npz", scale="symmetric").spec.scale == "symmetric"
+
+
+# ---------------------------------------------------------------- multi-label
+
+def _multilabel_arrays(n_train=600, n_test=300, labels=4, seed=0):
+    """Features (16,) and one 0/1 column per label: label j is on where a seeded projection of x is positive."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0, 1, (16, labels))
+    x = rng.normal(0, 1, (n_train + n_test, 16)).astype("float32")
+    y = (x @ w + rng.normal(0, 0.3, (len(x), labels)) > 0).astype("int64")
+    return {"x_train": x[:n_train], "y_train": y[:n_train], "x_test": x[n_train:], "y_test": y[n_train:],
+            "class_names": np.array([f"tag{j}" for j in range(labels)])}
+
+
+def test_mean_roc_auc_averages_the_labels_that_have_both_values():
+    from edgecompress.lite.tasks import mean_roc_auc, roc_auc, task
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (50, 3))
+    y[:, 2] = 1  # ranks nothing: left out
+    out = rng.uniform(0, 1, (50, 3))
+    assert mean_roc_auc(out, y) == pytest.approx((roc_auc(out[:, 0], y[:, 0]) + roc_auc(out[:, 1], y[:, 1])) / 2)
+    assert mean_roc_auc(y.astype(float), y) == 1.0
+    t = task("multilabel")
+    assert t.multi_label and t.value_labels and not t.outputs_values and t.metric == "mean ROC-AUC"
+    assert (t.predictions(np.array([[0.7, 0.2], [0.4, 0.9]])) == [[1, 0], [0, 1]]).all()
+    with pytest.raises(EdgeCompressError, match="outputs have 2 units per example and its labels 3 columns"):
+        mean_roc_auc(out[:, :2], y)
+    with pytest.raises(EdgeCompressError, match="at least one label"):
+        mean_roc_auc(out, np.ones((50, 3)))
+
+
+def test_a_model_of_several_sigmoid_units_is_multilabel_and_its_labels_are_checked(tmp_path):
+    from edgecompress.configs import Features
+    from edgecompress.data.datasets import load_dataset
+    from edgecompress.models.backend import keras
+    from edgecompress.models.keras_io import model_task, output_head
+
+    inp = keras.Input((16,))
+    model = keras.Model(inp, keras.layers.Dense(4, activation="sigmoid")(inp))
+    assert output_head(model) == "sigmoids" and model_task(model) == "multilabel"
+    arrays = _multilabel_arrays()
+    np.savez(tmp_path / "ml.npz", **arrays)
+    ds = load_dataset(tmp_path / "ml.npz", Features((16,)), task="multilabel")
+    assert ds.y_train.shape == (600, 4) and ds.class_names == ("tag0", "tag1", "tag2", "tag3")
+    np.savez(tmp_path / "bad.npz", **{**arrays, "y_train": arrays["y_train"] * 2})
+    with pytest.raises(EdgeCompressError, match="one 0/1 column per label"):
+        load_dataset(tmp_path / "bad.npz", Features((16,)), task="multilabel")
+    model.save(tmp_path / "ml.keras")
+    from edgecompress.models.user import open_model
+
+    with pytest.raises(EdgeCompressError, match="4 sigmoid units: a label per unit.*--task multilabel"):
+        open_model(tmp_path / "ml.keras", tmp_path / "ml.npz", task="classification")
+
+
+@pytest.mark.slow
+def test_a_multilabel_mlp_is_distilled_pruned_and_quantized_judged_by_mean_roc_auc(tmp_path):
+    """A Keras 3 MLP ending in four sigmoid units: build-edge reads the task from the model, trains and distils
+    by binary cross-entropy and MSE, and judges every file by the mean ROC-AUC of its units."""
+    import keras
+
+    arrays = _multilabel_arrays()
+    np.savez(tmp_path / "ml.npz", **arrays)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16,))
+    h = keras.layers.Dense(64, activation="relu")(keras.layers.Dense(64, activation="relu")(inp))
+    model = keras.Model(inp, keras.layers.Dense(4, activation="sigmoid")(h))
+    model.compile("adam", "binary_crossentropy")
+    model.fit(arrays["x_train"], arrays["y_train"], epochs=30, verbose=0)
+    model.save(tmp_path / "ml.keras")
+    (tmp_path / "r.json").write_text(json.dumps({"name": "r", "stages": [
+        {"stage": "distill", "width": 0.75, "epochs": 20}, {"stage": "prune", "final_sparsity": 0.5, "epochs": 4}],
+        "quantize": ["float32", "int8"]}))
+    proc = subprocess.run([sys.executable, "-m", "edgecompress", "build-edge", "--model", str(tmp_path / "ml.keras"),
+                           "--data", str(tmp_path / "ml.npz"), "--recipe", str(tmp_path / "r.json"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Task: multilabel, judged by mean ROC-AUC" in proc.stderr, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    arts = {a["name"]: a for a in report["artifacts"]}
+    assert arts["teacher_float32"]["accuracy"] > 0.9
+    assert arts["int8"]["accuracy"] > arts["teacher_float32"]["accuracy"] - 0.03
+    assert 0.8 < arts["int8"]["agreement"] <= 1.0  # the units compared one by one at p > 0.5
+    assert "| mean ROC-AUC | delta |" in (tmp_path / "out" / "report.md").read_text()

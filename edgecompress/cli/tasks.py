@@ -49,8 +49,9 @@ _B = BuildOptions()
                              "--recipe, else none).",
         "max_size_kb": "Quality gate: largest .tflite in KiB.",
         "max_latency_ms": "Quality gate: slowest host p50 in ms.",
-        "task": "What --model is for: classification (top-1) or anomaly (ROC-AUC of its reconstruction error or "
-                "score; --max-accuracy-drop 1 is 0.01 of it) (default: read from the model's shapes).",
+        "task": "What --model is for: classification (top-1), multilabel (mean ROC-AUC of its sigmoid units), "
+                "regression (R²) or anomaly (ROC-AUC of its reconstruction error or score); for the last three "
+                "--max-accuracy-drop 1 is 0.01 of the metric (default: read from the model's shapes and labels).",
     }
 )
 def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.out_dir, epochs=_B.epochs, seed=_B.seed,

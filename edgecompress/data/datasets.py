@@ -160,6 +160,12 @@ def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, tes
     ds = _load(source, preprocessing, test_fraction, seed, t.value_labels)
     if t.name == "classification":
         return ds
+    if t.multi_label:
+        for split, y in (("y_train", ds.y_train), ("y_test", ds.y_test)):
+            if y.ndim != 2 or not np.isin(y, (0, 1)).all():
+                raise EdgeCompressError(f"Dataset {ds.name}: for task={task!r} the labels are one 0/1 column per "
+                                        f"label (shape (N, labels)); {split} has shape {y.shape} and values "
+                                        f"{sorted(float(v) for v in np.unique(y))[:6]}.")
     if t.value_labels:
         return dataclasses.replace(ds, task=task)
     for split, y in (("y_train", ds.y_train), ("y_test", ds.y_test)):
@@ -174,9 +180,9 @@ def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, tes
 
 def _load(source, preprocessing, test_fraction, seed, values=False) -> Dataset:
     if values and not (str(source or "").endswith(".npz") or is_npy_folder(source)):
-        raise EdgeCompressError(f"Received an invalid value for `data`: {source!r} for a regression; its targets "
-                                "are values, which only an .npz (or a folder of .npy) holds: `x_train`, `y_train` "
-                                "(floats, (N,) or (N, outputs)), `x_test`, `y_test`.")
+        raise EdgeCompressError(f"Received an invalid value for `data`: {source!r} for a regression or multi-label "
+                                "model; its labels are values or 0/1 columns, which only an .npz (or a folder of "
+                                ".npy) holds: `x_train`, `y_train` ((N,) or (N, outputs)), `x_test`, `y_test`.")
     if source is None or str(source) == "default":
         return _from_npz(BUNDLED_PATH, preprocessing, test_fraction, seed,
                          name="fashion-mnist-subset", class_names=FASHION_MNIST_CLASSES)
@@ -271,8 +277,8 @@ def strata(y) -> np.ndarray:
     if not np.issubdtype(y.dtype, np.floating) or not len(y):
         return y
     v = y.reshape(len(y), -1)[:, 0]
-    if np.all(v == np.round(v)) and y.ndim == 1:
-        return v.astype(np.int64)  # class ids stored as floats
+    if np.all(v == np.round(v)) and (y.ndim == 1 or np.isin(y, (0, 1)).all()):
+        return v.astype(np.int64)  # class ids stored as floats; multi-label: the first label
     return np.searchsorted(np.quantile(v, np.linspace(0, 1, 11)[1:-1]), v, side="right")
 
 

@@ -300,7 +300,7 @@ def accuracy(model_path, x: np.ndarray, y: np.ndarray, task: str = "classificati
     interp = make_interpreter(check_tflite_file(model_path), num_threads=threads, use_xnnpack=xnnpack, runtime=runtime)
     outputs = predict(interp, x)
     t = tasks.task(task)
-    if not t.compares_labels:
+    if not t.compares_labels or t.multi_label:
         return {"task": t.name, "metric": t.score(x, outputs, y), "count": int(len(y))}
     pred = labels(outputs)
     return {"top1": float((pred == y).mean()), "count": int(len(y)), "predictions": pred.astype(int).tolist()}

@@ -10,6 +10,9 @@ classifier and 0.01 of ROC-AUC for an anomaly detector.
   (`numerics.labels`); labels are class ids.
 - `regression`: R² (the coefficient of determination, 1 - SSE/SST: 1 is exact, 0 is predicting the mean) of
   one or several value outputs against float labels; trains and distils by mean squared error.
+- `multilabel`: several sigmoid units, each a label of its own (labels: one 0/1 column per unit), judged by
+  the mean over the labels of each unit's ROC-AUC against its column; trains by binary cross-entropy and
+  distils by mean squared error against the teacher's probabilities.
 - `anomaly`: ROC-AUC of an anomaly score against labels 0 (normal) and 1
   (anomaly). The score is the reconstruction error (mean squared, per
   example) when the output has the input's shape (an autoencoder, MLPerf
@@ -98,6 +101,25 @@ def _auc(x, outputs, y) -> float:
     return roc_auc(anomaly_scores(x, outputs), y)
 
 
+def mean_roc_auc(outputs, y) -> float:
+    """The mean over labels (columns of `y`, 0/1) of the ROC-AUC of each output unit against its label; a label
+    whose test examples are all 0 or all 1 ranks nothing and is left out."""
+    out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+    y = np.asarray(y).reshape(len(y), -1)
+    if out.shape != y.shape:
+        raise EdgeCompressError(f"A multi-label model's outputs have {out.shape[1]} units per example and its labels "
+                                f"{y.shape[1]} columns; they must match (one 0/1 column per sigmoid unit).")
+    both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+    if not both:
+        raise EdgeCompressError("Mean ROC-AUC needs, for at least one label, test examples with it (1) and without "
+                                "it (0); every label column of the test split holds one value.")
+    return float(np.mean([roc_auc(out[:, j], y[:, j]) for j in both]))
+
+
+def _mean_auc(x, outputs, y) -> float:
+    return mean_roc_auc(outputs, y)
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """One task: its name, its metric, and how the metric is computed.
@@ -119,6 +141,8 @@ class Task:
             scores: it trains and distils by mean squared error instead of cross-entropy and soft targets.
         value_labels: Whether its labels are values (floats, one column per output) rather than class ids.
         as_percent: How a report writes the metric: as a percentage (top-1) or as a fraction (ROC-AUC).
+        multi_label: Whether each output unit is a label of its own (sigmoids, 0/1 label columns): trained by
+            binary cross-entropy, distilled by mean squared error, compared unit by unit at p > 0.5.
     """
 
     name: str
@@ -132,13 +156,17 @@ class Task:
     value_labels: bool = False
     as_percent: bool = True
     chance_is: str = "{n} classes"
+    multi_label: bool = False
 
     def score(self, x, outputs, y) -> float:
         """The metric of `outputs` (the model's, on inputs `x`) against labels `y`, as a fraction."""
         return self.measure(x, outputs, y)
 
     def predictions(self, outputs):
-        """What agreement between two files compares (class ids), or None where there is no such thing."""
+        """What agreement between two files compares (class ids; for multi-label, each unit at p > 0.5), or
+        None where there is no such thing."""
+        if self.multi_label:
+            return (np.asarray(outputs) > 0.5).astype(np.int64)
         return labels(outputs) if self.compares_labels else None
 
     def format(self, value) -> str:
@@ -157,6 +185,8 @@ TASKS = {t.name: t for t in (
     Task("anomaly", "ROC-AUC", _auc, chance=lambda num_classes: 0.5, floor=lambda num_classes: 0.55,
          compares_labels=False, reconstructs=True, outputs_values=True, as_percent=False,
          chance_is="scores that rank nothing"),
+    Task("multilabel", "mean ROC-AUC", _mean_auc, chance=lambda num_classes: 0.5, floor=lambda num_classes: 0.55,
+         value_labels=True, as_percent=False, multi_label=True, chance_is="scores that rank nothing"),
     Task("regression", "R²", _r2, chance=lambda num_classes: 0.0, floor=lambda num_classes: 0.05,
          compares_labels=False, outputs_values=True, value_labels=True, as_percent=False,
          chance_is="predicting the mean"),

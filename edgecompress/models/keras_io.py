@@ -69,7 +69,8 @@ HEADS = {"softmax": "softmax", "linear": "logits", None: "logits", "sigmoid": "s
 
 def output_head(model) -> str:
     """What `model` outputs: `"softmax"` (probabilities), `"logits"` (a Dense with no activation, trained
-    with `from_logits=True`) or `"sigmoid"` (one unit: the probability of class 1).
+    with `from_logits=True`), `"sigmoid"` (one unit: the probability of class 1) or `"sigmoids"` (several
+    units, each the probability of a label of its own: the `multilabel` task).
 
     Read from the last layer (through tfmot's pruning, clustering and QAT wrappers): a `Softmax` layer or
     an activation. A last layer of another kind (a `Reshape` after the softmax, say) is taken as
@@ -85,10 +86,7 @@ def output_head(model) -> str:
     name = act if isinstance(act, str) or act is None else getattr(act, "__name__", "softmax")
     head = HEADS.get(name, "softmax")
     if head == "sigmoid" and model.output_shape[-1] != 1:
-        raise EdgeCompressError(
-            f"Model {model.name!r} ends in {model.output_shape[-1]} sigmoid units: a multi-label head, which "
-            "edgecompress does not train yet. A classifier ends in softmax, in logits (no activation) or in one "
-            "sigmoid unit (two classes).")
+        return "sigmoids"  # a label per unit: the multilabel task
     if head == "logits" and model.output_shape[-1] == 1:
         raise EdgeCompressError(
             f"Model {model.name!r} ends in one unit with no activation: a binary logit or a regression, which "
@@ -100,11 +98,14 @@ def output_head(model) -> str:
 
 def model_task(model) -> str:
     """The task (`lite.tasks`) a model's shapes say it has: `"anomaly"` for a model whose output has its
-    input's shape (an autoencoder: its reconstruction error is the anomaly score), else `"classification"`.
+    input's shape (an autoencoder: its reconstruction error is the anomaly score), `"multilabel"` for one that
+    ends in several sigmoid units, else `"classification"`.
     `--task` overrides it."""
     if not isinstance(model.input_shape, list) and not isinstance(model.output_shape, list) and \
             tuple(model.output_shape[1:]) == tuple(model.input_shape[1:]):
         return "anomaly"
+    if not isinstance(model.output_shape, list) and output_head(model) == "sigmoids":
+        return "multilabel"
     return "classification"
 
 
@@ -127,6 +128,10 @@ def compile_classifier(model, learning_rate: float = 1e-3, task: str = "classifi
 
     if tasks.task(task).outputs_values:  # a reconstruction, a regression
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.MeanSquaredError())
+        return model
+    if tasks.task(task).multi_label:  # a 0/1 label per sigmoid unit
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.BinaryCrossentropy(),
+                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
         return model
     head = output_head(model)
     model.compile(

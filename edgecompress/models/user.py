@@ -92,7 +92,13 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     if isinstance(spec, Preprocessing) and npz_holds_features(data):  # a (49, 10, 1) MFCC input looks like an image
         spec = Features(spec.input_shape)
     # What the model and the labels say: an autoencoder detects anomalies; value labels make a regression.
-    task = task or ("regression" if npz_holds_values(data) else models.model_task(model))
+    # The model's shapes first (an autoencoder, several sigmoid units), then labels that are values.
+    shaped = models.model_task(model)
+    task = task or (shaped if shaped != "classification" else "regression" if npz_holds_values(data) else shaped)
+    if task == "classification" and shaped == "multilabel":
+        raise EdgeCompressError(f"Model {path} ends in {model.output_shape[-1]} sigmoid units: a label per unit "
+                                "(multi-label), not one class per example. Pass `--task multilabel` with labels of one "
+                                "0/1 column per unit (an .npz), or end the model in softmax for one class per example.")
     dataset = load_dataset(data, spec, seed=seed, task=task)
     if task != "classification":
         return _other_task(model, dataset, fmt, log, scale)
@@ -123,7 +129,7 @@ def _other_task(model, dataset, fmt, log, scale) -> UserModel:
     t = task(dataset.task)
     if t.value_labels and tuple(model.output_shape[1:]) != (tuple(dataset.y_train.shape[1:]) or (1,)):
         raise EdgeCompressError(f"Model {model.name!r} outputs {tuple(model.output_shape[1:])} values and the "
-                                f"regression labels have shape {tuple(dataset.y_train.shape[1:]) or (1,)} per "
+                                f"labels have shape {tuple(dataset.y_train.shape[1:]) or (1,)} per "
                                 "example; they must match (one label column per output unit).")
     logger.info("Task: %s, judged by %s%s", t.name, t.metric,
                 " of the reconstruction error (the model outputs its input's shape)" if t.reconstructs else "")

@@ -127,10 +127,15 @@ def _distiller_class():
             # A model of values (an autoencoder, whose `y` is its input; a regression) learns `y` and the
             # teacher's outputs by mean squared error.
             self.of_values = tasks.task(task).outputs_values
+            # Several labels (sigmoid units): binary cross-entropy against the labels, and the teacher's
+            # probabilities by mean squared error.
+            self.multi_label = tasks.task(task).multi_label
+            self.tracks_accuracy = not (self.of_values or self.multi_label)
+            self.bce = keras.losses.BinaryCrossentropy(reduction=keras.losses.Reduction.NONE)
             self.mse = keras.losses.MeanSquaredError(reduction=keras.losses.Reduction.NONE)
             # Both models' outputs become log-probabilities over the classes first, whatever their head
             # (`models.output_head`): a logits head is log-softmaxed, never log(p) of a negative number.
-            self.teacher_head, self.student_head = ((None, None) if self.of_values else
+            self.teacher_head, self.student_head = ((None, None) if not self.tracks_accuracy else
                                                     (output_head(teacher), output_head(student)))
             self.ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True,
                                                                  reduction=keras.losses.Reduction.NONE)
@@ -141,7 +146,7 @@ def _distiller_class():
 
         @property
         def metrics(self):
-            return [self.student_loss_tracker, self.distill_loss_tracker] + ([] if self.of_values else [self.acc])
+            return [self.student_loss_tracker, self.distill_loss_tracker] + ([self.acc] if self.tracks_accuracy else [])
 
         def call(self, x, training=False):
             return self.student(x, training=training)
@@ -163,6 +168,11 @@ def _distiller_class():
                 s = self.student(x, training=training)
                 hard = self.mse(flat(y), flat(s))
                 soft = self.mse(flat(self.teacher(x, training=False)), flat(s))
+                return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
+            if self.multi_label:
+                s = self.student(x, training=training)
+                hard = self.bce(y, s)
+                soft = self.mse(self.teacher(x, training=False), s)
                 return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
             t = self._log_probs(self.teacher(x, training=False), self.teacher_head)
             s_out = self.student(x, training=training)
@@ -193,7 +203,7 @@ def _distiller_class():
         def _update(self, y, hard, soft, s):
             self.student_loss_tracker.update_state(hard)
             self.distill_loss_tracker.update_state(soft)
-            if not self.of_values:
+            if self.tracks_accuracy:
                 self.acc.update_state(y, s)
             return {m.name: m.result() for m in self.metrics}
 
@@ -265,7 +275,7 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g", teacher.name, count_params(teacher),
                 student.name, count_params(student), config.temperature, config.alpha)
     # A model of values has no top-1 while it trains: its held-out squared error stands in.
-    monitor = ("val_student_loss", "min") if distiller.of_values else ("val_accuracy", "max")
+    monitor = ("val_accuracy", "max") if distiller.tracks_accuracy else ("val_student_loss", "min")
     callbacks = [] if config.patience is None else [keras.callbacks.EarlyStopping(
         monitor=monitor[0], mode=monitor[1], patience=config.patience, restore_best_weights=True)]
     hist = fit(distiller, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
