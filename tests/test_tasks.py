@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -432,3 +433,20 @@ def test_a_multilabel_mlp_is_distilled_pruned_and_quantized_judged_by_mean_roc_a
     assert arts["int8"]["accuracy"] > arts["teacher_float32"]["accuracy"] - 0.03
     assert 0.8 < arts["int8"]["agreement"] <= 1.0  # the units compared one by one at p > 0.5
     assert "| mean ROC-AUC | delta |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_max_metric_drop_is_the_limit_in_the_metrics_own_units():
+    from edgecompress.builder.options import BuildOptions
+    from edgecompress.pipeline import closed_loop
+
+    opts = BuildOptions(model="m.keras", max_metric_drop=0.02)
+    assert opts.max_accuracy_drop == pytest.approx(2.0)  # 0.02 of ROC-AUC = 2 points
+    assert closed_loop(opts).max_accuracy_drop == pytest.approx(2.0)  # not replaced by the default 1.0
+    assert BuildOptions.from_dict(opts.to_dict()).max_accuracy_drop == pytest.approx(2.0)
+    with pytest.raises(EdgeCompressError, match="give one of them"):
+        BuildOptions(max_metric_drop=0.02, max_accuracy_drop=1.0)
+    with pytest.raises(EdgeCompressError, match="max_metric_drop"):
+        BuildOptions(max_metric_drop=-1)
+    proc = subprocess.run([sys.executable, "-m", "invoke", "--help", "build-edge"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert "--max-metric-drop" in proc.stdout

@@ -62,6 +62,8 @@ class BuildOptions(Config):
             `gate.Constraints`): the artifact meeting them all is written as
             `selected.tflite`; when int8 loses too much, selective int8
             (`qdebug.recover_int8`) is tried first. Default to None.
+        max_metric_drop: The accuracy limit in the metric's own units (0.01 = 0.01 of ROC-AUC or R², or one
+            point of top-1): sets `max_accuracy_drop` to 100 times it. Give one of the two. Defaults to None.
         task: What a user's model is for (`lite.tasks`: `classification`, `anomaly`), which sets its metric
             (top-1, ROC-AUC); `max_accuracy_drop` is in points of it (0.01 of ROC-AUC per point). Defaults
             to None: what the model's shapes say (`keras_io.model_task`).
@@ -92,6 +94,7 @@ class BuildOptions(Config):
     max_size_kb: float | None = None
     max_latency_ms: float | None = None
     task: str | None = None
+    max_metric_drop: float | None = None
 
     def __post_init__(self):
         require(isinstance(self.budget_minutes, (int, float)) and self.budget_minutes > 0,
@@ -108,6 +111,15 @@ class BuildOptions(Config):
         from edgecompress.models.user import check_scale_name
 
         check_scale_name(self.scale)
+        if self.max_metric_drop is not None:
+            require(isinstance(self.max_metric_drop, (int, float)) and self.max_metric_drop >= 0,
+                    "Received an invalid value for `max_metric_drop`, expected a number >= 0 in the metric's units "
+                    f"(0.01 of ROC-AUC). Received: max_metric_drop={self.max_metric_drop!r}")
+            points = 100.0 * self.max_metric_drop
+            require(self.max_accuracy_drop is None or abs(self.max_accuracy_drop - points) < 1e-9,
+                    f"Received both `max_accuracy_drop`={self.max_accuracy_drop!r} (points) and `max_metric_drop`="
+                    f"{self.max_metric_drop!r} (the metric's units, {points:g} points): give one of them.")
+            object.__setattr__(self, "max_accuracy_drop", points)
         if self.task is not None:
             from edgecompress.lite.tasks import task
 

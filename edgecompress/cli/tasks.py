@@ -49,6 +49,8 @@ _B = BuildOptions()
                              "--recipe, else none).",
         "max_size_kb": "Quality gate: largest .tflite in KiB.",
         "max_latency_ms": "Quality gate: slowest host p50 in ms.",
+        "max_metric_drop": "The accuracy limit in the metric's own units, instead of --max-accuracy-drop: 0.01 is "
+                           "0.01 of ROC-AUC or R² (one point of top-1).",
         "task": "What --model is for: classification (top-1), multilabel (mean ROC-AUC of its sigmoid units), "
                 "regression (R²) or anomaly (ROC-AUC of its reconstruction error or score); for the last three "
                 "--max-accuracy-drop 1 is 0.01 of the metric (default: read from the model's shapes and labels).",
@@ -58,7 +60,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                threads=_B.threads, runs=_B.runs, scale=_B.scale, unsafe=False, quiet=False, strategy=_B.strategy,
                no_cache=False, max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None,
                budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None,
-               task=None):
+               task=None, max_metric_drop=None):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -73,7 +75,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                             max_latency_ms=_num(max_latency_ms),
                             search=("default" if search is True else search) or None,
                             budget_minutes=float(budget_minutes), workers=int(workers), storage=storage,
-                            artifacts=artifacts, study=study, task=task)
+                            artifacts=artifacts, study=study, task=task, max_metric_drop=_num(max_metric_drop))
         try:
             report = run(opts)
         except PartialBuildError as e:
