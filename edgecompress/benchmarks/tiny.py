@@ -344,7 +344,7 @@ def draw_scene(has_target: bool, size: int, rng) -> np.ndarray:
     return np.asarray(img, np.uint8)
 
 
-def make_vww_data(train: int = 3000, test: int = 1000, seed: int = 0) -> dict:
+def make_vww_data(train: int = 10000, test: int = 1000, seed: int = 0) -> dict:
     """96x96 colour scenes with (1) or without (0) a star, as uint8 arrays."""
     rng = np.random.default_rng(seed)
     y = np.arange(train + test) % 2
@@ -368,6 +368,7 @@ class TinyTask:
     learning_rate: float
     floor: float
     autoencoder: bool = False
+    augment: bool = False  # random flips and shifts while it trains (not in the saved model)
 
 
 MLPERF_TINY = {
@@ -377,8 +378,9 @@ MLPERF_TINY = {
                    learning_rate=1e-3, floor=0.8, autoencoder=True),
     "ic": TinyTask(lambda: make_ic_data(), lambda k, a: resnet8(k, (32, 32, 3), len(a["class_names"])), epochs=20,
                    learning_rate=2e-3, floor=0.8),
-    "vww": TinyTask(lambda: make_vww_data(), lambda k, a: mobilenet_v1(k, (96, 96, 3), 2), epochs=20,
-                    learning_rate=2e-3, floor=0.7),
+    # On 3,000 scenes without augmentation MobileNetV1 reached 63.5% (train loss 0.009, val loss 1.06).
+    "vww": TinyTask(lambda: make_vww_data(), lambda k, a: mobilenet_v1(k, (96, 96, 3), 2), epochs=30,
+                    learning_rate=2e-3, floor=0.7, augment=True),
 }
 
 
@@ -397,9 +399,15 @@ def train(name: str, arrays: dict, *, epochs: int | None = None, seed: int = 0):
         model = _with_rescaling(keras, model)
         x, xs = x.astype("float32"), xs.astype("float32")
     lr = keras.optimizers.schedules.CosineDecay(task.learning_rate, task.epochs * int(np.ceil(len(x) / 64)))
-    model.compile(keras.optimizers.Adam(lr), "mse" if task.autoencoder else "sparse_categorical_crossentropy")
-    model.fit(x, x if task.autoencoder else arrays["y_train"], batch_size=64, epochs=epochs or task.epochs,
-              verbose=2, shuffle=True, validation_split=0.1)
+    trainer = model
+    if task.augment:  # flips and shifts in front while it trains; the saved model is `model` alone
+        inp = keras.Input(model.input_shape[1:])
+        h = keras.layers.RandomFlip("horizontal", seed=seed)(inp)
+        h = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed)(h)
+        trainer = keras.Model(inp, model(h))
+    trainer.compile(keras.optimizers.Adam(lr), "mse" if task.autoencoder else "sparse_categorical_crossentropy")
+    trainer.fit(x, x if task.autoencoder else arrays["y_train"], batch_size=64, epochs=epochs or task.epochs,
+                verbose=2, shuffle=True, validation_split=0.1)
     out = model.predict(xs, verbose=0)
     metric = metric_of("anomaly" if task.autoencoder else "classification").score(xs, out, arrays["y_test"])
     return model, metric
