@@ -260,6 +260,20 @@ def test_r2_and_value_labels_make_a_regression(tmp_path):
         load_dataset(tmp_path, Features((16,)), task="regression")
 
 
+def _distil_prune_int8(tmp_path, name):
+    """build-edge on `tmp_path/<name>.keras` and `<name>.npz` with a recipe of distillation (0.75 wide),
+    pruning to 50% and int8; returns (stderr, artifacts by name, report.md)."""
+    (tmp_path / "r.json").write_text(json.dumps({"name": "r", "stages": [
+        {"stage": "distill", "width": 0.75, "epochs": 20}, {"stage": "prune", "final_sparsity": 0.5, "epochs": 4}],
+        "quantize": ["float32", "int8"]}))
+    proc = subprocess.run([sys.executable, "-m", "edgecompress", "build-edge", "--model", str(tmp_path / f"{name}.keras"),
+                           "--data", str(tmp_path / f"{name}.npz"), "--recipe", str(tmp_path / "r.json"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    return proc.stderr, {a["name"]: a for a in report["artifacts"]}, (tmp_path / "out" / "report.md").read_text()
+
+
 @pytest.mark.slow
 def test_a_regression_mlp_is_distilled_pruned_and_quantized_judged_by_r2(tmp_path):
     """A Keras 3 MLP with one linear output on float targets: build-edge reads the task from the labels,
@@ -275,19 +289,11 @@ def test_a_regression_mlp_is_distilled_pruned_and_quantized_judged_by_r2(tmp_pat
     model.compile("adam", "mse")
     model.fit(arrays["x_train"], arrays["y_train"], epochs=40, verbose=0)
     model.save(tmp_path / "reg.keras")
-    (tmp_path / "r.json").write_text(json.dumps({"name": "r", "stages": [
-        {"stage": "distill", "width": 0.75, "epochs": 20}, {"stage": "prune", "final_sparsity": 0.5, "epochs": 4}],
-        "quantize": ["float32", "int8"]}))
-    proc = subprocess.run([sys.executable, "-m", "edgecompress", "build-edge", "--model", str(tmp_path / "reg.keras"),
-                           "--data", str(tmp_path / "reg.npz"), "--recipe", str(tmp_path / "r.json"),
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Task: regression, judged by R²" in proc.stderr and "Distilled student: R² " in proc.stderr
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    arts = {a["name"]: a for a in report["artifacts"]}
+    stderr, arts, md = _distil_prune_int8(tmp_path, "reg")
+    assert "Task: regression, judged by R²" in stderr and "Distilled student: R² " in stderr
     assert arts["teacher_float32"]["accuracy"] > 0.8
     assert arts["int8"]["accuracy"] > arts["teacher_float32"]["accuracy"] - 0.05
-    assert "| R² | delta |" in (tmp_path / "out" / "report.md").read_text()
+    assert "| R² | delta |" in md
 
 
 def test_a_folder_of_npy_files_is_read_memory_mapped_like_an_npz(tmp_path):
@@ -419,20 +425,12 @@ def test_a_multilabel_mlp_is_distilled_pruned_and_quantized_judged_by_mean_roc_a
     model.compile("adam", "binary_crossentropy")
     model.fit(arrays["x_train"], arrays["y_train"], epochs=30, verbose=0)
     model.save(tmp_path / "ml.keras")
-    (tmp_path / "r.json").write_text(json.dumps({"name": "r", "stages": [
-        {"stage": "distill", "width": 0.75, "epochs": 20}, {"stage": "prune", "final_sparsity": 0.5, "epochs": 4}],
-        "quantize": ["float32", "int8"]}))
-    proc = subprocess.run([sys.executable, "-m", "edgecompress", "build-edge", "--model", str(tmp_path / "ml.keras"),
-                           "--data", str(tmp_path / "ml.npz"), "--recipe", str(tmp_path / "r.json"),
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Task: multilabel, judged by mean ROC-AUC" in proc.stderr, proc.stderr[-3000:]
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    arts = {a["name"]: a for a in report["artifacts"]}
+    stderr, arts, md = _distil_prune_int8(tmp_path, "ml")
+    assert "Task: multilabel, judged by mean ROC-AUC" in stderr, stderr[-3000:]
     assert arts["teacher_float32"]["accuracy"] > 0.9
     assert arts["int8"]["accuracy"] > arts["teacher_float32"]["accuracy"] - 0.03
     assert 0.8 < arts["int8"]["agreement"] <= 1.0  # the units compared one by one at p > 0.5
-    assert "| mean ROC-AUC | delta |" in (tmp_path / "out" / "report.md").read_text()
+    assert "| mean ROC-AUC | delta |" in md
 
 
 def test_max_metric_drop_is_the_limit_in_the_metrics_own_units():

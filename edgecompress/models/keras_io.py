@@ -76,17 +76,7 @@ def output_head(model) -> str:
     an activation. A last layer of another kind (a `Reshape` after the softmax, say) is taken as
     probabilities, as before heads were read.
     """
-    layer = model.layers[-1]
-    while hasattr(layer, "layer") and not hasattr(layer, "activation"):  # tfmot's wrappers
-        layer = layer.layer
-    cls = type(layer).__name__
-    if cls == "Softmax":
-        return "softmax"
-    act = getattr(layer, "activation", "softmax")
-    name = act if isinstance(act, str) or act is None else getattr(act, "__name__", "softmax")
-    head = HEADS.get(name, "softmax")
-    if head == "sigmoid" and model.output_shape[-1] != 1:
-        return "sigmoids"  # a label per unit: the multilabel task
+    head = _last_activation(model)
     if head == "logits" and model.output_shape[-1] == 1:
         raise EdgeCompressError(
             f"Model {model.name!r} ends in one unit with no activation: a binary logit or a regression, which "
@@ -94,6 +84,19 @@ def output_head(model) -> str:
             "values, not class ids); for two classes add `activation=\"sigmoid\"` to the last Dense, or end in a "
             "Dense with one unit per class.")
     return head
+
+
+def _last_activation(model) -> str:
+    """`output_head`'s reading of the last layer, unchecked."""
+    layer = model.layers[-1]
+    while hasattr(layer, "layer") and not hasattr(layer, "activation"):  # tfmot's wrappers
+        layer = layer.layer
+    if type(layer).__name__ == "Softmax":
+        return "softmax"
+    act = getattr(layer, "activation", "softmax")
+    name = act if isinstance(act, str) or act is None else getattr(act, "__name__", "softmax")
+    head = HEADS.get(name, "softmax")
+    return "sigmoids" if head == "sigmoid" and model.output_shape[-1] != 1 else head  # sigmoids: a label per unit
 
 
 def model_task(model) -> str:
@@ -104,7 +107,7 @@ def model_task(model) -> str:
     if not isinstance(model.input_shape, list) and not isinstance(model.output_shape, list) and \
             tuple(model.output_shape[1:]) == tuple(model.input_shape[1:]):
         return "anomaly"
-    if not isinstance(model.output_shape, list) and output_head(model) == "sigmoids":
+    if not isinstance(model.output_shape, list) and _last_activation(model) == "sigmoids":
         return "multilabel"
     return "classification"
 
