@@ -150,6 +150,12 @@ def test_pareto_marks_match_brute_force():
                         and (b["gzip_bytes"] < a["gzip_bytes"] or b["accuracy"] > a["accuracy"]) for b in arts)
         assert a["pareto"]["size"] == (not dominated)
     assert sum(a["pareto"]["latency"] for a in arts) >= 1
+    for a in arts:  # three axes: smaller, faster, more accurate
+        cost = lambda b: (b["gzip_bytes"], b["latency_ms"]["p50"], -b["accuracy"])  # noqa: E731
+        dominated = any(all(x <= y for x, y in zip(cost(b), cost(a))) and cost(b) != cost(a) for b in arts)
+        assert a["pareto"]["size+latency"] == (not dominated)
+        assert not (a["pareto"]["size"] or a["pareto"]["latency"]) or a["pareto"]["size+latency"] or any(
+            cost(b) == cost(a) for b in arts if b is not a)  # a 2-axis front point is on the 3-axis front
     assert pareto([(1, 0.5), (1, 0.5)]) == [0, 1]  # ties are both kept
     assert pareto([(2, 0.9), (1, 0.9)]) == [1]
 
@@ -185,6 +191,44 @@ def test_search_measures_every_trial_on_validation_and_reuses_shared_stages(tmp_
                    options=BuildOptions(runs=10, warmup=2), verbose=0, out_dir=tmp_path).report_fields()
     assert again["search"]["resumed_trials"] == 4 and len(again["search"]["candidates"]) == 4
     assert [a["sha256"] for a in again["artifacts"]] == [a["sha256"] for a in r["artifacts"]]
+
+
+def test_a_recipe_says_which_levers_it_pulls():
+    from edgecompress.recipes.recipe import Recipe
+
+    r = Recipe.from_dict({"name": "x", "quantize": ["int8"], "stages": [
+        {"stage": "distill", "width": 0.5}, {"stage": "factorize"}, {"stage": "prune", "final_sparsity": 0.75},
+        {"stage": "cluster", "number_of_clusters": 8}]})
+    assert r.levers() == ("structured (speed and size): width 0.5, factorized (energy 0.9); "
+                          "unstructured (size only): 75% sparse, 8 clusters")
+    assert Recipe.from_dict({"name": "y", "quantize": ["int8"], "stages": []}).levers() == "none (quantization alone)"
+    full_width = Recipe.from_dict({"name": "z", "quantize": ["int8"], "stages": [{"stage": "distill", "width": 1.0}]})
+    assert full_width.levers() == "none (quantization alone)"
+
+
+@pytest.mark.slow
+def test_max_latency_ms_is_a_constraint_on_every_trial(tmp_path, tiny_model, tiny_dataset, calibration_pixels,
+                                                       caplog):
+    """With one worker each trial's file is timed alone: its p50 less the limit is an Optuna constraint (feasible
+    when <= 0), beside the accuracy limit, and the log line says it and which levers the recipe pulled."""
+    from edgecompress.builder.options import BuildOptions
+    from edgecompress.recipes.cache import StageCache
+    from edgecompress.search import study as optimize
+
+    caplog.set_level("INFO")
+    space = SearchSpace.from_dict({**TINY_SPACE, "sampler": "grid", "quantize": ["int8"]})
+    r = _search(tiny_model, tiny_dataset, space, calibration_pixels, StageCache(tmp_path / "cache"), "tiny",
+                budget_minutes=10, max_accuracy_drop=50.0, verbose=0, out_dir=tmp_path,
+                options=BuildOptions(runs=10, warmup=2, max_latency_ms=1e-6))
+    assert r["search"]["counts"] == {"done": 2}
+    assert "over --max-latency-ms 1e-06" in caplog.text and "levers: structured (speed and size): width 0.5" in caplog.text
+    assert "unstructured (size only): 50% sparse" in caplog.text
+    import optuna
+
+    study = optuna.load_study(study_name=optimize.STUDY_NAME, storage=optimize.open_storage(None, tmp_path))
+    for t in study.get_trials():
+        assert t.user_attrs["latency_constraint"] > 0
+        assert t.system_attrs["constraints:latency_ms"] == t.user_attrs["latency_constraint"]
 
 
 @pytest.mark.slow

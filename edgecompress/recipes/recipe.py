@@ -62,6 +62,17 @@ class Recipe(Config):
         require(bool(convs), f"Recipe {self.name!r} has an empty `quantize` list; name at least 'float32'.")
         object.__setattr__(self, "quantize", convs)
 
+    def levers(self) -> str:
+        """What this recipe's stages pull, as a log line says it: "structured (speed and size): width 0.5;
+        unstructured (size only): 75% sparse", or "none (quantization alone)"."""
+        kinds = {}
+        for stage in self.stages:
+            lever = stage.lever()
+            if lever:
+                kinds.setdefault(lever[0], []).append(lever[1])
+        names = {"structured": "structured (speed and size)", "unstructured": "unstructured (size only)"}
+        return "; ".join(f"{names[k]}: {', '.join(v)}" for k, v in kinds.items()) or "none (quantization alone)"
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

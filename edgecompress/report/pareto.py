@@ -22,14 +22,25 @@ def pareto(points) -> list[int]:
     return front
 
 
+def non_dominated(points) -> list[int]:
+    """Indices of `points` (tuples of costs, each to minimize) that no other point matches or beats in every
+    cost while beating in one: the front in any number of axes."""
+    return [i for i, p in enumerate(points)
+            if not any(all(q_k <= p_k for q_k, p_k in zip(q, p)) and q != p for j, q in enumerate(points) if j != i)]
+
+
 def mark_pareto(artifacts) -> None:
-    """Sets `pareto = {"size": ..., "latency": ...}` in each `results.Artifact`'s extra: on the front of
-    top-1 against gzip bytes, and against p50 latency."""
+    """Sets `pareto = {"size": ..., "latency": ..., "size+latency": ...}` in each `results.Artifact`'s extra:
+    on the front of top-1 against gzip bytes, against p50 latency, and of all three axes at once (a file
+    there is worth shipping for some balance of size, speed and accuracy)."""
     for a in artifacts:
-        a.extra["pareto"] = {"size": False, "latency": False}
+        a.extra["pareto"] = {"size": False, "latency": False, "size+latency": False}
     for axis, cost in (("size", lambda a: a.gzip_bytes), ("latency", lambda a: a.p50_ms)):
         for i in pareto([(cost(a), a.accuracy) for a in artifacts]):
             artifacts[i].extra["pareto"][axis] = True
+    if all(a.p50_ms is not None for a in artifacts):
+        for i in non_dominated([(a.gzip_bytes, a.p50_ms, -a.accuracy) for a in artifacts]):
+            artifacts[i].extra["pareto"]["size+latency"] = True
 
 
 def hypervolume(points, reference) -> float:

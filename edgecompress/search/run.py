@@ -486,7 +486,8 @@ def judging_split(dataset, space: SearchSpace, seed: int = 0, holdout: str = "te
     return judge, report, {**how, "holdout": holdout}
 
 
-def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None) -> dict:
+def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None,
+                max_latency_ms=None) -> dict:
     """What a study is made of; a worker whose own differ may not join (`optimize.open_study`)."""
     import numpy as np
 
@@ -498,6 +499,7 @@ def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_acc
     return {"teacher": h.hexdigest()[:16], "data": dataset.fingerprint()[:16], "space": space.fingerprint(),
             "calibration": hashlib.sha256(pixels.tobytes()).hexdigest()[:16], "seed": seed,
             "max_accuracy_drop": max_accuracy_drop,
+            **({"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {}),
             "versions": hashlib.sha256(json.dumps(versions(), sort_keys=True).encode()).hexdigest()[:16]}
 
 
@@ -550,7 +552,9 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     store_dir.mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(store_dir))
     study_storage = optimize.open_storage(storage, out_dir)
-    fp = fingerprint(teacher, val, space, pixels, seed=seed, max_accuracy_drop=max_accuracy_drop)
+    max_latency_ms = getattr(options, "max_latency_ms", None)
+    fp = fingerprint(teacher, val, space, pixels, seed=seed, max_accuracy_drop=max_accuracy_drop,
+                     max_latency_ms=max_latency_ms)
     name = study_name or optimize.STUDY_NAME
     study = optimize.open_study(study_storage, space, fp, seed=seed, name=name, where=optimize.describe_url(storage))
     study.set_user_attr("ready", False)  # until the teacher is measured and the deadline set
@@ -601,7 +605,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     if workers == 1:
         ctx = optimize.TrialContext(teacher, val, space, pixels, cache, teacher_key, baseline.extra["val_accuracy"],
                                     max_accuracy_drop, store, seed=seed, verbose=verbose,
-                                    measure=MeasureSettings(threads, runs=20, warmup=5))
+                                    measure=MeasureSettings(threads, runs=20, warmup=5),
+                                    max_latency_ms=max_latency_ms)
         optimize.run_worker(study, study_storage, ctx, deadline=deadline, trials=space.trials)
     else:
         optimize.run_local_workers(study, study_storage, worker_command, workers)

@@ -221,6 +221,9 @@ class TrialContext:
     verbose: int = 0
     # Latency is measured again one file at a time after the study; a trial's is only indicative.
     measure: MeasureSettings = MeasureSettings(runs=20, warmup=5)
+    # `--max-latency-ms` as a constraint on each trial (p50 of its file, minus the limit): only where the
+    # trial's file is timed alone (one worker); with several, the final selection holds it.
+    max_latency_ms: float | None = None
 
 
 def worker_id() -> str:
@@ -432,6 +435,9 @@ class Objective:
             if "constraint" in same.user_attrs:
                 trial.set_user_attr("constraint", same.user_attrs["constraint"])
                 trial.set_constraint("accuracy_drop", same.user_attrs["constraint"][0])
+            if "latency_constraint" in same.user_attrs:
+                trial.set_user_attr("latency_constraint", same.user_attrs["latency_constraint"])
+                trial.set_constraint("latency_ms", same.user_attrs["latency_constraint"])
             return tuple(same.values)
         self.duplicates_in_a_row = 0
         with _Heartbeat(trial, beat=not _heartbeat_storage(self.storage)):
@@ -549,6 +555,12 @@ class Objective:
         if ctx.max_accuracy_drop is not None:  # points over the limit; <= 0 is feasible
             trial.set_user_attr("constraint", [drop - ctx.max_accuracy_drop])
             trial.set_constraint("accuracy_drop", drop - ctx.max_accuracy_drop)
+        slow = ""
+        if ctx.max_latency_ms is not None and art.p50_ms is not None:  # ms over the limit; <= 0 is feasible
+            trial.set_user_attr("latency_constraint", art.p50_ms - ctx.max_latency_ms)
+            trial.set_constraint("latency_ms", art.p50_ms - ctx.max_latency_ms)
+            slow = (f"; p50 {art.p50_ms:.3f} ms, {'within' if art.p50_ms <= ctx.max_latency_ms else 'over'} "
+                    f"--max-latency-ms {ctx.max_latency_ms:g}")
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
         rung = f" (ladder: {trial.user_attrs['rung']})" if "rung" in trial.user_attrs else ""
         ok = ctx.max_accuracy_drop is not None and drop <= ctx.max_accuracy_drop
@@ -557,9 +569,9 @@ class Objective:
             f"(-{ctx.max_accuracy_drop:g}): {'kept' if ok else 'dropped'}")
         deadline = trial.study.user_attrs.get("deadline")
         left = f"; {max(0.0, deadline - time.time()) / 60:.0f} min of the budget left" if deadline else ""
-        logger.info("[trial %d] %s%s: held-out %s at %.1f KB gzipped (%.0f s)%s%s", trial.number, art.name,
-                    rung, tasks.task(ctx.dataset.task).says(art.accuracy), art.gzip_bytes / 1024, time.time() - t0,
-                    verdict, left)
+        logger.info("[trial %d] %s%s: held-out %s at %.1f KB gzipped (%.0f s)%s%s; levers: %s%s", trial.number,
+                    art.name, rung, tasks.task(ctx.dataset.task).says(art.accuracy), art.gzip_bytes / 1024,
+                    time.time() - t0, verdict, slow, recipe.levers(), left)
         return art.accuracy, float(art.gzip_bytes)
 
 

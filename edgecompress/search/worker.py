@@ -77,7 +77,8 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
 
     val, _, _ = judging_split(dataset, space, options.seed, found.user_attrs.get("holdout", "test"))
 
-    fp = fingerprint(model_, val, space, pixels, seed=options.seed, max_accuracy_drop=options.max_accuracy_drop)
+    fp = fingerprint(model_, val, space, pixels, seed=options.seed, max_accuracy_drop=options.max_accuracy_drop,
+                     max_latency_ms=options.max_latency_ms)
     study_ = optimize.open_study(storage_obj, space, fp, seed=options.seed, worker=worker_index + 1, name=name,
                                  join=True, where=optimize.describe_url(storage))
     from optuna.artifacts import FileSystemArtifactStore

@@ -21,6 +21,12 @@ class _StageConfig(Config):
     STAGE = ""
     REPORTS: tuple = ()
 
+    def lever(self) -> tuple[str, str] | None:
+        """(kind, what) this stage pulls: `"structured"` (fewer channels or ranks: less work, so faster and
+        smaller), `"unstructured"` (zeros or shared values: a smaller download, the same dense work on a
+        CPU), or None."""
+        return None
+
 
 INITS = ("auto", "teacher", "random")
 
@@ -69,6 +75,9 @@ class DistillConfig(_StageConfig):
     """
 
     STAGE = "distill"
+
+    def lever(self):
+        return ("structured", f"width {self.width:g}") if self.width < 1 else None
 
     width: float = 0.5
     student: str | None = None
@@ -138,6 +147,9 @@ class FactorizeConfig(_StageConfig):
 
     STAGE = "factorize"
 
+    def lever(self):
+        return "structured", "factorized" + (f" (energy {self.energy:g})" if not self.ranks else " (fixed ranks)")
+
     energy: float = 0.9
     ratio: float | None = None
     ranks: dict = dataclasses.field(default_factory=dict)
@@ -204,6 +216,9 @@ class PruneConfig(_StageConfig):
     """
 
     STAGE = "prune"
+
+    def lever(self):
+        return "unstructured", f"{100 * self.final_sparsity:.0f}% sparse"
 
     final_sparsity: float = 0.8
     initial_sparsity: float = 0.5
@@ -295,6 +310,9 @@ class ClusterConfig(_StageConfig):
 
     STAGE = "cluster"
     REPORTS = ("accuracy", "params", "unique_weights", "clustered_layers")
+
+    def lever(self):
+        return "unstructured", f"{self.number_of_clusters} clusters"
 
     number_of_clusters: int = 16
     init: str = "kmeans++"
