@@ -42,3 +42,46 @@ def test_the_report_names_the_files_the_delegate_did_not_take_whole():
     assert "- `int8`: 19 XNNPACK partitions; MEAN x9, MUL x11 ran outside it (20 of 90 nodes)" in lines
     assert lines[-1] == "- every other file (1): one partition, every op inside it"
     assert delegation_lines({"artifacts": [{"name": "old"}]}) == []  # a report from before: nothing said
+
+
+def _hard_swish_model():
+    """A Keras 3 convnet with hard-swish activations (MobileNetV3's), translated to tf-keras."""
+    import keras
+
+    from edgecompress.models.translate import to_tf_keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = inp
+    for filters in (8, 16):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="hard_silu")(x)
+        x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+        x = keras.layers.Activation("hard_swish")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return to_tf_keras(keras.Model(inp, keras.layers.Dense(4, activation="softmax")(x)))
+
+
+def test_int8_writes_hard_swish_so_that_xnnpack_takes_the_whole_graph(tmp_path):
+    """The int8 scheme converts `(x / 6) * relu6(x + 3)` (`quantize.rewrites`): the same function, no HARD_SWISH
+    op for XNNPACK to leave out; float32 keeps the fused op, which XNNPACK runs."""
+    from edgecompress.lite.reader import ops
+    from edgecompress.quantize.convert import convert
+    from edgecompress.quantize.rewrites import hard_swish_multiplies, unfused_hard_swish
+    from edgecompress.quantize.schemes import conversion
+
+    model = _hard_swish_model()
+    assert len(hard_swish_multiplies(model)) == 4
+    rewritten = unfused_hard_swish(model)
+    assert hard_swish_multiplies(rewritten) == {} and rewritten.count_params() == model.count_params()
+    x = np.random.default_rng(0).normal(0, 2, (16, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(rewritten.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    rep = lambda: ([x[i:i + 1]] for i in range(len(x)))  # noqa: E731
+    files = {}
+    for name in ("float32", "int8"):
+        files[name] = tmp_path / f"{name}.tflite"
+        files[name].write_bytes(convert(model, conversion(name), rep))
+    names = {k: {op["op"] for op in ops(f.read_bytes())} for k, f in files.items()}
+    assert "HARD_SWISH" in names["float32"] and "HARD_SWISH" not in names["int8"], names
+    d = delegation(make_interpreter(files["int8"], num_threads=1))
+    assert d["partitions"] == 1 and set(d["outside"]) <= {"SOFTMAX"}, d
+    assert unfused_hard_swish(rewritten) is rewritten  # nothing left to rewrite: the model itself

@@ -302,9 +302,9 @@ class _Builder:
         if activation == "relu6":
             return L.ReLU(max_value=6.0, name=self.name(name))(x)
         # hard_sigmoid(x) = relu6(x + 3) / 6, Keras 3's own definition, in the order the TFLite converter
-        # recognizes: `x * relu6(x + 3) / 6` becomes one HARD_SWISH op, which XNNPACK runs in int8. (Written
-        # as min(max(x / 6 + 0.5, 0), 1) it became RELU and MINIMUM, which XNNPACK leaves out of an int8 graph:
-        # 19 partitions and int8 2x slower than float32 on a MobileNetV3, measured.)
+        # recognizes: `x * relu6(x + 3) / 6` becomes one HARD_SWISH op, which XNNPACK runs in float32 (the
+        # int8 schemes convert a graph without it: `quantize.rewrites`). (Written as min(max(x / 6 + 0.5, 0), 1)
+        # it became RELU and MINIMUM, which XNNPACK leaves out of an int8 graph.)
         last = activation == "hard_sigmoid"
         h = L.Rescaling(1.0, offset=3.0, name=self.name(f"{name}_hs_shift"))(x)
         h = L.ReLU(max_value=6.0, name=self.name(f"{name}_hs_relu6"))(h)

@@ -65,6 +65,7 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
             "SimpleRNN), which the converter lowers to a WHILE loop it cannot make integer (its int8 quantizer "
             "crashes on one: measured with TensorFlow 2.21). Use the dynamic or float16 variants "
             "(`--recipe quantize-only` makes both), or an LSTM, which converts to a fused int8 kernel.")
+    model = _rewritten(model, row)
     converter = _converter(model, tf)
     if row.optimize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -116,6 +117,20 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
         if left:
             raise _not_int8_error(config, model, left, "these ops were left in float")
     return data
+
+
+def _rewritten(model, row):
+    """`model` through `row.rewrites` (`quantize.rewrites`); a graph a rewrite cannot rebuild (tfmot's QAT
+    wrappers) converts as it is, which the log says."""
+    from edgecompress.quantize.rewrites import REWRITES
+
+    for name in row.rewrites:
+        try:
+            model = REWRITES[name](model)
+        except EdgeCompressError as e:
+            logger.info("Rewrite %s not applied to %s (%s); converting the graph as it is", name, model.name,
+                        str(e).splitlines()[0][:160])
+    return model
 
 
 RECURRENT = ("LSTM", "GRU", "SimpleRNN")

@@ -73,6 +73,8 @@ class Scheme:
             float) and other schemes by name.
         read_back: Reads back from the converted bytes the ops left in float
             (`edgecompress.lite.reader.float_ops`); an integer-only file with any is refused.
+        rewrites: Graph rewrites (`quantize.rewrites.REWRITES`, by name) applied to the model before it
+            converts: the same function in the form this scheme's kernels run fastest.
     """
 
     name: str
@@ -87,6 +89,7 @@ class Scheme:
     reference: bool = False
     recover_with: tuple[str, ...] = ()
     read_back: Callable[[bytes], list] = float_ops
+    rewrites: tuple[str, ...] = ()
 
 
 SCHEMES: dict[str, Scheme] = {
@@ -94,7 +97,8 @@ SCHEMES: dict[str, Scheme] = {
     "dynamic": Scheme("dynamic", optimize=True, kernels="XNNPACK (dynamic-range int8 weights)"),
     "float16": Scheme("float16", optimize=True, supported_types=("float16",), kernels="XNNPACK (float16 weights, float compute)"),
     "int8": Scheme("int8", optimize=True, ops_set="TFLITE_BUILTINS_INT8", needs_calibration=True, integer_only=True,
-                   io_dtypes=("int8", "float32"), kernels="XNNPACK (int8)", recover_with=("selective", "int16x8")),
+                   io_dtypes=("int8", "float32"), kernels="XNNPACK (int8)", recover_with=("selective", "int16x8"),
+                   rewrites=("unfused_hard_swish",)),
     # 16-bit activations, 8-bit weights: TFLite's EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 ops
     # set, calibrated with the same representative dataset. The finer activations keep accuracy where int8's 256
     # levels lose it (wide activation ranges, regression outputs), for about int8's size. The catch is speed:
