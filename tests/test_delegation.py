@@ -85,30 +85,3 @@ def test_int8_writes_hard_swish_so_that_xnnpack_takes_the_whole_graph(tmp_path):
     d = delegation(make_interpreter(files["int8"], num_threads=1))
     assert d["partitions"] == 1 and set(d["outside"]) <= {"SOFTMAX"}, d
     assert unfused_hard_swish(rewritten) is rewritten  # nothing left to rewrite: the model itself
-
-
-def test_int8_turns_a_whole_input_average_pool_into_a_mean_that_xnnpack_runs(tmp_path):
-    """MobileNetV1 ends in an AveragePooling2D over its whole 3x3 input; as an int8 AVERAGE_POOL_2D XNNPACK
-    leaves it to the runtime, as a MEAN (the same numbers) it takes it."""
-    from edgecompress.lite.reader import ops
-    from edgecompress.models.backend import keras
-    from edgecompress.quantize.convert import convert
-    from edgecompress.quantize.rewrites import global_average_pool_as_mean, whole_input_average_pools
-    from edgecompress.quantize.schemes import conversion
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((12, 12, 3))
-    x = keras.layers.Conv2D(8, 3, strides=4, padding="same", activation="relu")(inp)
-    x = keras.layers.AveragePooling2D((3, 3), name="pool")(x)  # the whole 3x3 map
-    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x)))
-    assert whole_input_average_pools(model) == ["pool"]
-    rewritten = global_average_pool_as_mean(model)
-    assert whole_input_average_pools(rewritten) == []
-    xs = np.random.default_rng(0).uniform(0, 1, (16, 12, 12, 3)).astype("float32")
-    np.testing.assert_allclose(rewritten.predict(xs, verbose=0), model.predict(xs, verbose=0), rtol=1e-5, atol=1e-7)
-    path = tmp_path / "int8.tflite"
-    path.write_bytes(convert(model, conversion("int8"), lambda: ([xs[i:i + 1]] for i in range(len(xs)))))
-    names = [op["op"] for op in ops(path.read_bytes())]
-    assert "AVERAGE_POOL_2D" not in names and "MEAN" in names, names
-    d = delegation(make_interpreter(path, num_threads=1))
-    assert d["partitions"] == 1 and set(d["outside"]) <= {"SOFTMAX"}, d

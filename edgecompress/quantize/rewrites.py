@@ -10,11 +10,6 @@ rebuilt copy (`models.translate.rebuild`), with the weights unchanged.
   second order it stays MUL, ADD with a fused RELU6, and MUL, which XNNPACK takes whole (one partition).
   The float schemes keep the fused op, which is faster in float32 (about 12% on the same model here).
 
-- `global_average_pool_as_mean`: an `AveragePooling2D` whose window is its whole input (`valid` padding,
-  as MobileNetV1 ends) becomes `GlobalAveragePooling2D(keepdims=True)`: the same numbers, converted to
-  MEAN, which XNNPACK runs in int8, where it leaves an int8 AVERAGE_POOL_2D to the runtime (MLPerf Tiny's
-  VWW MobileNetV1: "AVERAGE_POOL_2D, SOFTMAX ran outside it").
-
 Example:
 
 >>> fast = REWRITES["unfused_hard_swish"](model)   # the model itself when it has no hard-swish
@@ -85,30 +80,4 @@ def unfused_hard_swish(model):
     return rebuild(model, {name: unfused(name) for name in found})
 
 
-def whole_input_average_pools(model) -> list[str]:
-    """Names of the `AveragePooling2D` layers whose window covers their whole (channels-last) input."""
-    found = []
-    for layer in model.layers:
-        if type(layer).__name__ != "AveragePooling2D" or len(getattr(layer, "_inbound_nodes", [])) != 1:
-            continue
-        config = layer.get_config()
-        shape = tuple(layer.input.shape)
-        if (config.get("data_format") in (None, "channels_last") and config.get("padding") == "valid"
-                and len(shape) == 4 and tuple(config["pool_size"]) == tuple(shape[1:3])):
-            found.append(layer.name)
-    return found
-
-
-def global_average_pool_as_mean(model):
-    """`model` with every whole-input `AveragePooling2D` a `GlobalAveragePooling2D(keepdims=True)`."""
-    from edgecompress.models.backend import keras
-    from edgecompress.models.translate import rebuild
-
-    found = whole_input_average_pools(model)
-    if not found:
-        return model
-    return rebuild(model, {name: (lambda x, name=name: keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name=name)(x)) for name in found})
-
-
-REWRITES = {"unfused_hard_swish": unfused_hard_swish, "global_average_pool_as_mean": global_average_pool_as_mean}
+REWRITES = {"unfused_hard_swish": unfused_hard_swish}

@@ -98,7 +98,7 @@ SCHEMES: dict[str, Scheme] = {
     "float16": Scheme("float16", optimize=True, supported_types=("float16",), kernels="XNNPACK (float16 weights, float compute)"),
     "int8": Scheme("int8", optimize=True, ops_set="TFLITE_BUILTINS_INT8", needs_calibration=True, integer_only=True,
                    io_dtypes=("int8", "float32"), kernels="XNNPACK (int8)", recover_with=("selective", "int16x8"),
-                   rewrites=("unfused_hard_swish", "global_average_pool_as_mean")),
+                   rewrites=("unfused_hard_swish",)),
     # 16-bit activations, 8-bit weights: TFLite's EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 ops
     # set, calibrated with the same representative dataset. The finer activations keep accuracy where int8's 256
     # levels lose it (wide activation ranges, regression outputs), for about int8's size. The catch is speed:
