@@ -19,6 +19,7 @@ from edgecompress.quantize import schemes
 from edgecompress.lite import latency as bench
 from edgecompress.data import calibration
 from edgecompress.quantize import convert as quantization
+from edgecompress.quantize import rewrites
 from edgecompress.report import write as report_lib
 from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
@@ -76,7 +77,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
     artifacts, failed = [], []
     for conv in conversions:
         name = prefix + conv.name
-        key = make_key(model_key, conv.to_dict(), calib_key)
+        key = make_key(model_key, conv.to_dict(), calib_key, *rewrites.cache_token(scheme(conv.quantization).rewrites))
         data = cache.get_bytes(f"{name}.convert", key, ".tflite")
         if data is None:
             try:

@@ -92,13 +92,20 @@ def make_calibration(data=None, out="calibration_data", per_class=20, seed=0):
     return path
 
 
-def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None):
-    out = bench.run([str(f) for f in _tflite_files(models)], runs=runs, threads=threads, xnnpack=xnnpack)
+def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None, profile=False):
+    from edgecompress.lite.latency import delegation_line
+    from edgecompress.lite.profile import profile_line
+
+    out = bench.run([str(f) for f in _tflite_files(models)], runs=runs, threads=threads, xnnpack=xnnpack,
+                    profile=profile)
     rows = [["model", "p50 ms", "p90 ms", "mean ms", "init ms"]]
     for r in out["results"]:
         lat = r["latency_ms"]
         rows.append([r["model"], f"{lat['p50']:.3f}", f"{lat['p90']:.3f}", f"{lat['mean']:.3f}", f"{r['init_ms']:.1f}"])
     print(report_lib.format_text_table(rows))
+    for r in out["results"]:
+        print(f"{r['model']}: {delegation_line(r.get('delegation'))}" +
+              (f"; {profile_line(r.get('profile'), r.get('delegation'))}" if profile else ""))
     print(f"harness overhead: {out['harness_overhead_us']:.2f} us per call; runtime {out['device']['runtime']}")
     if json_out:
         from edgecompress.lite.fileio import atomic_write_json

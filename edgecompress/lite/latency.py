@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EdgeCompressError
-from edgecompress.lite.numerics import labels, latency_stats, quantize
+from edgecompress.lite.harness import make_input, time_invokes
+from edgecompress.lite.numerics import labels, latency_stats
 from edgecompress.lite.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
 
 logger = logging.getLogger(__name__)
@@ -124,55 +125,9 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def make_input(detail: dict, source=None, seed: int = 0) -> np.ndarray:
-    """An input tensor of the right dtype and shape.
-
-    `source` is None (random: uniform over the integer range for quantized
-    inputs, [0, 1) for float) or a `.npy` file holding float32 inputs (they
-    are quantized with the tensor's own scale and zero point when needed).
-    """
-    shape = tuple(int(s) for s in detail["shape"])
-    dtype = np.dtype(detail["dtype"])
-    rng = np.random.default_rng(seed)
-    if source is None:
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            return rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
-        return rng.random(shape, dtype=np.float32).astype(dtype)
-    path = Path(source)
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise EdgeCompressError(f"Cannot read input file {path} as .npy ({e}).") from None
-    x = np.asarray(x)
-    if x.size != int(np.prod(shape)):
-        if x.ndim >= 1 and x[0].size == int(np.prod(shape)):
-            x = x[0]
-        else:
-            raise EdgeCompressError(
-                f"Input file {path} has shape {x.shape}; the model wants {list(shape)}."
-            )
-    x = x.reshape(shape)
-    if np.issubdtype(dtype, np.integer) and not np.issubdtype(x.dtype, np.integer):
-        scale, zp = detail["quantization"]
-        return quantize(x, scale, zp, dtype)
-    return x.astype(dtype)
-
-
-def time_invokes(interp, runs: int) -> list[float]:
-    """Times `runs` calls of `interp.invoke()`; returns milliseconds."""
-    invoke = interp.invoke
-    clock = time.perf_counter_ns
-    out = [0.0] * runs
-    for i in range(runs):
-        t0 = clock()
-        invoke()
-        out[i] = (clock() - t0) / 1e6
-    return out
-
-
 def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1, xnnpack: bool = True,
-              input_source=None, seed: int = 0, runtime: str | None = None, probe: bool = True) -> dict:
+              input_source=None, seed: int = 0, runtime: str | None = None, probe: bool = True,
+              profile: bool = False) -> dict:
     """Benchmarks one `.tflite` file; returns a JSON-ready dict.
 
     Args:
@@ -186,6 +141,9 @@ def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1
         runtime: Force a runtime from `runtime.RUNTIMES`.
         probe: Load the file in a child process first, so a malformed file
             cannot crash this process. Defaults to True.
+        profile: Also time each op alone and measure the file's peak memory
+            in a fresh process (`lite.profile`): the result's `profile`.
+            Defaults to False.
     """
     if not (isinstance(runs, int) and runs >= 1):
         raise EdgeCompressError(f"Received an invalid value for `runs`, expected an integer >= 1. Received: runs={runs!r}")
@@ -205,7 +163,8 @@ def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1
     warm = time_invokes(interp, warmup) if warmup else []
     timed = time_invokes(interp, runs)
     data = path.read_bytes()
-    return {
+    where = delegation(interp)
+    out = {
         "model": path.name,
         "model_sha256": hashlib.sha256(data).hexdigest(),
         "size_bytes": len(data),
@@ -219,8 +178,13 @@ def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1
         "warmup": {"count": warmup, "mean_ms": float(np.mean(warm)) if warm else None},
         "latency_ms": latency_stats(timed),
         "memory_mb": {"init_delta": _rss_mb() - rss0, "peak_rss": _peak_rss_mb()},
-        "delegation": delegation(interp),
+        "delegation": where,
     }
+    if profile:
+        from edgecompress.lite.profile import profile as profile_file
+
+        out["profile"] = profile_file(path, where, threads=threads, xnnpack=xnnpack, runtime=runtime)
+    return out
 
 
 def delegation(interp) -> dict | None:
@@ -253,7 +217,8 @@ def delegation(interp) -> dict | None:
     for i, n in sorted(ops.items()):
         if i not in covered:
             outside[n["op_name"]] = outside.get(n["op_name"], 0) + 1
-    return {"partitions": len(partitions), "nodes": len(ops), "delegated_nodes": len(covered), "outside": outside}
+    return {"partitions": len(partitions), "nodes": len(ops), "delegated_nodes": len(covered), "outside": outside,
+            "outside_nodes": sorted(i for i in ops if i not in covered)}
 
 
 def delegation_line(d: dict | None) -> str:
@@ -347,12 +312,14 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="write the JSON result here (default: stdout)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-data", default=None, help=".npz with preprocessed inputs `x` and labels `y`: also measure top-1")
+    p.add_argument("--profile", action="store_true",
+                   help="also time each op alone and measure each file's peak memory (edgecompress.lite.profile)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         out = run(args.models, runs=args.runs, warmup=args.warmup, threads=args.threads,
                   xnnpack=not args.no_xnnpack, input_source=args.input, seed=args.seed, runtime=args.runtime,
-                  eval_data=args.eval_data)
+                  eval_data=args.eval_data, profile=args.profile)
     except EdgeCompressError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

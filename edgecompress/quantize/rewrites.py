@@ -34,25 +34,37 @@ def _is(layer, cls: str, **want) -> bool:
     return all(abs(float(config.get(k) or 0.0) - v) < 1e-6 for k, v in want.items())
 
 
+def _own_inputs(model) -> dict:
+    """{layer name: its input tensor(s) in `model`'s own graph}. A layer called again elsewhere has more than
+    one inbound node (a student's layers, once its distiller has called it), and `layer.input` then refuses."""
+    own = {}
+    nodes = getattr(model, "_network_nodes", set())
+    for layer in model.layers:
+        for i in range(len(getattr(layer, "_inbound_nodes", []))):
+            if f"{layer.name}_ib-{i}" in nodes:
+                own[layer.name] = layer.get_input_at(i)
+                break
+    return own
+
+
 def hard_swish_multiplies(model) -> dict:
     """{name of a Multiply that computes x * (relu6(x + 3) / 6): the ReLU6 layer's name}, read from the graph
     (either input order)."""
     found = {}
+    own = _own_inputs(model)
     for layer in model.layers:
-        if type(layer).__name__ != "Multiply" or len(getattr(layer, "_inbound_nodes", [])) != 1:
-            continue
-        inputs = layer.input
-        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+        inputs = own.get(layer.name)
+        if type(layer).__name__ != "Multiply" or not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             continue
         for x, h in (inputs, inputs[::-1]):
             scale = _producer(h)
             if not _is(scale, "Rescaling", scale=1 / 6, offset=0.0):
                 continue
-            relu6 = _producer(scale.input)
+            relu6 = _producer(own.get(scale.name))
             if not _is(relu6, "ReLU", max_value=6.0, threshold=0.0, negative_slope=0.0):
                 continue
-            shift = _producer(relu6.input)
-            if _is(shift, "Rescaling", scale=1.0, offset=3.0) and shift.input is x:
+            shift = _producer(own.get(relu6.name))
+            if _is(shift, "Rescaling", scale=1.0, offset=3.0) and own.get(shift.name) is x:
                 found[layer.name] = relu6.name
                 break
     return found
@@ -81,3 +93,11 @@ def unfused_hard_swish(model):
 
 
 REWRITES = {"unfused_hard_swish": unfused_hard_swish}
+# Part of every conversion's cache key (`builder.measure`): bumped when a rewrite changes what it writes, so
+# a file converted before is converted again. 2: a pruned model's layers (several inbound nodes) rewritten.
+VERSION = 2
+
+
+def cache_token(names) -> list:
+    """What a conversion's cache key holds of its rewrites: their names and this module's VERSION."""
+    return [VERSION, *names] if names else []

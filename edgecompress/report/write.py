@@ -91,19 +91,23 @@ def render_markdown(report: dict) -> str:
 
 def delegation_lines(report: dict) -> list[str]:
     """Where the time can go on this host: each file whose graph XNNPACK did not take whole, its partitions and
-    the ops left outside (`lite.latency.delegation`); one line for all the files it took whole."""
+    the ops left outside (`lite.latency.delegation`), each profiled file's op times and peak memory
+    (`lite.profile`), and one line for all the other files it took whole."""
     from edgecompress.lite.latency import delegation_line
+    from edgecompress.lite.profile import profile_line
 
     read = [a for a in report["artifacts"] if a.get("delegation")]
     if not read:
         return []
-    split = [a for a in read if a["delegation"]["partitions"] != 1 or a["delegation"]["outside"]]
-    whole = len(read) - len(split)
+    said = [a for a in read if a["delegation"]["partitions"] != 1 or a["delegation"]["outside"] or a.get("profile")]
+    whole = len(read) - len(said)
     out = ["", "Delegation on this host (XNNPACK; an op outside the delegate runs on the runtime's own kernels, "
-               "and each partition boundary is a hop out and back):"]
-    out += [f"- `{a['name']}`: {delegation_line(a['delegation'])}" for a in split]
+               "and each partition boundary is a hop out and back; profiled files: each op timed alone, "
+               "shares of their sum, and the peak memory one run adds):"]
+    out += [f"- `{a['name']}`: {delegation_line(a['delegation'])}" +
+            (f"; {profile_line(a['profile'], a['delegation'])}" if a.get("profile") else "") for a in said]
     if whole:
-        out.append(f"- {'every other file' if split else 'every file'} ({whole}): one partition, every op inside it")
+        out.append(f"- {'every other file' if said else 'every file'} ({whole}): one partition, every op inside it")
     return out
 
 
