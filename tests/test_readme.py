@@ -70,32 +70,79 @@ def _table(text: str) -> dict:
     return rows
 
 
+def _same_cpu(said: str, host: str) -> bool:
+    """Whether the CPU the README names ("Intel Xeon") is this host's (`report.json`'s `host.cpu`)."""
+    def norm(t):
+        return re.sub(r"\((R|TM)\)|\bCPU\b", " ", t, flags=re.I).lower().split()
+    return all(w in norm(host) for w in norm(said))
+
+
+def _close(readme: dict, built: dict) -> list[str]:
+    """Where a build on another CPU is further from the README's table than training's numerics explain:
+    sizes within 1% (gzip 2%), top-1 within 1 point, the same artifacts and schemes."""
+    bad = [f"artifacts {sorted(readme)} != {sorted(built)}"] if sorted(readme) != sorted(built) else []
+    for name in set(readme) & set(built):
+        r, b = readme[name], built[name]
+        num = lambda c: float(c.replace(",", "").replace("+", ""))  # noqa: E731
+        checks = [(r[0] == b[0], "scheme"), (abs(num(r[1]) / num(b[1]) - 1) <= 0.01, "size KB"),
+                  (abs(num(r[2]) / num(b[2]) - 1) <= 0.02, "gzip KB"), (abs(num(r[4]) - num(b[4])) <= 1.0, "top-1")]
+        bad += [f"{name}: {what} {r} vs {b}" for ok, what in checks if not ok]
+    return bad
+
+
 @pytest.mark.slow
 def test_the_readme_default_build_numbers_are_what_invoke_build_edge_gives(root, tmp_path):
-    """"What a build reports": the table and the stage top-1s are the bundled default build's, exactly (the
-    build is deterministic; only latency is this machine's and not compared), and the quantize-only sentence
-    is that recipe's."""
+    """"What a build reports": the table and the stage top-1s are the bundled default build's, exactly on the CPU
+    the README names (the build is deterministic on one CPU; only latency is this machine's and not compared),
+    and the quantize-only sentence is that recipe's. On another CPU (its kernels round differently, so training
+    ends elsewhere; seen on an AMD EPYC: float32 top-1 88.65% where the Xeon gave 89.05%) the same files within
+    a point of top-1 and 1-2% of size."""
     import json
 
     from conftest import run_invoke
 
     text = (root / "README.md").read_text()
     section = text.split("## What a build reports", 1)[1].split("\n## ", 1)[0]
+    cpu = re.search(r"`invoke build-edge` on this 2-core ([^,]+), LiteRT", section).group(1)
     out = tmp_path / "edge"
     proc = run_invoke(["build-edge", "--out", str(out), "--quiet"], cwd=root, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _table(section) == _table((out / "report.md").read_text())
-    stages = {s["stage"]: s["metrics"] for s in json.loads((out / "report.json").read_text())["stages"]}
+    report = json.loads((out / "report.json").read_text())
+    exact = _same_cpu(cpu, report["host"]["cpu"])
+    built = _table((out / "report.md").read_text())
+    if exact:
+        assert _table(section) == built
+    else:
+        assert _close(_table(section), built) == [], f"built on {report['host']['cpu']}, not the README's {cpu}"
+    stages = {s["stage"]: s["metrics"] for s in report["stages"]}
     d = stages["distill"]
     said = re.search(r"distilled ([\d.]+)%, the same student from scratch ([\d.]+)%, from the teacher's\s+weights on "
                      r"labels only ([\d.]+)%", section)
-    assert said and [float(x) for x in said.groups()] == [round(100 * d[k], 2) for k in
-                                                          ("accuracy", "scratch_accuracy", "inherited_accuracy")]
+    got = [round(100 * d[k], 2) for k in ("accuracy", "scratch_accuracy", "inherited_accuracy")]
+    assert said
+    if exact:
+        assert [float(x) for x in said.groups()] == got
+    else:
+        assert max(abs(float(x) - g) for x, g in zip(said.groups(), got)) <= 1.5, (said.groups(), got)
     proc = run_invoke(["build-edge", "--out", str(out), "--recipe", "quantize-only", "--quiet"], cwd=root, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     q = _table((out / "report.md").read_text())
     said = re.search(r"int8 ([\d.,]+) KB against ([\d.,]+) KB float32,\s+([\d.]+)% against ([\d.]+)%", section)
-    assert said and said.groups() == (q["int8"][1], q["float32"][1], q["int8"][4], q["float32"][4])
+    assert said
+    if exact:
+        assert said.groups() == (q["int8"][1], q["float32"][1], q["int8"][4], q["float32"][4])
+    else:
+        assert _close({"int8": ["int8", said.group(1), q["int8"][2], "", said.group(3)]}, {"int8": q["int8"]}) == []
+
+
+def test_the_cpu_check_and_the_tolerance_can_fail():
+    assert _same_cpu("Intel Xeon", "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz")
+    assert not _same_cpu("Intel Xeon", "AMD EPYC")
+    row = ["none", "416.8", "135.7", "11.3", "89.05", "+0.50", "100.00"]
+    assert _close({"a": row}, {"a": row}) == []
+    assert _close({"a": row}, {"a": [*row[:4], "87.90", *row[5:]]}) == ["a: top-1 " + str(row) + " vs " +
+                                                                       str([*row[:4], "87.90", *row[5:]])]
+    assert _close({"a": row}, {"b": row})
 
 
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?\s?(?:%|ms\b|KB\b|MB\b|GB\b|MiB\b|x\b|points?\b|pts\b|s\b|min\b|us\b)")

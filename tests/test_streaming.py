@@ -143,3 +143,12 @@ def test_npy_features_above_the_threshold_stay_on_disk_and_are_checked_there(tmp
     np.save(folder / "x_test.npy", bad)
     with pytest.raises(EdgeCompressError, match="`x_test` contains NaN or infinite values \\(1 of them\\)"):
         load_dataset(folder, spec)
+
+
+def test_the_streaming_benchmark_recipe_is_a_recipe_file():
+    """`invoke benchmark-stream`'s recipe is data beside it (`benchmarks/stream-recipe.json`), loaded as any."""
+    from edgecompress.benchmarks.streaming import RECIPE
+    from edgecompress.recipes.recipe import load_recipe
+
+    r = load_recipe(RECIPE)
+    assert r.name == "stream" and [s.STAGE for s in r.stages] == ["prune"] and len(r.quantize) == 2

@@ -130,7 +130,7 @@ class Dataset:
                 (self.x_val, self.y_val) if self.x_val is not None else ())):
             h.update(str(a.shape).encode())
             # On disk, the digest of the rows stands in for their bytes (read once when they were decoded).
-            h.update(a.digest().encode() if isinstance(a, ondisk.Rows) else np.ascontiguousarray(a).tobytes())
+            h.update(a.digest().encode() if ondisk.is_lazy(a) else np.ascontiguousarray(a).tobytes())
         h.update("\n".join(self.class_names).encode())
         if self.task != "classification":  # a classifier's fingerprint is what it was before tasks were named
             h.update(f"\ntask={self.task}".encode())
@@ -252,7 +252,7 @@ def _finish(name, x_train, y_train, x_test, y_test, class_names, spec, what, x_v
 
 def _float32(a):
     """Features as float32: on disk they stay there (cast as their rows are read)."""
-    if not isinstance(a, ondisk.Rows):
+    if not ondisk.is_lazy(a):
         return np.asarray(a, np.float32)
     return a if a.dtype == np.float32 else ondisk.Scaled(a, functools.partial(np.asarray, dtype=np.float32),
                                                          label="float32")
@@ -260,7 +260,7 @@ def _float32(a):
 
 def _pixels(a, spec, notice):
     """Pixels at `spec`'s size and channels: on disk they stay there (resized as their rows are read)."""
-    if not isinstance(a, ondisk.Rows):
+    if not ondisk.is_lazy(a):
         return resize_array(a, spec, notice)
     if tuple(a.shape[1:]) == tuple(spec.input_shape) and a.dtype == np.uint8:
         return a

@@ -70,7 +70,7 @@ class Rows:
 
     @property
     def row_bytes(self) -> int:
-        return int(np.prod(self.shape[1:], dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return row_bytes(self)
 
     @property
     def nbytes(self) -> int:
@@ -107,10 +107,15 @@ class Rows:
         return out if dtype is None else out.astype(dtype, copy=False)
 
 
+def row_bytes(a, min_itemsize: int = 1) -> int:
+    """Bytes of one row of `a` (an array or `Rows`), its items counted at `min_itemsize` at least."""
+    return int(np.prod(a.shape[1:], dtype=np.int64)) * max(min_itemsize, np.dtype(a.dtype).itemsize)
+
+
 def chunks(a, max_bytes: int = _CHUNK_BYTES):
-    """(start, stop) ranges covering `a`'s rows, each at most `max_bytes` (one row at least)."""
-    row = max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * max(4, np.dtype(a.dtype).itemsize))
-    step = max(1, max_bytes // row)
+    """(start, stop) ranges covering `a`'s rows, each at most `max_bytes` (one row at least) once cast to float32,
+    as the checks and scaling that read them in chunks do."""
+    step = max(1, max_bytes // max(1, row_bytes(a, min_itemsize=4)))
     return [(s, min(s + step, len(a))) for s in range(0, len(a), step)]
 
 
@@ -132,10 +137,11 @@ def _indices(key, n: int) -> np.ndarray:
 def take(a, idx):
     """`a`'s rows `idx`: a lazy selection of a `Rows`, a copy of a numpy array."""
     idx = np.asarray(idx, np.int64)
-    return a.take(idx) if isinstance(a, Rows) else a[idx]
+    return a.take(idx) if is_lazy(a) else a[idx]
 
 
 def is_lazy(a) -> bool:
+    """Whether `a` is rows on disk (`Rows`: read when indexed), not an array in memory: the one way to ask."""
     return isinstance(a, Rows)
 
 
@@ -247,7 +253,7 @@ class Scaled(Rows):
 
 def stats(a) -> tuple[float, float, int]:
     """(min, max, count of NaN and infinite values) of `a`, a numpy array or rows on disk read in chunks."""
-    if not isinstance(a, Rows):
+    if not is_lazy(a):
         a = np.asarray(a)
         if a.size == 0:
             return 0.0, 0.0, 0

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress.configs import Preprocessing
-from edgecompress.data.ondisk import Rows, Scaled
+from edgecompress.data.ondisk import Scaled, is_lazy
 from edgecompress.errors import EdgeCompressError
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def to_model_input(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
 
     Pixels that stay on disk (`data.ondisk.Rows`) are scaled as their rows are read: the result is a
     `Scaled` of them, not an array."""
-    if isinstance(pixels, Rows):
+    if is_lazy(pixels):
         return Scaled(pixels, functools.partial(to_model_input, spec=spec), label=f"to_model_input({spec.scale})")
     x = np.asarray(pixels, dtype=np.float32)
     if spec.scale == "unit":
