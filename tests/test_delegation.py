@@ -190,3 +190,25 @@ def test_a_pruned_model_is_still_rewritten():
     assert max(len(layer._inbound_nodes) for layer in model.layers[1:]) == 2
     assert len(hard_swish_multiplies(model)) == 4
     assert hard_swish_multiplies(unfused_hard_swish(model)) == {}
+
+
+def test_a_selective_int8_file_takes_the_rewrite_too(tmp_path):
+    """Layers kept in float (`float_layers`, and the int8 recovery that picks them) convert the same rewritten
+    graph as int8: no HARD_SWISH for XNNPACK to leave out (`invoke bench --profile` found 65% of a selective
+    MobileNetV3 file's op time there)."""
+    from edgecompress.lite.reader import ops
+    from edgecompress.quantize.convert import convert
+    from edgecompress.quantize.debugger import recover_int8
+    from edgecompress.quantize.schemes import ConversionConfig, Quantization
+
+    model = _hard_swish_model()
+    x = np.random.default_rng(0).normal(0, 2, (16, 16, 16, 3)).astype("float32")
+    rep = lambda: ([x[i:i + 1]] for i in range(len(x)))  # noqa: E731
+    dense = [layer.name for layer in model.layers if type(layer).__name__ == "Dense"]
+    conv = ConversionConfig("int8_selective", Quantization.INT8, io_dtype="float32", float_fallback=True,
+                            float_layers=tuple(dense))
+    names = {op["op"] for op in ops(convert(model, conv, rep))}
+    assert "HARD_SWISH" not in names and "DEQUANTIZE" in names, names
+    y = model.predict(x, verbose=0).argmax(1)
+    r = recover_int8(model, rep, x, y, max_drop=1.0, float_accuracy=1.0, max_layers=1)
+    assert r["data"] is not None and "HARD_SWISH" not in {op["op"] for op in ops(r["data"])}

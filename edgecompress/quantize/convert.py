@@ -17,6 +17,7 @@ from pathlib import Path
 from edgecompress.quantize.schemes import ConversionConfig
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.fileio import atomic_write_bytes
+from edgecompress.quantize import rewrites
 from edgecompress.quantize.schemes import check, scheme
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
                                     "calibration images (`--calibration DIR`).")
         from edgecompress.quantize.debugger import selective_int8, tensors_of_layers
 
+        model = rewrites.apply(model, scheme(q).rewrites)  # the int8 file's graph, with layers kept in float
         try:
             return selective_int8(model, representative_dataset,
                                   tensors_of_layers(model, representative_dataset, config.float_layers))
@@ -65,7 +67,7 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
             "SimpleRNN), which the converter lowers to a WHILE loop it cannot make integer (its int8 quantizer "
             "crashes on one: measured with TensorFlow 2.21). Use the dynamic or float16 variants "
             "(`--recipe quantize-only` makes both), or an LSTM, which converts to a fused int8 kernel.")
-    model = _rewritten(model, row)
+    model = rewrites.apply(model, row.rewrites)
     converter = _converter(model, tf)
     if row.optimize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -117,20 +119,6 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
         if left:
             raise _not_int8_error(config, model, left, "these ops were left in float")
     return data
-
-
-def _rewritten(model, row):
-    """`model` through `row.rewrites` (`quantize.rewrites`); a graph a rewrite cannot rebuild (tfmot's QAT
-    wrappers) converts as it is, which the log says."""
-    from edgecompress.quantize.rewrites import REWRITES
-
-    for name in row.rewrites:
-        try:
-            model = REWRITES[name](model)
-        except EdgeCompressError as e:
-            logger.info("Rewrite %s not applied to %s (%s); converting the graph as it is", name, model.name,
-                        str(e).splitlines()[0][:160])
-    return model
 
 
 RECURRENT = ("LSTM", "GRU", "SimpleRNN")

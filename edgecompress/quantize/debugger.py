@@ -126,6 +126,10 @@ def recover_int8(model, rep, x_val, y_val, *, max_drop: float, float_accuracy: f
 
     from edgecompress.lite.evaluation import evaluate_tflite
 
+    from edgecompress.quantize.rewrites import apply
+    from edgecompress.quantize.schemes import scheme
+
+    model = apply(model, scheme("int8").rewrites)  # the int8 file's graph: the layers kept in float are its own
     errors = layer_errors(model, rep)
     weighted = [e for e in _in_graph_order(errors) if e["op"] in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D",
                                                                    "CONV_1D")]

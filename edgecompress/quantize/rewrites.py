@@ -98,6 +98,20 @@ REWRITES = {"unfused_hard_swish": unfused_hard_swish}
 VERSION = 2
 
 
+def apply(model, names):
+    """`model` through the rewrites `names` (a scheme row's `rewrites`), in order; a graph a rewrite cannot
+    rebuild (tfmot's QAT wrappers) converts as it is, which the log says."""
+    from edgecompress.errors import EdgeCompressError
+
+    for name in names:
+        try:
+            model = REWRITES[name](model)
+        except EdgeCompressError as e:
+            logger.info("Rewrite %s not applied to %s (%s); converting the graph as it is", name, model.name,
+                        str(e).splitlines()[0][:160])
+    return model
+
+
 def cache_token(names) -> list:
     """What a conversion's cache key holds of its rewrites: their names and this module's VERSION."""
     return [VERSION, *names] if names else []
