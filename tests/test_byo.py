@@ -12,7 +12,9 @@ import pytest
 from tests.conftest import run_invoke, write_png
 from tests.support.architectures import rgb_images, train, transfer_model
 
-RECIPE = {"name": "short", "stages": [{"stage": "distill", "width": 0.5, "epochs": 1, "baseline": False},
+# Eight distillation epochs: with one (and three), the 0.5-wide student stayed at chance on an AMD EPYC (12.50%, the
+# build's sanity check stops there) where it learned on an Intel Xeon: the CPU's kernels round differently.
+RECIPE = {"name": "short", "stages": [{"stage": "distill", "width": 0.5, "epochs": 8, "baseline": False},
                                       {"stage": "prune", "final_sparsity": 0.6, "epochs": 1}],
           "quantize": ["float32", "int8"]}
 

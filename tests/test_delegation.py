@@ -212,3 +212,18 @@ def test_a_selective_int8_file_takes_the_rewrite_too(tmp_path):
     y = model.predict(x, verbose=0).argmax(1)
     r = recover_int8(model, rep, x, y, max_drop=1.0, float_accuracy=1.0, max_layers=1)
     assert r["data"] is not None and "HARD_SWISH" not in {op["op"] for op in ops(r["data"])}
+
+
+def test_a_float16_file_is_profiled_and_its_weight_dequantize_is_said_not_timed(tmp_path):
+    """A float16 file's DEQUANTIZE ops read constants only (XNNPACK refused one alone: "failed to setup XNNPACK
+    runtime", which stopped a build); they are listed as not timed, every other op is timed."""
+    from edgecompress.lite.profile import op_times
+    from edgecompress.quantize.convert import convert
+    from edgecompress.quantize.schemes import conversion
+
+    path = tmp_path / "float16.tflite"
+    path.write_bytes(convert(_hard_swish_model(), conversion("float16"), None))
+    t = op_times(path, runs=5)
+    assert {u["op"] for u in t["untimed"]} == {"DEQUANTIZE"}, t["untimed"]
+    assert all("constants only" in u["why_not"] for u in t["untimed"])
+    assert all(r["ms"] > 0 for r in t["ops"] if r["op"] != "DEQUANTIZE") and t["sum_ms"] > 0

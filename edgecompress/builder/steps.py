@@ -154,7 +154,11 @@ def profile_headline(report: dict) -> None:
     for a in report["artifacts"]:
         if a["name"] in names and not a.get("profile"):
             logger.info("Profiling %s: each op alone, and its peak memory", a["name"])
-            a["profile"] = profile(a["path"], a.get("delegation"), threads=report.get("threads", 1))
+            try:
+                a["profile"] = profile(a["path"], a.get("delegation"), threads=report.get("threads", 1))
+            except Exception as e:  # noqa: BLE001 - a profile explains a file; it never stops the build that made it
+                logger.warning("Could not profile %s (%s: %s); the report says nothing of where its time goes",
+                               a["name"], type(e).__name__, str(e)[:200])
 
 
 class PartialBuildError(PartialFailure):

@@ -6,7 +6,8 @@ each op is cut out of the file into a one-op file (its weights, its quantization
 is timed with the same runtime, threads and delegate. An op timed alone misses what its neighbours share
 (a delegate partition's set-up, cache reuse), so the sum of the ops is said beside the whole file's time,
 and every share is a share of that sum. Ops that call other subgraphs (WHILE, IF, CALL_ONCE) or keep state
-(variable tensors, LSTM cells) are not cut, and are said as not timed.
+(variable tensors, LSTM cells) are not cut, nor ops of constants only (a float16 file's DEQUANTIZE of its
+weights: computed when the file loads); they are said as not timed.
 
 Memory is the rise of the peak resident set while a fresh child process loads the file, allocates it and
 runs it three times: Linux's `VmHWM` after, over `VmRSS` with the runtime imported and the peak reset
@@ -77,6 +78,9 @@ def one_op_files(model_content: bytes):
                 if t in op.inputs:
                     inputs.append(remap[t])
             tensors.append(tensor)
+        if not inputs:  # DEQUANTIZE of float16 weights, DENSIFY: run once, when the file loads
+            yield op_info["index"], name, None, "reads constants only (computed when the file loads)"
+            continue
         one = copy.copy(op)
         one.inputs = [remap[int(t)] if int(t) >= 0 else -1 for t in op.inputs]
         one.outputs = [remap[int(t)] for t in op.outputs]
@@ -120,8 +124,8 @@ def op_times(model_path, *, runs: int = 50, warmup: int = 5, threads: int = 1, x
             try:
                 ms = _median_ms(make_interpreter(model_content=data, num_threads=threads, use_xnnpack=xnnpack,
                                                  runtime=runtime), runs, warmup)
-            except EdgeCompressError as e:
-                why = f"cannot run alone: {str(e)[:120]}"
+            except (EdgeCompressError, RuntimeError, ValueError) as e:  # the runtime's own refusals of one op alone
+                why = f"cannot run alone: {str(e).strip()[:120]}"
         rows.append({"index": index, "op": name, "ms": ms, "why_not": why})
     timed = [r for r in rows if r["ms"] is not None]
     total = float(sum(r["ms"] for r in timed))
