@@ -63,14 +63,10 @@ def one_op_files(model_content: bytes):
         tensors, inputs = [], []
         for t in used:
             tensor = copy.copy(graph.tensors[t])
-            src = model.buffers[tensor.buffer] if 0 < tensor.buffer < len(model.buffers) else None
-            raw = None
-            if src is not None:
-                raw = (np.asarray(src.data, np.uint8) if src.data is not None and len(src.data)
-                       else np.frombuffer(f.data[src.offset:src.offset + src.size], np.uint8) if src.size else None)
-            if raw is not None and raw.size:
+            raw = f.stored_bytes(t) if tensor.buffer > 0 else b""
+            if raw:
                 b = schema.BufferT()
-                b.data = raw
+                b.data = np.frombuffer(raw, np.uint8)
                 buffers.append(b)
                 tensor.buffer = len(buffers) - 1
             else:

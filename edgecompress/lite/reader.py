@@ -55,13 +55,19 @@ class _File:
         self.dtypes = [_DTYPES.get(types.get(t.type, ""), types.get(t.type, "unknown").lower())
                        for t in self.graph.tensors]
 
-    def constant(self, index: int):
-        """(name, quantization, stored array) of a tensor held in the file, or None for a runtime tensor."""
+    def stored_bytes(self, index: int) -> bytes:
+        """The bytes the file holds for tensor `index` (in its buffer, or past the flatbuffer at an offset);
+        empty for a runtime tensor."""
         t = self.graph.tensors[index]
         buf = self.model.buffers[t.buffer] if t.buffer < len(self.model.buffers) else None
         if buf is None:
-            return None
-        raw = bytes(buf.data) if buf.data is not None else self.data[buf.offset:buf.offset + buf.size]
+            return b""
+        return bytes(buf.data) if buf.data is not None else self.data[buf.offset:buf.offset + buf.size]
+
+    def constant(self, index: int):
+        """(name, quantization, stored array) of a tensor held in the file, or None for a runtime tensor."""
+        t = self.graph.tensors[index]
+        raw = self.stored_bytes(index)
         if not raw:
             return None
         q = t.quantization
