@@ -105,6 +105,7 @@ def _build(options: BuildOptions) -> dict:
     if space is not None:
         from edgecompress.search.run import search
 
+        space = space.for_build(model, options.max_latency_ms)  # what the search will run, as its log says
         if space.name == CLOSED_LOOP_SPACE:
             step(3, n, f"Closed loop (no --recipe): the smallest file within {constraints.max_accuracy_drop:g} "
                         f"point(s) of the model on held-out images, within {options.budget_minutes:g} min: "

@@ -227,3 +227,37 @@ def test_a_float16_file_is_profiled_and_its_weight_dequantize_is_said_not_timed(
     assert {u["op"] for u in t["untimed"]} == {"DEQUANTIZE"}, t["untimed"]
     assert all("constants only" in u["why_not"] for u in t["untimed"])
     assert all(r["ms"] > 0 for r in t["ops"] if r["op"] != "DEQUANTIZE") and t["sum_ms"] > 0
+
+
+def test_a_relu_student_has_no_hard_swish_left_and_its_int8_file_fewer_ops(tmp_path):
+    """`DistillConfig(hard_swish="relu")` (a lever for speed): the student computes ReLU where the teacher has
+    hard-swish, keeps every weight it inherited, and its int8 file has three ops fewer per hard-swish (the
+    ReLU fuses into the convolution before it)."""
+    from edgecompress.lite.reader import ops
+    from edgecompress.quantize.convert import convert
+    from edgecompress.quantize.rewrites import hard_swish_multiplies
+    from edgecompress.quantize.schemes import conversion
+    from edgecompress.techniques.configs import DistillConfig
+    from edgecompress.techniques.distill import _make_student, relu_for_hard_swish
+
+    teacher = _hard_swish_model()
+    keep, _ = _make_student(teacher, DistillConfig(width=0.5), seed=0)
+    relu, inherited = _make_student(teacher, DistillConfig(width=0.5, hard_swish="relu"), seed=0)
+    assert inherited and len(hard_swish_multiplies(keep)) == 4 and hard_swish_multiplies(relu) == {}
+    assert relu.count_params() == keep.count_params()
+    for a, b in zip(keep.get_weights(), relu.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert relu_for_hard_swish(relu) is relu  # nothing left to replace
+    x = np.random.default_rng(0).normal(0, 2, (16, 16, 16, 3)).astype("float32")
+    rep = lambda: ([x[i:i + 1]] for i in range(len(x)))  # noqa: E731
+    count = {}
+    for name, model in (("keep", keep), ("relu", relu)):
+        count[name] = len(ops(convert(model, conversion("int8"), rep)))
+    assert count["keep"] - count["relu"] == 3 * 4, count
+    assert DistillConfig(width=0.5, hard_swish="relu").lever() == ("structured", "width 0.5, relu for hard-swish")
+    import pytest
+
+    from edgecompress.errors import EdgeCompressError
+
+    with pytest.raises(EdgeCompressError, match="hard_swish='swish'"):
+        DistillConfig(hard_swish="swish")

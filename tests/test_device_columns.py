@@ -4,6 +4,7 @@ selection on device accuracy, and the argument checks of device-sim and bench-de
 The end-to-end runs on the emulated Pi are in tests/test_device_sim.py.
 """
 
+import json
 import platform
 
 import pytest
@@ -99,3 +100,28 @@ def test_apk_reads_the_app_facts_from_gradle():
 
     info = app_info()
     assert (info.package, info.min_sdk, info.target_sdk) == ("dev.edgecompress.demo", 24, 34)
+
+
+def test_device_accuracy_reads_the_builds_own_data_by_default(tmp_path):
+    """`bench-device --accuracy` without --data scores the images the build measured (report.json's
+    options.data), not the bundled Fashion-MNIST subset: a shapes model's build was once scored on resized
+    clothes (7% top-1 on the emulated Pi) while its own files scored 87%."""
+    import numpy as np
+
+    from edgecompress.cli.commands import _device_eval_data
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "mine.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (40, 12, 12, 1), dtype=np.uint8), y_train=np.arange(40) % 4,
+             x_test=rng.integers(0, 256, (23, 12, 12, 1), dtype=np.uint8), y_test=np.arange(23) % 4)
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "model_spec.json").write_text(json.dumps({
+        "preprocessing": {"height": 12, "width": 12, "channels": 1, "scale": "unit"},
+        "class_names": ["a", "b", "c", "d"]}))
+    report = {"seed": 0, "options": {"data": str(data)}}
+    path, x, y, task = _device_eval_data(build, None, True, report, tmp_path)
+    assert x.shape == (23, 12, 12, 1) and list(y) == list(np.arange(23) % 4) and task == "classification"
+    # Without a recorded --data (a default build) it is the bundled subset, whose test split is larger.
+    _, x0, _, _ = _device_eval_data(build, None, True, {"seed": 0, "options": {"data": None}}, tmp_path)
+    assert len(x0) != 23 and x0.shape[1:] == (12, 12, 1)

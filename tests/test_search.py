@@ -386,3 +386,35 @@ def test_a_teacher_that_learned_from_the_validation_images_is_named():
     assert "**The teacher scores 88.30% on the validation split but 81.45% on the test split**" in text
     del report["search"]["validation"]["teacher_saw_it"]
     assert "The teacher scores" not in "\n".join(search_lines(report))
+
+
+def test_levers_for_speed_join_a_build_only_when_speed_is_asked_and_the_model_has_them():
+    """The closed loop's `latency_grid` and `when: latency` rungs (a ReLU student for a hard-swish model) are in
+    the space a build searches only with --max-latency-ms, and only for a model that has hard-swish."""
+    from edgecompress.models.backend import keras
+    from edgecompress.search.run import LEVER_APPLIES
+
+    space = load_space("auto")
+    relu_rungs = [r["name"] for r in space.ladder if r.get("when") == "latency"]
+    assert relu_rungs == ["student-0.75-relu"]
+    plain = space.for_build(None, None)
+    assert "distill.hard_swish" not in plain.parameters() and len(plain.ladder) == len(space.ladder) - 1
+    fast = space.for_build(None, 0.05)
+    assert "distill.hard_swish" in fast.parameters() and [r["name"] for r in fast.ladder] == [
+        r["name"] for r in space.ladder]
+    assert all("when" not in r for r in fast.ladder) and fast.for_build(None, 0.05) == fast  # idempotent
+    rung = next(r for r in fast.ladder if r["name"] == "student-0.75-relu")
+    stages = {s.STAGE: s for s in fast.recipe(fast.rung_choice(rung)).stages}
+    assert stages["distill"].hard_swish == "relu" and stages["distill"].width == 0.75
+    # A model without hard-swish: the ReLU student would be the same student under another name.
+    inp = keras.Input((8, 8, 1))
+    no_hs = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(
+        keras.layers.Conv2D(4, 3, activation="relu")(inp))))
+    assert LEVER_APPLIES["distill.hard_swish"](no_hs) is False
+    assert space.for_build(no_hs, 0.05).parameters().keys() == plain.parameters().keys()
+    assert len(space.for_build(no_hs, 0.05).ladder) == len(plain.ladder)
+    with pytest.raises(EdgeCompressError, match="run only with --max-latency-ms"):
+        SearchSpace.from_dict({**json.loads(space.to_json()), "ladder": [
+            *space.ladder, {"name": "after-relu", "after": "student-0.75-relu", "choice": {}}]})
+    with pytest.raises(EdgeCompressError, match="not in `grid` too"):
+        SearchSpace.from_dict({**json.loads(space.to_json()), "latency_grid": {"prune.final_sparsity": [0.5]}})

@@ -137,10 +137,15 @@ def run_stage(stage: str, model, out, data=None, seed=0, safe_mode=True, scale="
     return out, metrics
 
 
-def _device_eval_data(out, data, count, seed, folder) -> tuple[Path, object, object, str]:
-    """The first `count` test images of the build's data, preprocessed as the build did, written as an `.npz`."""
+def _device_eval_data(out, data, count, report, folder) -> tuple[Path, object, object, str]:
+    """The first `count` test images of `data` (by default the build's own `--data`, from its `report`),
+    preprocessed as the build did, written as an `.npz`."""
     import numpy as np
 
+    report = report or {}
+    if data is None:  # the images the build measured, not the bundled subset
+        data = (report.get("options") or {}).get("data")
+    seed = report.get("seed", 0)
     spec_path = Path(out) / "model_spec.json"
     if not spec_path.exists():
         raise EdgeCompressError(f"--accuracy needs {spec_path} (the build's preprocessing); run `invoke build-edge` first.")
@@ -157,6 +162,7 @@ def _device_eval_data(out, data, count, seed, folder) -> tuple[Path, object, obj
     y = ds.y_test[:n].astype(np.int64)
     path = Path(folder) / "eval.npz"
     np.savez(path, x=x, y=y, task=np.asarray(ds.task))  # the device scores the task (lite/tasks.py) itself
+    logger.info("Accuracy on the device: %d test images of %s", n, data or "the bundled subset")
     return path, x, y, ds.task
 
 
@@ -188,7 +194,9 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
 
     With `accuracy` (True for the whole test split, or a number of images),
     each file is also run on those images on the device: its top-1 there and
-    its agreement with this machine's predictions become device columns.
+    its agreement with this machine's predictions become device columns. The
+    images are `data`'s test split; by default the build's own `--data`
+    (report.json's `options.data`; the bundled subset for a default build).
     """
     import tempfile
 
@@ -200,8 +208,7 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
     with tempfile.TemporaryDirectory(prefix="edgecompress-eval-") as tmp:
         eval_path = x = y = task = None
         if accuracy not in (None, False):
-            eval_path, x, y, task = _device_eval_data(out, data, accuracy, (report or {}).get("seed", 0), tmp)
-            logger.info("Accuracy on the device: %d test images", len(y))
+            eval_path, x, y, task = _device_eval_data(out, data, accuracy, report, tmp)
         results = remote.bench_devices(list(hosts), files, options or remote.SSHOptions(), runs=runs, warmup=warmup,
                                        threads=threads, eval_data=eval_path)
     if eval_path is not None:

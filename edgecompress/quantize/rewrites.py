@@ -70,6 +70,11 @@ def hard_swish_multiplies(model) -> dict:
     return found
 
 
+def is_hard_sigmoid(tensor) -> bool:
+    """Whether `tensor` is the `relu6(x + 3) / 6` half of a hard-swish Multiply (its last Rescaling)."""
+    return _is(_producer(tensor), "Rescaling", scale=1 / 6, offset=0.0)
+
+
 def unfused_hard_swish(model):
     """`model` with every `x * (relu6(x + 3) / 6)` written `(x / 6) * relu6(x + 3)` (module docstring)."""
     from edgecompress.models.backend import keras
@@ -82,7 +87,7 @@ def unfused_hard_swish(model):
     def unfused(name):
         def make(inputs):
             x, h = inputs
-            if not _is(_producer(h), "Rescaling", scale=1 / 6, offset=0.0):
+            if not is_hard_sigmoid(h):
                 x, h = h, x
             relu6 = _producer(h).input  # relu6(x + 3), already rebuilt
             return keras.layers.Multiply(name=name)([keras.layers.Rescaling(1 / 6, name=f"{name}_x6")(x), relu6])

@@ -62,6 +62,17 @@ SPACES_DIR = Path(__file__).parent / "spaces"
 SAMPLERS = tuple(optimize.SAMPLERS)
 
 
+def _has_hard_swish(model) -> bool:
+    from edgecompress.quantize.rewrites import hard_swish_multiplies
+
+    return bool(hard_swish_multiplies(model))
+
+
+# A `latency_grid` key joins a build's grid only when the model has what it changes (`SearchSpace.for_build`):
+# a ReLU student of a model without hard-swish is the same student under another name.
+LEVER_APPLIES = {"distill.hard_swish": _has_hard_swish}
+
+
 @dataclasses.dataclass(frozen=True)
 class Param:
     """One searched parameter: `choices` (categorical) or `low`..`high` (a range)."""
@@ -148,6 +159,13 @@ class SearchSpace(Config):
             is skipped, with the reason logged, when it did not. The closed
             loop's ladder climbs from PTQ of the model itself to pruning it,
             then to students. Defaults to `()`: the template is the first trial.
+            A rung with `"when": "latency"` is a lever for speed only: it is
+            run only when the build has `--max-latency-ms` (see `for_build`).
+        latency_grid: Grid keys that are levers for speed, not size or
+            accuracy (`{"distill.hard_swish": ["keep", "relu"]}`): they join
+            the grid only when the build has `--max-latency-ms` and the model
+            has what the lever changes (`LEVER_APPLIES`; see `for_build`).
+            Defaults to `{}`.
     """
 
     name: str = "custom"
@@ -160,6 +178,7 @@ class SearchSpace(Config):
     startup_trials: int = 8
     validation_fraction: float = 0.1
     ladder: tuple = ()
+    latency_grid: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(dict(s) for s in self.stages))
@@ -178,7 +197,10 @@ class SearchSpace(Config):
                                                      f"(0, 0.5). Received: {self.validation_fraction!r}")
         require(bool(self.quantize), f"Search space {self.name!r}: `quantize` needs at least one scheme.")
         kinds = [s.get("stage") for s in self.stages]
-        for key, values in self.grid.items():
+        require(isinstance(self.latency_grid, dict) and not set(self.latency_grid) & set(self.grid),
+                 f"Search space {self.name!r}: `latency_grid` is a mapping of 'STAGE.PARAM' to values that are not "
+                 f"in `grid` too. Received: latency_grid={self.latency_grid!r}")
+        for key, values in {**self.grid, **self.latency_grid}.items():
             stage, dot, param = key.partition(".")
             require(stage in STAGES, f"Search space {self.name!r}: grid key {key!r} names unknown stage {stage!r}. "
                                       f"Valid stages: {sorted(STAGES)}.")
@@ -202,13 +224,25 @@ class SearchSpace(Config):
         for p in self.parameters().values():
             for v in (p.values() if p.choices is not None else [p.low, p.high]):
                 self.recipe({p.key: v})
-        names = []
+        names, speed = [], []
+        full = self.for_build(None, 1.0, check=False) if self.latency_grid or any("when" in r for r in self.ladder) \
+            else self
         for rung in self.ladder:
             where = f"Search space {self.name!r}: ladder rung {rung.get('name')!r}"
-            require(set(rung) <= {"name", "choice", "after"} and isinstance(rung.get("name"), str)
-                     and isinstance(rung.get("choice", {}), dict),
-                     f"{where}: a rung is {{\"name\": N, \"choice\": {{KEY: VALUE}}, \"after\": NAME or null}}. "
-                     f"Received: {rung!r}")
+            require(set(rung) <= {"name", "choice", "after", "when"} and isinstance(rung.get("name"), str)
+                     and isinstance(rung.get("choice", {}), dict) and rung.get("when") in (None, "latency"),
+                     f"{where}: a rung is {{\"name\": N, \"choice\": {{KEY: VALUE}}, \"after\": NAME or null, "
+                     f"\"when\": \"latency\" (optional)}}. Received: {rung!r}")
+            require(rung.get("when") or rung.get("after") not in speed,
+                     f"{where}: it climbs from {rung.get('after')!r}, a rung run only with --max-latency-ms; give it "
+                     f"\"when\": \"latency\" too.")
+            if rung.get("when"):
+                speed.append(rung["name"])
+                require(rung.get("after") in (None, *names),
+                         f"{where}: `after` names {rung.get('after')!r}, which is not an earlier rung ({names}).")
+                full.recipe(full.rung_choice(rung))
+                names.append(rung["name"])
+                continue
             require(rung["name"] not in names, f"{where}: two rungs have this name; name each once.")
             require(rung.get("after") in (None, *names),
                      f"{where}: `after` names {rung.get('after')!r}, which is not an earlier rung ({names}).")
@@ -217,6 +251,26 @@ class SearchSpace(Config):
                                   f"{sorted(self.parameters())}.")
             self.recipe(self.rung_choice(rung))
             names.append(rung["name"])
+
+    def for_build(self, model, max_latency_ms, *, check: bool = True) -> "SearchSpace":
+        """The space one build searches: with `max_latency_ms`, the `latency_grid` keys whose lever `model`
+        has (`LEVER_APPLIES`) join the grid and the `when: latency` rungs that use only those join the ladder;
+        without it, neither. The build and every worker call this, so their fingerprints agree."""
+        latency = max_latency_ms is not None
+        extra = {k: v for k, v in self.latency_grid.items()
+                 if latency and (model is None or LEVER_APPLIES.get(k, lambda m: True)(model))}
+        keys = set(self.grid) | set(extra) | {"quantize"}
+        ladder = tuple({k: v for k, v in r.items() if k != "when"} for r in self.ladder
+                       if not r.get("when") or (extra and set(r.get("choice", {})) <= keys))
+        if check:
+            return self.replace(grid={**self.grid, **extra}, latency_grid={}, ladder=ladder)
+        out = object.__new__(type(self))  # the validation's own view: not checked again (no recursion)
+        for f in dataclasses.fields(self):
+            object.__setattr__(out, f.name, getattr(self, f.name))
+        object.__setattr__(out, "grid", {**self.grid, **extra})
+        object.__setattr__(out, "latency_grid", {})
+        object.__setattr__(out, "ladder", ladder)
+        return out
 
     def parameters(self) -> dict:
         """`{key: Param}`: the grid's, plus `quantize` when it lists several schemes."""
@@ -547,12 +601,13 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     measure = measure or (options.measure if options is not None else MeasureSettings())
     threads, runs, warmup = measure.threads, measure.runs, measure.warmup
     started = time.time()
+    max_latency_ms = getattr(options, "max_latency_ms", None)
+    space = space.for_build(teacher, max_latency_ms)  # levers for speed join only when speed is asked
     val, dataset, how = judging_split(dataset, space, seed, holdout)
     store_dir = Path(artifacts) if artifacts else optimize.study_dir(out_dir) / "artifacts"
     store_dir.mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(store_dir))
     study_storage = optimize.open_storage(storage, out_dir)
-    max_latency_ms = getattr(options, "max_latency_ms", None)
     fp = fingerprint(teacher, val, space, pixels, seed=seed, max_accuracy_drop=max_accuracy_drop,
                      max_latency_ms=max_latency_ms)
     name = study_name or optimize.STUDY_NAME

@@ -72,6 +72,7 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
     out = Path(options.out_dir)
     cache = StageCache(out / ".cache", enabled=options.cache)
     model_, dataset, teacher_key, _ = prepare_model(options, cache)
+    space = space.for_build(model_, options.max_latency_ms)  # as the search that started the study did
     pixels, _ = calibration_pixels(options, dataset, out)
     from edgecompress.search.run import fingerprint, judging_split
 

@@ -66,6 +66,28 @@ def scale_width(model, width: float, name: str | None = None, dropout: float | N
     return student
 
 
+def relu_for_hard_swish(model):
+    """`model` with ReLU where it computes hard-swish (`DistillConfig.hard_swish="relu"`): not the same
+    function, a student's lever for speed, which distillation then trains. Returns `model` itself when it has
+    no hard-swish; every other layer keeps its weights."""
+    from edgecompress.models.backend import keras
+    from edgecompress.models.translate import rebuild
+    from edgecompress.quantize.rewrites import hard_swish_multiplies, is_hard_sigmoid
+
+    found = hard_swish_multiplies(model)
+    if not found:
+        return model
+
+    def relu(name):
+        def make(inputs):
+            x, h = inputs
+            return keras.layers.ReLU(name=name)(h if is_hard_sigmoid(x) else x)
+        return make
+
+    logger.info("Student %s: ReLU in place of %d hard-swish op(s)", model.name, len(found))
+    return rebuild(model, {name: relu(name) for name in found})
+
+
 def inherit_weights(teacher, student) -> None:
     """Copies the teacher's most important channels into a student made by `scale_width`.
 
@@ -231,6 +253,8 @@ def _make_student(teacher, config: DistillConfig, seed: int):
             if config.init == "teacher":
                 raise
             logger.warning("%s Starting the student from random weights instead.", e)
+    if config.hard_swish == "relu":
+        student = relu_for_hard_swish(student)
     student.trainable = True
     if config.bn_momentum is not None:
         for layer in student.layers:
