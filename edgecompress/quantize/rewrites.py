@@ -75,26 +75,36 @@ def is_hard_sigmoid(tensor) -> bool:
     return _is(_producer(tensor), "Rescaling", scale=1 / 6, offset=0.0)
 
 
-def unfused_hard_swish(model):
-    """`model` with every `x * (relu6(x + 3) / 6)` written `(x / 6) * relu6(x + 3)` (module docstring)."""
-    from edgecompress.models.backend import keras
+def replace_hard_swish(model, replacement, what: str):
+    """`model` rebuilt with `replacement(name, x, hard_sigmoid)` (rebuilt tensors) in place of each hard-swish
+    Multiply `name`; `model` itself when it has none. `what` says in the log what took their place."""
     from edgecompress.models.translate import rebuild
 
     found = hard_swish_multiplies(model)
     if not found:
         return model
 
-    def unfused(name):
-        def make(inputs):
+    def make(name):
+        def call(inputs):
             x, h = inputs
             if not is_hard_sigmoid(h):
                 x, h = h, x
-            relu6 = _producer(h).input  # relu6(x + 3), already rebuilt
-            return keras.layers.Multiply(name=name)([keras.layers.Rescaling(1 / 6, name=f"{name}_x6")(x), relu6])
-        return make
+            return replacement(name, x, h)
+        return call
 
-    logger.debug("Writing %d hard-swish op(s) as (x / 6) * relu6(x + 3) for the integer kernels", len(found))
-    return rebuild(model, {name: unfused(name) for name in found})
+    logger.debug("%s: %s in place of %d hard-swish op(s)", model.name, what, len(found))
+    return rebuild(model, {name: make(name) for name in found})
+
+
+def unfused_hard_swish(model):
+    """`model` with every `x * (relu6(x + 3) / 6)` written `(x / 6) * relu6(x + 3)` (module docstring)."""
+    from edgecompress.models.backend import keras
+
+    def unfused(name, x, hard_sigmoid):
+        relu6 = _producer(hard_sigmoid).input  # relu6(x + 3), already rebuilt
+        return keras.layers.Multiply(name=name)([keras.layers.Rescaling(1 / 6, name=f"{name}_x6")(x), relu6])
+
+    return replace_hard_swish(model, unfused, "(x / 6) * relu6(x + 3), for the integer kernels")
 
 
 REWRITES = {"unfused_hard_swish": unfused_hard_swish}

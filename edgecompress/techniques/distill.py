@@ -71,21 +71,9 @@ def relu_for_hard_swish(model):
     function, a student's lever for speed, which distillation then trains. Returns `model` itself when it has
     no hard-swish; every other layer keeps its weights."""
     from edgecompress.models.backend import keras
-    from edgecompress.models.translate import rebuild
-    from edgecompress.quantize.rewrites import hard_swish_multiplies, is_hard_sigmoid
+    from edgecompress.quantize.rewrites import replace_hard_swish
 
-    found = hard_swish_multiplies(model)
-    if not found:
-        return model
-
-    def relu(name):
-        def make(inputs):
-            x, h = inputs
-            return keras.layers.ReLU(name=name)(h if is_hard_sigmoid(x) else x)
-        return make
-
-    logger.info("Student %s: ReLU in place of %d hard-swish op(s)", model.name, len(found))
-    return rebuild(model, {name: relu(name) for name in found})
+    return replace_hard_swish(model, lambda name, x, _: keras.layers.ReLU(name=name)(x), "ReLU (a student's choice)")
 
 
 def inherit_weights(teacher, student) -> None:
