@@ -87,6 +87,24 @@ def test_device_envs_cannot_import_tensorflow(env):
     assert proc.returncode != 0 and "No module named 'tensorflow'" in proc.stderr
 
 
+def test_bench_device_profile_times_each_op_on_the_device_and_the_report_says_it(sshd, small_build, root):
+    """`bench-device --profile`: the device's own op times and peak memory (lite/profile.py run there, with
+    ai-edge-litert's schema), in report.json's device column and one report.md line per file."""
+    python = device_envs.build("litert")
+    proc = run_invoke(["bench-device", "--host", sshd.host, "--out", str(small_build), "--python", str(python),
+                       "--known-hosts", str(sshd.known_hosts), "--key", str(sshd.client_key), "--runs", "10",
+                       "--models", str(small_build / "int8.tflite"), "--profile"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((small_build / "report.json").read_text())
+    r = report["devices"][f"{sshd.host}/ai-edge-litert"]["results"]["int8"]
+    ops = r["profile"]["ops"]
+    assert ops["sum_ms"] > 0 and abs(sum(e["share"] for e in ops["by_op"].values()) - 1) < 1e-6
+    assert "CONV_2D" in ops["by_op"] and r["profile"]["peak_memory_mb"] > 0
+    md = (small_build / "report.md").read_text()
+    assert f"Profiled on {sshd.host}/ai-edge-litert (each op timed alone on the device):" in md
+    assert "- `int8`: 1 XNNPACK partition" in md and "most time: " in md
+
+
 def test_old_runtime_under_numpy2_is_a_clear_error(sshd, small_build):
     with pytest.raises(EdgeCompressError, match="compiled against numpy 1.x, cannot run under numpy 2"):
         bench_on_host(sshd.host, [small_build / "int8.tflite"], _opts(sshd, "tflite-runtime-numpy2"), runs=5)

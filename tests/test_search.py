@@ -403,6 +403,9 @@ def test_levers_for_speed_join_a_build_only_when_speed_is_asked_and_the_model_ha
     assert "distill.hard_swish" in fast.parameters() and [r["name"] for r in fast.ladder] == [
         r["name"] for r in space.ladder]
     assert all("when" not in r for r in fast.ladder) and fast.for_build(None, 0.05) == fast  # idempotent
+    # A rung that does not name the lever keeps the template's first value, not a sampled one.
+    student = next(r for r in fast.ladder if r["name"] == "student-0.75")
+    assert fast.rung_params(student)["distill.hard_swish"] == "keep"
     rung = next(r for r in fast.ladder if r["name"] == "student-0.75-relu")
     stages = {s.STAGE: s for s in fast.recipe(fast.rung_choice(rung)).stages}
     assert stages["distill"].hard_swish == "relu" and stages["distill"].width == 0.75

@@ -189,7 +189,7 @@ def _agreement(results: dict, files, x, y, threads: int, task: str = "classifica
 
 
 def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, warmup=20, threads=1,
-                 accuracy=None, data=None):
+                 accuracy=None, data=None, profile=False):
     """Benchmarks a build's artifacts on devices over SSH and merges them into its report.
 
     With `accuracy` (True for the whole test split, or a number of images),
@@ -197,6 +197,8 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
     its agreement with this machine's predictions become device columns. The
     images are `data`'s test split; by default the build's own `--data`
     (report.json's `options.data`; the bundled subset for a default build).
+    With `profile`, each file's ops are timed alone on the device and its
+    peak memory read there (`lite.profile`), in the report beside the host's.
     """
     import tempfile
 
@@ -210,7 +212,7 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
         if accuracy not in (None, False):
             eval_path, x, y, task = _device_eval_data(out, data, accuracy, report, tmp)
         results = remote.bench_devices(list(hosts), files, options or remote.SSHOptions(), runs=runs, warmup=warmup,
-                                       threads=threads, eval_data=eval_path)
+                                       threads=threads, eval_data=eval_path, profile=profile)
     if eval_path is not None:
         _agreement(results, files, x, y, threads, task)
     if report is not None:

@@ -414,9 +414,10 @@ def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_la
             "key": "SSH private key file (default: agent and default keys).",
             "timeout": "Connection timeout in seconds (default: 15).",
             "accuracy": "Also run the test images on the device: --accuracy (the whole test split) or --accuracy=N.",
-            "data": "Dataset for --accuracy, as given to build-edge (default: bundled subset)."})
+            "data": "Dataset for --accuracy (default: the build's own --data, from its report).",
+            "profile": "Also time each op alone on the device and read its peak memory (lite/profile.py)."})
 def bench_device(c, host, models=None, out="build/edge", python="python3", runs=200, threads=1, known_hosts=None,
-                 key=None, timeout=15, accuracy=None, data=None):
+                 key=None, timeout=15, accuracy=None, data=None, profile=False):
     """Benchmark the build's .tflite files on devices over SSH (and --accuracy) and add them to the report."""
     setup_logging()
     with user_errors():
@@ -425,7 +426,7 @@ def bench_device(c, host, models=None, out="build/edge", python="python3", runs=
 
         run(host, models=models.split(",") if models else None, out=out, runs=int(runs), threads=int(threads),
             options=SSHOptions(known_hosts=known_hosts, key=key, timeout=float(timeout), python=python),
-            accuracy=accuracy, data=data)
+            accuracy=accuracy, data=data, profile=profile)
 
 
 @task(name="device-sim",

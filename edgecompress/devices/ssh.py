@@ -102,13 +102,14 @@ def connect(host: str, options: SSHOptions):
 
 
 def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs: int = 200, warmup: int = 20,
-                  threads: int = 1, xnnpack: bool = True, eval_data=None) -> list[dict]:
+                  threads: int = 1, xnnpack: bool = True, eval_data=None, profile: bool = False) -> list[dict]:
     """Runs the benchmark on one host, once per Python in `options.python`.
 
     Returns one JSON result per Python (each with `host` and `python`).
     With `eval_data` (an `.npz` of preprocessed `x` and labels `y`, see
     `bench.load_eval_data`), each model's result also has its top-1 and
-    predicted labels on the device.
+    predicted labels on the device. With `profile`, each has the device's
+    `lite.profile` too: each op timed alone there, and the peak memory.
     """
     models = [Path(m) for m in models]
     for m in models:
@@ -134,6 +135,8 @@ def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs
         if eval_data is not None:
             conn.put(str(eval_data), f"{remote}/eval.npz")
             extra = ["--eval-data", "eval.npz"]
+        if profile:
+            extra.append("--profile")
         return [_run_bench(conn, host, remote, python, names, [*extra, "--runs", str(runs), "--warmup", str(warmup),
                                                                 "--threads", str(threads)] + ([] if xnnpack else ["--no-xnnpack"]))
                 for python in pythons]

@@ -76,6 +76,7 @@ def render_markdown(report: dict) -> str:
                                 + (f", QEMU_CPU={info['qemu_cpu']}" if info.get("qemu_cpu") else "")
                                 + "): latency in brackets is not a measurement of any board, accuracy is real"
                                 if device_emulation(d) else ""))
+    lines += device_profile_lines(report)
     failed_devices = {k: v["error"] for k, v in (report.get("devices") or {}).items() if "error" in v}
     for name, err in sorted(failed_devices.items()):
         lines.append(f"- **{name}**: not measured: {err}")
@@ -108,6 +109,25 @@ def delegation_lines(report: dict) -> list[str]:
             (f"; {profile_line(a['profile'], a['delegation'])}" if a.get("profile") else "") for a in said]
     if whole:
         out.append(f"- {'every other file' if said else 'every file'} ({whole}): one partition, every op inside it")
+    return out
+
+
+def device_profile_lines(report: dict) -> list[str]:
+    """Each file profiled on a device (`bench-device --profile`): its delegation there, its ops' times alone
+    and its peak memory, as the host's lines say them; an emulated device's times are said not to be a board's."""
+    from edgecompress.lite.latency import delegation_line, device_emulation
+    from edgecompress.lite.profile import profile_line
+
+    out = []
+    for label, d in sorted((report.get("devices") or {}).items()):
+        profiled = {name: r for name, r in (d.get("results") or {}).items() if r.get("profile")}
+        if not profiled:
+            continue
+        said = ("emulated CPU: the op times are qemu's, not a measurement of any board" if device_emulation(d)
+                else "each op timed alone on the device")
+        out += ["", f"Profiled on {label} ({said}):"]
+        out += [f"- `{name}`: {delegation_line(r.get('delegation'))}; {profile_line(r['profile'], r.get('delegation'))}"
+                for name, r in profiled.items()]
     return out
 
 

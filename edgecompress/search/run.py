@@ -165,7 +165,7 @@ class SearchSpace(Config):
             accuracy (`{"distill.hard_swish": ["keep", "relu"]}`): they join
             the grid only when the build has `--max-latency-ms` and the model
             has what the lever changes (`LEVER_APPLIES`; see `for_build`).
-            Defaults to `{}`.
+            Each list's first value is the template's. Defaults to `{}`.
     """
 
     name: str = "custom"
@@ -262,11 +262,17 @@ class SearchSpace(Config):
         keys = set(self.grid) | set(extra) | {"quantize"}
         ladder = tuple({k: v for k, v in r.items() if k != "when"} for r in self.ladder
                        if not r.get("when") or (extra and set(r.get("choice", {})) <= keys))
+        # The template holds each added key's first value ("keep"), so a rung that does not name it keeps it
+        # rather than leaving it to the sampler.
+        stages = tuple({**st, **{k.partition(".")[2]: _param(self.name, k, v).values()[0] for k, v in extra.items()
+                                 if k.partition(".")[0] == st.get("stage") and k.partition(".")[2] not in st}}
+                       for st in self.stages)
         if check:
-            return self.replace(grid={**self.grid, **extra}, latency_grid={}, ladder=ladder)
+            return self.replace(stages=stages, grid={**self.grid, **extra}, latency_grid={}, ladder=ladder)
         out = object.__new__(type(self))  # the validation's own view: not checked again (no recursion)
         for f in dataclasses.fields(self):
             object.__setattr__(out, f.name, getattr(self, f.name))
+        object.__setattr__(out, "stages", stages)
         object.__setattr__(out, "grid", {**self.grid, **extra})
         object.__setattr__(out, "latency_grid", {})
         object.__setattr__(out, "ladder", ladder)
