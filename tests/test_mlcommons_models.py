@@ -67,6 +67,8 @@ def test_mlcommons_reference_model_loads_and_quantizes(name, tmp_path):
     arrays = {"x_train": x_train, "x_test": x_test, "y_test": _own_labels(model, x_test, task)}
     arrays["y_train"] = (np.zeros(len(x_train), np.int64) if task == "anomaly"
                          else _own_labels(model, x_train, task))
+    if task == "classification":  # every class the model has, though its own answers may not use them all
+        arrays["class_names"] = np.asarray([f"class_{i}" for i in range(model.output_shape[-1])])
     data = tmp_path / "data.npz"
     np.savez(data, **arrays)
     out = tmp_path / "build"
@@ -79,6 +81,9 @@ def test_mlcommons_reference_model_loads_and_quantizes(name, tmp_path):
     # The model's float32 file gives the Keras model's own answers; int8 moves few of them.
     assert arts["float32"]["accuracy"] >= 0.98, arts["float32"]["accuracy"]
     assert arts["int8"]["accuracy"] >= (0.9 if task == "classification" else 0.85), arts["int8"]["accuracy"]
-    # The same model in int8 is about the size of MLPerf Tiny's own int8 file.
-    assert abs(arts["int8"]["size_bytes"] - reference_int8) <= 0.1 * reference_int8, (
+    # The same model in int8 is about the size of MLPerf Tiny's own int8 file. Not the same bytes: TF 2.21
+    # quantizes FULLY_CONNECTED weights per output channel (TF 2.3, which wrote the reference, per tensor), and
+    # a scale and a zero point per channel are 12 bytes: ad01 measured 318,152 B against 276,976, with the same
+    # 265,472 B of int8 weights and 6,688 B of int32 biases, and 40,260 B of quantization parameters against 372.
+    assert abs(arts["int8"]["size_bytes"] - reference_int8) <= 0.2 * reference_int8, (
         arts["int8"]["size_bytes"], reference_int8)
