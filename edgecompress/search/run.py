@@ -225,8 +225,7 @@ class SearchSpace(Config):
             for v in (p.values() if p.choices is not None else [p.low, p.high]):
                 self.recipe({p.key: v})
         names, speed = [], []
-        full = self.for_build(None, 1.0, check=False) if self.latency_grid or any("when" in r for r in self.ladder) \
-            else self
+        full = self.for_build(None, 1.0)  # the `when: latency` rungs are checked against the space they run in
         for rung in self.ladder:
             where = f"Search space {self.name!r}: ladder rung {rung.get('name')!r}"
             require(set(rung) <= {"name", "choice", "after", "when"} and isinstance(rung.get("name"), str)
@@ -236,26 +235,25 @@ class SearchSpace(Config):
             require(rung.get("when") or rung.get("after") not in speed,
                      f"{where}: it climbs from {rung.get('after')!r}, a rung run only with --max-latency-ms; give it "
                      f"\"when\": \"latency\" too.")
-            if rung.get("when"):
-                speed.append(rung["name"])
-                require(rung.get("after") in (None, *names),
-                         f"{where}: `after` names {rung.get('after')!r}, which is not an earlier rung ({names}).")
-                full.recipe(full.rung_choice(rung))
-                names.append(rung["name"])
-                continue
+            view = full if rung.get("when") else self
             require(rung["name"] not in names, f"{where}: two rungs have this name; name each once.")
             require(rung.get("after") in (None, *names),
                      f"{where}: `after` names {rung.get('after')!r}, which is not an earlier rung ({names}).")
-            unknown = sorted(set(rung.get("choice", {})) - set(self.parameters()))
+            unknown = sorted(set(rung.get("choice", {})) - set(view.parameters()))
             require(not unknown, f"{where}: {unknown} are not parameters of the space. Valid keys: "
-                                  f"{sorted(self.parameters())}.")
-            self.recipe(self.rung_choice(rung))
+                                  f"{sorted(view.parameters())}.")
+            view.recipe(view.rung_choice(rung))
             names.append(rung["name"])
+            if rung.get("when"):
+                speed.append(rung["name"])
 
-    def for_build(self, model, max_latency_ms, *, check: bool = True) -> "SearchSpace":
+    def for_build(self, model, max_latency_ms) -> "SearchSpace":
         """The space one build searches: with `max_latency_ms`, the `latency_grid` keys whose lever `model`
-        has (`LEVER_APPLIES`) join the grid and the `when: latency` rungs that use only those join the ladder;
-        without it, neither. The build and every worker call this, so their fingerprints agree."""
+        has (`LEVER_APPLIES`; any lever when `model` is None) join the grid and the `when: latency` rungs that
+        use only those join the ladder; without it, neither. The build and every worker call this, so their
+        fingerprints agree; a space without either is returned as it is."""
+        if not self.latency_grid and not any(r.get("when") for r in self.ladder):
+            return self
         latency = max_latency_ms is not None
         extra = {k: v for k, v in self.latency_grid.items()
                  if latency and (model is None or LEVER_APPLIES.get(k, lambda m: True)(model))}
@@ -267,16 +265,7 @@ class SearchSpace(Config):
         stages = tuple({**st, **{k.partition(".")[2]: _param(self.name, k, v).values()[0] for k, v in extra.items()
                                  if k.partition(".")[0] == st.get("stage") and k.partition(".")[2] not in st}}
                        for st in self.stages)
-        if check:
-            return self.replace(stages=stages, grid={**self.grid, **extra}, latency_grid={}, ladder=ladder)
-        out = object.__new__(type(self))  # the validation's own view: not checked again (no recursion)
-        for f in dataclasses.fields(self):
-            object.__setattr__(out, f.name, getattr(self, f.name))
-        object.__setattr__(out, "stages", stages)
-        object.__setattr__(out, "grid", {**self.grid, **extra})
-        object.__setattr__(out, "latency_grid", {})
-        object.__setattr__(out, "ladder", ladder)
-        return out
+        return self.replace(stages=stages, grid={**self.grid, **extra}, latency_grid={}, ladder=ladder)
 
     def parameters(self) -> dict:
         """`{key: Param}`: the grid's, plus `quantize` when it lists several schemes."""
