@@ -78,7 +78,8 @@ class DistillConfig(_StageConfig):
             file the ReLU fuses into the convolution before it, where
             hard-swish is three elementwise ops (MUL, ADD, MUL) after it. On
             the `mnv3-shapes` example's 0.75-wide int8 student, 90 nodes
-            instead of 144, 0.040 ms p50 against 0.058 in one build's timing
+            instead of 144; on a 2-core AMD EPYC (LiteRT 2.3, 1 thread),
+            0.040 ms p50 against 0.058 in one build's timing
             and 0.054-0.058 against 0.060-0.079 re-timed, for 1-3 points of
             top-1 (README "Latency"). The student learns the new activation
             from the teacher like any other difference. Defaults to
