@@ -101,7 +101,8 @@ def _build(options: BuildOptions) -> dict:
          "Drawing calibration examples from the training split")
     pixels, calib_dir = calibration_pixels(options, dataset, out_dir)
 
-    constraints = Constraints(options.max_accuracy_drop, options.max_size_kb, options.max_latency_ms)
+    constraints = Constraints(options.max_accuracy_drop, options.max_size_kb, options.max_latency_ms,
+                              margin_se=options.margin_se)
     if space is not None:
         from edgecompress.search.run import search
 

@@ -30,6 +30,51 @@ def test_impossible_constraint_names_it_and_the_best_value():
     assert e.value.exit_code == 3
 
 
+def _judged(margins):
+    """A search's report: files judged on a validation split, each with its paired standard error (points)."""
+    r = _report()
+    for a, (val, se) in zip(r["artifacts"], margins):
+        a["val_accuracy"] = val
+        if se is not None:
+            a["val_paired_se"] = se
+    return r
+
+
+def test_a_search_file_must_meet_the_limit_by_one_paired_standard_error_of_its_drop():
+    # pruned_int8 is 0.8 points down: within 1 point as measured, but its drop's standard error is 1.5
+    # points, so it may be 2 points down on other images; int8 (0.3 down, 0.4 points of error) is not.
+    r = _judged([(0.90, None), (0.897, 0.4), (0.892, 1.5), (0.899, 0.3)])
+    assert select(r, Constraints(max_accuracy_drop=1.0, margin_se=0))["name"] == "pruned_int8"
+    assert select(r, Constraints(max_accuracy_drop=1.0))["name"] == "int8"
+    with pytest.raises(GateError) as e:
+        select(r, Constraints(max_accuracy_drop=0.3, max_size_kb=100))
+    assert "paired standard error" in str(e.value) and "0.30-1.50 points here" in str(e.value)
+    # A device's own top-1 is not a search's judging split: no margin there.
+    from edgecompress.builder.selection import measures
+
+    assert measures(r, r["artifacts"][2], margin_se=1.0)["accuracy_drop"] == pytest.approx(0.8 + 1.5)
+    assert measures(r, r["artifacts"][2], margin_se=0.0)["accuracy_drop"] == pytest.approx(0.8)
+    with pytest.raises(Exception, match="margin_se=-1"):
+        Constraints(margin_se=-1)
+
+
+def test_the_paired_standard_error_counts_only_the_images_one_file_got_right_and_the_other_wrong():
+    from edgecompress.lite.evaluation import correct_bits, read_bits
+    from edgecompress.models.sanity import paired_standard_error, standard_error
+
+    rng = np.random.default_rng(0)
+    a = rng.random(801) < 0.85
+    b = a.copy()
+    flip = rng.choice(801, 40, replace=False)
+    b[flip] = ~b[flip]
+    assert (read_bits(correct_bits(a), 801) == a).all() and len(correct_bits(a)) == 2 * 101
+    d = a.astype(float) - b.astype(float)
+    assert paired_standard_error(a, b) == pytest.approx(np.sqrt(d.var() / 801))
+    # 40 of 801 images differ: far below two independent top-1s' error (about 1.8 points)
+    assert paired_standard_error(a, b) < 0.5 * np.hypot(standard_error(a.mean(), 801), standard_error(b.mean(), 801))
+    assert paired_standard_error(a, a) == 0.0
+
+
 def test_bad_constraint_value():
     from edgecompress.errors import EdgeCompressError
 

@@ -91,7 +91,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
         path = cache.file(f"{name}.convert", key, ".tflite")
         mkey = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup, model_key)
         measured = cache.get_json(f"{name}.measure", mkey)
-        if measured is None:
+        if measured is None or _lacks_correct(measured, dataset):
             if reference is None:
                 from edgecompress.models.keras_io import predict
 
@@ -101,6 +101,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
             b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
             sparsity = weight_sparsity(data)
             measured = {"accuracy": result["accuracy"], "agreement": result.get("agreement"),
+                        **({"correct": result["correct"]} if "correct" in result else {}),
                         "latency_ms": b["latency_ms"], "init_ms": b["init_ms"], "delegation": b.get("delegation"),
                         "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
                         "float_ops": float_ops(data) if scheme(conv.quantization).integer_only else None}
@@ -137,25 +138,33 @@ def artifact_record(name, data, path, quantization, measured, recipe) -> Artifac
     """One artifact: the file's facts, what was measured, what made it; `cache_path` is what `publish` copies."""
     record = {"name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": quantization,
               "size_bytes": len(data), "gzip_bytes": report_lib.gzip_size(data), "sha256": sha256_bytes(data),
-              **measured, "recipe": recipe}
+              **{k: v for k, v in measured.items() if k != "correct"}, "recipe": recipe}
     if scheme(quantization).reference_kernels:  # said beside its latency in every table
         record["kernels"] = scheme(quantization).kernels
-    return Artifact.from_dict(record)
+    a = Artifact.from_dict(record)
+    a.correct = measured.get("correct")  # which test images it got right: for a paired comparison, not the report
+    return a
+
+
+def _lacks_correct(measured: dict, dataset) -> bool:
+    """A classifier's cached measurement from before `correct` was kept: measured again."""
+    return "correct" not in measured and tasks.task(dataset.task).name == "classification"
 
 
 def measure_file(path, dataset, cache, *, threads=1, runs=200, warmup=20) -> dict:
     """Top-1 on `dataset`'s test split and host latency of one `.tflite` file, cached by content:
-    {"accuracy", "latency_ms", "init_ms"}. A search's files, measured one at a time after the study."""
+    {"accuracy", "latency_ms", "init_ms"}, and for a classifier "correct" (`evaluation.correct_bits`). A search's files, measured one at a time after the study."""
     from edgecompress.recipes.cache import make_key
 
     data = Path(path).read_bytes()
     key = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup)
     measured = cache.get_json("file.measure", key)
-    if measured is None:
+    if measured is None or _lacks_correct(measured, dataset):
         result, _ = evaluate_tflite(path, to_model_input(dataset.x_test, dataset.preprocessing), dataset.y_test,
                                     num_threads=threads, task=dataset.task)
         b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
-        measured = {"accuracy": result["accuracy"], "latency_ms": b["latency_ms"], "init_ms": b["init_ms"]}
+        measured = {"accuracy": result["accuracy"], "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
+                    **({"correct": result["correct"]} if "correct" in result else {})}
         cache.put_json("file.measure", key, measured)
     return measured
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from edgecompress.builder.selection import DEFAULT_MARGIN_SE
 from edgecompress.configs import Config, require
 
 
@@ -64,6 +65,9 @@ class BuildOptions(Config):
             (`qdebug.recover_int8`) is tried first. Default to None.
         max_metric_drop: The accuracy limit in the metric's own units (0.01 = 0.01 of ROC-AUC or R², or one
             point of top-1): sets `max_accuracy_drop` to 100 times it. Give one of the two. Defaults to None.
+        margin_se: How many paired standard errors of its drop a search's file must keep inside
+            `max_accuracy_drop` on the judging images (`gate.Constraints`), so the file selected among many does
+            not meet the limit by luck; 0 holds the limit as measured. Defaults to `DEFAULT_MARGIN_SE` (1).
         task: What a user's model is for (`lite.tasks`: `classification`, `anomaly`), which sets its metric
             (top-1, ROC-AUC); `max_accuracy_drop` is in points of it (0.01 of ROC-AUC per point). Defaults
             to None: what the model's shapes say (`keras_io.model_task`).
@@ -95,6 +99,7 @@ class BuildOptions(Config):
     max_latency_ms: float | None = None
     task: str | None = None
     max_metric_drop: float | None = None
+    margin_se: float = DEFAULT_MARGIN_SE
 
     def __post_init__(self):
         require(isinstance(self.budget_minutes, (int, float)) and self.budget_minutes > 0,
@@ -104,6 +109,9 @@ class BuildOptions(Config):
                  f"Received an invalid value for `workers`, expected an integer >= 1. Received: workers={self.workers!r}")
         require(self.search or (self.workers == 1 and not self.storage and not self.artifacts and not self.study),
                  "`workers`, `storage`, `artifacts` and `study` belong to a search: add --search, or drop them.")
+        require(isinstance(self.margin_se, (int, float)) and self.margin_se >= 0,
+                 "Received an invalid value for `margin_se`, expected a number of standard errors >= 0 (0 holds "
+                 f"the limit as measured). Received: margin_se={self.margin_se!r}")
         require(isinstance(self.runs, int) and self.runs >= 1,
                  f"Received an invalid value for `runs`, expected an integer >= 1. Received: runs={self.runs!r}")
         require(isinstance(self.threads, int) and self.threads >= 1,

@@ -49,6 +49,9 @@ _B = BuildOptions()
                              "--recipe, else none).",
         "max_size_kb": "Quality gate: largest .tflite in KiB.",
         "max_latency_ms": "Quality gate: slowest host p50 in ms.",
+        "margin_se": "A search's file must meet --max-accuracy-drop by this many paired standard errors of its "
+                     f"drop on the judging images, so one of many does not pass by luck (default: {_B.margin_se:g}; "
+                     "0: the limit as measured).",
         "max_metric_drop": "The accuracy limit in the metric's own units, instead of --max-accuracy-drop: 0.01 is "
                            "0.01 of ROC-AUC or R² (one point of top-1).",
         "task": "What --model is for: classification (top-1), multilabel (mean ROC-AUC of its sigmoid units), "
@@ -60,7 +63,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                threads=_B.threads, runs=_B.runs, scale=_B.scale, unsafe=False, quiet=False, strategy=_B.strategy,
                no_cache=False, max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None,
                budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None,
-               task=None, max_metric_drop=None):
+               task=None, max_metric_drop=None, margin_se=_B.margin_se):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -75,7 +78,8 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                             max_latency_ms=_num(max_latency_ms),
                             search=("default" if search is True else search) or None,
                             budget_minutes=float(budget_minutes), workers=int(workers), storage=storage,
-                            artifacts=artifacts, study=study, task=task, max_metric_drop=_num(max_metric_drop))
+                            artifacts=artifacts, study=study, task=task, max_metric_drop=_num(max_metric_drop),
+                            margin_se=float(margin_se))
         try:
             report = run(opts)
         except PartialBuildError as e:
@@ -391,15 +395,18 @@ def benchmark_stream(c, count="50000", size=224, in_memory=False, out=None):
 @task(help={"out": "Build folder (default: build/edge).",
             "max_accuracy_drop": "Most top-1 points below the baseline.", "max_size_kb": "Largest .tflite in KiB.",
             "max_latency_ms": "Slowest p50 in ms (on --device when given, else the host).",
-            "device": "Judge latency on this device column of the report, e.g. pi@raspberrypi/ai_edge_litert."})
-def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, device=None):
+            "device": "Judge latency on this device column of the report, e.g. pi@raspberrypi/ai_edge_litert.",
+            "margin_se": "Paired standard errors of a search's file's drop kept inside --max-accuracy-drop "
+                         f"(default: {_B.margin_se:g})."})
+def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, device=None,
+           margin_se=_B.margin_se):
     """Select again in a finished build (e.g. on device latency after bench-device); writes selected.tflite."""
     setup_logging()
     with user_errors():
         from edgecompress.builder.selection import Constraints, select_in_build
 
         chosen = select_in_build(out, Constraints(_num(max_accuracy_drop), _num(max_size_kb), _num(max_latency_ms),
-                                                  device=device))
+                                                  device=device, margin_se=float(margin_se)))
     print(f"Selected {chosen['name']} ({chosen['gzip_bytes'] / 1024:.1f} KB gzipped, top-1 "
           f"{100 * chosen['accuracy']:.2f}%): {out}/selected.tflite")
 

@@ -60,7 +60,8 @@ def evaluate_tflite(path, x: np.ndarray, y: np.ndarray, *, reference=None, num_t
         task: What `y` means and what is measured. Defaults to `"classification"`.
 
     Returns:
-        ({"accuracy": the metric, "count", and "agreement" where there is one}, predicted labels or None).
+        ({"accuracy": the metric, "count", "agreement" where there is one, and for a classifier "correct":
+        which examples it got right, `correct_bits`}, predicted labels or None).
     """
     t = tasks.task(task)
     interp = make_interpreter(path, num_threads=num_threads)
@@ -69,4 +70,18 @@ def evaluate_tflite(path, x: np.ndarray, y: np.ndarray, *, reference=None, num_t
     result = {"accuracy": t.score(x, scores, y), "count": int(len(y))}
     if reference is not None and pred is not None:
         result["agreement"] = float((pred == np.asarray(reference)).mean())
+    if pred is not None and np.ndim(pred) == 1 and not t.value_labels:
+        result["correct"] = correct_bits(pred == np.asarray(y).reshape(-1))
     return result, pred
+
+
+def correct_bits(correct) -> str:
+    """Which examples a file got right, as hex of their packed bits (one bit per example, in order): what two
+    files' paired comparison on the same images needs (`sanity.paired_standard_error`), small enough to keep
+    in a measurement's cache entry and a study's records."""
+    return np.packbits(np.asarray(correct, bool)).tobytes().hex()
+
+
+def read_bits(bits: str, n: int) -> np.ndarray:
+    """The `n` booleans `correct_bits` packed."""
+    return np.unpackbits(np.frombuffer(bytes.fromhex(bits), np.uint8), count=n).astype(bool)

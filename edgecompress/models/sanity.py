@@ -49,6 +49,20 @@ def standard_error(accuracy: float, n: int) -> float:
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n, 1))
 
 
+def paired_standard_error(a_correct, b_correct) -> float:
+    """The standard error of the difference in top-1 of two files measured on the same images (`a_correct`,
+    `b_correct`: which images each got right), as a fraction: only the images where one is right and the
+    other wrong move it, so it is much smaller than two independent top-1s' errors when the files agree.
+
+    >>> paired_standard_error([1, 1, 0, 0], [1, 1, 0, 0])
+    0.0
+    """
+    d = np.asarray(a_correct, np.float64) - np.asarray(b_correct, np.float64)
+    if len(d) == 0:
+        return 0.0
+    return math.sqrt(max(float(d.var()), 0.0) / len(d))
+
+
 def check_stage(stage: str, accuracy, *, num_classes: int, model=None, task: str = "classification") -> None:
     """Raises when a stage's model is at chance (below its task's floor, `lite.tasks`: for a classifier
     `CHANCE_FACTOR` x chance) or holds NaN or infinite weights."""

@@ -180,14 +180,18 @@ def ladder_story(report: dict) -> list[str]:
     val = search.get("validation") or {}
     n, m = val.get("judge_count", val.get("count", 0)), val.get("report_count", report["dataset"]["count"])
     limit = (report.get("constraints") or {}).get("max_accuracy_drop")
+    margin_se = (report.get("constraints") or {}).get("margin_se", 0.0)
     lines = ["", "### From the model to the selected file", ""]
     if "val_accuracy" in base:
         lines.append(f"The model's own float32 file: {100 * base['val_accuracy']:.2f}% +/- "
                      f"{100 * standard_error(base['val_accuracy'], n):.2f} on the {n} judging images, "
                      f"{100 * base['accuracy']:.2f}% +/- {100 * standard_error(base['accuracy'], m):.2f} on the "
                      f"{m} reporting images (+/- one standard error)"
-                     + (f"; the limit is {limit:g} point(s) below it on the judging images." if limit is not None
-                        else "."))
+                     + (f"; the limit is {limit:g} point(s) below it on the judging images" if limit is not None
+                        else "")
+                     + (f", and a file must meet it by {margin_se:g} paired standard error(s) of its drop "
+                        "(`--margin-se`: of many files that meet a limit as measured, the smallest is often one "
+                        "that met it by luck)." if limit is not None and margin_se else "."))
         lines.append("")
     for i, c in enumerate(rungs, 1):
         a = next((by_name[x] for x in c.get("artifacts", []) if x in by_name), None)
@@ -195,8 +199,11 @@ def ladder_story(report: dict) -> list[str]:
             lines.append(f"{i}. `{c['rung']}`: {c['status']} ({c.get('reason') or c.get('error') or ''})")
             continue
         drop = 100 * (base.get("val_accuracy", 0) - a["val_accuracy"])
-        verdict = "" if limit is None else (" within the limit: kept" if drop <= limit else
-                                            " over the limit: dropped")
+        se = a.get("val_paired_se")
+        held = f" (paired standard error {se:.2f})" if se is not None and margin_se else ""
+        verdict = "" if limit is None else (f" within the limit{held}: kept"
+                                            if drop + margin_se * (se or 0.0) <= limit else
+                                            f" over the limit{held}: dropped")
         lines.append(f"{i}. `{c['rung']}` ({a['name']}): {100 * a['val_accuracy']:.2f}% +/- "
                      f"{100 * standard_error(a['val_accuracy'], n):.2f} judged ({-drop + 0.0:+.2f} points), "
                      f"{100 * a['accuracy']:.2f}% reported, {a['gzip_bytes'] / 1024:.1f} KB gzipped,{verdict}")

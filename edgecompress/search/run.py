@@ -536,7 +536,7 @@ def judging_split(dataset, space: SearchSpace, seed: int = 0, holdout: str = "te
 
 
 def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None,
-                max_latency_ms=None) -> dict:
+                max_latency_ms=None, margin_se=None) -> dict:
     """What a study is made of; a worker whose own differ may not join (`optimize.open_study`)."""
     import numpy as np
 
@@ -549,6 +549,7 @@ def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_acc
             "calibration": hashlib.sha256(pixels.tobytes()).hexdigest()[:16], "seed": seed,
             "max_accuracy_drop": max_accuracy_drop,
             **({"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {}),
+            **({"margin_se": margin_se} if margin_se else {}),
             "versions": hashlib.sha256(json.dumps(versions(), sort_keys=True).encode()).hexdigest()[:16]}
 
 
@@ -603,8 +604,9 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     store_dir.mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(store_dir))
     study_storage = optimize.open_storage(storage, out_dir)
+    margin_se = getattr(options, "margin_se", 0.0) if max_accuracy_drop is not None else 0.0
     fp = fingerprint(teacher, val, space, pixels, seed=seed, max_accuracy_drop=max_accuracy_drop,
-                     max_latency_ms=max_latency_ms)
+                     max_latency_ms=max_latency_ms, margin_se=margin_se)
     name = study_name or optimize.STUDY_NAME
     study = optimize.open_study(study_storage, space, fp, seed=seed, name=name, where=optimize.describe_url(storage))
     study.set_user_attr("ready", False)  # until the teacher is measured and the deadline set
@@ -619,8 +621,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     if not base_arts:
         raise EdgeCompressError("The teacher could not be converted: " + "; ".join(f["error"] for f in failed))
     baseline = base_arts[0]
-    baseline.extra["val_accuracy"] = measure_file(baseline.cache_path, val, cache, threads=threads, runs=1,
-                                                  warmup=0)["accuracy"]
+    judged = measure_file(baseline.cache_path, val, cache, threads=threads, runs=1, warmup=0)
+    baseline.extra["val_accuracy"] = judged["accuracy"]
     seen = holdout == "training" and teacher_saw_validation(baseline.extra["val_accuracy"], len(val.y_test),
                                                             baseline.accuracy, len(dataset.y_test))
     if seen:
@@ -639,6 +641,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     study.set_user_attr("stop", False)
     study.set_user_attr("artifacts", str(store_dir.resolve()))
     study.set_user_attr("baseline_accuracy", baseline.extra["val_accuracy"])
+    study.set_user_attr("baseline_correct", judged.get("correct"))  # for each file's paired standard error
     if options is not None and hasattr(options, "to_dict"):  # what `invoke search-worker` rebuilds its side from
         study.set_user_attr("options", {**options.to_dict(), **{k: _absolute(getattr(options, k)) for k in
                                                                ("model", "data", "search", "calibration", "out_dir")}})
@@ -656,7 +659,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         ctx = optimize.TrialContext(teacher, val, space, pixels, cache, teacher_key, baseline.extra["val_accuracy"],
                                     max_accuracy_drop, store, seed=seed, verbose=verbose,
                                     measure=MeasureSettings(threads, runs=20, warmup=5),
-                                    max_latency_ms=max_latency_ms)
+                                    max_latency_ms=max_latency_ms, baseline_correct=judged.get("correct"),
+                                    margin_se=margin_se)
         optimize.run_worker(study, study_storage, ctx, deadline=deadline, trials=space.trials)
     else:
         optimize.run_local_workers(study, study_storage, worker_command, workers)

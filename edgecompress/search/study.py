@@ -224,6 +224,10 @@ class TrialContext:
     # `--max-latency-ms` as a constraint on each trial (p50 of its file, minus the limit): only where the
     # trial's file is timed alone (one worker); with several, the final selection holds it.
     max_latency_ms: float | None = None
+    # Which judging images the teacher's float32 file got right (`evaluation.correct_bits`), and how many
+    # paired standard errors of its drop a file must keep inside the limit (`selection.Constraints.margin_se`).
+    baseline_correct: str | None = None
+    margin_se: float = 0.0
 
 
 def worker_id() -> str:
@@ -516,11 +520,13 @@ class Objective:
             if suspect:
                 trial.set_user_attr("suspect", suspect)
                 logger.warning("[trial %d] %s", trial.number, suspect)
+            margin = ctx.margin_se * (paired_se_points(ctx, art) or 0.0) if ctx.max_accuracy_drop is not None else 0
             if (ctx.space.selective_int8 and ctx.max_accuracy_drop is not None and scheme(art.quantization).recover_with
-                    and 100 * (ctx.baseline_accuracy - art.accuracy) > ctx.max_accuracy_drop):
+                    and 100 * (ctx.baseline_accuracy - art.accuracy) + margin > ctx.max_accuracy_drop):
                 result = BuildResult(arts, final_model=final)
-                try:
-                    rec = recover_int8(result, ctx.dataset, ctx.pixels, ctx.cache, ctx.max_accuracy_drop,
+                try:  # the recovery aims inside the margin too
+                    rec = recover_int8(result, ctx.dataset, ctx.pixels, ctx.cache,
+                                       max(ctx.max_accuracy_drop - margin, 0.0),
                                        baseline_accuracy=ctx.baseline_accuracy, measure=ctx.measure,
                                        prefix=f"{recipe.name}_", offer=False)
                 except Exception as e:  # TF's debugger refuses some models; the plain int8 file stays the result
@@ -546,15 +552,19 @@ class Objective:
             logger.error("[trial %d] %s failed: %s", trial.number, recipe.name, message,
                          exc_info=not isinstance(e, EdgeCompressError))
             raise
+        se = paired_se_points(ctx, art)
+        if se is not None:
+            art.extra["val_paired_se"] = round(se, 4)
         record = art.to_dict()
         record["artifact_id"] = upload_artifact(artifact_store=ctx.artifact_store, file_path=art.cache_path,
                                                 study_or_trial=trial)
         drop = 100 * (ctx.baseline_accuracy - art.accuracy)
         trial.set_user_attr("artifact", record)
         trial.set_user_attr("val_accuracy", art.accuracy)
-        if ctx.max_accuracy_drop is not None:  # points over the limit; <= 0 is feasible
-            trial.set_user_attr("constraint", [drop - ctx.max_accuracy_drop])
-            trial.set_constraint("accuracy_drop", drop - ctx.max_accuracy_drop)
+        margin = ctx.margin_se * record.get("val_paired_se", 0.0)
+        if ctx.max_accuracy_drop is not None:  # points over the limit, margin included; <= 0 is feasible
+            trial.set_user_attr("constraint", [drop + margin - ctx.max_accuracy_drop])
+            trial.set_constraint("accuracy_drop", drop + margin - ctx.max_accuracy_drop)
         slow = ""
         if ctx.max_latency_ms is not None and art.p50_ms is not None:  # ms over the limit; <= 0 is feasible
             trial.set_user_attr("latency_constraint", art.p50_ms - ctx.max_latency_ms)
@@ -563,16 +573,39 @@ class Objective:
                     f"--max-latency-ms {ctx.max_latency_ms:g}")
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
         rung = f" (ladder: {trial.user_attrs['rung']})" if "rung" in trial.user_attrs else ""
-        ok = ctx.max_accuracy_drop is not None and drop <= ctx.max_accuracy_drop
+        ok = ctx.max_accuracy_drop is not None and drop + margin <= ctx.max_accuracy_drop
+        held = f" with a margin of {margin:.2f} ({ctx.margin_se:g} paired standard error)" if margin else ""
         verdict = "" if ctx.max_accuracy_drop is None else (
             f"; {-drop + 0.0:+.2f} points against the teacher's file, {'within' if ok else 'over'} the limit "
-            f"(-{ctx.max_accuracy_drop:g}): {'kept' if ok else 'dropped'}")
+            f"(-{ctx.max_accuracy_drop:g}){held}: {'kept' if ok else 'dropped'}")
         deadline = trial.study.user_attrs.get("deadline")
         left = f"; {max(0.0, deadline - time.time()) / 60:.0f} min of the budget left" if deadline else ""
         logger.info("[trial %d] %s%s: held-out %s at %.1f KB gzipped (%.0f s)%s%s; levers: %s%s", trial.number,
                     art.name, rung, tasks.task(ctx.dataset.task).says(art.accuracy), art.gzip_bytes / 1024,
                     time.time() - t0, verdict, slow, recipe.levers(), left)
         return art.accuracy, float(art.gzip_bytes)
+
+
+def paired_se_points(ctx: TrialContext, art) -> float | None:
+    """The paired standard error, in points, of `art`'s drop from the teacher's float32 file on the judging
+    images (`sanity.paired_standard_error`), or None where it has no meaning (a task judged by ROC-AUC or R²)."""
+    import numpy as np
+
+    from edgecompress.data.preprocessing import to_model_input
+    from edgecompress.lite.evaluation import evaluate_tflite, read_bits
+    from edgecompress.models.sanity import paired_standard_error
+
+    if ctx.baseline_correct is None:
+        return None
+    bits = art.correct
+    if bits is None:  # a file measured without it (a selective-int8 file): measured again on the same images
+        result, _ = evaluate_tflite(art.cache_path, to_model_input(ctx.dataset.x_test, ctx.dataset.preprocessing),
+                                    ctx.dataset.y_test, task=ctx.dataset.task)
+        bits = result.get("correct")
+    if bits is None:
+        return None
+    n = len(np.asarray(ctx.dataset.y_test))
+    return 100 * paired_standard_error(read_bits(ctx.baseline_correct, n), read_bits(bits, n))
 
 
 def _counted(study) -> int:

@@ -78,8 +78,9 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
 
     val, _, _ = judging_split(dataset, space, options.seed, found.user_attrs.get("holdout", "test"))
 
+    margin_se = options.margin_se if options.max_accuracy_drop is not None else 0.0
     fp = fingerprint(model_, val, space, pixels, seed=options.seed, max_accuracy_drop=options.max_accuracy_drop,
-                     max_latency_ms=options.max_latency_ms)
+                     max_latency_ms=options.max_latency_ms, margin_se=margin_se)
     study_ = optimize.open_study(storage_obj, space, fp, seed=options.seed, worker=worker_index + 1, name=name,
                                  join=True, where=optimize.describe_url(storage))
     from optuna.artifacts import FileSystemArtifactStore
@@ -87,7 +88,8 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
     store = FileSystemArtifactStore(str(artifacts or study_.user_attrs["artifacts"]))
     ctx = optimize.TrialContext(model_, val, space, pixels, cache, teacher_key, study_.user_attrs["baseline_accuracy"],
                                 options.max_accuracy_drop, store, seed=options.seed, verbose=verbose,
-                                measure=MeasureSettings(options.threads, runs=20, warmup=5))
+                                measure=MeasureSettings(options.threads, runs=20, warmup=5),
+                                baseline_correct=study_.user_attrs.get("baseline_correct"), margin_se=margin_se)
     logger.info("Worker %s joined study %r (%s)", optimize.worker_id(), name, optimize.describe_url(storage))
     optimize.wait_for_local_workers(study_, worker_index)
     ran = optimize.run_worker(study_, storage_obj, ctx, deadline=study_.user_attrs["deadline"], trials=space.trials)
