@@ -108,8 +108,9 @@ def _build(options: BuildOptions) -> dict:
 
         space = space.for_build(model, options.max_latency_ms)  # what the search will run, as its log says
         if space.name == CLOSED_LOOP_SPACE:
+            held = f" (by {options.margin_se:g} paired standard error of its drop)" if options.margin_se else ""
             step(3, n, f"Closed loop (no --recipe): the smallest file within {constraints.max_accuracy_drop:g} "
-                        f"point(s) of the model on held-out images, within {options.budget_minutes:g} min: "
+                        f"point(s) of the model on held-out images{held}, within {options.budget_minutes:g} min: "
                         f"{len(space.ladder)} rungs from PTQ of the model to students, then {space.sampler} "
                         "(pass --recipe NAME for one fixed recipe)")
         else:

@@ -390,6 +390,7 @@ def test_build_edge_with_a_model_and_no_flag_runs_the_ladder_and_selects_on_held
     assert not any("correct" in a for a in report["artifacts"])  # per-image bits stay in the cache
     md = (out / "report.md").read_text()
     assert "### From the model to the selected file" in md and "1. `model` (model_int8)" in md
+    assert "must meet it by 1 paired standard error(s)" in md and "gzipped, paired standard error " in md
     assert f"Selected: **{sel['name']}**" in md
 
 

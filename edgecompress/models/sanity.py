@@ -63,6 +63,18 @@ def paired_standard_error(a_correct, b_correct) -> float:
     return math.sqrt(max(float(d.var()), 0.0) / len(d))
 
 
+def limit_verdict(drop: float, margin: float, limit: float, margin_se: float) -> str:
+    """What the limit says of a file `drop` points below the model, with `margin` points of margin: kept
+    (selectable), within it but not by its margin (not selectable, though a ladder climbs from it), or
+    dropped."""
+    if drop + margin <= limit:
+        return f"within the limit (-{limit:g})" + (f" by its margin of {margin:.2f}" if margin else "") + ": kept"
+    if drop <= limit:
+        return (f"within the limit (-{limit:g}) but not by its margin of {margin:.2f} ({margin_se:g} paired "
+                "standard error): not selectable")
+    return f"over the limit (-{limit:g}): dropped"
+
+
 def check_stage(stage: str, accuracy, *, num_classes: int, model=None, task: str = "classification") -> None:
     """Raises when a stage's model is at chance (below its task's floor, `lite.tasks`: for a classifier
     `CHANCE_FACTOR` x chance) or holds NaN or infinite weights."""

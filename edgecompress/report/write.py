@@ -168,7 +168,7 @@ def search_lines(report: dict) -> list[str]:
 def ladder_story(report: dict) -> list[str]:
     """report.md's path from the model to the selected file: each ladder rung, in order, with its held-out
     top-1 and standard error, size, and whether it was kept, dropped, stopped, ended or skipped, and why."""
-    from edgecompress.models.sanity import ABOVE_POINTS, standard_error
+    from edgecompress.models.sanity import ABOVE_POINTS, limit_verdict, standard_error
 
     search = report["search"]
     rungs = [c for c in search["candidates"] if c.get("rung")]
@@ -200,10 +200,8 @@ def ladder_story(report: dict) -> list[str]:
             continue
         drop = 100 * (base.get("val_accuracy", 0) - a["val_accuracy"])
         se = a.get("val_paired_se")
-        held = f" (paired standard error {se:.2f})" if se is not None and margin_se else ""
-        verdict = "" if limit is None else (f" within the limit{held}: kept"
-                                            if drop + margin_se * (se or 0.0) <= limit else
-                                            f" over the limit{held}: dropped")
+        held = f"paired standard error {se:.2f}, " if se is not None and margin_se else ""
+        verdict = "" if limit is None else " " + held + limit_verdict(drop, margin_se * (se or 0.0), limit, margin_se)
         lines.append(f"{i}. `{c['rung']}` ({a['name']}): {100 * a['val_accuracy']:.2f}% +/- "
                      f"{100 * standard_error(a['val_accuracy'], n):.2f} judged ({-drop + 0.0:+.2f} points), "
                      f"{100 * a['accuracy']:.2f}% reported, {a['gzip_bytes'] / 1024:.1f} KB gzipped,{verdict}")

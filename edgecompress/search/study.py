@@ -47,7 +47,7 @@ from edgecompress.builder.measure import MeasureSettings
 from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError, NotApplicable
 from edgecompress.lite.fileio import pid_alive
-from edgecompress.models.sanity import ImplausibleResult, suspect_gain
+from edgecompress.models.sanity import ImplausibleResult, limit_verdict, suspect_gain
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +302,9 @@ def rung_outcome(t) -> str | None:
     if t is None or t.state in (TrialState.RUNNING, TrialState.WAITING):
         return None
     if t.state == TrialState.COMPLETE:
-        over = (t.user_attrs.get("constraint") or [0.0])[0]
+        # As measured, without the selection's margin: a rung that met the limit but not by its margin is
+        # still worth climbing from (the margin decides what is selected, not what is tried).
+        over = (t.user_attrs.get("constraint") or [0.0])[0] - t.user_attrs.get("margin", 0.0)
         return None if over <= 0 else f"missed the accuracy limit by {over:.2f} points"
     if t.state == TrialState.PRUNED:
         return "ended: " + t.user_attrs["ended"] if "ended" in t.user_attrs else (
@@ -564,6 +566,7 @@ class Objective:
         margin = ctx.margin_se * record.get("val_paired_se", 0.0)
         if ctx.max_accuracy_drop is not None:  # points over the limit, margin included; <= 0 is feasible
             trial.set_user_attr("constraint", [drop + margin - ctx.max_accuracy_drop])
+            trial.set_user_attr("margin", margin)
             trial.set_constraint("accuracy_drop", drop + margin - ctx.max_accuracy_drop)
         slow = ""
         if ctx.max_latency_ms is not None and art.p50_ms is not None:  # ms over the limit; <= 0 is feasible
@@ -573,11 +576,9 @@ class Objective:
                     f"--max-latency-ms {ctx.max_latency_ms:g}")
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
         rung = f" (ladder: {trial.user_attrs['rung']})" if "rung" in trial.user_attrs else ""
-        ok = ctx.max_accuracy_drop is not None and drop + margin <= ctx.max_accuracy_drop
-        held = f" with a margin of {margin:.2f} ({ctx.margin_se:g} paired standard error)" if margin else ""
         verdict = "" if ctx.max_accuracy_drop is None else (
-            f"; {-drop + 0.0:+.2f} points against the teacher's file, {'within' if ok else 'over'} the limit "
-            f"(-{ctx.max_accuracy_drop:g}){held}: {'kept' if ok else 'dropped'}")
+            f"; {-drop + 0.0:+.2f} points against the teacher's file, "
+            + limit_verdict(drop, margin, ctx.max_accuracy_drop, ctx.margin_se))
         deadline = trial.study.user_attrs.get("deadline")
         left = f"; {max(0.0, deadline - time.time()) / 60:.0f} min of the budget left" if deadline else ""
         logger.info("[trial %d] %s%s: held-out %s at %.1f KB gzipped (%.0f s)%s%s; levers: %s%s", trial.number,
