@@ -153,7 +153,8 @@ def _lacks_correct(measured: dict, dataset) -> bool:
 
 def measure_file(path, dataset, cache, *, threads=1, runs=200, warmup=20) -> dict:
     """Top-1 on `dataset`'s test split and host latency of one `.tflite` file, cached by content:
-    {"accuracy", "latency_ms", "init_ms"}, and for a classifier "correct" (`evaluation.correct_bits`). A search's files, measured one at a time after the study."""
+    {"accuracy", "latency_ms", "init_ms"}, and for a classifier "correct" (`evaluation.correct_bits`). A
+    search's files, measured one at a time after the study."""
     from edgecompress.recipes.cache import make_key
 
     data = Path(path).read_bytes()
