@@ -58,6 +58,19 @@ def test_a_search_file_must_meet_the_limit_by_one_paired_standard_error_of_its_d
         Constraints(margin_se=-1)
 
 
+def test_the_report_names_the_smaller_files_the_margin_kept_out_and_how_to_let_them_in():
+    from edgecompress.report.write import margin_lines
+
+    r = _judged([(0.90, None), (0.897, 0.4), (0.892, 1.5), (0.899, 0.3)])
+    r.update(selected="int8", constraints=Constraints(max_accuracy_drop=1.0).to_dict())
+    text = " ".join(margin_lines(r))
+    assert "1 file(s) smaller than the selected one met the limit as measured but not by their margin" in text
+    assert "`pruned_int8` (29.3 KB gzipped, -0.80 points judged, paired standard error 1.50" in text
+    assert "`invoke select --max-accuracy-drop 1 --margin-se 0`" in text
+    r["constraints"]["margin_se"] = 0.0  # no margin, nothing kept out
+    assert margin_lines(r) == []
+
+
 def test_the_paired_standard_error_counts_only_the_images_one_file_got_right_and_the_other_wrong():
     from edgecompress.lite.evaluation import correct_bits, read_bits
     from edgecompress.models.sanity import paired_standard_error, standard_error

@@ -155,7 +155,7 @@ def search_lines(report: dict) -> list[str]:
               "'stopped early' is a trial ended after a stage whose top-1 left no hope of meeting "
               "--max-accuracy-drop, even with the best recovery earlier trials saw (not weight pruning).", "",
               markdown_table(search_table(report))]
-    lines += ladder_story(report)
+    lines += ladder_story(report) + margin_lines(report)
     seen = val.get("teacher_saw_it")
     if seen:
         lines += ["", f"**The teacher scores {100 * seen['validation']:.2f}% on the validation split but "
@@ -223,6 +223,35 @@ def ladder_story(report: dict) -> list[str]:
                                                  "the sampler proposed once the ladder was done"
                                                  if len(search["candidates"]) > len(rungs) else "") + "."]
     return lines
+
+
+def margin_lines(report: dict) -> list[str]:
+    """report.md's word on the files the margin kept out (`--margin-se`): those that met the accuracy limit as
+    measured, but not by their margin, and are smaller than the selected file (or any, when none was), with
+    what would let them in."""
+    constraints = report.get("constraints") or {}
+    limit, margin_se = constraints.get("max_accuracy_drop"), constraints.get("margin_se", 0.0)
+    base = next((a for a in report["artifacts"] if a["name"] == report.get("baseline")), {})
+    if limit is None or not margin_se or "val_accuracy" not in base:
+        return []
+    chosen = next((a for a in report["artifacts"] if a["name"] == report.get("selected")), None)
+    out = []
+    for a in report["artifacts"]:
+        if "val_paired_se" not in a or (chosen and a["gzip_bytes"] >= chosen["gzip_bytes"]):
+            continue
+        drop = 100 * (base["val_accuracy"] - a["val_accuracy"])
+        if drop <= limit < drop + margin_se * a["val_paired_se"]:
+            out.append(a)
+    if not out:
+        return []
+    a = min(out, key=lambda x: x["gzip_bytes"])
+    return ["", f"{len(out)} file(s) {'smaller than the selected one ' if chosen else ''}met the limit as measured "
+                f"but not by their margin, the smallest `{a['name']}` ({a['gzip_bytes'] / 1024:.1f} KB gzipped, "
+                f"{100 * (a['val_accuracy'] - base['val_accuracy']):+.2f} points judged, paired standard error "
+                f"{a['val_paired_se']:.2f}; {100 * (a['accuracy'] - base['accuracy']):+.2f} points on the reporting "
+                "images). More judging images (a `val/` folder) narrow the margin; `invoke select "
+                f"--max-accuracy-drop {limit:g} --margin-se 0` (with the build's other limits) selects on the limit "
+                "as measured."]
 
 
 def write_report(report: dict, out_dir) -> tuple[Path, Path]:
