@@ -23,7 +23,7 @@ from edgecompress.quantize import rewrites
 from edgecompress.report import write as report_lib
 from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
-from edgecompress.lite.evaluation import evaluate_tflite
+from edgecompress.lite.evaluation import evaluate_tflite, keeps_correct
 from edgecompress.lite.fileio import sha256_bytes
 from edgecompress.lite.reader import float_ops, unique_weights, weight_sparsity
 from edgecompress.lite import tasks
@@ -148,7 +148,7 @@ def artifact_record(name, data, path, quantization, measured, recipe) -> Artifac
 
 def _lacks_correct(measured: dict, dataset) -> bool:
     """A classifier's cached measurement from before `correct` was kept: measured again."""
-    return "correct" not in measured and tasks.task(dataset.task).name == "classification"
+    return "correct" not in measured and keeps_correct(dataset.task)
 
 
 def measure_file(path, dataset, cache, *, threads=1, runs=200, warmup=20) -> dict:

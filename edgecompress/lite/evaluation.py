@@ -70,9 +70,15 @@ def evaluate_tflite(path, x: np.ndarray, y: np.ndarray, *, reference=None, num_t
     result = {"accuracy": t.score(x, scores, y), "count": int(len(y))}
     if reference is not None and pred is not None:
         result["agreement"] = float((pred == np.asarray(reference)).mean())
-    if pred is not None and np.ndim(pred) == 1 and not t.value_labels:
+    if keeps_correct(task):
         result["correct"] = correct_bits(pred == np.asarray(y).reshape(-1))
     return result, pred
+
+
+def keeps_correct(task: str) -> bool:
+    """Whether a file's measurement on `task` keeps which examples it got right (`correct_bits`): top-1's
+    paired comparison needs them; ROC-AUC and R² have no right or wrong per example."""
+    return tasks.task(task).name == "classification"
 
 
 def correct_bits(correct) -> str:

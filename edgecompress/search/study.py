@@ -522,7 +522,8 @@ class Objective:
             if suspect:
                 trial.set_user_attr("suspect", suspect)
                 logger.warning("[trial %d] %s", trial.number, suspect)
-            margin = ctx.margin_se * (paired_se_points(ctx, art) or 0.0) if ctx.max_accuracy_drop is not None else 0
+            se = paired_se_points(ctx, art)
+            margin = ctx.margin_se * (se or 0.0) if ctx.max_accuracy_drop is not None else 0
             if (ctx.space.selective_int8 and ctx.max_accuracy_drop is not None and scheme(art.quantization).recover_with
                     and 100 * (ctx.baseline_accuracy - art.accuracy) + margin > ctx.max_accuracy_drop):
                 result = BuildResult(arts, final_model=final)
@@ -539,6 +540,7 @@ class Objective:
                 if rec and selective and selective[0].accuracy > art.accuracy:
                     trial.set_user_attr("int8_recovery", {k: rec[k] for k in ("float_layers",) if k in rec})
                     art = selective[0]
+                    se = paired_se_points(ctx, art)  # the file that replaced it, measured again
         except optuna.TrialPruned:
             raise
         except (ImplausibleResult, NotApplicable) as e:  # a number that cannot be true, or a stage with nothing
@@ -554,7 +556,6 @@ class Objective:
             logger.error("[trial %d] %s failed: %s", trial.number, recipe.name, message,
                          exc_info=not isinstance(e, EdgeCompressError))
             raise
-        se = paired_se_points(ctx, art)
         if se is not None:
             art.extra["val_paired_se"] = round(se, 4)
         record = art.to_dict()
