@@ -72,7 +72,7 @@ def test_the_report_names_the_smaller_files_the_margin_kept_out_and_how_to_let_t
 
 
 def test_the_paired_standard_error_counts_only_the_images_one_file_got_right_and_the_other_wrong():
-    from edgecompress.lite.evaluation import correct_bits, read_bits
+    from edgecompress.lite.evaluation import pack_terms, read_terms
     from edgecompress.models.sanity import paired_standard_error, standard_error
 
     rng = np.random.default_rng(0)
@@ -80,7 +80,7 @@ def test_the_paired_standard_error_counts_only_the_images_one_file_got_right_and
     b = a.copy()
     flip = rng.choice(801, 40, replace=False)
     b[flip] = ~b[flip]
-    assert (read_bits(correct_bits(a), 801) == a).all() and len(correct_bits(a)) == 2 * 101
+    assert (read_terms(pack_terms(a), 801) == a).all() and len(pack_terms(a)) == 2 * 101  # one bit per image
     d = a.astype(float) - b.astype(float)
     assert paired_standard_error(a, b) == pytest.approx(np.sqrt(d.var() / 801))
     # 40 of 801 images differ: far below two independent top-1s' error (about 1.8 points)

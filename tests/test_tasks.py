@@ -448,3 +448,96 @@ def test_max_metric_drop_is_the_limit_in_the_metrics_own_units():
     proc = subprocess.run([sys.executable, "-m", "invoke", "--help", "build-edge"], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert "--max-metric-drop" in proc.stdout
+
+
+# ---------------------------------------------------------------- the margin for every task
+
+def _bootstrap_se(metric, a, b, y, draws=800, seed=1):
+    """The spread of the difference of `metric` between outputs `a` and `b` over examples resampled with
+    replacement: what a paired standard error estimates, by brute force."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(draws):
+        i = rng.integers(0, len(y), len(y))
+        diffs.append(metric(a[i], y[i]) - metric(b[i], y[i]))
+    return float(np.std(diffs))
+
+
+@pytest.mark.parametrize("name", ["classification", "anomaly", "multilabel", "regression"])
+def test_each_tasks_per_example_terms_average_to_its_metric_and_give_its_paired_error(name):
+    """A task splits its metric into one term per example (`Task.terms`): their mean is the metric, and the
+    spread of two files' term differences is the standard error of their metric's difference (DeLong's for
+    ROC-AUC), which a bootstrap over the examples agrees with."""
+    from edgecompress.lite.tasks import mean_roc_auc, r2_score
+    from edgecompress.models.sanity import paired_standard_error
+
+    rng = np.random.default_rng(0)
+    n = 500
+    x = np.zeros((n, 3))
+    if name == "classification":
+        y = rng.integers(0, 3, n)
+        a = np.eye(3)[y] + rng.normal(0, 0.8, (n, 3))
+        metric = lambda o, t: float((o.argmax(1) == t).mean())  # noqa: E731
+    elif name == "anomaly":  # a score model: its one output is the anomaly score
+        y = (rng.random(n) < 0.3).astype(np.int64)
+        a = (y + rng.normal(0, 1, n))[:, None]
+        metric = lambda o, t: roc_auc(o, t)  # noqa: E731
+    elif name == "multilabel":
+        y = (rng.random((n, 3)) < 0.4).astype(np.int64)
+        y[:, 1] = y[:, 0]  # two labels that go together: their covariance counts
+        a = y + rng.normal(0, 1, (n, 3))
+        metric = mean_roc_auc
+    else:
+        y = rng.normal(0, 1, (n, 2))
+        a = y + rng.normal(0, 0.5, (n, 2))
+        metric = r2_score
+    b = a + rng.normal(0, 0.4, a.shape)
+    t = task(name)
+    ta, tb = t.terms(x, a, y), t.terms(x, b, y)
+    assert ta.shape == (n,) and ta.mean() == pytest.approx(t.score(x, a, y), abs=1e-9)
+    se = paired_standard_error(ta, tb)
+    assert 0 < se == pytest.approx(_bootstrap_se(metric, a, b, y), rel=0.15)
+    assert paired_standard_error(ta, ta) == 0.0
+
+
+def test_per_example_terms_keep_their_values_packed():
+    from edgecompress.lite.evaluation import pack_terms, read_terms
+
+    terms = np.array([0.25, -3.5, 1.0, 0.0])
+    assert read_terms(pack_terms(terms), 4).tolist() == terms.tolist() and pack_terms(terms).startswith("f32:")
+    right = np.array([1, 0, 0, 1, 1], bool)
+    assert pack_terms(right) == "98" and read_terms("98", 5).tolist() == [1, 0, 0, 1, 1]  # 10011000: one bit each
+
+
+@pytest.mark.slow
+def test_a_closed_loop_on_an_anomaly_detector_holds_its_roc_auc_limit_by_delongs_paired_error(tmp_path, root):
+    """The closed loop on a Keras 3 autoencoder (no --recipe): every judged file carries the paired standard
+    error of its ROC-AUC drop, and the selected one is the smallest within the limit by that margin."""
+    from conftest import run_invoke
+
+    arrays = _ad_arrays()
+    np.savez(tmp_path / "ad.npz", **arrays)
+    model = _autoencoder()
+    model.compile("adam", "mse")
+    model.fit(arrays["x_train"], arrays["x_train"], epochs=30, batch_size=32, verbose=0)
+    model.save(tmp_path / "ae.keras")
+    out = tmp_path / "out"
+    proc = run_invoke(["build-edge", "--model", str(tmp_path / "ae.keras"), "--data", str(tmp_path / "ad.npz"),
+                       "--budget-minutes", "1.5", "--runs", "10", "--out", str(out)], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"]["task"] == "anomaly" and report["constraints"]["margin_se"] == 1.0
+    base = report["artifacts"][0]
+    judged = [a for a in report["artifacts"][1:] if "val_accuracy" in a]
+    assert judged and all(a["val_paired_se"] >= 0 for a in judged)
+    assert any(a["val_paired_se"] > 0.1 for a in judged)  # a compressed file ranks some examples otherwise
+
+    def bound(a):
+        return 100 * (base["val_accuracy"] - a["val_accuracy"]) + a.get("val_paired_se", 0.0)
+
+    sel = next(a for a in report["artifacts"] if a["name"] == report["selected"])
+    assert bound(sel) <= 1.0 and sel["gzip_bytes"] == min(a["gzip_bytes"] for a in report["artifacts"]
+                                                          if bound(a) <= 1.0)
+    md = (out / "report.md").read_text()
+    assert f"ROC-AUC {base['val_accuracy']:.4f} on the 100 judging images" in md
+    assert "gzipped, paired standard error " in md and "% +/-" not in md  # no binomial error for a ROC-AUC

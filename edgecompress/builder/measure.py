@@ -23,7 +23,7 @@ from edgecompress.quantize import rewrites
 from edgecompress.report import write as report_lib
 from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
-from edgecompress.lite.evaluation import evaluate_tflite, keeps_correct
+from edgecompress.lite.evaluation import evaluate_tflite
 from edgecompress.lite.fileio import sha256_bytes
 from edgecompress.lite.reader import float_ops, unique_weights, weight_sparsity
 from edgecompress.lite import tasks
@@ -91,7 +91,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
         path = cache.file(f"{name}.convert", key, ".tflite")
         mkey = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup, model_key)
         measured = cache.get_json(f"{name}.measure", mkey)
-        if measured is None or _lacks_correct(measured, dataset):
+        if measured is None or _lacks_terms(measured):
             if reference is None:
                 from edgecompress.models.keras_io import predict
 
@@ -101,7 +101,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
             b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
             sparsity = weight_sparsity(data)
             measured = {"accuracy": result["accuracy"], "agreement": result.get("agreement"),
-                        **({"correct": result["correct"]} if "correct" in result else {}),
+                        "terms": result["terms"],
                         "latency_ms": b["latency_ms"], "init_ms": b["init_ms"], "delegation": b.get("delegation"),
                         "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
                         "float_ops": float_ops(data) if scheme(conv.quantization).integer_only else None}
@@ -138,34 +138,35 @@ def artifact_record(name, data, path, quantization, measured, recipe) -> Artifac
     """One artifact: the file's facts, what was measured, what made it; `cache_path` is what `publish` copies."""
     record = {"name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": quantization,
               "size_bytes": len(data), "gzip_bytes": report_lib.gzip_size(data), "sha256": sha256_bytes(data),
-              **{k: v for k, v in measured.items() if k != "correct"}, "recipe": recipe}
+              **{k: v for k, v in measured.items() if k != "terms"}, "recipe": recipe}
     if scheme(quantization).reference_kernels:  # said beside its latency in every table
         record["kernels"] = scheme(quantization).kernels
     a = Artifact.from_dict(record)
-    a.correct = measured.get("correct")  # which test images it got right: for a paired comparison, not the report
+    a.terms = measured.get("terms")  # its per-example metric terms: for a paired comparison, not the report
     return a
 
 
-def _lacks_correct(measured: dict, dataset) -> bool:
-    """A classifier's cached measurement from before `correct` was kept: measured again."""
-    return "correct" not in measured and keeps_correct(dataset.task)
+def _lacks_terms(measured: dict) -> bool:
+    """A cached measurement from before its per-example terms (`evaluation.pack_terms`) were kept: measured
+    again."""
+    return "terms" not in measured
 
 
 def measure_file(path, dataset, cache, *, threads=1, runs=200, warmup=20) -> dict:
     """Top-1 on `dataset`'s test split and host latency of one `.tflite` file, cached by content:
-    {"accuracy", "latency_ms", "init_ms"}, and for a classifier "correct" (`evaluation.correct_bits`). A
+    {"accuracy", "latency_ms", "init_ms", "terms"} (`evaluation.pack_terms`). A
     search's files, measured one at a time after the study."""
     from edgecompress.recipes.cache import make_key
 
     data = Path(path).read_bytes()
     key = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup)
     measured = cache.get_json("file.measure", key)
-    if measured is None or _lacks_correct(measured, dataset):
+    if measured is None or _lacks_terms(measured):
         result, _ = evaluate_tflite(path, to_model_input(dataset.x_test, dataset.preprocessing), dataset.y_test,
                                     num_threads=threads, task=dataset.task)
         b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
         measured = {"accuracy": result["accuracy"], "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
-                    **({"correct": result["correct"]} if "correct" in result else {})}
+                    "terms": result["terms"]}
         cache.put_json("file.measure", key, measured)
     return measured
 

@@ -7,6 +7,7 @@ dequantized with the output tensor's.
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import numpy as np
@@ -60,8 +61,9 @@ def evaluate_tflite(path, x: np.ndarray, y: np.ndarray, *, reference=None, num_t
         task: What `y` means and what is measured. Defaults to `"classification"`.
 
     Returns:
-        ({"accuracy": the metric, "count", "agreement" where there is one, and for a classifier "correct":
-        which examples it got right, `correct_bits`}, predicted labels or None).
+        ({"accuracy": the metric, "count", "agreement" where there is one, and "terms": its per-example terms
+        (`Task.terms`: for a classifier which examples it got right), packed by `pack_terms`}, predicted labels
+        or None).
     """
     t = tasks.task(task)
     interp = make_interpreter(path, num_threads=num_threads)
@@ -70,24 +72,30 @@ def evaluate_tflite(path, x: np.ndarray, y: np.ndarray, *, reference=None, num_t
     result = {"accuracy": t.score(x, scores, y), "count": int(len(y))}
     if reference is not None and pred is not None:
         result["agreement"] = float((pred == np.asarray(reference)).mean())
-    if keeps_correct(task):
-        result["correct"] = correct_bits(pred == np.asarray(y).reshape(-1))
+    result["terms"] = pack_terms(t.terms(x, scores, y))
     return result, pred
 
 
-def keeps_correct(task: str) -> bool:
-    """Whether a file's measurement on `task` keeps which examples it got right (`correct_bits`): top-1's
-    paired comparison needs them; ROC-AUC and R² have no right or wrong per example."""
-    return tasks.task(task).name == "classification"
+_FLOAT_TERMS = "f32:"
 
 
-def correct_bits(correct) -> str:
-    """Which examples a file got right, as hex of their packed bits (one bit per example, in order): what two
-    files' paired comparison on the same images needs (`sanity.paired_standard_error`), small enough to keep
-    in a measurement's cache entry and a study's records."""
-    return np.packbits(np.asarray(correct, bool)).tobytes().hex()
+def pack_terms(terms) -> str:
+    """A file's per-example metric terms (`Task.terms`) as text, in order, small enough for a measurement's
+    cache entry and a study's records: what two files' paired comparison on the same examples needs
+    (`sanity.paired_standard_error`). Terms that are all 0 or 1 (a classifier's right and wrong) are hex of
+    their packed bits, one bit per example; others are float32, base64.
+
+    >>> read_terms(pack_terms([1, 0, 1]), 3).tolist(), read_terms(pack_terms([0.5, 2]), 2).tolist()
+    ([1.0, 0.0, 1.0], [0.5, 2.0])
+    """
+    t = np.asarray(terms, np.float64).reshape(-1)
+    if np.isin(t, (0.0, 1.0)).all():
+        return np.packbits(t.astype(bool)).tobytes().hex()
+    return _FLOAT_TERMS + base64.b64encode(t.astype("<f4").tobytes()).decode("ascii")
 
 
-def read_bits(bits: str, n: int) -> np.ndarray:
-    """The `n` booleans `correct_bits` packed."""
-    return np.unpackbits(np.frombuffer(bytes.fromhex(bits), np.uint8), count=n).astype(bool)
+def read_terms(packed: str, n: int) -> np.ndarray:
+    """The `n` terms `pack_terms` packed, as float64."""
+    if packed.startswith(_FLOAT_TERMS):
+        return np.frombuffer(base64.b64decode(packed[len(_FLOAT_TERMS):]), "<f4")[:n].astype(np.float64)
+    return np.unpackbits(np.frombuffer(bytes.fromhex(packed), np.uint8), count=n).astype(np.float64)

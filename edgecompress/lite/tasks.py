@@ -20,6 +20,11 @@ classifier and 0.01 of ROC-AUC for an anomaly detector.
   score model). An autoencoder trains to reproduce its input, on normal
   examples.
 
+Each task also splits its metric into one term per example whose mean is the metric (`Task.terms`): a
+classifier's term is 1 where it is right and 0 where wrong; R²'s and ROC-AUC's are their first-order
+(influence) terms. Two files' terms on the same examples give the standard error of the difference of their
+metrics (`models.sanity.paired_standard_error`), which a search's limit keeps as its margin.
+
 Example:
 
 >>> import numpy as np
@@ -60,6 +65,30 @@ def roc_auc(scores, truth) -> float:
     return float((ranks[t].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
+def auc_terms(scores, truth) -> np.ndarray:
+    """One term per example whose mean is the ROC-AUC of `scores` for binary `truth` (DeLong's structural
+    components as pseudo-values): a positive's share of negatives it outscores, a negative's share of positives
+    that outscore it (ties half), each centred and scaled by its class's count, so the spread of two files'
+    term differences is DeLong's paired variance of their AUC difference.
+
+    >>> float(auc_terms([0.9, 0.1, 0.8, 0.2], [1, 0, 1, 0]).mean())
+    1.0
+    """
+    s = np.asarray(scores, np.float64).ravel()
+    t = np.asarray(truth).ravel().astype(bool)
+    pos, neg = np.sort(s[t]), np.sort(s[~t])
+    auc = roc_auc(s, t)
+    n, m, k = len(s), len(pos), len(neg)
+    lo, hi = np.searchsorted(neg, s[t], "left"), np.searchsorted(neg, s[t], "right")
+    v10 = (lo + 0.5 * (hi - lo)) / k  # each positive: the share of negatives below it
+    lo, hi = np.searchsorted(pos, s[~t], "left"), np.searchsorted(pos, s[~t], "right")
+    v01 = (m - hi + 0.5 * (hi - lo)) / m  # each negative: the share of positives above it
+    terms = np.empty(n, np.float64)
+    terms[t] = auc + n * (v10 - auc) / m
+    terms[~t] = auc + n * (v01 - auc) / k
+    return terms
+
+
 def anomaly_scores(x, outputs) -> np.ndarray:
     """Per example: the mean squared reconstruction error when `outputs` has `x`'s size, else the one output."""
     out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
@@ -93,12 +122,30 @@ def _r2(x, outputs, y) -> float:
     return r2_score(outputs, y)
 
 
+def _r2_terms(x, outputs, y) -> np.ndarray:
+    """1 - N * (an example's squared error) / SST: their mean is R² (SST, the labels', is the same for any
+    file judged on these examples)."""
+    r2_score(outputs, y)  # the shape and variance checks
+    out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    sst = float(((y - y.mean(axis=0)) ** 2).sum())
+    return 1.0 - len(y) * ((y - out) ** 2).sum(axis=1) / sst
+
+
 def _top1(x, outputs, y) -> float:
     return float((labels(outputs) == np.asarray(y)).mean())
 
 
+def _top1_terms(x, outputs, y) -> np.ndarray:
+    return (labels(outputs) == np.asarray(y).reshape(-1)).astype(np.float64)
+
+
 def _auc(x, outputs, y) -> float:
     return roc_auc(anomaly_scores(x, outputs), y)
+
+
+def _auc_terms(x, outputs, y) -> np.ndarray:
+    return auc_terms(anomaly_scores(x, outputs), y)
 
 
 def mean_roc_auc(outputs, y) -> float:
@@ -120,6 +167,16 @@ def _mean_auc(x, outputs, y) -> float:
     return mean_roc_auc(outputs, y)
 
 
+def _mean_auc_terms(x, outputs, y) -> np.ndarray:
+    """The mean over the ranked labels of each label's `auc_terms`: their mean is the mean ROC-AUC, and the
+    examples' shared labels stay in one term (the labels' covariance is counted)."""
+    mean_roc_auc(outputs, y)  # the shape and label checks
+    out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+    y = np.asarray(y).reshape(len(y), -1)
+    both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+    return np.mean([auc_terms(out[:, j], y[:, j]) for j in both], axis=0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """One task: its name, its metric, and how the metric is computed.
@@ -129,6 +186,8 @@ class Task:
         metric: The metric's name in logs and reports ("top-1", "ROC-AUC").
         measure: `(x, outputs, y) -> float`: the metric of a model's `outputs` on inputs `x` against labels
             `y`, as a fraction where higher is better.
+        per_example: `(x, outputs, y) -> (N,) array`: one term per example whose mean is the metric (a
+            classifier's 1 right, 0 wrong; R²'s and ROC-AUC's influence terms), for paired comparisons.
         chance: The metric of a model that learned nothing, given the class count.
         floor: Below it (given the class count) a model has learned nothing usable: a stage that leaves its
             model there ends (`models.sanity.check_stage`).
@@ -148,6 +207,7 @@ class Task:
     name: str
     metric: str
     measure: Callable
+    per_example: Callable
     chance: Callable
     floor: Callable
     compares_labels: bool = True
@@ -161,6 +221,11 @@ class Task:
     def score(self, x, outputs, y) -> float:
         """The metric of `outputs` (the model's, on inputs `x`) against labels `y`, as a fraction."""
         return self.measure(x, outputs, y)
+
+    def terms(self, x, outputs, y) -> np.ndarray:
+        """One term per example whose mean is the metric (`per_example`): two files' terms on the same examples
+        give the paired standard error of their difference (`models.sanity.paired_standard_error`)."""
+        return np.asarray(self.per_example(x, outputs, y), np.float64)
 
     def predictions(self, outputs):
         """What agreement between two files compares (class ids; for multi-label, each unit at p > 0.5), or
@@ -179,15 +244,16 @@ class Task:
 
 
 TASKS = {t.name: t for t in (
-    Task("classification", "top-1", _top1, chance=lambda num_classes: 1.0 / max(num_classes, 2),
+    Task("classification", "top-1", _top1, _top1_terms, chance=lambda num_classes: 1.0 / max(num_classes, 2),
          floor=lambda num_classes: CHANCE_FACTOR / max(num_classes, 2)),
     # A ROC-AUC of one half ranks nothing; 1.5x chance would refuse a usable 0.70.
-    Task("anomaly", "ROC-AUC", _auc, chance=lambda num_classes: 0.5, floor=lambda num_classes: 0.55,
+    Task("anomaly", "ROC-AUC", _auc, _auc_terms, chance=lambda num_classes: 0.5, floor=lambda num_classes: 0.55,
          compares_labels=False, reconstructs=True, outputs_values=True, as_percent=False,
          chance_is="scores that rank nothing"),
-    Task("multilabel", "mean ROC-AUC", _mean_auc, chance=lambda num_classes: 0.5, floor=lambda num_classes: 0.55,
+    Task("multilabel", "mean ROC-AUC", _mean_auc, _mean_auc_terms, chance=lambda num_classes: 0.5,
+         floor=lambda num_classes: 0.55,
          value_labels=True, as_percent=False, multi_label=True, chance_is="scores that rank nothing"),
-    Task("regression", "R²", _r2, chance=lambda num_classes: 0.0, floor=lambda num_classes: 0.05,
+    Task("regression", "R²", _r2, _r2_terms, chance=lambda num_classes: 0.0, floor=lambda num_classes: 0.05,
          compares_labels=False, outputs_values=True, value_labels=True, as_percent=False,
          chance_is="predicting the mean"),
 )}

@@ -49,15 +49,17 @@ def standard_error(accuracy: float, n: int) -> float:
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n, 1))
 
 
-def paired_standard_error(a_correct, b_correct) -> float:
-    """The standard error of the difference in top-1 of two files measured on the same images (`a_correct`,
-    `b_correct`: which images each got right), as a fraction: only the images where one is right and the
-    other wrong move it, so it is much smaller than two independent top-1s' errors when the files agree.
+def paired_standard_error(a_terms, b_terms) -> float:
+    """The standard error of the difference in a metric of two files measured on the same examples, from
+    their per-example terms (`lite.tasks.Task.terms`; for top-1, which images each got right), as a fraction:
+    only the examples the two treat differently move it (for top-1, one right and the other wrong), so it is
+    much smaller than two independent measurements' errors when the files agree. For ROC-AUC it is DeLong's
+    paired error; for R², that of the difference of squared errors.
 
     >>> paired_standard_error([1, 1, 0, 0], [1, 1, 0, 0])
     0.0
     """
-    d = np.asarray(a_correct, np.float64) - np.asarray(b_correct, np.float64)
+    d = np.asarray(a_terms, np.float64) - np.asarray(b_terms, np.float64)
     if len(d) == 0:
         return 0.0
     return math.sqrt(max(float(d.var()), 0.0) / len(d))

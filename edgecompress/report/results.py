@@ -76,8 +76,9 @@ class Artifact:
     recipe: dict = dataclasses.field(default_factory=dict)
     extra: dict = dataclasses.field(default_factory=dict)
     cache_path: str | None = dataclasses.field(default=None, compare=False)  # where the file waits to be published
-    # Which test images it got right (`evaluation.correct_bits`), for a paired comparison; never serialized.
-    correct: str | None = dataclasses.field(default=None, compare=False, repr=False)
+    # Its per-example metric terms on the test split (`evaluation.pack_terms`: for a classifier which images it
+    # got right), for a paired comparison; never serialized.
+    terms: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def p50_ms(self) -> float | None:

@@ -181,12 +181,17 @@ def ladder_story(report: dict) -> list[str]:
     n, m = val.get("judge_count", val.get("count", 0)), val.get("report_count", report["dataset"]["count"])
     limit = (report.get("constraints") or {}).get("max_accuracy_drop")
     margin_se = (report.get("constraints") or {}).get("margin_se", 0.0)
+    t = report_task(report)
+
+    def said(value, count):  # a top-1 with its standard error; another metric as it is written
+        return (f"{100 * value:.2f}% +/- {100 * standard_error(value, count):.2f}" if t.as_percent
+                else f"{t.metric} {t.format(value)}")
+
     lines = ["", "### From the model to the selected file", ""]
     if "val_accuracy" in base:
-        lines.append(f"The model's own float32 file: {100 * base['val_accuracy']:.2f}% +/- "
-                     f"{100 * standard_error(base['val_accuracy'], n):.2f} on the {n} judging images, "
-                     f"{100 * base['accuracy']:.2f}% +/- {100 * standard_error(base['accuracy'], m):.2f} on the "
-                     f"{m} reporting images (+/- one standard error)"
+        lines.append(f"The model's own float32 file: {said(base['val_accuracy'], n)} on the {n} judging images, "
+                     f"{said(base['accuracy'], m)} on the {m} reporting images"
+                     + (" (+/- one standard error)" if t.as_percent else "")
                      + (f"; the limit is {limit:g} point(s) below it on the judging images" if limit is not None
                         else "")
                      + (f", and a file must meet it by {margin_se:g} paired standard error(s) of its drop "
@@ -202,9 +207,8 @@ def ladder_story(report: dict) -> list[str]:
         se = a.get("val_paired_se")
         held = f"paired standard error {se:.2f}, " if se is not None and margin_se else ""
         verdict = "" if limit is None else " " + held + limit_verdict(drop, margin_se * (se or 0.0), limit, margin_se)
-        lines.append(f"{i}. `{c['rung']}` ({a['name']}): {100 * a['val_accuracy']:.2f}% +/- "
-                     f"{100 * standard_error(a['val_accuracy'], n):.2f} judged ({-drop + 0.0:+.2f} points), "
-                     f"{100 * a['accuracy']:.2f}% reported, {a['gzip_bytes'] / 1024:.1f} KB gzipped,{verdict}")
+        lines.append(f"{i}. `{c['rung']}` ({a['name']}): {said(a['val_accuracy'], n)} judged ({-drop + 0.0:+.2f} "
+                     f"points), {t.format(a['accuracy'])} reported, {a['gzip_bytes'] / 1024:.1f} KB gzipped,{verdict}")
     for name, why in skipped.items():
         lines.append(f"- `{name}`: skipped, it {why}")
     suspect = [c["name"] for c in search["candidates"] if c.get("suspect")]
@@ -217,8 +221,8 @@ def ladder_story(report: dict) -> list[str]:
     if chosen:
         a = by_name[chosen]
         lines += ["", f"Selected: **{chosen}**, {base.get('gzip_bytes', 0) / max(a['gzip_bytes'], 1):.1f}x smaller "
-                      f"(gzip) than the model's float32 file, {100 * a.get('val_accuracy', a['accuracy']):.2f}% on "
-                      f"the judging images and {100 * a['accuracy']:.2f}% on the reporting ones: the smallest "
+                      f"(gzip) than the model's float32 file, {t.format(a.get('val_accuracy', a['accuracy']))} on "
+                      f"the judging images and {t.format(a['accuracy'])} on the reporting ones: the smallest "
                       "file within the limit" + (f", after {len(search['candidates']) - len(rungs)} trial(s) "
                                                  "the sampler proposed once the ladder was done"
                                                  if len(search["candidates"]) > len(rungs) else "") + "."]

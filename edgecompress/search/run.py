@@ -51,6 +51,7 @@ from edgecompress.search import study as optimize
 from edgecompress.builder.measure import MeasureSettings
 from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
+from edgecompress.lite import tasks
 from edgecompress.recipes.recipe import Recipe
 from edgecompress.recipes.registry import STAGES
 
@@ -641,25 +642,25 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     study.set_user_attr("stop", False)
     study.set_user_attr("artifacts", str(store_dir.resolve()))
     study.set_user_attr("baseline_accuracy", baseline.extra["val_accuracy"])
-    study.set_user_attr("baseline_correct", judged.get("correct"))  # for each file's paired standard error
+    study.set_user_attr("baseline_terms", judged.get("terms"))  # for each file's paired standard error
     if options is not None and hasattr(options, "to_dict"):  # what `invoke search-worker` rebuilds its side from
         study.set_user_attr("options", {**options.to_dict(), **{k: _absolute(getattr(options, k)) for k in
                                                                ("model", "data", "search", "calibration", "out_dir")}})
     study.set_user_attr("ready", True)  # workers wait for this
     from edgecompress.models.sanity import standard_error
 
+    t, v = tasks.task(dataset.task), baseline.extra["val_accuracy"]
     logger.info("Search %r: sampler %s, %s, budget %g min, %d worker(s)%s; trials are judged on %d images (%s; "
-                "teacher's float32 file: %.2f%% +/- %.2f), reported on %d (%s)", space.name, space.sampler,
+                "teacher's float32 file: %s), reported on %d (%s)", space.name, space.sampler,
                 optimize.describe_url(storage), budget_minutes, workers,
                 f", resuming a study of {resumed} trial(s)" if resumed else "", how["judge_count"], how["judge"],
-                100 * baseline.extra["val_accuracy"], 100 * standard_error(baseline.extra["val_accuracy"],
-                                                                           how["judge_count"]),
+                f"{100 * v:.2f}% +/- {100 * standard_error(v, how['judge_count']):.2f}" if t.as_percent else t.says(v),
                 how["report_count"], how["report"])
     if workers == 1:
         ctx = optimize.TrialContext(teacher, val, space, pixels, cache, teacher_key, baseline.extra["val_accuracy"],
                                     max_accuracy_drop, store, seed=seed, verbose=verbose,
                                     measure=MeasureSettings(threads, runs=20, warmup=5),
-                                    max_latency_ms=max_latency_ms, baseline_correct=judged.get("correct"),
+                                    max_latency_ms=max_latency_ms, baseline_terms=judged.get("terms"),
                                     margin_se=margin_se)
         optimize.run_worker(study, study_storage, ctx, deadline=deadline, trials=space.trials)
     else:

@@ -224,9 +224,10 @@ class TrialContext:
     # `--max-latency-ms` as a constraint on each trial (p50 of its file, minus the limit): only where the
     # trial's file is timed alone (one worker); with several, the final selection holds it.
     max_latency_ms: float | None = None
-    # Which judging images the teacher's float32 file got right (`evaluation.correct_bits`), and how many
-    # paired standard errors of its drop a file must keep inside the limit (`selection.Constraints.margin_se`).
-    baseline_correct: str | None = None
+    # The teacher's float32 file's per-example metric terms on the judging images (`evaluation.pack_terms`),
+    # and how many paired standard errors of its drop a file must keep inside the limit
+    # (`selection.Constraints.margin_se`).
+    baseline_terms: str | None = None
     margin_se: float = 0.0
 
 
@@ -590,24 +591,23 @@ class Objective:
 
 def paired_se_points(ctx: TrialContext, art) -> float | None:
     """The paired standard error, in points, of `art`'s drop from the teacher's float32 file on the judging
-    images (`sanity.paired_standard_error`), or None where it has no meaning (a task judged by ROC-AUC or R²)."""
+    images (`sanity.paired_standard_error` of their per-example metric terms, `lite.tasks.Task.terms`), or None
+    where the study holds no terms of the teacher's (one started before they were kept)."""
     import numpy as np
 
     from edgecompress.data.preprocessing import to_model_input
-    from edgecompress.lite.evaluation import evaluate_tflite, read_bits
+    from edgecompress.lite.evaluation import evaluate_tflite, read_terms
     from edgecompress.models.sanity import paired_standard_error
 
-    if ctx.baseline_correct is None:
+    if ctx.baseline_terms is None:
         return None
-    bits = art.correct
-    if bits is None:  # a file measured without it (a selective-int8 file): measured again on the same images
+    terms = art.terms
+    if terms is None:  # a file measured without it (a selective-int8 file): measured again on the same images
         result, _ = evaluate_tflite(art.cache_path, to_model_input(ctx.dataset.x_test, ctx.dataset.preprocessing),
                                     ctx.dataset.y_test, task=ctx.dataset.task)
-        bits = result.get("correct")
-    if bits is None:
-        return None
+        terms = result["terms"]
     n = len(np.asarray(ctx.dataset.y_test))
-    return 100 * paired_standard_error(read_bits(ctx.baseline_correct, n), read_bits(bits, n))
+    return 100 * paired_standard_error(read_terms(ctx.baseline_terms, n), read_terms(terms, n))
 
 
 def _counted(study) -> int:

@@ -89,7 +89,7 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
     ctx = optimize.TrialContext(model_, val, space, pixels, cache, teacher_key, study_.user_attrs["baseline_accuracy"],
                                 options.max_accuracy_drop, store, seed=options.seed, verbose=verbose,
                                 measure=MeasureSettings(options.threads, runs=20, warmup=5),
-                                baseline_correct=study_.user_attrs.get("baseline_correct"), margin_se=margin_se)
+                                baseline_terms=study_.user_attrs.get("baseline_terms"), margin_se=margin_se)
     logger.info("Worker %s joined study %r (%s)", optimize.worker_id(), name, optimize.describe_url(storage))
     optimize.wait_for_local_workers(study_, worker_index)
     ran = optimize.run_worker(study_, storage_obj, ctx, deadline=study_.user_attrs["deadline"], trials=space.trials)
