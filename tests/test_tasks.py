@@ -276,8 +276,9 @@ def _distil_prune_int8(tmp_path, name):
 
 @pytest.mark.slow
 def test_a_regression_mlp_is_distilled_pruned_and_quantized_judged_by_r2(tmp_path):
-    """A Keras 3 MLP with one linear output on float targets: build-edge reads the task from the labels,
-    distils by MSE, and every file is judged by R² with the interpreter."""
+    """A Keras 3 MLP with one linear output on float targets, compiled with mean absolute error: build-edge
+    reads the task from the labels and the loss from the file, distils and fine-tunes by MAE, and every file
+    is judged by R² with the interpreter."""
     import keras
 
     arrays = _reg_arrays()
@@ -286,11 +287,14 @@ def test_a_regression_mlp_is_distilled_pruned_and_quantized_judged_by_r2(tmp_pat
     inp = keras.Input((16,))
     model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Dense(64, activation="relu")(
         keras.layers.Dense(64, activation="relu")(inp))))
-    model.compile("adam", "mse")
+    model.compile("adam", "mae")
     model.fit(arrays["x_train"], arrays["y_train"], epochs=40, verbose=0)
     model.save(tmp_path / "reg.keras")
     stderr, arts, md = _distil_prune_int8(tmp_path, "reg")
     assert "Task: regression, judged by R²" in stderr and "Distilled student: R² " in stderr
+    assert "Trains and distils by mean absolute error (the model's own loss)" in stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["dataset"]["value_loss"] == "mae"
     assert arts["teacher_float32"]["accuracy"] > 0.8
     assert arts["int8"]["accuracy"] > arts["teacher_float32"]["accuracy"] - 0.05
     assert "| R² | delta |" in md
@@ -541,3 +545,41 @@ def test_a_closed_loop_on_an_anomaly_detector_holds_its_roc_auc_limit_by_delongs
     md = (out / "report.md").read_text()
     assert f"ROC-AUC {base['val_accuracy']:.4f} on the 100 judging images" in md
     assert "gzipped, paired standard error " in md and "% +/-" not in md  # no binomial error for a ROC-AUC
+
+
+def test_a_model_of_values_keeps_the_loss_it_was_compiled_with(tmp_path):
+    """Mean absolute error where the saved model was compiled with it (by name or as a Loss, Keras 3 or
+    tf-keras), else mean squared error; the loss reaches compile and the distiller, and the fingerprint."""
+    import keras
+
+    from edgecompress.models.backend import keras as k2
+    from edgecompress.models.keras_io import compile_classifier, saved_value_loss
+    from edgecompress.techniques.distill import make_distiller
+
+    inp = keras.Input((4,))
+    m = keras.Model(inp, keras.layers.Dense(1)(inp))
+    for loss, want in (("mae", "mae"), (keras.losses.MeanAbsoluteError(), "mae"), ("mean_absolute_error", "mae"),
+                       ("mse", "mse"), (None, "mse")):
+        if loss is not None:
+            m.compile("adam", loss)
+        m.save(tmp_path / "m.keras")
+        assert saved_value_loss(tmp_path / "m.keras") == want, loss
+    i2 = k2.Input((4,))
+    m2 = k2.Model(i2, k2.layers.Dense(1)(i2))
+    m2.compile("adam", "mae")
+    m2.save(tmp_path / "m.h5")
+    assert saved_value_loss(tmp_path / "m.h5") == "mae"
+    compile_classifier(m2, task="regression", value_loss="mae")
+    assert type(m2.loss).__name__ == "MeanAbsoluteError"
+    d = make_distiller(m2, m2, task="regression", value_loss="mae")
+    assert float(d.value_loss(np.zeros((1, 2)), np.array([[1.0, -3.0]]))[0]) == pytest.approx(2.0)  # |1| and |-3|
+    with pytest.raises(EdgeCompressError, match="value_loss='huber'"):
+        compile_classifier(m2, task="regression", value_loss="huber")
+    from edgecompress.data.datasets import load_dataset
+    from edgecompress.configs import Features
+
+    np.savez(tmp_path / "r.npz", **_reg_arrays(40, 20))
+    ds = load_dataset(tmp_path / "r.npz", Features((16,)), task="regression")
+    import dataclasses
+
+    assert dataclasses.replace(ds, value_loss="mae").fingerprint() != ds.fingerprint()

@@ -67,6 +67,8 @@ class Dataset:
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
     task: str = "classification"  # `lite.tasks`: what the labels mean and what is measured
+    # How a model of values (a regression, an autoencoder) trains and distils: `lite.tasks.VALUE_LOSSES`.
+    value_loss: str = "mse"
 
     @property
     def num_classes(self) -> int:
@@ -80,6 +82,7 @@ class Dataset:
         return {
             "name": self.name,
             **({"task": self.task} if self.task != "classification" else {}),
+            **({"value_loss": self.value_loss} if self.value_loss != "mse" else {}),
             "split": "test",
             "count": int(len(self.y_test)),
             "train_count": int(len(self.y_train)),
@@ -134,6 +137,8 @@ class Dataset:
         h.update("\n".join(self.class_names).encode())
         if self.task != "classification":  # a classifier's fingerprint is what it was before tasks were named
             h.update(f"\ntask={self.task}".encode())
+        if self.value_loss != "mse":  # so is a model of values trained by mean squared error
+            h.update(f"\nvalue_loss={self.value_loss}".encode())
         return h.hexdigest()
 
 

@@ -9,7 +9,8 @@ classifier and 0.01 of ROC-AUC for an anomaly detector.
 - `classification`: top-1 of a softmax, logits or one-sigmoid-unit head
   (`numerics.labels`); labels are class ids.
 - `regression`: R² (the coefficient of determination, 1 - SSE/SST: 1 is exact, 0 is predicting the mean) of
-  one or several value outputs against float labels; trains and distils by mean squared error.
+  one or several value outputs against float labels; trains and distils by mean squared error, or by mean
+  absolute error where the model was compiled with it (`VALUE_LOSSES`).
 - `multilabel`: several sigmoid units, each a label of its own (labels: one 0/1 column per unit), judged by
   the mean over the labels of each unit's ROC-AUC against its column; trains by binary cross-entropy and
   distils by mean squared error against the teacher's probabilities.
@@ -100,6 +101,19 @@ def anomaly_scores(x, outputs) -> np.ndarray:
     raise EdgeCompressError(f"An anomaly model outputs a reconstruction of its input ({x.shape[1]} values) or one "
                             f"score; this one outputs {out.shape[1]} values. Pass `--task classification` if it "
                             "is a classifier.")
+
+
+# How a model of values (`Task.outputs_values`: a regression, an autoencoder) trains and is distilled: by its
+# own saved loss where it is one of these (`keras_io.saved_value_loss`), else mean squared error.
+VALUE_LOSSES = ("mse", "mae")
+
+
+def check_value_loss(value_loss: str) -> str:
+    """`value_loss` if it is one of `VALUE_LOSSES`, else an error naming them."""
+    if value_loss not in VALUE_LOSSES:
+        raise EdgeCompressError(f"Received an invalid value for `value_loss`, expected one of {list(VALUE_LOSSES)} "
+                                f"(mean squared or mean absolute error). Received: value_loss={value_loss!r}")
+    return value_loss
 
 
 CHANCE_FACTOR = 1.5  # below 1.5x chance a classifier has learned nothing usable (pixelscale's check too)

@@ -123,14 +123,52 @@ def classification_loss(head: str, reduction=None):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=head == "logits", **kw)
 
 
-def compile_classifier(model, learning_rate: float = 1e-3, task: str = "classification"):
+def value_loss_fn(value_loss: str = "mse", reduction=None):
+    """The Keras loss of `value_loss` (`lite.tasks.VALUE_LOSSES`): mean squared or mean absolute error."""
+    from edgecompress.models.backend import keras
+
+    kw = {} if reduction is None else {"reduction": reduction}
+    cls = {"mse": keras.losses.MeanSquaredError, "mae": keras.losses.MeanAbsoluteError}[
+        tasks.check_value_loss(value_loss)]
+    return cls(**kw)
+
+
+_MAE_NAMES = {"mae", "mean_absolute_error", "meanabsoluteerror"}
+
+
+def saved_value_loss(path) -> str:
+    """The value loss (`lite.tasks.VALUE_LOSSES`) a saved model was compiled with: "mae" for mean absolute error
+    (a `.keras` file's compile config, an `.h5` file's training config), else "mse" (also for a model saved
+    without compiling)."""
+    path = Path(path)
+    loss = None
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as z:
+                loss = (json.loads(z.read("config.json")).get("compile_config") or {}).get("loss")
+        elif path.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("training_config")
+            loss = json.loads(raw).get("loss") if raw is not None else None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return "mse"
+    if isinstance(loss, dict):  # a serialized Loss object
+        loss = loss.get("class_name") or (loss.get("config") or {}).get("name")
+    if isinstance(loss, str) and loss.replace(" ", "").lower() in _MAE_NAMES:
+        return "mae"
+    return "mse"
+
+
+def compile_classifier(model, learning_rate: float = 1e-3, task: str = "classification", value_loss: str = "mse"):
     """Compiles `model` with Adam and the loss its task and head need: for a classifier, its head's
     (`output_head`), tracking `accuracy`; for a model of values (`lite.tasks`: an autoencoder, a regression),
-    the mean squared error."""
+    `value_loss` (mean squared error by default, or mean absolute error)."""
     from edgecompress.models.backend import keras
 
     if tasks.task(task).outputs_values:  # a reconstruction, a regression
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.MeanSquaredError())
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=value_loss_fn(value_loss))
         return model
     if tasks.task(task).multi_label:  # a 0/1 label per sigmoid unit
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.BinaryCrossentropy(),
@@ -249,7 +287,7 @@ def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int
     (xt, yt), val = split_validation(x, training_targets(dataset, x), config.validation_fraction, config.seed)
     if compile:
         with get_strategy(config.strategy).scope():
-            compile_classifier(model, config.learning_rate, dataset.task)
+            compile_classifier(model, config.learning_rate, dataset.task, dataset.value_loss)
     return fit(model, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
                verbose=fit_verbose(verbose), callbacks=list(callbacks), seed=config.seed)
 

@@ -87,7 +87,8 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     fmt = log.source  # what the file was saved by: "keras3" or "tf_keras"
     saved = models.load_spec(path)
     if saved is not None and scale == "auto":
-        return UserModel(model, load_dataset(data, saved.preprocessing, seed=seed, task=task or saved.task), fmt, log)
+        return UserModel(model, _with_value_loss(load_dataset(data, saved.preprocessing, seed=seed,
+                                                              task=task or saved.task), path), fmt, log)
     spec = models.input_preprocessing(model, "unit")
     if isinstance(spec, Preprocessing) and npz_holds_features(data):  # a (49, 10, 1) MFCC input looks like an image
         spec = Features(spec.input_shape)
@@ -99,7 +100,7 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
         raise EdgeCompressError(f"Model {path} ends in {model.output_shape[-1]} sigmoid units: a label per unit "
                                 "(multi-label), not one class per example. Pass `--task multilabel` with labels of one "
                                 "0/1 column per unit (an .npz), or end the model in softmax for one class per example.")
-    dataset = load_dataset(data, spec, seed=seed, task=task)
+    dataset = _with_value_loss(load_dataset(data, spec, seed=seed, task=task), path)
     if task != "classification":
         return _other_task(model, dataset, fmt, log, scale)
     n_out = model.output_shape[-1]
@@ -119,6 +120,19 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     choice = pixelscale.choose_scale(model, dataset, requested=scale, seed=seed)
     dataset = dataclasses.replace(dataset, preprocessing=dataclasses.replace(spec, scale=choice.scale))
     return UserModel(model, dataset, fmt, log, choice)
+
+
+def _with_value_loss(dataset, path):
+    """`dataset` with the value loss a model of values trains and distils by: the one the model at `path` was
+    compiled with, mean absolute error or else mean squared error (`keras_io.saved_value_loss`)."""
+    from edgecompress.lite.tasks import task
+
+    if not task(dataset.task).outputs_values:
+        return dataset
+    loss = models.saved_value_loss(path)
+    logger.info("Trains and distils by %s (%s)", {"mse": "mean squared error", "mae": "mean absolute error"}[loss],
+                "the model's own loss" if loss == "mae" else "the default; a model compiled with MAE keeps it")
+    return dataclasses.replace(dataset, value_loss=loss)
 
 
 def _other_task(model, dataset, fmt, log, scale) -> UserModel:

@@ -95,7 +95,7 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     logger.info("Clustering %d layer(s) into %d values (%s init%s)", len(clustered), config.number_of_clusters,
                 config.init, ", zeros kept" if preserve else "")
     if config.epochs:
-        compile_classifier(wrapped, config.learning_rate, dataset.task)
+        compile_classifier(wrapped, config.learning_rate, dataset.task, dataset.value_loss)
         x = to_model_input(dataset.x_train, dataset.preprocessing)
         (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed)
         with warnings.catch_warnings():

@@ -24,7 +24,7 @@ from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import DistillConfig  # noqa: F401  (re-exported: the config lives apart)
 from edgecompress.lite import tasks
 from edgecompress.models.keras_io import (count_params, fit, keras_accuracy, output_head, split_validation,
-                                          training_targets)
+                                          training_targets, value_loss_fn)
 from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -98,19 +98,22 @@ def inherit_weights(teacher, student) -> None:
     channels.inherit(teacher, student, plan)
 
 
-def make_distiller(student, teacher, temperature: float = 2.0, alpha: float = 0.5, task: str = "classification"):
+def make_distiller(student, teacher, temperature: float = 2.0, alpha: float = 0.5, task: str = "classification",
+                   value_loss: str = "mse"):
     """A Keras model whose `fit` trains `student` against a frozen copy of `teacher` (built in the current
     strategy's scope); `alpha` weighs the labels, `1 - alpha` the teacher's softened outputs (for a task that
-    is not classification, the teacher's outputs themselves, by mean squared error). Other stages use it to
+    is not classification, the teacher's outputs themselves, by `value_loss`: mean squared error, or mean
+    absolute error for a model compiled with it). Other stages use it to
     fine-tune with the teacher (pruning with `distill`)."""
     from edgecompress.models.backend import keras
 
     frozen = keras.models.clone_model(teacher)
     frozen.set_weights(teacher.get_weights())
-    return _distiller_class()(student, frozen, temperature, alpha, task)
+    return _distiller_class()(student, frozen, temperature, alpha, task, value_loss)
 
 
-def teacher_trainer(student, build_teacher, learning_rate: float, stage: str, task: str = "classification"):
+def teacher_trainer(student, build_teacher, learning_rate: float, stage: str, task: str = "classification",
+                    value_loss: str = "mse"):
     """`student` inside a compiled distiller against the build's teacher: how a stage with `distill: true`
     fine-tunes (call it in the stage's strategy scope). Raises a clear error when there is no teacher."""
     from edgecompress.models.backend import keras
@@ -118,7 +121,7 @@ def teacher_trainer(student, build_teacher, learning_rate: float, stage: str, ta
     if build_teacher is None:
         raise EdgeCompressError(f"Received `distill`=True for {stage}, but no teacher: it fine-tunes against the "
                                 "build's teacher, which a recipe run has. Use it in a recipe, or drop `distill`.")
-    trainer = make_distiller(student, build_teacher, task=task)
+    trainer = make_distiller(student, build_teacher, task=task, value_loss=value_loss)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return trainer
 
@@ -129,13 +132,13 @@ def _distiller_class():
     class Distiller(keras.Model):
         """Trains `student` against a frozen `teacher`; logs both losses."""
 
-        def __init__(self, student, teacher, temperature, alpha, task="classification"):
+        def __init__(self, student, teacher, temperature, alpha, task="classification", value_loss="mse"):
             super().__init__(name="distiller")
             self.student, self.teacher = student, teacher
             self.teacher.trainable = False
             self.temperature, self.alpha = float(temperature), float(alpha)
             # A model of values (an autoencoder, whose `y` is its input; a regression) learns `y` and the
-            # teacher's outputs by mean squared error.
+            # teacher's outputs by its value loss (mean squared error, or mean absolute error).
             self.of_values = tasks.task(task).outputs_values
             # Several labels (sigmoid units): binary cross-entropy against the labels, and the teacher's
             # probabilities by mean squared error.
@@ -143,6 +146,7 @@ def _distiller_class():
             self.tracks_accuracy = not (self.of_values or self.multi_label)
             self.bce = keras.losses.BinaryCrossentropy(reduction=keras.losses.Reduction.NONE)
             self.mse = keras.losses.MeanSquaredError(reduction=keras.losses.Reduction.NONE)
+            self.value_loss = value_loss_fn(value_loss, reduction=keras.losses.Reduction.NONE)
             # Both models' outputs become log-probabilities over the classes first, whatever their head
             # (`models.output_head`): a logits head is log-softmaxed, never log(p) of a negative number.
             self.teacher_head, self.student_head = ((None, None) if not self.tracks_accuracy else
@@ -176,8 +180,8 @@ def _distiller_class():
             if self.of_values:
                 flat = lambda v: tf.reshape(v, (tf.shape(v)[0], -1))  # noqa: E731 - per-example mean over values
                 s = self.student(x, training=training)
-                hard = self.mse(flat(y), flat(s))
-                soft = self.mse(flat(self.teacher(x, training=False)), flat(s))
+                hard = self.value_loss(flat(y), flat(s))
+                soft = self.value_loss(flat(self.teacher(x, training=False)), flat(s))
                 return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
             if self.multi_label:
                 s = self.student(x, training=training)
@@ -281,7 +285,8 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
         frozen.set_weights(teacher.get_weights())
         student, inherited = _make_student(teacher, config, seed)
         start = student.get_weights()
-        distiller = _distiller_class()(student, frozen, config.temperature, config.alpha, dataset.task)
+        distiller = _distiller_class()(student, frozen, config.temperature, config.alpha, dataset.task,
+                                       dataset.value_loss)
         distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     keras.utils.set_random_seed(seed)
     logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g", teacher.name, count_params(teacher),

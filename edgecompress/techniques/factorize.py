@@ -123,7 +123,8 @@ def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int 
             from edgecompress.techniques.distill import teacher_trainer
 
             with get_strategy(config.strategy).scope():
-                trainer = teacher_trainer(new, build_teacher, config.learning_rate, "factorize", dataset.task)
+                trainer = teacher_trainer(new, build_teacher, config.learning_rate, "factorize", dataset.task,
+                                          dataset.value_loss)
             train_classifier(trainer, dataset, train, verbose=verbose, compile=False)
         else:
             train_classifier(new, dataset, train, verbose=verbose)

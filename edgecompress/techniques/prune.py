@@ -108,9 +108,10 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
         if config.distill:
             from edgecompress.techniques.distill import teacher_trainer
 
-            trainer = teacher_trainer(pruned, build_teacher, config.learning_rate, "prune", dataset.task)
+            trainer = teacher_trainer(pruned, build_teacher, config.learning_rate, "prune", dataset.task,
+                                      dataset.value_loss)
         else:
-            compile_classifier(pruned, config.learning_rate, dataset.task)
+            compile_classifier(pruned, config.learning_rate, dataset.task, dataset.value_loss)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit(trainer, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val, seed=seed,

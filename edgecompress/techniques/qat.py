@@ -114,7 +114,7 @@ def quantize_aware_train(model, dataset, preserve: str, *, learning_rate: float,
     annotated.set_weights(model.get_weights())
     with tfmot.quantization.keras.quantize_scope():
         qat = tfmot.quantization.keras.quantize_apply(annotated, _scheme(preserve))
-    compile_classifier(qat, learning_rate, dataset.task)
+    compile_classifier(qat, learning_rate, dataset.task, dataset.value_loss)
     x = to_model_input(dataset.x_train, dataset.preprocessing)
     fit(qat, x, training_targets(dataset, x), batch_size=batch_size, epochs=epochs, verbose=fit_verbose(verbose),
         seed=seed)
