@@ -107,17 +107,23 @@ def _autoencoder(dims=64, seed=0):
     return keras.Model(inp, keras.layers.Dense(dims)(x), name="ae")
 
 
-@pytest.mark.slow
-def test_an_autoencoder_goes_through_distill_prune_cluster_and_int8_judged_by_roc_auc(tmp_path):
-    """A Keras 3 dense autoencoder (MLPerf Tiny's shape, small) on an .npz of normal training examples and a
-    test split of normal and anomalous ones: `build-edge` infers the task, trains every stage on the
-    reconstruction (distillation by MSE against the teacher), and measures ROC-AUC with the interpreter."""
+def _trained_autoencoder(tmp_path):
+    """`_autoencoder` trained by MSE on `_ad_arrays`' normal examples, saved as `ae.keras` beside `ad.npz`."""
     arrays = _ad_arrays()
     np.savez(tmp_path / "ad.npz", **arrays)
     model = _autoencoder()
     model.compile("adam", "mse")
     model.fit(arrays["x_train"], arrays["x_train"], epochs=30, batch_size=32, verbose=0)
     model.save(tmp_path / "ae.keras")
+    return arrays, model
+
+
+@pytest.mark.slow
+def test_an_autoencoder_goes_through_distill_prune_cluster_and_int8_judged_by_roc_auc(tmp_path):
+    """A Keras 3 dense autoencoder (MLPerf Tiny's shape, small) on an .npz of normal training examples and a
+    test split of normal and anomalous ones: `build-edge` infers the task, trains every stage on the
+    reconstruction (distillation by MSE against the teacher), and measures ROC-AUC with the interpreter."""
+    arrays, model = _trained_autoencoder(tmp_path)
     keras_auc = roc_auc(anomaly_scores(arrays["x_test"], model.predict(arrays["x_test"], verbose=0)), arrays["y_test"])
     assert keras_auc > 0.9
     recipe = {"name": "ae", "stages": [
@@ -519,12 +525,7 @@ def test_a_closed_loop_on_an_anomaly_detector_holds_its_roc_auc_limit_by_delongs
     error of its ROC-AUC drop, and the selected one is the smallest within the limit by that margin."""
     from conftest import run_invoke
 
-    arrays = _ad_arrays()
-    np.savez(tmp_path / "ad.npz", **arrays)
-    model = _autoencoder()
-    model.compile("adam", "mse")
-    model.fit(arrays["x_train"], arrays["x_train"], epochs=30, batch_size=32, verbose=0)
-    model.save(tmp_path / "ae.keras")
+    _trained_autoencoder(tmp_path)
     out = tmp_path / "out"
     proc = run_invoke(["build-edge", "--model", str(tmp_path / "ae.keras"), "--data", str(tmp_path / "ad.npz"),
                        "--budget-minutes", "1.5", "--runs", "10", "--out", str(out)], cwd=root)
