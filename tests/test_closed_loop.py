@@ -447,3 +447,47 @@ def test_the_shapes_example_nests_mobilenet_v3_with_its_own_rescaling(tmp_path):
     assert declared_scale(model)[0] == "raw"  # MobileNetV3's own Rescaling, inside the backbone
     ds = load_dataset(tmp_path / "images")
     assert ds.x_val is None and ds.x_train.shape == (80, 64, 64, 3) and len(ds.class_names) == 8
+
+
+def _two_head_model(path):
+    """A Keras 3 model of two outputs on one trunk: class scores (`cls`, softmax) and one value (`aux`, the
+    image's mean brightness), trained together."""
+    import keras
+
+    x, y = _toy(600, 0)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 12, 1))
+    h = keras.layers.Conv2D(8, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(inp))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(h))
+    model = keras.Model(inp, [keras.layers.Dense(3, activation="softmax", name="cls")(h),
+                              keras.layers.Dense(1, name="aux")(h)])
+    model.compile("adam", ["sparse_categorical_crossentropy", "mse"])
+    model.fit(x, [y, x.reshape(len(x), -1).mean(1, keepdims=True) / 255], epochs=15, verbose=0)
+    model.save(path)
+    return model
+
+
+@pytest.mark.slow
+def test_a_model_of_two_outputs_is_built_on_the_one_named_the_first_by_default(tmp_path, root):
+    """`build-edge` on a two-output Keras 3 model builds, measures and ships its first output (`--output`
+    names another), saying which outputs the files leave out; a name the model lacks is refused with its
+    outputs."""
+    model = _two_head_model(tmp_path / "m.keras")
+    data = _npz(tmp_path / "d.npz")
+    keras_top1 = float((model.predict(np.load(data)["x_test"], verbose=0)[0].argmax(1) == np.load(data)["y_test"]).mean())
+    assert keras_top1 > 0.9
+    out = tmp_path / "out"
+    proc = run_invoke(["build-edge", "--model", str(tmp_path / "m.keras"), "--data", str(data), "--recipe",
+                       "quantize-only", "--out", str(out), "--runs", "5"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "has 2 outputs (cls, aux): building 'cls', the first" in proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    arts = {a["name"]: a for a in report["artifacts"]}
+    assert arts["float32"]["accuracy"] == pytest.approx(keras_top1, abs=1e-9)  # the cls head, exactly
+    from edgecompress.lite.runtime import make_interpreter
+
+    interp = make_interpreter(out / "int8.tflite")
+    assert [tuple(d["shape"]) for d in interp.get_output_details()] == [(1, 3)]  # that output alone
+    bad = run_invoke(["build-edge", "--model", str(tmp_path / "m.keras"), "--data", str(data), "--recipe",
+                      "quantize-only", "--out", str(tmp_path / "o2"), "--output", "nope"], cwd=root)
+    assert bad.returncode == 2 and "has no output 'nope'; its outputs are ['cls', 'aux']" in bad.stderr

@@ -71,6 +71,9 @@ class BuildOptions(Config):
         task: What a user's model is for (`lite.tasks`: `classification`, `anomaly`), which sets its metric
             (top-1, ROC-AUC); `max_accuracy_drop` is in points of it (0.01 of ROC-AUC per point). Defaults
             to None: what the model's shapes say (`keras_io.model_task`).
+        output: For a model of several outputs, the name of the one to build, measure and ship (the file
+            computes it alone; the data's labels are its). Defaults to None: the first
+            (`keras_io.one_output`).
     """
 
     model: str | None = None
@@ -98,6 +101,7 @@ class BuildOptions(Config):
     max_size_kb: float | None = None
     max_latency_ms: float | None = None
     task: str | None = None
+    output: str | None = None
     max_metric_drop: float | None = None
     margin_se: float = DEFAULT_MARGIN_SE
 

@@ -48,8 +48,9 @@ def prepare_model(options: BuildOptions, cache=None):
         from edgecompress.models.user import open_model
 
         user = open_model(options.model, options.data, scale=options.scale, seed=options.seed,
-                          safe_mode=options.safe_mode, task=options.task)
-        key = make_key("model", sha256_path(options.model), user.spec.to_dict(), versions())
+                          safe_mode=options.safe_mode, task=options.task, output=options.output)
+        key = make_key("model", sha256_path(options.model), user.spec.to_dict(), versions(),
+                       *([options.output] if options.output else []))
         return user.model, user.dataset, key, user
     dataset = load_dataset(options.data, None if options.data else Preprocessing(), seed=options.seed)
     train = TrainConfig(epochs=options.epochs, seed=options.seed, strategy=options.strategy)

@@ -54,6 +54,8 @@ _B = BuildOptions()
                      "0: the limit as measured).",
         "max_metric_drop": "The accuracy limit in the metric's own units, instead of --max-accuracy-drop: 0.01 is "
                            "0.01 of ROC-AUC or R² (one point of top-1).",
+        "output": "For a model of several outputs: the output to build and ship, by name (default: the first; "
+                  "the file computes that output alone, and --data's labels are its).",
         "task": "What --model is for: classification (top-1), multilabel (mean ROC-AUC of its sigmoid units), "
                 "regression (R²) or anomaly (ROC-AUC of its reconstruction error or score); for the last three "
                 "--max-accuracy-drop 1 is 0.01 of the metric (default: read from the model's shapes and labels).",
@@ -63,7 +65,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                threads=_B.threads, runs=_B.runs, scale=_B.scale, unsafe=False, quiet=False, strategy=_B.strategy,
                no_cache=False, max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None,
                budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None,
-               task=None, max_metric_drop=None, margin_se=_B.margin_se):
+               task=None, max_metric_drop=None, margin_se=_B.margin_se, output=None):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -79,7 +81,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                             search=("default" if search is True else search) or None,
                             budget_minutes=float(budget_minutes), workers=int(workers), storage=storage,
                             artifacts=artifacts, study=study, task=task, max_metric_drop=_num(max_metric_drop),
-                            margin_se=float(margin_se))
+                            margin_se=float(margin_se), output=output)
         try:
             report = run(opts)
         except PartialBuildError as e:

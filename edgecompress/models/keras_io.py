@@ -386,7 +386,7 @@ def model_format(path) -> str:
     return "keras3" if _keras_major(version) == 3 else "tf_keras"
 
 
-def load_model(path, *, safe_mode: bool = True, log=None):
+def load_model(path, *, safe_mode: bool = True, log=None, output: str | None = None):
     """Loads a Keras 3 or tf-keras model as a flat tf-keras model.
 
     Keras 3 files (`.keras`, `.h5`) are loaded with Keras 3 and translated
@@ -398,6 +398,8 @@ def load_model(path, *, safe_mode: bool = True, log=None):
         safe_mode: Refuse `Lambda` layers, whose Python code would run on
             load. Pass `False` only for models you trust. Defaults to True.
         log: A `translate.TranslationLog` to fill. Defaults to None.
+        output: Of a model with several outputs, the one to keep, by name (`one_output`). Defaults to None:
+            the first.
 
     Raises:
         EdgeCompressError: for a missing path, a corrupt file, missing
@@ -444,12 +446,30 @@ def load_model(path, *, safe_mode: bool = True, log=None):
         raise EdgeCompressError(
             f"{path} holds a subclassed model ({type(model).__name__}), whose graph is Python code edgecompress "
             "cannot follow. Build it with the Functional or Sequential API.")
+    model = one_output(model, output, keras_lib)
     log = log if log is not None else translate.TranslationLog()
     model = translate.to_tf_keras(model, log)
     if keras3:
         logger.info("Translated Keras %s model %s to tf-keras (%d layers%s)", version, path, len(model.layers),
                     f"; rebuilt from built-in layers: {len(log.decomposed)} activation(s)/op(s)" if log.decomposed else "")
     return model
+
+
+def one_output(model, output: str | None, keras_lib):
+    """`model` cut to one of its outputs, by name (`output`; None: the first), with a warning naming the
+    outputs left out: what edgecompress builds, measures and ships (a `.tflite` of that output alone). A
+    model of one output is returned as it is; a name it does not have is refused with the names it has."""
+    names = list(model.output_names)
+    if output is not None and output not in names:
+        raise EdgeCompressError(f"Received an invalid value for `output`: model {model.name!r} has no output "
+                                f"{output!r}; its outputs are {names}. Pass one of them to --output.")
+    if len(names) == 1:
+        return model
+    i = names.index(output) if output is not None else 0
+    logger.warning("Model %r has %d outputs (%s): building %r%s; the other output(s) are not in the files built "
+                   "(--output NAME builds another, and --data's labels must be that output's)", model.name,
+                   len(names), ", ".join(names), names[i], "" if output else ", the first")
+    return keras_lib.Model(model.inputs, model.outputs[i], name=model.name)
 
 
 def _refuse_custom_classes(path: Path, config_text: str) -> None:

@@ -158,7 +158,8 @@ def check_single_io(model, where):
         raise EdgeCompressError(
             f"{where} has {len(model.outputs)} outputs ({', '.join(model.output_names)}); edgecompress builds "
             "models with one output, which it measures (class scores, a reconstruction or regression values). "
-            "Export the output to ship as its own model (`keras.Model(model.input, model.get_layer(NAME).output)`).")
+            "Pass `--output NAME` to build one of them (the first by default), or export the output to ship as "
+            "its own model (`keras.Model(model.input, model.get_layer(NAME).output)`).")
 
 
 class _Builder:

@@ -60,7 +60,7 @@ def check_scale_name(scale: str) -> None:
 
 
 def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode: bool = True,
-               task: str | None = None) -> UserModel:
+               task: str | None = None, output: str | None = None) -> UserModel:
     """Loads `path` and `data` as the stages need them.
 
     Args:
@@ -83,7 +83,7 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
 
     check_scale_name(scale)
     log = translate.TranslationLog()
-    model = models.load_model(path, safe_mode=safe_mode, log=log)
+    model = models.load_model(path, safe_mode=safe_mode, log=log, output=output)
     fmt = log.source  # what the file was saved by: "keras3" or "tf_keras"
     saved = models.load_spec(path)
     if saved is not None and scale == "auto":
