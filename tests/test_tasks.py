@@ -546,6 +546,8 @@ def test_a_closed_loop_on_an_anomaly_detector_holds_its_roc_auc_limit_by_delongs
     md = (out / "report.md").read_text()
     assert f"ROC-AUC {base['val_accuracy']:.4f} on the 100 judging images" in md
     assert "gzipped, paired standard error " in md and "% +/-" not in md  # no binomial error for a ROC-AUC
+    again = run_invoke(["select", "--out", str(out), "--max-accuracy-drop", "1", "--margin-se", "0"], cwd=root)
+    assert again.returncode == 0 and ", ROC-AUC 0." in again.stdout, again.stdout + again.stderr[-2000:]
 
 
 def test_a_model_of_values_keeps_the_loss_it_was_compiled_with(tmp_path):

@@ -407,10 +407,13 @@ def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_la
     with user_errors():
         from edgecompress.builder.selection import Constraints, select_in_build
 
+        from edgecompress.report.tables import report_task
+        from edgecompress.report.write import load_report
+
         chosen = select_in_build(out, Constraints(_num(max_accuracy_drop), _num(max_size_kb), _num(max_latency_ms),
                                                   device=device, margin_se=float(margin_se)))
-    print(f"Selected {chosen['name']} ({chosen['gzip_bytes'] / 1024:.1f} KB gzipped, top-1 "
-          f"{100 * chosen['accuracy']:.2f}%): {out}/selected.tflite")
+        said = report_task(load_report(out)).says(chosen["accuracy"])  # "top-1 97.00%", "ROC-AUC 0.9688"
+    print(f"Selected {chosen['name']} ({chosen['gzip_bytes'] / 1024:.1f} KB gzipped, {said}): {out}/selected.tflite")
 
 
 @task(iterable=["host"], name="bench-device", optional=["accuracy"],
