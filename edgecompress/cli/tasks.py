@@ -406,7 +406,6 @@ def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_la
     setup_logging()
     with user_errors():
         from edgecompress.builder.selection import Constraints, select_in_build
-
         from edgecompress.report.tables import report_task
         from edgecompress.report.write import load_report
 

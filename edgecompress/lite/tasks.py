@@ -119,8 +119,8 @@ def check_value_loss(value_loss: str) -> str:
 CHANCE_FACTOR = 1.5  # below 1.5x chance a classifier has learned nothing usable (pixelscale's check too)
 
 
-def r2_score(outputs, y) -> float:
-    """R² of `outputs` against targets `y` (both (N,) or (N, k)), pooled over the targets: 1 - SSE / SST."""
+def _regression_parts(outputs, y):
+    """(outputs, labels) as (N, k) float64 arrays and the labels' SST, checked: what R² and its terms share."""
     out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
     y = np.asarray(y, np.float64).reshape(len(y), -1)
     if out.shape != y.shape:
@@ -129,6 +129,12 @@ def r2_score(outputs, y) -> float:
     sst = float(((y - y.mean(axis=0)) ** 2).sum())
     if sst == 0:
         raise EdgeCompressError("R² needs labels that vary; every test label is the same value.")
+    return out, y, sst
+
+
+def r2_score(outputs, y) -> float:
+    """R² of `outputs` against targets `y` (both (N,) or (N, k)), pooled over the targets: 1 - SSE / SST."""
+    out, y, sst = _regression_parts(outputs, y)
     return 1.0 - float(((y - out) ** 2).sum()) / sst
 
 
@@ -139,10 +145,7 @@ def _r2(x, outputs, y) -> float:
 def _r2_terms(x, outputs, y) -> np.ndarray:
     """1 - N * (an example's squared error) / SST: their mean is R² (SST, the labels', is the same for any
     file judged on these examples)."""
-    r2_score(outputs, y)  # the shape and variance checks
-    out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
-    y = np.asarray(y, np.float64).reshape(len(y), -1)
-    sst = float(((y - y.mean(axis=0)) ** 2).sum())
+    out, y, sst = _regression_parts(outputs, y)
     return 1.0 - len(y) * ((y - out) ** 2).sum(axis=1) / sst
 
 
@@ -162,9 +165,9 @@ def _auc_terms(x, outputs, y) -> np.ndarray:
     return auc_terms(anomaly_scores(x, outputs), y)
 
 
-def mean_roc_auc(outputs, y) -> float:
-    """The mean over labels (columns of `y`, 0/1) of the ROC-AUC of each output unit against its label; a label
-    whose test examples are all 0 or all 1 ranks nothing and is left out."""
+def _ranked_labels(outputs, y):
+    """(outputs, labels) as (N, k) arrays and the labels that have both values in `y`, checked: what the mean
+    ROC-AUC and its terms share."""
     out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
     y = np.asarray(y).reshape(len(y), -1)
     if out.shape != y.shape:
@@ -174,6 +177,13 @@ def mean_roc_auc(outputs, y) -> float:
     if not both:
         raise EdgeCompressError("Mean ROC-AUC needs, for at least one label, test examples with it (1) and without "
                                 "it (0); every label column of the test split holds one value.")
+    return out, y, both
+
+
+def mean_roc_auc(outputs, y) -> float:
+    """The mean over labels (columns of `y`, 0/1) of the ROC-AUC of each output unit against its label; a label
+    whose test examples are all 0 or all 1 ranks nothing and is left out."""
+    out, y, both = _ranked_labels(outputs, y)
     return float(np.mean([roc_auc(out[:, j], y[:, j]) for j in both]))
 
 
@@ -184,10 +194,7 @@ def _mean_auc(x, outputs, y) -> float:
 def _mean_auc_terms(x, outputs, y) -> np.ndarray:
     """The mean over the ranked labels of each label's `auc_terms`: their mean is the mean ROC-AUC, and the
     examples' shared labels stay in one term (the labels' covariance is counted)."""
-    mean_roc_auc(outputs, y)  # the shape and label checks
-    out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
-    y = np.asarray(y).reshape(len(y), -1)
-    both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+    out, y, both = _ranked_labels(outputs, y)
     return np.mean([auc_terms(out[:, j], y[:, j]) for j in both], axis=0)
 
 
