@@ -459,7 +459,9 @@ def one_output(model, output: str | None, keras_lib):
     """`model` cut to one of its outputs, by name (`output`; None: the first), with a warning naming the
     outputs left out: what edgecompress builds, measures and ships (a `.tflite` of that output alone). A
     model of one output is returned as it is; a name it does not have is refused with the names it has."""
-    names = list(model.output_names)
+    from edgecompress.models import translate
+
+    names = translate.output_names(model)
     if output is not None and output not in names:
         raise EdgeCompressError(f"Received an invalid value for `output`: model {model.name!r} has no output "
                                 f"{output!r}; its outputs are {names}. Pass one of them to --output.")

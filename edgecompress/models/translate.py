@@ -147,6 +147,21 @@ def _map_args(obj, tensors):
     return obj
 
 
+def output_names(model) -> list[str]:
+    """The names of `model`'s outputs, the layers that make them: a Keras 3 Sequential model has no
+    `output_names` (Functional models of both Kerases do), so they are read from each output's history
+    (`operation` in Keras 3, `layer` in tf-keras)."""
+    names = getattr(model, "output_names", None)
+    if names:
+        return list(names)
+    out = []
+    for t in model.outputs:
+        history = t._keras_history
+        op = getattr(history, "operation", None) or getattr(history, "layer", None)
+        out.append(op.name)
+    return out
+
+
 def check_single_io(model, where):
     """Refuses a model of several inputs or outputs, naming them and the fix (the one place that says so)."""
     if len(model.inputs) != 1:
@@ -156,7 +171,7 @@ def check_single_io(model, where):
             "inputs into one tensor, in the model and in the data, or export each branch as its own model.")
     if len(model.outputs) != 1:
         raise EdgeCompressError(
-            f"{where} has {len(model.outputs)} outputs ({', '.join(model.output_names)}); edgecompress builds "
+            f"{where} has {len(model.outputs)} outputs ({', '.join(output_names(model))}); edgecompress builds "
             "models with one output, which it measures (class scores, a reconstruction or regression values). "
             "Pass `--output NAME` to build one of them (the first by default), or export the output to ship as "
             "its own model (`keras.Model(model.input, model.get_layer(NAME).output)`).")
