@@ -11,6 +11,8 @@ One table, the same in every task and in `python -m edgecompress.lite.latency`:
 | 130 | interrupted (Ctrl-C): finished files kept, partial ones discarded |
 """
 
+import threading
+
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_GATE = 3
@@ -38,3 +40,17 @@ class PartialFailure(EdgeCompressError):
 class NotApplicable(EdgeCompressError):
     """A stage has nothing to work on in this model (no layer large enough to cluster, say): in a fixed recipe
     a usage error (exit 2); in the closed loop that branch ends, and the others go on."""
+
+
+# A Ctrl-C, recorded as it arrives (`cli.glue.user_errors` installs the handler that sets it). The
+# KeyboardInterrupt it raises lands wherever the main thread is, and a library on the way up may catch it
+# and carry on; the flag still says the user asked to stop.
+INTERRUPTED = threading.Event()
+
+
+def stop_if_interrupted() -> None:
+    """Raises KeyboardInterrupt when a Ctrl-C arrived that did not stop the work where it landed: called at
+    each step and stage, so the build stops at the next one (finished artifacts kept, exit 130)."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+

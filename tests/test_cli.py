@@ -59,7 +59,8 @@ def test_a_ctrl_c_is_exit_130_even_when_it_comes_out_as_another_exception():
 
     from invoke.exceptions import Exit
 
-    from edgecompress.cli.glue import _INTERRUPTED, user_errors
+    from edgecompress.cli.glue import user_errors
+    from edgecompress.errors import INTERRUPTED
 
     before = signal.getsignal(signal.SIGINT)
     # A task in the foreground of a terminal has Python's default handler; a job a non-interactive shell put in
@@ -80,7 +81,7 @@ def test_a_ctrl_c_is_exit_130_even_when_it_comes_out_as_another_exception():
     else:
         raise AssertionError("no exit")
     finally:
-        _INTERRUPTED.clear()
+        INTERRUPTED.clear()
         restored = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, before)
     assert restored is signal.default_int_handler  # the handler user_errors replaced is back
@@ -89,6 +90,45 @@ def test_a_ctrl_c_is_exit_130_even_when_it_comes_out_as_another_exception():
             raise RuntimeError("a bug")
     except RuntimeError as e:
         assert str(e) == "a bug"
+
+
+def test_a_ctrl_c_that_a_library_swallowed_stops_the_build_at_its_next_step_with_exit_130():
+    """A library on the way up can catch the KeyboardInterrupt and carry on (a full suite's run once saw a
+    build sent SIGINT while it loaded finish with exit 0): the Ctrl-C is recorded as it arrives, the next step
+    or stage stops the build, and a task that ran to its end anyway exits 130."""
+    import signal
+    import time
+
+    from invoke.exceptions import Exit
+
+    from edgecompress.builder.steps import step
+    from edgecompress.cli.glue import user_errors
+    from edgecompress.errors import INTERRUPTED
+
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    reached = []
+    try:
+        for finish in (False, True):
+            try:
+                with user_errors():
+                    try:
+                        signal.raise_signal(signal.SIGINT)
+                        time.sleep(5)
+                    except KeyboardInterrupt:
+                        pass  # what a library that carries on does
+                    if not finish:
+                        step(2, 4, "Reading calibration images")
+                    reached.append(finish)
+            except Exit as e:
+                assert e.code == 130 and "interrupted" in str(e.message)
+            else:
+                raise AssertionError("no exit")
+    finally:
+        INTERRUPTED.clear()
+        signal.signal(signal.SIGINT, before)
+    assert reached == [True]  # the step stopped the first; the second ran to its end, then exited 130
+    step(2, 4, "Reading calibration images")  # without a Ctrl-C a step is only its log line
 
 
 def test_a_missing_extra_names_its_install_line_and_other_errors_pass_through():

@@ -14,7 +14,7 @@ from edgecompress.models import keras_io as models
 from edgecompress.report import write as report_lib
 from edgecompress.configs import Features, Preprocessing, TrainConfig
 from edgecompress.data.datasets import load_dataset
-from edgecompress.errors import EdgeCompressError, PartialFailure
+from edgecompress.errors import EdgeCompressError, PartialFailure, stop_if_interrupted
 from edgecompress.lite.fileio import atomic_write_json
 from edgecompress.builder.selection import Constraints, GateError, apply_selection
 from edgecompress.builder.measure import convert_and_measure, publish, teacher_baseline
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def step(i, n, text):
+    stop_if_interrupted()
     logger.info("[%d/%d] %s", i, n, text)
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 import warnings
 
-from edgecompress.errors import EXIT_INTERRUPTED, EXIT_USAGE, EdgeCompressError
+from edgecompress.errors import EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, EdgeCompressError
 
 
 def setup_logging(verbose: bool = True) -> None:
@@ -31,11 +31,8 @@ _EXTRA_OF = {"tensorflow": "train", "tf_keras": "train", "tensorflow_model_optim
              "fabric": "train", "paramiko": "train", "matplotlib": "train", "h5py": "train", "PIL": "images"}
 
 
-_INTERRUPTED = threading.Event()  # set by a Ctrl-C during a task
-
-
 def _on_sigint(signum, frame):
-    _INTERRUPTED.set()
+    INTERRUPTED.set()
     raise KeyboardInterrupt
 
 
@@ -51,7 +48,7 @@ def user_errors():
     from invoke.exceptions import Exit
 
     previous = None
-    _INTERRUPTED.clear()
+    INTERRUPTED.clear()
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous = signal.signal(signal.SIGINT, _on_sigint)
@@ -59,10 +56,12 @@ def user_errors():
                        code=EXIT_INTERRUPTED)
     try:
         yield
+        if INTERRUPTED.is_set():  # caught on its way up by a library, after the last step's check
+            raise KeyboardInterrupt
     except Exit:
         raise
     except BaseException as e:
-        if isinstance(e, KeyboardInterrupt) or _INTERRUPTED.is_set():  # a Ctrl-C, whatever it became on its way
+        if isinstance(e, KeyboardInterrupt) or INTERRUPTED.is_set():  # a Ctrl-C, whatever it became on its way
             raise interrupted from None
         if isinstance(e, EdgeCompressError):
             raise Exit(f"error: {e}", code=getattr(e, "exit_code", EXIT_USAGE)) from None

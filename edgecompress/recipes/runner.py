@@ -16,6 +16,7 @@ from edgecompress.techniques.prune import keras_sparsity
 from edgecompress.recipes.registry import run_stage
 from edgecompress.report.results import StageResult
 from edgecompress.models.sanity import check_stage
+from edgecompress.errors import stop_if_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
     final, key, started = teacher, teacher_key, time.time()
     for i, (stage, key) in enumerate(zip(recipe.stages, stage_keys(recipe, teacher_key, dataset, seed)), 1):
         name = _stage_name(i - 1, stage)
+        stop_if_interrupted()
         logger.info("  stage %d/%d: %s", i, len(recipe.stages), stage.STAGE)
         t0 = time.time()
         cached = cache.get_model(name, key)
