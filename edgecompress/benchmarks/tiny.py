@@ -241,11 +241,13 @@ def make_kws_data(config: KwsConfig = KwsConfig()) -> dict:
 @dataclasses.dataclass(frozen=True)
 class AdConfig:
     """The anomaly-detection stand-in: machine ids, clips per id (normal for training; normal and anomalous
-    for testing), clip length, and how many 5-frame windows each clip gives."""
+    for testing), clip length, and how many 5-frame windows each clip gives. 100 test clips per machine
+    (3,200 windows, half of them judged): on 20 (320 judged windows) a file's paired standard error of its
+    ROC-AUC drop reached 3.2 points, and the margin on the limit kept every student out."""
 
     machines: int = 4
     train_clips: int = 60
-    test_clips: int = 20
+    test_clips: int = 100
     seconds: float = 2.0
     windows: int = 8
     seed: int = 0
