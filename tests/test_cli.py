@@ -51,9 +51,12 @@ def test_the_device_install_says_which_extra_to_install(root):
     assert "pip install 'edgecompress[train]'" in proc.stderr and "python -m edgecompress.lite.latency" in proc.stderr
 
 
-def test_a_ctrl_c_is_exit_130_even_when_it_comes_out_as_another_exception():
-    """TensorFlow can turn the KeyboardInterrupt of a Ctrl-C into its own error on the way up: the task still
-    ends with exit 130, and the handler it replaced is back afterwards."""
+def _ctrl_c_in_a_task(body):
+    """Runs `body` inside `user_errors` after a Ctrl-C reached this thread, with Python's default SIGINT
+    handler (a job a non-interactive shell put in the background inherits SIGINT ignored, which
+    `user_errors` leaves ignored: test_reliability's case, so the default is set here whoever started
+    pytest). `body` gets the KeyboardInterrupt, if the handler raised one. Returns (the task's Exit, the
+    handler in place after the task)."""
     import signal
     import time
 
@@ -63,9 +66,6 @@ def test_a_ctrl_c_is_exit_130_even_when_it_comes_out_as_another_exception():
     from edgecompress.errors import INTERRUPTED
 
     before = signal.getsignal(signal.SIGINT)
-    # A task in the foreground of a terminal has Python's default handler; a job a non-interactive shell put in
-    # the background inherits SIGINT ignored, which `user_errors` leaves ignored (test_reliability's case), so
-    # the default is set here for the test, whoever started pytest.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with user_errors():
@@ -74,16 +74,29 @@ def test_a_ctrl_c_is_exit_130_even_when_it_comes_out_as_another_exception():
                 # bytecodes ended before it arrived on a loaded machine); the sleep ends when the handler raises.
                 signal.raise_signal(signal.SIGINT)
                 time.sleep(5)
-            except KeyboardInterrupt:
-                raise RuntimeError("CancelledError: the step was cancelled") from None
+            except KeyboardInterrupt as e:
+                body(e)
     except Exit as e:
-        assert e.code == 130 and "interrupted" in str(e.message)
-    else:
-        raise AssertionError("no exit")
+        return e, signal.getsignal(signal.SIGINT)
     finally:
         INTERRUPTED.clear()
         restored = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, before)
+    raise AssertionError(f"no exit (handler after the task: {restored})")
+
+
+def test_a_ctrl_c_is_exit_130_even_when_it_comes_out_as_another_exception():
+    """TensorFlow can turn the KeyboardInterrupt of a Ctrl-C into its own error on the way up: the task still
+    ends with exit 130, and the handler it replaced is back afterwards."""
+    import signal
+
+    from edgecompress.cli.glue import user_errors
+
+    def tensorflow_error(_):
+        raise RuntimeError("CancelledError: the step was cancelled") from None
+
+    e, restored = _ctrl_c_in_a_task(tensorflow_error)
+    assert e.code == 130 and "interrupted" in str(e.message)
     assert restored is signal.default_int_handler  # the handler user_errors replaced is back
     try:  # without a Ctrl-C the same error is the error it is
         with user_errors():
@@ -96,38 +109,18 @@ def test_a_ctrl_c_that_a_library_swallowed_stops_the_build_at_its_next_step_with
     """A library on the way up can catch the KeyboardInterrupt and carry on (a full suite's run once saw a
     build sent SIGINT while it loaded finish with exit 0): the Ctrl-C is recorded as it arrives, the next step
     or stage stops the build, and a task that ran to its end anyway exits 130."""
-    import signal
-    import time
-
-    from invoke.exceptions import Exit
-
     from edgecompress.builder.steps import step
-    from edgecompress.cli.glue import user_errors
-    from edgecompress.errors import INTERRUPTED
 
-    before = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     reached = []
-    try:
-        for finish in (False, True):
-            try:
-                with user_errors():
-                    try:
-                        signal.raise_signal(signal.SIGINT)
-                        time.sleep(5)
-                    except KeyboardInterrupt:
-                        pass  # what a library that carries on does
-                    if not finish:
-                        step(2, 4, "Reading calibration images")
-                    reached.append(finish)
-            except Exit as e:
-                assert e.code == 130 and "interrupted" in str(e.message)
-            else:
-                raise AssertionError("no exit")
-    finally:
-        INTERRUPTED.clear()
-        signal.signal(signal.SIGINT, before)
-    assert reached == [True]  # the step stopped the first; the second ran to its end, then exited 130
+
+    def carry_on_to_a_step(_):  # what a library that catches it does
+        step(2, 4, "Reading calibration images")
+        reached.append("after the step")
+
+    e, _ = _ctrl_c_in_a_task(carry_on_to_a_step)
+    assert e.code == 130 and reached == []  # the step stopped it
+    e, _ = _ctrl_c_in_a_task(lambda _: reached.append("the end"))
+    assert e.code == 130 and "interrupted" in str(e.message) and reached == ["the end"]  # ran to its end, then 130
     step(2, 4, "Reading calibration images")  # without a Ctrl-C a step is only its log line
 
 
