@@ -53,4 +53,3 @@ def stop_if_interrupted() -> None:
     each step and stage, so the build stops at the next one (finished artifacts kept, exit 130)."""
     if INTERRUPTED.is_set():
         raise KeyboardInterrupt
-

@@ -57,7 +57,7 @@ def user_errors():
     try:
         yield
         if INTERRUPTED.is_set():  # caught on its way up by a library, after the last step's check
-            raise KeyboardInterrupt
+            raise interrupted
     except Exit:
         raise
     except BaseException as e:
