@@ -261,3 +261,53 @@ def test_a_relu_student_has_no_hard_swish_left_and_its_int8_file_fewer_ops(tmp_p
 
     with pytest.raises(EdgeCompressError, match="hard_swish='swish'"):
         DistillConfig(hard_swish="swish")
+
+
+def test_a_squeeze_excite_reshape_converts_inside_the_delegate_with_the_same_outputs(tmp_path):
+    """Converted at batch size 1 (`rewrites.converter_of`), a Keras 3 squeeze-excite block (EfficientNet's:
+    GlobalAveragePooling2D, Reshape to 1x1xC, two 1x1 convs, Multiply) is one RESHAPE of constant shape, not
+    SHAPE, STRIDED_SLICE, PACK and RESHAPE outside XNNPACK at each block: one partition where the Keras model's
+    own converter makes one per block plus one. Float32 outputs are identical; int8 keeps every top-1."""
+    import keras
+
+    from edgecompress.models.backend import tf
+    from edgecompress.models.translate import to_tf_keras
+    from edgecompress.quantize.convert import convert
+    from edgecompress.quantize.schemes import conversion
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="swish")(inp)
+    for _ in range(2):
+        s = keras.layers.GlobalAveragePooling2D()(x)
+        s = keras.layers.Reshape((1, 1, 8))(s)
+        s = keras.layers.Conv2D(2, 1, activation="swish")(s)
+        s = keras.layers.Conv2D(8, 1, activation="sigmoid")(s)
+        x = keras.layers.Multiply()([x, s])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = to_tf_keras(keras.Model(inp, keras.layers.Dense(4, activation="softmax")(x)))
+    xs = np.random.default_rng(0).normal(0, 1, (16, 16, 16, 3)).astype("float32")
+    rep = lambda: ([xs[i:i + 1]] for i in range(len(xs)))  # noqa: E731
+    as_keras = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    before = delegation(make_interpreter(model_content=as_keras, num_threads=1))
+    assert before["partitions"] == 3 and before["outside"]["SHAPE"] == 2, before  # what the fix is measured against
+    want = model.predict(xs, verbose=0)
+    for name in ("float32", "int8"):
+        data = convert(model, conversion(name), rep)
+        interp = make_interpreter(model_content=data, num_threads=1)
+        d = delegation(interp)
+        assert d["partitions"] == 1 and set(d["outside"]) <= {"SOFTMAX"}, (name, d)
+        i, o = interp.get_input_details()[0], interp.get_output_details()[0]
+        assert list(i["shape_signature"]) == [1, 16, 16, 3]
+        got = []
+        (si, zi), (so, zo) = i["quantization"], o["quantization"]
+        for k in range(len(xs)):
+            interp.set_tensor(i["index"], xs[k:k + 1] if not si else
+                              np.clip(np.round(xs[k:k + 1] / si + zi), -128, 127).astype(np.int8))
+            interp.invoke()
+            out = interp.get_tensor(o["index"])[0]
+            got.append((out.astype("float32") - zo) * so if so else out.copy())
+        got = np.array(got)
+        if name == "float32":
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+        assert (got.argmax(1) == want.argmax(1)).mean() >= (1.0 if name == "float32" else 0.9)

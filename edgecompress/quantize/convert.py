@@ -68,7 +68,7 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
             "crashes on one: measured with TensorFlow 2.21). Use the dynamic or float16 variants "
             "(`--recipe quantize-only` makes both), or an LSTM, which converts to a fused int8 kernel.")
     model = rewrites.apply(model, row.rewrites)
-    converter = _converter(model, tf)
+    converter = rewrites.converter_of(model)
     if row.optimize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if row.supported_types:
@@ -123,21 +123,6 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
 
 RECURRENT = ("LSTM", "GRU", "SimpleRNN")
 LOOPED = ("GRU", "SimpleRNN")  # no fused kernel: a WHILE loop of builtins
-
-
-def _converter(model, tf):
-    """The converter of `model`: from the Keras model, or for a recurrent one from its graph at batch size 1,
-    where the converter fuses an LSTM into UNIDIRECTIONAL_SEQUENCE_LSTM and a GRU into a loop of builtins (at
-    no fixed batch it leaves TensorList ops no edge runtime has)."""
-    if not any(type(layer).__name__ in RECURRENT for layer in model.layers):
-        return tf.lite.TFLiteConverter.from_keras_model(model)
-
-    @tf.autograph.experimental.do_not_convert
-    def call(x):
-        return model(x, training=False)
-
-    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
-    return tf.lite.TFLiteConverter.from_concrete_functions([tf.function(call).get_concrete_function(spec)], model)
 
 
 def _not_int8_error(config, model, ops, said):

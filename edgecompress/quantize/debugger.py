@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 
 def _converter(model, rep):
     from edgecompress.models.backend import tf
+    from edgecompress.quantize.rewrites import converter_of
 
-    c = tf.lite.TFLiteConverter.from_keras_model(model)
+    c = converter_of(model)
     c.optimizations = [tf.lite.Optimize.DEFAULT]
     c.representative_dataset = rep
     return c

@@ -3,6 +3,7 @@
 A scheme's row (`schemes.Scheme.rewrites`) names them; each takes a tf-keras model and returns it, or a
 rebuilt copy (`models.translate.rebuild`), with the weights unchanged.
 
+- `converter_of` gives every conversion its model's graph at batch size 1, where shapes are constants.
 - `unfused_hard_swish`: `x * (relu6(x + 3) / 6)` (hard-swish, as `translate` writes Keras 3's `hard_silu`)
   becomes `(x / 6) * relu6(x + 3)`. The converter fuses the first order into one HARD_SWISH op, which
   XNNPACK runs in float32 but not in int8: a MobileNetV3's int8 graph broke into 19 XNNPACK partitions
@@ -108,9 +109,30 @@ def unfused_hard_swish(model):
 
 
 REWRITES = {"unfused_hard_swish": unfused_hard_swish}
-# Part of every conversion's cache key (`builder.measure`): bumped when a rewrite changes what it writes, so
-# a file converted before is converted again. 2: a pruned model's layers (several inbound nodes) rewritten.
-VERSION = 2
+# Part of every conversion's cache key (`builder.measure`): bumped when a rewrite, or what the converter is
+# given, changes what it writes, so a file converted before is converted again. 2: a pruned model's layers
+# (several inbound nodes) rewritten. 3: every model converted at batch size 1 (`converter_of`).
+VERSION = 3
+
+
+def converter_of(model):
+    """The TFLite converter of `model`, given its graph at batch size 1 (the only batch a `.tflite` file here
+    runs): shapes are then constants, so a Reshape or Flatten is one RESHAPE, not SHAPE, STRIDED_SLICE and
+    PACK computing the batch at run time, ops XNNPACK leaves out. Measured: a Keras 3 EfficientNetB0's file
+    went from 17 XNNPACK partitions (one per squeeze-excite Reshape) to 1, with identical outputs. For an
+    LSTM the converter then fuses UNIDIRECTIONAL_SEQUENCE_LSTM and a GRU into a loop of builtins (at no fixed
+    batch it leaves TensorList ops no edge runtime has). A model of several inputs converts as Keras gives it."""
+    from edgecompress.models.backend import tf
+
+    if isinstance(model.input_shape, list):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+
+    @tf.autograph.experimental.do_not_convert
+    def call(x):
+        return model(x, training=False)
+
+    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+    return tf.lite.TFLiteConverter.from_concrete_functions([tf.function(call).get_concrete_function(spec)], model)
 
 
 def apply(model, names):
@@ -128,5 +150,5 @@ def apply(model, names):
 
 
 def cache_token(names) -> list:
-    """What a conversion's cache key holds of its rewrites: their names and this module's VERSION."""
-    return [VERSION, *names] if names else []
+    """What a conversion's cache key holds of its rewrites: this module's VERSION and their names."""
+    return [VERSION, *names]
