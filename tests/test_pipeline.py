@@ -13,14 +13,6 @@ pytestmark = pytest.mark.slow
 FAST = ["--epochs", "1", "--runs", "200", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def default_build(tmp_path_factory, root):
-    out = tmp_path_factory.mktemp("edge")
-    proc = run_invoke(["build-edge", "--out", str(out), *FAST], cwd=root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, proc
-
-
 def test_a_log_written_to_a_pipe_has_one_line_per_epoch_and_per_stage(tmp_path, root):
     """Output that is no terminal gets Keras' one line per epoch, not its progress-bar frames; each stage ends
     with a line that says how long it took."""
