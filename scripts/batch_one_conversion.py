@@ -15,6 +15,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from edgecompress.lite.evaluation import predict  # noqa: E402
 from edgecompress.lite.latency import benchmark, delegation  # noqa: E402
 from edgecompress.lite.runtime import make_interpreter  # noqa: E402
 from edgecompress.models.backend import tf  # noqa: E402
@@ -24,13 +25,7 @@ from edgecompress.quantize.rewrites import converter_of  # noqa: E402
 
 def outputs(data, x):
     interp = make_interpreter(model_content=data, num_threads=1)
-    i, o = interp.get_input_details()[0], interp.get_output_details()[0]
-    got = []
-    for k in range(len(x)):
-        interp.set_tensor(i["index"], x[k:k + 1])
-        interp.invoke()
-        got.append(interp.get_tensor(o["index"]).copy())
-    return np.concatenate(got), delegation(interp)
+    return predict(interp, x), delegation(interp)
 
 
 if __name__ == "__main__":
