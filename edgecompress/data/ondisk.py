@@ -172,9 +172,9 @@ class DiskArray(Rows):
     def __setstate__(self, state):
         self.__init__(state["path"], state["rows"])
 
-    def __del__(self):
+    def __del__(self, _close=os.close):  # bound here: at interpreter exit the module's `os` may be gone
         if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
+            _close(self._fd)
 
     def take(self, idx) -> "DiskArray":
         idx = _indices(idx, len(self))
