@@ -11,28 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest_plugins = ["support.ci_policy"]
+pytest_plugins = ["support.ci_policy", "support.worker_groups"]
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-# The suite runs in two pytest-xdist workers (`-n 2 --dist loadgroup`, the README's test command). Each file is one
-# group, so a module's fixtures are built once; files that share a costly session fixture or a cache on disk share a
-# group, so one worker builds it: the default build (test_pipeline, test_readme), the device virtualenvs and the
-# emulated Pi root (build/device-envs, ~/.cache/edgecompress/device-sim), the Android toolchain (android_demo/.build).
-WORKER_GROUPS = {"test_readme": "test_pipeline", "test_cli": "devices", "test_remote": "devices",
-                 "test_device_sim": "devices", "test_device_columns": "devices", "test_android": "android",
-                 "test_android_apk": "android"}
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        name = item.module.__name__.rsplit(".", 1)[-1]
-        item.add_marker(pytest.mark.xdist_group(WORKER_GROUPS.get(name, name)))
-
 
 @pytest.fixture(scope="session")
 def root():
