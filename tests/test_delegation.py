@@ -311,3 +311,41 @@ def test_a_squeeze_excite_reshape_converts_inside_the_delegate_with_the_same_out
         if name == "float32":
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
         assert (got.argmax(1) == want.argmax(1)).mean() >= (1.0 if name == "float32" else 0.9)
+
+
+def test_the_converter_saves_only_the_variables_and_gives_the_keras_models_bytes():
+    """`converter_of` hands the converter the model's variables, not the Keras model, as what it saves before
+    converting (a Keras model's save traces every layer: 4-6x slower, `scripts/conversion_time.py`); the file
+    is byte for byte the one the Keras model as trackable gives, float32 and int8."""
+    import keras
+
+    from edgecompress.models.backend import tf
+    from edgecompress.models.translate import to_tf_keras
+    from edgecompress.quantize.rewrites import converter_of
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, activation="relu")(inp))
+    s = keras.layers.Reshape((1, 1, 8))(keras.layers.GlobalAveragePooling2D()(x))
+    x = keras.layers.Multiply()([x, keras.layers.Conv2D(8, 1, activation="sigmoid")(s)])
+    model = to_tf_keras(keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))))
+    ours = converter_of(model)
+    assert ours._trackable_obj is not model and not isinstance(ours._trackable_obj, type(model))
+    assert {id(v) for v in ours._trackable_obj.variables_read} == {id(v) for v in model.variables}
+
+    @tf.autograph.experimental.do_not_convert
+    def call(x):
+        return model(x, training=False)
+
+    spec = tf.TensorSpec([1, 12, 12, 3], tf.float32)
+    xs = np.random.default_rng(0).normal(0, 1, (4, 1, 12, 12, 3)).astype("float32")
+    for int8 in (False, True):
+        files = []
+        for c in (ours if not int8 else converter_of(model),
+                  tf.lite.TFLiteConverter.from_concrete_functions([tf.function(call).get_concrete_function(spec)],
+                                                                  model)):
+            if int8:
+                c.optimizations = [tf.lite.Optimize.DEFAULT]
+                c.representative_dataset = lambda: ([x] for x in xs)
+            files.append(c.convert())
+        assert files[0] == files[1], ("int8" if int8 else "float32", len(files[0]), len(files[1]))
