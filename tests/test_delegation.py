@@ -315,7 +315,7 @@ def test_a_squeeze_excite_reshape_converts_inside_the_delegate_with_the_same_out
 
 def test_the_converter_saves_only_the_variables_and_gives_the_keras_models_bytes():
     """`converter_of` hands the converter the model's variables, not the Keras model, as what it saves before
-    converting (a Keras model's save traces every layer: 4-6x slower, `scripts/conversion_time.py`); the file
+    converting (a Keras model's save traces every layer: 3-6x slower, `scripts/conversion_time.py`); the file
     is byte for byte the one the Keras model as trackable gives, float32 and int8."""
     import keras
 

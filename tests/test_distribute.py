@@ -93,4 +93,3 @@ def test_mirrored_two_cpus_matches_single_device(root, tmp_path, data):
     for key in ("teacher", "prune", "distill", "factorize"):
         assert abs(r["default"][key] - r["mirrored"][key]) <= 0.08, (key, r)
     assert r["mirrored"]["sparsity"] == pytest.approx(r["default"]["sparsity"], abs=0.01)
-
