@@ -16,6 +16,7 @@ from pathlib import Path
 from edgecompress.lite import latency as bench
 from edgecompress.models import keras_io as models
 from edgecompress.configs import Preprocessing
+from edgecompress.data import calibration
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.fileio import atomic_write_json, sha256_bytes
 from edgecompress.builder.selection import Constraints
@@ -87,6 +88,8 @@ def _build(options: BuildOptions) -> dict:
         from edgecompress.search.study import open_storage
 
         open_storage(options.storage, out_dir)
+    if options.calibration is not None:  # a missing or empty folder fails now, not after the teacher
+        calibration.checked_files(options.calibration)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = StageCache(out_dir / ".cache", enabled=options.cache)
     started = time.time()

@@ -80,10 +80,10 @@ def tiny_tflites(tmp_path_factory, tiny_model, tiny_dataset, calibration_pixels)
 
 @pytest.fixture(scope="session")
 def default_build(tmp_path_factory):
-    """`invoke build-edge --out OUT --quiet`, the README's bundled default build, run once: (OUT, the process).
-    `test_pipeline` checks its files and report, `test_readme` its numbers against the README's."""
+    """`invoke build-edge --out OUT`, the README's bundled default build, run once, its output a pipe: (OUT, the
+    process). `test_pipeline` checks its files, report and log, `test_readme` its numbers against the README's."""
     out = tmp_path_factory.mktemp("edge")
-    proc = run_invoke(["build-edge", "--out", str(out), "--quiet"], cwd=ROOT, timeout=900)
+    proc = run_invoke(["build-edge", "--out", str(out)], cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 

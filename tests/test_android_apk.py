@@ -8,6 +8,7 @@ defined in it or on Android 7.0. No phone or emulator runs it here (Google's
 system images are out of reach); `invoke bench-android` does on a real phone.
 """
 
+import dataclasses
 import json
 import re
 import shutil
@@ -86,7 +87,7 @@ def test_dex_has_no_invoke_custom_and_defines_what_it_uses(apk, tmp_path):
     assert "Lorg/tensorflow/lite/gpu/GpuDelegateFactory$Options;" in dexed
 
 
-def test_the_debug_key_is_kept_between_builds(apk, tmp_path, root):
+def test_the_debug_key_and_the_dex_are_kept_between_builds(apk, tmp_path, root):
     first = _run("apksigner", "verify", "--print-certs", apk)
     proc = run_invoke(["android-apk", "--out", str(apk.parent), "--apk", str(tmp_path / "again.apk")], cwd=root,
                       timeout=1200)
@@ -95,6 +96,30 @@ def test_the_debug_key_is_kept_between_builds(apk, tmp_path, root):
     digest = re.compile(r"certificate SHA-256 digest: (\w+)")
     assert digest.search(first).group(1) == digest.search(again).group(1)
     assert DEBUG_KEYSTORE.expanduser().exists()
+    # Nothing the dex is made from changed: it is reused, not compiled again, and is the same dex.
+    assert "classes.dex reused" in proc.stderr and "kotlinc" not in proc.stderr, proc.stderr[-2000:]
+    with zipfile.ZipFile(apk) as a, zipfile.ZipFile(tmp_path / "again.apk") as b:
+        assert a.read("classes.dex") == b.read("classes.dex")
+
+
+def test_the_dex_key_follows_the_sources_the_tools_and_the_sdk_levels(tmp_path):
+    from edgecompress.devices.apk import _dex_key, app_info
+
+    info = app_info()
+    src = tmp_path / "app" / "Main.kt"
+    src.parent.mkdir()
+    src.write_text("fun main() {}")
+    jar = tmp_path / "kotlin-stdlib-1.9.0.jar"
+    jar.write_bytes(b"x" * 10)
+    key = _dex_key(info, [src], [jar], root=tmp_path)
+    assert _dex_key(info, [src], [jar], root=tmp_path) == key
+    src.write_text("fun main() { println() }")
+    changed = _dex_key(info, [src], [jar], root=tmp_path)
+    assert changed != key
+    other = tmp_path / "kotlin-stdlib-2.0.0.jar"
+    other.write_bytes(b"x" * 10)
+    assert _dex_key(info, [src], [other], root=tmp_path) != changed
+    assert _dex_key(dataclasses.replace(info, min_sdk=info.min_sdk + 1), [src], [jar], root=tmp_path) != changed
 
 
 def _dex_of(tmp_path, java_sources: dict, min_sdk: int) -> bytes:

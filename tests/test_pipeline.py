@@ -6,26 +6,26 @@ import re
 import numpy as np
 import pytest
 
-from conftest import run_invoke, write_png
+from conftest import ROOT, run_invoke, write_png
 
 pytestmark = pytest.mark.slow
 
 FAST = ["--epochs", "1", "--runs", "200", "--quiet"]
 
 
-def test_a_log_written_to_a_pipe_has_one_line_per_epoch_and_per_stage(tmp_path, root):
-    """Output that is no terminal gets Keras' one line per epoch, not its progress-bar frames; each stage ends
-    with a line that says how long it took."""
-    recipe = tmp_path / "r.json"
-    recipe.write_text(json.dumps({"name": "t", "stages": [{"stage": "distill", "epochs": 1, "baseline": False}],
-                                  "quantize": ["float32"]}))
-    proc = run_invoke(["build-edge", "--out", str(tmp_path / "o"), "--epochs", "1", "--runs", "5", "--recipe",
-                       str(recipe)], cwd=root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_a_log_written_to_a_pipe_has_one_line_per_epoch_and_per_stage(default_build):
+    """Output that is no terminal (the default build's is a pipe) gets Keras' one line per epoch, not its
+    progress-bar frames; each stage ends with a line that says how long it took."""
+    _, proc = default_build
     assert "ETA:" not in proc.stdout + proc.stderr
     epochs = [line for line in proc.stdout.splitlines() if re.match(r"\d+/\d+ - \d+s - .*loss", line)]
-    assert len(epochs) == 2, proc.stdout[-2000:]  # the teacher's epoch and the student's
-    assert re.search(r"stage 1/1: distill done in \d+ s \(\d+ s since the first stage\)", proc.stderr), proc.stderr
+    recipe = json.loads((ROOT / "edgecompress" / "recipes" / "default.json").read_text())
+    from edgecompress.builder.options import BuildOptions
+
+    assert len(epochs) == BuildOptions().epochs + sum(s["epochs"] for s in recipe["stages"]), proc.stdout[-2000:]
+    for i, stage in enumerate(recipe["stages"], 1):
+        assert re.search(rf"stage {i}/{len(recipe['stages'])}: {stage['stage']} done in \d+ s \(\d+ s since the first "
+                         r"stage\)", proc.stderr), proc.stderr
 
 
 def test_default_build_leaves_files_and_report(default_build):
@@ -146,10 +146,11 @@ def test_bad_input_exits_2_with_a_message(tmp_path, root, make_args, needle):
     import re
 
     args = make_args(tmp_path)
-    proc = run_invoke(["build-edge", "--out", str(tmp_path / "o"), "--runs", "20", "--quiet", *args], cwd=root)
+    proc = run_invoke(["build-edge", "--out", str(tmp_path / "o"), "--runs", "20", *args], cwd=root)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert re.search(needle, proc.stderr), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+    assert not re.search(r"\d+/\d+ - \d+s - .*loss", proc.stdout), "refused only after training"
 
 
 def test_op_not_int8_still_writes_the_other_variants(tmp_path, root):
@@ -163,15 +164,15 @@ def test_op_not_int8_still_writes_the_other_variants(tmp_path, root):
     assert fio["float_ops"] == ["SIN"]
 
 
-def test_recipe_file_runs_its_stages(tmp_path, root):
+def test_recipe_file_runs_its_stages(tmp_path, root, small_npz):
     recipe = tmp_path / "mine.json"
     recipe.write_text(json.dumps({"name": "mine", "stages": [
         {"stage": "factorize", "energy": 0.8, "finetune_epochs": 1},
         {"stage": "prune", "final_sparsity": 0.5, "initial_sparsity": 0.2, "epochs": 1}],
         "quantize": ["float32", "int8"]}))
     out = tmp_path / "o"
-    proc = run_invoke(["build-edge", "--recipe", str(recipe), "--out", str(out), "--epochs", "1", "--runs", "20",
-                       "--quiet"], cwd=root)
+    proc = run_invoke(["build-edge", "--recipe", str(recipe), "--data", str(small_npz), "--out", str(out), "--epochs",
+                       "1", "--runs", "20", "--quiet"], cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert [a["name"] for a in report["artifacts"]] == ["teacher_float32", "float32", "int8"]

@@ -118,13 +118,9 @@ def calibration_files(folder) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def load_calibration_images(folder, spec: Preprocessing, *, min_count: int = MIN_IMAGES, limit: int | None = None) -> np.ndarray:
-    """Reads and validates every calibration image; returns uint8 (N, H, W, C).
-
-    Raises:
-        EdgeCompressError: when the folder is missing, holds fewer than
-            `min_count` images, or a file does not decode (the file is named).
-    """
+def checked_files(folder, min_count: int = MIN_IMAGES) -> list[Path]:
+    """The image files of a calibration folder, refused when it is missing or holds fewer than `min_count`: a build
+    calls it before any training, so a wrong `--calibration` fails in seconds (nothing is decoded here)."""
     files = calibration_files(folder)
     if len(files) < min_count:
         raise EdgeCompressError(
@@ -132,6 +128,17 @@ def load_calibration_images(folder, spec: Preprocessing, *, min_count: int = MIN
             f"calibration needs at least {min_count} (a few hundred is better). "
             "Regenerate it with `invoke calibration-data`."
         )
+    return files
+
+
+def load_calibration_images(folder, spec: Preprocessing, *, min_count: int = MIN_IMAGES, limit: int | None = None) -> np.ndarray:
+    """Reads and validates every calibration image; returns uint8 (N, H, W, C).
+
+    Raises:
+        EdgeCompressError: when the folder is missing, holds fewer than
+            `min_count` images, or a file does not decode (the file is named).
+    """
+    files = checked_files(folder, min_count)
     if limit is not None:
         files = files[:limit]
     notice = ConversionNotice()

@@ -27,6 +27,10 @@ same app from Debian's and Maven Central's pieces, step by step:
    standard Android debug key, made once in `~/.android/debug.keystore` and
    kept (the key Android Studio uses too, so switching between the two builds
    needs no uninstall).
+   Steps 2-4 make the same `classes.dex` from the same inputs, so it is kept
+   in `<work>/dex/`, named by a hash of the app's Kotlin sources, the jars and
+   tools, the package and SDK levels (`_dex_key`): a rebuild with new models
+   only re-zips and re-signs.
 6. Checks: `apksigner verify`, `zipalign -c -p 4`, `aapt dump badging`, and
    the dex itself (`check_dex`): no `invoke-custom`, and every class it
    references is defined in it or on Android 7.0 (API 24, the minSdk).
@@ -41,6 +45,7 @@ PosixPath('build/edge/edgecompress-demo-debug.apk')
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import re
 import shutil
@@ -196,28 +201,19 @@ def build_apk(build_dir="build/edge", out=None, *, calibration_dir="calibration_
         base = tmp / "base.apk"
         _run(["aapt", "package", "-f", "-M", _manifest(info, tmp / "AndroidManifest.xml"), "-S", app / "res",
               "-I", FRAMEWORK_RES, "-F", base], "aapt package")
-        logger.info("[2/6] kotlinc: app sources (lambdas as classes)")
         tflite = jars["tflite"] + [str(j) for j in chain["gpu_api"] if j.name.endswith("-classes.jar")]
-        classes = tmp / "classes"
-        # Against Android 7.0's framework (the minSdk): a call that phone lacks fails here, not on launch.
-        kotlinc(jars, chain["android_min"] + jars["stdlib"] + tflite, sorted(app.rglob("*.kt")), classes,
-                 jvm_target="1.8", extra=["-Xlambdas=class", "-Xsam-conversions=class"])
-        logger.info("[3/6] ProGuard: shrink kotlin-stdlib, backport its invokedynamic lambdas")
-        shrunk = tmp / "app.jar"
-        java_home = _java_home()
-        pro = tmp / "proguard.pro"
-        pro.write_text("\n".join(
-            [f"-injars {classes}"]
-            + [f"-injars {j}(!META-INF/versions/**,!META-INF/*.kotlin_module)" for j in jars["stdlib"]]
-            + [f"-outjars {shrunk}", f"-libraryjars {java_home / 'jmods' / 'java.base.jmod'}(!**.jar;!module-info.class)"]
-            + [f"-libraryjars {j}" for j in chain["android_min"] + tflite + [p for p in jars["compiler"] if "annotations" in p]]
-            + ["-dontobfuscate", "-dontoptimize", "-dontpreverify", "-target 1.7", "-dontnote **",
-               f"-keep class {info.package}.** {{ *; }}", ""]))
-        _run(["java", "-cp", ":".join(map(str, chain["proguard"])), "proguard.ProGuard", f"@{pro}"], "ProGuard")
-        logger.info("[4/6] dx: classes.dex")
+        sources = sorted(app.rglob("*.kt"))
+        tools = [*jars["compiler"], *jars["stdlib"], *tflite, *chain["android_min"], *chain["proguard"], *chain["dx"]]
+        kept = work / "dex" / f"{_dex_key(info, sources, tools)}.dex"
         dex = tmp / "classes.dex"
-        _run(["java", "-cp", ":".join(map(str, chain["dx"])), "com.android.dx.command.Main", "--dex",
-              f"--min-sdk-version={info.min_sdk}", f"--output={dex}", shrunk, *tflite], "dx")
+        if kept.exists():
+            logger.info("[2-4/6] classes.dex reused: the app's sources, jars and SDK levels are unchanged (%s)", kept)
+            shutil.copyfile(kept, dex)
+        else:
+            _compile_dex(info, sources, jars, chain, tflite, tmp, dex)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(dex, kept.with_suffix(".partial"))
+            kept.with_suffix(".partial").replace(kept)  # whole or absent: a killed build leaves no half dex
         logger.info("[5/6] APK: dex, native libraries for %s, %d asset(s)", ", ".join(ABIS),
                     sum(1 for p in assets.rglob("*") if p.is_file()))
         unaligned = tmp / "unaligned.apk"
@@ -252,6 +248,44 @@ def build_apk(build_dir="build/edge", out=None, *, calibration_dir="calibration_
               tuple(sorted({n.split("/")[1] for n in names if n.startswith("lib/")})))
     logger.info("Built %s (%d bytes) in %.0f s", out, apk.size_bytes, apk.seconds)
     return apk
+
+
+DEX_VERSION = 1  # bump when the steps below change what they make from the same inputs
+
+
+def _dex_key(info: AppInfo, sources, jars, root: Path = DEMO_DIR) -> str:
+    """What `classes.dex` is made from: the app's Kotlin sources, the compiler and the jars it is compiled,
+    shrunk and dexed with (by name and size: Maven's versions are in their names), its package and SDK levels."""
+    h = hashlib.sha256(f"{DEX_VERSION}|{info.package}|{info.min_sdk}|{info.target_sdk}".encode())
+    for f in sources:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    for j in sorted(Path(j) for j in jars):
+        h.update(f"{j.name}:{j.stat().st_size}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def _compile_dex(info: AppInfo, sources, jars, chain, tflite, tmp: Path, dex: Path) -> None:
+    """Steps 2-4: kotlinc, ProGuard, dx, from the app's sources to `dex`."""
+    logger.info("[2/6] kotlinc: app sources (lambdas as classes)")
+    classes = tmp / "classes"
+    # Against Android 7.0's framework (the minSdk): a call that phone lacks fails here, not on launch.
+    kotlinc(jars, chain["android_min"] + jars["stdlib"] + tflite, sources, classes,
+             jvm_target="1.8", extra=["-Xlambdas=class", "-Xsam-conversions=class"])
+    logger.info("[3/6] ProGuard: shrink kotlin-stdlib, backport its invokedynamic lambdas")
+    shrunk = tmp / "app.jar"
+    java_home = _java_home()
+    pro = tmp / "proguard.pro"
+    pro.write_text("\n".join(
+        [f"-injars {classes}"]
+        + [f"-injars {j}(!META-INF/versions/**,!META-INF/*.kotlin_module)" for j in jars["stdlib"]]
+        + [f"-outjars {shrunk}", f"-libraryjars {java_home / 'jmods' / 'java.base.jmod'}(!**.jar;!module-info.class)"]
+        + [f"-libraryjars {j}" for j in chain["android_min"] + tflite + [p for p in jars["compiler"] if "annotations" in p]]
+        + ["-dontobfuscate", "-dontoptimize", "-dontpreverify", "-target 1.7", "-dontnote **",
+           f"-keep class {info.package}.** {{ *; }}", ""]))
+    _run(["java", "-cp", ":".join(map(str, chain["proguard"])), "proguard.ProGuard", f"@{pro}"], "ProGuard")
+    logger.info("[4/6] dx: classes.dex")
+    _run(["java", "-cp", ":".join(map(str, chain["dx"])), "com.android.dx.command.Main", "--dex",
+          f"--min-sdk-version={info.min_sdk}", f"--output={dex}", shrunk, *tflite], "dx")
 
 
 def _native_libs(deps: Path) -> list[tuple[str, bytes]]:

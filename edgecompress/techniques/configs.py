@@ -71,7 +71,9 @@ class DistillConfig(_StageConfig):
             `"auto"`: `"teacher"` for a width-scaled student, `"random"` for
             a supplied `student`. Defaults to `"auto"`.
         baseline: Also train the student from scratch with the same budget,
-            to report what distillation bought. Defaults to True.
+            to report what distillation bought. Defaults to True (the
+            `invoke distill` task); the bundled recipes and search spaces
+            set it false, as it trains the student twice more.
         hard_swish: What the student computes where the teacher computes
             hard-swish (`x * relu6(x + 3) / 6`, a MobileNetV3's activation):
             `"keep"`, or `"relu"`, a lever for speed, not size: in an int8

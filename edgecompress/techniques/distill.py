@@ -323,7 +323,8 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
             metrics["inherited_accuracy"] = _labels_only(student, start, dataset, config, seed, verbose, epochs_run)
     t = tasks.task(dataset.task)
     logger.info("Distilled student: %s (from scratch: %s%s)", t.says(metrics["accuracy"]),
-                t.format(metrics["scratch_accuracy"]) if "scratch_accuracy" in metrics else "not trained",
+                t.format(metrics["scratch_accuracy"]) if "scratch_accuracy" in metrics
+                else "not trained; `baseline: true` on the stage trains it",
                 f"; teacher's weights, labels only: {t.format(metrics['inherited_accuracy'])}"
                 if "inherited_accuracy" in metrics else "")
     return student, metrics
