@@ -58,6 +58,7 @@ from pathlib import Path
 
 from edgecompress.devices.android import DEMO_DIR, maven_jars, kotlinc, copy_assets
 from edgecompress.errors import EdgeCompressError
+from edgecompress.lite.fileio import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -211,9 +212,7 @@ def build_apk(build_dir="build/edge", out=None, *, calibration_dir="calibration_
             shutil.copyfile(kept, dex)
         else:
             _compile_dex(info, sources, jars, chain, tflite, tmp, dex)
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(dex, kept.with_suffix(".partial"))
-            kept.with_suffix(".partial").replace(kept)  # whole or absent: a killed build leaves no half dex
+            atomic_write_bytes(kept, dex.read_bytes())  # whole or absent: a killed build leaves no half dex
         logger.info("[5/6] APK: dex, native libraries for %s, %d asset(s)", ", ".join(ABIS),
                     sum(1 for p in assets.rglob("*") if p.is_file()))
         unaligned = tmp / "unaligned.apk"
