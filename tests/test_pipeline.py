@@ -6,26 +6,28 @@ import re
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_invoke, write_png
+from conftest import run_invoke, write_png
 
 pytestmark = pytest.mark.slow
 
 FAST = ["--epochs", "1", "--runs", "200", "--quiet"]
+EPOCH_LINE = re.compile(r"\d+/\d+ - \d+s - .*loss")  # Keras' one line per epoch when output is no terminal
 
 
 def test_a_log_written_to_a_pipe_has_one_line_per_epoch_and_per_stage(default_build):
     """Output that is no terminal (the default build's is a pipe) gets Keras' one line per epoch, not its
     progress-bar frames; each stage ends with a line that says how long it took."""
+    from edgecompress.builder.options import BuildOptions
+    from edgecompress.recipes.recipe import resolve_recipe
+
     _, proc = default_build
     assert "ETA:" not in proc.stdout + proc.stderr
-    epochs = [line for line in proc.stdout.splitlines() if re.match(r"\d+/\d+ - \d+s - .*loss", line)]
-    recipe = json.loads((ROOT / "edgecompress" / "recipes" / "default.json").read_text())
-    from edgecompress.builder.options import BuildOptions
-
-    assert len(epochs) == BuildOptions().epochs + sum(s["epochs"] for s in recipe["stages"]), proc.stdout[-2000:]
-    for i, stage in enumerate(recipe["stages"], 1):
-        assert re.search(rf"stage {i}/{len(recipe['stages'])}: {stage['stage']} done in \d+ s \(\d+ s since the first "
-                         r"stage\)", proc.stderr), proc.stderr
+    stages = resolve_recipe(None).stages  # what a build without --recipe runs
+    epochs = [line for line in proc.stdout.splitlines() if EPOCH_LINE.match(line)]
+    assert len(epochs) == BuildOptions().epochs + sum(s.epochs for s in stages), proc.stdout[-2000:]
+    for i, stage in enumerate(stages, 1):
+        assert re.search(rf"stage {i}/{len(stages)}: {stage.STAGE} done in \d+ s \(\d+ s since the first stage\)",
+                         proc.stderr), proc.stderr
 
 
 def test_default_build_leaves_files_and_report(default_build):
@@ -150,7 +152,7 @@ def test_bad_input_exits_2_with_a_message(tmp_path, root, make_args, needle):
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert re.search(needle, proc.stderr), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    assert not re.search(r"\d+/\d+ - \d+s - .*loss", proc.stdout), "refused only after training"
+    assert not EPOCH_LINE.search(proc.stdout), "refused only after training"
 
 
 def test_op_not_int8_still_writes_the_other_variants(tmp_path, root):
