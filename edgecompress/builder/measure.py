@@ -199,7 +199,7 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
     from edgecompress.quantize.debugger import recover_int8 as _recover
 
     arts = result.artifacts
-    int8 = [a for a in arts if scheme(a.quantization).recover_with and a.name.startswith(prefix)]
+    int8 = [a for a in arts if recoverable(a) and a.name.startswith(prefix)]
     if not int8 or any(100 * (baseline_accuracy - a.accuracy) <= max_accuracy_drop for a in int8):
         return None
     offers = [o for a in int8 for o in scheme(a.quantization).recover_with]
@@ -234,6 +234,14 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
                     tasks.task(dataset.task).says(r["accuracy"]), summary["size_cost_bytes"])
     summary["offered"] = offered
     return summary
+
+
+def recoverable(artifact) -> bool:
+    """Whether `recover_int8` may recover `artifact`: its scheme offers a recovery, and it is quantized per
+    channel, as the selective-int8 file it would make is (a per-tensor file is the smaller choice, not one
+    to mend)."""
+    return bool(scheme(artifact.quantization).recover_with) and \
+        artifact.recipe.get("conversion", {}).get("per_channel", True)
 
 
 def _offer_schemes(result, names, dataset, pixels, cache, int8, measure, prefix) -> list[str]:

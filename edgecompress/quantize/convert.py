@@ -88,6 +88,8 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
             converter.target_spec.supported_ops = [integer]
         elif row.ops_set != "TFLITE_BUILTINS_INT8":
             converter.target_spec.supported_ops = [integer, tf.lite.OpsSet.TFLITE_BUILTINS]
+    if not config.per_channel:
+        converter._experimental_disable_per_channel = True  # one scale per kernel (TF 2.21's converter flag)
     if row.integer_only and config.io_dtype != "float32":
         converter.inference_input_type = getattr(tf, config.io_dtype)
         converter.inference_output_type = getattr(tf, config.io_dtype)

@@ -128,6 +128,11 @@ class ConversionConfig(Config):
             (selective quantization of sensitive layers, through TFLite's
             quantization debugger); needs `io_dtype="float32"`. Defaults to
             `()`.
+        per_channel: Quantize each kernel with a scale per output channel (the converter's default) or,
+            False, one scale per kernel (`int8_per_tensor`). Per tensor, a file stores one float scale and
+            zero point per kernel instead of one per channel (and per bias), and a clustered kernel keeps
+            its few values as a few integers: a smaller file, gzipped most of all, for some accuracy, which
+            a build measures. For a calibrated scheme. Defaults to True.
     """
 
     name: str
@@ -135,6 +140,7 @@ class ConversionConfig(Config):
     io_dtype: str | None = None
     float_fallback: bool = False
     float_layers: tuple[str, ...] = ()
+    per_channel: bool = True
 
     def __post_init__(self):
         try:
@@ -163,6 +169,22 @@ class ConversionConfig(Config):
             "quantization='int8' and io_dtype='float32' (the float layers make float input and output). "
             f"Received: quantization={self.quantization.value!r}, io_dtype={self.io_dtype!r}",
         )
+        require(
+            self.per_channel is True or (self.per_channel is False and scheme(self.quantization).needs_calibration
+                                         and not self.float_layers),
+            f"Variant {self.name!r}: `per_channel=False` (one scale per kernel) is for a calibrated scheme "
+            "(int8, int16x8) without `float_layers`. Received: "
+            f"quantization={self.quantization.value!r}, per_channel={self.per_channel!r}, "
+            f"float_layers={list(self.float_layers)}",
+        )
+
+    def to_dict(self) -> dict:
+        # A per-channel variant's dict (and so its cache key and provenance) is what it was before
+        # `per_channel` was a field.
+        out = super().to_dict()
+        if self.per_channel:
+            del out["per_channel"]
+        return out
 
 
 def float32() -> ConversionConfig:
@@ -189,6 +211,17 @@ def int8_full() -> ConversionConfig:
     return ConversionConfig("int8", Quantization.INT8, io_dtype="int8")
 
 
+def int8_per_tensor() -> ConversionConfig:
+    """Full integer with one scale per kernel, not per output channel: smaller, for some accuracy.
+
+    The file stores a scale and a zero point per kernel rather than per channel, and a clustered kernel's
+    few values stay a few integers (per channel, each channel's scale spreads them over other integers),
+    so it gzips smaller. Its accuracy is measured like any file's; depthwise convolutions whose channels
+    differ in range lose the most.
+    """
+    return ConversionConfig("int8_per_tensor", Quantization.INT8, io_dtype="int8", per_channel=False)
+
+
 def int8_float_io() -> ConversionConfig:
     """int8 inside, float32 input and output, float fallback allowed.
 
@@ -210,6 +243,7 @@ VARIANTS: dict[str, Callable[[], ConversionConfig]] = {
     "float16": float16,
     "int8": int8_full,
     "int8_float_io": int8_float_io,
+    "int8_per_tensor": int8_per_tensor,
     "int16x8": int16x8,
 }
 DEFAULT_VARIANTS = ("float32", "dynamic", "float16", "int8", "int8_float_io")  # a recipe that names none

@@ -475,9 +475,8 @@ class Objective:
         import optuna
         from optuna.artifacts import upload_artifact
 
-        from edgecompress.builder.measure import convert_and_measure, recover_int8
+        from edgecompress.builder.measure import convert_and_measure, recover_int8, recoverable
         from edgecompress.report.results import BuildResult
-        from edgecompress.quantize.schemes import scheme
         from edgecompress.recipes.runner import run_stages
 
         from edgecompress.models.backend import tf
@@ -525,7 +524,7 @@ class Objective:
                 logger.warning("[trial %d] %s", trial.number, suspect)
             se = paired_se_points(ctx, art)
             margin = ctx.margin_se * (se or 0.0) if ctx.max_accuracy_drop is not None else 0
-            if (ctx.space.selective_int8 and ctx.max_accuracy_drop is not None and scheme(art.quantization).recover_with
+            if (ctx.space.selective_int8 and ctx.max_accuracy_drop is not None and recoverable(art)
                     and 100 * (ctx.baseline_accuracy - art.accuracy) + margin > ctx.max_accuracy_drop):
                 result = BuildResult(arts, final_model=final)
                 try:  # the recovery aims inside the margin too
