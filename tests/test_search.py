@@ -127,6 +127,23 @@ def test_shipped_space_loads_and_unknown_names_list_the_shipped(tmp_path):
         load_space(str(bad))
 
 
+def test_the_closed_loops_per_tensor_rungs_only_convert_what_their_parent_trained():
+    """`int8_per_tensor` rungs climb from a rung that met the limit, with its stages exactly (the stage cache
+    makes them a conversion), and one scale per kernel is a scheme TPE may choose too."""
+    from edgecompress.recipes.recipe import config_key
+
+    auto = load_space("auto")
+    rungs = {r["name"]: r for r in auto.ladder}
+    per_tensor = [r for r in auto.ladder if r["choice"].get("quantize") == "int8_per_tensor"]
+    assert [r["name"] for r in per_tensor] == ["student-0.5-per-tensor", "student-0.75-all-per-tensor"]
+    for rung in per_tensor:
+        mine, parent = (auto.recipe(auto.rung_choice(r)) for r in (rung, rungs[rung["after"]]))
+        assert mine.stages == parent.stages and mine.stages  # trained stages, the parent's
+        assert [c.per_channel for c in parent.quantize] == [True] and [c.per_channel for c in mine.quantize] == [False]
+        assert config_key(mine) != config_key(parent)  # not taken for a duplicate of the parent's trial
+    assert "int8_per_tensor" in auto.parameters()["quantize"].choices
+
+
 def test_candidate_names():
     assert candidate_name({}) == "base"
     assert candidate_name({"distill.width": 0.5, "factorize.energy": None}) == "width0.5-energy_none"
