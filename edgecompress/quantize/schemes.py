@@ -75,6 +75,8 @@ class Scheme:
             (`edgecompress.lite.reader.float_ops`); an integer-only file with any is refused.
         rewrites: Graph rewrites (`quantize.rewrites.REWRITES`, by name) applied to the model before it
             converts: the same function in the form this scheme's kernels run fastest.
+        int8_weights: Its kernels are stored as int8, with a scale per output channel or, for a variant
+            with `per_channel=False`, one per kernel.
     """
 
     name: str
@@ -90,15 +92,16 @@ class Scheme:
     recover_with: tuple[str, ...] = ()
     read_back: Callable[[bytes], list] = float_ops
     rewrites: tuple[str, ...] = ()
+    int8_weights: bool = False
 
 
 SCHEMES: dict[str, Scheme] = {
     "none": Scheme("none", reference=True, kernels="XNNPACK (float)"),
-    "dynamic": Scheme("dynamic", optimize=True, kernels="XNNPACK (dynamic-range int8 weights)"),
+    "dynamic": Scheme("dynamic", optimize=True, kernels="XNNPACK (dynamic-range int8 weights)", int8_weights=True),
     "float16": Scheme("float16", optimize=True, supported_types=("float16",), kernels="XNNPACK (float16 weights, float compute)"),
     "int8": Scheme("int8", optimize=True, ops_set="TFLITE_BUILTINS_INT8", needs_calibration=True, integer_only=True,
                    io_dtypes=("int8", "float32"), kernels="XNNPACK (int8)", recover_with=("selective", "int16x8"),
-                   rewrites=("unfused_hard_swish",)),
+                   rewrites=("unfused_hard_swish",), int8_weights=True),
     # 16-bit activations, 8-bit weights: TFLite's EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 ops
     # set, calibrated with the same representative dataset. The finer activations keep accuracy where int8's 256
     # levels lose it (wide activation ranges, regression outputs), for about int8's size. The catch is speed:
@@ -106,7 +109,8 @@ SCHEMES: dict[str, Scheme] = {
     # latency. The int8 recovery (`--max-accuracy-drop`) offers it when int8 loses too much.
     "int16x8": Scheme("int16x8", optimize=True, ops_set="EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",
                       needs_calibration=True, integer_only=True, io_dtypes=("float32", "int16"),
-                      kernels="TFLite reference kernels (XNNPACK has none for int16x8)", reference_kernels=True),
+                      kernels="TFLite reference kernels (XNNPACK has none for int16x8)", reference_kernels=True,
+                      int8_weights=True),
 }
 
 
@@ -130,9 +134,9 @@ class ConversionConfig(Config):
             `()`.
         per_channel: Quantize each kernel with a scale per output channel (the converter's default) or,
             False, one scale per kernel (`int8_per_tensor`). Per tensor, a file stores one float scale and
-            zero point per kernel instead of one per channel (and per bias), and a clustered kernel keeps
-            its few values as a few integers: a smaller file, gzipped most of all, for some accuracy, which
-            a build measures. For a calibrated scheme. Defaults to True.
+            zero point per kernel instead of one per channel (and per bias): a smaller file, gzipped most
+            of all, for some accuracy, which a build measures. For a scheme of int8 weights
+            (`Scheme.int8_weights`). Defaults to True.
     """
 
     name: str
@@ -170,10 +174,10 @@ class ConversionConfig(Config):
             f"Received: quantization={self.quantization.value!r}, io_dtype={self.io_dtype!r}",
         )
         require(
-            self.per_channel is True or (self.per_channel is False and scheme(self.quantization).needs_calibration
+            self.per_channel is True or (self.per_channel is False and scheme(self.quantization).int8_weights
                                          and not self.float_layers),
-            f"Variant {self.name!r}: `per_channel=False` (one scale per kernel) is for a calibrated scheme "
-            "(int8, int16x8) without `float_layers`. Received: "
+            f"Variant {self.name!r}: `per_channel=False` (one scale per kernel) is for a scheme of int8 weights "
+            f"({', '.join(n for n, r in SCHEMES.items() if r.int8_weights)}) without `float_layers`. Received: "
             f"quantization={self.quantization.value!r}, per_channel={self.per_channel!r}, "
             f"float_layers={list(self.float_layers)}",
         )
@@ -214,12 +218,16 @@ def int8_full() -> ConversionConfig:
 def int8_per_tensor() -> ConversionConfig:
     """Full integer with one scale per kernel, not per output channel: smaller, for some accuracy.
 
-    The file stores a scale and a zero point per kernel rather than per channel, and a clustered kernel's
-    few values stay a few integers (per channel, each channel's scale spreads them over other integers),
-    so it gzips smaller. Its accuracy is measured like any file's; depthwise convolutions whose channels
-    differ in range lose the most.
+    The file stores a scale and a zero point per kernel rather than per channel and per bias (on MLPerf
+    Tiny's keyword spotter at half width, 7 KB of a 24 KB file), and it gzips smaller. Its accuracy is
+    measured like any file's; kernels whose channels differ most in range lose the most.
     """
     return ConversionConfig("int8_per_tensor", Quantization.INT8, io_dtype="int8", per_channel=False)
+
+
+def dynamic_per_tensor() -> ConversionConfig:
+    """Dynamic range with one scale per kernel (`int8_per_tensor`'s saving, float activations)."""
+    return ConversionConfig("dynamic_per_tensor", Quantization.DYNAMIC, per_channel=False)
 
 
 def int8_float_io() -> ConversionConfig:
@@ -240,6 +248,7 @@ def int16x8() -> ConversionConfig:
 VARIANTS: dict[str, Callable[[], ConversionConfig]] = {
     "float32": float32,
     "dynamic": dynamic_range,
+    "dynamic_per_tensor": dynamic_per_tensor,
     "float16": float16,
     "int8": int8_full,
     "int8_float_io": int8_float_io,
