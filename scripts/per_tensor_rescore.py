@@ -1,5 +1,6 @@
-"""Each stage model a closed-loop build left in its cache, converted again as `int8` and `int8_per_tensor`,
-scored on the build's own judging and reporting halves: how much one scale per kernel saves, and costs.
+"""Each stage model a closed-loop build left in its cache, converted again per channel and per tensor (`int8`
+and `int8_per_tensor`; `--dynamic`: `dynamic` and `dynamic_per_tensor` too), scored on the build's own
+judging and reporting halves: how much one scale per kernel saves, and costs.
 
     python scripts/per_tensor_rescore.py --model build/tiny-kws/model.keras --data build/tiny-kws/data.npz \
         --out build/tiny-kws/out [--only cluster]
@@ -23,6 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True, help="the build's folder (its .cache holds the stage models)")
     p.add_argument("--only", default="", help="only stage files whose name holds this (e.g. cluster)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic range too, both ways")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -38,6 +40,8 @@ def main(argv=None) -> int:
     _, dataset, _, _ = prepare_model(options, cache)
     pixels, _ = calibration_pixels(options, dataset, Path(tempfile.mkdtemp()))
     judge, report, _ = dataset.held_out(seed=options.seed)
+    names = ("int8", "int8_per_tensor") + (("dynamic", "dynamic_per_tensor") if args.dynamic else ())
+    variants = [schemes.conversion(n) for n in names]
     rows = []
     for path in sorted((out / ".cache").glob("stage*.keras")):
         if args.only not in path.name:
@@ -46,11 +50,11 @@ def main(argv=None) -> int:
         model = cache.get_model(name, key)
         row = {"model": path.name}
         for half, ds in (("judged", judge), ("reported", report)):
-            arts, failed = convert_and_measure(model, [schemes.int8_full(), schemes.int8_per_tensor()], pixels, ds,
-                                               cache, f"rescore-{key}", prefix=f"rescore-{key}-{half}_")
+            prefix = f"rescore-{key}-{half}_"
+            arts, _ = convert_and_measure(model, variants, pixels, ds, cache, f"rescore-{key}", prefix=prefix)
             for a in arts:
-                v = "int8_per_tensor" if a.name.endswith("int8_per_tensor") else "int8"
-                row.setdefault(v, {"bytes": a.size_bytes, "gzip_bytes": a.gzip_bytes})[half] = a.accuracy
+                row.setdefault(a.name[len(prefix):], {"bytes": a.size_bytes, "gzip_bytes": a.gzip_bytes})[half] = \
+                    a.accuracy
         rows.append(row)
         print(json.dumps(row), flush=True)
     rows.sort(key=lambda r: r.get("int8_per_tensor", {}).get("gzip_bytes", 1 << 40))
