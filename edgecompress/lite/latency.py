@@ -95,12 +95,16 @@ def device_info() -> dict:
         pass
     cpu = fields.get("model name") or fields.get("hardware") or platform.processor() or platform.machine()
     board = fields.get("model") if not fields.get("model", "0").isdigit() else None
+    # Which silicon under a name a VM may share across generations ("AMD EPYC"): x86's family, model, stepping.
+    cpu_id = " ".join(f"{k} {fields[f]}" for k, f in (("family", "cpu family"), ("model", "model"),
+                                                       ("stepping", "stepping")) if fields.get(f, "").isdigit())
     rt = runtime_info()
     return {
         "hostname": platform.node(),
         "os": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu,
+        **({"cpu_id": cpu_id} if cpu_id else {}),
         "board": board,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
