@@ -101,7 +101,7 @@ def test_conversion_reads_the_row_not_the_name():
     ConversionConfig("x", "int16x8", io_dtype="float32")
 
 
-def test_a_per_tensor_variant_is_data_and_only_for_a_calibrated_scheme():
+def test_a_per_tensor_variant_is_data_and_only_for_a_scheme_of_int8_weights():
     from edgecompress.quantize import schemes
 
     v = conversion("int8_per_tensor")
