@@ -49,8 +49,8 @@ def main(argv=None) -> int:
         name, _, key = path.stem.rpartition("-")
         model = cache.get_model(name, key)
         row = {"model": path.name}
+        prefix = f"rescore-{key}_"  # one conversion per variant: its file is cached by name, measured per half
         for half, ds in (("judged", judge), ("reported", report)):
-            prefix = f"rescore-{key}-{half}_"
             arts, _ = convert_and_measure(model, variants, pixels, ds, cache, f"rescore-{key}", prefix=prefix)
             for a in arts:
                 row.setdefault(a.name[len(prefix):], {"bytes": a.size_bytes, "gzip_bytes": a.gzip_bytes})[half] = \
