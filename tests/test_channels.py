@@ -69,8 +69,34 @@ def test_dead_channels_inherit_exactly_through_residual_se_and_depthwise():
     assert not np.allclose(scale_width(teacher, 0.5).predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-3)
 
 
+def test_a_convolution_of_one_group_per_channel_passes_its_channels_through():
+    """ConvNeXt writes its depthwise convolution as `Conv2D(C, 7, groups=C)`: the student keeps it depthwise
+    (filters and groups both scaled) on the channels its producer keeps, exactly where the dead ones are dead.
+    A grouped convolution of other groups keeps every channel."""
+    from edgecompress.models.backend import keras
+    from edgecompress.techniques.distill import inherit_weights, scale_width
+
+    L = keras.layers
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((10, 10, 3))
+    a = L.Conv2D(8, 3, padding="same", name="a")(inp)
+    g = L.Conv2D(8, 3, padding="same", groups=8, name="grouped_dw")(a)
+    h = L.Conv2D(8, 3, padding="same", groups=2, name="two_groups")(L.Conv2D(8, 1, name="b")(g))
+    teacher = keras.Model(inp, L.Dense(3, name="out")(L.GlobalAveragePooling2D()(h)))
+    dead = np.array([0, 2, 5, 7])
+    _kill(teacher.get_layer("a"), dead)
+    _kill(teacher.get_layer("grouped_dw"), dead)
+    student = scale_width(teacher, 0.5)
+    dw = student.get_layer("grouped_dw")
+    assert dw.filters == dw.groups == 4 and student.get_layer("a").filters == 4
+    assert student.get_layer("two_groups").filters == 8 and student.get_layer("b").filters == 8
+    inherit_weights(teacher, student)
+    x = np.random.default_rng(2).normal(size=(3, 10, 10, 3)).astype("float32")
+    np.testing.assert_allclose(student.predict(x, verbose=0), teacher.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet"])
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet", "convnext"])
 def test_real_architectures_get_a_smaller_student_that_inherits(arch):
     import keras
 

@@ -6,6 +6,7 @@ import pytest
 
 from edgecompress.errors import EdgeCompressError
 from edgecompress.recipes.registry import STAGES, run_stage
+from edgecompress.techniques.cluster import AUTO_SPARSITY
 from edgecompress.techniques.configs import ClusterConfig
 
 
@@ -92,3 +93,29 @@ def test_a_cluster_preserving_qat_model_is_never_cached_unreadable(tiny_model, t
     c = StageCache(tmp_path)
     c.put_model("stage1-cluster", "k", model)
     assert not c.has_model("stage1-cluster", "k") and c.get_model("stage1-cluster", "k") is None
+
+
+def test_auto_keeps_zeros_by_the_sparsity_of_the_kernels_it_clusters(tiny_dataset):
+    """`preserve_sparsity: "auto"` reads the kernels it clusters: a pruned Conv2D beside a large dense layer it
+    does not cluster (a DepthwiseConv2D) is under 30% sparse as a whole model, 39% in what is clustered."""
+    import numpy as np
+
+    from edgecompress.models.backend import keras
+    from edgecompress.techniques.prune import keras_sparsity
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    i = keras.Input((28, 28, 1))
+    x = L.Conv2D(8, 3, activation="relu", name="small")(i)
+    x = L.Conv2D(32, 3, activation="relu", name="pruned")(L.Conv2D(8, 3, activation="relu", name="small2")(x))
+    x = L.DepthwiseConv2D(7, depth_multiplier=4, name="large_dw")(x)  # 6,272 weights, never clustered
+    model = keras.Model(i, L.Dense(10, name="head")(L.GlobalAveragePooling2D()(x)))
+    layer = model.get_layer("pruned")
+    kernel, bias = layer.get_weights()
+    kernel.reshape(-1)[np.argsort(np.abs(kernel).reshape(-1))[:int(0.6 * kernel.size)]] = 0
+    layer.set_weights([kernel, bias])
+    assert keras_sparsity(model) < AUTO_SPARSITY
+    clustered, metrics = run_stage(ClusterConfig(number_of_clusters=8, epochs=0), model, tiny_dataset, verbose=0)
+    assert metrics["clustered_layers"] == ["pruned", "head"] and metrics["preserve_sparsity"] is True
+    after = clustered.get_layer("pruned").get_weights()[0]
+    assert (after == 0).sum() >= (kernel == 0).sum()  # the pruned zeros stayed zeros

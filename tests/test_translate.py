@@ -95,6 +95,40 @@ def test_keras3_op_nodes_become_built_in_layers(tmp_path):
     assert len(log.decomposed) == 3
 
 
+@pytest.mark.parametrize("library", ["keras", "tf_keras"])
+def test_convnexts_layer_scale_and_stochastic_depth_are_rebuilt_from_built_in_layers(tmp_path, library):
+    """keras.applications' ConvNeXt holds two layers of its own module (not `keras.layers`): LayerScale becomes a
+    1x1 DepthwiseConv2D whose kernel is gamma (the same product), StochasticDepth a Dropout with one draw per
+    example (the identity at inference). Saved and loaded as a user's file, from either Keras."""
+    import importlib
+
+    from edgecompress.models import keras_io as models
+    from edgecompress.models.translate import TranslationLog
+    from tests.support.architectures import convnext
+
+    lib = importlib.import_module(library)
+    lib.utils.set_random_seed(0)
+    m = convnext(lib, include_top=True, classes=5)
+    path = tmp_path / ("c.keras" if library == "keras" else "c.h5")
+    m.save(path)
+    log = TranslationLog()
+    t = models.load_model(path, log=log)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    want = m.predict(x, verbose=0)
+    np.testing.assert_allclose(t.predict(x, verbose=0), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    kinds = {type(layer).__name__ for layer in t.layers}
+    assert not kinds & {"LayerScale", "StochasticDepth"}, kinds
+    scales = [layer for layer in t.layers if "layer_scale" in layer.name]
+    drops = [layer for layer in t.layers if "stochastic_depth" in layer.name]
+    said = [entry.split(": ")[1] for entry in log.decomposed]
+    # Keras 3 puts a linear Activation where a block's drop rate is 0 (the first): 4 or 5 stochastic depths.
+    assert len(scales) == said.count("LayerScale") == 5 and len(drops) == said.count("StochasticDepth") >= 4, said
+    assert all(type(layer).__name__ == "DepthwiseConv2D" and not layer.use_bias for layer in scales)
+    gamma = m.get_layer(scales[-1].name).get_weights()[0]
+    np.testing.assert_array_equal(scales[-1].get_weights()[0].ravel(), gamma)
+    assert all(type(d).__name__ == "Dropout" and d.noise_shape == (None, 1, 1, 1) and d.rate > 0 for d in drops)
+
+
 @pytest.mark.slow
 def test_final_model_goes_back_to_keras3(tmp_path):
     import keras

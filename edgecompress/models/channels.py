@@ -165,7 +165,9 @@ def analyse(model, width: float) -> Plan:
             out[name] = Chan(sp.new(n_out, True, "the model input"))
         elif called_twice:
             out[name] = fixed_new(f"layer {name!r} is called more than once")
-        elif cls in PRODUCERS and not (cls == "Conv2D" and getattr(layer, "groups", 1) != 1):
+        elif _depthwise_groups(layer) and srcs and srcs[0].kind == "plain":
+            out[name] = srcs[0]  # a convolution of one group per channel (ConvNeXt's): channels pass through
+        elif cls in PRODUCERS and getattr(layer, "groups", 1) == 1:
             if srcs and srcs[0].kind != "plain" and cls in ("SeparableConv2D", "Conv2DTranspose"):
                 sp.fix(srcs[0].sid, f"{cls} {name!r}")
             sid = sp.new(n_out)
@@ -223,6 +225,16 @@ def analyse(model, width: float) -> Plan:
     return Plan(width, sp, out, ins, kept, sizes, reshapes)
 
 
+def _depthwise_groups(layer) -> bool:
+    """A Conv1D or Conv2D of one group per channel (`groups == filters ==` its input's channels): a depthwise
+    convolution written as a grouped one (keras.applications' ConvNeXt), whose channels pass through."""
+    groups = getattr(layer, "groups", 1)
+    if type(layer).__name__ not in ("Conv1D", "Conv2D") or groups == 1:
+        return False
+    shape = layer.input_shape if not isinstance(layer.input_shape, list) else layer.input_shape[0]
+    return groups == layer.filters == shape[-1]
+
+
 def scaled_model(model, plan: Plan, *, name: str, dropout: float | None = None):
     """The architecture of `model` with each layer's channels as `plan` keeps them (fresh weights)."""
     from edgecompress.models.backend import keras
@@ -240,7 +252,10 @@ def scaled_model(model, plan: Plan, *, name: str, dropout: float | None = None):
             continue
         if lc["class_name"] in PRODUCERS:
             key = "filters" if "filters" in cfg else "units"
+            depthwise = cfg.get("groups", 1) > 1 and cfg.get("groups") == cfg.get(key)
             cfg[key] = plan.count(plan.outputs[lname])
+            if depthwise:
+                cfg["groups"] = cfg[key]
         elif lname in plan.reshapes:
             cfg["target_shape"] = [*list(cfg["target_shape"])[:-1], plan.count(plan.outputs[lname])]
     config["name"] = name
@@ -271,7 +286,9 @@ def inherit(teacher, student, plan: Plan) -> None:
         sl = student.get_layer(tl.name)
         k_in = plan.indices(plan.inputs.get(tl.name))
         k_out = plan.indices(plan.outputs.get(tl.name))
-        if cls in ("Conv1D", "Conv2D", "Dense"):
+        if _depthwise_groups(tl):  # kernel (..., 1, channels): one input channel per group
+            new = [_take(weights[0], k_out, -1)] + [_take(b, k_out, 0) for b in weights[1:]]
+        elif cls in ("Conv1D", "Conv2D", "Dense"):
             new = [_take(_take(weights[0], k_in, -2), k_out, -1)] + [_take(b, k_out, 0) for b in weights[1:]]
         elif cls == "Conv2DTranspose":
             new = [_take(_take(weights[0], k_out, -2), k_in, -1)] + [_take(b, k_out, 0) for b in weights[1:]]

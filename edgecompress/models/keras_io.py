@@ -431,8 +431,11 @@ def load_model(path, *, safe_mode: bool = True, log=None, output: str | None = N
     else:
         from edgecompress.models.backend import keras as keras_lib
 
-        loader = (lambda: keras_lib.models.load_model(path, compile=False, safe_mode=safe_mode)) \
-            if path.suffix.lower() == ".keras" else (lambda: keras_lib.models.load_model(path, compile=False))
+        known = translate.applications_layers(keras_lib)  # a tf-keras file names them without their module
+        loader = (lambda: keras_lib.models.load_model(path, compile=False, safe_mode=safe_mode,
+                                                      custom_objects=known)) \
+            if path.suffix.lower() == ".keras" else (lambda: keras_lib.models.load_model(path, compile=False,
+                                                                                         custom_objects=known))
     try:
         model = loader()
     except Exception as e:  # noqa: BLE001 - any deserialization failure is the file's fault

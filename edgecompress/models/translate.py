@@ -240,6 +240,13 @@ class _Builder:
         if cls == "TFOpLambda" and not self.to_keras3:
             new = type(op).from_config(op.get_config())
             return new(*args, **kwargs)
+        if cls in REBUILT and ".applications." in module:
+            if id(op) in self.layer_map:
+                return self.layer_map[id(op)](*args, **kwargs)
+            self.log.decomposed.append(f"{op.name}: {cls}")
+            new = REBUILT[cls](self, op, args[0] if args else next(iter(kwargs.values())))
+            self.layer_map[id(op)] = new
+            return new(args[0] if args else next(iter(kwargs.values())))
         if cls not in LAYERS:
             kind = "Lambda layers run arbitrary Python code" if cls == "Lambda" else (
                 "custom or subclassed layers cannot be rebuilt from their config")
@@ -361,6 +368,42 @@ class _Builder:
             f"Op {op.name!r} ({type(op).__module__}.{cls}) is not translated by edgecompress. Supported ops: a "
             "tensor plus, minus, times or divided by a constant, two tensors added or multiplied, and "
             "relu/relu6/sigmoid/hard_sigmoid/hard_silu/silu/softmax/tanh. Use a built-in layer instead.")
+
+
+def _layer_scale(builder, op, x):
+    """ConvNeXt's `LayerScale` (`x * gamma`, one learned scale per channel) as a 1x1 `DepthwiseConv2D` without
+    bias whose kernel is gamma: the same product, a layer width scaling follows, trainable as gamma is."""
+    if len(x.shape) != 4:
+        raise EdgeCompressError(f"Layer {op.name!r} is a LayerScale on a tensor of rank {len(x.shape)}; edgecompress "
+                                "rebuilds it (a per-channel scale) for images, rank 4. Replace it with built-in layers.")
+    gamma = op.get_weights()[0]
+    new = builder.k.layers.DepthwiseConv2D(1, use_bias=False, name=builder.name(op.name))
+    new.build(tuple(x.shape))
+    new.set_weights([gamma.reshape(1, 1, -1, 1)])
+    return new
+
+
+def _stochastic_depth(builder, op, x):
+    """ConvNeXt's `StochasticDepth`: while training, each example's residual branch is dropped with probability
+    `drop_path_rate` and kept ones are divided by the keep probability; the identity at inference. That is
+    `Dropout(rate, noise_shape=(None, 1, ..., 1))`, one draw per example."""
+    rate = float(op.get_config()["drop_path_rate"])
+    return builder.k.layers.Dropout(rate, noise_shape=(None,) + (1,) * (len(x.shape) - 1),
+                                    name=builder.name(op.name))
+
+
+# keras.applications' own helper layers (not in `keras.layers`), each rebuilt from built-in ones with the
+# same function: class name -> (builder, layer, input tensor) -> the new layer.
+REBUILT = {"LayerScale": _layer_scale, "StochasticDepth": _stochastic_depth}
+
+
+def applications_layers(keras_lib) -> dict:
+    """The classes of `REBUILT`, by name, from `keras_lib`'s (tf-keras') applications: what loading a tf-keras
+    file that holds them needs (it names a layer by class alone), so a saved ConvNeXt loads."""
+    from importlib import import_module
+
+    convnext = import_module(f"{keras_lib.__name__}.src.applications.convnext")
+    return {name: getattr(convnext, name) for name in REBUILT if hasattr(convnext, name)}
 
 
 def is_keras3_module(mod) -> bool:

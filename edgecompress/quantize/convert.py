@@ -114,6 +114,8 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
             f"Variant {config.name!r}: the TFLite converter failed on model {model.name!r}"
             f"{' at ' + ', '.join(ops) if ops else ''}: {said}"
         ) from None
+    if not config.per_channel and not row.integer_only:
+        data = _hybrid_depthwise_per_channel(data)
     if row.integer_only and not config.float_fallback:
         # The integer ops set alone does not guarantee it: the converter can
         # keep an op in float between DEQUANTIZE and QUANTIZE. Check the file.
@@ -121,6 +123,35 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
         if left:
             raise _not_int8_error(config, model, left, "these ops were left in float")
     return data
+
+
+def _hybrid_depthwise_per_channel(data: bytes) -> bytes:
+    """A dynamic-range file of one scale per kernel (`dynamic_per_tensor`) with each hybrid DEPTHWISE_CONV_2D's
+    int8 kernel given its one scale once per channel: the same weights, dequantized alike. LiteRT's hybrid
+    depthwise kernel reads a scale per channel whatever the file holds, so with one it read past the end: a
+    MobileNetV3 file gave NaN with XNNPACK and one class for every image without it (12.5%, chance, on 8
+    classes), where per channel it kept top-1 (`tests/test_schemes.py`). Other ops take one scale."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    changed = False
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.DEPTHWISE_CONV_2D:
+                continue
+            x, w = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+            q = w.quantization
+            if (x.type != schema.TensorType.FLOAT32 or w.type != schema.TensorType.INT8 or q is None
+                    or q.scale is None or len(q.scale) != 1):
+                continue
+            channels = int(w.shape[3])
+            q.scale = [float(q.scale[0])] * channels
+            q.zeroPoint = [int(q.zeroPoint[0]) if q.zeroPoint is not None and len(q.zeroPoint) else 0] * channels
+            q.quantizedDimension = 3
+            changed = True
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else data
 
 
 RECURRENT = ("LSTM", "GRU", "SimpleRNN")

@@ -318,7 +318,8 @@ class ClusterConfig(_StageConfig):
         epochs: Fine-tuning epochs with the clusters (0: cluster only).
             Defaults to 2.
         preserve_sparsity: Keep zeros at zero (for a pruned model), `"auto"`
-            when at least 30% of the kernels' weights are zero. Defaults to "auto".
+            when at least 30% of the weights of the kernels it clusters are zero
+            (those of at least `min_params`). Defaults to "auto".
         qat: Cluster-preserving quantization-aware training afterwards (CQAT;
             PCQAT when sparsity is preserved too). Defaults to False.
         qat_epochs: Epochs of that training. Defaults to 1.

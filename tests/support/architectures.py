@@ -8,7 +8,7 @@ model, at a small input and width so a test trains it for an epoch in seconds.
 import numpy as np
 
 SIZE = 32
-ARCHITECTURES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet")
+ARCHITECTURES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet", "convnext")
 
 
 def _resnet(lib, shape):
@@ -28,6 +28,24 @@ def _resnet(lib, shape):
     return lib.Model(i, block(x, 32, 1, "b3"), name="resnet_tiny")
 
 
+def convnext(lib, shape=(SIZE, SIZE, 3), *, include_top=False, classes=10):
+    """A tiny ConvNeXt from keras.applications' own builder (the public ConvNeXtTiny has 28M parameters): its
+    LayerScale and StochasticDepth are keras.applications' layers, not `keras.layers`'. The layer scale starts
+    at 0.5, not 1e-6, so a short training gives the residual branches weight."""
+    if lib.__name__ == "keras":
+        from keras.src.applications.convnext import ConvNeXt
+
+        name = {"name": "convnext_tiny_test"}
+    else:
+        from tf_keras.src.applications.convnext import ConvNeXt
+
+        name = {"model_name": "convnext_tiny_test"}
+    return ConvNeXt(depths=[1, 1, 2, 1], projection_dims=[16, 24, 32, 48], drop_path_rate=0.1,
+                    layer_scale_init_value=0.5, default_size=shape[0], **name, include_preprocessing=False,
+                    include_top=include_top, weights=None, input_shape=shape, classes=classes,
+                    classifier_activation=None)
+
+
 def backbone(lib, arch, shape=(SIZE, SIZE, 3)):
     apps = lib.applications
     if arch == "mobilenet_v2":
@@ -40,6 +58,8 @@ def backbone(lib, arch, shape=(SIZE, SIZE, 3)):
         return apps.EfficientNetB0(input_shape=shape, include_top=False, weights=None)
     if arch == "resnet":
         return _resnet(lib, shape)
+    if arch == "convnext":
+        return convnext(lib, shape)
     raise ValueError(arch)
 
 
