@@ -77,7 +77,8 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
     artifacts, failed = [], []
     for conv in conversions:
         name = prefix + conv.name
-        key = make_key(model_key, conv.to_dict(), calib_key, *rewrites.cache_token(scheme(conv.quantization).rewrites))
+        key = make_key(model_key, conv.to_dict(), calib_key, *rewrites.cache_token(scheme(conv.quantization).rewrites),
+                       *quantization.cache_token(conv))
         data = cache.get_bytes(f"{name}.convert", key, ".tflite")
         if data is None:
             try:

@@ -114,7 +114,7 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
             f"Variant {config.name!r}: the TFLite converter failed on model {model.name!r}"
             f"{' at ' + ', '.join(ops) if ops else ''}: {said}"
         ) from None
-    if not config.per_channel and not row.integer_only:
+    if _mends_hybrid_depthwise(config):
         data = _hybrid_depthwise_per_channel(data)
     if row.integer_only and not config.float_fallback:
         # The integer ops set alone does not guarantee it: the converter can
@@ -123,6 +123,16 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
         if left:
             raise _not_int8_error(config, model, left, "these ops were left in float")
     return data
+
+
+def _mends_hybrid_depthwise(config: ConversionConfig) -> bool:
+    return not config.per_channel and not scheme(config.quantization).integer_only
+
+
+def cache_token(config: ConversionConfig) -> list:
+    """What a conversion's cache key holds of the mending `convert` does to the converter's file, so a build
+    folder's file from before it is not reused (other conversions' keys stay as they were)."""
+    return ["hybrid-depthwise-per-channel"] if _mends_hybrid_depthwise(config) else []
 
 
 def _hybrid_depthwise_per_channel(data: bytes) -> bytes:
