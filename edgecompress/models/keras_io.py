@@ -432,10 +432,8 @@ def load_model(path, *, safe_mode: bool = True, log=None, output: str | None = N
         from edgecompress.models.backend import keras as keras_lib
 
         known = translate.applications_layers(keras_lib)  # a tf-keras file names them without their module
-        loader = (lambda: keras_lib.models.load_model(path, compile=False, safe_mode=safe_mode,
-                                                      custom_objects=known)) \
-            if path.suffix.lower() == ".keras" else (lambda: keras_lib.models.load_model(path, compile=False,
-                                                                                         custom_objects=known))
+        safe = {"safe_mode": safe_mode} if path.suffix.lower() == ".keras" else {}
+        loader = lambda: keras_lib.models.load_model(path, compile=False, custom_objects=known, **safe)  # noqa: E731
     try:
         model = loader()
     except Exception as e:  # noqa: BLE001 - any deserialization failure is the file's fault

@@ -243,10 +243,10 @@ class _Builder:
         if cls in REBUILT and ".applications." in module:
             if id(op) in self.layer_map:
                 return self.layer_map[id(op)](*args, **kwargs)
+            x = args[0] if args else next(iter(kwargs.values()))
             self.log.decomposed.append(f"{op.name}: {cls}")
-            new = REBUILT[cls](self, op, args[0] if args else next(iter(kwargs.values())))
-            self.layer_map[id(op)] = new
-            return new(args[0] if args else next(iter(kwargs.values())))
+            self.layer_map[id(op)] = REBUILT[cls](self, op, x)
+            return self.layer_map[id(op)](x)
         if cls not in LAYERS:
             kind = "Lambda layers run arbitrary Python code" if cls == "Lambda" else (
                 "custom or subclassed layers cannot be rebuilt from their config")
