@@ -85,8 +85,9 @@ def format_findings(r: dict) -> str:
         lines.append(f"  task: {r['task']['name']}, judged by {r['task']['metric']} (from {r['task']['from']})")
     t = r.get("translation") or {}
     if t.get("source") == "keras3":
-        lines.append(f"  Keras 3 file: translated to tf-keras layer by layer"
-                     + (f"; rebuilt from built-in layers: {len(t['decomposed'])} activation(s)/op(s)" if t.get("decomposed") else ""))
+        from edgecompress.models.translate import rebuilt_summary
+
+        lines.append("  Keras 3 file: translated to tf-keras layer by layer" + rebuilt_summary(t.get("decomposed")))
     if t.get("flattened"):
         lines.append(f"  nested models flattened so every stage reaches their layers: {names(t['flattened'])}")
     lines.append(f"  pruning (tfmot): {'all layers supported' if not r['not_prunable'] else 'cannot prune ' + names(r['not_prunable'])}")

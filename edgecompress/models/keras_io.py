@@ -452,7 +452,7 @@ def load_model(path, *, safe_mode: bool = True, log=None, output: str | None = N
     model = translate.to_tf_keras(model, log)
     if keras3:
         logger.info("Translated Keras %s model %s to tf-keras (%d layers%s)", version, path, len(model.layers),
-                    f"; rebuilt from built-in layers: {len(log.decomposed)} activation(s)/op(s)" if log.decomposed else "")
+                    translate.rebuilt_summary(log.decomposed))
     return model
 
 

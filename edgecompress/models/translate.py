@@ -406,6 +406,13 @@ def applications_layers(keras_lib) -> dict:
     return {name: getattr(convnext, name) for name in REBUILT if hasattr(convnext, name)}
 
 
+def rebuilt_summary(decomposed) -> str:
+    """What the log and `check-model` say of a translation's rebuilt pieces (`TranslationLog.decomposed`)."""
+    if not decomposed:
+        return ""
+    return f"; rebuilt from built-in layers: {len(decomposed)} activation(s), op(s) or keras.applications layer(s)"
+
+
 def is_keras3_module(mod) -> bool:
     return mod.__name__ == "keras"
 
