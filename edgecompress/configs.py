@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 from typing import Any, ClassVar
 
 from edgecompress.errors import EdgeCompressError
@@ -120,10 +121,13 @@ class Features(Config):
 
     Args:
         shape: The input's shape without the batch dimension, e.g. `(49, 10, 1)`.
+        inputs: For a model of several inputs, each input's name and shape, in the order one packed row holds
+            them (`lite.inputs`); `shape` is then `(total width,)`. Defaults to `()`: one input.
     """
 
     shape: tuple[int, ...]
     kind: str = "features"
+    inputs: tuple = ()
 
     scale: ClassVar[str] = "raw"  # what `to_model_input` applies: nothing
 
@@ -133,6 +137,20 @@ class Features(Config):
                 f"Received an invalid value for `shape`, expected positive integers. Received: shape={self.shape!r}")
         require(self.kind == "features", f"Received an invalid value for `kind`, expected 'features'. "
                                           f"Received: kind={self.kind!r}")
+        if self.inputs:  # (name, shape) pairs, from JSON lists too; `lite.inputs.check_layout` checks the rest
+            layout = tuple((str(name), tuple(int(d) for d in shape)) for name, shape in self.inputs)
+            object.__setattr__(self, "inputs", layout)
+            width = sum(math.prod(shape) for _, shape in layout)
+            require(self.shape == (width,), f"Received an invalid value for `shape`: inputs {layout} pack into "
+                                            f"rows of {width} numbers. Received: shape={self.shape!r}")
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if not self.inputs:
+            del out["inputs"]  # a one-input spec reads as it always did (model_spec.json, cache keys)
+        else:
+            out["inputs"] = [[n, list(s)] for n, s in self.inputs]
+        return out
 
     @property
     def input_shape(self) -> tuple[int, ...]:

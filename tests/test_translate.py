@@ -170,11 +170,13 @@ def _lambda(tmp_path):
 
 
 def _two_inputs(tmp_path):
+    """A nested sub-model of two inputs (a whole model of two is packed: `tests/test_several_inputs.py`)."""
     import keras
 
     a, b = keras.Input((8, 8, 1)), keras.Input((8, 8, 1))
-    keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Add()([a, b])))).save(
-        tmp_path / "two.keras")
+    inner = keras.Model([a, b], keras.layers.Add()([a, b]), name="merge")
+    x = keras.Input((8, 8, 1))
+    keras.Model(x, keras.layers.Dense(2)(keras.layers.Flatten()(inner([x, x])))).save(tmp_path / "two.keras")
     return tmp_path / "two.keras"
 
 
@@ -235,13 +237,13 @@ def _bfloat16(tmp_path):
 @pytest.mark.parametrize("make, needle", [
     (_custom, r"Twice.*built-in"),
     (_lambda, r"Lambda layer.*--unsafe"),
-    (_two_inputs, r"has 2 inputs"),
+    (_two_inputs, r"sub-model 'merge' has 2 inputs .* whole model only"),
     (_without_weights, r"has no weights.*model.save"),
     (_corrupt, r"cut.keras.*corrupt"),
     (_lora, r"'adapted'.*lora_rank=2"),
     (_shared, r"'shared_block'.*called 2 times"),
     (_bfloat16, r"'half'.*bfloat16"),
-], ids=["custom-layer", "lambda", "two-inputs", "missing-weights", "corrupt", "unknown-config-key", "shared-submodel",
+], ids=["custom-layer", "lambda", "nested-two-inputs", "missing-weights", "corrupt", "unknown-config-key", "shared-submodel",
         "bfloat16"])
 def test_keras3_refusals_name_the_layer_or_file(tmp_path, make, needle):
     import re

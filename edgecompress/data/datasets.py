@@ -26,7 +26,7 @@ import numpy as np
 
 from edgecompress.configs import Features, ModelSpec, Preprocessing
 from edgecompress.data import ondisk
-from edgecompress.lite import tasks
+from edgecompress.lite import inputs, tasks
 from edgecompress.errors import EdgeCompressError
 from edgecompress.data.preprocessing import (
     IMAGE_SUFFIXES,
@@ -309,7 +309,8 @@ def _stratified_split(y, test_fraction, seed):
 def is_npy_folder(path) -> bool:
     """Whether `path` is a folder of `.npy` arrays (`x_train.npy`, `y_train.npy`, ... or `x.npy`, `y.npy`),
     read memory-mapped: the arrays an .npz would hold."""
-    return path is not None and Path(path).is_dir() and any((Path(path) / f"{k}.npy").is_file() for k in ("x_train", "x"))
+    return path is not None and Path(path).is_dir() and any(
+        (Path(path) / f"{k}.npy").is_file() or any((Path(path) / k).glob("*.npy")) for k in ("x_train", "x"))
 
 
 def read_arrays(path) -> dict:
@@ -317,8 +318,9 @@ def read_arrays(path) -> dict:
     `ondisk.stream_bytes()` stay on disk (`ondisk.DiskArray`, read a batch at a time), the rest memory-mapped."""
     path = Path(path)
     if path.is_dir():
-        try:
-            return {f.stem: _npy(f) for f in sorted(path.glob("*.npy"))}
+        try:  # `x_train/<input>.npy`: one array per input of a model of several (`lite.inputs`)
+            return {f.relative_to(path).with_suffix("").as_posix(): _npy(f)
+                    for f in sorted([*path.glob("*.npy"), *path.glob("*/*.npy")])}
         except (OSError, ValueError) as e:
             raise EdgeCompressError(f"Cannot read the .npy files of {path} ({type(e).__name__}: {e}). Re-save them "
                                     "with `numpy.save`.") from None
@@ -372,6 +374,8 @@ def npz_holds_values(path) -> bool:
 
 def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=False):
     arrays = read_arrays(path)
+    if isinstance(spec, Features) and spec.inputs:
+        arrays = _packed(arrays, spec.inputs, path)
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     elif {"x", "y"} <= arrays.keys():
@@ -441,6 +445,22 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=Fa
             class_names = [str(i) for i in range(int(max(ytr.max(), yte.max())) + 1)]
     return _finish(name, xtr, ytr, xte, yte, class_names, spec, f"images of {path.name}",
                    xva, None if yva is None else np.asarray(yva).astype(np.int64))
+
+
+def _packed(arrays: dict, layout, path) -> dict:
+    """`arrays` with each split of a model of several inputs (`x_train/<input>`, ...) packed into one row per
+    example (`lite.inputs.pack`), under the split's own key (`x_train`), as a model of one input has it."""
+    names = [n for n, _ in layout]
+    out = {k: v for k, v in arrays.items() if "/" not in k}
+    for key in ("x_train", "x_test", "x_val", "x"):
+        mine = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(key + "/")}
+        if key in arrays and not mine:
+            raise EdgeCompressError(
+                f"{path}: `{key}` is one array, and the model takes {len(names)} inputs ({', '.join(names)}). Store "
+                f"one array per input, named after it: {', '.join(f'`{key}/{n}`' for n in names)}.")
+        if mine:
+            out[key] = inputs.pack(mine, layout, where=f"{path}: `{key}`")
+    return out
 
 
 def _find_idx(folder: Path, key: str):

@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from edgecompress.lite import tasks
+from edgecompress.lite import inputs, tasks
 from edgecompress.lite.numerics import dequantize, quantize
 from edgecompress.lite.runtime import make_interpreter
 
@@ -20,22 +20,23 @@ logger = logging.getLogger(__name__)
 
 
 def predict(interp, x: np.ndarray) -> np.ndarray:
-    """Runs `interp` on each float32 example of `x`; returns float scores (N, C)."""
-    inp = interp.get_input_details()[0]
+    """Runs `interp` on each float32 example of `x`; returns float scores (N, C).
+
+    A file of several inputs takes packed rows (`lite.inputs`): each row is cut into the file's inputs, in
+    their order."""
+    ins = interp.get_input_details()
     out = interp.get_output_details()[0]
-    in_dtype, out_dtype = np.dtype(inp["dtype"]), np.dtype(out["dtype"])
-    in_scale, in_zp = inp["quantization"]
+    out_dtype = np.dtype(out["dtype"])
     out_scale, out_zp = out["quantization"]
-    shape = tuple(inp["shape"])
+    shapes = [tuple(d["shape"]) for d in ins]
+    several = len(ins) > 1
     reset = getattr(interp, "reset_all_variables", lambda: None)
     results = []
     for i in range(len(x)):
-        xi = x[i:i + 1].reshape(shape)
-        if in_dtype in (np.int8, np.uint8, np.int16):
-            xi = quantize(xi, in_scale, in_zp, in_dtype)
-        else:
-            xi = xi.astype(in_dtype)
-        interp.set_tensor(inp["index"], xi)
+        row = x[i:i + 1]
+        parts = inputs.split(row, inputs.file_shapes(ins)) if several else [row]
+        for d, shape, xi in zip(ins, shapes, parts):
+            interp.set_tensor(d["index"], _as_input(np.asarray(xi).reshape(shape), d))
         # A fused recurrent op (UNIDIRECTIONAL_SEQUENCE_LSTM) keeps its state in variable tensors across
         # invokes: each example is a sequence of its own, so the state starts at zero for each.
         reset()
@@ -45,6 +46,15 @@ def predict(interp, x: np.ndarray) -> np.ndarray:
             y = dequantize(y, out_scale, out_zp)
         results.append(np.asarray(y, np.float32).reshape(-1))
     return np.stack(results)
+
+
+def _as_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float `x` as the input tensor `detail` takes it: quantized with its scale and zero point when integer."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype in (np.int8, np.uint8, np.int16):
+        scale, zp = detail["quantization"]
+        return quantize(x, scale, zp, dtype)
+    return x.astype(dtype)
 
 
 def evaluate_tflite(path, x: np.ndarray, y: np.ndarray, *, reference=None, num_threads: int = 1,

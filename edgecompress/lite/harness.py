@@ -9,15 +9,18 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress.errors import EdgeCompressError
+from edgecompress.lite import inputs
 from edgecompress.lite.numerics import quantize
 
 
-def make_input(detail: dict, source=None, seed: int = 0) -> np.ndarray:
+def make_input(detail: dict, source=None, seed: int = 0, part=None) -> np.ndarray:
     """An input tensor of the right dtype and shape.
 
     `source` is None (random: uniform over the integer range for quantized
     inputs, [0, 1) for float) or a `.npy` file holding float32 inputs (they
     are quantized with the tensor's own scale and zero point when needed).
+    For a file of several inputs, `part` is `(i, all input details)`: the `.npy` then holds packed rows
+    (`lite.inputs`) and input `i` is cut out of the first.
     """
     shape = tuple(int(s) for s in detail["shape"])
     dtype = np.dtype(detail["dtype"])
@@ -33,6 +36,8 @@ def make_input(detail: dict, source=None, seed: int = 0) -> np.ndarray:
     except (OSError, ValueError) as e:
         raise EdgeCompressError(f"Cannot read input file {path} as .npy ({e}).") from None
     x = np.asarray(x)
+    if part is not None and len(part[1]) > 1:
+        x = inputs.split(x.reshape(-1)[None] if x.ndim == 1 else x[:1], inputs.file_shapes(part[1]))[part[0]]
     if x.size != int(np.prod(shape)):
         if x.ndim >= 1 and x[0].size == int(np.prod(shape)):
             x = x[0]

@@ -160,9 +160,10 @@ def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1
     t0 = time.perf_counter_ns()
     interp = make_interpreter(path, num_threads=threads, use_xnnpack=xnnpack, runtime=runtime)
     init_ms = (time.perf_counter_ns() - t0) / 1e6
-    detail = interp.get_input_details()[0]
-    x = make_input(detail, input_source, seed)
-    interp.set_tensor(detail["index"], x)
+    details = interp.get_input_details()
+    for i, detail in enumerate(details):  # a file of several inputs: each its own random draw
+        interp.set_tensor(detail["index"], make_input(detail, input_source, seed + i, part=(i, details)))
+    detail = details[0]
     first_ms = time_invokes(interp, 1)[0]
     warm = time_invokes(interp, warmup) if warmup else []
     timed = time_invokes(interp, runs)
@@ -176,7 +177,8 @@ def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1
         "threads": threads,
         "xnnpack": xnnpack,
         "input": {"shape": [int(s) for s in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
-                  "source": str(input_source) if input_source else "random"},
+                  "source": str(input_source) if input_source else "random",
+                  **({"inputs": len(details)} if len(details) > 1 else {})},
         "init_ms": init_ms,
         "first_inference_ms": first_ms,
         "warmup": {"count": warmup, "mean_ms": float(np.mean(warm)) if warm else None},

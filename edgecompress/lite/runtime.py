@@ -220,13 +220,16 @@ def make_interpreter(model_path=None, *, model_content: bytes | None = None, num
 
 
 def io_details(interp) -> dict:
-    """JSON-friendly description of the first input and output tensors."""
+    """JSON-friendly description of the first input and output tensors (and, for a file of several inputs,
+    `inputs`: each of them, in order)."""
     def one(d):
         scale, zp = d.get("quantization", (0.0, 0))
         return {"name": d["name"], "shape": [int(s) for s in d["shape"]],
                 "dtype": str(d["dtype"].__name__ if hasattr(d["dtype"], "__name__") else d["dtype"]),
                 "scale": float(scale), "zero_point": int(zp)}
-    return {"input": one(interp.get_input_details()[0]), "output": one(interp.get_output_details()[0])}
+    ins = interp.get_input_details()
+    several = {"inputs": [one(d) for d in ins]} if len(ins) > 1 else {}
+    return {"input": one(ins[0]), **several, "output": one(interp.get_output_details()[0])}
 
 
 if __name__ == "__main__":  # python -m edgecompress.lite.runtime: say which runtime is found

@@ -300,12 +300,18 @@ def keras_accuracy(model, dataset) -> float:
 
 def input_preprocessing(model, scale: str = "unit") -> Preprocessing | Features:
     """Derives the input spec from a model's declared input shape: `Preprocessing` for an image
-    (batch, height, width, 1 or 3), `Features` for any other fixed shape (MFCCs, sensor windows, rows)."""
+    (batch, height, width, 1 or 3), `Features` for any other fixed shape (MFCCs, sensor windows, rows), and
+    for several inputs (packed into one row: `models.packed`), `Features` with their layout."""
+    from edgecompress.models import packed
+
     shape = model.input_shape
     if isinstance(shape, list):
         from edgecompress.models.translate import check_single_io
 
         check_single_io(model, f"Model {model.name!r}")
+    layout = packed.layout(model)
+    if layout:  # several inputs, packed into one row (`translate.to_tf_keras`)
+        return Features((packed.row_width(layout),), inputs=layout)
     if len(shape) == 4 and shape[-1] in (1, 3) and any(d is None for d in shape[1:3]):
         raise EdgeCompressError(
             f"Model {model.name!r} declares input shape {tuple(shape)}: an image model of no fixed size. "
@@ -515,11 +521,15 @@ def save_model(model, path, spec: ModelSpec | None = None, *, fmt: str = "tf_ker
             `keras.saving.load_model` reads; a model Keras 3 cannot hold
             (quantization-aware training wrappers) is saved as tf-keras with
             a warning. Defaults to `"tf_keras"`.
-    """
-    path = Path(path)
-    if fmt == "keras3":
-        from edgecompress.models import translate
 
+    A model of several inputs, packed into one row for the stages (`models.packed`), is written with its
+    inputs (`translate.unpacked`), as the user built it; loading it packs it again.
+    """
+    from edgecompress.models import translate
+
+    path = Path(path)
+    model = translate.unpacked(model)
+    if fmt == "keras3":
         try:
             model = translate.to_keras3(model)
         except EdgeCompressError as e:

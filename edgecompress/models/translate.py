@@ -29,6 +29,7 @@ import inspect
 import logging
 
 from edgecompress.errors import EdgeCompressError
+from edgecompress.models import packed
 
 logger = logging.getLogger(__name__)
 
@@ -162,13 +163,25 @@ def output_names(model) -> list[str]:
     return out
 
 
-def check_single_io(model, where):
-    """Refuses a model of several inputs or outputs, naming them and the fix (the one place that says so)."""
-    if len(model.inputs) != 1:
+def input_names(model) -> list[str]:
+    """The names of `model`'s inputs, their `InputLayer`s' (`operation` in Keras 3, `layer` in tf-keras): what
+    a packed row's layout and the data's `x_train/<name>` arrays are named after."""
+    out = []
+    for t in model.inputs:
+        history = t._keras_history
+        op = getattr(history, "operation", None) or getattr(history, "layer", None)
+        out.append(op.name)
+    return out
+
+
+def check_single_io(model, where, *, several_inputs: bool = False):
+    """Refuses a model of several outputs, or (unless `several_inputs`: a whole model, which is packed) of
+    several inputs, naming them and the fix (the one place that says so)."""
+    if len(model.inputs) != 1 and not several_inputs:
         raise EdgeCompressError(
-            f"{where} has {len(model.inputs)} inputs ({', '.join(t.name for t in model.inputs)}); edgecompress "
-            "builds models with one input (an image, or a tensor of features of any fixed shape). Concatenate the "
-            "inputs into one tensor, in the model and in the data, or export each branch as its own model.")
+            f"{where} has {len(model.inputs)} inputs ({', '.join(input_names(model))}); edgecompress follows "
+            "several inputs on the whole model only, not on a nested sub-model. Build the model without the "
+            "sub-model, calling its layers on the inputs directly.")
     if len(model.outputs) != 1:
         raise EdgeCompressError(
             f"{where} has {len(model.outputs)} outputs ({', '.join(output_names(model))}); edgecompress builds "
@@ -198,7 +211,7 @@ class _Builder:
 
     def run(self, model, inputs, where: str):
         """Translates `model`'s graph applied to target tensors `inputs`; returns its target outputs."""
-        check_single_io(model, where)
+        check_single_io(model, where, several_inputs=len(inputs) == len(model.inputs))
         tensors = {id(t): x for t, x in zip(model.inputs, inputs)}
         calls: dict[int, int] = {}
         for op, *_ in _nodes(model, self.source_keras3):
@@ -467,12 +480,25 @@ def to_tf_keras(model, log: TranslationLog | None = None):
     keras3 = is_keras3(model)
     log = log if log is not None else TranslationLog()
     log.source = "keras3" if keras3 else "tf_keras"
-    check_single_io(model, f"Model {model.name!r}")
-    if not keras3 and not _has_nested(model):
+    check_single_io(model, f"Model {model.name!r}", several_inputs=True)
+    several = len(model.inputs) > 1
+    if not keras3 and not _has_nested(model) and not several:
         return model
     builder = _Builder(tf_keras, source_keras3=keras3, log=log)
-    inp = tf_keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
-    out = builder.run(model, [inp], f"Model {model.name!r}")[0]
+    if several:  # one packed row in, cut into the model's inputs by its first layers (`models.packed`)
+        layout = tuple((n, tuple(int(d) for d in t.shape[1:])) for n, t in zip(input_names(model), model.inputs))
+        if any(d is None for _, shape in layout for d in shape):
+            raise EdgeCompressError(f"Model {model.name!r} has an input of no fixed shape ({layout}); a .tflite "
+                                    "file needs fixed shapes: give every dimension in `Input(shape=...)`.")
+        inp = tf_keras.Input((packed.row_width(layout),), name=builder.name(packed.PACKED_INPUT))
+        parts = packed.unpack(tf_keras, inp, layout, builder.name)
+        logger.info("Model %r has %d inputs (%s): built on one packed row of %d numbers, cut into them by its "
+                    "first layers; its .tflite files take the %d inputs", model.name, len(layout),
+                    ", ".join(f"{n} {s}" for n, s in layout), inp.shape[-1], len(layout))
+    else:
+        inp = tf_keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
+        parts = [inp]
+    out = builder.run(model, parts, f"Model {model.name!r}")[0]
     result = tf_keras.Model(inp, out, name=model.name)
     if log.flattened:
         logger.info("Flattened nested model(s) %s into %s (%d layers)", ", ".join(log.flattened), model.name,
@@ -492,9 +518,30 @@ def to_keras3(model):
     if is_keras3(model):
         return model
     builder = _Builder(keras, source_keras3=False, log=TranslationLog())
-    inp = keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
-    out = builder.run(model, [inp], f"Model {model.name!r}")[0]
-    return keras.Model(inp, out, name=model.name)
+    if len(model.inputs) > 1:
+        ins = [keras.Input(tuple(t.shape)[1:], name=builder.name(n)) for n, t in zip(input_names(model), model.inputs)]
+    else:
+        ins = [keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))]
+    out = builder.run(model, ins, f"Model {model.name!r}")[0]
+    return keras.Model(ins if len(ins) > 1 else ins[0], out, name=model.name)
+
+
+def unpacked(model):
+    """A packed tf-keras `model` (`models.packed`) with its unpacking layers cut off: a model of the user's
+    inputs, in the layout's order, with the same layers and weights after them. What is converted to
+    `.tflite`, so each input keeps its own quantization. Any other model is returned as it is."""
+    from edgecompress.models.backend import keras as tf_keras
+
+    layout = packed.layout(model)
+    if not layout:
+        return model
+    ins = {n: tf_keras.Input(shape, name=n) for n, shape in layout}
+    replace = {cut: (lambda name: lambda _x: ins[name])(n) for cut, n in packed.cut_layers(model).items()}
+    builder = _Builder(tf_keras, source_keras3=False, log=TranslationLog(), replace=replace)
+    builder.used_names.update(ins)
+    row = tf_keras.Input(tuple(model.inputs[0].shape)[1:])  # feeds only the cut layers, which lead nowhere now
+    out = builder.run(model, [row], f"Model {model.name!r}")[0]
+    return tf_keras.Model(list(ins.values()), out, name=model.name)
 
 
 def rebuild(model, replace: dict, name: str | None = None):

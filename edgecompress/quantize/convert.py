@@ -17,6 +17,7 @@ from pathlib import Path
 from edgecompress.quantize.schemes import ConversionConfig
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.fileio import atomic_write_bytes
+from edgecompress.models import packed
 from edgecompress.quantize import rewrites
 from edgecompress.quantize.schemes import check, scheme
 
@@ -43,6 +44,10 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
         EdgeCompressError: when int8 is asked without calibration data, or an
             op has no int8 kernel (the op is named, with the fix).
     """
+    return _inputs_in_order(_convert(model, config, representative_dataset), packed.layout(model))
+
+
+def _convert(model, config: ConversionConfig, representative_dataset) -> bytes:
     from edgecompress.models.backend import tf
 
     q = config.quantization
@@ -79,7 +84,7 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
                 f"Variant {config.name!r} is {row.name} and needs a representative "
                 "dataset; pass calibration images (`--calibration DIR`)."
             )
-        converter.representative_dataset = representative_dataset
+        converter.representative_dataset = packed.split_representative(packed.layout(model), representative_dataset)
     if row.ops_set:
         integer = getattr(tf.lite.OpsSet, row.ops_set)
         # Float fallback: ops without an integer kernel stay float (TFLITE_BUILTINS), which
@@ -123,6 +128,28 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
         if left:
             raise _not_int8_error(config, model, left, "these ops were left in float")
     return data
+
+
+def _inputs_in_order(data: bytes, layout) -> bytes:
+    """The file of a model of several inputs (`models.packed`) with its inputs in the layout's order, the
+    order a packed row holds them (`lite.inputs.split`) and the Keras model's: the converter orders a
+    concrete function's inputs its own way (measured: `meta` before `image` for a model that took `image`
+    first). Only the subgraph's list of inputs is reordered; `data` is returned as it is otherwise."""
+    if not layout:
+        return data
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    graph = model.subgraphs[0]
+    by_name = {packed.file_input_name(graph.tensors[i].name.decode()): i for i in graph.inputs}
+    names = [n for n, _ in layout]
+    if sorted(by_name) != sorted(names):
+        raise EdgeCompressError(f"The converted file's inputs are {sorted(by_name)}; the model's are {names}. "
+                                "Rename the model's inputs so no two differ only in case or punctuation.")
+    if [by_name[n] for n in names] == list(graph.inputs):
+        return data
+    graph.inputs = [by_name[n] for n in names]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _mends_hybrid_depthwise(config: ConversionConfig) -> bool:

@@ -20,13 +20,26 @@ logger = logging.getLogger(__name__)
 
 
 def _converter(model, rep):
+    """A fresh int8 converter of `model` and the representative dataset that fits its file (a packed model's
+    rows cut into its inputs: `models.packed`), which the debugger also runs the file on."""
+    from edgecompress.models import packed
     from edgecompress.models.backend import tf
     from edgecompress.quantize.rewrites import converter_of
 
+    layout = packed.layout(model)
     c = converter_of(model)
     c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = rep
-    return c
+    c.representative_dataset = rep = packed.split_representative(layout, rep)
+    if layout:  # the debugger sets inputs by position: the order the converter gives them, read off a float file
+        order = [packed.file_input_name(d["name"]) for d in _input_details(converter_of(model).convert())]
+        rep = packed.in_order(rep, order)
+    return c, rep
+
+
+def _input_details(data: bytes) -> list:
+    from edgecompress.lite.runtime import make_interpreter
+
+    return make_interpreter(model_content=data, use_xnnpack=False).get_input_details()
 
 
 def layer_errors(model, rep) -> list[dict]:
@@ -44,7 +57,8 @@ def layer_errors(model, rep) -> list[dict]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        debugger = tf.lite.experimental.QuantizationDebugger(converter=_converter(model, rep), debug_dataset=rep)
+        converter, rep = _converter(model, rep)
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=rep)
         debugger.run()
     buf = io.StringIO()
     debugger.layer_statistics_dump(buf)
@@ -72,7 +86,8 @@ def selective_int8(model, rep, tensors) -> bytes:
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(tensors))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        debugger = tf.lite.experimental.QuantizationDebugger(converter=_converter(model, rep), debug_dataset=rep,
+        converter, rep = _converter(model, rep)
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=rep,
                                                             debug_options=options)
         return debugger.get_nondebug_quantized_model()
 

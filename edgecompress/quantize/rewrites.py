@@ -121,24 +121,37 @@ def converter_of(model):
     PACK computing the batch at run time, ops XNNPACK leaves out. Measured: a Keras 3 EfficientNetB0's file
     went from 17 XNNPACK partitions (one per squeeze-excite Reshape) to 1, with identical outputs. For an
     LSTM the converter then fuses UNIDIRECTIONAL_SEQUENCE_LSTM and a GRU into a loop of builtins (at no fixed
-    batch it leaves TensorList ops no edge runtime has). A model of several inputs converts as Keras gives it."""
+    batch it leaves TensorList ops no edge runtime has). A model of several inputs, packed into one row
+    (`models.packed`), is converted with its unpacking layers cut off: the file takes the inputs, in the
+    layout's order and under their names, each quantized on its own (`quantize.convert` cuts the
+    representative rows the same way)."""
+    from edgecompress.models import packed
     from edgecompress.models.backend import tf
+    from edgecompress.models.translate import unpacked
 
-    if isinstance(model.input_shape, list):
+    layout = packed.layout(model)
+    model = unpacked(model)
+    if isinstance(model.input_shape, list) and not layout:
         return tf.lite.TFLiteConverter.from_keras_model(model)
 
     @tf.autograph.experimental.do_not_convert
     def call(x):
         return model(x, training=False)
 
-    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+    @tf.autograph.experimental.do_not_convert
+    def call_several(*xs):
+        return model(list(xs), training=False)
+
+    specs = ([tf.TensorSpec([1, *shape], tf.float32, name=name) for name, shape in layout] if layout
+             else [tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)])
     # The converter saves its trackable as a SavedModel before converting. Given the Keras model, that save
     # traces every layer's call functions; given only the variables the function reads, it saves just the
     # function. The same bytes in a fifth to a third of the time (`python scripts/conversion_time.py`, AMD EPYC:
     # a MobileNetV3Small 29.6 s to 5.3 s, an EfficientNetB0 52.5 s to 16.8 s, float32 and int8 byte-identical).
     held = tf.Module()
     held.variables_read = list(model.variables)
-    return tf.lite.TFLiteConverter.from_concrete_functions([tf.function(call).get_concrete_function(spec)], held)
+    function = tf.function(call_several if layout else call).get_concrete_function(*specs)
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], held)
 
 
 def apply(model, names):

@@ -184,7 +184,8 @@ class MainActivity : Activity() {
                 val features = spec?.getJSONObject("preprocessing")?.optString("kind") == "features"
                 if (features) {
                     // Not an image model: no picture to feed; the benchmark below runs on random inputs.
-                    sb.append("Feature model (input ${runner.inputShape.joinToString("x")} ${runner.inputDtype}): ")
+                    val more = if (runner.inputCount > 1) " and ${runner.inputCount - 1} more input(s)" else ""
+                    sb.append("Feature model (input ${runner.inputShape.joinToString("x")} ${runner.inputDtype}$more): ")
                         .append("timed on random inputs; accuracy comes from `invoke bench-device --accuracy`.\n")
                 } else if (img != null && spec != null) {
                     val pre = spec.getJSONObject("preprocessing")

@@ -71,15 +71,18 @@ class TfliteRunner(private val model: ByteBuffer, val name: String, val args: Be
         else -> t.toString().lowercase()
     }
 
-    private fun inputBuffer(values: FloatArray?): ByteBuffer {
-        val tensor = interpreter.getInputTensor(0)
+    /** How many inputs the file takes (a model of several inputs: one packed row feeds them in order). */
+    val inputCount: Int get() = interpreter.inputTensorCount
+
+    private fun inputBuffer(values: FloatArray?, index: Int, offset: Int, seed: Long): ByteBuffer {
+        val tensor = interpreter.getInputTensor(index)
         val buf = ByteBuffer.allocateDirect(tensor.numBytes()).order(ByteOrder.nativeOrder())
         val n = tensor.numElements()
         val dtype = dtypeName(tensor.dataType())
         val q = tensor.quantizationParams()
-        val rng = Random(0)
+        val rng = Random(seed)
         for (i in 0 until n) {
-            val x = values?.get(i) ?: rng.nextFloat()
+            val x = values?.get(offset + i) ?: rng.nextFloat()
             when (dtype) {
                 "float32" -> buf.putFloat(x)
                 "int8", "uint8" -> buf.put(Quant.quantize(x.toDouble(), q.scale.toDouble(), q.zeroPoint, dtype).toByte())
@@ -92,11 +95,25 @@ class TfliteRunner(private val model: ByteBuffer, val name: String, val args: Be
         return buf
     }
 
-    /** Scores for one preprocessed input (float, length = input elements). */
+    /** One buffer per input: `values` is one packed row (each input's numbers after the one before, as
+     *  edgecompress packs them), or null for random inputs (input i seeded with i). */
+    private fun inputBuffers(values: FloatArray?): Array<Any> {
+        var offset = 0
+        return Array(inputCount) { i ->
+            inputBuffer(values, i, offset, i.toLong()).also { offset += interpreter.getInputTensor(i).numElements() }
+        }
+    }
+
+    private fun run(inputs: Array<Any>, out: ByteBuffer) {
+        if (inputs.size == 1) interpreter.run(inputs[0], out)
+        else interpreter.runForMultipleInputsOutputs(inputs, mapOf<Int, Any>(0 to out))
+    }
+
+    /** Scores for one preprocessed input (float, length = input elements; for several inputs, all of them). */
     fun classify(input: FloatArray): FloatArray {
         val out = interpreter.getOutputTensor(0)
         val outBuf = ByteBuffer.allocateDirect(out.numBytes()).order(ByteOrder.nativeOrder())
-        interpreter.run(inputBuffer(input), outBuf)
+        run(inputBuffers(input), outBuf)
         outBuf.rewind()
         val dtype = dtypeName(out.dataType())
         val q = out.quantizationParams()
@@ -114,12 +131,13 @@ class TfliteRunner(private val model: ByteBuffer, val name: String, val args: Be
 
     /** warm-up then timed invokes on a random input, like `python -m edgecompress.bench`. */
     fun benchmark(sizeBytes: Long): ResultJson.Result {
-        val input = inputBuffer(null)
+        val inputs = inputBuffers(null)
         val out = ByteBuffer.allocateDirect(interpreter.getOutputTensor(0).numBytes()).order(ByteOrder.nativeOrder())
         fun once(): Double {
-            input.rewind(); out.rewind()
+            for (b in inputs) (b as ByteBuffer).rewind()
+            out.rewind()
             val t0 = SystemClock.elapsedRealtimeNanos()
-            interpreter.run(input, out)
+            run(inputs, out)
             return (SystemClock.elapsedRealtimeNanos() - t0) / 1e6
         }
         val first = once()

@@ -1,0 +1,93 @@
+"""The layers that cut a packed row into a model's inputs (`lite.inputs`), and the layout they hold.
+
+A model of several inputs is opened as a model of one: its input is the packed row, and its first layers
+are, for each input, `Reshape` to (width, 1), `Cropping1D` to the input's numbers, `Reshape` to its shape.
+They hold no weights, every stage and tfmot's wrappers pass them by, and the layout is read back from them
+(`layout`), so a stage model saved and loaded again still says what its row holds. Conversion cuts them
+off again (`translate.unpacked`): a `.tflite` file takes the user's inputs, each with its own quantization.
+"""
+
+from __future__ import annotations
+
+from edgecompress.lite import inputs
+
+PACKED_INPUT = "packed_inputs"
+_ROW = "packed_row"
+_CROP = "unpack_crop_"
+_SHAPE = "unpack_"
+
+
+def row_width(layout) -> int:
+    """How many numbers a packed row of `layout` holds."""
+    return sum(inputs.width(s) for _, s in layout)
+
+
+def unpack(k, row, layout, name=lambda n: n) -> list:
+    """The tensors of each input of `layout`, cut from the packed tensor `row` (N, width) with layers of the
+    Keras module `k`; `name` makes each wanted layer name unique in the graph being built."""
+    total = row_width(layout)
+    column = k.layers.Reshape((total, 1), name=name(_ROW))(row)
+    out, start = [], 0
+    for input_name, shape in layout:
+        end = start + inputs.width(shape)
+        cut = k.layers.Cropping1D((start, total - end), name=name(_CROP + input_name))(column)
+        out.append(k.layers.Reshape(shape, name=name(_SHAPE + input_name))(cut))
+        start = end
+    return out
+
+
+def layout(model) -> tuple:
+    """The `(name, shape)` layout of the packed row `model` takes, read from its unpacking layers; `()` for a
+    model of one input of its own."""
+    if len(model.inputs) != 1:
+        return ()
+    crops = [layer for layer in model.layers
+             if type(layer).__name__ == "Cropping1D" and layer.name.startswith(_CROP)]
+    if not crops or not any(layer.name == _ROW for layer in model.layers):
+        return ()
+    by_name = {layer.name: layer for layer in model.layers}
+    parts = []
+    for crop in crops:
+        input_name = crop.name[len(_CROP):]
+        shaped = by_name.get(_SHAPE + input_name)
+        if shaped is None:
+            return ()
+        parts.append((int(crop.cropping[0]), input_name, tuple(int(d) for d in shaped.target_shape)))
+    return inputs.check_layout([(n, s) for _, n, s in sorted(parts)])
+
+
+def cut_layers(model) -> dict:
+    """The name of each input of a packed `model` by the name of the `Reshape` layer that makes its tensor:
+    what `translate.unpacked` replaces with the input itself."""
+    return {_SHAPE + n: n for n, _ in layout(model)}
+
+
+def split_representative(layout_, representative_dataset):
+    """A converter's representative dataset for the unpacked model: each packed `[row]` it yields, cut into
+    one array per input (`lite.inputs.split`) and given by name, `{input: array}`, which the converter's
+    calibrator matches to the file's inputs whatever their order. `None` stays `None`."""
+    if representative_dataset is None or not layout_:
+        return representative_dataset
+    shapes = [s for _, s in layout_]
+
+    def gen():
+        for batch in representative_dataset():
+            yield dict(zip([n for n, _ in layout_], inputs.split(batch[0], shapes)))
+
+    return gen
+
+
+def in_order(named_dataset, order):
+    """A dataset of `{input: array}` (`split_representative`) as lists in `order`, the file's input order:
+    what TFLite's quantization debugger takes (it sets inputs by position only)."""
+    def gen():
+        for sample in named_dataset():
+            yield [sample[n] for n in order] if isinstance(sample, dict) else sample
+
+    return gen
+
+
+def file_input_name(tensor_name: str) -> str:
+    """The Keras input name a converted file's input tensor carries (`serving_default_image:0` -> `image`)."""
+    name = tensor_name.split(":", 1)[0]
+    return name[len("serving_default_"):] if name.startswith("serving_default_") else name
