@@ -153,21 +153,20 @@ def output_names(model) -> list[str]:
     `output_names` (Functional models of both Kerases do), so they are read from each output's history
     (`operation` in Keras 3, `layer` in tf-keras)."""
     names = getattr(model, "output_names", None)
-    if names:
-        return list(names)
-    out = []
-    for t in model.outputs:
-        history = t._keras_history
-        op = getattr(history, "operation", None) or getattr(history, "layer", None)
-        out.append(op.name)
-    return out
+    return list(names) if names else _made_by(model.outputs)
 
 
 def input_names(model) -> list[str]:
-    """The names of `model`'s inputs, their `InputLayer`s' (`operation` in Keras 3, `layer` in tf-keras): what
-    a packed row's layout and the data's `x_train/<name>` arrays are named after."""
+    """The names of `model`'s inputs, their `InputLayer`s': what a packed row's layout and the data's
+    `x_train/<name>` arrays are named after."""
+    return _made_by(model.inputs)
+
+
+def _made_by(tensors) -> list[str]:
+    """The names of the layers that made `tensors`, from each one's history (`operation` in Keras 3, `layer`
+    in tf-keras)."""
     out = []
-    for t in model.inputs:
+    for t in tensors:
         history = t._keras_history
         op = getattr(history, "operation", None) or getattr(history, "layer", None)
         out.append(op.name)
