@@ -155,6 +155,10 @@ def test_a_keras3_model_of_two_inputs_is_packed_exactly_and_its_files_take_both_
 
     timed = latency.benchmark(tmp_path / "int8.tflite", runs=5, warmup=1, profile=True)  # every input set
     assert timed["input"]["inputs"] == 2 and timed["profile"]["ops"]["sum_ms"] > 0
+    from edgecompress.builder.preflight import check_model, format_findings
+
+    said = format_findings(check_model(model))
+    assert said.startswith("Model two_inputs: inputs image [12, 12, 3], meta [5] (one packed row of 437"), said
 
 
 @pytest.mark.slow

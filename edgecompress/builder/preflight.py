@@ -60,6 +60,7 @@ def check_model(model) -> dict:
     what = task(model_task(model))
     result = {"model": model.name, "input": list(spec.input_shape), "params": int(model.count_params()),
               "input_kind": "features" if isinstance(spec, Features) else "image",
+              **({"inputs": {n: list(shape) for n, shape in spec.inputs}} if getattr(spec, "inputs", ()) else {}),
               "task": {"name": what.name, "metric": what.metric, "from": "its shapes; value labels make a regression, "
                                                                          "and --task overrides"},
               "stages": {name: info.summary for name, info in sorted(STAGES.items())},
@@ -80,7 +81,10 @@ def format_findings(r: dict) -> str:
     def names(xs):
         return ", ".join(xs) if xs else "none"
 
-    lines = [f"Model {r['model']}: input {r['input']} ({r.get('input_kind', 'image')}), {r['params']:,} parameters"]
+    several = r.get("inputs")
+    said = (f"inputs {', '.join(f'{n} {shape}' for n, shape in several.items())} (one packed row of {r['input'][0]} "
+            "numbers in training; the files take each)" if several else f"input {r['input']} ({r.get('input_kind', 'image')})")
+    lines = [f"Model {r['model']}: {said}, {r['params']:,} parameters"]
     if r.get("task"):
         lines.append(f"  task: {r['task']['name']}, judged by {r['task']['metric']} (from {r['task']['from']})")
     t = r.get("translation") or {}
