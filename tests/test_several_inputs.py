@@ -155,6 +155,10 @@ def test_a_keras3_model_of_two_inputs_is_packed_exactly_and_its_files_take_both_
 
     timed = latency.benchmark(tmp_path / "int8.tflite", runs=5, warmup=1, profile=True)  # every input set
     assert timed["input"]["inputs"] == 2 and timed["profile"]["ops"]["sum_ms"] > 0
+    # What `bench-device --accuracy` runs on a board: packed rows in eval.npz, scored by the TF-free harness.
+    np.savez(tmp_path / "eval.npz", x=ds.x_test, y=ds.y_test)
+    on_device = latency.run([str(tmp_path / "int8.tflite")], eval_data=tmp_path / "eval.npz", runs=3, warmup=1)
+    assert on_device["results"][0]["accuracy"]["top1"] == pytest.approx(result["accuracy"])
     from edgecompress.builder.preflight import check_model, format_findings
 
     said = format_findings(check_model(model))
