@@ -102,7 +102,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
             b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
             sparsity = weight_sparsity(data)
             measured = {"accuracy": result["accuracy"], "agreement": result.get("agreement"),
-                        "terms": result["terms"],
+                        "terms": result["terms"], **_each_output(result),
                         "latency_ms": b["latency_ms"], "init_ms": b["init_ms"], "delegation": b.get("delegation"),
                         "sparsity": sparsity["overall"], "layer_sparsity": sparsity["layers"],
                         "float_ops": float_ops(data) if scheme(conv.quantization).integer_only else None}
@@ -115,8 +115,10 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
                                    {**(provenance or {}), "conversion": conv.to_dict()}))
         a = artifacts[-1]
         t = tasks.task(dataset.task)
-        logger.info("  %s: %d bytes (%d gzipped), %s %s, sparsity %.1f%%, p50 %.3f ms", name, a.size_bytes,
-                    a.gzip_bytes, t.metric, t.format(a.accuracy), 100 * a.sparsity, a.p50_ms)
+        logger.info("  %s: %d bytes (%d gzipped), %s %s%s, sparsity %.1f%%, p50 %.3f ms", name, a.size_bytes,
+                    a.gzip_bytes, t.metric, t.format(a.accuracy),
+                    f" ({tasks.says_each(a.extra['outputs'])})" if a.extra.get("outputs") else "",
+                    100 * a.sparsity, a.p50_ms)
     return artifacts, failed
 
 
@@ -147,6 +149,11 @@ def artifact_record(name, data, path, quantization, measured, recipe) -> Artifac
     return a
 
 
+def _each_output(result: dict) -> dict:
+    """Of a model of several outputs, each output's metric (`evaluate_tflite`'s `outputs`), kept in the record."""
+    return {"outputs": result["outputs"]} if "outputs" in result else {}
+
+
 def _lacks_terms(measured: dict) -> bool:
     """A cached measurement from before its per-example terms (`evaluation.pack_terms`) were kept: measured
     again."""
@@ -167,7 +174,7 @@ def measure_file(path, dataset, cache, *, threads=1, runs=200, warmup=20) -> dic
                                     num_threads=threads, task=dataset.task)
         b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
         measured = {"accuracy": result["accuracy"], "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
-                    "terms": result["terms"]}
+                    "terms": result["terms"], **_each_output(result)}
         cache.put_json("file.measure", key, measured)
     return measured
 

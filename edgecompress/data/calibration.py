@@ -94,8 +94,13 @@ def _chosen(dataset: Dataset, per_class: int, seed: int) -> list[list[int]]:
     rng = np.random.default_rng(seed)
     out = []
     # Regression targets have no classes: their deciles stand in (`datasets.strata`).
-    groups = strata(dataset.y_train) if tasks.task(dataset.task).value_labels else dataset.y_train
-    for label in (range(10) if tasks.task(dataset.task).value_labels else range(dataset.num_classes)):
+    t = tasks.task(dataset.task)
+    if isinstance(t, tasks.SeveralOutputs):  # the judged output's classes, or its deciles (`group_names`)
+        groups, count = t.groups(dataset.y_train), dataset.num_classes
+    else:
+        groups = strata(dataset.y_train) if t.value_labels else dataset.y_train
+        count = 10 if t.value_labels else dataset.num_classes
+    for label in range(count):
         idx = np.flatnonzero(groups == label)
         out.append(sorted(rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist()))
     return out

@@ -162,7 +162,9 @@ def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, tes
             (`"anomaly"`, whose test split needs both). Defaults to `"classification"`.
     """
     t = tasks.task(task)
-    ds = _load(source, preprocessing, test_fraction, seed, t.value_labels)
+    ds = _load(source, preprocessing, test_fraction, seed, t.value_labels, getattr(t, "outputs", ()))
+    if isinstance(t, tasks.SeveralOutputs):  # labels checked per output as they were packed
+        return dataclasses.replace(ds, task=task, class_names=t.group_names())
     if t.name == "classification":
         return ds
     if t.multi_label:
@@ -183,7 +185,7 @@ def load_dataset(source=None, preprocessing: Preprocessing | None = None, *, tes
     return dataclasses.replace(ds, task=task)
 
 
-def _load(source, preprocessing, test_fraction, seed, values=False) -> Dataset:
+def _load(source, preprocessing, test_fraction, seed, values=False, outputs=()) -> Dataset:
     if values and not (str(source or "").endswith(".npz") or is_npy_folder(source)):
         raise EdgeCompressError(f"Received an invalid value for `data`: {source!r} for a regression or multi-label "
                                 "model; its labels are values or 0/1 columns, which only an .npz (or a folder of "
@@ -211,9 +213,9 @@ def _load(source, preprocessing, test_fraction, seed, values=False) -> Dataset:
                 f"Received an invalid value for `data`: {path} is a file but not "
                 "an .npz archive. Pass an .npz file or a folder."
             )
-        return _from_npz(path, preprocessing, test_fraction, seed, name=path.stem, values=values)
+        return _from_npz(path, preprocessing, test_fraction, seed, name=path.stem, values=values, outputs=outputs)
     if is_npy_folder(path):
-        return _from_npz(path, preprocessing, test_fraction, seed, name=path.name, values=values)
+        return _from_npz(path, preprocessing, test_fraction, seed, name=path.name, values=values, outputs=outputs)
     if isinstance(preprocessing, Features):
         raise EdgeCompressError(f"Received an invalid value for `data`: {path} is a folder, and the model takes "
                                 f"features of shape {preprocessing.shape}, not images. Pass an .npz (or a folder of "
@@ -372,10 +374,12 @@ def npz_holds_values(path) -> bool:
             and (y.ndim == 2 or not np.all(y == np.round(y))))
 
 
-def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=False):
+def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=False, outputs=()):
     arrays = read_arrays(path)
     if isinstance(spec, Features) and spec.inputs:
         arrays = _packed(arrays, spec.inputs, path)
+    if outputs:
+        arrays = _packed_labels(arrays, outputs, path)
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     elif {"x", "y"} <= arrays.keys():
@@ -460,6 +464,48 @@ def _packed(arrays: dict, layout, path) -> dict:
                 f"one array per input, named after it: {', '.join(f'`{key}/{n}`' for n in names)}.")
         if mine:
             out[key] = inputs.pack(mine, layout, where=f"{path}: `{key}`")
+    return out
+
+
+def labelled_outputs(source) -> list[str]:
+    """The outputs an .npz (or a folder of .npy) labels one by one (`y_train/<output>`), or [] (also for any
+    other source): a model of several outputs is then built on all of them, each measured."""
+    if source is None or str(source) in ("default", "fashion-mnist"):
+        return []
+    path = Path(source)
+    if not ((path.is_file() and path.suffix == ".npz") or is_npy_folder(path)):
+        return []
+    try:
+        keys = read_arrays(path).keys()
+    except EdgeCompressError:
+        return []
+    return sorted(k.split("/", 1)[1] for k in keys if k.startswith("y_train/"))
+
+
+def _packed_labels(arrays: dict, outputs, path) -> dict:
+    """`arrays` with each split's labels of a model of several outputs (`y_train/<output>`, ...) as one row of
+    columns per example (`lite.tasks.Output.label_columns` each: a class id, or the output's values), float32."""
+    out = {k: v for k, v in arrays.items() if not k.startswith(("y_train/", "y_test/", "y_val/", "y/"))}
+    for key in ("y_train", "y_test", "y_val", "y"):
+        mine = {k.split("/", 1)[1]: np.asarray(v) for k, v in arrays.items() if k.startswith(key + "/")}
+        if not mine:
+            continue
+        cols = []
+        for o in outputs:
+            if o.name not in mine:
+                raise EdgeCompressError(f"{path}: no `{key}/{o.name}`; a model of several outputs measured each needs "
+                                        f"labels for each of its outputs ({', '.join(x.name for x in outputs)}).")
+            a = mine[o.name].reshape(len(mine[o.name]), -1).astype(np.float32)
+            if a.shape[1] != o.label_columns or not np.isfinite(a).all():
+                raise EdgeCompressError(
+                    f"{path}: `{key}/{o.name}` has {a.shape[1]} column(s) per example; output {o.name!r} "
+                    f"({o.task}, {o.width} units) takes {o.label_columns}"
+                    f"{' (a class id)' if o.task == 'classification' else ' (one value per unit)'}, all finite.")
+            if o.task == "classification" and (a.min() < 0 or a.max() >= max(o.width, 2) or (a != np.round(a)).any()):
+                raise EdgeCompressError(f"{path}: `{key}/{o.name}` holds values from {a.min():g} to {a.max():g}; "
+                                        f"output {o.name!r} has {o.width} classes: class ids 0..{max(o.width, 2) - 1}.")
+            cols.append(a)
+        out[key] = np.concatenate(cols, axis=1)
     return out
 
 

@@ -23,11 +23,8 @@ def predict(interp, x: np.ndarray) -> np.ndarray:
     """Runs `interp` on each float32 example of `x`; returns float scores (N, C).
 
     A file of several inputs takes packed rows (`lite.inputs`): each row is cut into the file's inputs, in
-    their order."""
-    ins = interp.get_input_details()
-    out = interp.get_output_details()[0]
-    out_dtype = np.dtype(out["dtype"])
-    out_scale, out_zp = out["quantization"]
+    their order; a file of several outputs gives them flattened one after the other, in their order."""
+    ins, outs = interp.get_input_details(), interp.get_output_details()
     shapes = [tuple(d["shape"]) for d in ins]
     several = len(ins) > 1
     reset = getattr(interp, "reset_all_variables", lambda: None)
@@ -41,11 +38,17 @@ def predict(interp, x: np.ndarray) -> np.ndarray:
         # invokes: each example is a sequence of its own, so the state starts at zero for each.
         reset()
         interp.invoke()
-        y = interp.get_tensor(out["index"])
-        if out_dtype in (np.int8, np.uint8, np.int16):
-            y = dequantize(y, out_scale, out_zp)
-        results.append(np.asarray(y, np.float32).reshape(-1))
+        results.append(np.concatenate([_as_output(interp.get_tensor(d["index"]), d) for d in outs]))
     return np.stack(results)
+
+
+def _as_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    """An output tensor as float32 numbers, flattened (dequantized where integer); a file of several outputs
+    gives them one after the other (`lite.tasks.SeveralOutputs` cuts them apart)."""
+    if np.dtype(detail["dtype"]) in (np.int8, np.uint8, np.int16):
+        scale, zp = detail["quantization"]
+        y = dequantize(y, scale, zp)
+    return np.asarray(y, np.float32).reshape(-1)
 
 
 def _as_input(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -83,6 +86,8 @@ def evaluate_tflite(path, x: np.ndarray, y: np.ndarray, *, reference=None, num_t
     if reference is not None and pred is not None:
         result["agreement"] = float((pred == np.asarray(reference)).mean())
     result["terms"] = pack_terms(t.terms(x, scores, y))
+    if isinstance(t, tasks.SeveralOutputs):  # each output measured; the judged one is `accuracy`
+        result["outputs"] = t.each(x, scores, y)
     return result, pred
 
 

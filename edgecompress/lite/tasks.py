@@ -280,8 +280,143 @@ TASKS = {t.name: t for t in (
 )}
 
 
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """One output of a model of several, as its labels and its metric see it.
+
+    Attributes:
+        name: The output's name (the layer that makes it); its labels are `y_train/<name>`, `y_test/<name>`.
+        task: `classification` (labels: class ids, one column) or `regression` (labels: one float column per
+            unit).
+        width: How many numbers the output holds per example.
+        head: For a classification output, its head (`keras_io.output_head`: softmax, logits, sigmoid).
+    """
+
+    name: str
+    task: str
+    width: int
+    head: str = "softmax"
+
+    @property
+    def label_columns(self) -> int:
+        return 1 if self.task == "classification" else self.width
+
+
+OUTPUT_TASKS = ("classification", "regression")
+_SEVERAL = "outputs"
+
+
+def several_outputs_name(outputs, judged: str) -> str:
+    """The task name of a model of several `outputs` (`Output`s) judged on the one named `judged`:
+    `outputs[cls:classification:softmax:3,box:regression:values:4]@cls`. It is a string so it travels where
+    every task name does (a build's options, `model_spec.json`, a device's eval data) and `task` reads it back.
+    """
+    parts = ",".join(f"{o.name}:{o.task}:{o.head}:{o.width}" for o in outputs)
+    return f"{_SEVERAL}[{parts}]@{judged}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SeveralOutputs(Task):
+    """A model of several outputs: its outputs flattened one after the other into one row of scores, its labels
+    one row of columns (`Output.label_columns` each), each output measured by its own task, and the metric of
+    the one named `judged` the build's metric (what the limit, selection and the report's front read)."""
+
+    outputs: tuple = ()
+    judged: str = ""
+
+    def _index(self) -> int:
+        return [o.name for o in self.outputs].index(self.judged)
+
+    def parts(self, outputs, y=None):
+        """[(Output, its scores, its labels or None)] cut from packed `outputs` (N, sum of widths) and `y`."""
+        out = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+        yy = None if y is None else np.asarray(y, np.float64).reshape(len(y), -1)
+        res, a, b = [], 0, 0
+        for o in self.outputs:
+            res.append((o, out[:, a:a + o.width], None if yy is None else yy[:, b:b + o.label_columns]))
+            a, b = a + o.width, b + o.label_columns
+        if out.shape[1] != a or (yy is not None and yy.shape[1] != b):
+            raise EdgeCompressError(f"A model of outputs {[o.name for o in self.outputs]} gives {a} numbers and "
+                                    f"{b} label columns per example; received {out.shape[1]} and "
+                                    f"{None if yy is None else yy.shape[1]}.")
+        return res
+
+    def _judged(self, outputs, y=None):
+        o, out, yy = self.parts(outputs, y)[self._index()]
+        return TASKS[o.task], out, (yy.reshape(-1) if yy is not None and o.task == "classification" else yy)
+
+    def score(self, x, outputs, y) -> float:
+        t, out, yy = self._judged(outputs, y)
+        return t.score(x, out, yy)
+
+    def terms(self, x, outputs, y) -> np.ndarray:
+        t, out, yy = self._judged(outputs, y)
+        return t.terms(x, out, yy)
+
+    def predictions(self, outputs):
+        t, out, _ = self._judged(outputs)
+        return t.predictions(out)
+
+    def group_names(self) -> tuple:
+        """What a dataset of this task stratifies by (its calibration draw, `groups`): the judged output's
+        classes, or the deciles of its first value."""
+        o = self.outputs[self._index()]
+        if o.task == "classification":
+            return tuple(str(i) for i in range(max(o.width, 2)))
+        return tuple(f"decile_{i}" for i in range(10))
+
+    def groups(self, y) -> np.ndarray:
+        """Each example's group among `group_names`: the judged output's class id, or its first value's decile."""
+        o, _, yy = self.parts(np.zeros((len(y), sum(x.width for x in self.outputs))), y)[self._index()]
+        v = yy[:, 0]
+        if o.task == "classification":
+            return v.astype(np.int64)
+        return np.searchsorted(np.quantile(v, np.linspace(0, 1, 11)[1:-1]), v, side="right")
+
+    def each(self, x, outputs, y) -> dict:
+        """Every output's metric, by name: `{name: {"metric": "top-1", "value": 0.97}}`."""
+        out = {}
+        for o, scores, yy in self.parts(outputs, y):
+            t = TASKS[o.task]
+            out[o.name] = {"metric": t.metric,
+                           "value": t.score(x, scores, yy.reshape(-1) if o.task == "classification" else yy)}
+        return out
+
+
+def says_each(outputs: dict) -> str:
+    """Each output's metric (`SeveralOutputs.each`) as logs and reports write it: "cls top-1 97.00%, box R² 0.8123"."""
+    by_metric = {t.metric: t for t in TASKS.values()}
+    return ", ".join(f"{name} {by_metric[m['metric']].says(m['value'])}" for name, m in outputs.items())
+
+
+def _several(name: str) -> SeveralOutputs:
+    try:
+        body, judged = name[len(_SEVERAL) + 1:].split("]@")
+        outputs = []
+        for part in body.split(","):
+            out_name, out_task, head, width = part.rsplit(":", 3)
+            outputs.append(Output(out_name, out_task, int(width), head))
+    except ValueError:
+        raise EdgeCompressError(f"Received an invalid value for `task`: {name!r} is not a task of several outputs "
+                                "(outputs[NAME:TASK:HEAD:WIDTH,...]@NAME).") from None
+    bad = [o.task for o in outputs if o.task not in OUTPUT_TASKS]
+    if bad or judged not in [o.name for o in outputs]:
+        raise EdgeCompressError(f"Received an invalid value for `task`: {name!r}: each output's task is one of "
+                                f"{list(OUTPUT_TASKS)} and the judged one is among them.")
+    o = next(o for o in outputs if o.name == judged)
+    base = TASKS[o.task]
+    n = o.width if o.task == "classification" and o.head != "sigmoid" else 2
+    return SeveralOutputs(name, base.metric, base.measure, base.per_example, chance=lambda num_classes: base.chance(n),
+                          floor=lambda num_classes: base.floor(n), compares_labels=base.compares_labels,
+                          value_labels=True, as_percent=base.as_percent, chance_is=base.chance_is,
+                          outputs=tuple(outputs), judged=judged)
+
+
 def task(name: str) -> Task:
-    """The registered task `name`; an unknown name is refused with the known ones."""
+    """The registered task `name` (or a model of several outputs' task, `several_outputs_name`); an unknown name is
+    refused with the known ones."""
+    if isinstance(name, str) and name.startswith(_SEVERAL + "["):
+        return _several(name)
     if name not in TASKS:
         raise EdgeCompressError(f"Received an invalid value for `task`, expected one of {sorted(TASKS)}. "
                                 f"Received: task={name!r}")

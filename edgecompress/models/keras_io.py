@@ -167,6 +167,10 @@ def compile_classifier(model, learning_rate: float = 1e-3, task: str = "classifi
     `value_loss` (mean squared error by default, or mean absolute error)."""
     from edgecompress.models.backend import keras
 
+    if isinstance(tasks.task(task), tasks.SeveralOutputs):  # each output by its own loss, summed
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss=several_outputs_loss(tasks.task(task), value_loss))
+        return model
     if tasks.task(task).outputs_values:  # a reconstruction, a regression
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=value_loss_fn(value_loss))
         return model
@@ -182,6 +186,45 @@ def compile_classifier(model, learning_rate: float = 1e-3, task: str = "classifi
                  keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
+
+
+def several_outputs_loss(task, value_loss: str = "mse", *, teacher_weight: float = 0.0, temperature: float = 2.0):
+    """The loss of a model of several outputs (`lite.tasks.SeveralOutputs`), one packed row of scores against
+    one row of label columns: each classification output's cross-entropy (by its head) and each regression
+    output's `value_loss`, summed, per example. With `teacher_weight` > 0 it is a distillation loss
+    `(y, student, teacher)`: each output also learns the teacher's (soft targets at `temperature` for a class
+    output, `value_loss` against its values for the others), weighted `teacher_weight` against the labels'
+    `1 - teacher_weight`."""
+    from edgecompress.models.backend import keras, tf
+
+    value = value_loss_fn(value_loss, reduction="none")
+
+    def log_probs(out, head):
+        if head == "logits":
+            return tf.nn.log_softmax(out)
+        if head == "sigmoid":
+            out = tf.concat([1.0 - out, out], axis=-1)
+        return tf.nn.log_softmax(tf.math.log(out + 1e-8))
+
+    def per_example(y, s, t=None):
+        total, a, b = 0.0, 0, 0
+        for o in task.outputs:
+            so, yo = s[:, a:a + o.width], y[:, b:b + o.label_columns]
+            to = None if t is None else t[:, a:a + o.width]
+            if o.task == "classification":
+                ls = log_probs(so, o.head)
+                hard = keras.losses.sparse_categorical_crossentropy(tf.cast(yo[:, 0], tf.int32), ls, from_logits=True)
+                soft = 0.0 if to is None else temperature ** 2 * tf.reduce_sum(
+                    tf.nn.softmax(log_probs(to, o.head) / temperature)
+                    * (tf.nn.log_softmax(log_probs(to, o.head) / temperature) - tf.nn.log_softmax(ls / temperature)), -1)
+            else:
+                hard = value(yo, so)
+                soft = 0.0 if to is None else value(to, so)
+            total += (1 - teacher_weight) * hard + teacher_weight * soft
+            a, b = a + o.width, b + o.label_columns
+        return total
+
+    return per_example
 
 
 def training_targets(dataset, x):
@@ -392,7 +435,7 @@ def model_format(path) -> str:
     return "keras3" if _keras_major(version) == 3 else "tf_keras"
 
 
-def load_model(path, *, safe_mode: bool = True, log=None, output: str | None = None):
+def load_model(path, *, safe_mode: bool = True, log=None, output: str | None = None, all_outputs: bool = False):
     """Loads a Keras 3 or tf-keras model as a flat tf-keras model.
 
     Keras 3 files (`.keras`, `.h5`) are loaded with Keras 3 and translated
@@ -406,6 +449,8 @@ def load_model(path, *, safe_mode: bool = True, log=None, output: str | None = N
         log: A `translate.TranslationLog` to fill. Defaults to None.
         output: Of a model with several outputs, the one to keep, by name (`one_output`). Defaults to None:
             the first.
+        all_outputs: Keep every output of a model of several, packed into one (`models.packed.pack_outputs`):
+            a build that measures each (its data labels each). Defaults to False.
 
     Raises:
         EdgeCompressError: for a missing path, a corrupt file, missing
@@ -453,7 +498,8 @@ def load_model(path, *, safe_mode: bool = True, log=None, output: str | None = N
         raise EdgeCompressError(
             f"{path} holds a subclassed model ({type(model).__name__}), whose graph is Python code edgecompress "
             "cannot follow. Build it with the Functional or Sequential API.")
-    model = one_output(model, output, keras_lib)
+    if not (all_outputs and len(model.outputs) > 1):
+        model = one_output(model, output, keras_lib)
     log = log if log is not None else translate.TranslationLog()
     model = translate.to_tf_keras(model, log)
     if keras3:

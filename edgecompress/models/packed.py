@@ -62,6 +62,44 @@ def cut_layers(model) -> dict:
     return {_SHAPE + n: n for n, _ in layout(model)}
 
 
+PACKED_OUTPUT = "packed_outputs"
+_OUT = "pack_out_"
+
+
+def pack_outputs(k, tensors, names, name=lambda n: n):
+    """One tensor of a model's several outputs: each flattened (`Reshape`), then one after the other
+    (`Concatenate`), in order, with layers of the Keras module `k`. A model of several outputs trains on it as
+    one output (`lite.tasks.SeveralOutputs` cuts it apart for its losses and metrics)."""
+    flat = [k.layers.Reshape((inputs.width(t.shape[1:]),), name=name(_OUT + n))(t) for t, n in zip(tensors, names)]
+    return k.layers.Concatenate(name=name(PACKED_OUTPUT))(flat)
+
+
+def output_layout(model) -> tuple:
+    """The `(name, shape)` of each output a packed `model` (`pack_outputs`) holds in its one output, in order;
+    `()` for a model of one output of its own."""
+    last = model.layers[-1] if model.layers else None
+    if last is None or last.name != PACKED_OUTPUT or type(last).__name__ != "Concatenate":
+        return ()
+    out = []
+    for t in last.input:
+        history = t._keras_history
+        layer = getattr(history, "layer", None) or getattr(history, "operation", None)
+        if not layer.name.startswith(_OUT):
+            return ()
+        out.append((layer.name[len(_OUT):], tuple(int(d) for d in layer.input_shape[1:])))
+    return tuple(out)
+
+
+def output_tensors(model) -> list:
+    """The tensors of each output of a packed `model`, before they were flattened, in order."""
+    return [model.get_layer(_OUT + n).input for n, _ in output_layout(model)]
+
+
+def cut_output_layers(model) -> list:
+    """The names of the layers `translate.unpacked` cuts off a packed `model`'s end."""
+    return [_OUT + n for n, _ in output_layout(model)] + ([PACKED_OUTPUT] if output_layout(model) else [])
+
+
 def split_representative(layout_, representative_dataset):
     """A converter's representative dataset for the unpacked model: each packed `[row]` it yields, cut into
     one array per input (`lite.inputs.split`) and given by name, `{input: array}`, which the converter's

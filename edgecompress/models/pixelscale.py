@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from edgecompress.errors import EdgeCompressError
+from edgecompress.lite import tasks
 from edgecompress.lite.numerics import labels
 from edgecompress.models.sanity import CHANCE_FACTOR  # below it the model computes nothing useful on this data
 
@@ -141,10 +142,13 @@ def choose_scale(model, dataset, *, requested: str = "auto", sample: int = 300, 
     x, y = _sample(dataset, sample, seed)
     candidates = list(RANGES) if requested == "auto" else [requested]
     accuracy = {}
+    # A model of several outputs is measured by its judged output's metric (`lite.tasks.SeveralOutputs`).
+    several = tasks.task(dataset.task) if isinstance(tasks.task(dataset.task), tasks.SeveralOutputs) else None
     for scale in candidates:
         spec = dataclasses.replace(dataset.preprocessing, scale=scale)
-        pred = labels(model.predict(to_model_input(x, spec), batch_size=128, verbose=0))
-        accuracy[scale] = float((pred == y).mean())
+        xin = to_model_input(x, spec)
+        out = model.predict(xin, batch_size=128, verbose=0)
+        accuracy[scale] = float(several.score(xin, out, y) if several else (labels(out) == y).mean())
     best = max(accuracy, key=accuracy.get)
     if requested != "auto":
         chosen, reason = requested, f"--scale {requested} was passed"
@@ -155,8 +159,8 @@ def choose_scale(model, dataset, *, requested: str = "auto", sample: int = 300, 
         reason = f"it measured best ({why})" if declared is None else (
             f"it measured best, although {why} (the model's layers point to {declared})")
     measured = ", ".join(f"{s} {100 * a:.1f}%" for s, a in accuracy.items())
-    chance = 1.0 / dataset.num_classes
-    if accuracy[chosen] < CHANCE_FACTOR * chance:
+    chance = several.chance(0) if several else 1.0 / dataset.num_classes
+    if accuracy[chosen] < (several.floor(0) if several else CHANCE_FACTOR * chance):
         raise EdgeCompressError(
             f"The model gets {100 * accuracy[chosen]:.1f}% top-1 on {len(y)} training images (chance is "
             f"{100 * chance:.1f}%; measured: {measured}), before any compression. Likely causes: the pixel scale "

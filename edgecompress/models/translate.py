@@ -173,15 +173,15 @@ def _made_by(tensors) -> list[str]:
     return out
 
 
-def check_single_io(model, where, *, several_inputs: bool = False):
-    """Refuses a model of several outputs, or (unless `several_inputs`: a whole model, which is packed) of
-    several inputs, naming them and the fix (the one place that says so)."""
+def check_single_io(model, where, *, several_inputs: bool = False, several_outputs: bool = False):
+    """Refuses a model of several outputs (unless `several_outputs`), or (unless `several_inputs`: a whole
+    model, which is packed) of several inputs, naming them and the fix (the one place that says so)."""
     if len(model.inputs) != 1 and not several_inputs:
         raise EdgeCompressError(
             f"{where} has {len(model.inputs)} inputs ({', '.join(input_names(model))}); edgecompress follows "
             "several inputs on the whole model only, not on a nested sub-model. Build the model without the "
             "sub-model, calling its layers on the inputs directly.")
-    if len(model.outputs) != 1:
+    if len(model.outputs) != 1 and not several_outputs:
         raise EdgeCompressError(
             f"{where} has {len(model.outputs)} outputs ({', '.join(output_names(model))}); edgecompress builds "
             "models with one output, which it measures (class scores, a reconstruction or regression values). "
@@ -208,9 +208,10 @@ class _Builder:
         self.used_names.add(name)
         return name
 
-    def run(self, model, inputs, where: str):
-        """Translates `model`'s graph applied to target tensors `inputs`; returns its target outputs."""
-        check_single_io(model, where, several_inputs=len(inputs) == len(model.inputs))
+    def run(self, model, inputs, where: str, *, whole: bool = False):
+        """Translates `model`'s graph applied to target tensors `inputs`; returns its target outputs. Only a
+        `whole` model (not a nested sub-model) may have several inputs (packed) and outputs."""
+        check_single_io(model, where, several_inputs=whole and len(inputs) == len(model.inputs), several_outputs=whole)
         tensors = {id(t): x for t, x in zip(model.inputs, inputs)}
         calls: dict[int, int] = {}
         for op, *_ in _nodes(model, self.source_keras3):
@@ -479,9 +480,9 @@ def to_tf_keras(model, log: TranslationLog | None = None):
     keras3 = is_keras3(model)
     log = log if log is not None else TranslationLog()
     log.source = "keras3" if keras3 else "tf_keras"
-    check_single_io(model, f"Model {model.name!r}", several_inputs=True)
+    check_single_io(model, f"Model {model.name!r}", several_inputs=True, several_outputs=True)
     several = len(model.inputs) > 1
-    if not keras3 and not _has_nested(model) and not several:
+    if not keras3 and not _has_nested(model) and not several and len(model.outputs) == 1:
         return model
     builder = _Builder(tf_keras, source_keras3=keras3, log=log)
     if several:  # one packed row in, cut into the model's inputs by its first layers (`models.packed`)
@@ -497,7 +498,14 @@ def to_tf_keras(model, log: TranslationLog | None = None):
     else:
         inp = tf_keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
         parts = [inp]
-    out = builder.run(model, parts, f"Model {model.name!r}")[0]
+    outs = builder.run(model, parts, f"Model {model.name!r}", whole=True)
+    if len(outs) > 1:  # several outputs, kept (`keras_io.load_model(all_outputs=True)`): one packed output
+        names = output_names(model)
+        out = packed.pack_outputs(tf_keras, outs, names, builder.name)
+        logger.info("Model %r has %d outputs (%s): trained as one row of %d numbers, each measured; its .tflite "
+                    "files give the %d outputs", model.name, len(outs), ", ".join(names), out.shape[-1], len(outs))
+    else:
+        out = outs[0]
     result = tf_keras.Model(inp, out, name=model.name)
     if log.flattened:
         logger.info("Flattened nested model(s) %s into %s (%d layers)", ", ".join(log.flattened), model.name,
@@ -521,8 +529,8 @@ def to_keras3(model):
         ins = [keras.Input(tuple(t.shape)[1:], name=builder.name(n)) for n, t in zip(input_names(model), model.inputs)]
     else:
         ins = [keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))]
-    out = builder.run(model, ins, f"Model {model.name!r}")[0]
-    return keras.Model(ins if len(ins) > 1 else ins[0], out, name=model.name)
+    outs = builder.run(model, ins, f"Model {model.name!r}", whole=True)
+    return keras.Model(ins if len(ins) > 1 else ins[0], outs if len(outs) > 1 else outs[0], name=model.name)
 
 
 def unpacked(model):
@@ -531,16 +539,27 @@ def unpacked(model):
     `.tflite`, so each input keeps its own quantization. Any other model is returned as it is."""
     from edgecompress.models.backend import keras as tf_keras
 
-    layout = packed.layout(model)
-    if not layout:
+    layout, out_layout = packed.layout(model), packed.output_layout(model)
+    if not layout and not out_layout:
         return model
     ins = {n: tf_keras.Input(shape, name=n) for n, shape in layout}
     replace = {cut: (lambda name: lambda _x: ins[name])(n) for cut, n in packed.cut_layers(model).items()}
+    outs = []  # the tensors each packed output was flattened from, in order
+
+    def keep(x):
+        outs.append(x)
+        return x
+
+    for cut in packed.cut_output_layers(model):
+        replace[cut] = keep if cut != packed.PACKED_OUTPUT else (lambda x: x[0])  # the concatenation leads nowhere
     builder = _Builder(tf_keras, source_keras3=False, log=TranslationLog(), replace=replace)
     builder.used_names.update(ins)
-    row = tf_keras.Input(tuple(model.inputs[0].shape)[1:])  # feeds only the cut layers, which lead nowhere now
-    out = builder.run(model, [row], f"Model {model.name!r}")[0]
-    return tf_keras.Model(list(ins.values()), out, name=model.name)
+    if ins:  # `row` feeds only the cut layers, which lead nowhere now
+        row = tf_keras.Input(tuple(model.inputs[0].shape)[1:])
+    else:
+        row = tf_keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
+    out = builder.run(model, [row], f"Model {model.name!r}", whole=True)[0]
+    return tf_keras.Model(list(ins.values()) or row, outs or out, name=model.name)
 
 
 def rebuild(model, replace: dict, name: str | None = None):
@@ -554,7 +573,7 @@ def rebuild(model, replace: dict, name: str | None = None):
 
     builder = _Builder(tf_keras, source_keras3=False, log=TranslationLog(), replace=replace)
     inp = tf_keras.Input(tuple(model.inputs[0].shape)[1:], name=builder.name(_input_name(model)))
-    out = builder.run(model, [inp], f"Model {model.name!r}")[0]
+    out = builder.run(model, [inp], f"Model {model.name!r}", whole=True)[0]
     return tf_keras.Model(inp, out, name=name or model.name)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
+
 from edgecompress.models import keras_io as models
 from edgecompress.configs import Features, Preprocessing
 from edgecompress.errors import EdgeCompressError
@@ -79,12 +81,15 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     """
     from edgecompress.models import pixelscale
     from edgecompress.models import translate
-    from edgecompress.data.datasets import load_dataset, npz_holds_features, npz_holds_values
+    from edgecompress.data.datasets import labelled_outputs, load_dataset, npz_holds_features, npz_holds_values
 
     check_scale_name(scale)
     log = translate.TranslationLog()
-    model = models.load_model(path, safe_mode=safe_mode, log=log, output=output)
+    labelled = labelled_outputs(data)
+    model = models.load_model(path, safe_mode=safe_mode, log=log, output=output, all_outputs=bool(labelled))
     fmt = log.source  # what the file was saved by: "keras3" or "tf_keras"
+    if labelled:
+        return _several_outputs(model, data, fmt, log, scale, seed, task, output, labelled)
     saved = models.load_spec(path)
     if saved is not None and scale == "auto":
         return UserModel(model, _with_value_loss(load_dataset(data, saved.preprocessing, seed=seed,
@@ -119,6 +124,54 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
         return UserModel(model, dataset, fmt, log)
     choice = pixelscale.choose_scale(model, dataset, requested=scale, seed=seed)
     dataset = dataclasses.replace(dataset, preprocessing=dataclasses.replace(spec, scale=choice.scale))
+    return UserModel(model, dataset, fmt, log, choice)
+
+
+def _several_outputs(model, data, fmt, log, scale, seed, task, output, labelled) -> UserModel:
+    """A model of several outputs whose data labels each (`y_train/<output>`): built on all of them, packed into
+    one (`models.packed.pack_outputs`), each measured by its own task, read from its labels (class ids:
+    classification by its head; values: regression); the limit holds on `output` (the first by default)."""
+    from edgecompress.data.datasets import load_dataset, read_arrays
+    from edgecompress.lite import tasks
+    from edgecompress.models import packed, pixelscale
+    from edgecompress.models.backend import keras
+
+    layout = packed.output_layout(model)
+    names = [n for n, _ in layout]
+    if not layout:
+        raise EdgeCompressError(f"Received an invalid value for `data`: it labels outputs {labelled} one by one "
+                                f"(`y_train/<output>`), and model {model.name!r} has one output. Name its labels "
+                                "`y_train` and `y_test`.")
+    if task is not None:
+        raise EdgeCompressError(f"Received an invalid value for `task`: {task!r}. A model of several outputs takes each "
+                                "output's task from its labels (class ids or values); drop --task.")
+    if output is not None and output not in names:
+        raise EdgeCompressError(f"Received an invalid value for `output`: model {model.name!r} has no output "
+                                f"{output!r}; its outputs are {names}. Pass one of them to --output.")
+    arrays = read_arrays(data)
+    outputs = []
+    for (name, shape), tensor in zip(layout, packed.output_tensors(model)):
+        y = arrays.get(f"y_train/{name}")
+        if y is None:
+            raise EdgeCompressError(f"{data} has no `y_train/{name}`; a model of several outputs measured each needs "
+                                    f"labels for each of its outputs ({', '.join(names)}).")
+        y = np.asarray(y)
+        width = int(np.prod(shape))
+        ids = y.ndim == 1 and (np.issubdtype(y.dtype, np.integer) or bool(np.all(y == np.round(y))))
+        head = models._last_activation(keras.Model(model.inputs, tensor)) if ids else "values"
+        classifies = ids and (head in ("softmax", "logits") and width > 1 or head == "sigmoid" and width == 1)
+        outputs.append(tasks.Output(name, "classification" if classifies else "regression", width,
+                                    head if classifies else "values"))
+    judged = output or names[0]
+    name = tasks.several_outputs_name(outputs, judged)
+    dataset = load_dataset(data, models.input_preprocessing(model, "unit"), seed=seed, task=name)
+    logger.info("Outputs, each measured: %s; the limit holds on %r (--output names another)",
+                ", ".join(f"{o.name} ({o.task}{', ' + o.head if o.task == 'classification' else ''})" for o in outputs),
+                judged)
+    if isinstance(dataset.preprocessing, Features):
+        return UserModel(model, dataset, fmt, log)
+    choice = pixelscale.choose_scale(model, dataset, requested=scale, seed=seed)  # on the judged output's metric
+    dataset = dataclasses.replace(dataset, preprocessing=dataclasses.replace(dataset.preprocessing, scale=choice.scale))
     return UserModel(model, dataset, fmt, log, choice)
 
 

@@ -44,7 +44,8 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
         EdgeCompressError: when int8 is asked without calibration data, or an
             op has no int8 kernel (the op is named, with the fix).
     """
-    return _inputs_in_order(_convert(model, config, representative_dataset), packed.layout(model))
+    return _io_in_order(_convert(model, config, representative_dataset), packed.layout(model),
+                        len(packed.output_layout(model)))
 
 
 def _convert(model, config: ConversionConfig, representative_dataset) -> bytes:
@@ -130,25 +131,33 @@ def _convert(model, config: ConversionConfig, representative_dataset) -> bytes:
     return data
 
 
-def _inputs_in_order(data: bytes, layout) -> bytes:
-    """The file of a model of several inputs (`models.packed`) with its inputs in the layout's order, the
-    order a packed row holds them (`lite.inputs.split`) and the Keras model's: the converter orders a
-    concrete function's inputs its own way (measured: `meta` before `image` for a model that took `image`
-    first). Only the subgraph's list of inputs is reordered; `data` is returned as it is otherwise."""
-    if not layout:
+def _io_in_order(data: bytes, layout, outputs: int) -> bytes:
+    """The file of a model of several inputs or outputs (`models.packed`) with its inputs in the layout's
+    order, the order a packed row holds them (`lite.inputs.split`) and the Keras model's, and its `outputs`
+    outputs in the model's order (the signature's `output_0`, `output_1`, ...): the converter orders a
+    concrete function's tensors its own way (measured: `meta` before `image` for a model that took `image`
+    first). Only the subgraph's lists of inputs and outputs are reordered; `data` is returned as it is
+    otherwise."""
+    if not layout and outputs < 2:
         return data
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     graph = model.subgraphs[0]
-    by_name = {packed.file_input_name(graph.tensors[i].name.decode()): i for i in graph.inputs}
-    names = [n for n, _ in layout]
-    if sorted(by_name) != sorted(names):
-        raise EdgeCompressError(f"The converted file's inputs are {sorted(by_name)}; the model's are {names}. "
-                                "Rename the model's inputs so no two differ only in case or punctuation.")
-    if [by_name[n] for n in names] == list(graph.inputs):
+    inputs, outs = list(graph.inputs), list(graph.outputs)
+    if layout:
+        by_name = {packed.file_input_name(graph.tensors[i].name.decode()): i for i in graph.inputs}
+        names = [n for n, _ in layout]
+        if sorted(by_name) != sorted(names):
+            raise EdgeCompressError(f"The converted file's inputs are {sorted(by_name)}; the model's are {names}. "
+                                    "Rename the model's inputs so no two differ only in case or punctuation.")
+        inputs = [by_name[n] for n in names]
+    if outputs > 1:
+        by_key = {m.name.decode(): m.tensorIndex for m in model.signatureDefs[0].outputs}
+        outs = [by_key[f"output_{i}"] for i in range(outputs)]
+    if inputs == list(graph.inputs) and outs == list(graph.outputs):
         return data
-    graph.inputs = [by_name[n] for n in names]
+    graph.inputs, graph.outputs = inputs, outs
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 

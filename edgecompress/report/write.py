@@ -13,6 +13,7 @@ import gzip
 import json
 from pathlib import Path
 
+from edgecompress.lite import tasks
 from edgecompress.lite.latency import device_emulation
 from edgecompress.lite.fileio import atomic_write_json, atomic_write_text
 from edgecompress.report.tables import report_task, markdown_table, artifact_table, device_table, format_text_table, search_table  # noqa: F401
@@ -53,6 +54,7 @@ def render_markdown(report: dict) -> str:
                               "(of the reconstruction error where the model outputs its input's shape); 'delta' is it "
                               "minus the baseline's, and a limit of 1 point is 0.01 of it."),
     ]
+    lines += output_lines(report)
     lines += delegation_lines(report)
     if report.get("constraints"):
         c = {k: v for k, v in report["constraints"].items() if v is not None}
@@ -88,6 +90,17 @@ def render_markdown(report: dict) -> str:
                 f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in s.get("metrics", {}).items()))
     lines += ["", "Files:", ""] + [f"- `{a['path']}`" for a in report["artifacts"]]
     return "\n".join(lines) + "\n"
+
+
+def output_lines(report: dict) -> list[str]:
+    """A model of several outputs: each file's metric on each output (the table's is the judged output's)."""
+    rows = [(a["name"], a["outputs"]) for a in report["artifacts"] if a.get("outputs")]
+    if not rows:
+        return []
+    t = report_task(report)
+    lines = ["", f"Each output, measured (the table and the limit read `{getattr(t, 'judged', '')}`):", ""]
+    lines += [f"- `{name}`: {tasks.says_each(outputs)}" for name, outputs in rows]
+    return lines
 
 
 def delegation_lines(report: dict) -> list[str]:

@@ -24,7 +24,7 @@ from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import DistillConfig  # noqa: F401  (re-exported: the config lives apart)
 from edgecompress.lite import tasks
 from edgecompress.models.keras_io import (count_params, fit, keras_accuracy, output_head, split_validation,
-                                          training_targets, value_loss_fn)
+                                          several_outputs_loss, training_targets, value_loss_fn)
 from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,12 @@ def _distiller_class():
             # Several labels (sigmoid units): binary cross-entropy against the labels, and the teacher's
             # probabilities by mean squared error.
             self.multi_label = tasks.task(task).multi_label
-            self.tracks_accuracy = not (self.of_values or self.multi_label)
+            # Several outputs: each by its own loss, against its labels and the teacher's (`several_outputs_loss`).
+            several = tasks.task(task) if isinstance(tasks.task(task), tasks.SeveralOutputs) else None
+            self.several = None if several is None else (
+                several_outputs_loss(several, value_loss), several_outputs_loss(several, value_loss, teacher_weight=1.0,
+                                                                               temperature=self.temperature))
+            self.tracks_accuracy = not (self.of_values or self.multi_label or self.several)
             self.bce = keras.losses.BinaryCrossentropy(reduction=keras.losses.Reduction.NONE)
             self.mse = keras.losses.MeanSquaredError(reduction=keras.losses.Reduction.NONE)
             self.value_loss = value_loss_fn(value_loss, reduction=keras.losses.Reduction.NONE)
@@ -177,6 +182,10 @@ def _distiller_class():
             return tf.nn.softmax(log_probs / self.temperature)
 
         def _distill_losses(self, x, y, training):
+            if self.several is not None:
+                s = self.student(x, training=training)
+                hard, soft = self.several[0](y, s), self.several[1](y, s, self.teacher(x, training=False))
+                return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
             if self.of_values:
                 flat = lambda v: tf.reshape(v, (tf.shape(v)[0], -1))  # noqa: E731 - per-example mean over values
                 s = self.student(x, training=training)
