@@ -87,7 +87,7 @@ MODEL_CASES = [
     ("lambda", lambda t: _save(_k2(lam=True), t / "lam.keras"), "Lambda layer.*--unsafe"),
     ("dynamic-dims", lambda t: _save(_k2(shape=(None, None, 3)), t / "dyn.keras"), r"input shape \(None, None, None, 3\)"),
     ("non-image", lambda t: _save(_k2(shape=(10,)), t / "vec.keras"), r"has examples of shape \(28, 28\) \(uint8\); the model takes features of shape \(10,\)"),
-    ("two-inputs", lambda t: _save(_k2(inputs=2), t / "two.keras"), "has 2 inputs"),
+    ("two-inputs", lambda t: _save(_k2(inputs=2), t / "two.keras"), r"`x_train` is one array, and the model takes 2 inputs"),
     ("wrong-classes", lambda t: _save(_k2(outputs=3), t / "three.keras"), "has 3 outputs but the data has 10 classes"),
 ]
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from edgecompress.benchmarks import two_heads
 from edgecompress.data.datasets import labelled_outputs, load_dataset
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite import tasks
@@ -14,47 +15,12 @@ from edgecompress.lite import tasks
 OUTPUTS = (tasks.Output("cls", "classification", 3, "softmax"), tasks.Output("box", "regression", 2, "values"))
 
 
-def _arrays(n, seed):
-    """Seeded 16x16 images with one bright 4x4 square: its colour channel is the class (`cls`), its centre over
-    16 the two values (`box`), under noise."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    img = rng.integers(0, 90, (n, 16, 16, 3)).astype(np.uint8)
-    pos = rng.uniform(3, 12, (n, 2))
-    for i in range(n):
-        r, c = int(pos[i, 0]), int(pos[i, 1])
-        img[i, r - 2:r + 2, c - 2:c + 2, y[i]] = 250
-    return img, y, (pos / 16).astype(np.float32)
-
-
-def _npz(path, n_train=1500, n_test=400):
-    (i1, y1, b1), (i2, y2, b2) = _arrays(n_train, 1), _arrays(n_test, 2)
-    np.savez(path, **{"x_train": i1, "y_train/cls": y1, "y_train/box": b1,
-                      "x_test": i2, "y_test/cls": y2, "y_test/box": b2})
-    return (i1, y1, b1), (i2, y2, b2)
-
-
 @pytest.fixture(scope="module")
 def two_output_files(tmp_path_factory):
-    """A trained Keras 3 model of two outputs (3 classes, 2 values) and its data, seeded."""
-    import keras
-
+    """A trained Keras 3 model of two outputs (3 classes, 2 values) and its data, seeded
+    (`benchmarks.two_heads`)."""
     tmp = tmp_path_factory.mktemp("heads")
-    (i1, y1, b1), (i2, y2, b2) = _npz(tmp / "heads.npz")
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((16, 16, 3), name="image")
-    x = keras.layers.Rescaling(1 / 255.0)(inp)
-    x = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(x)
-    x = keras.layers.MaxPooling2D()(keras.layers.Conv2D(16, 3, activation="relu", padding="same")(x))
-    x = keras.layers.Conv2D(32, 3, activation="relu", padding="same")(x)
-    cls = keras.layers.Dense(3, activation="softmax", name="cls")(keras.layers.GlobalAveragePooling2D()(x))
-    box = keras.layers.Dense(2, name="box")(keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(x)))
-    model = keras.Model(inp, [cls, box], name="two_heads")
-    model.compile("adam", {"cls": "sparse_categorical_crossentropy", "box": "mse"})
-    model.fit(i1.astype("float32"), {"cls": y1, "box": b1}, epochs=15, batch_size=32, verbose=0)
-    pc, pb = model.predict(i2.astype("float32"), verbose=0)
-    model.save(tmp / "heads.keras")
-    return tmp, {"cls": float((pc.argmax(1) == y2).mean()), "box": tasks.r2_score(pb, b2)}
+    return tmp, two_heads.make(tmp)
 
 
 def test_a_task_of_several_outputs_is_a_name_that_measures_each_and_judges_one():
@@ -82,7 +48,7 @@ def test_a_task_of_several_outputs_is_a_name_that_measures_each_and_judges_one()
 def test_labels_of_several_outputs_are_packed_in_the_outputs_order_and_checked(tmp_path):
     from edgecompress.configs import Preprocessing
 
-    (_, y1, b1), _ = _npz(tmp_path / "heads.npz", n_train=30, n_test=12)
+    (_, y1, b1), _ = two_heads.write_data(tmp_path / "heads.npz", n_train=30, n_test=12)
     assert labelled_outputs(tmp_path / "heads.npz") == ["box", "cls"] and labelled_outputs(None) == []
     name = tasks.several_outputs_name(OUTPUTS, "cls")
     ds = load_dataset(tmp_path / "heads.npz", Preprocessing(16, 16, 3, "raw"), task=name)
