@@ -107,6 +107,13 @@ def test_a_keras3_model_of_two_outputs_is_opened_on_both_and_its_files_give_both
         tol = 0.001 if q == "none" else 0.03
         assert result["outputs"]["cls"]["value"] >= keras_metrics["cls"] - tol, (name, result["outputs"])
         assert result["outputs"]["box"]["value"] >= keras_metrics["box"] - tol, (name, result["outputs"])
+    # What `bench-device --accuracy` runs on a board: the TF-free harness reads the task from eval.npz.
+    from edgecompress.lite import latency
+
+    np.savez(tmp_path / "eval.npz", x=x, y=user.dataset.y_test, task=np.asarray(user.dataset.task))
+    on_device = latency.run([str(tmp_path / "int8.tflite")], eval_data=tmp_path / "eval.npz", runs=3, warmup=1)
+    acc = on_device["results"][0]["accuracy"]
+    assert acc["top1"] == result["accuracy"] and acc["outputs"] == result["outputs"]
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgecompress.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EdgeCompressError
 from edgecompress.lite.harness import make_input, time_invokes
-from edgecompress.lite.numerics import labels, latency_stats
+from edgecompress.lite.numerics import latency_stats
 from edgecompress.lite.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
 
 logger = logging.getLogger(__name__)
@@ -272,9 +272,13 @@ def accuracy(model_path, x: np.ndarray, y: np.ndarray, task: str = "classificati
     outputs = predict(interp, x)
     t = tasks.task(task)
     if not t.compares_labels or t.multi_label:
-        return {"task": t.name, "metric": t.score(x, outputs, y), "count": int(len(y))}
-    pred = labels(outputs)
-    return {"top1": float((pred == y).mean()), "count": int(len(y)), "predictions": pred.astype(int).tolist()}
+        out = {"task": t.name, "metric": t.score(x, outputs, y), "count": int(len(y))}
+    else:
+        out = {"top1": float(t.score(x, outputs, y)), "count": int(len(y)),
+               "predictions": t.predictions(outputs).astype(int).tolist()}
+    if isinstance(t, tasks.SeveralOutputs):  # a model of several outputs: each measured on the device too
+        out["outputs"] = t.each(x, outputs, y)
+    return out
 
 
 def run(models, eval_data=None, **kwargs) -> dict:
