@@ -170,18 +170,12 @@ def test_build_edge_takes_a_model_of_two_inputs_through_distillation_pruning_and
     """The whole build on a Keras 3 model of two inputs and its `x_train/<input>` data, with a recipe that
     distils into a half-width student (both branches narrowed), prunes it and converts to int8: every file
     takes the two inputs, and the int8 file keeps the Keras model's top-1 within a few points."""
-    from edgecompress.builder.options import BuildOptions
     from edgecompress.lite.runtime import make_interpreter
-    from edgecompress.pipeline import build_edge
+    from tests.support.student_build import build_student
 
     folder, keras_acc = two_input_files
-    recipe = tmp_path / "recipe.json"
-    recipe.write_text(json.dumps({"name": "two", "stages": [
-        {"stage": "distill", "width": 0.5, "epochs": 8, "baseline": False},
-        {"stage": "prune", "final_sparsity": 0.5, "epochs": 2}], "quantize": ["float32", "int8"]}))
+    report = build_student(folder / "two.keras", folder / "two.npz", tmp_path, distill_epochs=8)
     out = tmp_path / "out"
-    report = build_edge(BuildOptions(model=str(folder / "two.keras"), data=str(folder / "two.npz"),
-                                     recipe=str(recipe), out_dir=str(out), verbose=0, runs=20, warmup=2))
     arts = {a["name"]: a for a in report["artifacts"]}
     assert {"float32", "int8"} <= set(arts)
     for name in ("float32", "int8"):

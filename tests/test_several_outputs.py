@@ -2,8 +2,6 @@
 through the Keras stages (`models.packed.pack_outputs`), each output's metric in every file's record, the limit
 on the output named by `--output` (the first by default), and the user's outputs in every file."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -123,17 +121,11 @@ def test_build_edge_measures_each_output_through_distillation_pruning_and_int8(t
     outputs' metrics, the int8 file keeps both near the Keras model's, and `final.keras` has both outputs."""
     import keras
 
-    from edgecompress.builder.options import BuildOptions
-    from edgecompress.pipeline import build_edge
+    from tests.support.student_build import build_student
 
     folder, keras_metrics = two_output_files
-    recipe = tmp_path / "recipe.json"
-    recipe.write_text(json.dumps({"name": "heads", "stages": [
-        {"stage": "distill", "width": 0.5, "epochs": 10, "baseline": False},
-        {"stage": "prune", "final_sparsity": 0.5, "epochs": 2}], "quantize": ["float32", "int8"]}))
+    report = build_student(folder / "heads.keras", folder / "heads.npz", tmp_path, distill_epochs=10, output="box")
     out = tmp_path / "out"
-    report = build_edge(BuildOptions(model=str(folder / "heads.keras"), data=str(folder / "heads.npz"),
-                                     recipe=str(recipe), out_dir=str(out), output="box", verbose=0, runs=20, warmup=2))
     arts = {a["name"]: a for a in report["artifacts"]}
     for name in ("teacher_float32", "float32", "int8"):
         assert set(arts[name]["outputs"]) == {"cls", "box"}, name
