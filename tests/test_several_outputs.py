@@ -135,3 +135,22 @@ def test_build_edge_measures_each_output_through_distillation_pruning_and_int8(t
     final = keras.saving.load_model(out / "final.keras")
     assert [tuple(o.shape[1:]) for o in final.outputs] == [(3,), (2,)]
     assert "box R²" in (out / "report.md").read_text()
+
+
+def test_data_of_several_inputs_and_several_outputs_packs_both(tmp_path):
+    """Inputs `x_train/<input>` and labels `y_train/<output>` in one `.npz` (found when a tf-keras model of two
+    inputs and two outputs was built: packing the inputs dropped the labels)."""
+    from edgecompress.configs import Features
+    from edgecompress.lite import inputs
+
+    rng = np.random.default_rng(0)
+    arrays = {f"x_{s}/tab": rng.normal(size=(n, 4)) for s, n in (("train", 20), ("test", 10))}
+    arrays.update({f"x_{s}/seq": rng.normal(size=(n, 3, 2)) for s, n in (("train", 20), ("test", 10))})
+    arrays.update({f"y_{s}/cls": np.arange(n) % 3 for s, n in (("train", 20), ("test", 10))})
+    arrays.update({f"y_{s}/box": rng.normal(size=(n, 2)) for s, n in (("train", 20), ("test", 10))})
+    np.savez(tmp_path / "mix.npz", **arrays)
+    spec = Features((10,), inputs=(("tab", (4,)), ("seq", (3, 2))))
+    ds = load_dataset(tmp_path / "mix.npz", spec, task=tasks.several_outputs_name(OUTPUTS, "cls"))
+    tab, seq = inputs.split(ds.x_test, [(4,), (3, 2)])
+    assert np.allclose(tab, arrays["x_test/tab"]) and np.allclose(seq, arrays["x_test/seq"])
+    assert np.array_equal(ds.y_test[:, 0], arrays["y_test/cls"]) and np.allclose(ds.y_test[:, 1:], arrays["y_test/box"])

@@ -455,8 +455,9 @@ def _packed(arrays: dict, layout, path) -> dict:
     """`arrays` with each split of a model of several inputs (`x_train/<input>`, ...) packed into one row per
     example (`lite.inputs.pack`), under the split's own key (`x_train`), as a model of one input has it."""
     names = [n for n, _ in layout]
-    out = {k: v for k, v in arrays.items() if "/" not in k}
-    for key in ("x_train", "x_test", "x_val", "x"):
+    splits = ("x_train", "x_test", "x_val", "x")
+    out = {k: v for k, v in arrays.items() if k.split("/", 1)[0] not in splits or "/" not in k}
+    for key in splits:
         mine = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(key + "/")}
         if key in arrays and not mine:
             raise EdgeCompressError(
@@ -485,8 +486,9 @@ def labelled_outputs(source) -> list[str]:
 def _packed_labels(arrays: dict, outputs, path) -> dict:
     """`arrays` with each split's labels of a model of several outputs (`y_train/<output>`, ...) as one row of
     columns per example (`lite.tasks.Output.label_columns` each: a class id, or the output's values), float32."""
-    out = {k: v for k, v in arrays.items() if not k.startswith(("y_train/", "y_test/", "y_val/", "y/"))}
-    for key in ("y_train", "y_test", "y_val", "y"):
+    splits = ("y_train", "y_test", "y_val", "y")
+    out = {k: v for k, v in arrays.items() if k.split("/", 1)[0] not in splits or "/" not in k}
+    for key in splits:
         mine = {k.split("/", 1)[1]: np.asarray(v) for k, v in arrays.items() if k.startswith(key + "/")}
         if not mine:
             continue
