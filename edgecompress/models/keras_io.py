@@ -188,6 +188,18 @@ def compile_classifier(model, learning_rate: float = 1e-3, task: str = "classifi
     return model
 
 
+def head_log_probs(out, head: str):
+    """A classifier's outputs as log-probabilities over its classes, whatever its head (`output_head`): a logits
+    head is log-softmaxed, never log(p) of a negative number; one sigmoid unit becomes its two classes."""
+    from edgecompress.models.backend import tf
+
+    if head == "logits":
+        return tf.nn.log_softmax(out)
+    if head == "sigmoid":  # one unit: the two classes' probabilities
+        out = tf.concat([1.0 - out, out], axis=-1)
+    return tf.nn.log_softmax(tf.math.log(out + 1e-8))
+
+
 def several_outputs_loss(task, value_loss: str = "mse", *, teacher_weight: float = 0.0, temperature: float = 2.0):
     """The loss of a model of several outputs (`lite.tasks.SeveralOutputs`), one packed row of scores against
     one row of label columns: each classification output's cross-entropy (by its head) and each regression
@@ -198,13 +210,7 @@ def several_outputs_loss(task, value_loss: str = "mse", *, teacher_weight: float
     from edgecompress.models.backend import keras, tf
 
     value = value_loss_fn(value_loss, reduction="none")
-
-    def log_probs(out, head):
-        if head == "logits":
-            return tf.nn.log_softmax(out)
-        if head == "sigmoid":
-            out = tf.concat([1.0 - out, out], axis=-1)
-        return tf.nn.log_softmax(tf.math.log(out + 1e-8))
+    log_probs = head_log_probs
 
     def per_example(y, s, t=None):
         total, a, b = 0.0, 0, 0

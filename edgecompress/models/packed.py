@@ -1,10 +1,13 @@
-"""The layers that cut a packed row into a model's inputs (`lite.inputs`), and the layout they hold.
+"""Several inputs as one packed row, several outputs as one packed output: the layers, and the layouts they hold.
 
-A model of several inputs is opened as a model of one: its input is the packed row, and its first layers
-are, for each input, `Reshape` to (width, 1), `Cropping1D` to the input's numbers, `Reshape` to its shape.
-They hold no weights, every stage and tfmot's wrappers pass them by, and the layout is read back from them
-(`layout`), so a stage model saved and loaded again still says what its row holds. Conversion cuts them
-off again (`translate.unpacked`): a `.tflite` file takes the user's inputs, each with its own quantization.
+A model of several inputs is opened as a model of one: its input is the packed row (`lite.inputs`), and its
+first layers are, for each input, `Reshape` to (width, 1), `Cropping1D` to the input's numbers, `Reshape` to
+its shape. A model of several outputs measured each ends, likewise, in one `Reshape` per output and a
+`Concatenate` (`pack_outputs`; `lite.tasks.SeveralOutputs` cuts the row apart). These layers hold no weights,
+every stage and tfmot's wrappers pass them by, and the layouts are read back from them (`layout`,
+`output_layout`), so a stage model saved and loaded again still says what it holds. Conversion cuts them off
+again (`translate.unpacked`): a `.tflite` file takes the user's inputs, each with its own quantization, and
+gives the user's outputs.
 """
 
 from __future__ import annotations

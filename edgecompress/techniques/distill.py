@@ -23,8 +23,8 @@ from edgecompress.models.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import DistillConfig  # noqa: F401  (re-exported: the config lives apart)
 from edgecompress.lite import tasks
-from edgecompress.models.keras_io import (count_params, fit, keras_accuracy, output_head, split_validation,
-                                          several_outputs_loss, training_targets, value_loss_fn)
+from edgecompress.models.keras_io import (count_params, fit, head_log_probs, keras_accuracy, output_head,
+                                          several_outputs_loss, split_validation, training_targets, value_loss_fn)
 from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
@@ -170,14 +170,6 @@ def _distiller_class():
         def call(self, x, training=False):
             return self.student(x, training=training)
 
-        @staticmethod
-        def _log_probs(out, head):
-            if head == "logits":
-                return tf.nn.log_softmax(out)
-            if head == "sigmoid":  # one unit: the two classes' probabilities
-                out = tf.concat([1.0 - out, out], axis=-1)
-            return tf.nn.log_softmax(tf.math.log(out + 1e-8))
-
         def _soft(self, log_probs):
             return tf.nn.softmax(log_probs / self.temperature)
 
@@ -197,9 +189,9 @@ def _distiller_class():
                 hard = self.bce(y, s)
                 soft = self.mse(self.teacher(x, training=False), s)
                 return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
-            t = self._log_probs(self.teacher(x, training=False), self.teacher_head)
+            t = head_log_probs(self.teacher(x, training=False), self.teacher_head)
             s_out = self.student(x, training=training)
-            s = self._log_probs(s_out, self.student_head)
+            s = head_log_probs(s_out, self.student_head)
             hard = self.ce(y, s)
             soft = self.kl(self._soft(t), self._soft(s)) * self.temperature ** 2
             return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
