@@ -321,8 +321,7 @@ def read_arrays(path) -> dict:
     path = Path(path)
     if path.is_dir():
         try:  # `x_train/<input>.npy`: one array per input of a model of several (`lite.inputs`)
-            return {f.relative_to(path).with_suffix("").as_posix(): _npy(f)
-                    for f in sorted([*path.glob("*.npy"), *path.glob("*/*.npy")])}
+            return {_npy_name(path, f): _npy(f) for f in _npy_files(path)}
         except (OSError, ValueError) as e:
             raise EdgeCompressError(f"Cannot read the .npy files of {path} ({type(e).__name__}: {e}). Re-save them "
                                     "with `numpy.save`.") from None
@@ -332,6 +331,15 @@ def read_arrays(path) -> dict:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise EdgeCompressError(f"Cannot read {path} as an .npz archive ({type(e).__name__}: {e}). "
                                 "Re-save it with `numpy.savez`.") from None
+
+
+def _npy_files(folder: Path) -> list[Path]:
+    """A folder's `.npy` arrays: `x_train.npy`, and one level down `x_train/<input>.npy`, sorted."""
+    return sorted([*folder.glob("*.npy"), *folder.glob("*/*.npy")])
+
+
+def _npy_name(folder: Path, f: Path) -> str:
+    return f.relative_to(folder).with_suffix("").as_posix()  # `x_train/image`, as an .npz names it
 
 
 def _npy(f: Path):
@@ -476,11 +484,29 @@ def labelled_outputs(source) -> list[str]:
     path = Path(source)
     if not ((path.is_file() and path.suffix == ".npz") or is_npy_folder(path)):
         return []
+    return sorted(k.split("/", 1)[1] for k in array_names(path) if k.startswith("y_train/"))
+
+
+def array_names(path) -> list[str]:
+    """The names of the arrays an .npz or a folder of .npy holds (`read_arrays`' keys), read without the
+    arrays themselves; [] for what cannot be read (the reader says what is wrong with it)."""
+    path = Path(path)
+    if path.is_dir():
+        return [_npy_name(path, f) for f in _npy_files(path)]
     try:
-        keys = read_arrays(path).keys()
-    except EdgeCompressError:
+        with np.load(path, allow_pickle=False) as z:
+            return list(z.files)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return []
-    return sorted(k.split("/", 1)[1] for k in keys if k.startswith("y_train/"))
+
+
+def read_array(path, name: str) -> np.ndarray:
+    """One array of an .npz or a folder of .npy (`read_arrays`), without reading the others."""
+    path = Path(path)
+    if path.is_dir():
+        return np.asarray(np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False))
+    with np.load(path, allow_pickle=False) as z:
+        return z[name]
 
 
 def _packed_labels(arrays: dict, outputs, path) -> dict:

@@ -131,7 +131,7 @@ def _several_outputs(model, data, fmt, log, scale, seed, task, output, labelled)
     """A model of several outputs whose data labels each (`y_train/<output>`): built on all of them, packed into
     one (`models.packed.pack_outputs`), each measured by its own task, read from its labels (class ids:
     classification by its head; values: regression); the limit holds on `output` (the first by default)."""
-    from edgecompress.data.datasets import load_dataset, read_arrays
+    from edgecompress.data.datasets import load_dataset, read_array
     from edgecompress.lite import tasks
     from edgecompress.models import packed, pixelscale
     from edgecompress.models.backend import keras
@@ -148,14 +148,12 @@ def _several_outputs(model, data, fmt, log, scale, seed, task, output, labelled)
     if output is not None and output not in names:
         raise EdgeCompressError(f"Received an invalid value for `output`: model {model.name!r} has no output "
                                 f"{output!r}; its outputs are {names}. Pass one of them to --output.")
-    arrays = read_arrays(data)
     outputs = []
     for (name, shape), tensor in zip(layout, packed.output_tensors(model)):
-        y = arrays.get(f"y_train/{name}")
-        if y is None:
+        if name not in labelled:
             raise EdgeCompressError(f"{data} has no `y_train/{name}`; a model of several outputs measured each needs "
                                     f"labels for each of its outputs ({', '.join(names)}).")
-        y = np.asarray(y)
+        y = read_array(data, f"y_train/{name}")  # only the labels: the examples are read once, by load_dataset
         width = int(np.prod(shape))
         ids = y.ndim == 1 and (np.issubdtype(y.dtype, np.integer) or bool(np.all(y == np.round(y))))
         head = models._last_activation(keras.Model(model.inputs, tensor)) if ids else "values"
