@@ -175,10 +175,10 @@ def test_mlperf_tiny_architectures_have_the_reference_shapes():
 def test_the_keyword_stand_in_speaks_each_word_with_voices_split_between_train_and_test():
     from edgecompress.benchmarks import tiny
 
-    config = tiny.KwsConfig(train_voices=3, test_voices=2, takes=1)
+    config = tiny.KwsConfig(train_voices=3, test_voices=2, takes=1, test_takes=2)
     a, b = tiny.make_kws_data(config), tiny.make_kws_data(config)
     assert np.array_equal(a["x_train"], b["x_train"])  # seeded
-    assert a["x_train"].shape == (3 * 12, 49, 10, 1) and a["x_test"].shape == (2 * 12, 49, 10, 1)
+    assert a["x_train"].shape == (3 * 12, 49, 10, 1) and a["x_test"].shape == (2 * 2 * 12, 49, 10, 1)
     assert not set(a["voices_train"]) & set(a["voices_test"])
     assert list(a["class_names"][:3]) == ["silence", "unknown", "yes"] and np.bincount(a["y_train"]).tolist() == [3] * 12
     assert a["x_train"].dtype == np.float32 and a["x_train"].min() < -5  # log-mel MFCCs, not pixels
