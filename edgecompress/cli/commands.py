@@ -119,6 +119,25 @@ def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None, p
     return out
 
 
+def bench_against(reference, models=None, rounds=10, threads=1, xnnpack=True, json_out=None):
+    """`models` (default: every other .tflite beside `reference`) timed against `reference` in interleaved
+    rounds (`lite.speedup`); prints one line per file."""
+    from edgecompress.lite import speedup
+
+    from edgecompress.lite.runtime import check_tflite_file
+
+    reference = check_tflite_file(reference)
+    files = [f for f in _tflite_files(models, folder=reference.parent) if f.resolve() != reference.resolve()]
+    out = speedup.compare(reference, files, rounds=rounds, threads=threads, xnnpack=xnnpack)
+    for f in out["files"][1:]:
+        print(speedup.speedup_line(out, f["model"]))
+    if json_out:
+        from edgecompress.lite.fileio import atomic_write_json
+
+        atomic_write_json(json_out, out)
+    return out
+
+
 def run_stage(stage: str, model, out, data=None, seed=0, safe_mode=True, scale="auto", **params):
     """Applies one recipe stage to a model file and saves the result (model in, model out).
 

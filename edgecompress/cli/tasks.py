@@ -175,15 +175,22 @@ def calibration_data(c, data=None, out="calibration_data", per_class=20, seed=0)
 @task(help={"models": "Comma-separated .tflite files (default: every .tflite in build/edge).",
             "runs": "Timed invokes (default: 200).", "threads": "Threads (default: 1).",
             "no_xnnpack": "Disable the XNNPACK delegate.", "json": "Write the JSON result here.",
-            "profile": "Also time each op alone and measure each file's peak memory: where the time goes."})
-def bench(c, models=None, runs=200, threads=1, no_xnnpack=False, json=None, profile=False):
+            "profile": "Also time each op alone and measure each file's peak memory: where the time goes.",
+            "against": "Time the files against this .tflite file in interleaved rounds: how many times as fast.",
+            "rounds": "With --against: interleaved rounds (default: 10)."})
+def bench(c, models=None, runs=200, threads=1, no_xnnpack=False, json=None, profile=False, against=None, rounds=10):
     """Benchmark .tflite latency on this machine (TensorFlow-free runtime)."""
     setup_logging()
     with user_errors():
-        from edgecompress.cli.commands import bench_local
+        from edgecompress.cli.commands import bench_against, bench_local
 
-        bench_local(models=models.split(",") if models else None, runs=int(runs), threads=int(threads),
-                    xnnpack=not no_xnnpack, json_out=json, profile=profile)
+        files = models.split(",") if models else None
+        if against:
+            bench_against(against, files, rounds=int(rounds), threads=int(threads), xnnpack=not no_xnnpack,
+                          json_out=json)
+            return
+        bench_local(models=files, runs=int(runs), threads=int(threads), xnnpack=not no_xnnpack, json_out=json,
+                    profile=profile)
 
 
 _STAGE_HELP = {"model": "Input Keras model file.", "out": "Output Keras model file.",

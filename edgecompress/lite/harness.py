@@ -52,6 +52,15 @@ def make_input(detail: dict, source=None, seed: int = 0, part=None) -> np.ndarra
     return x.astype(dtype)
 
 
+def set_inputs(interp, source=None, seed: int = 0) -> list[dict]:
+    """Sets every input of `interp` (`make_input`: random, or from a `.npy` file), each its own draw; returns
+    the input details."""
+    details = interp.get_input_details()
+    for i, detail in enumerate(details):
+        interp.set_tensor(detail["index"], make_input(detail, source, seed + i, part=(i, details)))
+    return details
+
+
 def time_invokes(interp, runs: int) -> list[float]:
     """Times `runs` calls of `interp.invoke()`; returns milliseconds."""
     invoke = interp.invoke

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EdgeCompressError
-from edgecompress.lite.harness import make_input, time_invokes
+from edgecompress.lite.harness import set_inputs, time_invokes
 from edgecompress.lite.numerics import latency_stats
 from edgecompress.lite.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
 
@@ -160,9 +160,7 @@ def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1
     t0 = time.perf_counter_ns()
     interp = make_interpreter(path, num_threads=threads, use_xnnpack=xnnpack, runtime=runtime)
     init_ms = (time.perf_counter_ns() - t0) / 1e6
-    details = interp.get_input_details()
-    for i, detail in enumerate(details):  # a file of several inputs: each its own random draw
-        interp.set_tensor(detail["index"], make_input(detail, input_source, seed + i, part=(i, details)))
+    details = set_inputs(interp, input_source, seed)  # a file of several inputs: each its own draw
     detail = details[0]
     first_ms = time_invokes(interp, 1)[0]
     warm = time_invokes(interp, warmup) if warmup else []

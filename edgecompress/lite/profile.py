@@ -94,10 +94,9 @@ def one_op_files(model_content: bytes):
 
 
 def _median_ms(interp, runs: int, warmup: int) -> float:
-    from edgecompress.lite.harness import make_input, time_invokes
+    from edgecompress.lite.harness import set_inputs, time_invokes
 
-    for i, d in enumerate(interp.get_input_details()):
-        interp.set_tensor(d["index"], make_input(d, seed=i))
+    set_inputs(interp)
     time_invokes(interp, warmup)
     return float(np.median(time_invokes(interp, runs)))
 
@@ -142,7 +141,7 @@ def op_times(model_path, *, runs: int = 50, warmup: int = 5, threads: int = 1, x
 
 _MEMORY_CHILD = """
 import json, sys
-from edgecompress.lite.harness import make_input
+from edgecompress.lite.harness import set_inputs
 from edgecompress.lite.runtime import make_interpreter, runtime_info
 
 def status(key):
@@ -155,8 +154,7 @@ with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # resets the peak (VmHWM) to the resident set now: the imports' peak is not the file's
 before = status("VmRSS")
 interp = make_interpreter(sys.argv[1], num_threads=int(sys.argv[2]), use_xnnpack=sys.argv[3] == "1", runtime=sys.argv[4] or None)
-for i, d in enumerate(interp.get_input_details()):
-    interp.set_tensor(d["index"], make_input(d, seed=i))
+set_inputs(interp)
 for _ in range(3):
     interp.invoke()
 print(json.dumps({"before_kib": before, "after_kib": status("VmHWM")}))

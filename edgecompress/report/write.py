@@ -60,6 +60,11 @@ def render_markdown(report: dict) -> str:
         c = {k: v for k, v in report["constraints"].items() if v is not None}
         lines += ["", f"Constraints: {c}. " + (f"Selected: `{report['selected']}` (marked *, copied to `selected.tflite`)."
                                                 if report.get("selected") else "No artifact met them.")]
+    if report.get("latency_timing"):  # every file timed again together for a latency limit (`builder.measure`)
+        lt = report["latency_timing"]
+        lines.append(f"For --max-latency-ms every file was timed again in {lt['rounds']} interleaved rounds of "
+                     f"{lt['runs']} invokes (the p50s above), so the gate compares the same moments of this "
+                     "machine." + (f" {report['speedup']['line']}." if report.get("speedup") else ""))
     lines += search_lines(report)
     rec = report.get("int8_recovery")
     if rec and rec.get("float_layers"):
