@@ -53,3 +53,18 @@ def stop_if_interrupted() -> None:
     each step and stage, so the build stops at the next one (finished artifacts kept, exit 130)."""
     if INTERRUPTED.is_set():
         raise KeyboardInterrupt
+
+
+def command_result(call):
+    """Runs `call()` for a TF-free command line: (its result, None), or (None, the exit code) once an
+    `EdgeCompressError` or an interruption has been said on stderr."""
+    import sys
+
+    try:
+        return call(), None
+    except EdgeCompressError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None, e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return None, EXIT_INTERRUPTED

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompress.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EdgeCompressError
+from edgecompress.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EdgeCompressError, command_result
 from edgecompress.lite.harness import set_inputs, time_invokes
 from edgecompress.lite.numerics import latency_stats
 from edgecompress.lite.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
@@ -324,16 +324,11 @@ def main(argv=None) -> int:
                    help="also time each op alone and measure each file's peak memory (edgecompress.lite.profile)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        out = run(args.models, runs=args.runs, warmup=args.warmup, threads=args.threads,
-                  xnnpack=not args.no_xnnpack, input_source=args.input, seed=args.seed, runtime=args.runtime,
-                  eval_data=args.eval_data, profile=args.profile)
-    except EdgeCompressError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    out, code = command_result(lambda: run(args.models, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                                           xnnpack=not args.no_xnnpack, input_source=args.input, seed=args.seed,
+                                           runtime=args.runtime, eval_data=args.eval_data, profile=args.profile))
+    if code is not None:
+        return code
     text = json.dumps(out, indent=2)
     if args.json:
         from edgecompress.lite.fileio import atomic_write_text

@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from edgecompress.errors import EXIT_INTERRUPTED, EXIT_OK, EdgeCompressError
+from edgecompress.errors import EXIT_OK, EdgeCompressError, command_result
 from edgecompress.lite.harness import set_inputs, time_invokes
 from edgecompress.lite.numerics import latency_stats
 from edgecompress.lite.runtime import check_tflite_file, make_interpreter, runtime_info
@@ -123,15 +123,11 @@ def main(argv=None) -> int:
     p.add_argument("--runtime", default=None, choices=["ai-edge-litert", "tflite-runtime", "tensorflow"])
     p.add_argument("--json", default=None, help="also write the JSON result here")
     args = p.parse_args(argv)
-    try:
-        out = compare(args.reference, args.models, rounds=args.rounds, runs=args.runs, threads=args.threads,
-                      xnnpack=not args.no_xnnpack, runtime=args.runtime)
-    except EdgeCompressError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    out, code = command_result(lambda: compare(args.reference, args.models, rounds=args.rounds, runs=args.runs,
+                                               threads=args.threads, xnnpack=not args.no_xnnpack,
+                                               runtime=args.runtime))
+    if code is not None:
+        return code
     for f in out["files"][1:]:
         print(speedup_line(out, f["model"]))
     if args.json:
