@@ -139,11 +139,13 @@ def test_bad_rungs_name_the_rung_and_the_fix(rung, needle):
         SearchSpace.from_dict({**LADDER_SPACE, "ladder": LADDER_SPACE["ladder"] + [rung]})
 
 
-def _finish(study, rung, params, *, over=None, state=None):
-    """Adds a finished trial for `rung`, `over` points past the limit (None: no constraint)."""
+def _finish(study, rung, params, *, over=None, state=None, slower=None):
+    """Adds a finished trial for `rung`, `over` points past the limit (None: no constraint), `slower` ms past
+    --max-latency-ms (None: no latency limit)."""
     import optuna
 
-    attrs = {"rung": rung, **({"constraint": [over]} if over is not None else {})}
+    attrs = {"rung": rung, **({"constraint": [over]} if over is not None else {}),
+             **({"latency_constraint": slower} if slower is not None else {})}
     study.add_trial(optuna.trial.create_trial(
         params=params, distributions=_distributions(params), values=None if state else [0.9, 1000.0],
         user_attrs=attrs, state=state or optuna.trial.TrialState.COMPLETE))
@@ -182,6 +184,42 @@ def test_the_ladder_climbs_only_from_rungs_that_met_the_limit():
     _finish(study, "ptq", space.rung_params(space.ladder[0]), over=-1.0)
     enqueue_next_rung(study, space)
     assert study.user_attrs["ladder_skipped"]["p75"] == "climbs from p50, which was stopped early: it could not recover"
+
+
+def test_with_a_latency_limit_the_model_missed_rungs_of_unstructured_levers_alone_are_skipped():
+    """Pruning leaves a CPU the model's dense work: once the model's own files are over --max-latency-ms, a
+    rung that only prunes cannot meet it, and the budget goes to the rung that removes work (a student)."""
+    import optuna
+
+    from edgecompress.search.study import enqueue_next_rung
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = SearchSpace.from_dict({
+        "name": "s", "stages": [{"stage": "distill", "width": 0.5, "epochs": 1},
+                                {"stage": "prune", "final_sparsity": 0.5, "epochs": 1}],
+        "grid": {"distill": [True, False], "prune": [True, False]}, "quantize": ["int8", "dynamic"],
+        "ladder": [{"name": "model", "choice": {"distill": False, "prune": False}},
+                   {"name": "model-dyn", "choice": {"distill": False, "prune": False, "quantize": "dynamic"}},
+                   {"name": "p50", "choice": {"distill": False, "prune": True}},
+                   {"name": "p50-dyn", "after": "p50", "choice": {"distill": False, "prune": True, "quantize": "dynamic"}},
+                   {"name": "student", "choice": {"distill": True, "prune": True}}]})
+
+    def after(**slower):
+        study = optuna.create_study(directions=["maximize", "minimize"])
+        for i, (rung, ms) in enumerate(slower.items()):
+            _finish(study, rung.replace("_", "-"), space.rung_params(space.ladder[i]), over=-1.0, slower=ms)
+        return study, enqueue_next_rung(study, space)
+
+    study, queued = after(model=0.05, model_dyn=0.02)  # both 20-50 us over the limit
+    assert queued == "student" and study.user_attrs["ladder_skipped"] == {
+        "p50": "pulls only unstructured levers (the model's dense work, no faster on a CPU), and model-dyn, the "
+               "fastest file of that work, was 0.020 ms over --max-latency-ms",
+        "p50-dyn": "climbs from p50, which was skipped"}
+    assert after(model=0.05, model_dyn=-0.01)[1] == "p50"  # one of the model's files was fast enough
+    study = optuna.create_study(directions=["maximize", "minimize"])  # no latency limit: the ladder as before
+    _finish(study, "model", space.rung_params(space.ladder[0]), over=-1.0)
+    _finish(study, "model-dyn", space.rung_params(space.ladder[1]), over=-1.0)
+    assert enqueue_next_rung(study, space) == "p50"
 
 
 def test_a_model_without_a_recipe_runs_the_closed_loop_with_a_limit_and_a_recipe_runs_open():

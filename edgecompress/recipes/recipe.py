@@ -62,6 +62,10 @@ class Recipe(Config):
         require(bool(convs), f"Recipe {self.name!r} has an empty `quantize` list; name at least 'float32'.")
         object.__setattr__(self, "quantize", convs)
 
+    def lever_kinds(self) -> set:
+        """The kinds of lever its stages pull: {"structured", "unstructured"}, a part of it, or empty."""
+        return {lever[0] for lever in (stage.lever() for stage in self.stages) if lever}
+
     def levers(self) -> str:
         """What this recipe's stages pull, as a log line says it: "structured (speed and size): width 0.5;
         unstructured (size only): 75% sparse", or "none (quantization alone)"."""

@@ -313,9 +313,29 @@ def rung_outcome(t) -> str | None:
     return "failed"
 
 
+def too_slow_for_its_levers(space, rung: dict, by_rung: dict) -> str | None:
+    """Why a ladder rung cannot meet the build's --max-latency-ms, or None when it may: its stages pull only
+    unstructured levers (zeros, shared values: the model's dense work on a CPU), and every finished rung of
+    the model's dense work under quantization alone (`model`, `model-dynamic`) was over the limit. Such a
+    rung makes a smaller file no faster than those; the budget goes to the rungs that remove work. A
+    trial has `latency_constraint` (ms over the limit) only in a build with --max-latency-ms."""
+    if space.recipe(space.rung_choice(rung)).lever_kinds() != {"unstructured"}:
+        return None
+    rungs = {r["name"]: r for r in space.ladder}
+    dense = [(t.user_attrs["latency_constraint"], name) for name, t in by_rung.items()
+             if "latency_constraint" in t.user_attrs and name in rungs
+             and not space.recipe(space.rung_choice(rungs[name])).lever_kinds()]
+    if not dense or min(dense)[0] <= 0:
+        return None
+    over, name = min(dense)
+    return (f"pulls only unstructured levers (the model's dense work, no faster on a CPU), and {name}, the "
+            f"fastest file of that work, was {over:.3f} ms over --max-latency-ms")
+
+
 def enqueue_next_rung(study, space) -> str | None:
     """Queues the space's next ladder rung (`SearchSpace.ladder`), skipping, with the reason, each rung
-    whose `after` rung missed the limit; returns its name, or None when the ladder is done or a trial is
+    whose `after` rung missed the limit, or that cannot meet --max-latency-ms (`too_slow_for_its_levers`);
+    returns its name, or None when the ladder is done or a trial is
     already waiting."""
     from optuna.trial import TrialState
 
@@ -332,8 +352,9 @@ def enqueue_next_rung(study, space) -> str | None:
             continue
         why = f"climbs from {parent}, which was skipped" if parent in skipped else (
             rung_outcome(by_rung.get(parent)) if parent else None)
-        if why is not None:
-            skipped[name] = why if parent in skipped else f"climbs from {parent}, which {why}"
+        slow = None if why is not None else too_slow_for_its_levers(space, rung, by_rung)
+        if why is not None or slow is not None:
+            skipped[name] = slow or (why if parent in skipped else f"climbs from {parent}, which {why}")
             study.set_user_attr("ladder_skipped", skipped)
             logger.info("[ladder] %s: skipped, it %s", name, skipped[name])
             continue
