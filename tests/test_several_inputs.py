@@ -88,23 +88,47 @@ def test_a_spec_of_several_inputs_round_trips_and_a_spec_of_one_reads_as_before(
         Features((436,), inputs=LAYOUT)
 
 
-def test_data_of_several_inputs_is_packed_from_an_npz_or_a_folder_of_npy(tmp_path):
-    (i1, m1, _), _ = _npz(tmp_path / "two.npz", n_train=40, n_test=20)
-    spec = Features((437,), inputs=LAYOUT)
-    ds = load_dataset(tmp_path / "two.npz", spec)
-    assert ds.x_train.shape == (40, 437) and ds.x_train.dtype == np.float32
-    image, meta = inputs.split(ds.x_train, [s for _, s in LAYOUT])
-    assert np.array_equal(image, i1) and np.array_equal(meta, m1)  # as they are: no pixel scaling
+def _npy_folder(tmp_path):
+    """The two-input data as an .npz and as a folder of .npy; (the .npz's arrays, the folder, its dataset)."""
+    arrays, _ = _npz(tmp_path / "two.npz", n_train=40, n_test=20)
+    ds = load_dataset(tmp_path / "two.npz", Features((437,), inputs=LAYOUT))
     folder = tmp_path / "npy"
     with np.load(tmp_path / "two.npz") as z:
         for key in z.files:
             (folder / key).parent.mkdir(parents=True, exist_ok=True)
             np.save(folder / f"{key}.npy", z[key])
+    return arrays, folder, ds
+
+
+def test_data_of_several_inputs_is_packed_from_an_npz_or_a_folder_of_npy(tmp_path):
+    (i1, m1, _), folder, ds = _npy_folder(tmp_path)
+    spec = Features((437,), inputs=LAYOUT)
+    assert ds.x_train.shape == (40, 437) and ds.x_train.dtype == np.float32
+    image, meta = inputs.split(ds.x_train, [s for _, s in LAYOUT])
+    assert np.array_equal(image, i1) and np.array_equal(meta, m1)  # as they are: no pixel scaling
     assert np.array_equal(load_dataset(folder, spec).x_test, ds.x_test)
     np.savez(tmp_path / "one.npz", x_train=image, y_train=np.zeros(40, int), x_test=image, y_test=np.zeros(40, int))
     with pytest.raises(EdgeCompressError, match=r"`x_train` is one array, and the model takes 2 inputs \(image, "
                                                 r"meta\).*`x_train/image`, `x_train/meta`"):
         load_dataset(tmp_path / "one.npz", spec)
+
+
+def test_a_folder_of_npy_for_several_inputs_is_packed_on_disk_above_the_stream_threshold(tmp_path, monkeypatch):
+    """Packed rows above `EDGECOMPRESS_STREAM_BYTES` are written once into the data cache, a chunk at a time,
+    and read from there as a batch needs them, as a folder of images is decoded: the same rows as in memory."""
+    from edgecompress.data import ondisk
+
+    _, folder, ds = _npy_folder(tmp_path)
+    monkeypatch.setenv(ondisk.STREAM_ENV, "1000")  # bytes: 40 rows of 437 float32 are 69,920
+    monkeypatch.setenv(ondisk.CACHE_ENV, str(tmp_path / "cache"))
+    spec = Features((437,), inputs=LAYOUT)
+    streamed = load_dataset(folder, spec)
+    assert isinstance(streamed.x_train, ondisk.DiskArray) and isinstance(streamed.x_test, ondisk.DiskArray)
+    assert np.array_equal(streamed.x_train[:], ds.x_train) and np.array_equal(streamed.x_test[:], ds.x_test)
+    assert len(list((tmp_path / "cache").glob("packed-*.npy"))) == 2  # one per split
+    mtimes = {f: f.stat().st_mtime_ns for f in (tmp_path / "cache").glob("packed-*.npy")}
+    assert np.array_equal(load_dataset(folder, spec).x_train[:5], ds.x_train[:5])
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "cache").glob("packed-*.npy")} == mtimes  # read again
 
 
 def test_a_keras3_model_of_two_inputs_is_packed_exactly_and_its_files_take_both_inputs(tmp_path, two_input_files):
@@ -166,15 +190,26 @@ def test_a_keras3_model_of_two_inputs_is_packed_exactly_and_its_files_take_both_
 
 
 @pytest.mark.slow
-def test_build_edge_takes_a_model_of_two_inputs_through_distillation_pruning_and_int8(tmp_path, two_input_files):
-    """The whole build on a Keras 3 model of two inputs and its `x_train/<input>` data, with a recipe that
-    distils into a half-width student (both branches narrowed), prunes it and converts to int8: every file
-    takes the two inputs, and the int8 file keeps the Keras model's top-1 within a few points."""
+def test_build_edge_takes_a_model_of_two_inputs_through_distillation_pruning_and_int8(tmp_path, two_input_files,
+                                                                                       monkeypatch):
+    """The whole build on a Keras 3 model of two inputs and its `x_train/<input>.npy` data, packed on disk (above
+    the stream threshold), with a recipe that distils into a half-width student (both branches narrowed), prunes
+    it and converts to int8: every file takes the two inputs, and the int8 file keeps the Keras model's top-1
+    within a few points."""
+    from edgecompress.data import ondisk
     from edgecompress.lite.runtime import make_interpreter
     from tests.support.student_build import build_student
 
     folder, keras_acc = two_input_files
-    report = build_student(folder / "two.keras", folder / "two.npz", tmp_path, distill_epochs=8)
+    data = tmp_path / "npy"
+    with np.load(folder / "two.npz") as z:
+        for key in z.files:
+            (data / key).parent.mkdir(parents=True, exist_ok=True)
+            np.save(data / f"{key}.npy", z[key])
+    monkeypatch.setenv(ondisk.STREAM_ENV, "1000")
+    monkeypatch.setenv(ondisk.CACHE_ENV, str(tmp_path / "cache"))
+    report = build_student(folder / "two.keras", data, tmp_path, distill_epochs=8)
+    assert len(list((tmp_path / "cache").glob("packed-*.npy"))) == 2  # the training and test rows, on disk
     out = tmp_path / "out"
     arts = {a["name"]: a for a in report["artifacts"]}
     assert {"float32", "int8"} <= set(arts)

@@ -472,8 +472,39 @@ def _packed(arrays: dict, layout, path) -> dict:
                 f"{path}: `{key}` is one array, and the model takes {len(names)} inputs ({', '.join(names)}). Store "
                 f"one array per input, named after it: {', '.join(f'`{key}/{n}`' for n in names)}.")
         if mine:
-            out[key] = inputs.pack(mine, layout, where=f"{path}: `{key}`")
+            out[key] = _pack_split(mine, layout, path, key)
     return out
+
+
+def _pack_split(arrays: dict, layout, path, key: str):
+    """One split of a model of several inputs as packed rows: in memory, or, from a folder of `.npy` whose
+    packed rows are more than `ondisk.stream_bytes()`, packed once, a chunk of rows at a time, into the data
+    cache and read from there as a batch needs them (`ondisk.DiskArray`), as a folder of images is decoded."""
+    where = f"{path}: `{key}`"
+    count = inputs.check_arrays(arrays, layout, where)
+    row = sum(inputs.width(shape) for _, shape in layout)
+    total = 4 * count * row
+    if not Path(path).is_dir() or total <= ondisk.stream_bytes():
+        return inputs.pack(arrays, layout, where=where)
+    digest = hashlib.sha256(repr([(n, tuple(s)) for n, s in layout]).encode())
+    for name, _ in layout:
+        f = Path(path) / key / f"{name}.npy"
+        st = f.stat()
+        digest.update(f"\n{f.resolve()}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+    cached = ondisk.cache_dir() / f"packed-{digest.hexdigest()[:24]}.npy"
+    if cached.exists():
+        logger.info("Reading %d packed rows of %s from %s (%.2f GB, on disk)", count, where, cached, total / 1e9)
+        return ondisk.DiskArray(cached)
+    logger.info("Packing %d examples of %s (%.2f GB of float32 rows, more than the %.2f GB held in memory: %s) into "
+                "%s; each batch reads its rows from there", count, where, total / 1e9, ondisk.stream_bytes() / 1e9,
+                ondisk.STREAM_ENV, cached)
+    step = max(1, (64 << 20) // (4 * row))
+
+    def rows():
+        for start in range(0, count, step):
+            yield from inputs.pack({n: a[start:start + step] for n, a in arrays.items()}, layout, where=where)
+
+    return ondisk.write_rows(cached, (row,), np.float32, count, rows())
 
 
 def labelled_outputs(source) -> list[str]:

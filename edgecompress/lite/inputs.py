@@ -51,12 +51,21 @@ def pack(arrays: dict, layout, where: str = "data") -> np.ndarray:
     Raises:
         EdgeCompressError: naming the input, for one that is missing, of another shape, or of another count.
     """
-    parts, count = [], None
+    check_arrays(arrays, layout, where)
+    layout = check_layout(layout)
+    return np.concatenate([np.asarray(arrays[name]).reshape(len(arrays[name]), -1).astype(np.float32)
+                           for name, _ in layout], axis=1)
+
+
+def check_arrays(arrays: dict, layout, where: str = "data") -> int:
+    """The example count of `arrays` (one per input name of `layout`), read from their shapes alone; refused,
+    naming the input, for one that is missing, of another shape, or of another count."""
+    count = None
     for name, shape in check_layout(layout):
         if name not in arrays:
             raise EdgeCompressError(f"{where} has no examples for the model's input {name!r}; it holds "
                                     f"{sorted(arrays)}. Store one array per input, named after it.")
-        a = np.asarray(arrays[name])
+        a = arrays[name]
         if tuple(a.shape[1:]) != shape:
             raise EdgeCompressError(f"{where}: input {name!r} has examples of shape {tuple(a.shape[1:])}; the model "
                                     f"takes {shape}. Pass the arrays the model was trained on.")
@@ -64,8 +73,7 @@ def pack(arrays: dict, layout, where: str = "data") -> np.ndarray:
             raise EdgeCompressError(f"{where}: input {name!r} has {len(a)} examples, the input before it {count}; "
                                     "every input needs one example per label.")
         count = len(a)
-        parts.append(a.reshape(len(a), -1).astype(np.float32))
-    return np.concatenate(parts, axis=1)
+    return int(count or 0)
 
 
 def split(rows: np.ndarray, shapes) -> list[np.ndarray]:
