@@ -123,7 +123,6 @@ def bench_against(reference, models=None, rounds=10, threads=1, xnnpack=True, js
     """`models` (default: every other .tflite beside `reference`) timed against `reference` in interleaved
     rounds (`lite.speedup`); prints one line per file."""
     from edgecompress.lite import speedup
-
     from edgecompress.lite.runtime import check_tflite_file
 
     reference = check_tflite_file(reference)

@@ -498,11 +498,10 @@ def _pack_split(arrays: dict, layout, path, key: str):
     logger.info("Packing %d examples of %s (%.2f GB of float32 rows, more than the %.2f GB held in memory: %s) into "
                 "%s; each batch reads its rows from there", count, where, total / 1e9, ondisk.stream_bytes() / 1e9,
                 ondisk.STREAM_ENV, cached)
-    step = max(1, (64 << 20) // (4 * row))
 
-    def rows():
-        for start in range(0, count, step):
-            yield from inputs.pack({n: a[start:start + step] for n, a in arrays.items()}, layout, where=where)
+    def rows():  # `ondisk.chunks` of the packed rows, sized by a view that holds none of them
+        for start, stop in ondisk.chunks(np.broadcast_to(np.float32(0), (count, row))):
+            yield from inputs.pack({n: a[start:stop] for n, a in arrays.items()}, layout, where=where)
 
     return ondisk.write_rows(cached, (row,), np.float32, count, rows())
 
