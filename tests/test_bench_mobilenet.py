@@ -39,9 +39,10 @@ def test_harness_median_matches_a_bare_invoke_loop(mobilenet_int8):
     # (alternating which goes first), so drift of the machine hits both alike. Comparing
     # two interpreter instances, or blocks of calls, measured the machine instead: up to
     # 11% apart, in either direction, with the harness sometimes "faster".
+    from edgecompress.lite.harness import set_inputs
+
     interp = make_interpreter(mobilenet_int8, num_threads=1)
-    d = interp.get_input_details()[0]
-    interp.set_tensor(d["index"], bench.make_input(d, None, 0))
+    set_inputs(interp)
     bench.time_invokes(interp, 10)
     harness, bare = [], []
     for i in range(120):
