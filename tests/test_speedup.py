@@ -39,7 +39,7 @@ def test_a_file_of_a_tenth_of_the_work_is_timed_several_times_as_fast_in_every_r
     ref, fast, same = r["files"]
     assert ref["speedup"] == {"median": 1.0, "low": 1.0, "high": 1.0}
     # 6 convolutions of 48 channels against 1 of 4: over a hundred times the multiply-adds.
-    assert fast["speedup"]["low"] > 3 and fast["p50_ms"] * 3 < ref["p50_ms"]
+    assert fast["speedup"]["low"] > 3 and fast["latency_ms"]["p50"] * 3 < ref["latency_ms"]["p50"]
     assert 0.5 < same["speedup"]["median"] < 2  # the same file, loaded twice: about as fast
     line = speedup.speedup_line(r)
     assert line.startswith("`light.tflite` is ") and "x as fast as `heavy.tflite`" in line
@@ -109,4 +109,4 @@ def test_a_latency_limit_times_every_file_together_before_the_gate_compares_them
 def speedup_compare_p50(path) -> float:
     from edgecompress.lite import speedup
 
-    return speedup.compare(path, [path], rounds=2, runs=50)["files"][0]["p50_ms"]
+    return speedup.compare(path, [path], rounds=2, runs=50)["files"][0]["latency_ms"]["p50"]

@@ -53,7 +53,7 @@ def compare(reference, models, *, rounds: int = 10, runs: int | None = None, war
 
     Returns:
         {"reference", "rounds", "runs", "threads", "xnnpack", "runtime", "cpu", "emulation", "files": [{"model",
-        "p50_ms", "latency_ms" (`numerics.latency_stats` of every timed invoke), "round_p50_ms", "speedup":
+        "latency_ms" (`numerics.latency_stats` of every timed invoke), "round_p50_ms", "speedup":
         {"median", "low", "high"}}, ...]}, the reference first (speedup 1).
     """
     if not (isinstance(rounds, int) and rounds >= 1):
@@ -86,7 +86,7 @@ def compare(reference, models, *, rounds: int = 10, runs: int | None = None, war
     files = []
     for p, t, rp in zip(paths, times, round_p50):
         ratio = ref / np.asarray(rp)
-        files.append({"model": p.name, "p50_ms": float(np.median(t)), "latency_ms": latency_stats(t), "round_p50_ms": rp,
+        files.append({"model": p.name, "latency_ms": latency_stats(t), "round_p50_ms": rp,
                       "speedup": {"median": float(np.median(ratio)), "low": float(ratio.min()),
                                   "high": float(ratio.max())}})
     from edgecompress.lite.latency import device_info
@@ -103,8 +103,8 @@ def speedup_line(result: dict, model: str | None = None) -> str:
     f = next(f for f in result["files"][1:] if model in (None, f["model"]))
     s = f["speedup"]
     ref = result["files"][0]
-    return (f"`{f['model']}` is {s['median']:.2f}x as fast as `{ref['model']}` (p50 {f['p50_ms']:.3f} against "
-            f"{ref['p50_ms']:.3f} ms; median of {result['rounds']} interleaved rounds of {result['runs']} invokes "
+    return (f"`{f['model']}` is {s['median']:.2f}x as fast as `{ref['model']}` (p50 {f['latency_ms']['p50']:.3f} against "
+            f"{ref['latency_ms']['p50']:.3f} ms; median of {result['rounds']} interleaved rounds of {result['runs']} invokes "
             f"each, rounds {s['low']:.2f}-{s['high']:.2f}x), {result['threads']} thread(s), on {result['cpu']}: " +
             (f"an emulated CPU ({result['emulation']['how']}), so not a measurement of any board"
              if (result.get("emulation") or {}).get("emulated") else "a fact about this CPU"))
