@@ -267,6 +267,17 @@ def _make_student(teacher, config: DistillConfig, seed: int):
     return student, inherited
 
 
+def _learning_rate(config: DistillConfig, rows: int):
+    """The distiller's Adam rate: `config.learning_rate`, or that decaying to 0 over every step of
+    `config.epochs` (`lr_schedule="cosine"`)."""
+    from edgecompress.models.backend import keras
+
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    steps = config.epochs * -(-rows // config.batch_size)
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
+
+
 def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, verbose: int = 1, **_):
     """Trains a student from `teacher` on `dataset`; returns (student, metrics).
 
@@ -288,7 +299,7 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
         start = student.get_weights()
         distiller = _distiller_class()(student, frozen, config.temperature, config.alpha, dataset.task,
                                        dataset.value_loss)
-        distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        distiller.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, len(yt))))
     keras.utils.set_random_seed(seed)
     logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g", teacher.name, count_params(teacher),
                 student.name, count_params(student), config.temperature, config.alpha)
