@@ -195,3 +195,50 @@ def test_inherit_refuses_a_wider_student(tiny_model):
 
     with pytest.raises(EdgeCompressError, match="'conv1'.*the student's has 12 outputs, the teacher's 8"):
         inherit_weights(tiny_model, scale_width(tiny_model, 1.5))
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"lr_schedule": "step"}, "lr_schedule='step'"),
+                                            ({"mixup": -0.2}, "mixup=-0.2")])
+def test_bad_schedule_or_mixup(kwargs, needle):
+    with pytest.raises(EdgeCompressError, match=needle):
+        DistillConfig(**kwargs)
+
+
+@pytest.mark.slow
+def test_mixup_blends_a_training_batch_and_its_labels_by_the_same_weights(tiny_model, tiny_dataset):
+    """Training with `mixup`: each example is `lam * x + (1 - lam) * x[other]` and its hard loss the two
+    labels' cross-entropies by `lam`; evaluation is unblended (the same losses as without mixup)."""
+    from edgecompress.models.backend import keras, tf
+    from edgecompress.data.preprocessing import to_model_input
+
+    x = tf.constant(to_model_input(tiny_dataset.x_test[:32], tiny_dataset.preprocessing))
+    y = tf.constant(tiny_dataset.y_test[:32])
+    teacher = keras.models.clone_model(tiny_model)
+    teacher.set_weights(tiny_model.get_weights())
+    d = _distiller_class()(scale_width(tiny_model, 0.5), teacher, 2.0, 0.5, mixup=0.4)
+    tf.random.set_seed(0)
+    blend, lam, other = d._blend(x)
+    lam, other = lam.numpy(), other.numpy()
+    assert 0 <= lam.min() and lam.max() <= 1 and lam.std() > 0.05, "lam ~ Beta(0.4, 0.4) per example"
+    expect = lam[:, None, None, None] * x.numpy() + (1 - lam[:, None, None, None]) * x.numpy()[other]
+    np.testing.assert_allclose(blend.numpy(), expect, atol=1e-5)
+    plain = d.__class__(d.student, teacher, 2.0, 0.5)
+    for training in (False,):  # evaluation: the same per-example losses with and without mixup
+        a, b = d._distill_losses(x, y, training), plain._distill_losses(x, y, training)
+        np.testing.assert_allclose(a[1].numpy(), b[1].numpy(), rtol=1e-5)
+    with pytest.raises(AssertionError):  # training: blended, so the per-example hard loss differs
+        np.testing.assert_allclose(d._distill_losses(x, y, True)[1].numpy(), plain._distill_losses(x, y, True)[1].numpy(),
+                                   rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_a_cosine_schedule_decays_the_rate_to_zero_over_the_epochs(tiny_model, tiny_dataset):
+    from edgecompress.techniques.distill import _learning_rate
+
+    assert _learning_rate(DistillConfig(), 1000) == 1e-3
+    rate = _learning_rate(DistillConfig(epochs=3, lr_schedule="cosine", batch_size=100), 1000)  # 30 steps
+    assert float(rate(0)) == pytest.approx(1e-3) and float(rate(15)) == pytest.approx(5e-4, rel=1e-3)
+    assert float(rate(30)) == pytest.approx(0, abs=1e-9)
+    _, m = distill(tiny_model, tiny_dataset, DistillConfig(width=0.5, epochs=2, lr_schedule="cosine", mixup=0.4,
+                                                           baseline=False), verbose=0)
+    assert m["epochs"] == 2 and m["accuracy"] > 0.15  # trains end to end (chance: 10%)

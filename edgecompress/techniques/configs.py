@@ -59,6 +59,16 @@ class DistillConfig(_StageConfig):
             last epochs settle where a constant rate keeps the student's
             held-out top-1 jumping by points from one epoch to the next.
             Defaults to `"constant"`.
+        mixup: Mixup's Beta(a, a) parameter `a` for the training batches, or
+            0 for none. Each training example is blended with another of the
+            batch, `lam * x + (1 - lam) * x'` with `lam ~ Beta(a, a)`: the
+            student matches the teacher's outputs on the blend and learns
+            both labels by `lam` (for a classifier; a model of values,
+            several labels or several outputs trains unblended). A student
+            sees new inputs every epoch where a small training set has it
+            learn the images by heart (Beyer et al. 2022, "Knowledge
+            distillation: a good teacher is patient and consistent").
+            Defaults to 0.
         student_dropout: Dropout rate for the width-scaled student's Dropout
             layers (a narrow student needs less, and the soft targets already
             regularize). Defaults to None: the teacher's rates.
@@ -112,6 +122,7 @@ class DistillConfig(_StageConfig):
     batch_size: int = 64
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"
+    mixup: float = 0.0
     student_dropout: float | None = None
     bn_momentum: float | None = 0.99
     init: str = "auto"
@@ -138,6 +149,8 @@ class DistillConfig(_StageConfig):
         require(self.hard_swish in HARD_SWISH,
                  f"Received an invalid value for `hard_swish`, expected one of {list(HARD_SWISH)}. "
                  f"Received: hard_swish={self.hard_swish!r}")
+        require(isinstance(self.mixup, (int, float)) and self.mixup >= 0,
+                 f"Received an invalid value for `mixup`, expected a number >= 0 (0: none). Received: mixup={self.mixup!r}")
         require(self.lr_schedule in LR_SCHEDULES,
                  f"Received an invalid value for `lr_schedule`, expected one of {list(LR_SCHEDULES)}. "
                  f"Received: lr_schedule={self.lr_schedule!r}")

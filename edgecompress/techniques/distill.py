@@ -132,7 +132,8 @@ def _distiller_class():
     class Distiller(keras.Model):
         """Trains `student` against a frozen `teacher`; logs both losses."""
 
-        def __init__(self, student, teacher, temperature, alpha, task="classification", value_loss="mse"):
+        def __init__(self, student, teacher, temperature, alpha, task="classification", value_loss="mse",
+                     mixup=0.0):
             super().__init__(name="distiller")
             self.student, self.teacher = student, teacher
             self.teacher.trainable = False
@@ -149,6 +150,8 @@ def _distiller_class():
                 several_outputs_loss(several, value_loss), several_outputs_loss(several, value_loss, teacher_weight=1.0,
                                                                                temperature=self.temperature))
             self.tracks_accuracy = not (self.of_values or self.multi_label or self.several)
+            # Mixup blends a classifier's training batches (`DistillConfig.mixup`); other tasks train unblended.
+            self.mixup = float(mixup) if self.tracks_accuracy else 0.0
             self.bce = keras.losses.BinaryCrossentropy(reduction=keras.losses.Reduction.NONE)
             self.mse = keras.losses.MeanSquaredError(reduction=keras.losses.Reduction.NONE)
             self.value_loss = value_loss_fn(value_loss, reduction=keras.losses.Reduction.NONE)
@@ -189,12 +192,24 @@ def _distiller_class():
                 hard = self.bce(y, s)
                 soft = self.mse(self.teacher(x, training=False), s)
                 return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
+            lam = other = None
+            if training and self.mixup > 0:
+                x, lam, other = self._blend(x)
             t = head_log_probs(self.teacher(x, training=False), self.teacher_head)
             s_out = self.student(x, training=training)
             s = head_log_probs(s_out, self.student_head)
-            hard = self.ce(y, s)
+            hard = self.ce(y, s) if lam is None else lam * self.ce(y, s) + (1 - lam) * self.ce(tf.gather(y, other), s)
             soft = self.kl(self._soft(t), self._soft(s)) * self.temperature ** 2
             return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
+
+        def _blend(self, x):
+            """`x` blended with a shuffle of itself, `lam ~ Beta(a, a)` per example; returns (blend, lam, order)."""
+            n = tf.shape(x)[0]
+            a = tf.random.gamma([n], self.mixup)
+            lam = a / (a + tf.random.gamma([n], self.mixup))
+            other = tf.random.shuffle(tf.range(n))
+            w = tf.reshape(lam, tf.concat([[n], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
+            return w * x + (1 - w) * tf.gather(x, other), lam, other
 
         @staticmethod
         def _mean(per_example):
@@ -298,7 +313,7 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
         student, inherited = _make_student(teacher, config, seed)
         start = student.get_weights()
         distiller = _distiller_class()(student, frozen, config.temperature, config.alpha, dataset.task,
-                                       dataset.value_loss)
+                                       dataset.value_loss, config.mixup)
         distiller.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, len(yt))))
     keras.utils.set_random_seed(seed)
     logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g", teacher.name, count_params(teacher),
