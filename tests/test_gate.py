@@ -193,3 +193,18 @@ def test_select_again_on_device_latency(tmp_path, root, small_npz):
     assert load_report(out)["selected"] is None and not (out / "selected.tflite").exists()
     proc = run_invoke(["select", "--out", str(out), "--device", "nope", "--max-latency-ms", "1"], cwd=root)
     assert proc.returncode == 2 and "no results for 'nope'" in proc.stderr and column in proc.stderr
+
+
+def test_a_device_result_for_selected_tflite_lands_on_the_selected_artifacts_row():
+    from edgecompress.devices.ssh import merge_into_report
+
+    report = {"selected": "student_int8", "artifacts": [{"name": "teacher_float32", "path": "o/teacher_float32.tflite"},
+                                                        {"name": "student_int8", "path": "o/student_int8.tflite"}]}
+    device = {"device": {"runtime": {"name": "ai-edge-litert"}}, "harness_overhead_us": 8.0, "host": "pi",
+              "results": [{"model": "selected.tflite", "accuracy": 0.9}, {"model": "teacher_float32.tflite"},
+                          {"model": "other.tflite"}]}
+    merge_into_report(report, {"pi": device})
+    assert set(report["devices"]["pi/ai-edge-litert"]["results"]) == {"student_int8", "teacher_float32", "other.tflite"}
+    report["selected"] = None  # nothing selected: the file keeps its own name
+    merge_into_report(report, {"pi": device})
+    assert "selected.tflite" in report["devices"]["pi/ai-edge-litert"]["results"]

@@ -209,13 +209,16 @@ def bench_devices(hosts, models, options: SSHOptions = SSHOptions(), **kwargs) -
 
 
 def merge_into_report(report: dict, results: dict) -> dict:
-    """Adds per-device results to `report["devices"]`, keyed by artifact name.
+    """Adds per-device results to `report["devices"]`, keyed by artifact name (`selected.tflite`'s under
+    the selected artifact's).
 
     A device column is labelled `host/runtime`, so one board measured with
     two runtimes gets two columns.
     """
     devices = report.setdefault("devices", {})
     by_file = {Path(a["path"]).name: a["name"] for a in report.get("artifacts", [])}
+    if report.get("selected"):  # `selected.tflite` is a copy of the selected artifact's file: its row
+        by_file.setdefault("selected.tflite", report["selected"])
     for key, r in results.items():
         if "error" in r:
             devices[key] = {"error": r["error"]}
