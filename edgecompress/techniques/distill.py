@@ -193,7 +193,7 @@ def _distiller_class():
                 soft = self.mse(self.teacher(x, training=False), s)
                 return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
             lam = other = None
-            if training and self.mixup > 0:
+            if training and self.mixup > 0 and x.dtype.is_floating:  # ids or counts are not blended
                 x, lam, other = self._blend(x)
             t = head_log_probs(self.teacher(x, training=False), self.teacher_head)
             s_out = self.student(x, training=training)
