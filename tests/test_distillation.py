@@ -198,7 +198,7 @@ def test_inherit_refuses_a_wider_student(tiny_model):
 
 
 @pytest.mark.parametrize("kwargs, needle", [({"lr_schedule": "step"}, "lr_schedule='step'"),
-                                            ({"mixup": -0.2}, "mixup=-0.2")])
+                                            ({"mixup": -0.2}, "mixup=-0.2"), ({"mixup": True}, "mixup=True")])
 def test_bad_schedule_or_mixup(kwargs, needle):
     with pytest.raises(EdgeCompressError, match=needle):
         DistillConfig(**kwargs)

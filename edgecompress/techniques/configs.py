@@ -149,7 +149,7 @@ class DistillConfig(_StageConfig):
         require(self.hard_swish in HARD_SWISH,
                  f"Received an invalid value for `hard_swish`, expected one of {list(HARD_SWISH)}. "
                  f"Received: hard_swish={self.hard_swish!r}")
-        require(isinstance(self.mixup, (int, float)) and self.mixup >= 0,
+        require(isinstance(self.mixup, (int, float)) and not isinstance(self.mixup, bool) and self.mixup >= 0,
                  f"Received an invalid value for `mixup`, expected a number >= 0 (0: none). Received: mixup={self.mixup!r}")
         require(self.lr_schedule in LR_SCHEDULES,
                  f"Received an invalid value for `lr_schedule`, expected one of {list(LR_SCHEDULES)}. "

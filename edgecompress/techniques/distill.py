@@ -316,8 +316,10 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
                                        dataset.value_loss, config.mixup)
         distiller.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, len(yt))))
     keras.utils.set_random_seed(seed)
-    logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g", teacher.name, count_params(teacher),
-                student.name, count_params(student), config.temperature, config.alpha)
+    logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g%s%s", teacher.name,
+                count_params(teacher), student.name, count_params(student), config.temperature, config.alpha,
+                f", mixup Beta({config.mixup:g}, {config.mixup:g})" if distiller.mixup > 0 else "",
+                ", the rate decaying on a cosine" if config.lr_schedule == "cosine" else "")
     # A model of values has no top-1 while it trains: its held-out squared error stands in.
     monitor = ("val_accuracy", "max") if distiller.tracks_accuracy else ("val_student_loss", "min")
     callbacks = [] if config.patience is None else [keras.callbacks.EarlyStopping(
