@@ -96,6 +96,10 @@ def _build(options: BuildOptions) -> dict:
     n = 4
     step(1, n, "Loading data and model")
     model, dataset, teacher_key, source = prepare_model(options, cache)
+    if options.disjoint_groups:
+        from edgecompress.data.groups import check_disjoint
+
+        check_disjoint(dataset.groups_train, dataset.groups_test, options.data)
     spec = dataset.model_spec()
     fmt = source.format if source else "tf_keras"
     logger.info("Teacher %s: %d parameters", model.name, models.count_params(model))
@@ -105,13 +109,16 @@ def _build(options: BuildOptions) -> dict:
     pixels, calib_dir = calibration_pixels(options, dataset, out_dir)
 
     constraints = Constraints(options.max_accuracy_drop, options.max_size_kb, options.max_latency_ms,
-                              margin_se=options.margin_se)
+                              margin_se=options.margin_se, selection=options.selection,
+                              confidence=options.confidence)
     if space is not None:
         from edgecompress.search.run import search
 
         space = space.for_build(model, options.max_latency_ms)  # what the search will run, as its log says
         if space.name == CLOSED_LOOP_SPACE:
-            held = f" (by {options.margin_se:g} paired standard error of its drop)" if options.margin_se else ""
+            held = (f", certified at {100 * options.confidence:g}% on held-out data the search never scores"
+                    if options.selection == "confirmed" else
+                    f" (by {options.margin_se:g} paired standard error of its drop)" if options.margin_se else "")
             step(3, n, f"Closed loop (no --recipe): the smallest file within {constraints.max_accuracy_drop:g} "
                         f"point(s) of the model on held-out images{held}, within {options.budget_minutes:g} min: "
                         f"{len(space.ladder)} rungs from PTQ of the model to students, then {space.sampler} "

@@ -3,6 +3,7 @@
 
     python scripts/make_example.py mnv3-shapes build/byo-mnv3-shapes           # the defaults behind the README
     python scripts/make_example.py resnet-letters /tmp/x --train 300 --test 200 --epochs 1 --min-accuracy 0
+    python scripts/make_example.py sensor-people build/byo-sensor-people       # grouped: people, with fresh.npz
 
 `invoke benchmark-byo --example NAME` makes it (once) and builds it with no other flag.
 """
@@ -13,20 +14,24 @@ import logging
 import sys
 
 from edgecompress.errors import EdgeCompressError
-from edgecompress.benchmarks.examples import EXAMPLES, SyntheticConfig
+from edgecompress.benchmarks.examples import EXAMPLES
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("example", choices=[n for n, e in EXAMPLES.items() if isinstance(e.config, SyntheticConfig)])
+    p.add_argument("example", choices=[n for n, e in EXAMPLES.items() if dataclasses.is_dataclass(e.config)])
     p.add_argument("out")
-    for f in dataclasses.fields(SyntheticConfig):
+    fields = {f.name: f for e in EXAMPLES.values() if dataclasses.is_dataclass(e.config)
+              for f in dataclasses.fields(e.config)}
+    for f in fields.values():
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ex = EXAMPLES[args.example]
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SyntheticConfig)
-             if getattr(args, f.name) is not None}
+    own = {f.name for f in dataclasses.fields(ex.config)}
+    given = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
+    if set(given) - own:
+        p.error(f"{args.example} takes {sorted(own)}; not {sorted(set(given) - own)}")
     try:
         summary = ex.make(args.out, dataclasses.replace(ex.config, **given))
     except EdgeCompressError as e:

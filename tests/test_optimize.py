@@ -308,8 +308,8 @@ def test_a_killed_search_resumes_with_two_workers_and_runs_nothing_twice(tmp_pat
     pts = [(arts[n]["gzip_bytes"], arts[n]["val_accuracy"]) for n in ["teacher_float32"] + names]
     front = {(["teacher_float32"] + names)[i] for i in pareto(pts)}
     assert front == {n for n, a in arts.items() if a["pareto"]["size"]}  # the front is complete
-    for n in names:
-        assert (out / f"{n}.tflite").exists()
+    for n in names:  # a search's files are under trials/, with short names (trials.csv maps them)
+        assert Path(arts[n]["path"]).exists() and Path(arts[n]["path"]).parent.name == "trials"
 
     # The same folder with another space: refused before anything is published, the build kept.
     (tmp_path / "space.json").write_text(json.dumps({**SPACE, "grid": {"prune.final_sparsity": [0.6]}}))
@@ -469,5 +469,6 @@ def test_a_worker_started_elsewhere_joins_a_postgresql_study(tmp_path, root, tin
     assert len(names) == len(set(names)) == 8  # 4 trained models x 2 schemes, each once
     assert len({c["worker"] for c in done}) == 2, [c["worker"] for c in done]
     assert (tmp_path / "elsewhere" / ".cache").is_dir()  # the worker trained in its own folder
-    for n in names:
-        assert (out / f"{n}.tflite").exists()
+    arts = {a["name"]: a for a in report["artifacts"]}
+    for n in names:  # a search's files are under trials/, with short names (trials.csv maps them)
+        assert Path(arts[n]["path"]).exists() and Path(arts[n]["path"]).parent.name == "trials"

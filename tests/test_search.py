@@ -1,6 +1,7 @@
 """`--search`: search spaces as data, the time budget, Pareto fronts, selection."""
 
 import json
+from pathlib import Path
 import re
 
 import pytest
@@ -295,7 +296,8 @@ def test_build_edge_search_selects_on_validation_and_reports(tmp_path, root, tin
     assert report["search"]["candidates"][0]["choice"] == {"prune.final_sparsity": 0.5, "quantize": "int8"}  # the template
     assert report["search"]["resumed_trials"] == 0  # a new study, though its first trial was queued
     sel = next(a for a in report["artifacts"] if a["name"] == report["selected"])
-    assert (out / "selected.tflite").read_bytes() == (out / f"{sel['name']}.tflite").read_bytes()
+    assert (out / "selected.tflite").read_bytes() == Path(sel["path"]).read_bytes()
+    assert Path(sel["path"]).parent == out / "trials" and (out / "trials.csv").exists()
     from edgecompress.recipes.recipe import load_recipe
 
     again = load_recipe(out / "selected_recipe.json")  # the winner, runnable with --recipe

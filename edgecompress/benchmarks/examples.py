@@ -14,6 +14,9 @@ Keras 3 model file, built differently from the MobileNetV2 example
   layer adapted on raw pixels, on 10 letters (A-J) rendered at 32x32 in
   Debian's DejaVu and Liberation fonts (`fonts-dejavu-core`,
   `fonts-liberation`), `train/`, `val/` and `test/` folders.
+- `sensor-people`: grouped data (`benchmarks/sensors.py`): a 1D CNN on
+  overlapping windows of six activities, each person a group, with a
+  `fresh.npz` of people the build never sees.
 
 The generators are seeded numpy and PIL: the same config gives the same
 images. `EXAMPLES` is the table `invoke benchmark-byo --example NAME` reads
@@ -284,8 +287,21 @@ def _mnv2_config():
     return ExampleConfig()
 
 
+def _sensors(out, config=None):
+    from edgecompress.benchmarks.sensors import make_sensors
+
+    return make_sensors(out, config)
+
+
+def _sensor_config():
+    from edgecompress.benchmarks.sensors import SensorConfig
+
+    return SensorConfig()
+
+
 EXAMPLES = {
     "mnv2": Example(_mnv2, None, "model_keras3.keras"),
+    "sensor-people": Example(_sensors, _sensor_config(), "model.keras", "data.npz"),
     "mnv3-shapes": Example(make_shapes, SyntheticConfig(train=4000, test=1600, size=64, epochs=25,
                                                         min_accuracy=0.6), "model.keras"),
     "resnet-letters": Example(make_letters, SyntheticConfig(train=3000, val=1000, test=1000, size=32, epochs=12,

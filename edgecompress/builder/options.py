@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from edgecompress.builder.selection import DEFAULT_MARGIN_SE
+from edgecompress.builder.confirm import DEFAULT_CONFIDENCE
+from edgecompress.builder.selection import DEFAULT_MARGIN_SE, Constraints
 from edgecompress.configs import Config, require
 
 
@@ -65,9 +66,17 @@ class BuildOptions(Config):
             (`qdebug.recover_int8`) is tried first. Default to None.
         max_metric_drop: The accuracy limit in the metric's own units (0.01 = 0.01 of ROC-AUC or R², or one
             point of top-1): sets `max_accuracy_drop` to 100 times it. Give one of the two. Defaults to None.
-        margin_se: How many paired standard errors of its drop a search's file must keep inside
-            `max_accuracy_drop` on the judging images (`gate.Constraints`), so the file selected among many does
-            not meet the limit by luck; 0 holds the limit as measured. Defaults to `DEFAULT_MARGIN_SE` (1).
+        margin_se: With `selection="judged"`: how many paired standard errors of its drop a search's file must
+            keep inside `max_accuracy_drop` on the judging images; 0 holds the limit as measured. A search's
+            sampler also treats files outside this margin as infeasible. Defaults to `DEFAULT_MARGIN_SE` (1).
+        selection: How a search's accuracy limit is held (`selection.Constraints`): `"confirmed"` (certified on
+            a confirmation split the search never scored, `builder.confirm`) or `"judged"` (the rule before
+            it). Defaults to `"confirmed"`.
+        confidence: One-sided confidence of a confirmation. Defaults to `confirm.DEFAULT_CONFIDENCE` (0.95).
+        disjoint_groups: Refuse data whose groups (`data.groups`) appear in both the training and the test
+            split. Defaults to False.
+        patience: A search stops when this many proposals in a row (duplicates included) have not moved its
+            judged front. Defaults to None: the space's own (`SearchSpace.patience`).
         task: What a user's model is for (`lite.tasks`: `classification`, `anomaly`), which sets its metric
             (top-1, ROC-AUC); `max_accuracy_drop` is in points of it (0.01 of ROC-AUC per point). Defaults
             to None: what the model's shapes say (`keras_io.model_task`).
@@ -104,6 +113,10 @@ class BuildOptions(Config):
     output: str | None = None
     max_metric_drop: float | None = None
     margin_se: float = DEFAULT_MARGIN_SE
+    selection: str = "confirmed"
+    confidence: float = DEFAULT_CONFIDENCE
+    disjoint_groups: bool = False
+    patience: int | None = None
 
     def __post_init__(self):
         require(isinstance(self.budget_minutes, (int, float)) and self.budget_minutes > 0,
@@ -116,6 +129,10 @@ class BuildOptions(Config):
         require(isinstance(self.margin_se, (int, float)) and self.margin_se >= 0,
                  "Received an invalid value for `margin_se`, expected a number of standard errors >= 0 (0 holds "
                  f"the limit as measured). Received: margin_se={self.margin_se!r}")
+        Constraints(selection=self.selection, confidence=self.confidence)  # one place validates them
+        require(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
+                "Received an invalid value for `patience`, expected an integer >= 1 (proposals without a new point "
+                f"on the front). Received: patience={self.patience!r}")
         require(isinstance(self.runs, int) and self.runs >= 1,
                  f"Received an invalid value for `runs`, expected an integer >= 1. Received: runs={self.runs!r}")
         require(isinstance(self.threads, int) and self.threads >= 1,

@@ -2,15 +2,21 @@
 
 Constraints are on the measured artifacts: top-1 drop against the baseline
 (in points), file size (KiB of the `.tflite`), and p50 latency (on the host,
-or on a device whose results are in the report). A search's files are
-judged on top-1 on its validation split (`val_accuracy`), not the test split, and its file must keep
-`margin_se` paired standard errors of its drop (`val_paired_se`, in points) inside the limit: the
-smallest of many files that met a limit as measured is often one that met it by luck, and is further
-from the model on images the build never saw. Among the artifacts that
-meet them all, the smallest download (gzip bytes) wins, ties going to the
-more accurate. When none does, `GateError` says which constraint failed by
-how much, and the best value reached; the task exits 3 so CI can tell it
-from a usage error.
+or on a device whose results are in the report).
+
+A search's accuracy limit is held in two steps (`Constraints.selection`):
+
+- `"confirmed"` (the default): the judging split proposes and a confirmation split that the search never
+  scored certifies, by fixed-sequence testing of one-sided upper bounds (`builder.confirm`); the smallest
+  certified file that meets the other limits wins, and `report["confirmation"]` says how.
+- `"judged"`: the rule before confirmation: a file must keep `margin_se` paired standard errors of its
+  judged drop (`val_paired_se`) inside the limit, and the smallest such file wins. It is right for one
+  comparison, not for hundreds (`tests/test_confirm.py` measures how often it breaks its promise).
+
+Other builds (a fixed recipe's few files) are judged on the test split. Among the artifacts that meet
+every limit, the smallest download (gzip bytes) wins, ties going to the more accurate. When none does,
+`GateError` says which constraint failed by how much, and the best value reached; the task exits 3 so CI
+can tell it from a usage error.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from edgecompress.builder import confirm as confirmation
 from edgecompress.configs import Config, require
 from edgecompress.report.tables import device_metric
 from edgecompress.errors import EXIT_GATE, EdgeCompressError
@@ -45,8 +52,13 @@ class Constraints(Config):
         max_latency_ms: Slowest p50 latency, in ms. Defaults to None.
         device: Judge latency on this device column of the report instead of
             the host. Defaults to None.
-        margin_se: Paired standard errors of a file's drop (`val_paired_se`: a search's files, judged on
-            its validation split) kept inside `max_accuracy_drop`. Defaults to `DEFAULT_MARGIN_SE`.
+        margin_se: With `selection="judged"`: paired standard errors of a file's judged drop (`val_paired_se`)
+            kept inside `max_accuracy_drop`. Defaults to `DEFAULT_MARGIN_SE`.
+        selection: How a search's accuracy limit is held: `"confirmed"` (certified on a confirmation split,
+            `builder.confirm`) or `"judged"` (the judged drop plus `margin_se` standard errors). Defaults to
+            `"confirmed"`.
+        confidence: The one-sided confidence of a confirmation: at most `1 - confidence` of selections
+            promise a file whose true drop is over the limit. Defaults to `confirm.DEFAULT_CONFIDENCE`.
     """
 
     max_accuracy_drop: float | None = None
@@ -54,12 +66,20 @@ class Constraints(Config):
     max_latency_ms: float | None = None
     device: str | None = None
     margin_se: float = DEFAULT_MARGIN_SE
+    selection: str = "confirmed"
+    confidence: float = confirmation.DEFAULT_CONFIDENCE
 
     def __post_init__(self):
         for name in ("max_accuracy_drop", "max_size_kb", "max_latency_ms", "margin_se"):
             v = getattr(self, name)
             require(v is None or v >= 0,
                      f"Received an invalid value for `{name}`, expected a number >= 0. Received: {name}={v!r}")
+        require(self.selection in confirmation.SELECTIONS,
+                f"Received an invalid value for `selection`, expected one of {list(confirmation.SELECTIONS)}. "
+                f"Received: selection={self.selection!r}")
+        require(isinstance(self.confidence, (int, float)) and 0.5 <= self.confidence < 1,
+                "Received an invalid value for `confidence`, expected a number in [0.5, 1) (0.95: at most one "
+                f"selection in 20 promises a file over the limit). Received: confidence={self.confidence!r}")
 
     @property
     def any(self) -> bool:
@@ -124,33 +144,81 @@ def check_device(report: dict, constraints: Constraints) -> None:
                        "`invoke bench-device --accuracy` to judge on the device.", constraints.device)
 
 
+def confirms(report: dict, constraints: Constraints) -> bool:
+    """Whether the accuracy limit is certified on a confirmation split (`builder.confirm`): a search's report
+    whose files were measured there, a limit, `selection="confirmed"`, and this machine's top-1."""
+    return (constraints.selection == "confirmed" and constraints.max_accuracy_drop is not None
+            and constraints.device is None and "val_accuracy" in _baseline(report)
+            and any("confirm" in a for a in report["artifacts"]))
+
+
+def _select_confirmed(report: dict, constraints: Constraints) -> dict:
+    """The smallest file certified by `confirm.confirm` among those meeting the size and latency limits;
+    writes `report["confirmation"]`. Raises `GateError` when none meets them or none is certified."""
+    base = _baseline(report)
+    others = {"size_kb": constraints.max_size_kb, "latency_ms": constraints.max_latency_ms}
+    eligible = []
+    for a in report["artifacts"]:
+        m = measures(report, a)
+        if all(lim is None or (m[k] is not None and m[k] <= lim) for k, lim in others.items()):
+            eligible.append(confirmation.Candidate(
+                a["name"], int(a["gzip_bytes"]), 100 * (base["val_accuracy"] - a["val_accuracy"]),
+                confirmation.PairedDrop.from_dict(a["confirm"]) if "confirm" in a else None,
+                judged_se=a.get("val_paired_se") or 0.0, reference=a["name"] == report["baseline"]))
+    done = confirmation.confirm(eligible, constraints.max_accuracy_drop, constraints.confidence)
+    report["confirmation"] = done.to_dict()
+    if done.selected is not None:
+        return next(a for a in report["artifacts"] if a["name"] == done.selected)
+    if not eligible or not done.steps:
+        return _gate_error(report, constraints)
+    first = done.steps[0]
+    raise GateError(
+        f"No file could be certified within --max-accuracy-drop {constraints.max_accuracy_drop:g} on the "
+        f"confirmation split ({done.counts}): the first file of the judged front, {first.name}, drops "
+        f"{first.drop:+.2f} points there with a standard error of {first.se:.2f}, so its "
+        f"{100 * constraints.confidence:g}% upper bound is {first.upper:.2f}. More held-out data (more groups) "
+        "narrows it; `--selection judged` selects on the judged drop alone, without this guarantee.")
+
+
 def select(report: dict, constraints: Constraints) -> dict:
-    """Returns the selected artifact, or raises `GateError` with what failed."""
+    """Returns the selected artifact, or raises `GateError` with what failed. A search's accuracy limit is
+    certified on its confirmation split (`confirms`), which writes `report["confirmation"]`."""
+    report.pop("confirmation", None)
+    if confirms(report, constraints):
+        return _select_confirmed(report, constraints)
     limits = {"accuracy_drop": constraints.max_accuracy_drop, "size_kb": constraints.max_size_kb,
               "latency_ms": constraints.max_latency_ms}
     ok = []
     for a in report["artifacts"]:
-        m = measures(report, a, constraints.device, constraints.margin_se)
+        m = measures(report, a, constraints.device, constraints.margin_se)  # the judged rule
         if all(lim is None or (m[k] is not None and m[k] <= lim) for k, lim in limits.items()):
             ok.append(a)
     if ok:
         return min(ok, key=lambda a: (a["gzip_bytes"], -_accuracy(report, a, constraints.device)))
+    return _gate_error(report, constraints)
+
+
+def _gate_error(report: dict, constraints: Constraints):
+    """Raises `GateError` naming each limit, the best value reached for it, and by how much it was missed."""
+    limits = {"accuracy_drop": constraints.max_accuracy_drop, "size_kb": constraints.max_size_kb,
+              "latency_ms": constraints.max_latency_ms}
+    margin_se = 0.0 if confirms(report, constraints) else constraints.margin_se
     flags = {"accuracy_drop": "--max-accuracy-drop", "size_kb": "--max-size-kb", "latency_ms": "--max-latency-ms"}
     units = {"accuracy_drop": "points", "size_kb": "KiB", "latency_ms": "ms"}
     lines = []
     for k, lim in limits.items():
         if lim is None:
             continue
-        values = [(measures(report, a, constraints.device, constraints.margin_se)[k], a["name"])
+        values = [(measures(report, a, constraints.device, margin_se)[k], a["name"])
                   for a in report["artifacts"]]
         values = [v for v in values if v[0] is not None]
         best, name = min(values)
         status = "met by some" if best <= lim else f"missed by {best - lim:.3g} {units[k]}"
         lines.append(f"  {flags[k]} {lim:g}: best {best:.3g} {units[k]} ({name}), {status}")
     held = [a for a in report["artifacts"] if a.get("val_paired_se")] if constraints.max_accuracy_drop is not None \
-        and constraints.device is None and constraints.margin_se else []
+        and constraints.device is None and margin_se else []
     if held:
-        lines.append(f"  (a file's drop counts {constraints.margin_se:g} paired standard error of it more: "
+        lines.append(f"  (a file's drop counts {margin_se:g} paired standard error of it more: "
                      f"{min(a['val_paired_se'] for a in held):.2f}-{max(a['val_paired_se'] for a in held):.2f} "
                      "points here; more judging images (a `val/` folder) narrow it, --margin-se 0 drops it)")
     raise GateError("No artifact meets all the constraints:\n" + "\n".join(lines) +

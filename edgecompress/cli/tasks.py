@@ -52,6 +52,15 @@ _B = BuildOptions()
         "margin_se": "A search's file must meet --max-accuracy-drop by this many paired standard errors of its "
                      f"drop on the judging images, so one of many does not pass by luck (default: {_B.margin_se:g}; "
                      "0: the limit as measured).",
+        "selection": "How a search holds --max-accuracy-drop: confirmed (certified on held-out data the search "
+                     "never scored, at --confidence) or judged (the judged drop plus --margin-se standard errors, "
+                     f"the rule before confirmation) (default: {_B.selection}).",
+        "confidence": "One-sided confidence of the confirmation: at most 1 - this share of builds promise a file "
+                      f"whose true drop is over the limit (default: {_B.confidence:g}).",
+        "disjoint_groups": "Refuse --data whose groups (groups_train/groups_test, or <group>__ file names) are in "
+                           "both the training and the test split.",
+        "patience": "A search stops when this many proposals in a row have not moved its judged front "
+                    "(default: the space's; 'auto': 40).",
         "max_metric_drop": "The accuracy limit in the metric's own units, instead of --max-accuracy-drop: 0.01 is "
                            "0.01 of ROC-AUC or R² (one point of top-1).",
         "output": "For a model of several outputs: the output to build and ship, by name (default: the first; "
@@ -65,7 +74,8 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                threads=_B.threads, runs=_B.runs, scale=_B.scale, unsafe=False, quiet=False, strategy=_B.strategy,
                no_cache=False, max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None,
                budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None,
-               task=None, max_metric_drop=None, margin_se=_B.margin_se, output=None):
+               task=None, max_metric_drop=None, margin_se=_B.margin_se, output=None, selection=_B.selection,
+               confidence=_B.confidence, disjoint_groups=False, patience=None):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -81,7 +91,9 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                             search=("default" if search is True else search) or None,
                             budget_minutes=float(budget_minutes), workers=int(workers), storage=storage,
                             artifacts=artifacts, study=study, task=task, max_metric_drop=_num(max_metric_drop),
-                            margin_se=float(margin_se), output=output)
+                            margin_se=float(margin_se), output=output, selection=selection,
+                            confidence=float(confidence), disjoint_groups=bool(disjoint_groups),
+                            patience=None if patience is None else int(patience))
         try:
             report = run(opts)
         except PartialBuildError as e:
@@ -405,10 +417,12 @@ def benchmark_stream(c, count="50000", size=224, in_memory=False, out=None):
             "max_accuracy_drop": "Most top-1 points below the baseline.", "max_size_kb": "Largest .tflite in KiB.",
             "max_latency_ms": "Slowest p50 in ms (on --device when given, else the host).",
             "device": "Judge latency on this device column of the report, e.g. pi@raspberrypi/ai_edge_litert.",
-            "margin_se": "Paired standard errors of a search's file's drop kept inside --max-accuracy-drop "
-                         f"(default: {_B.margin_se:g})."})
+            "margin_se": "With --selection judged: paired standard errors of a search's file's drop kept inside "
+                         f"--max-accuracy-drop (default: {_B.margin_se:g}).",
+            "selection": f"confirmed or judged, as for build-edge (default: {_B.selection}).",
+            "confidence": f"One-sided confidence of the confirmation (default: {_B.confidence:g})."})
 def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, device=None,
-           margin_se=_B.margin_se):
+           margin_se=_B.margin_se, selection=_B.selection, confidence=_B.confidence):
     """Select again in a finished build (e.g. on device latency after bench-device); writes selected.tflite."""
     setup_logging()
     with user_errors():
@@ -417,7 +431,8 @@ def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_la
         from edgecompress.report.write import load_report
 
         chosen = select_in_build(out, Constraints(_num(max_accuracy_drop), _num(max_size_kb), _num(max_latency_ms),
-                                                  device=device, margin_se=float(margin_se)))
+                                                  device=device, margin_se=float(margin_se),
+                                                  selection=selection, confidence=float(confidence)))
         said = report_task(load_report(out)).says(chosen["accuracy"])  # "top-1 97.00%", "ROC-AUC 0.9688"
     print(f"Selected {chosen['name']} ({chosen['gzip_bytes'] / 1024:.1f} KB gzipped, {said}): {out}/selected.tflite")
 

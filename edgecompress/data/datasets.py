@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress.configs import Features, ModelSpec, Preprocessing
+from edgecompress.data import groups as grouping
 from edgecompress.data import ondisk
 from edgecompress.lite import inputs, tasks
 from edgecompress.errors import EdgeCompressError
@@ -55,7 +56,8 @@ _IDX_FILES = {
 class Dataset:
     """uint8 images (N, H, W, C), or float32 features of the model's input shape (`preprocessing` is then a
     `Features`), with integer labels, split into train and test, and optionally a validation split of the
-    data's own (`val/` beside `train/`, or `x_val`/`y_val` in an .npz)."""
+    data's own (`val/` beside `train/`, or `x_val`/`y_val` in an .npz). `groups_*` say which examples share
+    a source (`data.groups`; None: independent), and `groups_source` where they came from."""
 
     name: str
     x_train: np.ndarray
@@ -69,6 +71,10 @@ class Dataset:
     task: str = "classification"  # `lite.tasks`: what the labels mean and what is measured
     # How a model of values (a regression, an autoencoder) trains and distils: `lite.tasks.VALUE_LOSSES`.
     value_loss: str = "mse"
+    groups_train: np.ndarray | None = None
+    groups_test: np.ndarray | None = None
+    groups_val: np.ndarray | None = None
+    groups_source: str | None = None  # `data.groups`: GIVEN, PREFIX or CHAINED
 
     @property
     def num_classes(self) -> int:
@@ -87,45 +93,76 @@ class Dataset:
             "count": int(len(self.y_test)),
             "train_count": int(len(self.y_train)),
             **({"val_count": int(len(self.y_val))} if self.y_val is not None else {}),
+            **({"groups": {"source": self.groups_source, **{
+                split: grouping.describe(g) for split, g in (("train", self.groups_train), ("test", self.groups_test),
+                                                             ("val", self.groups_val)) if g is not None}}}
+               if self.groups_source else {}),
             "classes": list(self.class_names),
             "fingerprint": self.fingerprint(),
         }
 
+    def _train_split(self, fraction: float, seed: int):
+        """(rest, held) of the training examples: whole groups when there are groups, else stratified."""
+        if self.groups_train is not None:
+            return grouping.split(self.groups_train, fraction, seed)
+        return _stratified_split(self.y_train, fraction, seed)
+
     def validation_split(self, fraction: float = 0.1, seed: int = 0) -> "Dataset":
-        """The training images split in two, stratified: the rest to train on, and `fraction` of them as
-        this dataset's evaluation split (its `x_test`). A search scores and selects on it; the test split
-        stays for reporting."""
-        train, val = _stratified_split(self.y_train, fraction, seed)
+        """The training images split in two (whole groups, or stratified): the rest to train on, and `fraction`
+        of them as this dataset's evaluation split (its `x_test`). A search scores and selects on it; the test
+        split stays for reporting."""
+        train, val = self._train_split(fraction, seed)
+        g = self.groups_train
         return dataclasses.replace(self, name=f"{self.name} (validation {len(val)} of the training images)",
                                    x_train=ondisk.take(self.x_train, train), y_train=self.y_train[train],
                                    x_test=ondisk.take(self.x_train, val), y_test=self.y_train[val], x_val=None,
-                                   y_val=None)
+                                   y_val=None, groups_train=None if g is None else g[train],
+                                   groups_test=None if g is None else g[val], groups_val=None)
 
     def held_out(self, seed: int = 0) -> tuple["Dataset", "Dataset", dict]:
         """(judge, report, how): two datasets with the full training split, each with images no model
         trained on this data learned from as its `x_test`: `judge` to hold a limit against (the data's own
-        validation split, or else a stratified, seeded half of the test split), `report` to report on (the
-        test split, or its other half). `how` says which images went where, for the log and the report."""
+        validation split, or else a seeded half of the test split: whole groups when there are groups, else
+        stratified), `report` to confirm and report on (the test split, or its other half). `how` says which
+        images went where, and how many groups, for the log and the report."""
         if self.x_val is not None:
             judge = dataclasses.replace(self, name=f"{self.name} (validation split, {len(self.y_val)} images)",
-                                        x_test=self.x_val, y_test=self.y_val, x_val=None, y_val=None)
-            return judge, self, {"judge": "validation split of the data", "judge_count": int(len(self.y_val)),
-                                 "report": "test split", "report_count": int(len(self.y_test))}
-        report_idx, judge_idx = _stratified_split(self.y_test, 0.5, seed)
+                                        x_test=self.x_val, y_test=self.y_val, x_val=None, y_val=None,
+                                        groups_test=self.groups_val, groups_val=None)
+            return judge, dataclasses.replace(self, groups_val=None), {
+                "judge": "validation split of the data", "judge_count": int(len(self.y_val)),
+                "report": "test split", "report_count": int(len(self.y_test)),
+                **self._group_counts(self.groups_val, self.groups_test)}
+        g = self.groups_test
+        if g is not None:
+            report_idx, judge_idx = grouping.split(g, 0.5, seed)
+            how = "half of the test split's groups (seeded)"
+        else:
+            report_idx, judge_idx = _stratified_split(self.y_test, 0.5, seed)
+            how = "half of the test split (stratified, seeded)"
         judge = dataclasses.replace(self, name=f"{self.name} (half of the test split, {len(judge_idx)} images)",
-                                    x_test=ondisk.take(self.x_test, judge_idx), y_test=self.y_test[judge_idx])
+                                    x_test=ondisk.take(self.x_test, judge_idx), y_test=self.y_test[judge_idx],
+                                    groups_test=None if g is None else g[judge_idx])
         report = dataclasses.replace(self, x_test=ondisk.take(self.x_test, report_idx),
-                                     y_test=self.y_test[report_idx])
-        return judge, report, {"judge": "half of the test split (stratified, seeded)",
-                               "judge_count": int(len(judge_idx)), "report": "the other half of the test split",
-                               "report_count": int(len(report_idx))}
+                                     y_test=self.y_test[report_idx], groups_test=None if g is None else g[report_idx])
+        return judge, report, {"judge": how, "judge_count": int(len(judge_idx)),
+                               "report": "the other half of the test split", "report_count": int(len(report_idx)),
+                               **self._group_counts(judge.groups_test, report.groups_test)}
+
+    def _group_counts(self, judge, report) -> dict:
+        if self.groups_source is None:
+            return {}
+        return {"groups": self.groups_source, "judge_groups": grouping.describe(judge),
+                "report_groups": grouping.describe(report)}
 
     def without_validation(self, fraction: float = 0.1, seed: int = 0) -> "Dataset":
         """This dataset less `validation_split`'s images: train a teacher on it so a search's validation
         split is held out of everything it learned from. The test split is unchanged."""
-        train, _ = _stratified_split(self.y_train, fraction, seed)
+        train, _ = self._train_split(fraction, seed)
+        g = self.groups_train
         return dataclasses.replace(self, x_train=ondisk.take(self.x_train, train), y_train=self.y_train[train],
-                                   x_val=None, y_val=None)
+                                   x_val=None, y_val=None, groups_train=None if g is None else g[train],
+                                   groups_val=None)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -139,6 +176,9 @@ class Dataset:
             h.update(f"\ntask={self.task}".encode())
         if self.value_loss != "mse":  # so is a model of values trained by mean squared error
             h.update(f"\nvalue_loss={self.value_loss}".encode())
+        for split, g in (("train", self.groups_train), ("test", self.groups_test), ("val", self.groups_val)):
+            if g is not None:  # data without groups keeps the fingerprint it had before groups were read
+                h.update(f"\ngroups_{split}=".encode() + "\t".join(map(str, g.tolist())).encode())
         return h.hexdigest()
 
 
@@ -388,10 +428,22 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=Fa
         arrays = _packed(arrays, spec.inputs, path)
     if outputs:
         arrays = _packed_labels(arrays, outputs, path)
+    given = {}  # split -> group ids given in the file
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+        for split in ("train", "test", "val"):
+            if f"groups_{split}" in arrays:
+                if f"x_{split}" not in arrays:
+                    raise EdgeCompressError(f"{path} holds `groups_{split}` but no `x_{split}`; groups go beside "
+                                            "the examples they name.")
+                given[split] = grouping.check(arrays[f"groups_{split}"], len(arrays[f"x_{split}"]), path, split)
     elif {"x", "y"} <= arrays.keys():
-        tr, te = _stratified_split(strata(np.asarray(arrays["y"])), test_fraction, seed)
+        if "groups" in arrays:  # whole groups held out for testing: the test split measures new groups
+            g = grouping.check(arrays["groups"], len(arrays["x"]), path, "all")
+            tr, te = grouping.split(g, test_fraction, seed)
+            given = {"train": g[tr], "test": g[te]}
+        else:
+            tr, te = _stratified_split(strata(np.asarray(arrays["y"])), test_fraction, seed)
         xtr, ytr = ondisk.take(arrays["x"], tr), np.asarray(arrays["y"])[tr]
         xte, yte = ondisk.take(arrays["x"], te), np.asarray(arrays["y"])[te]
     else:
@@ -439,7 +491,8 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=Fa
         width = 1 if np.ndim(ytr) == 1 else np.shape(ytr)[1]
         names = ([str(c) for c in arrays["class_names"]] if "class_names" in arrays else
                  ["value"] if width == 1 else [f"value_{i}" for i in range(width)])
-        return _finish(name, xtr, ytr, xte, yte, names, spec, f"examples of {path.name}", xva, yva, values=True)
+        return _grouped(_finish(name, xtr, ytr, xte, yte, names, spec, f"examples of {path.name}", xva, yva,
+                                values=True), given, path)
     for key, a in (("y_train", ytr), ("y_test", yte), *((("y_val", yva),) if yva is not None else ())):
         a = np.asarray(a)
         if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer)
@@ -455,8 +508,31 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=Fa
             class_names = [str(c) for c in arrays["class_names"]]
         else:
             class_names = [str(i) for i in range(int(max(ytr.max(), yte.max())) + 1)]
-    return _finish(name, xtr, ytr, xte, yte, class_names, spec, f"images of {path.name}",
-                   xva, None if yva is None else np.asarray(yva).astype(np.int64))
+    return _grouped(_finish(name, xtr, ytr, xte, yte, class_names, spec, f"images of {path.name}",
+                            xva, None if yva is None else np.asarray(yva).astype(np.int64)), given, path)
+
+
+def _grouped(ds: Dataset, given: dict, path) -> Dataset:
+    """`ds` with the groups `given` in the file, or else (features only) the chains of overlapping windows found
+    in each split (`data.groups.chain_windows`), logged; unchanged when neither."""
+    if given:
+        return dataclasses.replace(ds, groups_source=grouping.GIVEN, **{f"groups_{k}": v for k, v in given.items()})
+    if not isinstance(ds.preprocessing, Features):
+        return ds
+    found = {}
+    for split in ("train", "test", "val"):
+        x = getattr(ds, f"x_{split}")
+        if x is None or ondisk.is_lazy(x):  # rows on disk are not read whole to look for chains
+            continue
+        g = grouping.chain_windows(x)
+        if g is not None and len(np.unique(g)) >= 2:
+            found[split] = g
+    if not found:
+        return ds
+    logger.info("%s: consecutive rows overlap like the windows of one recording; chained into %s (each chain is a "
+                "group: held out whole, counted once in error bars). Give `groups_train`/`groups_test` to say "
+                "otherwise.", path, ", ".join(f"{len(np.unique(g))} groups in `x_{k}`" for k, g in found.items()))
+    return dataclasses.replace(ds, groups_source=grouping.CHAINED, **{f"groups_{k}": v for k, v in found.items()})
 
 
 def _packed(arrays: dict, layout, path) -> dict:
@@ -624,6 +700,7 @@ def _infer_spec(first_image: Path) -> Preprocessing:
 
 
 def _read_classes(root: Path, class_names, spec, notice):
+    """(images, labels, groups): groups from `<group>__` file-name prefixes (`data.groups`), or None."""
     files, ys = [], []
     for label, name in enumerate(class_names):
         d = root / name
@@ -632,7 +709,10 @@ def _read_classes(root: Path, class_names, spec, notice):
             ys.append(label)
     if not files:
         raise EdgeCompressError(f"No images (PNG/JPEG/BMP/GIF/WebP/TIFF) found under {root}.")
-    return _decode(files, spec, notice, root), np.asarray(ys, np.int64)
+    g = grouping.from_prefixes(files, root)
+    if g is not None:
+        grouping.check(g, len(files), root, root.name)
+    return _decode(files, spec, notice, root), np.asarray(ys, np.int64), g
 
 
 def _decode(files, spec, notice, root):
@@ -709,16 +789,24 @@ def _from_folder(folder: Path, spec, test_fraction, seed):
                     raise EdgeCompressError(
                         f"{folder / split} has class folders {theirs}, but {class_root} has {classes}. Every split "
                         "needs the same class sub-folders (the model's output order is their sorted order).")
-        xtr, ytr = _read_classes(folder / "train", classes, spec, notice)
+        xtr, ytr, gtr = _read_classes(folder / "train", classes, spec, notice)
+        gva = None
         if val_dir is not None:
-            xva, yva = _read_classes(val_dir, classes, spec, notice)
+            xva, yva, gva = _read_classes(val_dir, classes, spec, notice)
         if (folder / "test").is_dir():
-            xte, yte = _read_classes(folder / "test", classes, spec, notice)
+            xte, yte, gte = _read_classes(folder / "test", classes, spec, notice)
         else:  # train/ and val/ only: the validation images are the only held-out ones, test included
-            xte, yte, xva, yva = xva, yva, None, None
+            xte, yte, gte, xva, yva, gva = xva, yva, gva, None, None, None
     else:
-        x, y = _read_classes(folder, classes, spec, notice)
-        tr, te = _stratified_split(y, test_fraction, seed)
+        x, y, g = _read_classes(folder, classes, spec, notice)
+        tr, te = grouping.split(g, test_fraction, seed) if g is not None else _stratified_split(y, test_fraction, seed)
         xtr, ytr, xte, yte = ondisk.take(x, tr), y[tr], ondisk.take(x, te), y[te]
+        gtr, gte, gva = (None, None, None) if g is None else (g[tr], g[te], None)
     notice.log(f"images of {folder}")
-    return Dataset(folder.name, xtr, ytr, xte, yte, tuple(classes), spec, xva, yva)
+    ds = Dataset(folder.name, xtr, ytr, xte, yte, tuple(classes), spec, xva, yva)
+    found = {k: v for k, v in (("train", gtr), ("test", gte), ("val", gva)) if v is not None}
+    if found:
+        logger.info("Groups from file-name prefixes (`<group>%s`): %s", grouping.PREFIX_SEPARATOR,
+                    ", ".join(f"{grouping.describe(v)} in {k}" for k, v in found.items()))
+        ds = dataclasses.replace(ds, groups_source=grouping.PREFIX, **{f"groups_{k}": v for k, v in found.items()})
+    return ds

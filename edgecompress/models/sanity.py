@@ -49,20 +49,48 @@ def standard_error(accuracy: float, n: int) -> float:
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n, 1))
 
 
-def paired_standard_error(a_terms, b_terms) -> float:
+def clustered_se(d, groups=None) -> float:
+    """The standard error of `mean(d)`: over examples, or cluster-robust over `groups` (CR1: the sum of each
+    group's centred total squared, times G / (G - 1), over n squared). Infinite with one group: one group
+    measures nothing of how another would fare.
+
+    >>> clustered_se([1.0, 0.0, 1.0, 0.0])
+    0.25
+    >>> clustered_se([1.0, 1.0, 0.0, 0.0], groups=["a", "a", "b", "b"])
+    0.5
+    """
+    d = np.asarray(d, np.float64).reshape(-1)
+    n = len(d)
+    if n == 0:
+        return 0.0
+    if groups is None:
+        return math.sqrt(max(float(d.var()), 0.0) / n)
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
+    g = int(codes.max()) + 1
+    if g < 2:
+        return math.inf
+    totals = np.bincount(codes, weights=d - d.mean(), minlength=g)
+    return math.sqrt(g / (g - 1) * float((totals ** 2).sum())) / n
+
+
+def interval_counts(count: int, groups: int | None) -> str:
+    """What an error bar counts, in words: examples in groups, or examples taken as independent."""
+    return (f"{count} examples in {groups} groups (the interval counts groups)" if groups is not None else
+            f"{count} examples, assumed independent (no groups were given or found)")
+
+
+def paired_standard_error(a_terms, b_terms, groups=None) -> float:
     """The standard error of the difference in a metric of two files measured on the same examples, from
     their per-example terms (`lite.tasks.Task.terms`; for top-1, which images each got right), as a fraction:
     only the examples the two treat differently move it (for top-1, one right and the other wrong), so it is
     much smaller than two independent measurements' errors when the files agree. For ROC-AUC it is DeLong's
-    paired error; for R², that of the difference of squared errors.
+    paired error; for R², that of the difference of squared errors. With `groups` (one id per example), it is
+    cluster-robust over them (`clustered_se`): it counts groups, not examples.
 
     >>> paired_standard_error([1, 1, 0, 0], [1, 1, 0, 0])
     0.0
     """
-    d = np.asarray(a_terms, np.float64) - np.asarray(b_terms, np.float64)
-    if len(d) == 0:
-        return 0.0
-    return math.sqrt(max(float(d.var()), 0.0) / len(d))
+    return clustered_se(np.asarray(a_terms, np.float64) - np.asarray(b_terms, np.float64), groups)
 
 
 def limit_verdict(drop: float, margin: float, limit: float, margin_se: float) -> str:

@@ -13,6 +13,7 @@ import gzip
 import json
 from pathlib import Path
 
+from edgecompress.report.confirmation import confirmation_lines
 from edgecompress.lite import tasks
 from edgecompress.lite.latency import device_emulation
 from edgecompress.lite.fileio import atomic_write_json, atomic_write_text
@@ -60,6 +61,7 @@ def render_markdown(report: dict) -> str:
         c = {k: v for k, v in report["constraints"].items() if v is not None}
         lines += ["", f"Constraints: {c}. " + (f"Selected: `{report['selected']}` (marked *, copied to `selected.tflite`)."
                                                 if report.get("selected") else "No artifact met them.")]
+    lines += confirmation_lines(report)
     if report.get("latency_timing"):  # every file timed again together for a latency limit (`builder.measure`)
         lt = report["latency_timing"]
         lines.append(f"For --max-latency-ms every file was timed again in {lt['rounds']} interleaved rounds of "
@@ -93,7 +95,11 @@ def render_markdown(report: dict) -> str:
         for s in stages:
             lines.append(f"- **{s['stage']}** ({s.get('model', '')}): " + ", ".join(
                 f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in s.get("metrics", {}).items()))
-    lines += ["", "Files:", ""] + [f"- `{a['path']}`" for a in report["artifacts"]]
+    in_trials = [a for a in report["artifacts"] if Path(a["path"]).parent.name == "trials"]
+    lines += ["", "Files:", ""] + [f"- `{a['path']}`" for a in report["artifacts"] if a not in in_trials]
+    if in_trials:
+        lines.append(f"- {len(in_trials)} trial file(s) under `trials/`, one row each in `{TRIALS_CSV}` (with the "
+                     "trial's full name, sizes, judged and confirmed measures)")
     return "\n".join(lines) + "\n"
 
 
@@ -162,6 +168,7 @@ def search_lines(report: dict) -> list[str]:
               f"{len(search['candidates'])} trials ({counts}) in {search['seconds']:.0f} s (budget "
               f"{search['budget_minutes']:g} min"
               + (f"; {search['resumed_trials']} from an earlier run, resumed" if search.get("resumed_trials") else "")
+              + (f"; it stopped on {search['stopped']}" if search.get("stopped") else "")
               + "). Trials are scored and selected on "
               + (f"{val['judge_count']} images no model trained on this data learned from ({val['judge']})"
                  if "judge" in val else f"{val['count']} validation images held out of the training data" if val
@@ -276,11 +283,41 @@ def margin_lines(report: dict) -> list[str]:
                 "as measured."]
 
 
+TRIALS_CSV = "trials.csv"
+TRIALS_COLUMNS = ("trial", "status", "file", "name", "file_bytes", "gzip_bytes", "judged", "reported",
+                  "confirmed_drop", "confirmed_se", "selected", "reason")
+
+
+def trials_csv(report: dict) -> str:
+    """A search's trials, one row each, in trial order: its short file name (under `trials/`), the candidate's
+    full name, file and gzip bytes, the judged and reported metric, its confirmed drop and standard error in
+    points (`builder.confirm`), whether it is the selected file, and why a trial made no file."""
+    import csv
+    import io
+
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(TRIALS_COLUMNS)
+    for c in report["search"]["candidates"]:
+        a = next((by_name[n] for n in c.get("artifacts", []) if n in by_name), {})
+        conf = a.get("confirm") or {}
+        path = Path(a.get("path", ""))
+        w.writerow([c["trial"], c["status"], "/".join(path.parts[-2:]) if a else "", c["name"] if not a else a["name"],
+                    a.get("size_bytes", ""), a.get("gzip_bytes", ""), a.get("val_accuracy", ""), a.get("accuracy", ""),
+                    conf.get("drop", ""), conf.get("se", ""), int(bool(a) and a["name"] == report.get("selected")),
+                    c.get("reason") or c.get("error") or ""])
+    return buf.getvalue()
+
+
 def write_report(report: dict, out_dir) -> tuple[Path, Path]:
-    """Writes report.md and report.html, then report.json (last: it is the one that names the build)."""
+    """Writes report.md and report.html (and a search's trials.csv), then report.json (last: it is the one that
+    names the build)."""
     from edgecompress.report.html import render_html
 
     out_dir = Path(out_dir)
+    if report.get("search") and report["search"].get("candidates"):
+        atomic_write_text(out_dir / TRIALS_CSV, trials_csv(report))
     m = atomic_write_text(out_dir / REPORT_MD, render_markdown(report))
     atomic_write_text(out_dir / REPORT_HTML, render_html(report))
     j = atomic_write_json(out_dir / REPORT_JSON, report)

@@ -167,6 +167,8 @@ class SearchSpace(Config):
             the grid only when the build has `--max-latency-ms` and the model
             has what the lever changes (`LEVER_APPLIES`; see `for_build`).
             Each list's first value is the template's. Defaults to `{}`.
+        patience: Stop when this many proposals in a row (duplicates included) have not put a new file on the
+            judged front (`search.stop`). Defaults to None: the budget, `trials` or the space's end alone.
     """
 
     name: str = "custom"
@@ -180,6 +182,7 @@ class SearchSpace(Config):
     validation_fraction: float = 0.1
     ladder: tuple = ()
     latency_grid: dict = dataclasses.field(default_factory=dict)
+    patience: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(dict(s) for s in self.stages))
@@ -194,6 +197,9 @@ class SearchSpace(Config):
         require(isinstance(self.startup_trials, int) and self.startup_trials >= 2,
                  f"Search space {self.name!r}: `startup_trials` must be an integer >= 2. "
                  f"Received: startup_trials={self.startup_trials!r}")
+        require(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
+                 f"Search space {self.name!r}: `patience` must be an integer >= 1 or null. "
+                 f"Received: patience={self.patience!r}")
         require(0 < self.validation_fraction < 0.5, f"Search space {self.name!r}: `validation_fraction` must be in "
                                                      f"(0, 0.5). Received: {self.validation_fraction!r}")
         require(bool(self.quantize), f"Search space {self.name!r}: `quantize` needs at least one scheme.")
@@ -499,6 +505,7 @@ def teacher_saw_validation(val_accuracy: float, n_val: int, test_accuracy: float
 
 
 HOLDOUTS = ("test", "training")
+TRIALS_DIR = "trials"  # a search's files, beside trials.csv; the build folder keeps selected.tflite and the front
 FINISH_RESERVE_S = 90  # of a build's budget, kept for measuring every file again and writing the report
 MIN_JUDGED = 100  # below it one image moves top-1 by more than a point: a 1-point limit cannot be judged
 
@@ -534,6 +541,25 @@ def judging_split(dataset, space: SearchSpace, seed: int = 0, holdout: str = "te
             f"about one point cannot be judged. Add a `val/` folder (or `x_val`, `y_val`) or more test images "
             f"(at least {MIN_JUDGED} held out), or run a fixed recipe without a limit (`--recipe default`).")
     return judge, report, {**how, "holdout": holdout}
+
+
+class Confirming:
+    """Each file's `confirm.PairedDrop` against the model's float32 file on the confirmation split (the search's
+    reporting split, which no trial was scored on), by group when the split has groups."""
+
+    def __init__(self, baseline, dataset, cache, measure: MeasureSettings):
+        from edgecompress.builder.measure import measure_file
+
+        self.n, self.groups = len(dataset.y_test), dataset.groups_test
+        self.base = measure_file(baseline.cache_path, dataset, cache, threads=measure.threads, runs=measure.runs,
+                                 warmup=measure.warmup)
+
+    def paired(self, measured: dict):
+        from edgecompress.builder.confirm import PairedDrop
+        from edgecompress.lite.evaluation import read_terms
+
+        return PairedDrop.of(read_terms(self.base["terms"], self.n), read_terms(measured["terms"], self.n),
+                             self.groups)
 
 
 def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None,
@@ -600,6 +626,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     started = time.time()
     max_latency_ms = getattr(options, "max_latency_ms", None)
     space = space.for_build(teacher, max_latency_ms)  # levers for speed join only when speed is asked
+    if getattr(options, "patience", None):
+        space = dataclasses.replace(space, patience=options.patience)
     val, dataset, how = judging_split(dataset, space, seed, holdout)
     store_dir = Path(artifacts) if artifacts else optimize.study_dir(out_dir) / "artifacts"
     store_dir.mkdir(parents=True, exist_ok=True)
@@ -667,7 +695,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         optimize.run_local_workers(study, study_storage, worker_command, workers)
     optimize.wait_for_running(study, study_storage)  # workers on other machines finish their trial
 
-    # Collect: every trial's file, measured again on the test split, one at a time.
+    # Collect: every trial's file, measured again on the test split (the confirmation split), one at a time.
+    confirming = Confirming(baseline, dataset, cache, MeasureSettings(threads, runs=runs, warmup=warmup))
     trials = study.get_trials(deepcopy=False)
     log, arts, names = [], [], set()
     retried = {t.user_attrs["retry_of"]: t.user_attrs.get("retry_reason", {}) for t in trials if "retry_of" in t.user_attrs}
@@ -676,11 +705,13 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         if entry["status"] == "done":
             a = _trial_file(t, store, cache)
             if a.name in names:
-                a.name, a.path = f"{a.name}-t{t.number}", f"{a.name}-t{t.number}.tflite"
+                a.name = f"{a.name}-t{t.number}"
             names.add(a.name)
+            a.path = f"{TRIALS_DIR}/t{t.number:03d}.tflite"  # short names under trials/; trials.csv maps them
             m = measure_file(a.cache_path, dataset, cache, threads=threads, runs=runs, warmup=warmup)
             a.extra["val_accuracy"], a.accuracy = a.accuracy, m["accuracy"]
             a.latency_ms, a.init_ms, a.agreement = m["latency_ms"], m["init_ms"], None
+            a.extra["confirm"] = confirming.paired(m).to_dict()
             arts.append(a)
             entry["artifacts"] = [a.name]
         log.append(entry)
@@ -692,6 +723,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     if not done:
         raise EdgeCompressError(f"Search {space.name!r}: no trial finished:\n" + "\n".join(
             f"  trial {e['trial']} {e['name']}: {e['status']} {e.get('error') or e.get('reason') or ''}" for e in log))
+    baseline.extra["confirm"] = confirming.paired(confirming.base).to_dict()
     artifacts = [baseline] + arts
     front, hv = mark_fronts(artifacts, max_accuracy_drop)
     logger.info("Search done: %d trial(s) finished of %d in %.0f s; front: %s; hypervolume %.4g KB x points", done,
@@ -705,5 +737,6 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         "validation": {"count": int(len(val.y_test)), "fraction": space.validation_fraction, **how,
                        **({"teacher_saw_it": seen} if seen else {})},
         "ladder_skipped": study.user_attrs.get("ladder_skipped") or {},
+        "stopped": study.user_attrs.get("stopped") or "the budget",
         "resumed_trials": resumed, "counts": counts, "candidates": log,
         "hypervolume": hv})

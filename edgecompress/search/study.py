@@ -611,7 +611,8 @@ class Objective:
 
 def paired_se_points(ctx: TrialContext, art) -> float | None:
     """The paired standard error, in points, of `art`'s drop from the teacher's float32 file on the judging
-    images (`sanity.paired_standard_error` of their per-example metric terms, `lite.tasks.Task.terms`), or None
+    images (`sanity.paired_standard_error` of their per-example metric terms, `lite.tasks.Task.terms`,
+    cluster-robust over the judging split's groups when it has them), or None
     where the study holds no terms of the teacher's (one started before they were kept)."""
     import numpy as np
 
@@ -627,7 +628,8 @@ def paired_se_points(ctx: TrialContext, art) -> float | None:
                                     ctx.dataset.y_test, task=ctx.dataset.task)
         terms = result["terms"]
     n = len(np.asarray(ctx.dataset.y_test))
-    return 100 * paired_standard_error(read_terms(ctx.baseline_terms, n), read_terms(terms, n))
+    return 100 * paired_standard_error(read_terms(ctx.baseline_terms, n), read_terms(terms, n),
+                                       ctx.dataset.groups_test)  # by group, when the judging split has groups
 
 
 def _counted(study) -> int:
@@ -635,10 +637,20 @@ def _counted(study) -> int:
     return len(_finished(study, -1))
 
 
+def enqueued_rungs_left(study) -> bool:
+    """Whether ladder rungs are still waiting to run (the stall rule waits for the ladder)."""
+    from optuna.trial import TrialState
+
+    return any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+
+
 def run_worker(study, storage, ctx: TrialContext, *, deadline: float, trials: int | None = None) -> int:
     """Runs trials until the deadline (the next trial's estimated time would pass it), `trials` finished
-    trials, a stop flag in the study, or the space is used up; returns how many this worker ran."""
+    trials, a stop flag in the study, the space is used up, or its judged front has not moved for the space's
+    `patience` proposals (`search.stop`); records why in the study (`stopped`); returns how many it ran."""
     import optuna
+
+    from edgecompress.search.stop import stalled
 
     objective = Objective(ctx, storage)
     ran = 0
@@ -648,19 +660,22 @@ def run_worker(study, storage, ctx: TrialContext, *, deadline: float, trials: in
         done = _finished(study, -1)
         times = [t.user_attrs["seconds"] for t in done if "seconds" in t.user_attrs]
         estimate = sum(times) / len(times) if times else 0.0
+        why = None
         if study.user_attrs.get("stop"):
             break
         if done and time.time() + estimate > deadline:
-            logger.info("Budget: the next trial (about %.0f s) would end after the deadline; this worker stops",
-                        estimate)
-            break
-        if trials is not None and _counted(study) >= trials:
-            break
-        if objective.duplicates_in_a_row >= MAX_DUPLICATES_IN_A_ROW:
-            logger.info("The sampler proposed %d tried recipes in a row: the space looks used up; stopping",
-                        MAX_DUPLICATES_IN_A_ROW)
-            break
-        if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+            why = f"the budget: the next trial (about {estimate:.0f} s) would end after the deadline"
+        elif trials is not None and _counted(study) >= trials:
+            why = f"the space's cap of {trials} trials"
+        elif objective.duplicates_in_a_row >= MAX_DUPLICATES_IN_A_ROW:
+            why = f"the space looks used up: the sampler proposed {MAX_DUPLICATES_IN_A_ROW} tried recipes in a row"
+        elif isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+            why = "the grid is exhausted"
+        elif not enqueued_rungs_left(study):
+            why = stalled(study, ctx.space.patience)
+        if why:
+            logger.info("Search stops: %s", why)
+            study.set_user_attr("stopped", why)
             break
         enqueue_next_rung(study, ctx.space)
         study.optimize(objective, n_trials=1, catch=(Exception,))  # recorded as FAIL with its error

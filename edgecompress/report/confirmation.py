@@ -1,0 +1,44 @@
+"""report.md's account of how the selected file was confirmed (`builder.confirm`, read from the report's
+`confirmation` record): the method, the splits in examples and groups, each file the walk tested, why it
+stopped, and, plainly, when the data cannot certify."""
+
+from __future__ import annotations
+
+import types
+
+from edgecompress.models.sanity import interval_counts
+
+
+def confirmation_lines(report: dict) -> list[str]:
+    if not report.get("confirmation"):
+        return []
+    c = types.SimpleNamespace(**report["confirmation"])
+    c.steps = [types.SimpleNamespace(**s) for s in c.steps]
+    c.counts = interval_counts(c.count, c.groups)
+    val = (report.get("search") or {}).get("validation") or {}
+    groups = val.get("judge_groups")
+    judged = f"{val.get('judge_count', '?')} examples" + (f" in {groups} groups" if groups else "")
+    lines = ["", "## How the selected file was confirmed", "",
+             f"Method: {c.method} ({100 * c.confidence:g}% one-sided; `builder.confirm`). The search proposed on "
+             f"{judged} ({val.get('judge', 'the judging split')}); the files were confirmed on {c.counts} "
+             f"({val.get('report', 'the confirmation split')}), which no trial was scored on. "
+             + ("The interval is cluster-robust over the groups, with Student's t on "
+                f"{c.groups - 1} degrees of freedom." if c.groups else
+                "**The interval assumes independent examples**: give groups (`groups_test` in an .npz, `<group>__` "
+                "file names) when examples share a person, speaker, device or recording."), "",
+             "| file | KB gzipped | judged drop | judged upper | confirmed drop | SE | upper bound | certified |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in c.steps:
+        lines.append(f"| {s.name} | {s.size / 1024:.1f} | {s.judged_drop:+.2f} | {s.judged_upper:+.2f} | "
+                     f"{s.drop:+.2f} | {s.se:.2f} | {s.upper:+.2f} | {'yes' if s.certified else '**no**'} |")
+    lines += ["", f"Drops are in points below the model's float32 file (positive is worse). The walk stopped: "
+                  f"{c.stopped}. Selected: `{c.selected}`" + (" (the smallest certified file)." if c.selected else ".")]
+    refused = [s for s in c.steps if not s.certified]
+    if refused and (c.selected == report.get("baseline") or len(c.steps) <= 2):
+        need = c.certifiable_se or 0.0
+        lines += ["", f"**This data cannot certify much within {c.limit:g} point(s).** With {c.counts}, a file "
+                      f"that loses nothing is certified only when its paired standard error is under {need:.2f} "
+                      f"points; `{refused[0].name}`'s is {refused[0].se:.2f}. The build selected the safest file it "
+                      "could defend. More held-out data (more groups) narrows the interval; `--selection judged` "
+                      "selects on the judged drop alone, without this guarantee."]
+    return lines

@@ -1,0 +1,54 @@
+"""When a search stops before its budget: its space is used up, or its judged front has stopped moving.
+
+A search that runs on after its front has settled only adds candidates, and every added candidate makes the
+smallest one that looks within the limit more likely to look so by luck (`builder.confirm`). So the loop ends
+when `patience` proposals in a row, duplicates included, have not put a new file on the judged front (gzip bytes
+against judged accuracy, among files within the limit as judged), and says so.
+"""
+
+from __future__ import annotations
+
+
+def _point(t):
+    """(gzip bytes, judged metric, within the limit as judged) of a finished trial, duplicates included, or None."""
+    from optuna.trial import TrialState
+
+    if t.state != TrialState.COMPLETE or not t.values:
+        return None
+    constraint = t.user_attrs.get("constraint")
+    feasible = constraint is None or constraint[0] <= 0
+    return float(t.values[1]), float(t.values[0]), feasible
+
+
+def proposals_since_front_moved(trials) -> tuple[int, int]:
+    """(proposals since the last one that put a new file on the judged front, proposals in all). A proposal is
+    a finished, stopped-early or duplicate trial; failed and running ones are not counted."""
+    from optuna.trial import TrialState
+
+    front: list[tuple[float, float]] = []
+    since = total = 0
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            continue
+        total += 1
+        since += 1
+        p = _point(t)
+        if p is None or not p[2] or "duplicate_of" in t.user_attrs:
+            continue
+        size, metric = p[0], p[1]
+        if any(s <= size and m >= metric for s, m in front):
+            continue  # dominated (or equal): the front did not move
+        front = [(s, m) for s, m in front if not (size <= s and metric >= m)] + [(size, metric)]
+        since = 0
+    return since, total
+
+
+def stalled(study, patience: int | None) -> str | None:
+    """Why the search should stop now (its judged front unmoved for `patience` proposals), or None."""
+    if not patience:
+        return None
+    since, total = proposals_since_front_moved(study.get_trials(deepcopy=False))
+    if since >= patience:
+        return (f"the judged front has not moved for {since} proposals (patience {patience}; {total} proposals in "
+                "all, duplicates included)")
+    return None
