@@ -131,3 +131,16 @@ def test_stop_rule_counts_proposals_since_the_front_moved():
         study.add_trial(t)
     assert stalled(study, 3).startswith("the judged front has not moved for 3 proposals")
     assert stalled(study, 4) is None and stalled(study, None) is None
+
+
+def test_a_stage_holds_out_whole_groups_for_its_early_stop():
+    """`split_validation` (every stage's held-out split): with the training groups, no group on both sides; without,
+    the seeded split by example it always was."""
+    from edgecompress.models.keras_io import split_validation
+
+    x, y = np.arange(200.0)[:, None], np.arange(200) % 4
+    g = np.repeat(np.arange(20), 10)
+    (xt, _), (xv, _) = split_validation(x, y, 0.1, 0, g)
+    assert not set(g[xt[:, 0].astype(int)]) & set(g[xv[:, 0].astype(int)]) and 10 <= len(xv) <= 20
+    (xt0, _), (xv0, _) = split_validation(x, y, 0.1, 0)
+    assert len(xv0) == 20 and len(xt0) == 180

@@ -255,6 +255,16 @@ def apply_selection(report: dict, constraints: Constraints, out_dir) -> dict | N
         (out_dir / "selected.tflite").unlink(missing_ok=True)
         raise
     report["selected"] = chosen["name"]
+    if report.get("confirmation"):
+        c = confirmation.Confirmation.from_dict(report["confirmation"])
+        certified = sum(s.certified for s in c.steps)
+        logger.info("Confirmed on %s: %d of the %d files tested certified within %g point(s) at %g%%; the walk "
+                    "stopped: %s", c.counts, certified, len(c.steps), c.limit, 100 * c.confidence, c.stopped)
+        if chosen["name"] == report.get("baseline"):
+            logger.warning("Only the model's own float32 file could be certified: with %s, a file must have a "
+                           "paired standard error under %.2f points to be certified. The build selected the safest "
+                           "file it can defend; more held-out data (more groups) would let smaller files through.",
+                           c.counts, c.certifiable_se or 0.0)
     atomic_write_bytes(out_dir / "selected.tflite", Path(chosen["path"]).read_bytes())
     if timed and chosen["name"] != report["baseline"]:
         from edgecompress.lite.speedup import speedup_line

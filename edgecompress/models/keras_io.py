@@ -239,10 +239,16 @@ def training_targets(dataset, x):
     return x if tasks.task(dataset.task).reconstructs else dataset.y_train
 
 
-def split_validation(x, y, fraction: float, seed: int):
-    """Seeded hold-out of `fraction` of (x, y) for validation (rows on disk stay there: `ondisk.take`)."""
+def split_validation(x, y, fraction: float, seed: int, groups=None):
+    """Seeded hold-out of `fraction` of (x, y) for validation (rows on disk stay there: `ondisk.take`); with
+    `groups` (the training split's, `data.groups`), whole groups, so no person or recording is on both sides."""
     if fraction <= 0:
         return (x, y), None
+    if groups is not None and len(np.unique(groups)) >= 2:
+        from edgecompress.data.groups import split
+
+        rest, held = split(groups, fraction, seed)
+        return (take(x, rest), take(y, rest)), (take(x, held), take(y, held))
     idx = np.random.default_rng(seed).permutation(len(y))
     k = max(1, int(len(y) * fraction))
     return (take(x, idx[k:]), take(y, idx[k:])), (take(x, idx[:k]), take(y, idx[:k]))
@@ -333,7 +339,8 @@ def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int
     config = config or TrainConfig()
     keras.utils.set_random_seed(config.seed)
     x = to_model_input(dataset.x_train, dataset.preprocessing)
-    (xt, yt), val = split_validation(x, training_targets(dataset, x), config.validation_fraction, config.seed)
+    (xt, yt), val = split_validation(x, training_targets(dataset, x), config.validation_fraction, config.seed,
+                                     getattr(dataset, "groups_train", None))
     if compile:
         with get_strategy(config.strategy).scope():
             compile_classifier(model, config.learning_rate, dataset.task, dataset.value_loss)

@@ -684,6 +684,15 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
                 f", resuming a study of {resumed} trial(s)" if resumed else "", how["judge_count"], how["judge"],
                 f"{100 * v:.2f}% +/- {100 * standard_error(v, how['judge_count']):.2f}" if t.as_percent else t.says(v),
                 how["report_count"], how["report"])
+    if max_accuracy_drop is not None:
+        from edgecompress.builder.confirm import DEFAULT_CONFIDENCE, certifiable_se
+        from edgecompress.models.sanity import interval_counts
+
+        g = how.get("report_groups")
+        logger.info("The selected file will be certified on the %s (%s), which no trial is scored on: a file that "
+                    "loses nothing is certified only when its paired standard error there is under %.2f points",
+                    how["report"], interval_counts(how["report_count"], g),
+                    certifiable_se(max_accuracy_drop, getattr(options, "confidence", DEFAULT_CONFIDENCE), g))
     if workers == 1:
         ctx = optimize.TrialContext(teacher, val, space, pixels, cache, teacher_key, baseline.extra["val_accuracy"],
                                     max_accuracy_drop, store, seed=seed, verbose=verbose,

@@ -104,7 +104,8 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     if config.epochs:
         compile_classifier(wrapped, config.learning_rate, dataset.task, dataset.value_loss)
         x = to_model_input(dataset.x_train, dataset.preprocessing)
-        (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed)
+        (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed,
+                                         getattr(dataset, "groups_train", None))  # whole groups
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit(wrapped, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,

@@ -305,7 +305,8 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
 
     config = config or DistillConfig()
     x = to_model_input(dataset.x_train, dataset.preprocessing)
-    (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed)
+    (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed,
+                                     getattr(dataset, "groups_train", None))  # whole groups
     with get_strategy(config.strategy).scope():
         # The teacher's weights are copied into the scope so every replica has them.
         frozen = keras.models.clone_model(teacher)

@@ -100,7 +100,8 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
     config = config or PruneConfig()
     keras.utils.set_random_seed(seed)
     x = to_model_input(dataset.x_train, dataset.preprocessing)
-    (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed)
+    (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed,
+                                     getattr(dataset, "groups_train", None))  # whole groups
     steps = math.ceil(len(yt) / config.batch_size) * config.epochs
     with get_strategy(config.strategy).scope():
         pruned, skipped = _wrap(model, config, steps)
