@@ -155,6 +155,27 @@ def test_few_groups_cannot_certify_and_say_so():
     assert select(report, Constraints(max_accuracy_drop=1.0, selection="judged", margin_se=0))["name"] == "small"
 
 
+def test_report_says_how_it_confirmed_counts_groups_and_says_when_it_cannot_certify():
+    from edgecompress.report.confirmation import confirmation_lines
+
+    report = {"baseline": "model", "dataset": {"groups": {"source": "chained overlapping windows", "test": 24}},
+              "search": {"validation": {"judge_count": 480, "judge_groups": 12, "judge": "half of the test split"}},
+              "artifacts": [
+                  {"name": "model", "gzip_bytes": 100, "size_bytes": 100, "val_accuracy": 0.9, "accuracy": 0.9,
+                   "latency_ms": {"p50": 1.0}, "confirm": {"drop": 0.0, "se": 0.0, "count": 480, "groups": 12}},
+                  {"name": "small", "gzip_bytes": 10, "size_bytes": 10, "val_accuracy": 0.9, "accuracy": 0.9,
+                   "latency_ms": {"p50": 1.0}, "confirm": {"drop": 0.2, "se": 2.0, "count": 480, "groups": 12}}]}
+    select(report, Constraints(max_accuracy_drop=1.0))
+    md = "\n".join(confirmation_lines(report))
+    assert "480 examples in 12 groups (the interval counts groups)" in md and "11 degrees of freedom" in md
+    assert "chains of overlapping windows" in md and "| small | 0.0 | +0.00 |" in md and "**no**" in md
+    assert "**This data cannot certify much within 1 point(s).**" in md and "under 0.56 points" in md
+    report["artifacts"][1]["confirm"]["se"] = 0.1  # now it can
+    select(report, Constraints(max_accuracy_drop=1.0))
+    md = "\n".join(confirmation_lines(report))
+    assert "Selected: `small` (the smallest certified file)" in md and "cannot certify" not in md
+
+
 def test_constraints_refuse_bad_selection_and_confidence():
     from edgecompress.errors import EdgeCompressError
 

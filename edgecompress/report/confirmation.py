@@ -9,6 +9,15 @@ import types
 from edgecompress.models.sanity import interval_counts
 
 
+_SOURCES = {"given": "given with the data", "file-name prefix": "read from the images' `<group>__` file names",
+            "chained overlapping windows": "found in the data: chains of overlapping windows, one per recording"}
+
+
+def _source(report: dict) -> str:
+    source = ((report.get("dataset") or {}).get("groups") or {}).get("source")
+    return f" ({_SOURCES.get(source, source)})" if source else ""
+
+
 def confirmation_lines(report: dict) -> list[str]:
     if not report.get("confirmation"):
         return []
@@ -22,7 +31,7 @@ def confirmation_lines(report: dict) -> list[str]:
              f"Method: {c.method} ({100 * c.confidence:g}% one-sided; `builder.confirm`). The search proposed on "
              f"{judged} ({val.get('judge', 'the judging split')}); the files were confirmed on {c.counts} "
              f"({val.get('report', 'the confirmation split')}), which no trial was scored on. "
-             + ("The interval is cluster-robust over the groups, with Student's t on "
+             + ("The interval is cluster-robust over the groups" + _source(report) + ", with Student's t on "
                 f"{c.groups - 1} degrees of freedom." if c.groups else
                 "**The interval assumes independent examples**: give groups (`groups_test` in an .npz, `<group>__` "
                 "file names) when examples share a person, speaker, device or recording."), "",
