@@ -180,6 +180,8 @@ def test_the_keyword_stand_in_speaks_each_word_with_voices_split_between_train_a
     assert np.array_equal(a["x_train"], b["x_train"])  # seeded
     assert a["x_train"].shape == (3 * 12, 49, 10, 1) and a["x_test"].shape == (2 * 2 * 12, 49, 10, 1)
     assert not set(a["voices_train"]) & set(a["voices_test"])
+    # each clip names its voice: the build splits and counts by voice (`data.groups`)
+    assert len(a["groups_train"]) == len(a["y_train"]) and set(a["groups_test"]) == set(a["voices_test"])
     assert list(a["class_names"][:3]) == ["silence", "unknown", "yes"] and np.bincount(a["y_train"]).tolist() == [3] * 12
     assert a["x_train"].dtype == np.float32 and a["x_train"].min() < -5  # log-mel MFCCs, not pixels
 

@@ -214,13 +214,14 @@ def voices(n: int, rng) -> list[str]:
 
 
 def make_kws_data(config: KwsConfig = KwsConfig()) -> dict:
-    """The keyword-spotting stand-in as arrays: x_train, y_train, x_test, y_test (MFCCs), class_names."""
+    """The keyword-spotting stand-in as arrays: x_train, y_train, x_test, y_test (MFCCs), class_names, and
+    groups_train, groups_test: each clip's voice, so a build splits and counts by voice."""
     rng = np.random.default_rng(config.seed)
     speakers = voices(config.train_voices + config.test_voices, rng)
     split = {"train": speakers[:config.train_voices], "test": speakers[config.train_voices:]}
     arrays = {}
     for name, group in split.items():
-        clips, labels = [], []
+        clips, labels, said_by = [], [], []
         takes = config.takes if name == "train" else config.test_takes
         for voice in group:
             for label, word in enumerate(KWS_CLASSES):
@@ -233,9 +234,11 @@ def make_kws_data(config: KwsConfig = KwsConfig()) -> dict:
                         wave = speak(said, voice, int(rng.integers(120, 220)), int(rng.integers(20, 80)))
                         clips.append(_clip(wave * float(rng.uniform(0.3, 1.0)), rng, snr))
                     labels.append(label)
+                    said_by.append(voice)
         x = mfcc(np.stack(clips))
         arrays[f"x_{name}"], arrays[f"y_{name}"] = x, np.asarray(labels, np.int64)
         arrays[f"voices_{name}"] = np.asarray(group)
+        arrays[f"groups_{name}"] = np.asarray(said_by)  # each clip's voice: a group (`data.groups`)
     arrays["class_names"] = np.asarray(KWS_CLASSES)
     return arrays
 
