@@ -123,8 +123,10 @@ def test_stop_rule_counts_proposals_since_the_front_moved():
     ts = [trial(0, 0.90, 1000), trial(1, 0.89, 500), trial(2, 0.88, 800),  # 2 is dominated by 1
           trial(3, 0.95, 100, feasible=False), trial(4, 0.89, 500, duplicate=True), trial(5, 0, 0, state=TrialState.FAIL)]
     assert proposals_since_front_moved(ts) == (3, 5)  # 2, 3 (over the limit) and 4 (a duplicate) did not move it
-    ts.append(trial(6, 0.895, 400))
-    assert proposals_since_front_moved(ts) == (0, 6)
+    ts.append(trial(6, 0.891, 490))  # 2% smaller and 0.1 point better than trial 1: noise, not progress
+    assert proposals_since_front_moved(ts) == (4, 6)
+    ts.append(trial(7, 0.895, 400))  # 20% smaller: progress
+    assert proposals_since_front_moved(ts) == (0, 7)
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     for t in ts[:5]:

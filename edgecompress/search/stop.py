@@ -2,11 +2,19 @@
 
 A search that runs on after its front has settled only adds candidates, and every added candidate makes the
 smallest one that looks within the limit more likely to look so by luck (`builder.confirm`). So the loop ends
-when `patience` proposals in a row, duplicates included, have not put a new file on the judged front (gzip bytes
-against judged accuracy, among files within the limit as judged), and says so.
+when `patience` proposals in a row, duplicates included, have not moved the judged front (gzip bytes against
+judged accuracy, among files within the limit as judged), and says so.
+
+"Moved" is by epsilon-dominance (Laumanns, Thiele, Deb & Zitzler 2002): judged scores are noisy, so on an exact
+front almost every lucky file is a new point and the front never settles. A file moves the front only when no
+file on it is within `SIZE_EPSILON` of its size (or smaller) and within `METRIC_EPSILON` of its judged metric (or
+better).
 """
 
 from __future__ import annotations
+
+SIZE_EPSILON = 0.05  # a file must be 5% smaller than a front file as good as it, to count as progress
+METRIC_EPSILON = 0.0025  # or a quarter of a point of judged top-1 (0.0025 of ROC-AUC, R²) better than one as small
 
 
 def _point(t):
@@ -21,8 +29,8 @@ def _point(t):
 
 
 def proposals_since_front_moved(trials) -> tuple[int, int]:
-    """(proposals since the last one that put a new file on the judged front, proposals in all). A proposal is
-    a finished, stopped-early or duplicate trial; failed and running ones are not counted."""
+    """(proposals since the last one that moved the judged front by more than its epsilons, proposals in all).
+    A proposal is a finished, stopped-early or duplicate trial; failed and running ones are not counted."""
     from optuna.trial import TrialState
 
     front: list[tuple[float, float]] = []
@@ -36,8 +44,8 @@ def proposals_since_front_moved(trials) -> tuple[int, int]:
         if p is None or not p[2] or "duplicate_of" in t.user_attrs:
             continue
         size, metric = p[0], p[1]
-        if any(s <= size and m >= metric for s, m in front):
-            continue  # dominated (or equal): the front did not move
+        if any(s <= (1 + SIZE_EPSILON) * size and m >= metric - METRIC_EPSILON for s, m in front):
+            continue  # epsilon-dominated: no smaller or better by enough to count
         front = [(s, m) for s, m in front if not (size <= s and metric >= m)] + [(size, metric)]
         since = 0
     return since, total
