@@ -79,7 +79,7 @@ def _build(options: BuildOptions) -> dict:
                                 "a search tries the recipes of its search space. Pass one of them.")
     space = None
     if options.search:
-        from edgecompress.search.run import load_space
+        from edgecompress.search.space import load_space
 
         space = load_space(options.search)
     recipe = resolve_recipe(options.recipe)

@@ -30,7 +30,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from edgecompress.models import keras_io as models
     from edgecompress.techniques.distill import distill
-    from edgecompress.search.run import judging_split, load_space
+    from edgecompress.search.holdout import judging_split
+    from edgecompress.search.space import load_space
     from edgecompress.techniques.configs import DistillConfig
     from edgecompress.models.user import open_model
 

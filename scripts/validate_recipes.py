@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     from edgecompress.data.datasets import load_dataset
     from edgecompress.builder.measure import convert_and_measure
     from edgecompress.recipes.recipe import Recipe
-    from edgecompress.search.run import load_space
+    from edgecompress.search.space import load_space
     from edgecompress.recipes.runner import run_stages
     from edgecompress.benchmarks.recipes import study_teacher_key
 

@@ -13,7 +13,8 @@ import pytest
 from conftest import run_invoke
 
 from edgecompress.errors import EdgeCompressError
-from edgecompress.search.run import MIN_JUDGED, SearchSpace, judging_split, load_space
+from edgecompress.search.holdout import MIN_JUDGED, judging_split
+from edgecompress.search.space import SearchSpace, load_space
 
 LADDER_SPACE = {
     "name": "l",
@@ -161,7 +162,7 @@ def _distributions(params):
 def test_the_ladder_climbs_only_from_rungs_that_met_the_limit():
     import optuna
 
-    from edgecompress.search.study import enqueue_next_rung
+    from edgecompress.search.ladder import enqueue_next_rung
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.from_dict(LADDER_SPACE)
@@ -192,7 +193,7 @@ def test_with_a_latency_limit_the_model_missed_rungs_of_unstructured_levers_alon
     rung that only prunes cannot meet it, and the budget goes to the rung that removes work (a student)."""
     import optuna
 
-    from edgecompress.search.study import enqueue_next_rung
+    from edgecompress.search.ladder import enqueue_next_rung
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.from_dict({

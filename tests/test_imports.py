@@ -119,7 +119,7 @@ def test_parsing_recipes_and_spaces_imports_no_tensorflow_and_no_stage_implement
     import subprocess
     import sys
 
-    code = ("import sys; from edgecompress.recipes.recipe import RECIPES_DIR, load_recipe; from edgecompress.search.run import "
+    code = ("import sys; from edgecompress.recipes.recipe import RECIPES_DIR, load_recipe; from edgecompress.search.space import "
             "SPACES_DIR, load_space; [load_recipe(p) for p in RECIPES_DIR.glob('*.json')]; "
             "[load_space(p) for p in SPACES_DIR.glob('*.json')]; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras') "

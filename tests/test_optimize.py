@@ -17,10 +17,14 @@ import pytest
 
 from conftest import run_invoke
 from support.sshd import free_port
-from edgecompress.search import study as optimize
+from edgecompress.search.objective import RECOVERY_SLACK, early_stop_floor
+from edgecompress.search.samplers import make_sampler
+from edgecompress.search.stale import STALE_S, fail_stale_trials, worker_id
+from edgecompress.search.study import STUDY_NAME, open_storage, open_study
+from edgecompress.search.worker import LAUNCH_ENV, wait_for_local_workers
 from edgecompress.errors import EdgeCompressError
 from edgecompress.report.pareto import hypervolume, pareto
-from edgecompress.search.run import SearchSpace
+from edgecompress.search.space import SearchSpace
 
 SPACE = {"name": "w", "stages": [{"stage": "distill", "width": 0.5, "epochs": 1, "baseline": False},
                                  {"stage": "prune", "final_sparsity": 0.5, "initial_sparsity": 0.0, "epochs": 1}],
@@ -28,10 +32,10 @@ SPACE = {"name": "w", "stages": [{"stage": "distill", "width": 0.5, "epochs": 1,
          "sampler": "grid"}
 
 
-def _study(tmp_path, fingerprint=None, name=optimize.STUDY_NAME):
-    storage = optimize.open_storage(None, tmp_path)
+def _study(tmp_path, fingerprint=None, name=STUDY_NAME):
+    storage = open_storage(None, tmp_path)
     space = SearchSpace.from_dict(SPACE)
-    return storage, optimize.open_study(storage, space, fingerprint or {"space": space.fingerprint()}, name=name)
+    return storage, open_study(storage, space, fingerprint or {"space": space.fingerprint()}, name=name)
 
 
 def test_the_study_lives_under_the_build_folder_and_refuses_another_space(tmp_path):
@@ -40,13 +44,13 @@ def test_the_study_lives_under_the_build_folder_and_refuses_another_space(tmp_pa
     assert study.directions[0].name == "MAXIMIZE" and study.directions[1].name == "MINIMIZE"
     other = SearchSpace.from_dict({**SPACE, "name": "other"})
     with pytest.raises(EdgeCompressError, match=r"made by another search \(space: study '[0-9a-f]+', here '[0-9a-f]+'\)"):
-        optimize.open_study(storage, other, {"space": other.fingerprint()})
+        open_study(storage, other, {"space": other.fingerprint()})
     # Same space: the same study again (resume); another name: a new study in the same file.
-    assert optimize.open_study(storage, SearchSpace.from_dict(SPACE), study.user_attrs["fingerprint"]).study_name \
+    assert open_study(storage, SearchSpace.from_dict(SPACE), study.user_attrs["fingerprint"]).study_name \
         == study.study_name
-    optimize.open_study(storage, other, {"space": other.fingerprint()}, name="second")
+    open_study(storage, other, {"space": other.fingerprint()}, name="second")
     with pytest.raises(EdgeCompressError, match="No study 'third'"):
-        optimize.open_study(storage, other, {}, name="third", join=True)
+        open_study(storage, other, {}, name="third", join=True)
 
 
 @pytest.mark.parametrize("url, needle", [
@@ -55,14 +59,14 @@ def test_the_study_lives_under_the_build_folder_and_refuses_another_space(tmp_pa
 ])
 def test_bad_storage_urls_are_refused_without_showing_the_password(tmp_path, url, needle):
     with pytest.raises(EdgeCompressError, match=needle) as e:
-        optimize.open_storage(url, tmp_path)
+        open_storage(url, tmp_path)
     assert "secret" not in str(e.value)
 
 
 def test_sqlite_url_is_an_rdb_storage(tmp_path):
     import optuna
 
-    storage = optimize.open_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path)
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path)
     assert isinstance(storage, optuna.storages.RDBStorage)
 
 
@@ -72,18 +76,18 @@ def test_local_workers_start_together_and_one_that_never_comes_is_waited_for_a_b
     import threading
 
     _, study = _study(tmp_path)
-    monkeypatch.setenv(optimize.LAUNCH_ENV, "tok:2")
+    monkeypatch.setenv(LAUNCH_ENV, "tok:2")
     late = threading.Timer(1.5, lambda: study.set_user_attr("launch:tok:1", "host:2"))
     t0 = time.time()
     late.start()
-    assert optimize.wait_for_local_workers(study, 0, poll_s=0.1) == 2
+    assert wait_for_local_workers(study, 0, poll_s=0.1) == 2
     assert time.time() - t0 >= 1.4  # it waited for the second worker
-    monkeypatch.setenv(optimize.LAUNCH_ENV, "other:2")  # a new launch: nobody else comes
+    monkeypatch.setenv(LAUNCH_ENV, "other:2")  # a new launch: nobody else comes
     t0 = time.time()
-    assert optimize.wait_for_local_workers(study, 0, timeout_s=1.0, poll_s=0.1) == 1
+    assert wait_for_local_workers(study, 0, timeout_s=1.0, poll_s=0.1) == 1
     assert 1.0 <= time.time() - t0 < 5
-    monkeypatch.delenv(optimize.LAUNCH_ENV)  # a worker started by hand waits for nobody
-    assert optimize.wait_for_local_workers(study, 0) == 1
+    monkeypatch.delenv(LAUNCH_ENV)  # a worker started by hand waits for nobody
+    assert wait_for_local_workers(study, 0) == 1
 
 
 def test_a_trial_left_running_by_a_dead_worker_is_failed_and_queued_again(tmp_path):
@@ -102,25 +106,46 @@ def test_a_trial_left_running_by_a_dead_worker_is_failed_and_queued_again(tmp_pa
     alive.set_user_attr("heartbeat", time.time())
     elsewhere = study.ask()
     elsewhere.set_user_attr("worker", "other-host:1")
-    elsewhere.set_user_attr("heartbeat", time.time() - optimize.STALE_S - 1)  # silent too long
-    assert sorted(optimize.fail_stale_trials(study, storage)) == [0, 2]
+    elsewhere.set_user_attr("heartbeat", time.time() - STALE_S - 1)  # silent too long
+    assert sorted(fail_stale_trials(study, storage)) == [0, 2]
     states = {tr.number: tr.state for tr in study.get_trials()}
     assert states[0] == TrialState.FAIL and states[1] == TrialState.RUNNING and states[2] == TrialState.FAIL
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert sorted(w.user_attrs["retry_of"] for w in waiting) == [0, 2]
     assert next(w for w in waiting if w.user_attrs["retry_of"] == 0).system_attrs["fixed_params"] == t.params
-    assert optimize.fail_stale_trials(study, storage) == []  # once
+    assert fail_stale_trials(study, storage) == []  # once
     assert next(w for w in waiting if w.user_attrs["retry_of"] == 2).user_attrs["retry_reason"]["worker"] == "other-host:1"
+    assert {w.user_attrs["retries"] for w in waiting} == {1}
+
+
+def test_a_trial_whose_worker_keeps_dying_is_retried_at_most_max_retries_times(tmp_path):
+    from optuna.trial import TrialState
+
+    from edgecompress.search.stale import MAX_RETRIES
+
+    storage, study = _study(tmp_path)
+    for _ in range(MAX_RETRIES + 1):  # the trial and each retry of it die on another host, silently
+        t = study.ask()
+        t.set_user_attr("worker", "other-host:1")
+        t.set_user_attr("heartbeat", time.time() - STALE_S - 1)
+        fail_stale_trials(study, storage)
+    retried = [w.user_attrs.get("retries") for w in study.get_trials() if "retry_of" in w.user_attrs]
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 0
+    assert retried == list(range(1, MAX_RETRIES + 1)), retried
 
 
 RDB_WORKER = r"""
 import sys, time, optuna
-from edgecompress.search import study as optimize
-storage = optimize.open_storage(sys.argv[1], ".", heartbeat_s=1, stale_s=3)
+from edgecompress.search.objective import RECOVERY_SLACK, early_stop_floor
+from edgecompress.search.samplers import make_sampler
+from edgecompress.search.stale import STALE_S, fail_stale_trials, worker_id
+from edgecompress.search.study import STUDY_NAME, open_storage, open_study
+from edgecompress.search.worker import LAUNCH_ENV, wait_for_local_workers
+storage = open_storage(sys.argv[1], ".", heartbeat_s=1, stale_s=3)
 study = optuna.load_study(study_name="s", storage=storage)
 def objective(trial):
     trial.suggest_int("x", 0, 9)
-    trial.set_user_attr("worker", optimize.worker_id())
+    trial.set_user_attr("worker", worker_id())
     print("running", flush=True)
     time.sleep(600)
 study.optimize(objective, n_trials=1)
@@ -135,18 +160,18 @@ def test_on_an_rdb_storage_optunas_heartbeat_finds_a_killed_worker_and_the_trial
     from optuna.trial import TrialState
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    storage = optimize.open_storage(url, tmp_path, heartbeat_s=1, stale_s=3)
+    storage = open_storage(url, tmp_path, heartbeat_s=1, stale_s=3)
     study = optuna.create_study(study_name="s", storage=storage)
     worker = subprocess.Popen([sys.executable, "-c", RDB_WORKER, url], stdout=subprocess.PIPE, text=True,
                               cwd=Path(__file__).resolve().parents[1])
     assert worker.stdout.readline().strip() == "running"
-    assert optimize.fail_stale_trials(study, storage) == []  # alive and beating
+    assert fail_stale_trials(study, storage) == []  # alive and beating
     worker.kill()
     worker.wait()
     running = study.get_trials(states=(TrialState.RUNNING,))
     assert len(running) == 1
     deadline = time.time() + 30
-    while not optimize.fail_stale_trials(study, storage):
+    while not fail_stale_trials(study, storage):
         assert time.time() < deadline, "the killed worker's trial was never found stale"
         time.sleep(0.5)
     assert study.get_trials()[0].state == TrialState.FAIL
@@ -164,25 +189,25 @@ def test_early_stop_floor_learns_the_recovery_from_finished_trials(tmp_path):
         study.add_trial(optuna.trial.create_trial(
             values=[final, 1000.0], user_attrs={"val_accuracy": final, "stages": [{"stage": "prune", "accuracy": stage_acc}]}))
 
-    assert optimize.early_stop_floor(study, "prune", 0.90, 1.0) is None  # nothing learned yet
+    assert early_stop_floor(study, "prune", 0.90, 1.0) is None  # nothing learned yet
     finished(0.85, 0.86)  # the later stages gave +1 point
-    assert optimize.early_stop_floor(study, "prune", 0.90, 1.0) is None  # one is not enough
+    assert early_stop_floor(study, "prune", 0.90, 1.0) is None  # one is not enough
     finished(0.88, 0.87)  # ...and -1 point
-    floor = optimize.early_stop_floor(study, "prune", 0.90, 1.0)
-    assert floor == pytest.approx(0.90 - 0.01 - 0.01 - optimize.RECOVERY_SLACK)
-    assert optimize.early_stop_floor(study, "prune", 0.90, None) is None  # no limit: never
-    assert optimize.early_stop_floor(study, "cluster", 0.90, 1.0) is None  # nothing seen after that stage
+    floor = early_stop_floor(study, "prune", 0.90, 1.0)
+    assert floor == pytest.approx(0.90 - 0.01 - 0.01 - RECOVERY_SLACK)
+    assert early_stop_floor(study, "prune", 0.90, None) is None  # no limit: never
+    assert early_stop_floor(study, "cluster", 0.90, 1.0) is None  # nothing seen after that stage
 
 
 def test_samplers_are_sized_for_a_few_dozen_trials():
     import optuna
 
     space = SearchSpace.from_dict({**SPACE, "sampler": "tpe"})
-    tpe = optimize.make_sampler(space, 0)
+    tpe = make_sampler(space, 0)
     assert isinstance(tpe, optuna.samplers.TPESampler) and tpe._n_startup_trials == 8
-    nsga = optimize.make_sampler(SearchSpace.from_dict({**SPACE, "sampler": "nsga2", "startup_trials": 6}), 0)
+    nsga = make_sampler(SearchSpace.from_dict({**SPACE, "sampler": "nsga2", "startup_trials": 6}), 0)
     assert nsga._population_size == 6
-    assert isinstance(optimize.make_sampler(SearchSpace.from_dict(SPACE), 0), optuna.samplers.GridSampler)
+    assert isinstance(make_sampler(SearchSpace.from_dict(SPACE), 0), optuna.samplers.GridSampler)
 
 
 def test_hypervolume_matches_a_grid_count():
@@ -246,8 +271,8 @@ def _build(tmp_path, tiny_model, small_npz, out, *extra):
 def _trials(out):
     import optuna
 
-    storage = optimize.open_storage(None, out)
-    return optuna.load_study(study_name=optimize.STUDY_NAME, storage=storage).get_trials()
+    storage = open_storage(None, out)
+    return optuna.load_study(study_name=STUDY_NAME, storage=storage).get_trials()
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ from edgecompress.errors import EdgeCompressError
 from edgecompress.report.pareto import mark_pareto, pareto
 from edgecompress.report.results import Artifact
 from edgecompress.recipes.registry import STAGES
-from edgecompress.search.run import SearchSpace, candidate_name, load_space, search
+from edgecompress.search.run import search
+from edgecompress.search.space import SearchSpace, candidate_name, load_space
 
 def _search(*args, **kwargs) -> dict:
     """The search's typed result as the report serializes it."""
@@ -231,7 +232,7 @@ def test_max_latency_ms_is_a_constraint_on_every_trial(tmp_path, tiny_model, tin
     when <= 0), beside the accuracy limit, and the log line says it and which levers the recipe pulled."""
     from edgecompress.builder.options import BuildOptions
     from edgecompress.recipes.cache import StageCache
-    from edgecompress.search import study as optimize
+    from edgecompress.search.study import STUDY_NAME, open_storage
 
     caplog.set_level("INFO")
     space = SearchSpace.from_dict({**TINY_SPACE, "sampler": "grid", "quantize": ["int8"]})
@@ -243,7 +244,7 @@ def test_max_latency_ms_is_a_constraint_on_every_trial(tmp_path, tiny_model, tin
     assert "unstructured (size only): 50% sparse" in caplog.text
     import optuna
 
-    study = optuna.load_study(study_name=optimize.STUDY_NAME, storage=optimize.open_storage(None, tmp_path))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(None, tmp_path))
     for t in study.get_trials():
         assert t.user_attrs["latency_constraint"] > 0
         assert t.system_attrs["constraints:latency_ms"] == t.user_attrs["latency_constraint"]
@@ -392,7 +393,7 @@ def test_a_teacher_that_learned_from_the_validation_images_is_named():
     """A model the user brings was trained on all its training images; the search's validation split is
     drawn from them, so the teacher's validation top-1 (the baseline) is inflated. Sampling noise is not."""
     from edgecompress.report.write import search_lines
-    from edgecompress.search.run import teacher_saw_validation
+    from edgecompress.search.holdout import teacher_saw_validation
 
     seen = teacher_saw_validation(0.883, 1000, 0.8145, 2000)  # measured: the MobileNetV2 example, Keras 3
     assert seen == {"validation": 0.883, "test": 0.8145, "z": 5.1}
@@ -411,7 +412,7 @@ def test_levers_for_speed_join_a_build_only_when_speed_is_asked_and_the_model_ha
     """The closed loop's `latency_grid` and `when: latency` rungs (a ReLU student for a hard-swish model) are in
     the space a build searches only with --max-latency-ms, and only for a model that has hard-swish."""
     from edgecompress.models.backend import keras
-    from edgecompress.search.run import LEVER_APPLIES
+    from edgecompress.search.space import LEVER_APPLIES
 
     space = load_space("auto")
     relu_rungs = [r["name"] for r in space.ladder if r.get("when") == "latency"]

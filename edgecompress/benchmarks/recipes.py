@@ -65,7 +65,7 @@ def study_teacher_key(path) -> str:
 
 def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose, teacher, search, budget_minutes,
            max_accuracy_drop, max_size_kb, max_latency_ms, compare) -> dict:
-    from edgecompress.search.run import load_space
+    from edgecompress.search.space import load_space
 
     started = time.time()
     spaces = [(load_space(search), "search")] + [(s, f"search-{s.name}") for s in map(load_space, compare)] if search else []
@@ -183,7 +183,8 @@ def _search(model, dataset, space, pixels, cache, teacher_key, out_dir: Path, *,
     """The study's search: the same tail as a build (publish, select, report) into `out_dir`."""
     from edgecompress.builder.measure import MeasureSettings
     from edgecompress.builder.steps import finish
-    from edgecompress.search.run import load_space, search
+    from edgecompress.search.run import search
+    from edgecompress.search.space import load_space
 
     result = search(model, dataset, load_space(space), pixels, cache, teacher_key, budget_minutes=budget_minutes,
                     max_accuracy_drop=constraints.max_accuracy_drop, measure=MeasureSettings(runs=runs), seed=seed,

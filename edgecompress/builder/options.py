@@ -59,7 +59,7 @@ class BuildOptions(Config):
             their files; one all machines mount). Defaults to None:
             `<out_dir>/.edgecompress/study/artifacts`.
         study: Study name in the storage. Defaults to None:
-            `optimize.STUDY_NAME`.
+            `search.study.STUDY_NAME`.
         max_accuracy_drop, max_size_kb, max_latency_ms: Quality gate (see
             `gate.Constraints`): the artifact meeting them all is written as
             `selected.tflite`; when int8 loses too much, selective int8

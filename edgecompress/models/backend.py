@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-if os.environ.get("EDGECOMPRESS_TF_THREADS"):  # a search worker's share of the cores (`optimize.run_local_workers`)
+if os.environ.get("EDGECOMPRESS_TF_THREADS"):  # a search worker's share of the cores (`search.worker.run_local_workers`)
     _n = int(os.environ["EDGECOMPRESS_TF_THREADS"])
     tf.config.threading.set_intra_op_parallelism_threads(_n)
     tf.config.threading.set_inter_op_parallelism_threads(_n)
