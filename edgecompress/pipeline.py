@@ -13,8 +13,8 @@ import platform
 import time
 from pathlib import Path
 
-from edgecompress.lite import latency as bench
-from edgecompress.models import keras_io as models
+from edgecompress.lite import latency
+from edgecompress.models import keras_io
 from edgecompress.configs import Preprocessing
 from edgecompress.data import calibration
 from edgecompress.errors import EdgeCompressError
@@ -102,7 +102,7 @@ def _build(options: BuildOptions) -> dict:
         check_disjoint(dataset.groups_train, dataset.groups_test, options.data)
     spec = dataset.model_spec()
     fmt = source.format if source else "tf_keras"
-    logger.info("Teacher %s: %d parameters", model.name, models.count_params(model))
+    logger.info("Teacher %s: %d parameters", model.name, keras_io.count_params(model))
 
     step(2, n, "Reading calibration images" if isinstance(dataset.preprocessing, Preprocessing) else
          "Drawing calibration examples from the training split")
@@ -142,9 +142,9 @@ def _build(options: BuildOptions) -> dict:
 
     step(4, n, "Publishing artifacts and writing the report")
     atomic_write_json(out_dir / "model_spec.json", spec.to_dict())
-    models.save_model(model, out_dir / "teacher.keras", spec, fmt=fmt)
+    keras_io.save_model(model, out_dir / "teacher.keras", spec, fmt=fmt)
     if result.final_model is not None and recipe.stages:
-        models.save_model(result.final_model, out_dir / "final.keras", spec, fmt=fmt)
+        keras_io.save_model(result.final_model, out_dir / "final.keras", spec, fmt=fmt)
     elif (out_dir / "final.keras").exists():
         (out_dir / "final.keras").unlink()
     described = dataset.describe()
@@ -158,7 +158,7 @@ def _build(options: BuildOptions) -> dict:
         "model_spec": spec.to_dict(),
         "model_source": source.describe() if source else {"format": "tf_keras", "default_teacher": True},
         "calibration": {"path": calib_dir, "count": int(len(pixels)), "sha256": sha256_bytes(pixels.tobytes())},
-        "host": {**bench.device_info(), "hostname": platform.node()},
+        "host": {**latency.device_info(), "hostname": platform.node()},
         "versions": versions(),
         "seed": options.seed,
         "threads": options.threads,

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     from edgecompress.data import calibration
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.recipes.cache import StageCache
     from edgecompress.configs import Preprocessing
     from edgecompress.data.datasets import load_dataset
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     from edgecompress.benchmarks.recipes import study_teacher_key
 
     out = args.benchmark
-    teacher = models.load_model(out / "teacher.keras")
+    teacher = keras_io.load_model(out / "teacher.keras")
     dataset = load_dataset(args.data, Preprocessing(), seed=args.seed)
     val = dataset.validation_split(load_space("default").validation_fraction, args.seed)
     pixels = calibration.load_calibration_images(out / "calibration_data", dataset.preprocessing)
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     teacher_key = study_teacher_key(out / "teacher.keras")  # as `invoke benchmark` keys it
     recipes = json.loads(args.recipes.read_text())
     only = {n for n in args.only.split(",") if n}
-    baseline = models.keras_accuracy(teacher, val)
+    baseline = keras_io.keras_accuracy(teacher, val)
     print(f"teacher: validation top-1 {100 * baseline:.2f}%", flush=True)
     for name, spec in recipes.items():
         if only and name not in only:

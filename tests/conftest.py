@@ -39,11 +39,11 @@ def tiny_dataset():
 @pytest.fixture(scope="session")
 def tiny_model(tiny_dataset):
     """The default teacher at width 0.25, 2 epochs: ~70-75% top-1, enough to test plumbing."""
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.configs import TrainConfig
 
-    model = models.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
-    models.train_classifier(model, tiny_dataset, TrainConfig(epochs=2, seed=0), verbose=0)
+    model = keras_io.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
+    keras_io.train_classifier(model, tiny_dataset, TrainConfig(epochs=2, seed=0), verbose=0)
     return model
 
 
@@ -67,14 +67,14 @@ def calibration_pixels(root, tiny_dataset):
 def tiny_tflites(tmp_path_factory, tiny_model, tiny_dataset, calibration_pixels):
     """float32 and int8 .tflite files of the tiny model."""
     from edgecompress.quantize import schemes
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.quantize import convert
     from edgecompress.data.calibration import representative_dataset
 
     out = tmp_path_factory.mktemp("tflite")
     rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
     paths = {}
     for conv in (schemes.float32(), schemes.int8_full(), schemes.int8_float_io()):
-        paths[conv.name] = quantization.write_tflite(quantization.convert(tiny_model, conv, rep), out, conv.name)
+        paths[conv.name] = convert.write_tflite(convert.convert(tiny_model, conv, rep), out, conv.name)
     return paths
 
 

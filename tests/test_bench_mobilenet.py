@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgecompress.quantize import schemes
-from edgecompress.lite import latency as bench
-from edgecompress.quantize import convert as quantization
+from edgecompress.lite import latency
+from edgecompress.quantize import convert
 from edgecompress.lite.runtime import make_interpreter
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,8 @@ def mobilenet_int8(tmp_path_factory):
         for _ in range(4):
             yield [rng.random((1, 224, 224, 3), dtype=np.float32) * 2 - 1]
 
-    data = quantization.convert(model, schemes.int8_full(), rep)
-    return quantization.write_tflite(data, tmp_path_factory.mktemp("mnv2"), "mobilenet_v2_int8")
+    data = convert.convert(model, schemes.int8_full(), rep)
+    return convert.write_tflite(data, tmp_path_factory.mktemp("mnv2"), "mobilenet_v2_int8")
 
 
 def _bare_call_ms(interp):
@@ -43,20 +43,20 @@ def test_harness_median_matches_a_bare_invoke_loop(mobilenet_int8):
 
     interp = make_interpreter(mobilenet_int8, num_threads=1)
     set_inputs(interp)
-    bench.time_invokes(interp, 10)
+    latency.time_invokes(interp, 10)
     harness, bare = [], []
     for i in range(120):
         if i % 2:
-            harness.append(bench.time_invokes(interp, 1)[0])
+            harness.append(latency.time_invokes(interp, 1)[0])
             bare.append(_bare_call_ms(interp))
         else:
             bare.append(_bare_call_ms(interp))
-            harness.append(bench.time_invokes(interp, 1)[0])
+            harness.append(latency.time_invokes(interp, 1)[0])
     h, b = float(np.median(harness)), float(np.median(bare))
-    full = bench.benchmark(mobilenet_int8, runs=60, warmup=10, threads=1, probe=False)["latency_ms"]["p50"]
+    full = latency.benchmark(mobilenet_int8, runs=60, warmup=10, threads=1, probe=False)["latency_ms"]["p50"]
     print(f"\nMobileNetV2 int8 224x224, 1 thread, same interpreter, interleaved: harness p50 {h:.3f} ms, bare "
           f"p50 {b:.3f} ms ({100 * (h - b) / b:+.2f}%); benchmark() on its own interpreter {full:.3f} ms; "
-          f"trivial-model overhead {bench.harness_overhead_us():.2f} us")
+          f"trivial-model overhead {latency.harness_overhead_us():.2f} us")
     # Wall-clock times measure the machine as much as the harness (two interpreter instances of one file differ
     # by up to 11% on their own), so the bound is loose: the README's "within about 1%" is what runs here gave;
     # 5% is what interleaving call by call on one interpreter holds to under load. The exact check is the next test.
@@ -75,6 +75,6 @@ def test_the_timed_region_holds_only_invoke(monkeypatch):
             Interp.calls += 1
             clock["ns"] += 1_000_000 + Interp.calls  # 1 ms and a little more each call
 
-    monkeypatch.setattr(bench.time, "perf_counter_ns", lambda: clock["ns"])
-    got = bench.time_invokes(Interp(), 5)
+    monkeypatch.setattr(latency.time, "perf_counter_ns", lambda: clock["ns"])
+    got = latency.time_invokes(Interp(), 5)
     assert got == [(1_000_000 + i) / 1e6 for i in range(1, 6)] and Interp.calls == 5

@@ -74,7 +74,7 @@ def test_the_other_tasks_take_the_keras3_model(byo, root):
     """check-model reports the translation; a stage task gives a Keras 3 file back; quantize reads the scale."""
     import keras
 
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
 
     proc = run_invoke(["check-model", "--model", str(byo / "m.keras")], cwd=root, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -83,7 +83,7 @@ def test_the_other_tasks_take_the_keras3_model(byo, root):
     proc = run_invoke(["prune", "--model", str(byo / "m.keras"), "--data", str(byo / "images"), "--out", str(out),
                        "--epochs", "1", "--final-sparsity", "0.5"], cwd=root, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert models.model_format(out) == "keras3"
+    assert keras_io.model_format(out) == "keras3"
     pruned = keras.saving.load_model(out)
     # Every convolution and Dense kernel of 1,000+ weights, backbone included; tfmot prunes no depthwise kernel.
     kernels = [w.numpy() for w in pruned.weights if w.path.endswith("/kernel") and "depthwise" not in w.path]

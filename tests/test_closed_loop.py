@@ -340,23 +340,23 @@ def _npz(path, classes=3, n_test=240):
 
 @pytest.mark.slow
 def test_a_logits_head_is_distilled_and_pruned_from_logits_and_stays_a_logits_model(tmp_path):
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.techniques.distill import distill
     from edgecompress.techniques.prune import prune
     from edgecompress.techniques.configs import DistillConfig, PruneConfig
     from edgecompress.models.user import open_model
 
     user = open_model(_keras3_logits_model(tmp_path / "m.keras"), _npz(tmp_path / "d.npz"))
-    assert models.output_head(user.model) == "logits" and user.describe()["head"] == "logits"
-    keras_top1 = models.keras_accuracy(user.model, user.dataset)
+    assert keras_io.output_head(user.model) == "logits" and user.describe()["head"] == "logits"
+    keras_top1 = keras_io.keras_accuracy(user.model, user.dataset)
     assert keras_top1 > 0.9, keras_top1
     student, m = distill(user.model, user.dataset, DistillConfig(width=0.5, epochs=8, patience=3, baseline=False),
                          verbose=0)
     # Before heads were read the distiller took log(p + 1e-8) of negative logits: NaN, and chance (33%).
-    assert models.output_head(student) == "logits" and m["accuracy"] > 0.85, m
+    assert keras_io.output_head(student) == "logits" and m["accuracy"] > 0.85, m
     assert np.isfinite(m["student_loss"]) and 1 <= m["epochs"] <= 8
     pruned, pm = prune(user.model, user.dataset, PruneConfig(final_sparsity=0.5, epochs=2), verbose=0)
-    assert models.output_head(pruned) == "logits" and pm["accuracy"] > 0.85, pm
+    assert keras_io.output_head(pruned) == "logits" and pm["accuracy"] > 0.85, pm
 
 
 def test_a_students_batchnorm_momentum_is_capped_where_the_teachers_is_higher():
@@ -379,7 +379,7 @@ def test_a_students_batchnorm_momentum_is_capped_where_the_teachers_is_higher():
 def test_a_sigmoid_head_trains_with_its_own_loss(tmp_path):
     from edgecompress.models.backend import keras
 
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.configs import Preprocessing, TrainConfig
     from edgecompress.data.datasets import Dataset
     from edgecompress.techniques.distill import distill
@@ -392,10 +392,10 @@ def test_a_sigmoid_head_trains_with_its_own_loss(tmp_path):
     inp = keras.Input((12, 12, 1))
     h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(inp))
     model = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dense(8, "relu")(h)))
-    models.train_classifier(model, ds, TrainConfig(epochs=10, learning_rate=0.01), verbose=0)
-    assert models.output_head(model) == "sigmoid" and models.keras_accuracy(model, ds) > 0.9
+    keras_io.train_classifier(model, ds, TrainConfig(epochs=10, learning_rate=0.01), verbose=0)
+    assert keras_io.output_head(model) == "sigmoid" and keras_io.keras_accuracy(model, ds) > 0.9
     student, m = distill(model, ds, DistillConfig(width=0.5, epochs=20, learning_rate=0.01, baseline=False), verbose=0)
-    assert m["accuracy"] > 0.9 and models.output_head(student) == "sigmoid", m
+    assert m["accuracy"] > 0.9 and keras_io.output_head(student) == "sigmoid", m
 
 
 @pytest.mark.slow
@@ -450,7 +450,7 @@ def test_too_few_held_out_images_for_the_closed_loop_exit_2_and_keep_the_previou
 
 @pytest.mark.slow
 def test_the_letters_example_is_a_logits_resnet_with_its_own_validation_folder(tmp_path):
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.data.datasets import load_dataset
     from edgecompress.benchmarks.examples import SyntheticConfig, make_letters
     from edgecompress.models.pixelscale import declared_scale
@@ -463,15 +463,15 @@ def test_the_letters_example_is_a_logits_resnet_with_its_own_validation_folder(t
     first = sorted((tmp_path / "images" / "val").rglob("*.png"))
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in sorted((again / "images" / "val").rglob("*.png"))]
     # One epoch on 120 images is near chance (open_model would stop it): read the parts it reads.
-    model = models.load_model(tmp_path / "model.keras")
-    assert models.output_head(model) == "logits" and summary["params"] > 100_000
+    model = keras_io.load_model(tmp_path / "model.keras")
+    assert keras_io.output_head(model) == "logits" and summary["params"] > 100_000
     assert declared_scale(model)[0] == "raw"  # Normalization adapted on raw pixels
     assert len(load_dataset(tmp_path / "images").y_val) == 40
 
 
 @pytest.mark.slow
 def test_the_shapes_example_nests_mobilenet_v3_with_its_own_rescaling(tmp_path):
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.models import translate
     from edgecompress.data.datasets import load_dataset
     from edgecompress.benchmarks.examples import SyntheticConfig, make_shapes
@@ -483,8 +483,8 @@ def test_the_shapes_example_nests_mobilenet_v3_with_its_own_rescaling(tmp_path):
     k3 = keras.saving.load_model(tmp_path / "model.keras")
     assert any(type(l).__name__ == "Functional" for l in k3.layers)  # the backbone, nested
     log = translate.TranslationLog()
-    model = models.load_model(tmp_path / "model.keras", log=log)  # translated to tf-keras and flattened
-    assert log.source == "keras3" and log.flattened and models.output_head(model) == "softmax"
+    model = keras_io.load_model(tmp_path / "model.keras", log=log)  # translated to tf-keras and flattened
+    assert log.source == "keras3" and log.flattened and keras_io.output_head(model) == "softmax"
     assert declared_scale(model)[0] == "raw"  # MobileNetV3's own Rescaling, inside the backbone
     ds = load_dataset(tmp_path / "images")
     assert ds.x_val is None and ds.x_train.shape == (80, 64, 64, 3) and len(ds.class_names) == 8

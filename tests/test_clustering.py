@@ -31,7 +31,7 @@ def test_config_round_trips_and_is_registered():
 @pytest.mark.slow
 @pytest.mark.parametrize("init", ["kmeans++", "linear"])
 def test_clustered_kernels_hold_at_most_k_values_in_the_file(tiny_model, tiny_dataset, calibration_pixels, init):
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.quantize import convert
     from edgecompress.data.calibration import representative_dataset
     from edgecompress.lite.reader import unique_weights
     from edgecompress.quantize.schemes import conversion
@@ -43,8 +43,8 @@ def test_clustered_kernels_hold_at_most_k_values_in_the_file(tiny_model, tiny_da
     assert metrics["clustered_layers"] and metrics["unique_weights"] <= 8
     assert metrics["accuracy"] > 0.5
     rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
-    f32 = unique_weights(quantization.convert(model, conversion("float32"), rep))
-    i8 = unique_weights(quantization.convert(model, conversion("int8"), rep))
+    f32 = unique_weights(convert.convert(model, conversion("float32"), rep))
+    i8 = unique_weights(convert.convert(model, conversion("int8"), rep))
     clustered = [layer for layer in f32["layers"] if layer["per_kernel"] <= 8]
     assert len(clustered) >= len(metrics["clustered_layers"])  # each clustered kernel: <= 8 values in the file
     # int8 keeps <= 8 stored values per output channel, but per-channel scales multiply them per kernel.
@@ -54,7 +54,7 @@ def test_clustered_kernels_hold_at_most_k_values_in_the_file(tiny_model, tiny_da
 
 @pytest.mark.slow
 def test_after_pruning_pcqat_keeps_zeros_and_clusters_in_the_int8_file(tiny_model, tiny_dataset, calibration_pixels):
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.quantize import convert
     from edgecompress.data.calibration import representative_dataset
     from edgecompress.lite.reader import unique_weights, weight_sparsity
     from edgecompress.quantize.schemes import conversion
@@ -67,7 +67,7 @@ def test_after_pruning_pcqat_keeps_zeros_and_clusters_in_the_int8_file(tiny_mode
     assert metrics["preserve_sparsity"] is True and metrics["qat"] == "sparsity_cluster_preserve"  # "auto": 60% zeros
     assert any("quant" in layer.name for layer in model.layers)  # PCQAT wrapped it for int8
     rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
-    data = quantization.convert(model, conversion("int8"), rep)
+    data = convert.convert(model, conversion("int8"), rep)
     layers = {x["tensor"]: x for x in unique_weights(data)["layers"]}
     sparse = [x for x in weight_sparsity(data)["layers"] if x["sparsity"] > 0.5]
     assert len(sparse) >= 2, weight_sparsity(data)["layers"]  # the pruned zeros survived QAT into the file
@@ -75,9 +75,9 @@ def test_after_pruning_pcqat_keeps_zeros_and_clusters_in_the_int8_file(tiny_mode
 
 
 def test_a_model_with_nothing_to_cluster_is_refused(tiny_dataset):
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
 
-    untrained = models.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
+    untrained = keras_io.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
     with pytest.raises(EdgeCompressError, match="no Conv2D, Conv1D or Dense layer with at least min_params"):
         run_stage(ClusterConfig(min_params=10**9, epochs=0), untrained, tiny_dataset, verbose=0)
 

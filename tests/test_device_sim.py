@@ -154,9 +154,9 @@ def test_device_without_python_or_runtime_is_a_clear_message(pi, small_build):
 
 
 def test_full_disk_on_the_device_fails_the_copy_clearly(pi, small_build):
-    from edgecompress.devices import emulated_pi as device_sim
+    from edgecompress.devices import emulated_pi
 
-    tmp = device_sim.SimConfig(port=pi["port"]).home / "root" / "tmp"
+    tmp = emulated_pi.SimConfig(port=pi["port"]).home / "root" / "tmp"
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tmp)], check=True)
     try:
         with pytest.raises(EdgeCompressError, match="copy failed"):

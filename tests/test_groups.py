@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgecompress.configs import Features
-from edgecompress.data import groups as grouping
+from edgecompress.data import groups
 from edgecompress.data.datasets import load_dataset
 from edgecompress.errors import EXIT_USAGE, EdgeCompressError
 
@@ -28,10 +28,10 @@ def _sensor_npz(path, with_groups=True, **extra):
 def test_npz_groups_are_read_and_split_whole(tmp_path):
     a = _sensor_npz(tmp_path / "d.npz")
     ds = load_dataset(tmp_path / "d.npz", Features((128, 6)))
-    assert ds.groups_source == grouping.GIVEN and len(np.unique(ds.groups_test)) == 4
+    assert ds.groups_source == groups.GIVEN and len(np.unique(ds.groups_test)) == 4
     judge, report, how = ds.held_out(seed=0)
     assert not set(judge.groups_test) & set(report.groups_test)  # no person on both sides
-    assert how["judge_groups"] + how["report_groups"] == 4 and how["groups"] == grouping.GIVEN
+    assert how["judge_groups"] + how["report_groups"] == 4 and how["groups"] == groups.GIVEN
     assert len(judge.y_test) + len(report.y_test) == len(a["y_test"])
     val = ds.validation_split(0.3, seed=0)
     assert not set(val.groups_train) & set(val.groups_test)
@@ -44,11 +44,11 @@ def test_overlapping_windows_are_chained_without_groups(tmp_path, caplog):
     _sensor_npz(tmp_path / "d.npz", with_groups=False)
     with caplog.at_level("INFO"):
         ds = load_dataset(tmp_path / "d.npz", Features((128, 6)))
-    assert ds.groups_source == grouping.CHAINED
+    assert ds.groups_source == groups.CHAINED
     assert len(np.unique(ds.groups_test)) == 4 * 6  # one recording per person and activity
     assert "chained into" in caplog.text and "24 groups in `x_test`" in caplog.text
     shuffled = np.random.default_rng(0).permutation(len(ds.y_test))
-    assert grouping.chain_windows(np.asarray(ds.x_test)[shuffled]) is None  # independent rows: no chains
+    assert groups.chain_windows(np.asarray(ds.x_test)[shuffled]) is None  # independent rows: no chains
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -64,11 +64,11 @@ def test_bad_groups_are_refused_with_exit_2(tmp_path, bad, match):
 
 
 def test_disjoint_groups():
-    grouping.check_disjoint(np.array([1, 2]), np.array([3, 4]), "d.npz")
+    groups.check_disjoint(np.array([1, 2]), np.array([3, 4]), "d.npz")
     with pytest.raises(EdgeCompressError, match=r"1 group\(s\) of d.npz are in both.*e.g. 2"):
-        grouping.check_disjoint(np.array([1, 2]), np.array([2, 3]), "d.npz")
+        groups.check_disjoint(np.array([1, 2]), np.array([2, 3]), "d.npz")
     with pytest.raises(EdgeCompressError, match="no groups"):
-        grouping.check_disjoint(None, np.array([2, 3]), "d.npz")
+        groups.check_disjoint(None, np.array([2, 3]), "d.npz")
 
 
 def test_x_y_npz_with_groups_tests_on_new_groups(tmp_path):
@@ -91,7 +91,7 @@ def test_image_folder_groups_from_file_name_prefixes(tmp_path):
                 for k in range(2):
                     Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(d / f"{p}__{k}.png")
     ds = load_dataset(tmp_path)
-    assert ds.groups_source == grouping.PREFIX and sorted(set(ds.groups_test)) == ["d", "e", "f"]
+    assert ds.groups_source == groups.PREFIX and sorted(set(ds.groups_test)) == ["d", "e", "f"]
     (tmp_path / "test" / "cat" / "d__0.png").rename(tmp_path / "test" / "cat" / "plain.png")
     with pytest.raises(EdgeCompressError, match=r"name a group with a `<group>__` prefix but .*plain.png"):
         load_dataset(tmp_path)
@@ -99,10 +99,10 @@ def test_image_folder_groups_from_file_name_prefixes(tmp_path):
 
 def test_group_split_holds_whole_groups_and_keeps_one_each_side():
     g = np.repeat(np.arange(5), [50, 10, 10, 10, 20])
-    rest, held = grouping.split(g, 0.5, seed=3)
+    rest, held = groups.split(g, 0.5, seed=3)
     assert not set(g[rest]) & set(g[held]) and len(rest) and len(held)
     with pytest.raises(EdgeCompressError, match="1 group"):
-        grouping.split(np.zeros(10), 0.5)
+        groups.split(np.zeros(10), 0.5)
 
 
 def test_stop_rule_counts_proposals_since_the_front_moved():

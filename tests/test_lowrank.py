@@ -80,9 +80,9 @@ def test_residual_graphs_factorize_with_full_rank_giving_the_same_function():
 @pytest.mark.slow
 def test_the_fine_tune_can_learn_from_the_teacher(tiny_model, tiny_dataset):
     """`distill`: the factorized model fine-tunes inside the distiller; the teacher changes what it learns."""
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
 
-    teacher = models.build_teacher(tiny_dataset.preprocessing, 10, width=0.5, seed=1)
+    teacher = keras_io.build_teacher(tiny_dataset.preprocessing, 10, width=0.5, seed=1)
     config = FactorizeConfig(ratio=0.3, min_params=100, finetune_epochs=1)
     plain, _ = factorize(tiny_model, tiny_dataset, config, seed=0, verbose=0)
     taught, metrics = factorize(tiny_model, tiny_dataset, FactorizeConfig(**{**config.to_dict(), "distill": True}),

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgecompress.models import keras_io as models
+from edgecompress.models import keras_io
 from edgecompress.configs import ModelSpec, Preprocessing
 from edgecompress.errors import EdgeCompressError
 
@@ -19,7 +19,7 @@ def test_loads_every_tf_keras_format(tmp_path, name):
     model = _tiny_keras2()
     path = tmp_path / name
     model.save(path)
-    loaded = models.load_model(path)
+    loaded = keras_io.load_model(path)
     assert loaded.input_shape == (None, 8, 8, 1) and loaded.output_shape == (None, 3)
 
 
@@ -33,8 +33,8 @@ def test_keras3_model_loads_as_tf_keras_with_the_same_outputs(tmp_path, suffix):
     m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     path = tmp_path / f"k3{suffix}"
     m.save(path)
-    loaded = models.load_model(path)
-    assert isinstance(loaded, tf_keras.Model) and models.model_format(path) == "keras3"
+    loaded = keras_io.load_model(path)
+    assert isinstance(loaded, tf_keras.Model) and keras_io.model_format(path) == "keras3"
     x = np.ones((3, 4), dtype="float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)
 
@@ -47,8 +47,8 @@ def test_lambda_refused_in_safe_mode(tmp_path):
     path = tmp_path / "lam.h5"
     keras.Model(inp, out).save(path)
     with pytest.raises(EdgeCompressError, match="Lambda layer.*--unsafe"):
-        models.load_model(path)
-    assert models.load_model(path, safe_mode=False).output_shape == (None, 4)
+        keras_io.load_model(path)
+    assert keras_io.load_model(path, safe_mode=False).output_shape == (None, 4)
 
 
 @pytest.mark.parametrize("name, content, needle", [
@@ -60,12 +60,12 @@ def test_corrupt_files(tmp_path, name, content, needle):
     p = tmp_path / name
     p.write_bytes(content)
     with pytest.raises(EdgeCompressError, match=needle):
-        models.load_model(p)
+        keras_io.load_model(p)
 
 
 def test_missing_model_path(tmp_path):
     with pytest.raises(EdgeCompressError, match="does not exist"):
-        models.load_model(tmp_path / "nope.keras")
+        keras_io.load_model(tmp_path / "nope.keras")
 
 
 def test_plain_savedmodel_without_keras_metadata(tmp_path):
@@ -78,7 +78,7 @@ def test_plain_savedmodel_without_keras_metadata(tmp_path):
 
     tf.saved_model.save(M(), str(tmp_path / "sm"))
     with pytest.raises(EdgeCompressError, match="no Keras metadata"):
-        models.load_model(tmp_path / "sm")
+        keras_io.load_model(tmp_path / "sm")
 
 
 @pytest.mark.parametrize("shape, ok", [((28, 28, 1), True), ((64, 48, 3), True),
@@ -91,28 +91,28 @@ def test_input_preprocessing_from_model(shape, ok):
     inp = keras.Input(shape)
     model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inp) if len(shape) == 3 else inp))
     if ok is True:
-        assert models.input_preprocessing(model).input_shape == shape
+        assert keras_io.input_preprocessing(model).input_shape == shape
     elif ok == "features":  # not an image: fed as they are
         from edgecompress.configs import Features
 
-        assert models.input_preprocessing(model) == Features(shape)
+        assert keras_io.input_preprocessing(model) == Features(shape)
     else:
         with pytest.raises(EdgeCompressError, match=ok):
-            models.input_preprocessing(model)
+            keras_io.input_preprocessing(model)
 
 
 def test_save_is_atomic_and_keeps_spec(tmp_path):
     model = _tiny_keras2()
     spec = ModelSpec(Preprocessing(8, 8, 1), ("a", "b", "c"))
-    path = models.save_model(model, tmp_path / "m.keras", spec)
-    assert models.load_spec(path) == spec
+    path = keras_io.save_model(model, tmp_path / "m.keras", spec)
+    assert keras_io.load_spec(path) == spec
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras", "m.keras.spec.json"]
 
 
 def test_teacher_is_seeded(tiny_dataset):
     import numpy as np
 
-    a = models.build_teacher(tiny_dataset.preprocessing, 10, width=0.25, seed=3)
-    b = models.build_teacher(tiny_dataset.preprocessing, 10, width=0.25, seed=3)
+    a = keras_io.build_teacher(tiny_dataset.preprocessing, 10, width=0.25, seed=3)
+    b = keras_io.build_teacher(tiny_dataset.preprocessing, 10, width=0.25, seed=3)
     assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
     assert a.get_layer("probs").__class__.__name__ == "Softmax"

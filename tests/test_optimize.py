@@ -19,7 +19,7 @@ from conftest import run_invoke
 from support.sshd import free_port
 from edgecompress.search.objective import RECOVERY_SLACK, early_stop_floor
 from edgecompress.search.samplers import make_sampler
-from edgecompress.search.stale import STALE_S, fail_stale_trials, worker_id
+from edgecompress.search.stale import STALE_S, fail_stale_trials
 from edgecompress.search.study import STUDY_NAME, open_storage, open_study
 from edgecompress.search.worker import LAUNCH_ENV, wait_for_local_workers
 from edgecompress.errors import EdgeCompressError
@@ -136,11 +136,8 @@ def test_a_trial_whose_worker_keeps_dying_is_retried_at_most_max_retries_times(t
 
 RDB_WORKER = r"""
 import sys, time, optuna
-from edgecompress.search.objective import RECOVERY_SLACK, early_stop_floor
-from edgecompress.search.samplers import make_sampler
-from edgecompress.search.stale import STALE_S, fail_stale_trials, worker_id
-from edgecompress.search.study import STUDY_NAME, open_storage, open_study
-from edgecompress.search.worker import LAUNCH_ENV, wait_for_local_workers
+from edgecompress.search.stale import worker_id
+from edgecompress.search.study import open_storage
 storage = open_storage(sys.argv[1], ".", heartbeat_s=1, stale_s=3)
 study = optuna.load_study(study_name="s", storage=storage)
 def objective(trial):
@@ -355,7 +352,7 @@ mode, out = sys.argv[1], sys.argv[2]
 from edgecompress.models.distribute import get_strategy
 strategy = get_strategy(mode)  # MultiWorkerMirroredStrategy must exist before other TensorFlow work
 import numpy as np
-from edgecompress.models import keras_io as models
+from edgecompress.models import keras_io
 from edgecompress.configs import TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.techniques.distill import DistillConfig, distill
@@ -366,7 +363,7 @@ one = load_dataset()
 one.x_train, one.y_train = one.x_train[:256], one.y_train[:256]
 with strategy.scope():
     m = plain()
-models.train_classifier(m, one, TrainConfig(epochs=1, batch_size=256, validation_fraction=0.0, seed=0, strategy=mode),
+keras_io.train_classifier(m, one, TrainConfig(epochs=1, batch_size=256, validation_fraction=0.0, seed=0, strategy=mode),
                         verbose=0)
 student, _ = distill(plain(1), one, DistillConfig(width=0.5, epochs=1, batch_size=256, baseline=False, strategy=mode),
                      verbose=0)

@@ -196,14 +196,14 @@ def test_invoke_list_shows_every_task(root):
     ("distill", ["--width", "0.5", "--epochs", "1"]),
 ])
 def test_single_stage_tasks_model_in_model_out(tmp_path, root, tiny_model, tiny_dataset, stage, args):
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.configs import ModelSpec
 
-    src = models.save_model(tiny_model, tmp_path / "in.keras", ModelSpec(tiny_dataset.preprocessing, tiny_dataset.class_names))
+    src = keras_io.save_model(tiny_model, tmp_path / "in.keras", ModelSpec(tiny_dataset.preprocessing, tiny_dataset.class_names))
     proc = run_invoke([stage, "--model", str(src), "--out", str(tmp_path / "out.keras"), *args], cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Saved" in proc.stdout and models.load_model(tmp_path / "out.keras").output_shape == (None, 10)
-    assert models.load_spec(tmp_path / "out.keras") is not None
+    assert "Saved" in proc.stdout and keras_io.load_model(tmp_path / "out.keras").output_shape == (None, 10)
+    assert keras_io.load_spec(tmp_path / "out.keras") is not None
 
 
 def test_stage_task_bad_value(tmp_path, root, tiny_model):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edgecompress.quantize import schemes
-from edgecompress.quantize import convert as quantization
+from edgecompress.quantize import convert
 from edgecompress.data.calibration import representative_dataset
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.reader import weight_sparsity
@@ -53,7 +53,7 @@ def test_reaches_target_in_keras_and_in_tflite(config, tiny_model, tiny_dataset,
     assert "prune_low_magnitude" not in str([l.name for l in pruned.layers])  # stripped
     assert _big_layers_sparsity(pruned) == pytest.approx(config.final_sparsity, abs=0.01)
     rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
-    data = quantization.convert(pruned, schemes.int8_full(), rep)
+    data = convert.convert(pruned, schemes.int8_full(), rep)
     in_file = weight_sparsity(data)
     # Small layers (< min_params) stay dense, so the whole file sits a little under the target.
     assert in_file["overall"] == pytest.approx(metrics["sparsity"], abs=0.02)
@@ -64,9 +64,9 @@ def test_reaches_target_in_keras_and_in_tflite(config, tiny_model, tiny_dataset,
 @pytest.mark.slow
 def test_pruning_can_learn_from_the_teacher(tiny_model, tiny_dataset):
     """`distill`: the pruning wrappers train inside the distiller (UpdatePruningStep finds them there)."""
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
 
-    teacher = models.build_teacher(tiny_dataset.preprocessing, 10, width=0.5, seed=1)
+    teacher = keras_io.build_teacher(tiny_dataset.preprocessing, 10, width=0.5, seed=1)
     pruned, metrics = prune(tiny_model, tiny_dataset, PruneConfig(epochs=1, final_sparsity=0.6, initial_sparsity=0.0,
                                                                   distill=True), build_teacher=teacher, verbose=0)
     assert abs(metrics["sparsity"] - 0.6) < 0.05 and metrics["accuracy"] > 0.5
@@ -120,7 +120,7 @@ def test_pruning_preserving_qat_keeps_zeros_through_int8(tiny_model, tiny_datase
     assert any("quant" in l.name for l in model.layers)
     assert metrics["sparsity"] == pytest.approx(0.7, abs=0.03)
     rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
-    data = quantization.convert(model, schemes.int8_full(), rep)
+    data = convert.convert(model, schemes.int8_full(), rep)
     assert weight_sparsity(data)["overall"] == pytest.approx(metrics["sparsity"], abs=0.02)
 
 
@@ -136,7 +136,7 @@ def test_qat_reaches_a_flattened_mobilenet_and_the_result_converts(tmp_path):
     import keras as k3
 
     from edgecompress.quantize import schemes
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.quantize import convert
     from edgecompress.recipes.cache import StageCache
     from edgecompress.configs import Preprocessing
     from edgecompress.data.datasets import load_dataset
@@ -157,4 +157,4 @@ def test_qat_reaches_a_flattened_mobilenet_and_the_result_converts(tmp_path):
     again = cache.get_model("qat", "k")
     np.testing.assert_allclose(again.predict(x[:4].astype("float32"), verbose=0),
                                pruned.predict(x[:4].astype("float32"), verbose=0), rtol=1e-5, atol=1e-6)
-    assert quantization.convert(again, schemes.int8_float_io(), lambda: iter([[x[:1].astype("float32")]]))
+    assert convert.convert(again, schemes.int8_float_io(), lambda: iter([[x[:1].astype("float32")]]))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edgecompress.quantize import schemes
-from edgecompress.quantize import convert as quantization
+from edgecompress.quantize import convert
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.evaluation import evaluate_tflite
 from edgecompress.lite.reader import float_ops, ops
@@ -39,7 +39,7 @@ def test_float_io_variant_keeps_float_tensors(tiny_tflites):
 @pytest.mark.slow
 @pytest.mark.parametrize("variant, weight_dtype", [(schemes.dynamic_range, "int8"), (schemes.float16, "float16")])
 def test_weight_only_variants(tiny_model, variant, weight_dtype):
-    data = quantization.convert(tiny_model, variant())
+    data = convert.convert(tiny_model, variant())
     kinds = {d for op in ops(data) for d in op["inputs"]}
     assert weight_dtype in kinds
 
@@ -63,25 +63,25 @@ def test_op_without_int8_kernel_is_named_with_the_fallback():
     # The converter keeps SIN in float even under TFLITE_BUILTINS_INT8; we check the file.
     model = _model_with("sin")
     with pytest.raises(EdgeCompressError) as e:
-        quantization.convert(model, schemes.int8_full(), _rep)
+        convert.convert(model, schemes.int8_full(), _rep)
     assert "SIN" in str(e.value) and "int8_float_io" in str(e.value)
-    data = quantization.convert(model, schemes.int8_float_io(), _rep)
+    data = convert.convert(model, schemes.int8_float_io(), _rep)
     assert float_ops(data) == ["SIN"]
 
 
 def test_op_that_tflite_cannot_run_at_all():
     with pytest.raises(EdgeCompressError, match="tf.Erf.*no builtin kernel"):
-        quantization.convert(_model_with("erf"), schemes.int8_float_io(), _rep)
+        convert.convert(_model_with("erf"), schemes.int8_float_io(), _rep)
 
 
 @pytest.mark.slow
 def test_int8_without_calibration_data(tiny_model):
     with pytest.raises(EdgeCompressError, match="needs a representative dataset"):
-        quantization.convert(tiny_model, schemes.int8_full(), None)
+        convert.convert(tiny_model, schemes.int8_full(), None)
 
 
 def test_write_is_atomic(tmp_path):
-    p = quantization.write_tflite(b"abc", tmp_path, "m")
+    p = convert.write_tflite(b"abc", tmp_path, "m")
     assert p.read_bytes() == b"abc" and [q.name for q in tmp_path.iterdir()] == ["m.tflite"]
     assert oct(p.stat().st_mode & 0o777) != "0o600"
 
@@ -89,23 +89,23 @@ def test_write_is_atomic(tmp_path):
 @pytest.mark.slow
 def test_float_layers_in_a_recipe_keep_those_layers_in_float(tmp_path, tiny_dataset, calibration_pixels):
     """`float_layers` reproduces selective int8 from a recipe: the spiky model recovers, measured."""
-    from edgecompress.models import keras_io as models
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.models import keras_io
+    from edgecompress.quantize import convert
     from edgecompress.data.calibration import representative_dataset
     from edgecompress.quantize.schemes import ConversionConfig, int8_float_io
     from edgecompress.lite.evaluation import evaluate_tflite
     from edgecompress.data.preprocessing import to_model_input
     from test_gate import _spiky_model
 
-    model = models.load_model(_spiky_model(tmp_path / "spiky.keras", tiny_dataset))
+    model = keras_io.load_model(_spiky_model(tmp_path / "spiky.keras", tiny_dataset))
     rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
     x = to_model_input(tiny_dataset.x_test, tiny_dataset.preprocessing)
     sel = ConversionConfig("sel", "int8", io_dtype="float32", float_layers=("spiky", "head2"))
     acc = {}
     for conv in (int8_float_io(), sel):
-        path = quantization.write_tflite(quantization.convert(model, conv, rep), tmp_path, conv.name)
+        path = convert.write_tflite(convert.convert(model, conv, rep), tmp_path, conv.name)
         acc[conv.name] = evaluate_tflite(path, x, tiny_dataset.y_test)[0]["accuracy"]
-    float_acc = models.keras_accuracy(model, tiny_dataset)
+    float_acc = keras_io.keras_accuracy(model, tiny_dataset)
     assert float_acc - acc["int8_float_io"] > 0.3 and float_acc - acc["sel"] <= 0.02, (float_acc, acc)
 
 
@@ -114,13 +114,13 @@ def test_float_layers_in_a_recipe_keep_those_layers_in_float(tmp_path, tiny_data
 ])
 @pytest.mark.slow
 def test_float_layers_bad_names(tiny_model, calibration_pixels, tiny_dataset, kwargs, needle):
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.quantize import convert
     from edgecompress.data.calibration import representative_dataset
     from edgecompress.quantize.schemes import ConversionConfig
 
     conv = ConversionConfig("sel", "int8", io_dtype="float32", **kwargs)
     with pytest.raises(EdgeCompressError, match=needle):
-        quantization.convert(tiny_model, conv, representative_dataset(calibration_pixels, tiny_dataset.preprocessing))
+        convert.convert(tiny_model, conv, representative_dataset(calibration_pixels, tiny_dataset.preprocessing))
 
 
 def test_float_layers_need_int8_with_float_io():

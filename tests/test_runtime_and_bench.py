@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgecompress.lite import latency as bench
+from edgecompress.lite import latency
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.runtime import check_tflite_file, make_interpreter, probe_in_child, runtime_info
 
@@ -96,7 +96,7 @@ def test_dynamic_input_dimensions_refused(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_fields(tiny_tflites):
-    r = bench.benchmark(tiny_tflites["int8"], runs=50, warmup=5, threads=1)
+    r = latency.benchmark(tiny_tflites["int8"], runs=50, warmup=5, threads=1)
     lat = r["latency_ms"]
     assert lat["count"] == 50 and lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert r["input"]["dtype"] == "int8" and r["input"]["shape"] == [1, 28, 28, 1]
@@ -108,7 +108,7 @@ def test_benchmark_fields(tiny_tflites):
 def test_benchmark_without_xnnpack_and_from_npy(tmp_path, tiny_tflites):
     x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
-    r = bench.benchmark(tiny_tflites["int8"], runs=10, warmup=0, xnnpack=False, input_source=tmp_path / "x.npy")
+    r = latency.benchmark(tiny_tflites["int8"], runs=10, warmup=0, xnnpack=False, input_source=tmp_path / "x.npy")
     assert r["xnnpack"] is False and r["input"]["source"].endswith("x.npy")
 
 
@@ -116,7 +116,7 @@ def test_benchmark_without_xnnpack_and_from_npy(tmp_path, tiny_tflites):
 def test_bad_npy_shape(tmp_path, tiny_tflites):
     np.save(tmp_path / "x.npy", np.zeros((3, 3), np.float32))
     with pytest.raises(EdgeCompressError, match=r"has shape \(3, 3\); the model wants \[1, 28, 28, 1\]"):
-        bench.benchmark(tiny_tflites["int8"], runs=1, input_source=tmp_path / "x.npy")
+        latency.benchmark(tiny_tflites["int8"], runs=1, input_source=tmp_path / "x.npy")
 
 
 @pytest.mark.slow

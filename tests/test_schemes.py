@@ -53,7 +53,7 @@ def test_one_module_owns_the_scheme_and_its_rows_hold_callables():
 
 @pytest.mark.slow
 def test_int16x8_converts_and_is_evaluated_like_the_others(tiny_model, tiny_dataset, calibration_pixels, tmp_path):
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.quantize import convert
     from edgecompress.data.calibration import representative_dataset
     from edgecompress.lite.evaluation import evaluate_tflite
     from edgecompress.lite.reader import float_ops, ops
@@ -64,7 +64,7 @@ def test_int16x8_converts_and_is_evaluated_like_the_others(tiny_model, tiny_data
     keras_pred = tiny_model.predict(x, verbose=0).argmax(-1)
     files = {}
     for name in ("int8_float_io", "int16x8"):
-        files[name] = quantization.write_tflite(quantization.convert(tiny_model, conversion(name), rep), tmp_path, name)
+        files[name] = convert.write_tflite(convert.convert(tiny_model, conversion(name), rep), tmp_path, name)
     r16, _ = evaluate_tflite(files["int16x8"], x, tiny_dataset.y_test, reference=keras_pred)
     r8, _ = evaluate_tflite(files["int8_float_io"], x, tiny_dataset.y_test, reference=keras_pred)
     data = files["int16x8"].read_bytes()
@@ -94,9 +94,9 @@ def test_conversion_reads_the_row_not_the_name():
     """No `if` chain on scheme names is left in the converter."""
     import inspect
 
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.quantize import convert
 
-    src = inspect.getsource(quantization.convert)
+    src = inspect.getsource(convert.convert)
     assert "Quantization." not in src and '"int8"' not in src
     ConversionConfig("x", "int16x8", io_dtype="float32")
 
@@ -128,17 +128,17 @@ def test_per_tensor_variants_store_one_scale_per_kernel_and_gzip_smaller(tiny_mo
     from edgecompress.data.preprocessing import to_model_input
     from edgecompress.lite.evaluation import evaluate_tflite
     from edgecompress.lite.reader import _weights
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.quantize import convert
 
     rep = representative_dataset(calibration_pixels, tiny_dataset.preprocessing)
     x = to_model_input(tiny_dataset.x_test, tiny_dataset.preprocessing)
     keras_pred = tiny_model.predict(x, verbose=0).argmax(-1)
     data, scales, agree = {}, {}, {}
     for name in ("int8", "int8_per_tensor", "dynamic", "dynamic_per_tensor"):
-        data[name] = quantization.convert(tiny_model, conversion(name), rep)
+        data[name] = convert.convert(tiny_model, conversion(name), rep)
         # Each weighted op's kernel, as the report reads it (dynamic range leaves small ones in float: no scales).
         scales[name] = [len(q["scales"]) for _, _, q, _ in _weights(data[name]) if len(q["scales"])]
-        r, _ = evaluate_tflite(quantization.write_tflite(data[name], tmp_path, name), x, tiny_dataset.y_test,
+        r, _ = evaluate_tflite(convert.write_tflite(data[name], tmp_path, name), x, tiny_dataset.y_test,
                                reference=keras_pred)
         agree[name] = r["agreement"]
     for per_channel in ("int8", "dynamic"):
@@ -160,7 +160,7 @@ def test_dynamic_per_tensor_keeps_a_hybrid_depthwise_kernel_right(tmp_path):
     from edgecompress.lite.reader import _weights
     from edgecompress.lite.runtime import make_interpreter
     from edgecompress.models.backend import keras
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.quantize import convert
 
     keras.utils.set_random_seed(0)
     L = keras.layers
@@ -171,12 +171,12 @@ def test_dynamic_per_tensor_keeps_a_hybrid_depthwise_kernel_right(tmp_path):
     model = keras.Model(i, L.Dense(10, name="head")(L.GlobalAveragePooling2D()(x)))
     xs = np.random.default_rng(0).normal(size=(20, 12, 12, 3)).astype("float32")
     want = model.predict(xs, verbose=0)
-    data = quantization.convert(model, conversion("dynamic_per_tensor"))
+    data = convert.convert(model, conversion("dynamic_per_tensor"))
     kernels = {op: q for op, _, q, _ in _weights(data) if len(q["scales"])}
     dw = kernels.pop("DEPTHWISE_CONV_2D")
     assert len(dw["scales"]) == 64 and len(set(dw["scales"])) == 1, dw["scales"][:3]
     assert kernels and all(len(q["scales"]) == 1 for q in kernels.values()), kernels
-    got = predict(make_interpreter(quantization.write_tflite(data, tmp_path, "d")), xs)
+    got = predict(make_interpreter(convert.write_tflite(data, tmp_path, "d")), xs)
     assert np.isfinite(got).all()
     # Measured: 0.3% of the largest output; with the one scale as the converter wrote it, 94%.
     assert np.abs(got - want).max() / np.abs(want).max() < 0.03

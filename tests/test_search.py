@@ -266,12 +266,12 @@ def test_budget_stops_after_the_trial_that_would_not_fit(tmp_path, tiny_model, t
 @pytest.mark.slow
 def test_search_recovers_int8_inside_the_trial(tmp_path, tiny_dataset, calibration_pixels):
     """A trial whose int8 collapses makes a selective-int8 file, and that file is the trial's result."""
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.recipes.cache import StageCache
     from edgecompress.builder.options import BuildOptions
     from test_gate import _spiky_model
 
-    model = models.load_model(_spiky_model(tmp_path / "spiky.keras", tiny_dataset))
+    model = keras_io.load_model(_spiky_model(tmp_path / "spiky.keras", tiny_dataset))
     space = SearchSpace(name="q", quantize=("int8",))
     r = _search(model, tiny_dataset, space, calibration_pixels, StageCache(tmp_path / "c"), "spiky",
                 budget_minutes=5, max_accuracy_drop=2.0, options=BuildOptions(runs=5, warmup=1), verbose=0,
@@ -369,11 +369,11 @@ def test_recipes_are_scored_on_the_validation_split_by_the_space_script(tmp_path
     import sys
 
     from edgecompress.data import calibration
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.configs import ModelSpec
 
     bench = tmp_path / "benchmark"
-    models.save_model(tiny_model, bench / "teacher.keras", ModelSpec(tiny_dataset.preprocessing,
+    keras_io.save_model(tiny_model, bench / "teacher.keras", ModelSpec(tiny_dataset.preprocessing,
                                                                      tiny_dataset.class_names))
     calibration.write_calibration_images(tiny_dataset, bench / "calibration_data", per_class=2)
     prune = {"stage": "prune", "final_sparsity": 0.5, "epochs": 1}

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import run_invoke
-from edgecompress.recipes import cache as cache_mod
+from edgecompress.recipes import cache
 from edgecompress.recipes.cache import StageCache, make_key
 
 
@@ -35,13 +35,13 @@ def test_a_truncated_or_altered_entry_is_recomputed_with_a_warning(tmp_path, cap
 
 def test_every_key_carries_the_library_versions(monkeypatch):
     before = make_key("stage", {"a": 1})
-    monkeypatch.setattr(cache_mod, "versions", lambda: {"tensorflow": "9.9.9"})
-    cache_mod._versions.cache_clear()
+    monkeypatch.setattr(cache, "versions", lambda: {"tensorflow": "9.9.9"})
+    cache._versions.cache_clear()
     try:
         assert make_key("stage", {"a": 1}) != before
     finally:
         monkeypatch.undo()
-        cache_mod._versions.cache_clear()
+        cache._versions.cache_clear()
     assert make_key("stage", {"a": 1}) == before
 
 

@@ -27,8 +27,8 @@ def test_keras3_model_translates_exactly_to_tflite(tmp_path, arch, rgb):
     import keras
 
     from edgecompress.quantize import schemes
-    from edgecompress.models import keras_io as models
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.models import keras_io
+    from edgecompress.quantize import convert
     from edgecompress.lite.runtime import make_interpreter
     from edgecompress.models.translate import TranslationLog
 
@@ -37,11 +37,11 @@ def test_keras3_model_translates_exactly_to_tflite(tmp_path, arch, rgb):
     path = tmp_path / "m.keras"
     k3.save(path)
     log = TranslationLog()
-    model = models.load_model(path, log=log)
+    model = keras_io.load_model(path, log=log)
     assert log.source == "keras3" and log.flattened, log
     assert not any(type(layer).__name__ in ("Functional", "Sequential") for layer in model.layers)
     tfl = tmp_path / "m.tflite"
-    tfl.write_bytes(quantization.convert(model, schemes.float32()))
+    tfl.write_bytes(convert.convert(model, schemes.float32()))
     interp = make_interpreter(tfl)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
@@ -64,13 +64,13 @@ def test_hard_sigmoid_is_keras3s_not_tf_keras(tmp_path):
     """Keras 3: relu6(x + 3) / 6; tf-keras: 0.2 x + 0.5. Mapping by name would be silently wrong."""
     import keras
 
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
 
     i = keras.Input((4,))
     m = keras.Model(i, keras.layers.Activation("hard_silu")(keras.layers.Activation("hard_sigmoid")(i)))
     m.save(tmp_path / "h.keras")
     x = np.array([[-4.0, -1.0, 2.0, 3.5]], dtype="float32")
-    t = models.load_model(tmp_path / "h.keras")
+    t = keras_io.load_model(tmp_path / "h.keras")
     np.testing.assert_allclose(t.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)
     assert abs(float(keras.activations.hard_sigmoid(2.0)) - 5 / 6) < 1e-6  # what the name means in Keras 3
 
@@ -79,7 +79,7 @@ def test_keras3_op_nodes_become_built_in_layers(tmp_path):
     """`x + 3` and `x * (1 / 6)` (MobileNetV3's hard activations) become Rescaling layers."""
     import keras
 
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.models.translate import TranslationLog
 
     i = keras.Input((6,))
@@ -88,7 +88,7 @@ def test_keras3_op_nodes_become_built_in_layers(tmp_path):
     m = keras.Model(i, 2.0 - y)
     m.save(tmp_path / "o.keras")
     log = TranslationLog()
-    t = models.load_model(tmp_path / "o.keras", log=log)
+    t = keras_io.load_model(tmp_path / "o.keras", log=log)
     x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32") * 4
     np.testing.assert_allclose(t.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     assert {type(layer).__name__ for layer in t.layers} <= {"InputLayer", "Dense", "Rescaling", "ReLU", "Multiply"}
@@ -102,7 +102,7 @@ def test_convnexts_layer_scale_and_stochastic_depth_are_rebuilt_from_built_in_la
     example (the identity at inference). Saved and loaded as a user's file, from either Keras."""
     import importlib
 
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.models.translate import TranslationLog
     from tests.support.architectures import convnext
 
@@ -112,7 +112,7 @@ def test_convnexts_layer_scale_and_stochastic_depth_are_rebuilt_from_built_in_la
     path = tmp_path / ("c.keras" if library == "keras" else "c.h5")
     m.save(path)
     log = TranslationLog()
-    t = models.load_model(path, log=log)
+    t = keras_io.load_model(path, log=log)
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     want = m.predict(x, verbose=0)
     np.testing.assert_allclose(t.predict(x, verbose=0), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
@@ -133,15 +133,15 @@ def test_convnexts_layer_scale_and_stochastic_depth_are_rebuilt_from_built_in_la
 def test_final_model_goes_back_to_keras3(tmp_path):
     import keras
 
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.configs import ModelSpec, Preprocessing
 
     k3 = transfer_model(keras, "mobilenet_v3_small", logits=False)
     k3.save(tmp_path / "in.keras")
-    t = models.load_model(tmp_path / "in.keras")
-    models.save_model(t, tmp_path / "out.keras", ModelSpec(Preprocessing(32, 32, 3, "raw"), tuple("abcdefghij")),
+    t = keras_io.load_model(tmp_path / "in.keras")
+    keras_io.save_model(t, tmp_path / "out.keras", ModelSpec(Preprocessing(32, 32, 3, "raw"), tuple("abcdefghij")),
                       fmt="keras3")
-    assert models.model_format(tmp_path / "out.keras") == "keras3"
+    assert keras_io.model_format(tmp_path / "out.keras") == "keras3"
     back = keras.saving.load_model(tmp_path / "out.keras")
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(back.predict(x, verbose=0), k3.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
@@ -248,11 +248,11 @@ def _bfloat16(tmp_path):
 def test_keras3_refusals_name_the_layer_or_file(tmp_path, make, needle):
     import re
 
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
 
     path = make(tmp_path)
     with pytest.raises(EdgeCompressError) as e:
-        models.load_model(path)
+        keras_io.load_model(path)
     assert re.search(needle, str(e.value), re.S), str(e.value)
     assert "\n" not in str(e.value)
 
@@ -260,7 +260,7 @@ def test_keras3_refusals_name_the_layer_or_file(tmp_path, make, needle):
 @pytest.mark.slow
 def test_tf_keras_nested_model_is_flattened_and_check_model_says_so(tmp_path):
     from edgecompress.models.backend import keras
-    from edgecompress.models import keras_io as models
+    from edgecompress.models import keras_io
     from edgecompress.builder.preflight import format_findings
     from edgecompress.models.translate import TranslationLog, to_tf_keras
 
@@ -271,7 +271,7 @@ def test_tf_keras_nested_model_is_flattened_and_check_model_says_so(tmp_path):
     np.testing.assert_allclose(flat.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-5, atol=1e-7)
     m.save(tmp_path / "n.keras")
     log = TranslationLog()
-    models.load_model(tmp_path / "n.keras", log=log)
+    keras_io.load_model(tmp_path / "n.keras", log=log)
     text = format_findings({"model": "m", "input": [32, 32, 3], "params": 1, "not_prunable": [], "not_qat": [],
                             "unsupported_ops": [], "float_ops_under_int8": [], "xnnpack_sparse_layers": [],
                             "xnnpack_dense_layers": [], "translation": log.to_dict()})

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from edgecompress.data import calibration
-from edgecompress.models import keras_io as models
-from edgecompress.report import write as report_lib
+from edgecompress.models import keras_io
+from edgecompress.report.write import markdown_table
 from edgecompress.configs import Preprocessing, TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.recipes.cache import StageCache, make_key
@@ -75,8 +75,8 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
         if spaces:  # the search's validation split stays out of everything the teacher learned from
             fit = dataset.without_validation(spaces[0][0].validation_fraction, seed)
         logger.info("Training the teacher on %s (%d images, %d epochs)", dataset.name, len(fit.y_train), teacher_epochs)
-        model = models.train_default_teacher(fit, TrainConfig(epochs=teacher_epochs, seed=seed), verbose=verbose)
-        models.save_model(model, out_dir / "teacher.keras", dataset.model_spec())
+        model = keras_io.train_default_teacher(fit, TrainConfig(epochs=teacher_epochs, seed=seed), verbose=verbose)
+        keras_io.save_model(model, out_dir / "teacher.keras", dataset.model_spec())
     else:
         from edgecompress.models.user import open_model
 
@@ -140,7 +140,7 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
     study["comparison"] = comparison
     study["table"] = table
     lines = [f"# Benchmark on {dataset.name} ({len(dataset.y_train)} train / {len(dataset.y_test)} test)", "",
-             report_lib.markdown_table(table), ""]
+             markdown_table(table), ""]
     for label, s in study.get("searches", {}).items():
         c = {k: v for k, v in s["constraints"].items() if v is not None}
         counts = ", ".join(f"{n} {k}" for k, n in s["search"].get("counts", {}).items())

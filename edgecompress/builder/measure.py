@@ -16,11 +16,11 @@ import logging
 from pathlib import Path
 
 from edgecompress.quantize import schemes
-from edgecompress.lite import latency as bench
+from edgecompress.lite import latency
 from edgecompress.data import calibration
-from edgecompress.quantize import convert as quantization
+from edgecompress.quantize import convert
 from edgecompress.quantize import rewrites
-from edgecompress.report import write as report_lib
+from edgecompress.report.write import gzip_size
 from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.evaluation import evaluate_tflite
@@ -78,11 +78,11 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
     for conv in conversions:
         name = prefix + conv.name
         key = make_key(model_key, conv.to_dict(), calib_key, *rewrites.cache_token(scheme(conv.quantization).rewrites),
-                       *quantization.cache_token(conv))
+                       *convert.cache_token(conv))
         data = cache.get_bytes(f"{name}.convert", key, ".tflite")
         if data is None:
             try:
-                data = quantization.convert(model, conv, rep)
+                data = convert.convert(model, conv, rep)
             except EdgeCompressError as e:
                 # Keep going: the other variants are still worth having.
                 logger.error("  %s: %s", name, e)
@@ -99,7 +99,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
                 reference = tasks.task(dataset.task).predictions(predict(model, x_test))
             result, _ = evaluate_tflite(path, x_test, dataset.y_test, reference=reference, num_threads=threads,
                                         task=dataset.task)
-            b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
+            b = latency.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
             sparsity = weight_sparsity(data)
             measured = {"accuracy": result["accuracy"], "agreement": result.get("agreement"),
                         "terms": result["terms"], **_each_output(result),
@@ -140,7 +140,7 @@ def teacher_baseline(teacher, pixels, dataset, cache, teacher_key, entry, **kw):
 def artifact_record(name, data, path, quantization, measured, recipe) -> Artifact:
     """One artifact: the file's facts, what was measured, what made it; `cache_path` is what `publish` copies."""
     record = {"name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": quantization,
-              "size_bytes": len(data), "gzip_bytes": report_lib.gzip_size(data), "sha256": sha256_bytes(data),
+              "size_bytes": len(data), "gzip_bytes": gzip_size(data), "sha256": sha256_bytes(data),
               **{k: v for k, v in measured.items() if k != "terms"}, "recipe": recipe}
     if scheme(quantization).reference_kernels:  # said beside its latency in every table
         record["kernels"] = scheme(quantization).kernels
@@ -172,7 +172,7 @@ def measure_file(path, dataset, cache, *, threads=1, runs=200, warmup=20) -> dic
     if measured is None or _lacks_terms(measured):
         result, _ = evaluate_tflite(path, to_model_input(dataset.x_test, dataset.preprocessing), dataset.y_test,
                                     num_threads=threads, task=dataset.task)
-        b = bench.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
+        b = latency.benchmark(path, runs=runs, warmup=warmup, threads=threads, probe=False)
         measured = {"accuracy": result["accuracy"], "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
                     "terms": result["terms"], **_each_output(result)}
         cache.put_json("file.measure", key, measured)
@@ -228,7 +228,7 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
 
         name = f"{prefix}int8_selective"
         path = cache.put_bytes(f"{name}.convert", make_key(sha256_bytes(r["data"])), ".tflite", r["data"])
-        b = bench.benchmark(path, **measure.kwargs(), probe=False)
+        b = latency.benchmark(path, **measure.kwargs(), probe=False)
         full = min(int8, key=lambda a: a.size_bytes)
         measured = {"accuracy": r["accuracy"], "agreement": None, "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
                     "sparsity": weight_sparsity(r["data"])["overall"], "float_ops": float_ops(r["data"]),

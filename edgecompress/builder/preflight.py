@@ -32,7 +32,7 @@ def check_model(model) -> dict:
     from edgecompress.recipes.registry import STAGES
 
     from edgecompress.quantize import schemes
-    from edgecompress.quantize import convert as quantization
+    from edgecompress.quantize import convert
     from edgecompress.models.backend import keras
     from edgecompress.lite.reader import float_ops
     from edgecompress.lite.tasks import task
@@ -67,7 +67,7 @@ def check_model(model) -> dict:
               "not_prunable": not_prunable, "not_clusterable": not_clusterable, "not_qat": not_qat, "xnnpack_sparse_layers": sparse_ok,
               "xnnpack_dense_layers": dense_only}
     try:
-        data = quantization.convert(model, schemes.int8_float_io(), rep)
+        data = convert.convert(model, schemes.int8_float_io(), rep)
         result["float_ops_under_int8"] = float_ops(data)
         result["unsupported_ops"] = []
     except EdgeCompressError as e:

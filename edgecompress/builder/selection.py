@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from edgecompress.builder import confirm as confirmation
+from edgecompress.builder import confirm
 from edgecompress.configs import Config, require
 from edgecompress.report.tables import device_metric
 from edgecompress.errors import EXIT_GATE, EdgeCompressError
@@ -67,15 +67,15 @@ class Constraints(Config):
     device: str | None = None
     margin_se: float = DEFAULT_MARGIN_SE
     selection: str = "confirmed"
-    confidence: float = confirmation.DEFAULT_CONFIDENCE
+    confidence: float = confirm.DEFAULT_CONFIDENCE
 
     def __post_init__(self):
         for name in ("max_accuracy_drop", "max_size_kb", "max_latency_ms", "margin_se"):
             v = getattr(self, name)
             require(v is None or v >= 0,
                      f"Received an invalid value for `{name}`, expected a number >= 0. Received: {name}={v!r}")
-        require(self.selection in confirmation.SELECTIONS,
-                f"Received an invalid value for `selection`, expected one of {list(confirmation.SELECTIONS)}. "
+        require(self.selection in confirm.SELECTIONS,
+                f"Received an invalid value for `selection`, expected one of {list(confirm.SELECTIONS)}. "
                 f"Received: selection={self.selection!r}")
         require(isinstance(self.confidence, (int, float)) and 0.5 <= self.confidence < 1,
                 "Received an invalid value for `confidence`, expected a number in [0.5, 1) (0.95: at most one "
@@ -161,11 +161,11 @@ def _select_confirmed(report: dict, constraints: Constraints) -> dict:
     for a in report["artifacts"]:
         m = measures(report, a)
         if all(lim is None or (m[k] is not None and m[k] <= lim) for k, lim in others.items()):
-            eligible.append(confirmation.Candidate(
+            eligible.append(confirm.Candidate(
                 a["name"], int(a["gzip_bytes"]), 100 * (base["val_accuracy"] - a["val_accuracy"]),
-                confirmation.PairedDrop.from_dict(a["confirm"]) if "confirm" in a else None,
+                confirm.PairedDrop.from_dict(a["confirm"]) if "confirm" in a else None,
                 judged_se=a.get("val_paired_se") or 0.0, reference=a["name"] == report["baseline"]))
-    done = confirmation.confirm(eligible, constraints.max_accuracy_drop, constraints.confidence)
+    done = confirm.confirm(eligible, constraints.max_accuracy_drop, constraints.confidence)
     report["confirmation"] = done.to_dict()
     if done.selected is not None:
         return next(a for a in report["artifacts"] if a["name"] == done.selected)
@@ -256,7 +256,7 @@ def apply_selection(report: dict, constraints: Constraints, out_dir) -> dict | N
         raise
     report["selected"] = chosen["name"]
     if report.get("confirmation"):
-        c = confirmation.Confirmation.from_dict(report["confirmation"])
+        c = confirm.Confirmation.from_dict(report["confirmation"])
         certified = sum(s.certified for s in c.steps)
         logger.info("Confirmed on %s: %d of the %d files tested certified within %g point(s) at %g%%; the walk "
                     "stopped: %s", c.counts, certified, len(c.steps), c.limit, 100 * c.confidence, c.stopped)

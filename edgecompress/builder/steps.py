@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 
 from edgecompress.data import calibration
-from edgecompress.models import keras_io as models
-from edgecompress.report import write as report_lib
+from edgecompress.models import keras_io
+from edgecompress.report.write import write_report
 from edgecompress.configs import Features, Preprocessing, TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.errors import EdgeCompressError, PartialFailure, stop_if_interrupted
@@ -58,7 +58,7 @@ def prepare_model(options: BuildOptions, cache=None):
     key = make_key("teacher", dataset.fingerprint(), train.to_dict(), versions())
     model = cache.get_model("teacher", key)
     if model is None:
-        model = models.train_default_teacher(dataset, train, verbose=options.verbose)
+        model = keras_io.train_default_teacher(dataset, train, verbose=options.verbose)
         cache.put_model("teacher", key, model)
     return model, dataset, key, None
 
@@ -140,7 +140,7 @@ def finish(result: BuildResult, facts: dict, out_dir: Path, constraints: Constra
         except GateError as e:
             gate_error = e
     profile_headline(report)
-    report_lib.write_report(report, out_dir)
+    write_report(report, out_dir)
     if gate_error is not None:
         raise gate_error
     return report

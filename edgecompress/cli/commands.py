@@ -6,11 +6,11 @@ import json
 import logging
 from pathlib import Path
 
-from edgecompress.lite import latency as bench
+from edgecompress.lite import latency
 from edgecompress.data import calibration
-from edgecompress.models import keras_io as models
-from edgecompress.quantize import convert as quantization
-from edgecompress.report import write as report_lib
+from edgecompress.models import keras_io
+from edgecompress.quantize import convert
+from edgecompress.report.write import REPORT_JSON, device_table, format_text_table, gzip_size, load_report, write_report
 from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.errors import EdgeCompressError, PartialFailure
@@ -25,9 +25,9 @@ logger = logging.getLogger(__name__)
 
 def train_teacher(data=None, out="build/edge/teacher.keras", epochs=8, seed=0):
     ds = load_dataset(data, None if data else Preprocessing(), seed=seed)
-    model = models.train_default_teacher(ds, TrainConfig(epochs=epochs, seed=seed))
-    models.save_model(model, out, ds.model_spec())
-    print(f"Saved {out} (Keras top-1 {100 * models.keras_accuracy(model, ds):.2f}% on {ds.name} test split)")
+    model = keras_io.train_default_teacher(ds, TrainConfig(epochs=epochs, seed=seed))
+    keras_io.save_model(model, out, ds.model_spec())
+    print(f"Saved {out} (Keras top-1 {100 * keras_io.keras_accuracy(model, ds):.2f}% on {ds.name} test split)")
     return out
 
 
@@ -37,14 +37,14 @@ def quantize_model(model, out="build/edge", calibration_dir="calibration_data", 
     from edgecompress.models.user import check_scale_name
 
     check_scale_name(scale)
-    m = models.load_model(model, safe_mode=safe_mode)
-    saved = models.load_spec(model)
+    m = keras_io.load_model(model, safe_mode=safe_mode)
+    saved = keras_io.load_spec(model)
     if saved is not None and scale == "auto":
         spec = saved.preprocessing
     else:
         # No data here to measure with: the flag, else the model's own preprocessing layers, else unit.
         chosen, why = (scale, "--scale was passed") if scale != "auto" else declared_scale(m)
-        spec = models.input_preprocessing(m, chosen or "unit")
+        spec = keras_io.input_preprocessing(m, chosen or "unit")
         logger.info("Pixel scale for calibration: %s (%s)", spec.scale, why if chosen else why + "; unit assumed")
     convs = [conversion(v.strip()) for v in variants]
     rep = None
@@ -52,9 +52,9 @@ def quantize_model(model, out="build/edge", calibration_dir="calibration_data", 
         rep = calibration.representative_dataset(calibration.load_calibration_images(calibration_dir, spec), spec)
     paths = []
     for conv in convs:
-        data = quantization.convert(m, conv, rep)
-        paths.append(quantization.write_tflite(data, out, conv.name))
-        print(f"{paths[-1]}: {len(data)} bytes, {report_lib.gzip_size(data)} gzipped")
+        data = convert.convert(m, conv, rep)
+        paths.append(convert.write_tflite(data, out, conv.name))
+        print(f"{paths[-1]}: {len(data)} bytes, {gzip_size(data)} gzipped")
     if saved is None:
         saved = ModelSpec(spec, tuple(str(i) for i in range(m.output_shape[-1])))
     from edgecompress.lite.fileio import atomic_write_json
@@ -66,7 +66,7 @@ def quantize_model(model, out="build/edge", calibration_dir="calibration_data", 
 def _tflite_files(model_paths, folder="build/edge"):
     files = [Path(p) for p in model_paths] if model_paths else sorted(Path(folder).glob("*.tflite"))
     if not files:
-        raise EdgeCompressError(f"No .tflite files found in {folder}. Run `invoke build-edge` first, or pass --models.")
+        raise EdgeCompressError(f"No .tflite files found in {folder}. Run `invoke build-edge` first, or pass --keras_io.")
     return files
 
 
@@ -82,7 +82,7 @@ def evaluate_models(models=None, data=None, spec="build/edge/model_spec.json", t
     for f in _tflite_files(models):
         result, _ = evaluate_tflite(f, x, ds.y_test, num_threads=threads, task=ds.task)
         rows.append([f.name, t.format(result["accuracy"]).rstrip("%"), str(result["count"])])
-    print(report_lib.format_text_table(rows))
+    print(format_text_table(rows))
     return rows
 
 
@@ -96,13 +96,13 @@ def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None, p
     from edgecompress.lite.latency import delegation_line
     from edgecompress.lite.profile import profile_line
 
-    out = bench.run([str(f) for f in _tflite_files(models)], runs=runs, threads=threads, xnnpack=xnnpack,
+    out = latency.run([str(f) for f in _tflite_files(models)], runs=runs, threads=threads, xnnpack=xnnpack,
                     profile=profile)
     rows = [["model", "p50 ms", "p90 ms", "mean ms", "init ms"]]
     for r in out["results"]:
         lat = r["latency_ms"]
         rows.append([r["model"], f"{lat['p50']:.3f}", f"{lat['p90']:.3f}", f"{lat['mean']:.3f}", f"{r['init_ms']:.1f}"])
-    print(report_lib.format_text_table(rows))
+    print(format_text_table(rows))
     for r in out["results"]:
         print(f"{r['model']}: {delegation_line(r.get('delegation'))}" +
               (f"; {profile_line(r.get('profile'), r.get('delegation'))}" if profile else ""))
@@ -149,7 +149,7 @@ def run_stage(stage: str, model, out, data=None, seed=0, safe_mode=True, scale="
     user = open_model(model, data, scale=scale, seed=seed, safe_mode=safe_mode)
     ds = user.dataset
     result, metrics = run_stage(config, user.model, ds, teacher=user.model, seed=seed, verbose=1)
-    models.save_model(result, out, ds.model_spec(), fmt=user.format)
+    keras_io.save_model(result, out, ds.model_spec(), fmt=user.format)
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if not isinstance(v, (list, dict))}
     print(f"Saved {out}: {shown}")
     return out, metrics
@@ -220,25 +220,25 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
     """
     import tempfile
 
-    from edgecompress.devices import ssh as remote
+    from edgecompress.devices import ssh
 
     files = _tflite_files(models, out)
-    report_path = Path(out) / report_lib.REPORT_JSON
-    report = report_lib.load_report(out) if report_path.exists() else None
+    report_path = Path(out) / REPORT_JSON
+    report = load_report(out) if report_path.exists() else None
     with tempfile.TemporaryDirectory(prefix="edgecompress-eval-") as tmp:
         eval_path = x = y = task = None
         if accuracy not in (None, False):
             eval_path, x, y, task = _device_eval_data(out, data, accuracy, report, tmp)
-        results = remote.bench_devices(list(hosts), files, options or remote.SSHOptions(), runs=runs, warmup=warmup,
+        results = ssh.bench_devices(list(hosts), files, options or ssh.SSHOptions(), runs=runs, warmup=warmup,
                                        threads=threads, eval_data=eval_path, profile=profile)
     if eval_path is not None:
         _agreement(results, files, x, y, threads, task)
     if report is not None:
-        remote.merge_into_report(report, results)
-        report_lib.write_report(report, out)
-        table = report_lib.device_table(report)
+        ssh.merge_into_report(report, results)
+        write_report(report, out)
+        table = device_table(report)
         if table:
-            print(report_lib.format_text_table(table))
+            print(format_text_table(table))
         print(f"Merged into {report_path} and report.md")
     else:
         from edgecompress.lite.fileio import atomic_write_json
@@ -264,18 +264,18 @@ def bench_android_task(c, apk=None, models=None, out="build/edge", serial=None, 
                        timeout=300.0):
     """Runs the app's headless benchmark over adb and merges it into the build's report."""
     from edgecompress.devices import android
-    from edgecompress.devices import ssh as remote
+    from edgecompress.devices import ssh
 
     files = _tflite_files(models, out)
     result = android.bench_android(c, files, apk=apk, serial=serial, threads=threads, runs=runs, delegate=delegate,
                                    out_dir=out, timeout=timeout)
     label = f"android:{serial or result['device'].get('board') or 'device'}"
-    report_path = Path(out) / report_lib.REPORT_JSON
+    report_path = Path(out) / REPORT_JSON
     if report_path.exists():
-        report = report_lib.load_report(out)
-        remote.merge_into_report(report, {label: result})
-        report_lib.write_report(report, out)
-        print(report_lib.format_text_table(report_lib.device_table(report)))
+        report = load_report(out)
+        ssh.merge_into_report(report, {label: result})
+        write_report(report, out)
+        print(format_text_table(device_table(report)))
     if result["errors"]:
         raise PartialFailure(f"{len(result['errors'])} model(s) failed on {label}; the rest is in the report:\n"
                              + "\n".join(f"  {e['model']}: {e['error']}" for e in result["errors"]))

@@ -470,13 +470,13 @@ def device_sim(c, release="bookworm", board="pi4", port=2222, stop=False):
     """Start an emulated Raspberry Pi OS (arm64, qemu) on loopback SSH; prints the bench-device arguments."""
     setup_logging()
     with user_errors():
-        from edgecompress.devices import emulated_pi as sim
+        from edgecompress.devices import emulated_pi
 
-        config = sim.SimConfig(release=release, board=board, port=int(port))
+        config = emulated_pi.SimConfig(release=release, board=board, port=int(port))
         if stop:
-            print("Stopped." if sim.stop(config) else "It was not running.")
+            print("Stopped." if emulated_pi.stop(config) else "It was not running.")
             return
-        started = sim.start(config)
+        started = emulated_pi.start(config)
     print(f"Emulated {board} ({config.cpu}), Debian {release} arm64, built in {started.build_seconds:.0f} s "
           f"(once), started in {started.start_seconds:.2f} s. Latency measured on it is emulated; accuracy is real.")
     print(" ".join(started.bench_args()))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress.configs import Features, ModelSpec, Preprocessing
-from edgecompress.data import groups as grouping
+from edgecompress.data import groups
 from edgecompress.data import ondisk
 from edgecompress.lite import inputs, tasks
 from edgecompress.errors import EdgeCompressError
@@ -94,7 +94,7 @@ class Dataset:
             "train_count": int(len(self.y_train)),
             **({"val_count": int(len(self.y_val))} if self.y_val is not None else {}),
             **({"groups": {"source": self.groups_source, **{
-                split: grouping.describe(g) for split, g in (("train", self.groups_train), ("test", self.groups_test),
+                split: groups.describe(g) for split, g in (("train", self.groups_train), ("test", self.groups_test),
                                                              ("val", self.groups_val)) if g is not None}}}
                if self.groups_source else {}),
             "classes": list(self.class_names),
@@ -104,7 +104,7 @@ class Dataset:
     def _train_split(self, fraction: float, seed: int):
         """(rest, held) of the training examples: whole groups when there are groups, else stratified."""
         if self.groups_train is not None:
-            return grouping.split(self.groups_train, fraction, seed)
+            return groups.split(self.groups_train, fraction, seed)
         return _stratified_split(self.y_train, fraction, seed)
 
     def validation_split(self, fraction: float = 0.1, seed: int = 0) -> "Dataset":
@@ -135,7 +135,7 @@ class Dataset:
                 **self._group_counts(self.groups_val, self.groups_test)}
         g = self.groups_test
         if g is not None:
-            report_idx, judge_idx = grouping.split(g, 0.5, seed)
+            report_idx, judge_idx = groups.split(g, 0.5, seed)
             how = "half of the test split's groups (seeded)"
         else:
             report_idx, judge_idx = _stratified_split(self.y_test, 0.5, seed)
@@ -152,8 +152,8 @@ class Dataset:
     def _group_counts(self, judge, report) -> dict:
         if self.groups_source is None:
             return {}
-        return {"groups": self.groups_source, "judge_groups": grouping.describe(judge),
-                "report_groups": grouping.describe(report)}
+        return {"groups": self.groups_source, "judge_groups": groups.describe(judge),
+                "report_groups": groups.describe(report)}
 
     def without_validation(self, fraction: float = 0.1, seed: int = 0) -> "Dataset":
         """This dataset less `validation_split`'s images: train a teacher on it so a search's validation
@@ -436,11 +436,11 @@ def _from_npz(path, spec, test_fraction, seed, name, class_names=None, values=Fa
                 if f"x_{split}" not in arrays:
                     raise EdgeCompressError(f"{path} holds `groups_{split}` but no `x_{split}`; groups go beside "
                                             "the examples they name.")
-                given[split] = grouping.check(arrays[f"groups_{split}"], len(arrays[f"x_{split}"]), path, split)
+                given[split] = groups.check(arrays[f"groups_{split}"], len(arrays[f"x_{split}"]), path, split)
     elif {"x", "y"} <= arrays.keys():
         if "groups" in arrays:  # whole groups held out for testing: the test split measures new groups
-            g = grouping.check(arrays["groups"], len(arrays["x"]), path, "all")
-            tr, te = grouping.split(g, test_fraction, seed)
+            g = groups.check(arrays["groups"], len(arrays["x"]), path, "all")
+            tr, te = groups.split(g, test_fraction, seed)
             given = {"train": g[tr], "test": g[te]}
         else:
             tr, te = _stratified_split(strata(np.asarray(arrays["y"])), test_fraction, seed)
@@ -516,7 +516,7 @@ def _grouped(ds: Dataset, given: dict, path) -> Dataset:
     """`ds` with the groups `given` in the file, or else (features only) the chains of overlapping windows found
     in each split (`data.groups.chain_windows`), logged; unchanged when neither."""
     if given:
-        return dataclasses.replace(ds, groups_source=grouping.GIVEN, **{f"groups_{k}": v for k, v in given.items()})
+        return dataclasses.replace(ds, groups_source=groups.GIVEN, **{f"groups_{k}": v for k, v in given.items()})
     if not isinstance(ds.preprocessing, Features):
         return ds
     found = {}
@@ -524,7 +524,7 @@ def _grouped(ds: Dataset, given: dict, path) -> Dataset:
         x = getattr(ds, f"x_{split}")
         if x is None or ondisk.is_lazy(x):  # rows on disk are not read whole to look for chains
             continue
-        g = grouping.chain_windows(x)
+        g = groups.chain_windows(x)
         if g is not None and len(np.unique(g)) >= 2:
             found[split] = g
     if not found:
@@ -532,7 +532,7 @@ def _grouped(ds: Dataset, given: dict, path) -> Dataset:
     logger.info("%s: consecutive rows overlap like the windows of one recording; chained into %s (each chain is a "
                 "group: held out whole, counted once in error bars). Give `groups_train`/`groups_test` to say "
                 "otherwise.", path, ", ".join(f"{len(np.unique(g))} groups in `x_{k}`" for k, g in found.items()))
-    return dataclasses.replace(ds, groups_source=grouping.CHAINED, **{f"groups_{k}": v for k, v in found.items()})
+    return dataclasses.replace(ds, groups_source=groups.CHAINED, **{f"groups_{k}": v for k, v in found.items()})
 
 
 def _packed(arrays: dict, layout, path) -> dict:
@@ -709,9 +709,9 @@ def _read_classes(root: Path, class_names, spec, notice):
             ys.append(label)
     if not files:
         raise EdgeCompressError(f"No images (PNG/JPEG/BMP/GIF/WebP/TIFF) found under {root}.")
-    g = grouping.from_prefixes(files, root)
+    g = groups.from_prefixes(files, root)
     if g is not None:
-        grouping.check(g, len(files), root, root.name)
+        groups.check(g, len(files), root, root.name)
     return _decode(files, spec, notice, root), np.asarray(ys, np.int64), g
 
 
@@ -799,14 +799,14 @@ def _from_folder(folder: Path, spec, test_fraction, seed):
             xte, yte, gte, xva, yva, gva = xva, yva, gva, None, None, None
     else:
         x, y, g = _read_classes(folder, classes, spec, notice)
-        tr, te = grouping.split(g, test_fraction, seed) if g is not None else _stratified_split(y, test_fraction, seed)
+        tr, te = groups.split(g, test_fraction, seed) if g is not None else _stratified_split(y, test_fraction, seed)
         xtr, ytr, xte, yte = ondisk.take(x, tr), y[tr], ondisk.take(x, te), y[te]
         gtr, gte, gva = (None, None, None) if g is None else (g[tr], g[te], None)
     notice.log(f"images of {folder}")
     ds = Dataset(folder.name, xtr, ytr, xte, yte, tuple(classes), spec, xva, yva)
     found = {k: v for k, v in (("train", gtr), ("test", gte), ("val", gva)) if v is not None}
     if found:
-        logger.info("Groups from file-name prefixes (`<group>%s`): %s", grouping.PREFIX_SEPARATOR,
-                    ", ".join(f"{grouping.describe(v)} in {k}" for k, v in found.items()))
-        ds = dataclasses.replace(ds, groups_source=grouping.PREFIX, **{f"groups_{k}": v for k, v in found.items()})
+        logger.info("Groups from file-name prefixes (`<group>%s`): %s", groups.PREFIX_SEPARATOR,
+                    ", ".join(f"{groups.describe(v)} in {k}" for k, v in found.items()))
+        ds = dataclasses.replace(ds, groups_source=groups.PREFIX, **{f"groups_{k}": v for k, v in found.items()})
     return ds

@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 
-from edgecompress.models import keras_io as models
+from edgecompress.models import keras_io
 from edgecompress.configs import Features, Preprocessing
 from edgecompress.errors import EdgeCompressError
 
@@ -30,7 +30,7 @@ class UserModel:
         model: The flat tf-keras model the stages work on.
         dataset: The data at the model's input size and pixel scale.
         format: `"keras3"` or `"tf_keras"`: what the file was saved by, and
-            what edgecompress writes back (`models.save_model(fmt=...)`).
+            what edgecompress writes back (`keras_io.save_model(fmt=...)`).
         translation: What was translated or flattened (`translate.TranslationLog`).
         scale: How the pixel scale was chosen (`pixelscale.ScaleChoice`), or
             None when it came from a saved spec.
@@ -47,7 +47,7 @@ class UserModel:
         return self.dataset.preprocessing
 
     def describe(self) -> dict:
-        what = ({"head": models.output_head(self.model)} if self.dataset.task == "classification" else
+        what = ({"head": keras_io.output_head(self.model)} if self.dataset.task == "classification" else
                 {"task": self.dataset.task})
         return {"format": self.format, **what, "translation": self.translation.to_dict(),
                 "scale": self.scale.to_dict() if self.scale else {
@@ -86,20 +86,20 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     check_scale_name(scale)
     log = translate.TranslationLog()
     labelled = labelled_outputs(data)
-    model = models.load_model(path, safe_mode=safe_mode, log=log, output=output, all_outputs=bool(labelled))
+    model = keras_io.load_model(path, safe_mode=safe_mode, log=log, output=output, all_outputs=bool(labelled))
     fmt = log.source  # what the file was saved by: "keras3" or "tf_keras"
     if labelled:
         return _several_outputs(model, data, fmt, log, scale, seed, task, output, labelled)
-    saved = models.load_spec(path)
+    saved = keras_io.load_spec(path)
     if saved is not None and scale == "auto":
         return UserModel(model, _with_value_loss(load_dataset(data, saved.preprocessing, seed=seed,
                                                               task=task or saved.task), path), fmt, log)
-    spec = models.input_preprocessing(model, "unit")
+    spec = keras_io.input_preprocessing(model, "unit")
     if isinstance(spec, Preprocessing) and npz_holds_features(data):  # a (49, 10, 1) MFCC input looks like an image
         spec = Features(spec.input_shape)
     # What the model and the labels say: an autoencoder detects anomalies; value labels make a regression.
     # The model's shapes first (an autoencoder, several sigmoid units), then labels that are values.
-    shaped = models.model_task(model)
+    shaped = keras_io.model_task(model)
     task = task or (shaped if shaped != "classification" else "regression" if npz_holds_values(data) else shaped)
     if task == "classification" and shaped == "multilabel":
         raise EdgeCompressError(f"Model {path} ends in {model.output_shape[-1]} sigmoid units: a label per unit "
@@ -109,7 +109,7 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     if task != "classification":
         return _other_task(model, dataset, fmt, log, scale)
     n_out = model.output_shape[-1]
-    head = models.output_head(model)
+    head = keras_io.output_head(model)
     if n_out != (1 if head == "sigmoid" else dataset.num_classes) or (head == "sigmoid" and dataset.num_classes != 2):
         raise EdgeCompressError(
             f"Model {path} has {n_out} outputs but the data has {dataset.num_classes} "
@@ -129,7 +129,7 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
 
 def _several_outputs(model, data, fmt, log, scale, seed, task, output, labelled) -> UserModel:
     """A model of several outputs whose data labels each (`y_train/<output>`): built on all of them, packed into
-    one (`models.packed.pack_outputs`), each measured by its own task, read from its labels (class ids:
+    one (`keras_io.packed.pack_outputs`), each measured by its own task, read from its labels (class ids:
     classification by its head; values: regression); the limit holds on `output` (the first by default)."""
     from edgecompress.data.datasets import load_dataset, read_array
     from edgecompress.lite import tasks
@@ -156,13 +156,13 @@ def _several_outputs(model, data, fmt, log, scale, seed, task, output, labelled)
         y = read_array(data, f"y_train/{name}")  # only the labels: the examples are read once, by load_dataset
         width = int(np.prod(shape))
         ids = y.ndim == 1 and (np.issubdtype(y.dtype, np.integer) or bool(np.all(y == np.round(y))))
-        head = models._last_activation(keras.Model(model.inputs, tensor)) if ids else "values"
+        head = keras_io._last_activation(keras.Model(model.inputs, tensor)) if ids else "values"
         classifies = ids and (head in ("softmax", "logits") and width > 1 or head == "sigmoid" and width == 1)
         outputs.append(tasks.Output(name, "classification" if classifies else "regression", width,
                                     head if classifies else "values"))
     judged = output or names[0]
     name = tasks.several_outputs_name(outputs, judged)
-    dataset = load_dataset(data, models.input_preprocessing(model, "unit"), seed=seed, task=name)
+    dataset = load_dataset(data, keras_io.input_preprocessing(model, "unit"), seed=seed, task=name)
     logger.info("Outputs, each measured: %s; the limit holds on %r (--output names another)",
                 ", ".join(f"{o.name} ({o.task}{', ' + o.head if o.task == 'classification' else ''})" for o in outputs),
                 judged)
@@ -180,7 +180,7 @@ def _with_value_loss(dataset, path):
 
     if not task(dataset.task).outputs_values:
         return dataset
-    loss = models.saved_value_loss(path)
+    loss = keras_io.saved_value_loss(path)
     logger.info("Trains and distils by %s (%s)", {"mse": "mean squared error", "mae": "mean absolute error"}[loss],
                 "the model's own loss" if loss == "mae" else "the default; a model compiled with MAE keeps it")
     return dataclasses.replace(dataset, value_loss=loss)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from edgecompress.models import keras_io as models
+from edgecompress.models import keras_io
 from edgecompress.techniques.prune import keras_sparsity
 from edgecompress.recipes.registry import run_stage
 from edgecompress.report.results import StageResult
@@ -56,7 +56,7 @@ def run_stages(teacher, dataset, recipe, cache, teacher_key, *, seed=0, verbose=
             final = cached
         else:
             final, metrics = run_stage(stage, final, dataset, teacher=teacher, seed=seed, verbose=verbose)
-            metrics.setdefault("params", models.count_params(final))
+            metrics.setdefault("params", keras_io.count_params(final))
             metrics.setdefault("sparsity", keras_sparsity(final))
             cache.put_model(name, key, final)
             cache.put_json(f"{name}.metrics", key, metrics)
@@ -78,7 +78,7 @@ def teacher_entry(teacher, dataset, cache, teacher_key) -> StageResult:
     metrics_key = make_key(teacher_key, dataset.fingerprint())
     metrics = cache.get_json("teacher.metrics", metrics_key)
     if metrics is None:
-        metrics = {"accuracy": models.keras_accuracy(teacher, dataset), "params": models.count_params(teacher),
+        metrics = {"accuracy": keras_io.keras_accuracy(teacher, dataset), "params": keras_io.count_params(teacher),
                    "sparsity": keras_sparsity(teacher)}
         cache.put_json("teacher.metrics", metrics_key, metrics)
     return StageResult("teacher", teacher.name, metrics)
