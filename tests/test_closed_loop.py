@@ -431,6 +431,7 @@ def test_build_edge_with_a_model_and_no_flag_runs_the_ladder_and_selects_on_held
     assert all(Path(a["path"]).parent.name == "trials" for a in report["artifacts"][1:])
     md = (out / "report.md").read_text()
     assert "## How the selected file was confirmed" in md and "assumed independent" in md
+    assert "<h2>How the selected file was confirmed</h2>" in (out / "report.html").read_text()
     assert "### From the model to the selected file" in md and "1. `model` (model_int8)" in md
     assert f"Selected: **{sel['name']}**" in md
 

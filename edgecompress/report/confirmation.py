@@ -7,6 +7,7 @@ from __future__ import annotations
 import types
 
 from edgecompress.models.sanity import interval_counts
+from edgecompress.report.tables import markdown_table
 
 
 _SOURCES = {"given": "given with the data", "file-name prefix": "read from the images' `<group>__` file names",
@@ -16,6 +17,19 @@ _SOURCES = {"given": "given with the data", "file-name prefix": "read from the i
 def _source(report: dict) -> str:
     source = ((report.get("dataset") or {}).get("groups") or {}).get("source")
     return f" ({_SOURCES.get(source, source)})" if source else ""
+
+
+def confirmation_rows(report: dict, mark: str = "") -> list[list[str]]:
+    """The walk as table rows (a header first): each file tested, its judged and confirmed drop, standard error,
+    upper bound, and whether it was certified (`mark` around a "no"); [] when the report has no confirmation."""
+    if not report.get("confirmation"):
+        return []
+    rows = [["file", "KB gzipped", "judged drop", "judged upper", "confirmed drop", "SE", "upper bound", "certified"]]
+    for s in report["confirmation"]["steps"]:
+        rows.append([s["name"], f"{s['size'] / 1024:.1f}", f"{s['judged_drop']:+.2f}", f"{s['judged_upper']:+.2f}",
+                     f"{s['drop']:+.2f}", f"{s['se']:.2f}", f"{s['upper']:+.2f}",
+                     "yes" if s["certified"] else f"{mark}no{mark}"])
+    return rows
 
 
 def confirmation_lines(report: dict) -> list[str]:
@@ -35,11 +49,7 @@ def confirmation_lines(report: dict) -> list[str]:
                 f"{c.groups - 1} degrees of freedom." if c.groups else
                 "**The interval assumes independent examples**: give groups (`groups_test` in an .npz, `<group>__` "
                 "file names) when examples share a person, speaker, device or recording."), "",
-             "| file | KB gzipped | judged drop | judged upper | confirmed drop | SE | upper bound | certified |",
-             "|---|---|---|---|---|---|---|---|"]
-    for s in c.steps:
-        lines.append(f"| {s.name} | {s.size / 1024:.1f} | {s.judged_drop:+.2f} | {s.judged_upper:+.2f} | "
-                     f"{s.drop:+.2f} | {s.se:.2f} | {s.upper:+.2f} | {'yes' if s.certified else '**no**'} |")
+             markdown_table(confirmation_rows(report, mark="**"))]
     lines += ["", f"Drops are in points below the model's float32 file (positive is worse). The walk stopped: "
                   f"{c.stopped}. Selected: `{c.selected}`" + (" (the smallest certified file)." if c.selected else ".")]
     refused = [s for s in c.steps if not s.certified]

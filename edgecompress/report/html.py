@@ -18,6 +18,8 @@ import logging
 
 from edgecompress.lite.latency import device_emulation
 from edgecompress.report.tables import artifact_table, device_table, search_table
+from edgecompress.report.confirmation import confirmation_rows
+from edgecompress.models.sanity import interval_counts
 from edgecompress.report.pareto import pareto
 from edgecompress.quantize.schemes import scheme
 
@@ -117,8 +119,15 @@ def render_html(report: dict) -> str:
         f"Baseline <code>{html.escape(report['baseline'])}</code>."
         + (f" Selected: <b>{html.escape(report['selected'])}</b> (selected.tflite)." if report.get("selected") else "")
         + "</p>",
-        _table(artifact_table(report)),
     ]
+    confirmed = confirmation_rows(report)
+    if confirmed:
+        c = report["confirmation"]
+        parts += ["<h2>How the selected file was confirmed</h2>",
+                  f"<p>Certified on {html.escape(interval_counts(c['count'], c['groups']))}, which no trial was scored "
+                  f"on, at {100 * c['confidence']:g}% one-sided: {html.escape(c['method'])}. The walk stopped: "
+                  f"{html.escape(c['stopped'])}.</p>", _table(confirmed)]
+    parts.append(_table(artifact_table(report)))
     dev = device_table(report)
     if dev:
         parts += ["<h2>On devices</h2>", _table(dev)]
