@@ -57,7 +57,7 @@ def test_registry_lists_every_stage_once():
     assert sorted(STAGES) == ["cluster", "distill", "factorize", "prune"]
     for name, info in STAGES.items():
         assert info.config.STAGE == name and info.implementation.startswith("edgecompress.")
-        assert info.reports and info.summary
+        assert info.summary
 
 
 def test_registry_refuses_a_duplicate_and_names_it():

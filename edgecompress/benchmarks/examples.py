@@ -281,12 +281,6 @@ def _mnv2(out, config=None):
     return make_example(out, config)
 
 
-def _mnv2_config():
-    from edgecompress.benchmarks.byo_example import ExampleConfig
-
-    return ExampleConfig()
-
-
 def _sensors(out, config=None):
     from edgecompress.benchmarks.sensors import make_sensors
 

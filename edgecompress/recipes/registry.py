@@ -22,20 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Protocol, runtime_checkable
-
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import ClusterConfig, DistillConfig, FactorizeConfig, PruneConfig
-
-
-@runtime_checkable
-class Stage(Protocol):
-    """What the runner needs of a stage's config."""
-
-    STAGE: str
-    REPORTS: tuple
-
-    def to_dict(self) -> dict: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +34,6 @@ class StageInfo:
     config: type
     implementation: str
     summary: str
-
-    @property
-    def reports(self) -> tuple:
-        return self.config.REPORTS
 
 
 STAGES: dict[str, StageInfo] = {}

@@ -87,9 +87,3 @@ def teacher_entry(teacher, dataset, cache, teacher_key) -> StageResult:
 def _stage_name(index: int, stage) -> str:
     """The cache name of stage `index` (0-based): `stage1-distill`, ..."""
     return f"stage{index + 1}-{stage.STAGE}"
-
-
-def stage_is_cached(cache, recipe, index: int, key: str) -> bool:
-    """Whether stage `index` (0-based) of `recipe` with cache key `key` is stored."""
-    name = _stage_name(index, recipe.stages[index])
-    return cache.has(f"{name}.metrics", key, ".json") and cache.has_model(name, key)

@@ -248,7 +248,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
         from edgecompress.models.sanity import interval_counts
 
         g = how.get("report_groups")
-        logger.info("The selected file will be certified on the %s (%s), which no trial is scored on: a file that "
+        logger.info("The selected file will be certified on the confirmation split (%s: %s), which no trial is "
+                    "scored on: a file that "
                     "loses nothing is certified only when its paired standard error there is under %.2f points",
                     how["report"], interval_counts(how["report_count"], g),
                     certifiable_se(max_accuracy_drop, getattr(options, "confidence", DEFAULT_CONFIDENCE), g))

@@ -16,10 +16,9 @@ from edgecompress.errors import EdgeCompressError
 
 
 class _StageConfig(Config):
-    """Base of stage configs: the recipe name (`STAGE`) and the metrics its stage reports."""
+    """Base of stage configs: the recipe name (`STAGE`) and the levers it pulls."""
 
     STAGE = ""
-    REPORTS: tuple = ()
 
     def lever(self) -> tuple[str, str] | None:
         """(kind, what) this stage pulls: `"structured"` (fewer channels or ranks: less work, so faster and
@@ -165,7 +164,6 @@ class DistillConfig(_StageConfig):
             warnings.warn(f"DistillConfig(width={self.width}) makes a student wider than its teacher; "
                           "distillation usually targets a smaller model.", stacklevel=3)
 
-    REPORTS = ("accuracy", "params", "baseline_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +219,6 @@ class FactorizeConfig(_StageConfig):
     def __hash__(self):
         return hash(self.to_json())
 
-    REPORTS = ("accuracy", "params", "ranks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,7 +319,6 @@ class PruneConfig(_StageConfig):
             return m / n
         return self.final_sparsity
 
-    REPORTS = ("accuracy", "sparsity", "params")
 
 
 CENTROID_INITS = ("kmeans++", "linear", "density", "random")
@@ -355,7 +351,6 @@ class ClusterConfig(_StageConfig):
     """
 
     STAGE = "cluster"
-    REPORTS = ("accuracy", "params", "unique_weights", "clustered_layers")
 
     def lever(self):
         return "unstructured", f"{self.number_of_clusters} clusters"
