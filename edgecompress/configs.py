@@ -14,6 +14,10 @@ import dataclasses
 import enum
 import json
 import math
+import numbers
+import re
+import types
+import typing
 from typing import Any, ClassVar
 
 from edgecompress.errors import EdgeCompressError
@@ -48,6 +52,13 @@ class Config:
                 f"Unknown parameter(s) {unknown} for {cls.__name__}. "
                 f"Valid parameters: {names}"
             )
+        hints = typing.get_type_hints(cls)
+        for name, value in config.items():
+            expected = _scalar_kinds(hints.get(name))
+            if expected and not any(_is(value, k) for k in expected):
+                said = " or ".join(_KIND_WORDS[k] for k in expected)
+                raise EdgeCompressError(f"Received an invalid value for `{name}` of {cls.__name__}, expected {said}. "
+                                        f"Received: {name}={value!r}")
         return cls(**config)
 
     def to_json(self) -> str:
@@ -59,6 +70,112 @@ class Config:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def json_schema(cls) -> dict:
+        """A JSON Schema (draft 2020-12) of this config as `from_dict` takes it: each field's type, default and the
+        docstring's word on it (`Args:`), no other key. Editors complete and check files against it."""
+        hints = typing.get_type_hints(cls)
+        docs = arg_docs(cls.__doc__ or "")
+        props, required = {}, []
+        for f in dataclasses.fields(cls):
+            schema = type_schema(hints.get(f.name, Any))
+            if f.name in docs:
+                schema["description"] = docs[f.name]
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                required.append(f.name)
+                default = dataclasses.MISSING
+            if default is not dataclasses.MISSING and _plain(default) is not None:
+                schema["default"] = _plain(default)
+            props[f.name] = schema
+        return {"title": cls.__name__, "description": (cls.__doc__ or "").strip().split("\n\n")[0],
+                "type": "object", "properties": props, "additionalProperties": False,
+                **({"required": required} if required else {})}
+
+
+_KIND_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def _scalar_kinds(t) -> tuple | None:
+    """The scalar types a field annotated `t` takes (`int | None` -> (int, NoneType)), or None when it is not
+    only scalars (a tuple, a dict, a config): those are checked by the config itself."""
+    args = typing.get_args(t) if typing.get_origin(t) in (typing.Union, types.UnionType) else (t,)
+    return tuple(args) if args and all(a in _KIND_WORDS for a in args) else None
+
+
+def _is(value, kind) -> bool:
+    """Whether `value` is of `kind`; numpy's scalars count as the numbers they are (`numbers` ABCs)."""
+    if kind is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return isinstance(value, kind) if kind is not type(None) else value is None
+
+
+def _plain(value):
+    """`value` as JSON would hold it, or None when it has no JSON form (a class, a function)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Config):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        items = [_plain(v) for v in value]
+        return None if any(i is None for i in items) else items
+    if isinstance(value, (str, int, float, bool, dict)) or value is None:
+        return value
+    return None
+
+
+def type_schema(t) -> dict:
+    """The JSON Schema of one annotated type: the scalars, `X | None`, tuples and lists, dicts, enums, configs."""
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [type_schema(a) for a in typing.get_args(t)]}
+    if t is type(None):
+        return {"type": "null"}
+    if t is bool:
+        return {"type": "boolean"}
+    if t is int:
+        return {"type": "integer"}
+    if t is float:
+        return {"type": "number"}
+    if t is str:
+        return {"type": "string"}
+    if t in (tuple, list) or origin in (tuple, list):
+        args = [a for a in typing.get_args(t) if a is not Ellipsis]
+        return {"type": "array", **({"items": type_schema(args[0])} if args else {})}
+    if t is dict or origin is dict:
+        return {"type": "object"}
+    if isinstance(t, type) and issubclass(t, enum.Enum):
+        return {"enum": [m.value for m in t]}
+    if isinstance(t, type) and issubclass(t, Config):
+        return t.json_schema()
+    return {}
+
+
+def arg_docs(doc: str) -> dict[str, str]:
+    """The `Args:` section of a Google-style docstring: each name (or comma-separated names) to its text."""
+    out, name, lines, indent = {}, None, [], 0
+    section = doc.split("Args:", 1)[1] if "Args:" in doc else ""
+    for line in section.splitlines():
+        m = re.match(r"^\s{4,8}(\w+(?:, \w+)*): (.*)$", line)
+        if m and (name is None or len(line) - len(line.lstrip()) <= indent):
+            if name:
+                for n in name:
+                    out[n] = " ".join(lines)
+            name, lines, indent = m.group(1).split(", "), [m.group(2).strip()], len(line) - len(line.lstrip())
+        elif name and line.strip() and not re.match(r"^\s*(Returns|Raises|Example)s?:", line):
+            lines.append(line.strip())
+        elif line.strip() and name:
+            break
+    if name:
+        for n in name:
+            out[n] = " ".join(lines)
+    return out
 
 
 def require(cond: bool, message: str) -> None:

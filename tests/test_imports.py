@@ -22,7 +22,7 @@ LAYERS = [
     ["recipes"],
     ["builder"],
     ["search"],
-    ["pipeline"],
+    ["pipeline", "schemas"],
     ["benchmarks"],
     ["cli", "__main__"],
 ]

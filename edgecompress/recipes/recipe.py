@@ -31,7 +31,7 @@ from pathlib import Path
 from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
 from edgecompress.quantize.schemes import DEFAULT_VARIANTS, conversion
-from edgecompress.recipes.registry import STAGES  # the one stage registry
+from edgecompress.recipes.registry import STAGES, stage_schema  # the one stage registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,21 @@ class Recipe(Config):
         require(bool(convs), f"Recipe {self.name!r} has an empty `quantize` list; name at least 'float32'.")
         object.__setattr__(self, "quantize", convs)
 
+    @classmethod
+    def json_schema(cls) -> dict:
+        """A recipe file's JSON Schema: its stages (`registry.stage_schema`) and its variants, each a name of
+        `schemes.VARIANTS` or a `ConversionConfig` mapping."""
+        from edgecompress.quantize.schemes import VARIANTS, ConversionConfig
+
+        schema = super().json_schema()
+        schema["properties"]["description"] = {"type": "string", "description": "What the recipe is for."}
+        schema["properties"]["stages"] = {"type": "array", "items": stage_schema(),
+                                          "description": "The compressions, in order, each on what the last made."}
+        schema["properties"]["quantize"] = {
+            "type": "array", "minItems": 1, "description": "The variants to convert the result to.",
+            "items": {"anyOf": [{"enum": sorted(VARIANTS)}, ConversionConfig.json_schema()]}}
+        return schema
+
     def lever_kinds(self) -> set:
         """The kinds of lever its stages pull: {"structured", "unstructured"}, a part of it, or empty."""
         return {lever[0] for lever in (stage.lever() for stage in self.stages) if lever}
@@ -90,6 +105,7 @@ class Recipe(Config):
             raise EdgeCompressError(f"A recipe must be a JSON object; received {type(config).__name__}.")
         config = dict(config)
         config.pop("description", None)
+        config.pop("$schema", None)  # an editor's pointer to edgecompress/_schemas/
         unknown = sorted(set(config) - {"name", "stages", "quantize"})
         if unknown:
             raise EdgeCompressError(

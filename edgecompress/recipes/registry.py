@@ -76,3 +76,15 @@ register(FactorizeConfig, "edgecompress.techniques.factorize:factorize", "low-ra
 register(PruneConfig, "edgecompress.techniques.prune:prune", "tfmot magnitude pruning while fine-tuning (optionally QAT)")
 register(ClusterConfig, "edgecompress.techniques.cluster:cluster",
          "tfmot weight clustering while fine-tuning (optionally CQAT, or PCQAT after pruning)")
+
+
+def stage_schema() -> dict:
+    """A recipe's (or a space's) stage as JSON Schema: one of the registered stages, named by `"stage"`, with that
+    stage's own parameters (`Config.json_schema`)."""
+    options = []
+    for name, info in sorted(STAGES.items()):
+        schema = info.config.json_schema()
+        schema["properties"] = {"stage": {"const": name, "description": info.summary}, **schema["properties"]}
+        schema["required"] = ["stage", *schema.get("required", [])]
+        options.append(schema)
+    return {"oneOf": options}

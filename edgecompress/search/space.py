@@ -252,6 +252,33 @@ class SearchSpace(Config):
             if rung.get("when"):
                 speed.append(rung["name"])
 
+    @classmethod
+    def json_schema(cls) -> dict:
+        """A search-space file's JSON Schema: the template's stages (`registry.stage_schema`), the grid (a list of
+        values, a range, or a stage's `[true, false]`), the sampler, the ladder's rungs."""
+        from edgecompress.quantize.schemes import VARIANTS
+        from edgecompress.recipes.registry import stage_schema
+
+        schema = super().json_schema()
+        p = schema["properties"]
+        p["description"] = {"type": "string", "description": "What the space is for."}
+        p["stages"] = {"type": "array", "items": stage_schema(), "description": "The template recipe's stages."}
+        values = {"anyOf": [{"type": "array", "minItems": 1},
+                            {"type": "object", "required": ["low", "high"], "additionalProperties": False,
+                             "properties": {"low": {"type": "number"}, "high": {"type": "number"},
+                                            "step": {"type": "number"}, "log": {"type": "boolean"}}}]}
+        key = "^[a-z_]+(\\.[a-z_]+)?$"
+        p["grid"] = {**p["grid"], "type": "object", "propertyNames": {"pattern": key}, "additionalProperties": values}
+        p["latency_grid"] = {**p["latency_grid"], "type": "object", "propertyNames": {"pattern": key},
+                             "additionalProperties": {"type": "array", "minItems": 1}}
+        p["quantize"] = {**p["quantize"], "type": "array", "minItems": 1, "items": {"enum": sorted(VARIANTS)}}
+        p["sampler"] = {**p["sampler"], "enum": list(SAMPLERS)}
+        p["ladder"] = {**p["ladder"], "type": "array", "items": {
+            "type": "object", "required": ["name"], "additionalProperties": False,
+            "properties": {"name": {"type": "string"}, "choice": {"type": "object"},
+                           "after": {"type": ["string", "null"]}, "when": {"enum": ["latency"]}}}}
+        return schema
+
     def for_build(self, model, max_latency_ms) -> "SearchSpace":
         """The space one build searches: with `max_latency_ms`, the `latency_grid` keys whose lever `model`
         has (`LEVER_APPLIES`; any lever when `model` is None) join the grid and the `when: latency` rungs that
@@ -405,6 +432,7 @@ def load_space(spec) -> SearchSpace:
     if not isinstance(data, dict):
         raise EdgeCompressError(f"Search space {path} must be a JSON object.")
     data.pop("description", None)
+    data.pop("$schema", None)  # an editor's pointer to edgecompress/_schemas/
     try:
         return SearchSpace.from_dict(data)
     except EdgeCompressError as e:
