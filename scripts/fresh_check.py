@@ -63,13 +63,21 @@ def main(argv=None):
 
     def score(name):
         if name not in scored:
-            scored[name] = evaluate_tflite(arts[name]["path"], x, y, task=spec.task)["accuracy"]
+            scored[name] = evaluate_tflite(arts[name]["path"], x, y, task=spec.task)[0]["accuracy"]
         return scored[name]
 
     for name in names:
         score(name)
     b = score(report["baseline"])
-    out = {"build": str(args.build), "fresh": str(args.fresh), "fresh_count": int(len(y)), "limit": args.limit,
+    import platform
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    out = {"command": "python scripts/fresh_check.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "commit": commit or None, "cpu": report.get("host", {}).get("cpu") or platform.processor(),
+           "build_seconds": report.get("seconds"), "search_stopped": (report.get("search") or {}).get("stopped"),
+           "trials": len((report.get("search") or {}).get("candidates", [])),
+           "build": str(args.build), "fresh": str(args.fresh), "fresh_count": int(len(y)), "limit": args.limit,
            "baseline": report["baseline"], "baseline_fresh": b, "rules": {}}
     for rule, name in picks.items():
         if name is None:
