@@ -1,38 +1,10 @@
 """Search: an Optuna study over recipes, within a time budget, collected into a build's result.
 
-A search space is data, a JSON file like a recipe plus the parameters to vary:
-
-    {
-      "name": "default",
-      "stages": [
-        {"stage": "distill", "width": 0.5, "baseline": false},
-        {"stage": "prune", "final_sparsity": 0.75},
-        {"stage": "cluster", "number_of_clusters": 16}
-      ],
-      "grid": {
-        "distill.width": [0.25, 0.5],
-        "prune.final_sparsity": {"low": 0.5, "high": 0.95, "step": 0.05},
-        "cluster": [true, false],
-        "cluster.number_of_clusters": {"low": 8, "high": 32, "log": true}
-      },
-      "quantize": ["int8", "int16x8", "float16"],
-      "sampler": "tpe"
-    }
-
-`stages` is the template. Each `grid` entry varies one parameter of one
-stage: a list is a categorical choice (`null` drops that stage from the
-trial), `{"low", "high"}` a range (integers when both are integers; `step`
-and `log` as in Optuna), and a bare stage name with `[true, false]` says
-whether the stage runs at all. `quantize` is the scheme of the trial's one
-file, itself a parameter when it lists more than one.
-
-A trial is one `.tflite` file: its recipe's stages (reused from the stage
-cache when an earlier trial shared the prefix), one conversion, measured
-with the real interpreter on a validation split held out of the training
-data. The study has two objectives, validation top-1 (maximized) and gzip
-bytes (minimized); `--max-accuracy-drop` is its constraint. `sampler` picks
-Optuna's sampler (see `SAMPLERS`); how trials run, stop early, resume and
-spread over workers is `search.objective`, `search.study` and `search.worker`.
+What is searched is a search space (`search.space`, JSON like a recipe plus the parameters to vary). A trial is
+one `.tflite` file, judged on the judging split (`search.holdout`) by `search.objective`; the study and its
+storage are `search.study`, its workers `search.worker`, its stop rule `search.stop`. `search` runs the study
+within the budget, then measures every file again on the confirmation split, one at a time, marks the fronts,
+and returns a `results.BuildResult` whose files the selection certifies (`builder.confirm`).
 """
 
 from __future__ import annotations
