@@ -144,6 +144,12 @@ def check_device(report: dict, constraints: Constraints) -> None:
                        "`invoke bench-device --accuracy` to judge on the device.", constraints.device)
 
 
+def _limits(constraints: Constraints) -> dict:
+    """Each limit by the measure it holds (`measures`' keys): None where the user set none."""
+    return {"accuracy_drop": constraints.max_accuracy_drop, "size_kb": constraints.max_size_kb,
+            "latency_ms": constraints.max_latency_ms}
+
+
 def confirms(report: dict, constraints: Constraints) -> bool:
     """Whether the accuracy limit is certified on a confirmation split (`builder.confirm`): a search's report
     whose files were measured there, a limit, `selection="confirmed"`, and this machine's top-1."""
@@ -156,7 +162,7 @@ def _select_confirmed(report: dict, constraints: Constraints) -> dict:
     """The smallest file certified by `confirm.confirm` among those meeting the size and latency limits;
     writes `report["confirmation"]`. Raises `GateError` when none meets them or none is certified."""
     base = _baseline(report)
-    others = {"size_kb": constraints.max_size_kb, "latency_ms": constraints.max_latency_ms}
+    others = {k: v for k, v in _limits(constraints).items() if k != "accuracy_drop"}
     eligible = []
     for a in report["artifacts"]:
         m = measures(report, a)
@@ -186,8 +192,7 @@ def select(report: dict, constraints: Constraints) -> dict:
     report.pop("confirmation", None)
     if confirms(report, constraints):
         return _select_confirmed(report, constraints)
-    limits = {"accuracy_drop": constraints.max_accuracy_drop, "size_kb": constraints.max_size_kb,
-              "latency_ms": constraints.max_latency_ms}
+    limits = _limits(constraints)
     ok = []
     for a in report["artifacts"]:
         m = measures(report, a, constraints.device, constraints.margin_se)  # the judged rule
@@ -200,8 +205,7 @@ def select(report: dict, constraints: Constraints) -> dict:
 
 def _gate_error(report: dict, constraints: Constraints):
     """Raises `GateError` naming each limit, the best value reached for it, and by how much it was missed."""
-    limits = {"accuracy_drop": constraints.max_accuracy_drop, "size_kb": constraints.max_size_kb,
-              "latency_ms": constraints.max_latency_ms}
+    limits = _limits(constraints)
     margin_se = 0.0 if confirms(report, constraints) else constraints.margin_se
     flags = {"accuracy_drop": "--max-accuracy-drop", "size_kb": "--max-size-kb", "latency_ms": "--max-latency-ms"}
     units = {"accuracy_drop": "points", "size_kb": "KiB", "latency_ms": "ms"}
