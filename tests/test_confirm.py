@@ -176,6 +176,43 @@ def test_report_says_how_it_confirmed_counts_groups_and_says_when_it_cannot_cert
     assert "Selected: `small` (the smallest certified file)" in md and "cannot certify" not in md
 
 
+def _search_report(n_files=40):
+    """A search's report.json as `finish` writes it, small: the model's file and `n_files` trial files."""
+    def art(name, gz, acc, se):
+        return {"name": name, "path": f"trials/{name}.tflite", "quantization": "int8", "size_bytes": 3 * gz,
+                "gzip_bytes": gz, "accuracy": acc, "val_accuracy": acc, "latency_ms": {"p50": 0.1, "p90": 0.2},
+                "val_paired_se": se, "confirm": {"drop": 100 * (0.9 - acc), "se": se, "count": 400, "groups": None}}
+    arts = [{**art("teacher_float32", 100_000, 0.9, 0.0), "quantization": "none"}]
+    arts += [art(f"t{i:03d}", 90_000 - 2000 * i, 0.905 - 0.001 * i, 0.4) for i in range(n_files)]
+    return {"baseline": "teacher_float32", "artifacts": arts, "host": {}, "latency_runs": 200, "threads": 1,
+            "dataset": {"name": "images", "split": "the other half of the test split", "count": 400},
+            "search": {"space": {"name": "auto"}, "sampler": "tpe", "workers": 1, "storage": "journal",
+                       "candidates": [], "seconds": 60, "budget_minutes": 30, "counts": {"done": n_files},
+                       "stopped": "the budget", "validation": {"judge_count": 400, "report_count": 400,
+                                                               "judge": "half of the test split",
+                                                               "report": "the other half of the test split"}}}
+
+
+def test_a_search_report_opens_on_its_answer_and_folds_every_file(tmp_path):
+    """report.md and report.html of a closed loop open on the selected file and its promise, with the interval;
+    the table of every file follows, folded; the dataset line reads as English."""
+    from edgecompress.report.write import render_markdown
+    from edgecompress.report.html import render_html
+
+    report = _search_report()
+    report["selected"] = select(report, Constraints(max_accuracy_drop=1.0))["name"]
+    md = render_markdown(report)
+    head = md.split("<details>")[0]
+    assert md.startswith(f"# edgecompress report\n\n## Selected: `{report['selected']}`")
+    assert "**The promise:** Within 1 point(s)" in head and "one-sided upper bound of its drop" in head
+    assert "## How the selected file was confirmed" in head and "| t039 |" not in head
+    assert "<summary>Every file of the search (41), measured on the other half of the test split</summary>" in md
+    assert "evaluated on the other half of the test split (400 examples)" in md and "the the" not in md
+    assert "split split" not in md
+    page = render_html(report)
+    assert page.index("Selected: <code>") < page.index("How the selected file was confirmed") < page.index("<details>")
+
+
 def test_constraints_refuse_bad_selection_and_confidence():
     from edgecompress.errors import EdgeCompressError
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import types
 
 from edgecompress.models.sanity import interval_counts
-from edgecompress.report.tables import markdown_table
+from edgecompress.report.tables import artifact_table, markdown_table
 
 
 _SOURCES = {"given": "given with the data", "file-name prefix": "read from the images' `<group>__` file names",
@@ -61,3 +61,29 @@ def confirmation_lines(report: dict) -> list[str]:
                       "could defend. More held-out data (more groups) narrows the interval; `--selection judged` "
                       "selects on the judged drop alone, without this guarantee."]
     return lines
+
+
+def answer_lines(report: dict) -> list[str]:
+    """What a search's report.md opens on: the selected file beside the model's own, and its promise on data the
+    search never scored, with the interval. [] for a build that is not a search or selected nothing."""
+    chosen, base = report.get("selected"), report.get("baseline")
+    if not report.get("search") or not chosen:
+        return []
+    lines = [f"## Selected: `{chosen}`", "", markdown_table(artifact_table(report, only=[base, chosen])), ""]
+    lines.append(f"**The promise:** {promise_line(report)}")
+    return lines
+
+
+def promise_line(report: dict) -> str:
+    """The selected file's promise in one sentence: its confirmed drop, standard error and upper bound, and what
+    the interval counts; or that it was selected without a confirmation."""
+    c, chosen = report.get("confirmation"), report.get("selected")
+    step = next((s for s in (c or {}).get("steps", []) if s["name"] == chosen), None)
+    if step is None:
+        return ("Selected without a confirmation (`--selection judged`, or a limit on a device's measures): its "
+                "accuracy was judged on the split that chose it.")
+    return (f"Within {c['limit']:g} point(s) of the model's float32 file on data the search never scored. On the "
+            f"confirmation split it scored {-step['drop'] + 0.0:+.2f} points against the model, standard error "
+            f"{step['se']:.2f}; the {100 * c['confidence']:g}% one-sided upper bound of its drop is "
+            f"{step['upper']:+.2f} points. The interval counts {interval_counts(c['count'], c['groups'])}. "
+            "Below: how it was confirmed.")

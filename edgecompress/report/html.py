@@ -17,8 +17,8 @@ import json
 import logging
 
 from edgecompress.lite.latency import device_emulation
-from edgecompress.report.tables import artifact_table, device_table, search_table
-from edgecompress.report.confirmation import confirmation_rows
+from edgecompress.report.tables import artifact_table, device_table, evaluated_on, search_table
+from edgecompress.report.confirmation import confirmation_rows, promise_line
 from edgecompress.models.sanity import interval_counts
 from edgecompress.report.pareto import pareto
 from edgecompress.quantize.schemes import scheme
@@ -115,11 +115,14 @@ def render_html(report: dict) -> str:
         "pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}",
         "</style></head><body>",
         "<h1>edgecompress report</h1>",
-        f"<p>Dataset <b>{html.escape(ds['name'])}</b>, {ds['split']} split, {ds['count']} examples. "
-        f"Baseline <code>{html.escape(report['baseline'])}</code>."
-        + (f" Selected: <b>{html.escape(report['selected'])}</b> (selected.tflite)." if report.get("selected") else "")
-        + "</p>",
     ]
+    chosen = report.get("selected")
+    answer = bool(report.get("search") and chosen)  # a search opens on its answer; its every file follows, folded
+    if answer:
+        parts += [f"<h2 id='selected'>Selected: <code>{html.escape(chosen)}</code></h2>",
+                  _table(artifact_table(report, only=[report["baseline"], chosen])),
+                  f"<p>{html.escape(promise_line(report))}</p>"]
+        parts += [f"<img alt='{html.escape(title)}' src='{uri}'>" for title, uri in plots[:1]]  # the size front
     confirmed = confirmation_rows(report)
     if confirmed:
         c = report["confirmation"]
@@ -127,7 +130,14 @@ def render_html(report: dict) -> str:
                   f"<p>Certified on {html.escape(interval_counts(c['count'], c['groups']))}, which no trial was scored "
                   f"on, at {100 * c['confidence']:g}% one-sided: {html.escape(c['method'])}. The walk stopped: "
                   f"{html.escape(c['stopped'])}.</p>", _table(confirmed)]
-    parts.append(_table(artifact_table(report)))
+    parts.append(f"<p>Dataset <b>{html.escape(ds['name'])}</b>, evaluated on {html.escape(evaluated_on(ds))}, "
+                 f"{ds['count']} examples. Baseline <code>{html.escape(report['baseline'])}</code>."
+                 + (f" Selected: <b>{html.escape(chosen)}</b> (selected.tflite)." if chosen else "") + "</p>")
+    table = _table(artifact_table(report))
+    parts.append(f"<details><summary>Every file of the search ({len(report['artifacts'])})</summary>{table}</details>"
+                 if answer else table)
+    if answer:
+        plots = plots[1:]  # the size front is above
     dev = device_table(report)
     if dev:
         parts += ["<h2>On devices</h2>", _table(dev)]

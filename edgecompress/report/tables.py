@@ -32,10 +32,21 @@ def metric_columns(report: dict):
     return t.metric, lambda x: "-" if x is None else f"{x:.4f}", "delta", lambda d: f"{d:+.4f}"
 
 
-def artifact_table(report: dict) -> list[list[str]]:
-    """Rows (with a header) of the artifact table used by md and the CLI."""
+def evaluated_on(dataset: dict) -> str:
+    """What the report's measures were taken on, as a phrase: "the test split", or a search's own words for its
+    reporting split ("the other half of the test split")."""
+    split = dataset["split"]
+    return split if split.startswith("the ") or split.endswith("split") else f"the {split} split"
+
+
+def artifact_table(report: dict, only=None) -> list[list[str]]:
+    """Rows (with a header) of the artifact table used by md and the CLI: every artifact, or those named in
+    `only`, in that order."""
     arts = report["artifacts"]
     base = next((a for a in arts if a["name"] == report.get("baseline")), arts[0] if arts else None)
+    if only is not None:
+        by_name = {a["name"]: a for a in arts}
+        arts = [by_name[n] for n in only if n in by_name]
     metric, fmt, delta_name, fmt_delta = metric_columns(report)
     header = ["artifact", "quant", "size KB", "gzip KB", "x smaller (gzip)", metric, delta_name, "agree %", "p50 ms",
               "p90 ms"]

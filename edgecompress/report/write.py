@@ -13,11 +13,11 @@ import gzip
 import json
 from pathlib import Path
 
-from edgecompress.report.confirmation import confirmation_lines
+from edgecompress.report.confirmation import answer_lines, confirmation_lines
 from edgecompress.lite import tasks
 from edgecompress.lite.latency import device_emulation
 from edgecompress.lite.fileio import atomic_write_json, atomic_write_text
-from edgecompress.report.tables import report_task, markdown_table, artifact_table, device_table, format_text_table, search_table  # noqa: F401
+from edgecompress.report.tables import report_task, markdown_table, artifact_table, device_table, evaluated_on, format_text_table, search_table  # noqa: F401
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -37,15 +37,22 @@ def load_report(out_dir) -> dict:
 def render_markdown(report: dict) -> str:
     ds = report["dataset"]
     host = report.get("host", {})
+    answer = answer_lines(report)  # a search opens on its answer; its every file follows, folded
+    table = markdown_table(artifact_table(report))
+    if answer:
+        table = (f"<details><summary>Every file of the search ({len(report['artifacts'])}), measured on "
+                 f"{evaluated_on(ds)}</summary>\n\n{table}\n\n</details>")
     lines = [
         "# edgecompress report",
         "",
-        f"Dataset: **{ds['name']}**, evaluated on the {ds['split']} split ({ds['count']} examples).",
+        *answer,
+        *(confirmation_lines(report) + [""] if answer else []),
+        f"Dataset: **{ds['name']}**, evaluated on {evaluated_on(ds)} ({ds['count']} examples).",
         f"Baseline: `{report['baseline']}`. Latency: {report.get('latency_runs', '?')} timed invokes after warm-up, "
         f"{report.get('threads', 1)} thread(s), on {host.get('cpu', '?')} with {host.get('runtime', {}).get('name', '?')} "
         f"{host.get('runtime', {}).get('version', '')}.",
         "",
-        markdown_table(artifact_table(report)),
+        table,
         "",
         "Sizes are the `.tflite` file and the same file after `gzip -9`; 'x smaller' is the baseline's gzip bytes over "
         "the artifact's. " + ("'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share "
@@ -61,7 +68,8 @@ def render_markdown(report: dict) -> str:
         c = {k: v for k, v in report["constraints"].items() if v is not None}
         lines += ["", f"Constraints: {c}. " + (f"Selected: `{report['selected']}` (marked *, copied to `selected.tflite`)."
                                                 if report.get("selected") else "No artifact met them.")]
-    lines += confirmation_lines(report)
+    if not answer:
+        lines += confirmation_lines(report)
     if report.get("latency_timing"):  # every file timed again together for a latency limit (`builder.measure`)
         lt = report["latency_timing"]
         lines.append(f"For --max-latency-ms every file was timed again in {lt['rounds']} interleaved rounds of "
