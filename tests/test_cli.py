@@ -143,3 +143,25 @@ def test_a_missing_extra_names_its_install_line_and_other_errors_pass_through():
             raise ModuleNotFoundError("No module named 'nothere'", name="nothere")
     except ModuleNotFoundError as e:
         assert e.name == "nothere"
+
+
+@pytest.mark.parametrize("name, config", [("distill", "DistillConfig"), ("prune", "PruneConfig"),
+                                          ("factorize", "FactorizeConfig")])
+def test_a_stage_tasks_help_says_the_defaults_its_config_has(name, config):
+    """`invoke --help distill` once said temperature 4 and alpha 0.1 where DistillConfig has 2.0 and 0.5: the
+    stage tasks' help now takes each default from the config."""
+    import dataclasses
+    import re
+
+    from edgecompress.cli.tasks import ns
+    from edgecompress.techniques import configs
+
+    defaults = {f.name: f.default for f in dataclasses.fields(getattr(configs, config))}
+    said = {flag: re.search(r"\(default: ([^)]+)\)", text) for flag, text in ns.tasks[name].help.items()}
+    checked = 0
+    for flag, m in said.items():
+        if m and flag in defaults:
+            value = defaults[flag]
+            assert m.group(1) == (f"{value:g}" if isinstance(value, float) else str(value)), (flag, m.group(1), value)
+            checked += 1
+    assert checked >= 2

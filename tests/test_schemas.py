@@ -59,3 +59,4 @@ def test_a_file_may_name_its_schema_for_editors(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps({"$schema": "edgecompress/search-space.schema.json", **space}))
     assert load_space(tmp_path / "s.json").name == space["name"]
     assert list(_validator("search-space.schema.json").iter_errors({**space, "sampler": "annealing"}))
+

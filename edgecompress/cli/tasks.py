@@ -8,6 +8,7 @@ from invoke import Collection, Exit
 from edgecompress.cli.glue import print_report_summary, setup_logging, task, user_errors
 from edgecompress.builder.options import BuildOptions
 from edgecompress.recipes.recipe import RECIPES_DIR
+from edgecompress.techniques.configs import DistillConfig, FactorizeConfig, PruneConfig
 
 # One source of truth: the flags' defaults are BuildOptions' (importing it loads no TensorFlow).
 _B = BuildOptions()
@@ -212,9 +213,18 @@ _STAGE_HELP = {"model": "Input Keras model file.", "out": "Output Keras model fi
                "scale": "Pixel scaling: auto, unit, symmetric or raw (default: auto; a saved .spec.json wins)."}
 
 
-@task(help={**_STAGE_HELP, "final_sparsity": "Target sparsity in [0, 1) (default: 0.8).",
-            "initial_sparsity": "Starting sparsity for the polynomial schedule (default: 0.5).",
-            "schedule": "polynomial or constant (default: polynomial).", "epochs": "Fine-tuning epochs (default: 3).",
+def _with_defaults(config, **texts) -> dict:
+    """Help texts for a stage's flags, each followed by its default as the stage's config has it (one place)."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    return {k: f"{v} (default: {defaults[k]:g})." if isinstance(defaults[k], float) else
+            f"{v} (default: {defaults[k]})." for k, v in texts.items()}
+
+
+@task(help={**_STAGE_HELP, **_with_defaults(PruneConfig, final_sparsity="Target sparsity in [0, 1)",
+                                             initial_sparsity="Starting sparsity for the polynomial schedule",
+                                             schedule="polynomial or constant", epochs="Fine-tuning epochs"),
             "m_by_n": "Structured sparsity, e.g. 2:4.", "policy": "xnnpack: prune only what XNNPACK can use.",
             "qat": "Pruning-preserving quantization-aware training afterwards."})
 def prune(c, model, out, data=None, final_sparsity=None, initial_sparsity=None, schedule=None, epochs=None, m_by_n=None,
@@ -229,9 +239,10 @@ def prune(c, model, out, data=None, final_sparsity=None, initial_sparsity=None, 
                   epochs=_int(epochs), m_by_n=m_by_n, policy=policy, qat=qat or None, strategy=strategy)
 
 
-@task(help={**_STAGE_HELP, "width": "Student width multiplier on the teacher's architecture (default: 0.5).",
-            "student": "Your own student model file instead.", "temperature": "Softening temperature (default: 4).",
-            "alpha": "Weight of the hard-label loss (default: 0.1).", "epochs": "Epochs (default: 10)."})
+@task(help={**_STAGE_HELP, **_with_defaults(DistillConfig, width="Student width multiplier on the teacher's "
+                                             "architecture", temperature="Softening temperature",
+                                             alpha="Weight of the hard-label loss", epochs="Epochs"),
+            "student": "Your own student model file instead."})
 def distill(c, model, out, data=None, width=None, student=None, temperature=None, alpha=None, epochs=None,
             strategy=None, seed=0, unsafe=False, scale="auto"):
     """Distill a teacher into a smaller student (model file in, model file out)."""
@@ -244,9 +255,9 @@ def distill(c, model, out, data=None, width=None, student=None, temperature=None
                   strategy=strategy)
 
 
-@task(help={**_STAGE_HELP, "energy": "Singular-value energy to keep (default: 0.9).",
-            "ratio": "Target parameter ratio per layer instead of energy.",
-            "finetune_epochs": "Fine-tuning epochs afterwards (default: 2)."})
+@task(help={**_STAGE_HELP, **_with_defaults(FactorizeConfig, energy="Singular-value energy to keep",
+                                             finetune_epochs="Fine-tuning epochs afterwards"),
+            "ratio": "Target parameter ratio per layer instead of energy."})
 def factorize(c, model, out, data=None, energy=None, ratio=None, finetune_epochs=None, strategy=None, seed=0,
               unsafe=False, scale="auto"):
     """Factorize Dense/Conv2D kernels by truncated SVD (model file in, model file out)."""
