@@ -213,6 +213,16 @@ def test_a_search_report_opens_on_its_answer_and_folds_every_file(tmp_path):
     assert page.index("Selected: <code>") < page.index("How the selected file was confirmed") < page.index("<details>")
 
 
+def test_a_report_from_before_the_confirmation_is_selected_on_the_judged_rule_and_says_so(caplog):
+    report = _search_report(3)
+    for a in report["artifacts"]:
+        del a["confirm"]
+    with caplog.at_level("WARNING"):
+        chosen = select(report, Constraints(max_accuracy_drop=1.0))
+    assert "no confirmation measures" in caplog.text and "confirmation" not in report
+    assert chosen["name"] == select(report, Constraints(max_accuracy_drop=1.0, selection="judged"))["name"]
+
+
 def test_constraints_refuse_bad_selection_and_confidence():
     from edgecompress.errors import EdgeCompressError
 

@@ -192,6 +192,10 @@ def select(report: dict, constraints: Constraints) -> dict:
     report.pop("confirmation", None)
     if confirms(report, constraints):
         return _select_confirmed(report, constraints)
+    if (constraints.selection == "confirmed" and constraints.max_accuracy_drop is not None and report.get("search")
+            and constraints.device is None):
+        logger.warning("This search's report has no confirmation measures (it was built before them): selecting on "
+                       "the judged drop and --margin-se, without the confirmation's guarantee. Build again to certify.")
     limits = _limits(constraints)
     ok = []
     for a in report["artifacts"]:
