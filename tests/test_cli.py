@@ -165,3 +165,27 @@ def test_a_stage_tasks_help_says_the_defaults_its_config_has(name, config):
             assert m.group(1) == (f"{value:g}" if isinstance(value, float) else str(value)), (flag, m.group(1), value)
             checked += 1
     assert checked >= 2
+
+
+def test_every_tasks_help_says_the_default_its_signature_has():
+    """Each "(default: X)" of every task's help names the default its function has (text may follow: "fashion-mnist,
+    Debian's full copy"); a number says the same number."""
+    import re
+
+    from edgecompress.cli.tasks import ns
+
+    checked = 0
+    for name, t in ns.tasks.items():
+        sig = inspect.signature(t.body)
+        for flag, text in (t.help or {}).items():
+            m = re.search(r"\(default: ([^);]+)", text)
+            default = sig.parameters[flag].default if flag in sig.parameters else None
+            if not m or default is None or default is inspect.Parameter.empty or isinstance(default, bool):
+                continue
+            said = m.group(1).strip().rstrip(".")
+            if isinstance(default, (int, float)):
+                assert float(said) == float(default), (name, flag, said, default)
+            else:
+                assert said.rstrip("/").startswith(str(default)), (name, flag, said, default)
+            checked += 1
+    assert checked >= 30, checked
