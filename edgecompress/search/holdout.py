@@ -72,15 +72,26 @@ class Confirming:
     reporting split, which no trial was scored on), by group when the split has groups."""
 
     def __init__(self, baseline, dataset, cache, measure: MeasureSettings):
-        from edgecompress.builder.measure import measure_file
+        from edgecompress.lite.evaluation import read_terms
 
         self.n, self.groups = len(dataset.y_test), dataset.groups_test
-        self.base = measure_file(baseline.cache_path, dataset, cache, threads=measure.threads, runs=measure.runs,
-                                 warmup=measure.warmup)
+        terms = baseline.terms  # measured on this split when the baseline was (`measure.artifact_record`)
+        if terms is None:  # a baseline cached before its terms were kept: measured again (cached by content)
+            from edgecompress.builder.measure import measure_file
 
-    def paired(self, measured: dict):
+            terms = measure_file(baseline.cache_path, dataset, cache, threads=measure.threads, runs=measure.runs,
+                                 warmup=measure.warmup)["terms"]
+        self.base_terms = read_terms(terms, self.n)
+
+    def paired(self, terms: str):
+        """The `PairedDrop` of a file whose packed per-example terms (`evaluation.pack_terms`) are `terms`."""
         from edgecompress.builder.confirm import PairedDrop
         from edgecompress.lite.evaluation import read_terms
 
-        return PairedDrop.of(read_terms(self.base["terms"], self.n), read_terms(measured["terms"], self.n),
-                             self.groups)
+        return PairedDrop.of(self.base_terms, read_terms(terms, self.n), self.groups)
+
+    def reference(self):
+        """The model's own file against itself: no drop, no error, on the same examples and groups."""
+        from edgecompress.builder.confirm import PairedDrop
+
+        return PairedDrop.of(self.base_terms, self.base_terms, self.groups)

@@ -18,6 +18,7 @@ from edgecompress.builder.measure import MeasureSettings
 from edgecompress.configs import require
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite import tasks
+from edgecompress.report.write import TRIALS_DIR
 from edgecompress.search.holdout import Confirming, judging_split, teacher_saw_validation
 from edgecompress.search.objective import TrialContext
 from edgecompress.search.space import SearchSpace
@@ -105,7 +106,6 @@ def mark_fronts(artifacts, max_accuracy_drop):
     return [a for i, a in enumerate(artifacts) if i in front], {**hv, "on": "validation top-1"}
 
 
-TRIALS_DIR = "trials"  # a search's files, beside trials.csv; the build folder keeps selected.tflite and the front
 
 
 FINISH_RESERVE_S = 90  # of a build's budget, kept for measuring every file again and writing the report
@@ -252,7 +252,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
             m = measure_file(a.cache_path, dataset, cache, threads=threads, runs=runs, warmup=warmup)
             a.extra["val_accuracy"], a.accuracy = a.accuracy, m["accuracy"]
             a.latency_ms, a.init_ms, a.agreement = m["latency_ms"], m["init_ms"], None
-            a.extra["confirm"] = confirming.paired(m).to_dict()
+            a.extra["confirm"] = confirming.paired(m["terms"]).to_dict()
             arts.append(a)
             entry["artifacts"] = [a.name]
         log.append(entry)
@@ -264,7 +264,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, *, 
     if not done:
         raise EdgeCompressError(f"Search {space.name!r}: no trial finished:\n" + "\n".join(
             f"  trial {e['trial']} {e['name']}: {e['status']} {e.get('error') or e.get('reason') or ''}" for e in log))
-    baseline.extra["confirm"] = confirming.paired(confirming.base).to_dict()
+    baseline.extra["confirm"] = confirming.reference().to_dict()
     artifacts = [baseline] + arts
     front, hv = mark_fronts(artifacts, max_accuracy_drop)
     logger.info("Search done: %d trial(s) finished of %d in %.0f s; front: %s; hypervolume %.4g KB x points", done,
