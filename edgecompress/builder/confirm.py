@@ -56,6 +56,12 @@ def critical_value(confidence: float, dof: int | None = None) -> float:
     return float(norm.ppf(confidence) if dof is None else t.ppf(confidence, dof))
 
 
+def degrees_of_freedom(groups: int | None) -> int | None:
+    """Student's t degrees of freedom of a cluster-robust interval over `groups` (G - 1, at least 1); None
+    without groups (the normal quantile)."""
+    return None if groups is None else max(groups - 1, 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class PairedDrop(Config):
     """A file's drop from the model's file on the same examples, in points (positive is worse).
@@ -74,7 +80,7 @@ class PairedDrop(Config):
 
     @property
     def dof(self) -> int | None:
-        return None if self.groups is None else max(self.groups - 1, 1)
+        return degrees_of_freedom(self.groups)
 
     def upper(self, confidence: float = DEFAULT_CONFIDENCE) -> float:
         """The upper end of the one-sided `confidence` interval of the true drop, in points."""
@@ -201,4 +207,4 @@ def confirm(candidates, limit: float, confidence: float = DEFAULT_CONFIDENCE) ->
 def certifiable_se(limit: float, confidence: float, groups: int | None) -> float:
     """The largest standard error (points) with which a file that loses nothing could still be certified: a
     file whose paired error is larger can never be, whatever it scores."""
-    return limit / critical_value(confidence, None if groups is None else max(groups - 1, 1))
+    return limit / critical_value(confidence, degrees_of_freedom(groups))

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import types
 
+from edgecompress.data import groups
 from edgecompress.models.sanity import interval_counts
 from edgecompress.report.tables import artifact_table, markdown_table
 
 
-_SOURCES = {"given": "given with the data", "file-name prefix": "read from the images' `<group>__` file names",
-            "chained overlapping windows": "found in the data: chains of overlapping windows, one per recording"}
+_SOURCES = {groups.GIVEN: "given with the data", groups.PREFIX: "read from the images' `<group>__` file names",
+            groups.CHAINED: "found in the data: chains of overlapping windows, one per recording"}
 
 
 def _source(report: dict) -> str:
@@ -39,8 +40,8 @@ def confirmation_lines(report: dict) -> list[str]:
     c.steps = [types.SimpleNamespace(**s) for s in c.steps]
     c.counts = interval_counts(c.count, c.groups)
     val = (report.get("search") or {}).get("validation") or {}
-    groups = val.get("judge_groups")
-    judged = f"{val.get('judge_count', '?')} examples" + (f" in {groups} groups" if groups else "")
+    judge_groups = val.get("judge_groups")
+    judged = f"{val.get('judge_count', '?')} examples" + (f" in {judge_groups} groups" if judge_groups else "")
     lines = ["", "## How the selected file was confirmed", "",
              f"Method: {c.method} ({100 * c.confidence:g}% one-sided; `builder.confirm`). The search proposed on "
              f"{judged} ({val.get('judge', 'the judging split')}); the files were confirmed on {c.counts} "

@@ -103,7 +103,7 @@ def render_markdown(report: dict) -> str:
         for s in stages:
             lines.append(f"- **{s['stage']}** ({s.get('model', '')}): " + ", ".join(
                 f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in s.get("metrics", {}).items()))
-    in_trials = [a for a in report["artifacts"] if Path(a["path"]).parent.name == "trials"]
+    in_trials = [a for a in report["artifacts"] if Path(a["path"]).parent.name == TRIALS_DIR]
     lines += ["", "Files:", ""] + [f"- `{a['path']}`" for a in report["artifacts"] if a not in in_trials]
     if in_trials:
         lines.append(f"- {len(in_trials)} trial file(s) under `trials/`, one row each in `{TRIALS_CSV}` (with the "
@@ -291,6 +291,7 @@ def margin_lines(report: dict) -> list[str]:
                 "as measured."]
 
 
+TRIALS_DIR = "trials"  # a search's files, with short names; the build folder keeps selected.tflite and the report
 TRIALS_CSV = "trials.csv"
 TRIALS_COLUMNS = ("trial", "status", "file", "name", "file_bytes", "gzip_bytes", "judged", "reported",
                   "confirmed_drop", "confirmed_se", "selected", "reason")
