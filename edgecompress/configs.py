@@ -279,16 +279,31 @@ def input_spec(config: dict):
     return Features.from_dict(config) if config.get("kind") == "features" else Preprocessing.from_dict(config)
 
 
+HOLDOUT_FRACTION = 0.1  # of the training split, held out to watch each training run (`TrainConfig`)
+LR_SCHEDULES = ("constant", "cosine")  # `TrainConfig.lr_schedule`
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(Config):
-    """How the default teacher is trained.
+    """How a model trains: the default teacher, and every training-time stage's epochs (`models.training.train`;
+    each stage's config gives its own with `training(seed)`).
 
     Args:
         epochs: Passes over the training split. Defaults to 8.
         batch_size: Defaults to 64.
         learning_rate: Adam learning rate. Defaults to 1e-3.
+        lr_schedule: `"constant"`, or `"cosine"`: the rate decays from
+            `learning_rate` to 0 over every step of `epochs` (Keras'
+            `CosineDecay`). Defaults to `"constant"`.
         validation_fraction: Share of the training split held out to watch
-            overfitting. Defaults to 0.1.
+            overfitting (whole groups, when the data has them). Defaults to
+            `HOLDOUT_FRACTION`, 0.1.
+        patience: Stop when the held-out metric has not improved for this
+            many epochs and keep the best epoch's weights (Keras'
+            `EarlyStopping`). Defaults to None: all `epochs`.
+        mixup: Mixup's Beta(a, a) parameter for the training batches, or 0
+            for none; the distiller's train step blends them
+            (`DistillConfig.mixup`). Defaults to 0.
         seed: Seeds Python, numpy and TensorFlow. Defaults to 0.
         strategy: `tf.distribute` strategy by name: `"default"`,
             `"mirrored"` or `"multiworker"` (see `distribute`). Defaults to
@@ -298,9 +313,12 @@ class TrainConfig(Config):
     epochs: int = 8
     batch_size: int = 64
     learning_rate: float = 1e-3
-    validation_fraction: float = 0.1
+    validation_fraction: float = HOLDOUT_FRACTION
     seed: int = 0
     strategy: str = "default"
+    lr_schedule: str = "constant"
+    patience: int | None = None
+    mixup: float = 0.0
 
     def __post_init__(self):
         require(
@@ -328,6 +346,13 @@ class TrainConfig(Config):
             "Received an invalid value for `strategy`, expected one of ['default', 'mirrored', 'multiworker']. "
             f"Received: strategy={self.strategy!r}",
         )
+        require(self.lr_schedule in LR_SCHEDULES, f"Received an invalid value for `lr_schedule`, expected one of "
+                f"{list(LR_SCHEDULES)}. Received: lr_schedule={self.lr_schedule!r}")
+        require(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
+                "Received an invalid value for `patience`, expected an integer >= 1 or null. "
+                f"Received: patience={self.patience!r}")
+        require(self.mixup >= 0, f"Received an invalid value for `mixup`, expected a number >= 0 (0: none). "
+                f"Received: mixup={self.mixup!r}")
 
 
 @dataclasses.dataclass(frozen=True)

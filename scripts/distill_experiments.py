@@ -28,7 +28,7 @@ def main(argv=None):
         del argv[i:i + 2]
     model_path, data, settings = argv[0], argv[1], json.loads(argv[2])
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from edgecompress.models import keras_io
+    from edgecompress.models import training
     from edgecompress.techniques.distill import distill
     from edgecompress.search.holdout import judging_split
     from edgecompress.search.space import load_space
@@ -41,7 +41,7 @@ def main(argv=None):
             if hasattr(layer, "moving_mean"):
                 layer.momentum = momentum
     judge, _, how = judging_split(user.dataset, load_space("auto"))
-    print(f"model: {100 * keras_io.keras_accuracy(user.model, judge):.2f}% on {how['judge_count']} judging images",
+    print(f"model: {100 * training.keras_accuracy(user.model, judge):.2f}% on {how['judge_count']} judging images",
           flush=True)
     for name, kw in settings.items():
         t0 = time.time()

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     from edgecompress.data import calibration
-    from edgecompress.models import keras_io
+    from edgecompress.models import keras_io, training
     from edgecompress.recipes.cache import StageCache
     from edgecompress.configs import Preprocessing
     from edgecompress.data.datasets import load_dataset
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     teacher_key = study_teacher_key(out / "teacher.keras")  # as `invoke benchmark` keys it
     recipes = json.loads(args.recipes.read_text())
     only = {n for n in args.only.split(",") if n}
-    baseline = keras_io.keras_accuracy(teacher, val)
+    baseline = training.keras_accuracy(teacher, val)
     print(f"teacher: validation top-1 {100 * baseline:.2f}%", flush=True)
     for name, spec in recipes.items():
         if only and name not in only:

@@ -39,11 +39,11 @@ def tiny_dataset():
 @pytest.fixture(scope="session")
 def tiny_model(tiny_dataset):
     """The default teacher at width 0.25, 2 epochs: ~70-75% top-1, enough to test plumbing."""
-    from edgecompress.models import keras_io
+    from edgecompress.models import keras_io, training
     from edgecompress.configs import TrainConfig
 
     model = keras_io.build_teacher(tiny_dataset.preprocessing, tiny_dataset.num_classes, width=0.25, seed=0)
-    keras_io.train_classifier(model, tiny_dataset, TrainConfig(epochs=2, seed=0), verbose=0)
+    training.train(model, tiny_dataset, TrainConfig(epochs=2, seed=0), verbose=0)
     return model
 
 

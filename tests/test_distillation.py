@@ -233,10 +233,10 @@ def test_mixup_blends_a_training_batch_and_its_labels_by_the_same_weights(tiny_m
 
 @pytest.mark.slow
 def test_a_cosine_schedule_decays_the_rate_to_zero_over_the_epochs(tiny_model, tiny_dataset):
-    from edgecompress.techniques.distill import _learning_rate
+    from edgecompress.models.training import learning_rate
 
-    assert _learning_rate(DistillConfig(), 1000) == 1e-3
-    rate = _learning_rate(DistillConfig(epochs=3, lr_schedule="cosine", batch_size=100), 1000)  # 30 steps
+    assert learning_rate(DistillConfig().training(0), 1000) == 1e-3
+    rate = learning_rate(DistillConfig(epochs=3, lr_schedule="cosine", batch_size=100).training(0), 1000)  # 30 steps
     assert float(rate(0)) == pytest.approx(1e-3) and float(rate(15)) == pytest.approx(5e-4, rel=1e-3)
     assert float(rate(30)) == pytest.approx(0, abs=1e-9)
     _, m = distill(tiny_model, tiny_dataset, DistillConfig(width=0.5, epochs=2, lr_schedule="cosine", mixup=0.4,

@@ -19,7 +19,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from edgecompress.models import keras_io
+from edgecompress.models import keras_io, training
 from edgecompress.configs import TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.models.distribute import get_strategy
@@ -50,7 +50,7 @@ steps = {}
 for name in ("default", "mirrored"):
     with get_strategy(name).scope():
         m = plain()
-    keras_io.train_classifier(m, one, TrainConfig(epochs=1, batch_size=256, validation_fraction=0.0, seed=0, strategy=name), verbose=0)
+    training.train(m, one, TrainConfig(epochs=1, batch_size=256, validation_fraction=0.0, seed=0, strategy=name), verbose=0)
     teacher = plain(1)
     student, _ = distill(teacher, one, DistillConfig(width=0.5, epochs=1, batch_size=256, baseline=False, strategy=name), verbose=0)
     steps[name] = ([w.numpy() for w in m.weights], [w.numpy() for w in student.weights])
@@ -62,8 +62,8 @@ for name in ("default", "mirrored"):
     strategy = get_strategy(name)
     with strategy.scope():
         m = keras_io.build_teacher(ds.preprocessing, 10, width=0.25, seed=0)
-    keras_io.train_classifier(m, ds, TrainConfig(epochs=2, seed=0, strategy=name), verbose=0)
-    out[name] = {"replicas": strategy.num_replicas_in_sync, "teacher": keras_io.keras_accuracy(m, ds)}
+    training.train(m, ds, TrainConfig(epochs=2, seed=0, strategy=name), verbose=0)
+    out[name] = {"replicas": strategy.num_replicas_in_sync, "teacher": training.keras_accuracy(m, ds)}
     _, p = prune(m, ds, PruneConfig(epochs=1, strategy=name), verbose=0)
     _, d = distill(m, ds, DistillConfig(epochs=1, baseline=False, strategy=name), verbose=0)
     _, f = factorize(m, ds, FactorizeConfig(energy=0.8, finetune_epochs=1, strategy=name), verbose=0)

@@ -138,7 +138,7 @@ def test_stop_rule_counts_proposals_since_the_front_moved():
 def test_a_stage_holds_out_whole_groups_for_its_early_stop():
     """`split_validation` (every stage's held-out split): with the training groups, no group on both sides; without,
     the seeded split by example it always was."""
-    from edgecompress.models.keras_io import split_validation
+    from edgecompress.models.training import split_validation
 
     x, y = np.arange(200.0)[:, None], np.arange(200) % 4
     g = np.repeat(np.arange(20), 10)

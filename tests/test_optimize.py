@@ -352,7 +352,7 @@ mode, out = sys.argv[1], sys.argv[2]
 from edgecompress.models.distribute import get_strategy
 strategy = get_strategy(mode)  # MultiWorkerMirroredStrategy must exist before other TensorFlow work
 import numpy as np
-from edgecompress.models import keras_io
+from edgecompress.models import keras_io, training
 from edgecompress.configs import TrainConfig
 from edgecompress.data.datasets import load_dataset
 from edgecompress.techniques.distill import DistillConfig, distill
@@ -363,7 +363,7 @@ one = load_dataset()
 one.x_train, one.y_train = one.x_train[:256], one.y_train[:256]
 with strategy.scope():
     m = plain()
-keras_io.train_classifier(m, one, TrainConfig(epochs=1, batch_size=256, validation_fraction=0.0, seed=0, strategy=mode),
+training.train(m, one, TrainConfig(epochs=1, batch_size=256, validation_fraction=0.0, seed=0, strategy=mode),
                         verbose=0)
 student, _ = distill(plain(1), one, DistillConfig(width=0.5, epochs=1, batch_size=256, baseline=False, strategy=mode),
                      verbose=0)

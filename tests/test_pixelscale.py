@@ -1,6 +1,5 @@
 """--scale auto: the model's own preprocessing layers, confirmed by measuring."""
 
-import numpy as np
 import pytest
 
 from edgecompress.errors import EdgeCompressError

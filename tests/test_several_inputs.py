@@ -139,7 +139,7 @@ def test_a_keras3_model_of_two_inputs_is_packed_exactly_and_its_files_take_both_
 
     from edgecompress.lite.evaluation import evaluate_tflite, predict
     from edgecompress.lite.runtime import make_interpreter
-    from edgecompress.models import keras_io, packed, translate
+    from edgecompress.models import keras_io, packed, training, translate
     from edgecompress.quantize.convert import convert
     from edgecompress.quantize.schemes import ConversionConfig
 
@@ -151,7 +151,7 @@ def test_a_keras3_model_of_two_inputs_is_packed_exactly_and_its_files_take_both_
     ds = load_dataset(folder / "two.npz", keras_io.input_preprocessing(model))
     image, meta = inputs.split(ds.x_test, [s for _, s in LAYOUT])
     want = np.asarray(k3({"image": image, "meta": meta}))
-    got = keras_io.predict(model, ds.x_test)
+    got = training.predict(model, ds.x_test)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     keras_io.save_model(model, tmp_path / "stage.keras")
     again = keras_io.load_model(tmp_path / "stage.keras")
@@ -229,7 +229,7 @@ def test_build_edge_takes_a_model_of_two_inputs_through_distillation_pruning_and
 
 
 def test_a_tf_keras_h5_model_of_two_inputs_is_packed_with_the_same_outputs(tmp_path):
-    from edgecompress.models import keras_io, packed
+    from edgecompress.models import keras_io, packed, training
     from edgecompress.models.backend import keras as tf_keras
 
     tf_keras.utils.set_random_seed(0)
@@ -242,5 +242,5 @@ def test_a_tf_keras_h5_model_of_two_inputs_is_packed_with_the_same_outputs(tmp_p
     assert packed.layout(loaded) == LAYOUT
     img, meta, _ = _arrays(16, 3)
     want = model.predict([img.astype("float32"), meta], verbose=0)
-    got = keras_io.predict(loaded, inputs.pack({"image": img, "meta": meta}, LAYOUT))
+    got = training.predict(loaded, inputs.pack({"image": img, "meta": meta}, LAYOUT))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -75,7 +75,7 @@ def test_a_keras3_model_of_two_outputs_is_opened_on_both_and_its_files_give_both
     from edgecompress.data.preprocessing import to_model_input
     from edgecompress.lite.evaluation import evaluate_tflite
     from edgecompress.lite.runtime import make_interpreter
-    from edgecompress.models import keras_io, packed
+    from edgecompress.models import packed, training
     from edgecompress.models.user import open_model
     from edgecompress.quantize.convert import convert
     from edgecompress.quantize.schemes import ConversionConfig
@@ -87,7 +87,7 @@ def test_a_keras3_model_of_two_outputs_is_opened_on_both_and_its_files_give_both
     assert packed.output_layout(user.model) == (("cls", (3,)), ("box", (2,)))
     x = to_model_input(user.dataset.x_test, user.spec)
     want = np.concatenate([np.asarray(o) for o in keras.saving.load_model(folder / "heads.keras")(x)], axis=1)
-    np.testing.assert_allclose(keras_io.predict(user.model, x), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(training.predict(user.model, x), want, rtol=1e-4, atol=1e-5)
     assert open_model(folder / "heads.keras", folder / "heads.npz", output="box").dataset.task.endswith("@box")
     with pytest.raises(EdgeCompressError, match="drop --task"):
         open_model(folder / "heads.keras", folder / "heads.npz", task="regression")

@@ -3,7 +3,6 @@ with `--max-latency-ms` timed so beside the model's own float32 file."""
 
 import json
 
-import numpy as np
 import pytest
 
 from edgecompress.errors import EdgeCompressError

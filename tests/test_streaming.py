@@ -83,14 +83,14 @@ def test_a_streamed_folder_holds_the_same_images_in_the_same_order(tmp_path, on_
 def test_a_model_trains_and_predicts_on_rows_read_from_disk(tmp_path, on_disk):
     from edgecompress.configs import TrainConfig
     from edgecompress.models.backend import keras
-    from edgecompress.models.keras_io import keras_accuracy, predict, train_classifier
+    from edgecompress.models.training import keras_accuracy, predict, train
 
     ds = load_dataset(_folder(tmp_path / "imgs", n=90))
     assert isinstance(ds.x_train, ondisk.DiskArray)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
-    hist = train_classifier(model, ds, TrainConfig(epochs=2, batch_size=16), verbose=0)
+    hist = train(model, ds, TrainConfig(epochs=2, batch_size=16), verbose=0)
     assert len(hist.history["loss"]) == 2 and np.isfinite(hist.history["val_loss"]).all()
     x = to_model_input(ds.x_test, ds.preprocessing)
     np.testing.assert_allclose(predict(model, x), model.predict(np.asarray(x), verbose=0), rtol=1e-5, atol=1e-6)

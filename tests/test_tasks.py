@@ -558,7 +558,8 @@ def test_a_model_of_values_keeps_the_loss_it_was_compiled_with(tmp_path):
     import keras
 
     from edgecompress.models.backend import keras as k2
-    from edgecompress.models.keras_io import compile_classifier, saved_value_loss
+    from edgecompress.models.keras_io import saved_value_loss
+    from edgecompress.models.losses import compile_for_task
     from edgecompress.techniques.distill import make_distiller
 
     inp = keras.Input((4,))
@@ -574,12 +575,12 @@ def test_a_model_of_values_keeps_the_loss_it_was_compiled_with(tmp_path):
     m2.compile("adam", "mae")
     m2.save(tmp_path / "m.h5")
     assert saved_value_loss(tmp_path / "m.h5") == "mae"
-    compile_classifier(m2, task="regression", value_loss="mae")
+    compile_for_task(m2, task="regression", value_loss="mae")
     assert type(m2.loss).__name__ == "MeanAbsoluteError"
     d = make_distiller(m2, m2, task="regression", value_loss="mae")
-    assert float(d.value_loss(np.zeros((1, 2)), np.array([[1.0, -3.0]]))[0]) == pytest.approx(2.0)  # |1| and |-3|
+    assert float(d.loss_terms.value_loss(np.zeros((1, 2)), np.array([[1.0, -3.0]]))[0]) == pytest.approx(2.0)  # |1|, |-3|
     with pytest.raises(EdgeCompressError, match="value_loss='huber'"):
-        compile_classifier(m2, task="regression", value_loss="huber")
+        compile_for_task(m2, task="regression", value_loss="huber")
     from edgecompress.data.datasets import load_dataset
     from edgecompress.configs import Features
 

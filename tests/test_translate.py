@@ -6,7 +6,6 @@ from the translated model and the Keras 3 model give the same top-1 on every
 image and pre-softmax outputs within 1e-4 relative.
 """
 
-import json
 import zipfile
 
 import numpy as np

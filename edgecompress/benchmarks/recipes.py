@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from edgecompress.data import calibration
-from edgecompress.models import keras_io
+from edgecompress.models import keras_io, training
 from edgecompress.report.write import markdown_table
 from edgecompress.configs import Preprocessing, TrainConfig
 from edgecompress.data.datasets import load_dataset
@@ -75,7 +75,7 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
         if spaces:  # the search's validation split stays out of everything the teacher learned from
             fit = dataset.without_validation(spaces[0][0].validation_fraction, seed)
         logger.info("Training the teacher on %s (%d images, %d epochs)", dataset.name, len(fit.y_train), teacher_epochs)
-        model = keras_io.train_default_teacher(fit, TrainConfig(epochs=teacher_epochs, seed=seed), verbose=verbose)
+        model = training.train_default_teacher(fit, TrainConfig(epochs=teacher_epochs, seed=seed), verbose=verbose)
         keras_io.save_model(model, out_dir / "teacher.keras", dataset.model_spec())
     else:
         from edgecompress.models.user import open_model

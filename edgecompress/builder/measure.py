@@ -94,7 +94,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
         measured = cache.get_json(f"{name}.measure", mkey)
         if measured is None or _lacks_terms(measured):
             if reference is None:
-                from edgecompress.models.keras_io import predict
+                from edgecompress.models.training import predict
 
                 reference = tasks.task(dataset.task).predictions(predict(model, x_test))
             result, _ = evaluate_tflite(path, x_test, dataset.y_test, reference=reference, num_threads=threads,

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from edgecompress.data import calibration
-from edgecompress.models import keras_io
+from edgecompress.models import training
 from edgecompress.report.write import write_report
 from edgecompress.configs import Features, Preprocessing, TrainConfig
 from edgecompress.data.datasets import load_dataset
@@ -58,7 +58,7 @@ def prepare_model(options: BuildOptions, cache=None):
     key = make_key("teacher", dataset.fingerprint(), train.to_dict(), versions())
     model = cache.get_model("teacher", key)
     if model is None:
-        model = keras_io.train_default_teacher(dataset, train, verbose=options.verbose)
+        model = training.train_default_teacher(dataset, train, verbose=options.verbose)
         cache.put_model("teacher", key, model)
     return model, dataset, key, None
 

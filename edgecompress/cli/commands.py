@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgecompress.lite import latency
 from edgecompress.data import calibration
-from edgecompress.models import keras_io
+from edgecompress.models import keras_io, training
 from edgecompress.quantize import convert
 from edgecompress.report.write import REPORT_JSON, device_table, format_text_table, gzip_size, load_report, write_report
 from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
@@ -25,9 +25,9 @@ logger = logging.getLogger(__name__)
 
 def train_teacher(data=None, out="build/edge/teacher.keras", epochs=8, seed=0):
     ds = load_dataset(data, None if data else Preprocessing(), seed=seed)
-    model = keras_io.train_default_teacher(ds, TrainConfig(epochs=epochs, seed=seed))
+    model = training.train_default_teacher(ds, TrainConfig(epochs=epochs, seed=seed))
     keras_io.save_model(model, out, ds.model_spec())
-    print(f"Saved {out} (Keras top-1 {100 * keras_io.keras_accuracy(model, ds):.2f}% on {ds.name} test split)")
+    print(f"Saved {out} (Keras top-1 {100 * training.keras_accuracy(model, ds):.2f}% on {ds.name} test split)")
     return out
 
 

@@ -5,7 +5,7 @@ copied to float32 for training). Above `stream_bytes()` of decoded pixels, a fol
 image by image, into a `.npy` file under `cache_dir()`, and the dataset holds `DiskArray`s: rows read
 with `os.pread` (no memory map, so what was read sits in the page cache, not in the process's resident
 memory). `Scaled` applies the model's input scaling to the rows it is asked for. `take` selects rows
-without reading them (splits, shuffles); indexing reads. `models.keras_io.fit` and `predict` feed them to
+without reading them (splits, shuffles); indexing reads. `models.training.fit` and `predict` feed them to
 Keras in batches (tf_keras turns a `Sequence` into a `tf.data` pipeline).
 
 TensorFlow-free.

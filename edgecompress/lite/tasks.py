@@ -223,6 +223,9 @@ class Task:
         as_percent: How a report writes the metric: as a percentage (top-1) or as a fraction (ROC-AUC).
         multi_label: Whether each output unit is a label of its own (sigmoids, 0/1 label columns): trained by
             binary cross-entropy, distilled by mean squared error, compared unit by unit at p > 0.5.
+        loss: The kind of its training and distillation losses, a row of `models.losses`: `"classes"`
+            (cross-entropy by the head), `"labels"` (per sigmoid unit), `"values"` (mean squared or absolute
+            error) or `"outputs"` (each output's own, summed).
     """
 
     name: str
@@ -238,6 +241,13 @@ class Task:
     as_percent: bool = True
     chance_is: str = "{n} classes"
     multi_label: bool = False
+    loss: str = "classes"
+
+    @property
+    def limit_units(self) -> str:
+        """What one unit of `--max-accuracy-drop` (`--max-metric-drop`) is for this task's metric: a percentage
+        point of top-1, or a hundredth of ROC-AUC or R²."""
+        return "points" if self.as_percent else f"hundredths of {self.metric}"
 
     def score(self, x, outputs, y) -> float:
         """The metric of `outputs` (the model's, on inputs `x`) against labels `y`, as a fraction."""
@@ -270,13 +280,13 @@ TASKS = {t.name: t for t in (
     # A ROC-AUC of one half ranks nothing; 1.5x chance would refuse a usable 0.70.
     Task("anomaly", "ROC-AUC", _auc, _auc_terms, chance=lambda num_classes: 0.5, floor=lambda num_classes: 0.55,
          compares_labels=False, reconstructs=True, outputs_values=True, as_percent=False,
-         chance_is="scores that rank nothing"),
+         chance_is="scores that rank nothing", loss="values"),
     Task("multilabel", "mean ROC-AUC", _mean_auc, _mean_auc_terms, chance=lambda num_classes: 0.5,
          floor=lambda num_classes: 0.55,
-         value_labels=True, as_percent=False, multi_label=True, chance_is="scores that rank nothing"),
+         value_labels=True, as_percent=False, multi_label=True, chance_is="scores that rank nothing", loss="labels"),
     Task("regression", "R²", _r2, _r2_terms, chance=lambda num_classes: 0.0, floor=lambda num_classes: 0.05,
          compares_labels=False, outputs_values=True, value_labels=True, as_percent=False,
-         chance_is="predicting the mean"),
+         chance_is="predicting the mean", loss="values"),
 )}
 
 
@@ -409,7 +419,7 @@ def _several(name: str) -> SeveralOutputs:
     return SeveralOutputs(name, base.metric, base.measure, base.per_example, chance=lambda num_classes: base.chance(n),
                           floor=lambda num_classes: base.floor(n), compares_labels=base.compares_labels,
                           value_labels=True, as_percent=base.as_percent, chance_is=base.chance_is,
-                          outputs=tuple(outputs), judged=judged)
+                          loss="outputs", outputs=tuple(outputs), judged=judged)
 
 
 def task(name: str) -> Task:

@@ -1,4 +1,6 @@
-"""Keras models: the default teacher, training, and safe loading and saving.
+"""Keras models: the default teacher, what a model's head and shapes say, and safe loading and saving.
+
+Training is `models.training`; losses are `models.losses`.
 
 Inside edgecompress, models are tf-keras (Keras 2) models, because
 tensorflow-model-optimization rejects Keras 3 objects. Keras 3 files are
@@ -14,14 +16,10 @@ import logging
 import zipfile
 from pathlib import Path
 
-import numpy as np
 
-from edgecompress.configs import Features, ModelSpec, Preprocessing, TrainConfig
+from edgecompress.configs import Features, ModelSpec, Preprocessing
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.fileio import atomic_path, atomic_write_json
-from edgecompress.lite import tasks
-from edgecompress.data.ondisk import is_lazy, take
-from edgecompress.data.preprocessing import to_model_input
 
 logger = logging.getLogger(__name__)
 
@@ -112,27 +110,6 @@ def model_task(model) -> str:
     return "classification"
 
 
-def classification_loss(head: str, reduction=None):
-    """The training loss for `output_head`'s kind: sparse cross-entropy (from logits for a logits head), or
-    binary cross-entropy for one sigmoid unit."""
-    from edgecompress.models.backend import keras
-
-    kw = {} if reduction is None else {"reduction": reduction}
-    if head == "sigmoid":
-        return keras.losses.BinaryCrossentropy(**kw)
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=head == "logits", **kw)
-
-
-def value_loss_fn(value_loss: str = "mse", reduction=None):
-    """The Keras loss of `value_loss` (`lite.tasks.VALUE_LOSSES`): mean squared or mean absolute error."""
-    from edgecompress.models.backend import keras
-
-    kw = {} if reduction is None else {"reduction": reduction}
-    cls = {"mse": keras.losses.MeanSquaredError, "mae": keras.losses.MeanAbsoluteError}[
-        tasks.check_value_loss(value_loss)]
-    return cls(**kw)
-
-
 _MAE_NAMES = {"mae", "mean_absolute_error", "meanabsoluteerror"}
 
 
@@ -159,199 +136,6 @@ def saved_value_loss(path) -> str:
     if isinstance(loss, str) and loss.replace(" ", "").lower() in _MAE_NAMES:
         return "mae"
     return "mse"
-
-
-def compile_classifier(model, learning_rate: float = 1e-3, task: str = "classification", value_loss: str = "mse"):
-    """Compiles `model` with Adam and the loss its task and head need: for a classifier, its head's
-    (`output_head`), tracking `accuracy`; for a model of values (`lite.tasks`: an autoencoder, a regression),
-    `value_loss` (mean squared error by default, or mean absolute error)."""
-    from edgecompress.models.backend import keras
-
-    if isinstance(tasks.task(task), tasks.SeveralOutputs):  # each output by its own loss, summed
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      loss=several_outputs_loss(tasks.task(task), value_loss))
-        return model
-    if tasks.task(task).outputs_values:  # a reconstruction, a regression
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=value_loss_fn(value_loss))
-        return model
-    if tasks.task(task).multi_label:  # a 0/1 label per sigmoid unit
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.BinaryCrossentropy(),
-                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
-        return model
-    head = output_head(model)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=classification_loss(head),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy") if head == "sigmoid" else
-                 keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    return model
-
-
-def head_log_probs(out, head: str):
-    """A classifier's outputs as log-probabilities over its classes, whatever its head (`output_head`): a logits
-    head is log-softmaxed, never log(p) of a negative number; one sigmoid unit becomes its two classes."""
-    from edgecompress.models.backend import tf
-
-    if head == "logits":
-        return tf.nn.log_softmax(out)
-    if head == "sigmoid":  # one unit: the two classes' probabilities
-        out = tf.concat([1.0 - out, out], axis=-1)
-    return tf.nn.log_softmax(tf.math.log(out + 1e-8))
-
-
-def several_outputs_loss(task, value_loss: str = "mse", *, teacher_weight: float = 0.0, temperature: float = 2.0):
-    """The loss of a model of several outputs (`lite.tasks.SeveralOutputs`), one packed row of scores against
-    one row of label columns: each classification output's cross-entropy (by its head) and each regression
-    output's `value_loss`, summed, per example. With `teacher_weight` > 0 it is a distillation loss
-    `(y, student, teacher)`: each output also learns the teacher's (soft targets at `temperature` for a class
-    output, `value_loss` against its values for the others), weighted `teacher_weight` against the labels'
-    `1 - teacher_weight`."""
-    from edgecompress.models.backend import keras, tf
-
-    value = value_loss_fn(value_loss, reduction="none")
-    log_probs = head_log_probs
-
-    def per_example(y, s, t=None):
-        total, a, b = 0.0, 0, 0
-        for o in task.outputs:
-            so, yo = s[:, a:a + o.width], y[:, b:b + o.label_columns]
-            to = None if t is None else t[:, a:a + o.width]
-            if o.task == "classification":
-                ls = log_probs(so, o.head)
-                hard = keras.losses.sparse_categorical_crossentropy(tf.cast(yo[:, 0], tf.int32), ls, from_logits=True)
-                soft = 0.0 if to is None else temperature ** 2 * tf.reduce_sum(
-                    tf.nn.softmax(log_probs(to, o.head) / temperature)
-                    * (tf.nn.log_softmax(log_probs(to, o.head) / temperature) - tf.nn.log_softmax(ls / temperature)), -1)
-            else:
-                hard = value(yo, so)
-                soft = 0.0 if to is None else value(to, so)
-            total += (1 - teacher_weight) * hard + teacher_weight * soft
-            a, b = a + o.width, b + o.label_columns
-        return total
-
-    return per_example
-
-
-def training_targets(dataset, x):
-    """What a model learns to output for `x`, `dataset`'s training inputs: the labels, or for an autoencoder
-    (`lite.tasks`' `reconstructs`) `x` itself."""
-    return x if tasks.task(dataset.task).reconstructs else dataset.y_train
-
-
-def split_validation(x, y, fraction: float, seed: int, groups=None):
-    """Seeded hold-out of `fraction` of (x, y) for validation (rows on disk stay there: `ondisk.take`); with
-    `groups` (the training split's, `data.groups`), whole groups, so no person or recording is on both sides."""
-    if fraction <= 0:
-        return (x, y), None
-    if groups is not None and len(np.unique(groups)) >= 2:
-        from edgecompress.data.groups import split
-
-        rest, held = split(groups, fraction, seed)
-        return (take(x, rest), take(y, rest)), (take(x, held), take(y, held))
-    idx = np.random.default_rng(seed).permutation(len(y))
-    k = max(1, int(len(y) * fraction))
-    return (take(x, idx[k:]), take(y, idx[k:])), (take(x, idx[:k]), take(y, idx[:k]))
-
-
-def fit(trainer, x, y, *, batch_size: int, validation_data=None, seed: int = 0, **kwargs):
-    """`trainer.fit` on (x, y), shuffled each epoch: arrays as they are, or rows on disk (`data.ondisk`) read
-    a batch at a time through a `Sequence` (tf_keras makes it a `tf.data` pipeline), so memory does not
-    grow with the data. `kwargs` go to `fit` (epochs, callbacks, verbose)."""
-    if not any(is_lazy(a) for a in (x, y, *(validation_data or ()))):
-        return trainer.fit(x, y, batch_size=batch_size, validation_data=validation_data, shuffle=True, **kwargs)
-    batches = _batches_class()
-    val = None if validation_data is None else batches(*validation_data, batch_size=batch_size)
-    return trainer.fit(batches(x, y, batch_size=batch_size, seed=seed), validation_data=val, **kwargs)
-
-
-def predict(model, x, batch_size: int | None = None):
-    """`model`'s outputs on `x` (float32 inputs, in memory or on disk), one batch at a time.
-
-    The batch defaults to 256 inputs, fewer where that is more than 32 MB of input (224x224x3: 55), since
-    a batch's activations are many times its input."""
-    row = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * 4)
-    batch_size = batch_size or int(np.clip((32 << 20) // row, 16, 256))
-    # One batch at a time, read as it is needed: `model.predict` builds a tf.data pipeline from the whole
-    # array whose copies the allocator keeps (measured on 4,200 64x64 test images: +233 MB of RSS and 1.28 s,
-    # against +46 MB and 0.42 s here, the same outputs).
-    outs = [np.asarray(model.predict_on_batch(x[a:a + batch_size])) for a in range(0, len(x), batch_size)]
-    return np.concatenate(outs) if outs else np.zeros((0, *model.output_shape[1:]), np.float32)
-
-
-_BATCHES = None
-
-
-def _batches_class():
-    """A `keras.utils.Sequence` of (x, y) batches read from rows on disk; with a seed, a new shuffle each epoch."""
-    global _BATCHES
-    if _BATCHES is None:
-        from edgecompress.models.backend import keras
-
-        class Batches(keras.utils.Sequence):
-            def __init__(self, x, y, *, batch_size: int, seed: int | None = None):
-                super().__init__()
-                self.x, self.y, self.batch_size, self.seed, self.epoch = x, y, batch_size, seed, 0
-                self.order = self._order()
-
-            def _order(self):
-                n = len(self.x)
-                return np.arange(n) if self.seed is None else \
-                    np.random.default_rng([self.seed, self.epoch]).permutation(n)
-
-            def __len__(self):
-                return -(-len(self.x) // self.batch_size)
-
-            def __getitem__(self, i):
-                idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])  # sorted: fewer reads
-                return np.asarray(self.x[idx]), np.asarray(self.y[idx])
-
-            def on_epoch_end(self):
-                self.epoch += 1
-                self.order = self._order()
-
-        _BATCHES = Batches
-    return _BATCHES
-
-
-def train_default_teacher(dataset, config: TrainConfig, *, verbose: int = 1):
-    """The bundled teacher CNN, built in `config.strategy`'s scope and trained: the one way every task makes it."""
-    from edgecompress.models.distribute import get_strategy
-
-    with get_strategy(config.strategy).scope():
-        model = build_teacher(dataset.preprocessing, dataset.num_classes, seed=config.seed)
-    train_classifier(model, dataset, config, verbose=verbose)
-    return model
-
-
-def train_classifier(model, dataset, config: TrainConfig = None, *, verbose: int = 1, callbacks=(), compile: bool = True):
-    """Fits `model` on `dataset`'s training split with Keras progress bars.
-
-    With `config.strategy` other than `"default"`, build `model` inside
-    `distribute.get_strategy(config.strategy).scope()` first; the optimizer
-    is created in the same scope here.
-    """
-    from edgecompress.models.backend import fit_verbose
-    from edgecompress.models.backend import keras
-
-    from edgecompress.models.distribute import get_strategy
-
-    config = config or TrainConfig()
-    keras.utils.set_random_seed(config.seed)
-    x = to_model_input(dataset.x_train, dataset.preprocessing)
-    (xt, yt), val = split_validation(x, training_targets(dataset, x), config.validation_fraction, config.seed,
-                                     getattr(dataset, "groups_train", None))
-    if compile:
-        with get_strategy(config.strategy).scope():
-            compile_classifier(model, config.learning_rate, dataset.task, dataset.value_loss)
-    return fit(model, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
-               verbose=fit_verbose(verbose), callbacks=list(callbacks), seed=config.seed)
-
-
-def keras_accuracy(model, dataset) -> float:
-    """The metric of `dataset.task` (top-1, ROC-AUC: `lite.tasks`) of the Keras `model` on the test split."""
-    x = to_model_input(dataset.x_test, dataset.preprocessing)
-    return tasks.task(dataset.task).score(x, predict(model, x), dataset.y_test)
 
 
 def input_preprocessing(model, scale: str = "unit") -> Preprocessing | Features:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from edgecompress.models import keras_io
+from edgecompress.models import keras_io, training
 from edgecompress.techniques.prune import keras_sparsity
 from edgecompress.recipes.registry import run_stage
 from edgecompress.report.results import StageResult
@@ -78,7 +78,7 @@ def teacher_entry(teacher, dataset, cache, teacher_key) -> StageResult:
     metrics_key = make_key(teacher_key, dataset.fingerprint())
     metrics = cache.get_json("teacher.metrics", metrics_key)
     if metrics is None:
-        metrics = {"accuracy": keras_io.keras_accuracy(teacher, dataset), "params": keras_io.count_params(teacher),
+        metrics = {"accuracy": training.keras_accuracy(teacher, dataset), "params": keras_io.count_params(teacher),
                    "sparsity": keras_sparsity(teacher)}
         cache.put_json("teacher.metrics", metrics_key, metrics)
     return StageResult("teacher", teacher.name, metrics)

@@ -18,14 +18,12 @@ distinct values per output channel and per kernel, and the report shows them.
 from __future__ import annotations
 
 import logging
-import warnings
 
 from edgecompress.models.distribute import get_strategy
 from edgecompress.lite import tasks
 from edgecompress.errors import NotApplicable
-from edgecompress.models.keras_io import (compile_classifier, count_params, fit, keras_accuracy, split_validation,
-                                          training_targets)
-from edgecompress.data.preprocessing import to_model_input
+from edgecompress.models.keras_io import count_params
+from edgecompress.models.training import keras_accuracy, train
 from edgecompress.techniques.configs import ClusterConfig
 
 logger = logging.getLogger(__name__)
@@ -55,7 +53,6 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
         "unique_weights", "clustered_layers", "skipped_layers",
         "preserve_sparsity", "sparsity"}.
     """
-    from edgecompress.models.backend import fit_verbose
     import numpy as np
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
@@ -102,14 +99,7 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     logger.info("Clustering %d layer(s) into %d values (%s init%s)", len(clustered), config.number_of_clusters,
                 config.init, ", zeros kept" if preserve else "")
     if config.epochs:
-        compile_classifier(wrapped, config.learning_rate, dataset.task, dataset.value_loss)
-        x = to_model_input(dataset.x_train, dataset.preprocessing)
-        (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed,
-                                         getattr(dataset, "groups_train", None))  # whole groups
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit(wrapped, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
-                seed=seed, verbose=fit_verbose(verbose))
+        train(wrapped, dataset, config.training(seed), reseed=False, verbose=verbose)
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     # Stripped weights lose their layer prefix; read each clustered layer's own kernel.
     unique = {layer.name: int(len(np.unique(_kernel(layer)))) for layer in stripped.layers if layer.name in clustered}
@@ -122,9 +112,9 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
         # Measured on the tiny test model: at the clustering rate (1e-4) PCQAT moved the zero centroid and the
         # int8 file lost every zero (60% -> 0%); a tenth of it keeps both the zeros and the clusters.
         metrics["qat"] = "sparsity_cluster_preserve" if preserve else "cluster_preserve"
-        stripped = quantize_aware_train(stripped, dataset, metrics["qat"], learning_rate=config.learning_rate / 10,
-                                        batch_size=config.batch_size, epochs=config.qat_epochs, seed=seed,
-                                        verbose=verbose)
+        stripped = quantize_aware_train(stripped, dataset, metrics["qat"],
+                                        config.training(seed, learning_rate=config.learning_rate / 10,
+                                                        epochs=config.qat_epochs), verbose=verbose)
     logger.info("Clustered: %s, at most %d distinct values per kernel", tasks.task(dataset.task).says(metrics["accuracy"]),
                 metrics["unique_weights"])
     return stripped, metrics

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
-from edgecompress.configs import Config, require
+from edgecompress.configs import LR_SCHEDULES, Config, TrainConfig, require
 from edgecompress.models.distribute import STRATEGIES
 from edgecompress.errors import EdgeCompressError
 
@@ -26,10 +26,17 @@ class _StageConfig(Config):
         CPU), or None."""
         return None
 
+    def training(self, seed: int, **changes) -> TrainConfig:
+        """This stage's epochs as the one trainer runs them (`models.training.train`): its own epochs, batch,
+        rate, schedule, early stop, mixup and strategy where it has them, the shared held-out fraction, and
+        `changes` (a fine-tuning's own epochs)."""
+        own = {f: getattr(self, f) for f in ("epochs", "batch_size", "learning_rate", "lr_schedule", "patience",
+                                             "mixup", "strategy") if hasattr(self, f)}
+        return TrainConfig(**{**own, "seed": seed, **changes})
+
 
 INITS = ("auto", "teacher", "random")
 HARD_SWISH = ("keep", "relu")  # DistillConfig.hard_swish: what a student computes where its teacher has hard-swish
-LR_SCHEDULES = ("constant", "cosine")  # DistillConfig.lr_schedule
 
 
 @dataclasses.dataclass(frozen=True)

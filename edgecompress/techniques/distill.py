@@ -18,14 +18,13 @@ import logging
 import math
 import warnings
 
-from edgecompress.configs import TrainConfig
 from edgecompress.models.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import DistillConfig  # noqa: F401  (re-exported: the config lives apart)
 from edgecompress.lite import tasks
-from edgecompress.models.keras_io import (count_params, fit, head_log_probs, keras_accuracy, output_head,
-                                          several_outputs_loss, split_validation, training_targets, value_loss_fn)
-from edgecompress.data.preprocessing import to_model_input
+from edgecompress.models.keras_io import count_params, output_head
+from edgecompress.models.losses import Distillation
+from edgecompress.models.training import held_out, keras_accuracy, learning_rate, train
 
 logger = logging.getLogger(__name__)
 
@@ -138,30 +137,14 @@ def _distiller_class():
             self.student, self.teacher = student, teacher
             self.teacher.trainable = False
             self.temperature, self.alpha = float(temperature), float(alpha)
-            # A model of values (an autoencoder, whose `y` is its input; a regression) learns `y` and the
-            # teacher's outputs by its value loss (mean squared error, or mean absolute error).
-            self.of_values = tasks.task(task).outputs_values
-            # Several labels (sigmoid units): binary cross-entropy against the labels, and the teacher's
-            # probabilities by mean squared error.
-            self.multi_label = tasks.task(task).multi_label
-            # Several outputs: each by its own loss, against its labels and the teacher's (`several_outputs_loss`).
-            several = tasks.task(task) if isinstance(tasks.task(task), tasks.SeveralOutputs) else None
-            self.several = None if several is None else (
-                several_outputs_loss(several, value_loss), several_outputs_loss(several, value_loss, teacher_weight=1.0,
-                                                                               temperature=self.temperature))
-            self.tracks_accuracy = not (self.of_values or self.multi_label or self.several)
+            # The task's own distillation loss (`models.losses.Distillation`): a classifier's outputs become
+            # log-probabilities over its classes first, whatever its head (`models.output_head`).
+            kind = tasks.task(task).loss
+            heads = (output_head(teacher), output_head(student)) if kind == "classes" else (None, None)
+            self.loss_terms = Distillation(task, value_loss, self.temperature, heads)
+            self.tracks_accuracy = self.loss_terms.tracks_accuracy
             # Mixup blends a classifier's training batches (`DistillConfig.mixup`); other tasks train unblended.
             self.mixup = float(mixup) if self.tracks_accuracy else 0.0
-            self.bce = keras.losses.BinaryCrossentropy(reduction=keras.losses.Reduction.NONE)
-            self.mse = keras.losses.MeanSquaredError(reduction=keras.losses.Reduction.NONE)
-            self.value_loss = value_loss_fn(value_loss, reduction=keras.losses.Reduction.NONE)
-            # Both models' outputs become log-probabilities over the classes first, whatever their head
-            # (`models.output_head`): a logits head is log-softmaxed, never log(p) of a negative number.
-            self.teacher_head, self.student_head = ((None, None) if not self.tracks_accuracy else
-                                                    (output_head(teacher), output_head(student)))
-            self.ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True,
-                                                                 reduction=keras.losses.Reduction.NONE)
-            self.kl = keras.losses.KLDivergence(reduction=keras.losses.Reduction.NONE)
             self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
             self.distill_loss_tracker = keras.metrics.Mean(name="distill_loss")
             self.acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -173,33 +156,13 @@ def _distiller_class():
         def call(self, x, training=False):
             return self.student(x, training=training)
 
-        def _soft(self, log_probs):
-            return tf.nn.softmax(log_probs / self.temperature)
-
         def _distill_losses(self, x, y, training):
-            if self.several is not None:
-                s = self.student(x, training=training)
-                hard, soft = self.several[0](y, s), self.several[1](y, s, self.teacher(x, training=False))
-                return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
-            if self.of_values:
-                flat = lambda v: tf.reshape(v, (tf.shape(v)[0], -1))  # noqa: E731 - per-example mean over values
-                s = self.student(x, training=training)
-                hard = self.value_loss(flat(y), flat(s))
-                soft = self.value_loss(flat(self.teacher(x, training=False)), flat(s))
-                return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
-            if self.multi_label:
-                s = self.student(x, training=training)
-                hard = self.bce(y, s)
-                soft = self.mse(self.teacher(x, training=False), s)
-                return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
-            lam = other = None
+            mix = None
             if training and self.mixup > 0 and x.dtype.is_floating:  # ids or counts are not blended
                 x, lam, other = self._blend(x)
-            t = head_log_probs(self.teacher(x, training=False), self.teacher_head)
-            s_out = self.student(x, training=training)
-            s = head_log_probs(s_out, self.student_head)
-            hard = self.ce(y, s) if lam is None else lam * self.ce(y, s) + (1 - lam) * self.ce(tf.gather(y, other), s)
-            soft = self.kl(self._soft(t), self._soft(s)) * self.temperature ** 2
+                mix = (lam, other)
+            hard, soft, s = self.loss_terms.terms(y, lambda: self.student(x, training=training),
+                                                  lambda: self.teacher(x, training=False), mix)
             return self._mean(self.alpha * hard + (1 - self.alpha) * soft), hard, soft, s
 
         def _blend(self, x):
@@ -282,17 +245,6 @@ def _make_student(teacher, config: DistillConfig, seed: int):
     return student, inherited
 
 
-def _learning_rate(config: DistillConfig, rows: int):
-    """The distiller's Adam rate: `config.learning_rate`, or that decaying to 0 over every step of
-    `config.epochs` (`lr_schedule="cosine"`)."""
-    from edgecompress.models.backend import keras
-
-    if config.lr_schedule == "constant":
-        return config.learning_rate
-    steps = config.epochs * -(-rows // config.batch_size)
-    return keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
-
-
 def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, verbose: int = 1, **_):
     """Trains a student from `teacher` on `dataset`; returns (student, metrics).
 
@@ -300,13 +252,11 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     student trained on labels alone, when `baseline`), `teacher_accuracy`,
     `params`, `teacher_params` and the final losses.
     """
-    from edgecompress.models.backend import fit_verbose
     from edgecompress.models.backend import keras
 
     config = config or DistillConfig()
-    x = to_model_input(dataset.x_train, dataset.preprocessing)
-    (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed,
-                                     getattr(dataset, "groups_train", None))  # whole groups
+    training = config.training(seed)
+    data = held_out(dataset, training)
     with get_strategy(config.strategy).scope():
         # The teacher's weights are copied into the scope so every replica has them.
         frozen = keras.models.clone_model(teacher)
@@ -315,18 +265,14 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
         start = student.get_weights()
         distiller = _distiller_class()(student, frozen, config.temperature, config.alpha, dataset.task,
                                        dataset.value_loss, config.mixup)
-        distiller.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, len(yt))))
-    keras.utils.set_random_seed(seed)
+        distiller.compile(optimizer=keras.optimizers.Adam(learning_rate(training, len(data[0][1]))))
     logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g%s%s", teacher.name,
                 count_params(teacher), student.name, count_params(student), config.temperature, config.alpha,
                 f", mixup Beta({config.mixup:g}, {config.mixup:g})" if distiller.mixup > 0 else "",
                 ", the rate decaying on a cosine" if config.lr_schedule == "cosine" else "")
     # A model of values has no top-1 while it trains: its held-out squared error stands in.
     monitor = ("val_accuracy", "max") if distiller.tracks_accuracy else ("val_student_loss", "min")
-    callbacks = [] if config.patience is None else [keras.callbacks.EarlyStopping(
-        monitor=monitor[0], mode=monitor[1], patience=config.patience, restore_best_weights=True)]
-    hist = fit(distiller, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val,
-               seed=seed, verbose=fit_verbose(verbose), callbacks=callbacks)
+    hist = train(distiller, dataset, training, data=data, compile=False, monitor=monitor, verbose=verbose)
     epochs_run = len(hist.history["student_loss"])
     metrics = {
         "accuracy": keras_accuracy(student, dataset),
@@ -363,13 +309,11 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
 def _labels_only(student, weights, dataset, config, seed, verbose, epochs=None):
     """Trains a copy of `student` from `weights` on the labels alone with the same budget; returns its top-1."""
     from edgecompress.models.backend import keras
-    from edgecompress.models.keras_io import train_classifier
 
     with get_strategy(config.strategy).scope():
         model = keras.models.clone_model(student)
     keras.utils.set_random_seed(seed)
     model.set_weights(weights)
-    train_classifier(model, dataset, TrainConfig(epochs=epochs or config.epochs, batch_size=config.batch_size,
-                                                 learning_rate=config.learning_rate, seed=seed,
-                                                 strategy=config.strategy), verbose=verbose)
+    train(model, dataset, config.training(seed, epochs=epochs or config.epochs, lr_schedule="constant", patience=None,
+                                          mixup=0.0), verbose=verbose)
     return keras_accuracy(model, dataset)

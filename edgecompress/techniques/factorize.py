@@ -17,11 +17,11 @@ import logging
 
 import numpy as np
 
-from edgecompress.configs import TrainConfig
 from edgecompress.models.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import FactorizeConfig  # noqa: F401  (re-exported: the config lives apart)
-from edgecompress.models.keras_io import count_params, keras_accuracy
+from edgecompress.models.keras_io import count_params
+from edgecompress.models.training import keras_accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -115,19 +115,17 @@ def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int 
                "params": count_params(new), "macs": macs(new),
                "ranks": {k: v[0] for k, v in plan.items()}}
     if dataset is not None and config.finetune_epochs and plan:
-        from edgecompress.models.keras_io import train_classifier
+        from edgecompress.models.training import train
 
-        train = TrainConfig(epochs=config.finetune_epochs, learning_rate=config.learning_rate, seed=seed,
-                            strategy=config.strategy)
+        trainer = new
         if config.distill:
             from edgecompress.techniques.distill import teacher_trainer
 
             with get_strategy(config.strategy).scope():
                 trainer = teacher_trainer(new, build_teacher, config.learning_rate, "factorize", dataset.task,
                                           dataset.value_loss)
-            train_classifier(trainer, dataset, train, verbose=verbose, compile=False)
-        else:
-            train_classifier(new, dataset, train, verbose=verbose)
+        train(trainer, dataset, config.training(seed, epochs=config.finetune_epochs), compile=not config.distill,
+              verbose=verbose)
     if dataset is not None:
         metrics["accuracy"] = keras_accuracy(new, dataset)
     logger.info("Factorized %d layer(s): %d -> %d params, %d -> %d MACs", len(plan), before["params"],

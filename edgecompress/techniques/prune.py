@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 
 import numpy as np
 
@@ -19,9 +18,8 @@ from edgecompress.models.distribute import get_strategy
 from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import PruneConfig  # noqa: F401  (re-exported: the config lives apart)
-from edgecompress.models.keras_io import (compile_classifier, count_params, fit, keras_accuracy, split_validation,
-                                          training_targets)
-from edgecompress.data.preprocessing import to_model_input
+from edgecompress.models.keras_io import count_params
+from edgecompress.models.training import held_out, keras_accuracy, train
 
 logger = logging.getLogger(__name__)
 
@@ -92,17 +90,15 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
         (model, metrics): the stripped model (plain Keras layers, zeros in
         the weights) and {"accuracy", "params", "sparsity", "skipped_layers"}.
     """
-    from edgecompress.models.backend import fit_verbose
     import tensorflow_model_optimization as tfmot
 
     from edgecompress.models.backend import keras
 
     config = config or PruneConfig()
-    keras.utils.set_random_seed(seed)
-    x = to_model_input(dataset.x_train, dataset.preprocessing)
-    (xt, yt), val = split_validation(x, training_targets(dataset, x), 0.1, seed,
-                                     getattr(dataset, "groups_train", None))  # whole groups
-    steps = math.ceil(len(yt) / config.batch_size) * config.epochs
+    training = config.training(seed)
+    keras.utils.set_random_seed(seed)  # before the wrappers: their schedule needs the row count
+    data = held_out(dataset, training)
+    steps = math.ceil(len(data[0][1]) / config.batch_size) * config.epochs
     with get_strategy(config.strategy).scope():
         pruned, skipped = _wrap(model, config, steps)
         trainer = pruned
@@ -111,19 +107,15 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
 
             trainer = teacher_trainer(pruned, build_teacher, config.learning_rate, "prune", dataset.task,
                                       dataset.value_loss)
-        else:
-            compile_classifier(pruned, config.learning_rate, dataset.task, dataset.value_loss)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit(trainer, xt, yt, batch_size=config.batch_size, epochs=config.epochs, validation_data=val, seed=seed,
-            callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=fit_verbose(verbose))
+    train(trainer, dataset, training, data=data, compile=not config.distill, reseed=False, verbose=verbose,
+          callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     if config.qat:
         from edgecompress.techniques.qat import quantize_aware_train
 
-        stripped = quantize_aware_train(stripped, dataset, "prune_preserve", learning_rate=config.learning_rate / 5,
-                                        batch_size=config.batch_size, epochs=config.qat_epochs, seed=seed,
-                                        verbose=verbose)
+        stripped = quantize_aware_train(stripped, dataset, "prune_preserve",
+                                        config.training(seed, learning_rate=config.learning_rate / 5,
+                                                        epochs=config.qat_epochs), verbose=verbose)
     metrics = {"accuracy": keras_accuracy(stripped, dataset), "params": count_params(stripped),
                "sparsity": keras_sparsity(stripped), "target_sparsity": config.target_sparsity,
                "skipped_layers": skipped}

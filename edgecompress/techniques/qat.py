@@ -9,11 +9,12 @@ train in float through a registered no-op `QuantizeConfig`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 
-from edgecompress.models.keras_io import compile_classifier, fit, training_targets
-from edgecompress.data.preprocessing import to_model_input
+from edgecompress.configs import TrainConfig
+from edgecompress.models.training import train
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +72,16 @@ def _scheme(name: str):
     return cp.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=name == "sparsity_cluster_preserve")
 
 
-def quantize_aware_train(model, dataset, preserve: str, *, learning_rate: float, batch_size: int, epochs: int,
-                         seed: int = 0, verbose: int = 1):
+def quantize_aware_train(model, dataset, preserve: str, training: TrainConfig, *, verbose: int = 1):
     """Quantization-aware training that keeps what an earlier stage made (tfmot's collaborative optimization).
 
     Args:
         preserve: `QAT_SCHEMES`: "prune_preserve" (zeros stay zero, PQAT),
             "cluster_preserve" (weights stay on their centroids, CQAT) or
             "sparsity_cluster_preserve" (both, PCQAT).
+        training: The stage's `TrainConfig` for it (`_StageConfig.training`: its rate and `qat_epochs`); it trains
+            on the whole training split, holding none out.
     """
-    from edgecompress.models.backend import fit_verbose
     import tensorflow_model_optimization as tfmot
 
     from edgecompress.models.backend import keras
@@ -89,7 +90,7 @@ def quantize_aware_train(model, dataset, preserve: str, *, learning_rate: float,
         default_8bit_quantize_registry as qreg,
     )
 
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(training.seed)  # before the annotated copy is built
     registry = qreg.Default8BitQuantizeRegistry()
     # Preprocessing layers (Rescaling, Normalization) and a few others have no 8-bit QAT config: they train
     # in float, and the converter quantizes them after training like any other layer.
@@ -114,8 +115,7 @@ def quantize_aware_train(model, dataset, preserve: str, *, learning_rate: float,
     annotated.set_weights(model.get_weights())
     with tfmot.quantization.keras.quantize_scope():
         qat = tfmot.quantization.keras.quantize_apply(annotated, _scheme(preserve))
-    compile_classifier(qat, learning_rate, dataset.task, dataset.value_loss)
-    x = to_model_input(dataset.x_train, dataset.preprocessing)
-    fit(qat, x, training_targets(dataset, x), batch_size=batch_size, epochs=epochs, verbose=fit_verbose(verbose),
-        seed=seed)
+    # The annotated copy is built outside any strategy's scope, so it trains in the default one.
+    train(qat, dataset, dataclasses.replace(training, validation_fraction=0.0, strategy="default"), reseed=False,
+          verbose=verbose)
     return qat
