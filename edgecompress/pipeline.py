@@ -19,7 +19,6 @@ from edgecompress.configs import Preprocessing
 from edgecompress.data import calibration
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.fileio import atomic_write_json, sha256_bytes
-from edgecompress.builder.selection import Constraints
 from edgecompress.builder.measure import recover_int8
 from edgecompress.recipes.recipe import resolve_recipe
 
@@ -108,9 +107,7 @@ def _build(options: BuildOptions) -> dict:
          "Drawing calibration examples from the training split")
     pixels, calib_dir = calibration_pixels(options, dataset, out_dir)
 
-    constraints = Constraints(options.max_accuracy_drop, options.max_size_kb, options.max_latency_ms,
-                              margin_se=options.margin_se, selection=options.selection,
-                              confidence=options.confidence)
+    constraints = options.constraints
     if space is not None:
         from edgecompress.search.run import search
 
@@ -126,11 +123,9 @@ def _build(options: BuildOptions) -> dict:
         else:
             step(3, n, f"Searching space {space.name!r} ({space.sampler}, {len(space.parameters())} parameter(s)) "
                         f"within {options.budget_minutes:g} min, each file measured with the TFLite interpreter")
-        result = search(model, dataset, space, pixels, cache, teacher_key, budget_minutes=options.budget_minutes,
-                        max_accuracy_drop=constraints.max_accuracy_drop, options=options, seed=options.seed,
-                        verbose=options.verbose, out_dir=out_dir, storage=options.storage, workers=options.workers,
-                        artifacts=options.artifacts, study_name=options.study,
-                        worker_command=worker_command(options, out_dir), started_at=started)
+        result = search(model, dataset, space, pixels, cache, teacher_key, options.search_settings(),
+                        out_dir=out_dir, worker_command=worker_command(options, out_dir),
+                        worker_options=options.to_dict(), started_at=started)
     else:
         step(3, n, f"Running recipe {recipe.name!r}: {len(recipe.stages)} stage(s), {len(recipe.quantize)} variant(s), "
                     "each measured with the TFLite interpreter")

@@ -146,11 +146,12 @@ def _finish(study, rung, params, *, over=None, state=None, slower=None):
     --max-latency-ms (None: no latency limit)."""
     import optuna
 
-    attrs = {"rung": rung, **({"constraint": [over]} if over is not None else {}),
-             **({"latency_constraint": slower} if slower is not None else {})}
+    from edgecompress.search import records
+
+    record = records.TrialRecord(rung=rung, over_limit=over, over_latency=slower)
     study.add_trial(optuna.trial.create_trial(
         params=params, distributions=_distributions(params), values=None if state else [0.9, 1000.0],
-        user_attrs=attrs, state=state or optuna.trial.TrialState.COMPLETE))
+        user_attrs=records.queued(record), state=state or optuna.trial.TrialState.COMPLETE))
 
 
 def _distributions(params):
@@ -162,6 +163,7 @@ def _distributions(params):
 def test_the_ladder_climbs_only_from_rungs_that_met_the_limit():
     import optuna
 
+    from edgecompress.search import records
     from edgecompress.search.ladder import enqueue_next_rung
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -170,7 +172,7 @@ def test_the_ladder_climbs_only_from_rungs_that_met_the_limit():
     assert enqueue_next_rung(study, space) == "ptq"
     assert enqueue_next_rung(study, space) is None  # one waits already
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
-    assert waiting.system_attrs["fixed_params"]["prune"] is False and waiting.user_attrs == {"rung": "ptq"}
+    assert waiting.system_attrs["fixed_params"]["prune"] is False and records.read(waiting) == records.TrialRecord(rung="ptq")
     study = optuna.create_study(directions=["maximize", "minimize"])
     _finish(study, "ptq", space.rung_params(space.ladder[0]), over=2.0)  # PTQ missed: the next rung has no parent
     assert enqueue_next_rung(study, space) == "p50"

@@ -110,13 +110,14 @@ def test_stop_rule_counts_proposals_since_the_front_moved():
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
+    from edgecompress.search import records
     from edgecompress.search.stop import proposals_since_front_moved, stalled
 
     def trial(n, acc, size, feasible=True, duplicate=False, state=TrialState.COMPLETE):
         t = create_trial(state=state, values=[acc, size] if state == TrialState.COMPLETE else None,
                          params={"x": 0.0}, distributions={"x": FloatDistribution(0, 1)},
-                         user_attrs={"constraint": [-1.0 if feasible else 1.0],
-                                     **({"duplicate_of": 0} if duplicate else {})})
+                         user_attrs=records.queued(records.TrialRecord(over_limit=-1.0 if feasible else 1.0,
+                                                                       duplicate_of=0 if duplicate else None)))
         t.number = n
         return t
 

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import run_invoke
 from support.sshd import free_port
+from edgecompress.search import records
 from edgecompress.search.objective import RECOVERY_SLACK, early_stop_floor
 from edgecompress.search.samplers import make_sampler
 from edgecompress.search.stale import STALE_S, fail_stale_trials
@@ -99,23 +100,23 @@ def test_a_trial_left_running_by_a_dead_worker_is_failed_and_queued_again(tmp_pa
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     t = study.ask({"prune": __import__("optuna").distributions.CategoricalDistribution([True, False])})
-    t.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
+    records.update(t, worker=f"{socket.gethostname()}:{dead.pid}")
     t.set_user_attr("heartbeat", time.time())
     alive = study.ask()
     alive.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid() + 0}")  # this process: alive
     alive.set_user_attr("heartbeat", time.time())
     elsewhere = study.ask()
-    elsewhere.set_user_attr("worker", "other-host:1")
+    records.update(elsewhere, worker="other-host:1")
     elsewhere.set_user_attr("heartbeat", time.time() - STALE_S - 1)  # silent too long
     assert sorted(fail_stale_trials(study, storage)) == [0, 2]
     states = {tr.number: tr.state for tr in study.get_trials()}
     assert states[0] == TrialState.FAIL and states[1] == TrialState.RUNNING and states[2] == TrialState.FAIL
     waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert sorted(w.user_attrs["retry_of"] for w in waiting) == [0, 2]
-    assert next(w for w in waiting if w.user_attrs["retry_of"] == 0).system_attrs["fixed_params"] == t.params
+    assert sorted(records.read(w).retry_of for w in waiting) == [0, 2]
+    assert next(w for w in waiting if records.read(w).retry_of == 0).system_attrs["fixed_params"] == t.params
     assert fail_stale_trials(study, storage) == []  # once
-    assert next(w for w in waiting if w.user_attrs["retry_of"] == 2).user_attrs["retry_reason"]["worker"] == "other-host:1"
-    assert {w.user_attrs["retries"] for w in waiting} == {1}
+    assert next(records.read(w) for w in waiting if records.read(w).retry_of == 2).retry_reason["worker"] == "other-host:1"
+    assert {records.read(w).retries for w in waiting} == {1}
 
 
 def test_a_trial_whose_worker_keeps_dying_is_retried_at_most_max_retries_times(tmp_path):
@@ -126,23 +127,24 @@ def test_a_trial_whose_worker_keeps_dying_is_retried_at_most_max_retries_times(t
     storage, study = _study(tmp_path)
     for _ in range(MAX_RETRIES + 1):  # the trial and each retry of it die on another host, silently
         t = study.ask()
-        t.set_user_attr("worker", "other-host:1")
+        records.update(t, worker="other-host:1")
         t.set_user_attr("heartbeat", time.time() - STALE_S - 1)
         fail_stale_trials(study, storage)
-    retried = [w.user_attrs.get("retries") for w in study.get_trials() if "retry_of" in w.user_attrs]
+    retried = [r.retries for r in map(records.read, study.get_trials()) if r.retry_of is not None]
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 0
     assert retried == list(range(1, MAX_RETRIES + 1)), retried
 
 
 RDB_WORKER = r"""
 import sys, time, optuna
+from edgecompress.search import records
 from edgecompress.search.stale import worker_id
 from edgecompress.search.study import open_storage
 storage = open_storage(sys.argv[1], ".", heartbeat_s=1, stale_s=3)
 study = optuna.load_study(study_name="s", storage=storage)
 def objective(trial):
     trial.suggest_int("x", 0, 9)
-    trial.set_user_attr("worker", worker_id())
+    records.update(trial, worker=worker_id())
     print("running", flush=True)
     time.sleep(600)
 study.optimize(objective, n_trials=1)
@@ -173,8 +175,8 @@ def test_on_an_rdb_storage_optunas_heartbeat_finds_a_killed_worker_and_the_trial
         time.sleep(0.5)
     assert study.get_trials()[0].state == TrialState.FAIL
     (waiting,) = study.get_trials(states=(TrialState.WAITING,))
-    assert waiting.user_attrs["retry_of"] == 0 and waiting.system_attrs["fixed_params"] == running[0].params
-    assert waiting.user_attrs["retry_reason"]["worker"] == running[0].user_attrs["worker"]
+    assert records.read(waiting).retry_of == 0 and waiting.system_attrs["fixed_params"] == running[0].params
+    assert records.read(waiting).retry_reason["worker"] == records.read(running[0]).worker
 
 
 def test_early_stop_floor_learns_the_recovery_from_finished_trials(tmp_path):
@@ -184,7 +186,8 @@ def test_early_stop_floor_learns_the_recovery_from_finished_trials(tmp_path):
 
     def finished(stage_acc, final):
         study.add_trial(optuna.trial.create_trial(
-            values=[final, 1000.0], user_attrs={"val_accuracy": final, "stages": [{"stage": "prune", "accuracy": stage_acc}]}))
+            values=[final, 1000.0], user_attrs=records.queued(records.TrialRecord(
+                judged=final, stages=(records.StageScore("prune", stage_acc),)))))
 
     assert early_stop_floor(study, "prune", 0.90, 1.0) is None  # nothing learned yet
     finished(0.85, 0.86)  # the later stages gave +1 point
@@ -305,7 +308,7 @@ def test_a_killed_search_resumes_with_two_workers_and_runs_nothing_twice(tmp_pat
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = _trials(out)
-    done_before = {t.user_attrs["config"] for t in before if t.state == TrialState.COMPLETE}
+    done_before = {records.read(t).config for t in before if t.state == TrialState.COMPLETE}
     assert done_before and before[-1].state == TrialState.RUNNING
     assert not (out / "report.json").exists()  # nothing published by the killed run
 
@@ -317,7 +320,7 @@ def test_a_killed_search_resumes_with_two_workers_and_runs_nothing_twice(tmp_pat
     assert s["resumed_trials"] == len(before) and s["workers"] == 2
     assert log[len(before) - 1]["status"] == "retried"  # the killed trial: failed, queued again, run
     done = [c for c in log if c["status"] == "done"]
-    configs = [_trials(out)[c["trial"]].user_attrs["config"] for c in done]
+    configs = [records.read(_trials(out)[c["trial"]]).config for c in done]
     assert len(configs) == len(set(configs)) == 6  # 6 distinct files (prune off: one file per scheme); none twice
     assert done_before <= set(configs)
     after = [c for c in log[len(before):] if c["status"] == "done"]

@@ -182,13 +182,15 @@ def _search(model, dataset, space, pixels, cache, teacher_key, out_dir: Path, *,
             constraints):
     """The study's search: the same tail as a build (publish, select, report) into `out_dir`."""
     from edgecompress.builder.measure import MeasureSettings
+    from edgecompress.builder.options import SearchSettings
     from edgecompress.builder.steps import finish
     from edgecompress.search.run import search
     from edgecompress.search.space import load_space
 
-    result = search(model, dataset, load_space(space), pixels, cache, teacher_key, budget_minutes=budget_minutes,
-                    max_accuracy_drop=constraints.max_accuracy_drop, measure=MeasureSettings(runs=runs), seed=seed,
-                    verbose=verbose, out_dir=out_dir, holdout="training")  # its teacher trained without them
+    settings = SearchSettings(budget_minutes=budget_minutes, constraints=constraints,
+                              measure=MeasureSettings(runs=runs), holdout="training",  # its teacher trained without them
+                              seed=seed, verbose=verbose)
+    result = search(model, dataset, load_space(space), pixels, cache, teacher_key, settings, out_dir=out_dir)
     facts = {"dataset": dataset.describe(), "seed": seed, "latency_runs": runs}
     try:
         return finish(result, facts, out_dir, constraints), None

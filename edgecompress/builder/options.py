@@ -1,4 +1,6 @@
-"""`BuildOptions`: everything a build is asked to do, typed, frozen, and round-tripped to JSON."""
+"""`BuildOptions`: everything a build is asked to do, typed, frozen, and round-tripped to JSON; and
+`SearchSettings`, the part of it a search takes. Each validates only its own fields: the limits are
+`selection.Constraints`', the timing `measure.MeasureSettings`'."""
 
 from __future__ import annotations
 
@@ -6,12 +8,68 @@ import dataclasses
 import logging
 
 from edgecompress.builder.confirm import DEFAULT_CONFIDENCE
+from edgecompress.builder.measure import MeasureSettings
 from edgecompress.builder.selection import DEFAULT_MARGIN_SE, Constraints
 from edgecompress.configs import Config, require
 
 
 logger = logging.getLogger(__name__)
 
+
+
+HOLDOUTS = ("test", "training")  # where trials are judged (`holdout.judging_split`)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings(Config):
+    """How one search runs (`search.run.search`): narrowly what it is asked for, not a build's whole options
+    (`BuildOptions.search_settings` makes one).
+
+    Args:
+        budget_minutes: The loop's wall-time budget. Defaults to 30.
+        constraints: The limits it holds (`selection.Constraints`: the accuracy and latency limits, the margin
+            and the confidence the selection uses). Defaults to none.
+        measure: How every file is timed (`measure.MeasureSettings`). Defaults to 200 runs on 1 thread.
+        patience: Proposals without a move of the judged front before it stops (`search.stop`). Defaults to
+            None: the space's own.
+        workers: Processes on this machine. Defaults to 1.
+        storage: The study's storage URL. Defaults to None: a journal file in the build folder.
+        artifacts: The artifact store's folder. Defaults to None: beside the study.
+        study: The study's name. Defaults to None: `study.STUDY_NAME`.
+        holdout: Where trials are judged: "test" (the data's validation split, or half its test split) or
+            "training" (a share of the training images the model was trained without). Defaults to "test".
+        seed: Seeds the sampler, the splits and every stage. Defaults to 0.
+        verbose: Keras' progress bars when 1. Defaults to 1.
+    """
+
+    budget_minutes: float = 30.0
+    constraints: Constraints = Constraints()
+    measure: MeasureSettings = MeasureSettings()
+    patience: int | None = None
+    workers: int = 1
+    storage: str | None = None
+    artifacts: str | None = None
+    study: str | None = None
+    holdout: str = "test"
+    seed: int = 0
+    verbose: int = 1
+
+    def __post_init__(self):
+        require(isinstance(self.budget_minutes, (int, float)) and self.budget_minutes > 0,
+                "Received an invalid value for `budget_minutes`, expected a number of minutes > 0. "
+                f"Received: budget_minutes={self.budget_minutes!r}")
+        require(isinstance(self.workers, int) and self.workers >= 1,
+                f"Received an invalid value for `workers`, expected an integer >= 1. Received: workers={self.workers!r}")
+        require(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
+                "Received an invalid value for `patience`, expected an integer >= 1 (proposals without a new point "
+                f"on the front). Received: patience={self.patience!r}")
+        require(self.holdout in HOLDOUTS, f"Received an invalid value for `holdout`, expected one of "
+                f"{list(HOLDOUTS)}. Received: holdout={self.holdout!r}")
+
+    @property
+    def margin_se(self) -> float:
+        """The judged margin trials keep inside the accuracy limit (`Constraints.margin_se`); 0 without a limit."""
+        return self.constraints.margin_se if self.constraints.max_accuracy_drop is not None else 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,24 +177,8 @@ class BuildOptions(Config):
     patience: int | None = None
 
     def __post_init__(self):
-        require(isinstance(self.budget_minutes, (int, float)) and self.budget_minutes > 0,
-                 "Received an invalid value for `budget_minutes`, expected a number of minutes > 0. "
-                 f"Received: budget_minutes={self.budget_minutes!r}")
-        require(isinstance(self.workers, int) and self.workers >= 1,
-                 f"Received an invalid value for `workers`, expected an integer >= 1. Received: workers={self.workers!r}")
         require(self.search or (self.workers == 1 and not self.storage and not self.artifacts and not self.study),
                  "`workers`, `storage`, `artifacts` and `study` belong to a search: add --search, or drop them.")
-        require(isinstance(self.margin_se, (int, float)) and self.margin_se >= 0,
-                 "Received an invalid value for `margin_se`, expected a number of standard errors >= 0 (0 holds "
-                 f"the limit as measured). Received: margin_se={self.margin_se!r}")
-        Constraints(selection=self.selection, confidence=self.confidence)  # one place validates them
-        require(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
-                "Received an invalid value for `patience`, expected an integer >= 1 (proposals without a new point "
-                f"on the front). Received: patience={self.patience!r}")
-        require(isinstance(self.runs, int) and self.runs >= 1,
-                 f"Received an invalid value for `runs`, expected an integer >= 1. Received: runs={self.runs!r}")
-        require(isinstance(self.threads, int) and self.threads >= 1,
-                 f"Received an invalid value for `threads`, expected an integer >= 1. Received: threads={self.threads!r}")
         from edgecompress.models.user import check_scale_name
 
         check_scale_name(self.scale)
@@ -153,10 +195,22 @@ class BuildOptions(Config):
             from edgecompress.lite.tasks import task
 
             task(self.task)
+        self.search_settings()  # the limits, the timing and the search's own fields: validated where they live
 
     @property
-    def measure(self):
-        """How every file is timed (`builder.measure.MeasureSettings`): threads, runs, warm-up."""
-        from edgecompress.builder.measure import MeasureSettings
+    def constraints(self) -> Constraints:
+        """The limits a build holds (`selection.Constraints`)."""
+        return Constraints(self.max_accuracy_drop, self.max_size_kb, self.max_latency_ms, margin_se=self.margin_se,
+                           selection=self.selection, confidence=self.confidence)
 
+    def search_settings(self, **changes):
+        """What a search of this build is asked for (`SearchSettings`), with `changes`."""
+        return SearchSettings(**{"budget_minutes": self.budget_minutes, "constraints": self.constraints,
+                                 "measure": self.measure, "patience": self.patience, "workers": self.workers,
+                                 "storage": self.storage, "artifacts": self.artifacts, "study": self.study,
+                                 "seed": self.seed, "verbose": self.verbose, **changes})
+
+    @property
+    def measure(self) -> MeasureSettings:
+        """How every file is timed (`builder.measure.MeasureSettings`): threads, runs, warm-up."""
         return MeasureSettings(self.threads, self.runs, self.warmup)

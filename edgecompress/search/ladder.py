@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import logging
 
+from edgecompress.search import records
+
 logger = logging.getLogger(__name__)
-
-
-def rung_of(t) -> dict:
-    return {"rung": t.user_attrs["rung"]} if "rung" in t.user_attrs else {}
 
 
 def rung_outcome(t) -> str | None:
@@ -23,10 +21,12 @@ def rung_outcome(t) -> str | None:
     if t.state == TrialState.COMPLETE:
         # As measured, without the selection's margin: a rung that met the limit but not by its margin is
         # still worth climbing from (the margin decides what is selected, not what is tried).
-        over = (t.user_attrs.get("constraint") or [0.0])[0] - t.user_attrs.get("margin", 0.0)
+        r = records.read(t)
+        over = (r.over_limit or 0.0) - r.margin
         return None if over <= 0 else f"missed the accuracy limit by {over:.2f} points"
     if t.state == TrialState.PRUNED:
-        return "ended: " + t.user_attrs["ended"] if "ended" in t.user_attrs else (
+        ended = records.read(t).ended
+        return "ended: " + ended if ended else (
             "was stopped early: it could not recover")
     return "failed"
 
@@ -36,12 +36,12 @@ def too_slow_for_its_levers(space, rung: dict, by_rung: dict) -> str | None:
     unstructured levers (zeros, shared values: the model's dense work on a CPU), and every finished rung of
     the model's dense work under quantization alone (`model`, `model-dynamic`) was over the limit. Such a
     rung makes a smaller file no faster than those; the budget goes to the rungs that remove work. A
-    trial has `latency_constraint` (ms over the limit) only in a build with --max-latency-ms."""
+    trial has `over_latency` (ms over the limit, `records.TrialRecord`) only in a build with --max-latency-ms."""
     if space.recipe(space.rung_choice(rung)).lever_kinds() != {"unstructured"}:
         return None
     rungs = {r["name"]: r for r in space.ladder}
-    dense = [(t.user_attrs["latency_constraint"], name) for name, t in by_rung.items()
-             if "latency_constraint" in t.user_attrs and name in rungs
+    dense = [(records.read(t).over_latency, name) for name, t in by_rung.items()
+             if records.read(t).over_latency is not None and name in rungs
              and not space.recipe(space.rung_choice(rungs[name])).lever_kinds()]
     if not dense or min(dense)[0] <= 0:
         return None
@@ -62,8 +62,8 @@ def enqueue_next_rung(study, space) -> str | None:
     trials = study.get_trials(deepcopy=False)
     if any(t.state == TrialState.WAITING for t in trials):
         return None
-    by_rung = {t.user_attrs["rung"]: t for t in trials if "rung" in t.user_attrs}  # the latest try of each
-    skipped = dict(study.user_attrs.get("ladder_skipped") or {})
+    by_rung = {records.read(t).rung: t for t in trials if records.read(t).rung}  # the latest try of each
+    skipped = dict(study.user_attrs.get(records.LADDER_SKIPPED) or {})
     for rung in space.ladder:
         name, parent = rung["name"], rung.get("after")
         if name in by_rung or name in skipped:
@@ -73,10 +73,10 @@ def enqueue_next_rung(study, space) -> str | None:
         slow = None if why is not None else too_slow_for_its_levers(space, rung, by_rung)
         if why is not None or slow is not None:
             skipped[name] = slow or (why if parent in skipped else f"climbs from {parent}, which {why}")
-            study.set_user_attr("ladder_skipped", skipped)
+            study.set_user_attr(records.LADDER_SKIPPED, skipped)
             logger.info("[ladder] %s: skipped, it %s", name, skipped[name])
             continue
-        study.enqueue_trial(space.rung_params(rung), user_attrs={"rung": name})
+        study.enqueue_trial(space.rung_params(rung), user_attrs=records.queued(records.TrialRecord(rung=name)))
         return name
     return None
 

@@ -18,6 +18,8 @@ from edgecompress.builder.measure import MeasureSettings
 from edgecompress.errors import EdgeCompressError, NotApplicable
 from edgecompress.lite import tasks
 from edgecompress.models.sanity import ImplausibleResult, limit_verdict, suspect_gain
+from edgecompress.search import records
+from edgecompress.search.records import EarlyStop, StageScore
 from edgecompress.search.stale import Heartbeat, fail_stale_trials, heartbeat_storage, retry, worker_id
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,9 @@ MAX_DUPLICATES_IN_A_ROW = 20
 
 
 RECOVERY_SLACK = 0.005  # half a point on top of the best recovery seen
+
+# A trial's file is timed briefly: every file is timed again, one at a time, after the loop (`run._collect`).
+TRIAL_RUNS, TRIAL_WARMUP = 20, 5
 
 
 @dataclasses.dataclass
@@ -45,7 +50,7 @@ class TrialContext:
     seed: int = 0
     verbose: int = 0
     # Latency is measured again one file at a time after the study; a trial's is only indicative.
-    measure: MeasureSettings = MeasureSettings(runs=20, warmup=5)
+    measure: MeasureSettings = MeasureSettings(runs=TRIAL_RUNS, warmup=TRIAL_WARMUP)
     # `--max-latency-ms` as a constraint on each trial (p50 of its file, minus the limit): only where the
     # trial's file is timed alone (one worker); with several, the final selection holds it.
     max_latency_ms: float | None = None
@@ -54,26 +59,50 @@ class TrialContext:
     # (`selection.Constraints.margin_se`).
     baseline_terms: str | None = None
     margin_se: float = 0.0
+    deadline: float | None = None  # the loop's end (`records.StudySetup.deadline`), for the log
+
+
+def space_for_build(space, teacher, settings):
+    """`space` as a build searches it, the same in the search and in every worker that joins it (the study's
+    fingerprint holds it): speed's levers join only when a latency limit is asked (`SearchSpace.for_build`),
+    and `settings.patience` replaces the space's own."""
+    space = space.for_build(teacher, settings.constraints.max_latency_ms)
+    return dataclasses.replace(space, patience=settings.patience) if settings.patience else space
+
+
+def trial_context(teacher, val, space, pixels, cache, teacher_key, setup, settings, store, *,
+                  timed_alone: bool) -> TrialContext:
+    """The one way a worker's `TrialContext` is built, in the search's own process and in a worker that joins
+    it (`worker.search_worker`): from the study's `setup` (`records.StudySetup`: the baseline it judges
+    against, the deadline) and the search's `settings` (`options.SearchSettings`). `timed_alone`: the trial's
+    file is timed with no other worker running, so `--max-latency-ms` can be a constraint on each trial."""
+    c = settings.constraints
+    return TrialContext(teacher, val, space, pixels, cache, teacher_key, setup.baseline, c.max_accuracy_drop, store,
+                        seed=settings.seed, verbose=settings.verbose,
+                        measure=MeasureSettings(settings.measure.threads, runs=TRIAL_RUNS, warmup=TRIAL_WARMUP),
+                        max_latency_ms=c.max_latency_ms if timed_alone else None,
+                        baseline_terms=setup.baseline_terms, margin_se=settings.margin_se, deadline=setup.deadline)
 
 
 def finished_trials(study, exclude: int):
     from optuna.trial import TrialState
 
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-            if t.number != exclude and "duplicate_of" not in t.user_attrs]
+            if t.number != exclude and records.read(t).duplicate_of is None]
 
 
 def recovery_margins(study, exclude: int = -1) -> dict:
-    """Per stage kind, what finished trials' files gained (or lost) after that stage: file top-1 minus the
-    stage's validation top-1, every observation."""
+    """Per stage kind, what finished trials' files gained (or lost) after that stage: the file's judged metric
+    minus the stage's, every observation."""
     from optuna.trial import TrialState
 
     out: dict = {}
     for t in finished_trials(study, exclude):
-        if t.state != TrialState.COMPLETE or "val_accuracy" not in t.user_attrs:
+        r = records.read(t)
+        if t.state != TrialState.COMPLETE or r.judged is None:
             continue
-        for s in t.user_attrs.get("stages", []):
-            out.setdefault(s["stage"], []).append(t.user_attrs["val_accuracy"] - s["accuracy"])
+        for s in r.stages:
+            out.setdefault(s.stage, []).append(r.judged - s.metric)
     return out
 
 
@@ -112,27 +141,26 @@ class Objective:
         ctx = self.ctx
         choice = ctx.space.suggest(trial)
         recipe = ctx.space.recipe(choice)
-        if "rung" in trial.user_attrs:  # a ladder rung's files carry its name (`model_int8`, `prune-50_int8`)
-            recipe = recipe.replace(name=trial.user_attrs["rung"])
+        rung = records.read(trial).rung
+        if rung:  # a ladder rung's files carry its name (`model_int8`, `prune-50_int8`)
+            recipe = recipe.replace(name=rung)
         key = config_key(recipe)
-        trial.set_user_attr("config", key)
-        trial.set_user_attr("name", recipe.name)
-        trial.set_user_attr("choice", choice)
-        trial.set_user_attr("worker", worker_id())  # who handled it, a duplicate too
+        # who handled it, a duplicate too
+        records.update(trial, config=key, name=recipe.name, choice=choice, worker=worker_id())
         same = self._same(trial, key)
         if same is not None:
             self.duplicates_in_a_row += 1
-            trial.set_user_attr("duplicate_of", same.number)
+            theirs = records.read(same)
+            records.update(trial, duplicate_of=same.number, over_limit=theirs.over_limit,
+                           over_latency=theirs.over_latency)
             logger.info("[trial %d] %s: same recipe and scheme as trial %d, not run again", trial.number,
                         recipe.name, same.number)
             if same.state == TrialState.PRUNED:
                 raise optuna.TrialPruned(f"as trial {same.number}")
-            if "constraint" in same.user_attrs:
-                trial.set_user_attr("constraint", same.user_attrs["constraint"])
-                trial.set_constraint("accuracy_drop", same.user_attrs["constraint"][0])
-            if "latency_constraint" in same.user_attrs:
-                trial.set_user_attr("latency_constraint", same.user_attrs["latency_constraint"])
-                trial.set_constraint("latency_ms", same.user_attrs["latency_constraint"])
+            if theirs.over_limit is not None:
+                trial.set_constraint("accuracy_drop", theirs.over_limit)
+            if theirs.over_latency is not None:
+                trial.set_constraint("latency_ms", theirs.over_latency)
             return tuple(same.values)
         self.duplicates_in_a_row = 0
         with Heartbeat(trial, beat=not heartbeat_storage(self.storage)):
@@ -148,8 +176,8 @@ class Objective:
 
         while True:
             others = [t for t in trial.study.get_trials(deepcopy=False)
-                      if t.number != trial.number and t.user_attrs.get("config") == key
-                      and "duplicate_of" not in t.user_attrs]
+                      if t.number != trial.number and (r := records.read(t)).config == key
+                      and r.duplicate_of is None]
             done = [t for t in others if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
             if done:
                 return done[0]
@@ -172,21 +200,20 @@ class Objective:
         t0 = time.time()
         logger.info("[trial %d] %s", trial.number, recipe.name)
         # 0: TensorFlow's default (every core); a local worker's share otherwise (`run_local_workers`)
-        trial.set_user_attr("tf_threads", tf.config.threading.get_intra_op_parallelism_threads())
+        records.update(trial, tf_threads=tf.config.threading.get_intra_op_parallelism_threads())
         stages = []
 
         def check(index, result):
             acc = result.metrics.get("accuracy")
             if acc is None:
                 return
-            stages.append({"stage": result.stage, "accuracy": acc, "seconds": result.seconds, "cached": result.cached})
-            trial.set_user_attr("stages", stages)
+            stages.append(StageScore(result.stage, acc, result.seconds, result.cached))
+            records.update(trial, stages=tuple(stages))
             floor = early_stop_floor(trial.study, result.stage, ctx.baseline_accuracy, ctx.max_accuracy_drop,
                                      exclude=trial.number)
             if floor is not None and acc < floor:
-                trial.set_user_attr("stopped_early", {"stage": result.stage, "index": index, "accuracy": acc,
-                                                      "floor": floor})
-                trial.set_user_attr("seconds", round(time.time() - t0, 1))
+                records.update(trial, stopped_early=EarlyStop(result.stage, index, acc, floor),
+                               seconds=round(time.time() - t0, 1))
                 t = tasks.task(ctx.dataset.task)
                 logger.info("[trial %d] stopped early after %s: %s < %s (the limit, less the best "
                             "recovery later stages gave earlier trials)", trial.number, result.stage, t.says(acc),
@@ -197,7 +224,7 @@ class Objective:
             final, final_key, stage_log = run_stages(ctx.teacher, ctx.dataset, recipe, ctx.cache, ctx.teacher_key,
                                                      seed=ctx.seed, verbose=ctx.verbose, on_stage=check)
             prov = {"recipe": recipe.to_dict(), "stages": [s.to_dict() for s in stage_log],
-                    "search": {"trial": trial.number, "choice": trial.user_attrs["choice"]}}
+                    "search": {"trial": trial.number, "choice": records.read(trial).choice}}
             arts, failed = convert_and_measure(final, recipe.quantize, ctx.pixels, ctx.dataset, ctx.cache, final_key,
                                                prefix=f"{recipe.name}_", provenance=prov,
                                                **ctx.measure.kwargs())
@@ -207,7 +234,7 @@ class Objective:
             suspect = suspect_gain(art.name, art.accuracy, ctx.baseline_accuracy, len(ctx.dataset.y_test),
                                    source="the teacher's float32 file")
             if suspect:
-                trial.set_user_attr("suspect", suspect)
+                records.update(trial, suspect=suspect)
                 logger.warning("[trial %d] %s", trial.number, suspect)
             se = paired_se_points(ctx, art)
             margin = ctx.margin_se * (se or 0.0) if ctx.max_accuracy_drop is not None else 0
@@ -225,21 +252,19 @@ class Objective:
                     rec = None
                 selective = [a for a in result.artifacts if a.name.endswith("_int8_selective")]
                 if rec and selective and selective[0].accuracy > art.accuracy:
-                    trial.set_user_attr("int8_recovery", {k: rec[k] for k in ("float_layers",) if k in rec})
+                    records.update(trial, int8_recovery={k: rec[k] for k in ("float_layers",) if k in rec})
                     art = selective[0]
                     se = paired_se_points(ctx, art)  # the file that replaced it, measured again
         except optuna.TrialPruned:
             raise
         except (ImplausibleResult, NotApplicable) as e:  # a number that cannot be true, or a stage with nothing
             # to do in this model, ends this branch, not the study
-            trial.set_user_attr("ended", str(e)[:2000])
-            trial.set_user_attr("seconds", round(time.time() - t0, 1))
+            records.update(trial, ended=str(e)[:2000], seconds=round(time.time() - t0, 1))
             logger.warning("[trial %d] %s ended: %s", trial.number, recipe.name, e)
             raise optuna.TrialPruned(str(e)) from None
         except Exception as e:  # one trial's failure (ours, or TensorFlow's) must not end the study
             message = str(e) if isinstance(e, EdgeCompressError) else f"{type(e).__name__}: {e}"
-            trial.set_user_attr("error", message[:2000])
-            trial.set_user_attr("seconds", round(time.time() - t0, 1))
+            records.update(trial, error=message[:2000], seconds=round(time.time() - t0, 1))
             logger.error("[trial %d] %s failed: %s", trial.number, recipe.name, message,
                          exc_info=not isinstance(e, EdgeCompressError))
             raise
@@ -249,26 +274,25 @@ class Objective:
         record["artifact_id"] = upload_artifact(artifact_store=ctx.artifact_store, file_path=art.cache_path,
                                                 study_or_trial=trial)
         drop = 100 * (ctx.baseline_accuracy - art.accuracy)
-        trial.set_user_attr("artifact", record)
-        trial.set_user_attr("val_accuracy", art.accuracy)
         margin = ctx.margin_se * record.get("val_paired_se", 0.0)
+        over = over_latency = None
         if ctx.max_accuracy_drop is not None:  # points over the limit, margin included; <= 0 is feasible
-            trial.set_user_attr("constraint", [drop + margin - ctx.max_accuracy_drop])
-            trial.set_user_attr("margin", margin)
-            trial.set_constraint("accuracy_drop", drop + margin - ctx.max_accuracy_drop)
+            over = drop + margin - ctx.max_accuracy_drop
+            trial.set_constraint("accuracy_drop", over)
         slow = ""
         if ctx.max_latency_ms is not None and art.p50_ms is not None:  # ms over the limit; <= 0 is feasible
-            trial.set_user_attr("latency_constraint", art.p50_ms - ctx.max_latency_ms)
-            trial.set_constraint("latency_ms", art.p50_ms - ctx.max_latency_ms)
+            over_latency = art.p50_ms - ctx.max_latency_ms
+            trial.set_constraint("latency_ms", over_latency)
             slow = (f"; p50 {art.p50_ms:.3f} ms, {'within' if art.p50_ms <= ctx.max_latency_ms else 'over'} "
                     f"--max-latency-ms {ctx.max_latency_ms:g}")
-        trial.set_user_attr("seconds", round(time.time() - t0, 1))
-        rung = f" (ladder: {trial.user_attrs['rung']})" if "rung" in trial.user_attrs else ""
+        done = records.update(trial, artifact=record, judged=art.accuracy, over_limit=over,
+                              margin=margin if over is not None else 0.0, over_latency=over_latency,
+                              seconds=round(time.time() - t0, 1))
+        rung = f" (ladder: {done.rung})" if done.rung else ""
         verdict = "" if ctx.max_accuracy_drop is None else (
             f"; {-drop + 0.0:+.2f} points against the teacher's file, "
             + limit_verdict(drop, margin, ctx.max_accuracy_drop, ctx.margin_se))
-        deadline = trial.study.user_attrs.get("deadline")
-        left = f"; {max(0.0, deadline - time.time()) / 60:.0f} min of the budget left" if deadline else ""
+        left = f"; {max(0.0, ctx.deadline - time.time()) / 60:.0f} min of the budget left" if ctx.deadline else ""
         logger.info("[trial %d] %s%s: held-out %s at %.1f KB gzipped (%.0f s)%s%s; levers: %s%s", trial.number,
                     art.name, rung, tasks.task(ctx.dataset.task).says(art.accuracy), art.gzip_bytes / 1024,
                     time.time() - t0, verdict, slow, recipe.levers(), left)

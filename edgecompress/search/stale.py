@@ -4,7 +4,7 @@
 On an RDB storage, Optuna's heartbeat finds a trial whose worker stopped beating for `STALE_S`; on a journal file
 (Optuna's journal has no heartbeat), a trial whose worker died on this host (pid gone) or whose `heartbeat`
 attribute is older than `STALE_S`. Either is failed and enqueued again, the new trial naming the one it retries
-(`retry_of`, `retry_reason`).
+(`TrialRecord.retry_of`, `retry_reason`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import time
 import warnings
 
 from edgecompress.lite.fileio import pid_alive
-from edgecompress.search.ladder import rung_of
+from edgecompress.search import records
+from edgecompress.search.records import HEARTBEAT, TrialRecord
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +54,10 @@ def fail_stale_trials(study, storage) -> list[int]:
         return sorted({t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))} - before)
     me, host, now, retried = worker_id(), socket.gethostname(), time.time(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        who = t.user_attrs.get("worker", "")
+        who = records.read(t).worker or ""
         if who == me:
             continue
-        beat = t.user_attrs.get("heartbeat") or (t.datetime_start.timestamp() if t.datetime_start else now)
+        beat = t.user_attrs.get(HEARTBEAT) or (t.datetime_start.timestamp() if t.datetime_start else now)
         w_host, _, pid = who.rpartition(":")
         dead = (w_host == host and pid.isdigit() and not pid_alive(int(pid))) or now - beat > STALE_S
         if not dead:
@@ -80,14 +81,14 @@ def retry(study, trial, why: dict) -> None:
     """Queues a failed trial's parameters again, unless they have been retried `MAX_RETRIES` times already (a
     trial that kills its worker every time would otherwise run until the budget); the new trial says which it
     retries, why, and how many times these parameters have been retried."""
-    tries = trial.user_attrs.get("retries", 0) + 1
+    tries = records.read(trial).retries + 1
     if tries > MAX_RETRIES:
         logger.warning("Trial %d was left running by %s, which is gone; its parameters were retried %d times "
                        "already, so they are not queued again", trial.number, why.get("worker") or "a worker",
                        MAX_RETRIES)
         return
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retry_reason": why, "retries": tries,
-                                                  **rung_of(trial)})
+    study.enqueue_trial(trial.params, user_attrs=records.queued(TrialRecord(
+        retry_of=trial.number, retry_reason=why, retries=tries, rung=records.read(trial).rung)))
     if not why.get("interrupted"):
         logger.warning("Trial %d was left running by %s, which is gone: marked failed, its parameters queued again",
                        trial.number, why.get("worker") or "an unknown worker")
@@ -95,7 +96,7 @@ def retry(study, trial, why: dict) -> None:
 
 def retry_stale(study, trial) -> None:
     """Optuna's `heartbeat_stale_trial_callback` on an RDB storage: the trial's worker stopped beating."""
-    retry(study, trial, {"worker": trial.user_attrs.get("worker", ""), "seen": time.time()})
+    retry(study, trial, {"worker": records.read(trial).worker or "", "seen": time.time()})
 
 
 class Heartbeat:
@@ -109,14 +110,14 @@ class Heartbeat:
     def _run(self):
         while not self.stop.wait(HEARTBEAT_S):
             try:
-                self.trial.set_user_attr("heartbeat", time.time())
+                self.trial.set_user_attr(HEARTBEAT, time.time())
             except Exception:  # pragma: no cover - the storage went away; the trial will say so
                 return
 
     def __enter__(self):
-        self.trial.set_user_attr("worker", worker_id())
+        records.update(self.trial, worker=worker_id())
         if self.beat:
-            self.trial.set_user_attr("heartbeat", time.time())
+            self.trial.set_user_attr(HEARTBEAT, time.time())
             self.thread.start()
         return self
 

@@ -13,6 +13,8 @@ better).
 
 from __future__ import annotations
 
+from edgecompress.search import records
+
 SIZE_EPSILON = 0.05  # a file must be 5% smaller than a front file as good as it, to count as progress
 METRIC_EPSILON = 0.0025  # or a quarter of a point of judged top-1 (0.0025 of ROC-AUC, R²) better than one as small
 
@@ -23,8 +25,8 @@ def _point(t):
 
     if t.state != TrialState.COMPLETE or not t.values:
         return None
-    constraint = t.user_attrs.get("constraint")
-    feasible = constraint is None or constraint[0] <= 0
+    over = records.read(t).over_limit
+    feasible = over is None or over <= 0
     return float(t.values[1]), float(t.values[0]), feasible
 
 
@@ -41,7 +43,7 @@ def proposals_since_front_moved(trials) -> tuple[int, int]:
         total += 1
         since += 1
         p = _point(t)
-        if p is None or not p[2] or "duplicate_of" in t.user_attrs:
+        if p is None or not p[2] or records.read(t).duplicate_of is not None:
             continue
         size, metric = p[0], p[1]
         if any(s <= (1 + SIZE_EPSILON) * size and m >= metric - METRIC_EPSILON for s, m in front):

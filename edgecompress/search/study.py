@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 from edgecompress.errors import EdgeCompressError
+from edgecompress.search import records
 from edgecompress.search.samplers import make_sampler
 from edgecompress.search.space import SearchSpace
 from edgecompress.search.stale import HEARTBEAT_S, STALE_S, retry_stale
@@ -131,7 +132,7 @@ def open_study(storage, space, fingerprint: dict, *, seed=0, worker=0, name=STUD
                                 "first (`invoke build-edge --search ... --storage URL`), then the workers.")
     if name in names:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-        theirs = study.user_attrs.get("fingerprint") or {}
+        theirs = study.user_attrs.get(records.FINGERPRINT) or {}
         diff = [k for k in sorted(set(theirs) | set(fingerprint)) if theirs.get(k) != fingerprint.get(k)]
         if diff:
             what = "; ".join(f"{k}: study {theirs.get(k)!r}, here {fingerprint.get(k)!r}" for k in diff)
@@ -142,7 +143,7 @@ def open_study(storage, space, fingerprint: dict, *, seed=0, worker=0, name=STUD
         return study
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                 directions=["maximize", "minimize"], load_if_exists=True)
-    study.set_user_attr("fingerprint", fingerprint)
+    study.set_user_attr(records.FINGERPRINT, fingerprint)
     return study
 
 

@@ -8,12 +8,13 @@ import os
 import time
 from pathlib import Path
 
-from edgecompress.builder.measure import MeasureSettings
 from edgecompress.builder.options import BuildOptions
 from edgecompress.builder.steps import calibration_pixels, prepare_model
 from edgecompress.errors import EdgeCompressError
 from edgecompress.search.ladder import enqueue_next_rung, enqueued_rungs_left
-from edgecompress.search.objective import MAX_DUPLICATES_IN_A_ROW, Objective, TrialContext, finished_trials
+from edgecompress.search import records
+from edgecompress.search.objective import (MAX_DUPLICATES_IN_A_ROW, Objective, TrialContext, finished_trials,
+                                           space_for_build, trial_context)
 from edgecompress.search.stale import fail_stale_trials, worker_id
 from edgecompress.search.study import STUDY_NAME, describe_url, fingerprint, open_storage, open_study, study_dir
 
@@ -45,59 +46,62 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
     its own teacher, data, space and versions fingerprint and refuses to
     join when it differs from the study's (exit 2).
     """
-    import optuna
-
     from edgecompress.recipes.cache import StageCache
+    from edgecompress.search.holdout import judging_split
     from edgecompress.search.space import load_space
 
     name = study or STUDY_NAME
     storage_obj = open_storage(storage, out_dir or ".")
-    waited, found = time.time(), None
-    while found is None or not found.user_attrs.get("ready"):  # started before the search, or before its teacher
-        try:
-            found = optuna.load_study(study_name=name, storage=storage_obj)
-        except KeyError:
-            found = None
-        if found is not None and found.user_attrs.get("ready"):
-            break
-        if time.time() - waited > 600:
-            raise EdgeCompressError(f"No running study {name!r} in {describe_url(storage)} after 10 "
-                                    "minutes. Start the search (`invoke build-edge --search ... --storage URL`); "
-                                    "workers wait for it.")
-        time.sleep(2)
-    stored = dict(found.user_attrs.get("options") or {})
+    found = _wait_for_study(name, storage, storage_obj)
+    setup = records.read_setup(found)
+    if setup.options is None:
+        raise EdgeCompressError(f"Study {name!r} was not started by `invoke build-edge`, so it holds no build "
+                                "options to join from. Start the search with `invoke build-edge --search ...`.")
+    stored = dict(setup.options)
     overrides = {k: v for k, v in {"model": model, "data": data, "search": search}.items() if v is not None}
     stored.update(overrides, verbose=verbose, workers=1)
     if out_dir is not None:
         stored["out_dir"] = str(out_dir)
     options = BuildOptions.from_dict(stored)
-    space = load_space(options.search)
+    settings = options.search_settings(holdout=setup.holdout)
     out = Path(options.out_dir)
     cache = StageCache(out / ".cache", enabled=options.cache)
     model_, dataset, teacher_key, _ = prepare_model(options, cache)
-    space = space.for_build(model_, options.max_latency_ms)  # as the search that started the study did
+    space = space_for_build(load_space(options.search), model_, settings)  # as the search that started it
     pixels, _ = calibration_pixels(options, dataset, out)
-    from edgecompress.search.holdout import judging_split
-
-    val, _, _ = judging_split(dataset, space, options.seed, found.user_attrs.get("holdout", "test"))
-
-    margin_se = options.margin_se if options.max_accuracy_drop is not None else 0.0
-    fp = fingerprint(model_, val, space, pixels, seed=options.seed, max_accuracy_drop=options.max_accuracy_drop,
-                     max_latency_ms=options.max_latency_ms, margin_se=margin_se)
-    study_ = open_study(storage_obj, space, fp, seed=options.seed, worker=worker_index + 1, name=name,
-                                 join=True, where=describe_url(storage))
+    val, _, _ = judging_split(dataset, space, settings.seed, setup.holdout)
+    fp = fingerprint(model_, val, space, pixels, seed=settings.seed, max_accuracy_drop=options.max_accuracy_drop,
+                     max_latency_ms=options.max_latency_ms, margin_se=settings.margin_se)
+    study_ = open_study(storage_obj, space, fp, seed=settings.seed, worker=worker_index + 1, name=name,
+                        join=True, where=describe_url(storage))
     from optuna.artifacts import FileSystemArtifactStore
 
-    store = FileSystemArtifactStore(str(artifacts or study_.user_attrs["artifacts"]))
-    ctx = TrialContext(model_, val, space, pixels, cache, teacher_key, study_.user_attrs["baseline_accuracy"],
-                                options.max_accuracy_drop, store, seed=options.seed, verbose=verbose,
-                                measure=MeasureSettings(options.threads, runs=20, warmup=5),
-                                baseline_terms=study_.user_attrs.get("baseline_terms"), margin_se=margin_se)
+    store = FileSystemArtifactStore(str(artifacts or setup.artifacts))
+    ctx = trial_context(model_, val, space, pixels, cache, teacher_key, setup, settings, store, timed_alone=False)
     logger.info("Worker %s joined study %r (%s)", worker_id(), name, describe_url(storage))
     wait_for_local_workers(study_, worker_index)
-    ran = run_worker(study_, storage_obj, ctx, deadline=study_.user_attrs["deadline"], trials=space.trials)
+    ran = run_worker(study_, storage_obj, ctx, deadline=setup.deadline, trials=space.trials)
     logger.info("Worker %s ran %d trial(s)", worker_id(), ran)
     return ran
+
+
+def _wait_for_study(name: str, storage: str, storage_obj):
+    """The study `name` once its search has written its setup (`records.READY`), waiting up to 10 minutes."""
+    import optuna
+
+    waited = time.time()
+    while True:  # started before the search, or before its model was measured
+        try:
+            found = optuna.load_study(study_name=name, storage=storage_obj)
+        except KeyError:
+            found = None
+        if found is not None and found.user_attrs.get(records.READY):
+            return found
+        if time.time() - waited > 600:
+            raise EdgeCompressError(f"No running study {name!r} in {describe_url(storage)} after 10 "
+                                    "minutes. Start the search (`invoke build-edge --search ... --storage URL`); "
+                                    "workers wait for it.")
+        time.sleep(2)
 
 
 def counted_trials(study) -> int:
@@ -119,10 +123,10 @@ def run_worker(study, storage, ctx: TrialContext, *, deadline: float, trials: in
     while True:
         fail_stale_trials(study, storage)
         done = finished_trials(study, -1)
-        times = [t.user_attrs["seconds"] for t in done if "seconds" in t.user_attrs]
+        times = [r.seconds for r in map(records.read, done) if r.seconds]
         estimate = sum(times) / len(times) if times else 0.0
         why = None
-        if study.user_attrs.get("stop"):
+        if study.user_attrs.get(records.STOP):
             break
         if done and time.time() + estimate > deadline:
             why = f"the budget: the next trial (about {estimate:.0f} s) would end after the deadline"
@@ -136,7 +140,7 @@ def run_worker(study, storage, ctx: TrialContext, *, deadline: float, trials: in
             why = stalled(study, ctx.space.patience)
         if why:
             logger.info("Search stops: %s", why)
-            study.set_user_attr("stopped", why)
+            study.set_user_attr(records.STOPPED, why)
             break
         enqueue_next_rung(study, ctx.space)
         study.optimize(objective, n_trials=1, catch=(Exception,))  # recorded as FAIL with its error
@@ -156,7 +160,7 @@ def wait_for_running(study, storage, poll_s: float = 2.0) -> None:
             return
         if not said:
             logger.info("Waiting for %d trial(s) still running on other workers: %s", len(running),
-                        ", ".join(f"{t.number} ({t.user_attrs.get('worker', '?')})" for t in running))
+                        ", ".join(f"{t.number} ({records.read(t).worker or '?'})" for t in running))
             said = True
         time.sleep(poll_s)
 
@@ -176,8 +180,8 @@ def wait_for_local_workers(study, index: int, *, timeout_s: float = START_TIMEOU
     token, _, n = launch.rpartition(":")
     if not token or not n.isdigit() or int(n) < 2:
         return 1
-    study.set_user_attr(f"launch:{token}:{index}", worker_id())
-    keys = [f"launch:{token}:{i}" for i in range(int(n))]
+    study.set_user_attr(f"{records.LAUNCH}:{token}:{index}", worker_id())
+    keys = [f"{records.LAUNCH}:{token}:{i}" for i in range(int(n))]
     deadline = time.time() + timeout_s
     while True:
         ready = sum(k in study.user_attrs for k in keys)
@@ -203,7 +207,7 @@ def run_local_workers(study, storage, command: list, n: int) -> None:
     try:
         codes = [p.wait() for p in procs]
     except BaseException:
-        study.set_user_attr("stop", True)
+        study.set_user_attr(records.STOP, True)
         for p in procs:
             p.terminate()
         for p in procs:
