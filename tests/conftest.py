@@ -104,3 +104,19 @@ def write_png(path, array, mode=None):
     Image.fromarray(np.asarray(array), mode).save(path)
     return path
 
+
+
+@pytest.fixture(autouse=True)
+def _every_report_meets_its_schema(request):
+    """After each test, every report.json it wrote under its `tmp_path` (a build in this process or in an
+    `invoke` subprocess) is validated against the published schema (`edgecompress/_schemas/report.schema.json`)."""
+    folder = Path(request.getfixturevalue("tmp_path")) if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is None:
+        return
+    import json
+
+    from edgecompress.schemas import check
+
+    for path in folder.rglob("report.json"):
+        check(json.loads(path.read_text()), "report.schema.json")

@@ -60,3 +60,19 @@ def test_a_file_may_name_its_schema_for_editors(tmp_path):
     assert load_space(tmp_path / "s.json").name == space["name"]
     assert list(_validator("search-space.schema.json").iter_errors({**space, "sampler": "annealing"}))
 
+
+
+def test_the_report_schema_refuses_a_report_tools_could_not_read():
+    import jsonschema
+
+    from edgecompress.schemas import check
+
+    good = {"schema_version": 2, "baseline": "float32", "stages": [], "failed": [],
+            "artifacts": [{"name": "float32", "path": "float32.tflite", "quantization": "float32", "size_bytes": 10,
+                           "gzip_bytes": 9, "sha256": "ab", "accuracy": 0.9, "pareto": {"size": True}}]}
+    check(good, "report.schema.json")  # extra measures beside an artifact's fields are allowed
+    for bad in ({**good, "artifacts": []}, {k: v for k, v in good.items() if k != "baseline"},
+                {**good, "artifacts": [{**good["artifacts"][0], "gzip_bytes": "9"}]},
+                {**good, "schema_version": 3}):
+        with pytest.raises(jsonschema.ValidationError):
+            check(bad, "report.schema.json")

@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
 SCHEMA_VERSION = 2  # 1: report.json before it was typed (no schema_version key); 2 adds the key
@@ -133,3 +134,55 @@ class BuildResult:
         return cls([Artifact.from_dict(a) for a in report.get("artifacts", [])], report.get("failed", []),
                    [StageResult.from_dict(s) for s in report.get("stages") or []], report.get("baseline", ""),
                    search=report.get("search"), recovery=report.get("int8_recovery"))
+
+
+# report.json's keys besides the result's (`BuildResult.report_fields`): what `builder.steps.finish` and the
+# flows add. A build's other facts (dataset, host, options) are kept as they come.
+_REPORT_KEYS = {
+    "selected": ({"type": ["string", "null"]}, "The selected file's artifact name, when a limit was given."),
+    "devices": ({"type": "object"}, "Per device (`invoke bench-device`), its results by artifact name."),
+    "confirmation": ({"type": "object"}, "How the selected file was certified (`builder.confirm.Confirmation`)."),
+}
+
+
+def _dataclass_schema(cls, *, skip=(), required=(), extra: bool = False) -> dict:
+    """A JSON Schema of `cls`'s fields as `to_dict` writes them (`configs.type_schema` per annotation)."""
+    from edgecompress.configs import type_schema
+
+    hints = typing.get_type_hints(cls)
+    props = {f.name: type_schema(hints[f.name]) for f in dataclasses.fields(cls) if f.name not in skip}
+    return {"type": "object", "properties": props, "required": list(required), "additionalProperties": extra}
+
+
+def report_schema() -> dict:
+    """The JSON Schema of `report.json` (`SCHEMA_VERSION`), generated from `Artifact`, `StageResult` and
+    `BuildResult`: what `bench-device`, `select`, the HTML page and users' scripts may rely on. An artifact's
+    measures beyond its fields (`pareto`, `val_accuracy`, `confirm`...) and a build's facts are allowed."""
+    artifact = _dataclass_schema(Artifact, skip=("extra", "cache_path", "terms"), extra=True,
+                                 required=("name", "path", "quantization", "size_bytes", "gzip_bytes", "sha256",
+                                           "accuracy"))
+    stage = _dataclass_schema(StageResult, required=("stage", "metrics"))
+    stage["properties"]["config"] = {"type": ["object", "null"]}
+    props = {"schema_version": {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION,
+                                "description": "The report format's version (`report.results.SCHEMA_VERSION`)."},
+             "baseline": {"type": "string", "description": "The artifact every other is compared against."},
+             "artifacts": {"type": "array", "items": artifact, "minItems": 1,
+                           "description": "Every .tflite file the build made, and how it measured."},
+             "stages": {"type": "array", "items": stage, "description": "The model, then each recipe stage."},
+             "failed": {"type": "array", "items": {"type": "object", "required": ["name", "error"],
+                                                    "properties": {"name": {"type": "string"},
+                                                                   "error": {"type": "string"}}},
+                        "description": "Files that could not be made, and why."},
+             "search": {"type": "object", "required": ["space", "candidates"],
+                        "properties": {"candidates": {"type": "array", "items": {
+                            "type": "object", "required": ["trial", "name", "status"],
+                            "properties": {"trial": {"type": "integer"}, "name": {"type": "string"},
+                                           "status": {"type": "string"}}}}},
+                        "description": "A search's log: its space, its trials and why it stopped."},
+             "int8_recovery": {"type": "object", "description": "The selective-int8 recovery's summary."}}
+    for key, (schema, text) in _REPORT_KEYS.items():
+        props[key] = {**schema, "description": text}
+    return {"title": "report.json", "description": "What one build made and measured (`invoke build-edge`).",
+            "type": "object", "properties": props,
+            "required": ["schema_version", "baseline", "artifacts", "stages", "failed"],
+            "additionalProperties": True}
