@@ -6,7 +6,7 @@ One table, the same in every task and in `python -m edgecompress.lite.latency`:
 |---|---|
 | 0 | done |
 | 2 | bad usage or input: a flag, path, file, model or dataset (`EdgeCompressError`) |
-| 3 | a quality gate was not met (`gate.GateError`) |
+| 3 | a quality gate was not met (`builder.selection.GateError`) |
 | 4 | partial failure: some artifacts, files or hosts failed; the rest was written (`PartialFailure`) |
 | 130 | interrupted (Ctrl-C): finished files kept, partial ones discarded |
 """

@@ -89,10 +89,10 @@ def test_int8_writes_hard_swish_so_that_xnnpack_takes_the_whole_graph(tmp_path):
 
 def _file_and_cuts(path):
     from edgecompress.lite.profile import one_op_files
-    from edgecompress.lite.reader import _File
+    from edgecompress.lite.reader import ModelFile
 
     data = path.read_bytes()
-    return _File(data), list(one_op_files(data))
+    return ModelFile(data), list(one_op_files(data))
 
 
 def test_each_op_cut_out_alone_computes_what_it_computed_in_the_file(tmp_path):
@@ -198,7 +198,7 @@ def test_a_selective_int8_file_takes_the_rewrite_too(tmp_path):
     MobileNetV3 file's op time there)."""
     from edgecompress.lite.reader import ops
     from edgecompress.quantize.convert import convert
-    from edgecompress.quantize.debugger import recover_int8
+    from edgecompress.quantize.debugger import find_float_layers
     from edgecompress.quantize.schemes import ConversionConfig, Quantization
 
     model = _hard_swish_model()
@@ -210,7 +210,7 @@ def test_a_selective_int8_file_takes_the_rewrite_too(tmp_path):
     names = {op["op"] for op in ops(convert(model, conv, rep))}
     assert "HARD_SWISH" not in names and "DEQUANTIZE" in names, names
     y = model.predict(x, verbose=0).argmax(1)
-    r = recover_int8(model, rep, x, y, max_drop=1.0, float_accuracy=1.0, max_layers=1)
+    r = find_float_layers(model, rep, x, y, max_drop=1.0, float_accuracy=1.0, max_layers=1)
     assert r["data"] is not None and "HARD_SWISH" not in {op["op"] for op in ops(r["data"])}
 
 

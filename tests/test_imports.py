@@ -147,3 +147,20 @@ def test_every_registry_string_resolves_to_a_function():
     assert ("edgecompress.techniques.prune", "prune") in found
     missing = [f"{m}:{f}" for m, f in found if not callable(getattr(importlib.import_module(m), f, None))]
     assert missing == []
+
+
+def private_imports(root: Path = PACKAGE) -> list[str]:
+    """`from edgecompress.x import _name` where the importer is another module: a private name crossing rooms."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("edgecompress"):
+                found += [f"{path.relative_to(root)}: {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    return found
+
+
+def test_no_private_name_is_imported_across_modules(tmp_path):
+    assert private_imports() == []
+    (tmp_path / "m.py").write_text("from edgecompress.lite.reader import _hidden\n")
+    assert private_imports(tmp_path) == ["m.py: edgecompress.lite.reader._hidden"]  # the check can fail

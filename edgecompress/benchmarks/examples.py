@@ -69,7 +69,7 @@ class SyntheticConfig:
 
 # ---------------------------------------------------------------- images
 
-def _colours(rng, min_contrast: int = 60):
+def colours(rng, min_contrast: int = 60):
     """A background and a foreground colour at least `min_contrast` apart in mean brightness, drawn without
     the label."""
     while True:
@@ -78,7 +78,7 @@ def _colours(rng, min_contrast: int = 60):
             return tuple(int(v) for v in bg), tuple(int(v) for v in fg)
 
 
-def _polygon(cx, cy, r, n, angle, star=False):
+def polygon(cx, cy, r, n, angle, star=False):
     pts = []
     for i in range(n * (2 if star else 1)):
         rr = r * (0.45 if star and i % 2 else 1.0)
@@ -91,7 +91,7 @@ def draw_shape(label: int, size: int, rng) -> np.ndarray:
     """One `SHAPES[label]` drawing: (size, size, 3) uint8 with clutter lines and pixel noise."""
     from PIL import Image, ImageDraw
 
-    bg, fg = _colours(rng)
+    bg, fg = colours(rng)
     img = Image.new("RGB", (size, size), bg)
     d = ImageDraw.Draw(img)
     for _ in range(rng.integers(1, 4)):  # clutter: lines in a third colour
@@ -107,15 +107,15 @@ def draw_shape(label: int, size: int, rng) -> np.ndarray:
     elif name == "ring":
         d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fg, width=w)
     elif name == "square":
-        d.polygon(_polygon(cx, cy, r, 4, angle), fill=fg)
+        d.polygon(polygon(cx, cy, r, 4, angle), fill=fg)
     elif name == "diamond":
         d.polygon([(cx, cy - r), (cx + 0.55 * r, cy), (cx, cy + r), (cx - 0.55 * r, cy)], fill=fg)
     elif name == "triangle":
-        d.polygon(_polygon(cx, cy, r, 3, angle), fill=fg)
+        d.polygon(polygon(cx, cy, r, 3, angle), fill=fg)
     elif name == "hexagon":
-        d.polygon(_polygon(cx, cy, r, 6, angle), fill=fg)
+        d.polygon(polygon(cx, cy, r, 6, angle), fill=fg)
     elif name == "star":
-        d.polygon(_polygon(cx, cy, r, 5, angle, star=True), fill=fg)
+        d.polygon(polygon(cx, cy, r, 5, angle, star=True), fill=fg)
     elif name == "cross":
         for a in (angle, angle + math.pi / 2):
             dx, dy = r * math.cos(a), r * math.sin(a)
@@ -137,7 +137,7 @@ def draw_letter(label: int, size: int, rng, font_files) -> np.ndarray:
     """One `LETTERS[label]`, in a random font, size, rotation and position: (size, size, 3) uint8."""
     from PIL import Image, ImageDraw, ImageFont
 
-    bg, fg = _colours(rng)
+    bg, fg = colours(rng)
     big = size * 2
     canvas = Image.new("L", (big, big), 0)
     font = ImageFont.truetype(str(font_files[rng.integers(len(font_files))]), int(rng.uniform(0.45, 0.75) * big))

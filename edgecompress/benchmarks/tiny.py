@@ -335,21 +335,21 @@ def draw_scene(has_target: bool, size: int, rng) -> np.ndarray:
     target) somewhere in it when `has_target`."""
     from PIL import Image, ImageDraw
 
-    from edgecompress.benchmarks.examples import _colours, _polygon
+    from edgecompress.benchmarks.examples import colours, polygon
 
-    bg, _ = _colours(rng)
+    bg, _ = colours(rng)
     img = Image.new("RGB", (size, size), tuple(int(v) for v in bg))
     d = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(2, 6))):
-        _, fg = _colours(rng)
+        _, fg = colours(rng)
         cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(size / 14, size / 6)
         n = int(rng.choice([3, 4, 6, 40]))
-        d.polygon(_polygon(cx, cy, r, n, rng.uniform(0, 6.3)), fill=tuple(int(v) for v in fg))
+        d.polygon(polygon(cx, cy, r, n, rng.uniform(0, 6.3)), fill=tuple(int(v) for v in fg))
     if has_target:
-        _, fg = _colours(rng)
+        _, fg = colours(rng)
         cx, cy, r = rng.uniform(size / 6, 5 * size / 6), rng.uniform(size / 6, 5 * size / 6), rng.uniform(size / 9,
                                                                                                           size / 5)
-        d.polygon(_polygon(cx, cy, r, 5, rng.uniform(0, 6.3), star=True), fill=tuple(int(v) for v in fg))
+        d.polygon(polygon(cx, cy, r, 5, rng.uniform(0, 6.3), star=True), fill=tuple(int(v) for v in fg))
     return np.asarray(img, np.uint8)
 
 

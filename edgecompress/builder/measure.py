@@ -198,13 +198,13 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
 
     `schemes.scheme("int8").recover_with`: a selective-int8 file, whose
     layers the quantization debugger finds most sensitive are kept in float
-    (`qdebug.recover_int8`; `<prefix>int8_selective`), and the other schemes
+    (`quantize.debugger.find_float_layers`; `<prefix>int8_selective`), and the other schemes
     it names (`<prefix>int16x8`: 16-bit activations), each measured like any
     artifact and appended to `result.artifacts`. Returns a summary
     (layers, errors, size cost, what was offered), or None when no int8
     artifact needed it.
     """
-    from edgecompress.quantize.debugger import recover_int8 as _recover
+    from edgecompress.quantize.debugger import find_float_layers
 
     arts = result.artifacts
     int8 = [a for a in arts if recoverable(a) and a.name.startswith(prefix)]
@@ -220,7 +220,7 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
     logger.info("%sint8 loses more than %.2f points; looking for the layers responsible", prefix, max_accuracy_drop)
     x_test = to_model_input(dataset.x_test, dataset.preprocessing)
     rep = calibration.representative_dataset(pixels, dataset.preprocessing)
-    r = _recover(result.final_model, rep, x_test, dataset.y_test, max_drop=max_accuracy_drop / 100,
+    r = find_float_layers(result.final_model, rep, x_test, dataset.y_test, max_drop=max_accuracy_drop / 100,
                  float_accuracy=baseline_accuracy, task=dataset.task)
     summary = {"float_layers": r["float_layers"], "tried": r["tried"], "layer_errors": r["errors"]}
     if r["data"] is not None:

@@ -119,9 +119,9 @@ class BuildOptions(Config):
         study: Study name in the storage. Defaults to None:
             `search.study.STUDY_NAME`.
         max_accuracy_drop, max_size_kb, max_latency_ms: Quality gate (see
-            `gate.Constraints`): the artifact meeting them all is written as
+            `selection.Constraints`): the artifact meeting them all is written as
             `selected.tflite`; when int8 loses too much, selective int8
-            (`qdebug.recover_int8`) is tried first. Default to None.
+            (`quantize.debugger.find_float_layers`) is tried first. Default to None.
         max_metric_drop: The accuracy limit in the metric's own units (0.01 = 0.01 of ROC-AUC or R², or one
             point of top-1): sets `max_accuracy_drop` to 100 times it. Give one of the two. Defaults to None.
         margin_se: With `selection="judged"`: how many paired standard errors of its drop a search's file must

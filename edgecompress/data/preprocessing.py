@@ -1,7 +1,7 @@
 """Image decoding and scaling, applied identically everywhere.
 
-TensorFlow-free: this module runs on the device too (numpy, and Pillow for
-reading image files).
+TensorFlow-free (numpy, and Pillow for reading image files). It runs on the host: a device (`lite/`, which
+does not import it) is sent inputs already scaled by it (`lite.latency.load_eval_data`).
 
 Example:
 

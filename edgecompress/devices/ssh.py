@@ -107,7 +107,7 @@ def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs
 
     Returns one JSON result per Python (each with `host` and `python`).
     With `eval_data` (an `.npz` of preprocessed `x` and labels `y`, see
-    `bench.load_eval_data`), each model's result also has its top-1 and
+    `lite.latency.load_eval_data`), each model's result also has its top-1 and
     predicted labels on the device. With `profile`, each has the device's
     `lite.profile` too: each op timed alone there, and the peak memory.
     """

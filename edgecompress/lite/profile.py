@@ -42,10 +42,10 @@ def one_op_files(model_content: bytes):
     constant inputs keep their bytes."""
     import flatbuffers
 
-    from edgecompress.lite.reader import _File, _schema
+    from edgecompress.lite.reader import ModelFile, flatbuffer_schema
 
-    schema = _schema()
-    f = _File(model_content)
+    schema = flatbuffer_schema()
+    f = ModelFile(model_content)
     model, graph = f.model, f.graph
     for op_info, op in zip(f.ops, graph.operators):
         name = op_info["op_name"]

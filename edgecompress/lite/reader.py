@@ -20,7 +20,7 @@ _DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "FLOAT64": "float64", "IN
            "UINT64": "uint64", "BOOL": "bool", "COMPLEX64": "complex64"}
 
 
-def _schema():
+def flatbuffer_schema():
     """The `.tflite` flatbuffer schema ai-edge-litert ships (`schema_py_generated`): the public way to read a
     file, where the interpreter's op listing is private (`Interpreter._get_ops_details`)."""
     try:
@@ -35,11 +35,11 @@ def _names(enum_class) -> dict[int, str]:
     return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
 
 
-class _File:
+class ModelFile:
     """The primary subgraph of a `.tflite` file: its ops (name, inputs, outputs) and tensors."""
 
     def __init__(self, model_content: bytes):
-        schema = _schema()
+        schema = flatbuffer_schema()
         self.data = bytes(model_content)
         self.model = schema.ModelT.InitFromPackedBuf(bytearray(self.data), 0)
         self.graph = self.model.subgraphs[0]
@@ -80,7 +80,7 @@ class _File:
 
 def ops(model_content: bytes) -> list[dict]:
     """Each op with its name and the dtypes of its inputs and outputs."""
-    f = _File(model_content)
+    f = ModelFile(model_content)
     return [{"index": op["index"], "op": op["op_name"],
              "inputs": [f.dtypes[i] for i in op["inputs"] if i >= 0],
              "outputs": [f.dtypes[i] for i in op["outputs"] if i >= 0]} for op in f.ops]
@@ -119,7 +119,7 @@ def weight_sparsity(model_content: bytes) -> dict:
 
 def _weights(model_content: bytes):
     """(op name, tensor name, quantization, stored weight array) of each weighted op's kernel."""
-    f = _File(model_content)
+    f = ModelFile(model_content)
     # float16 (and some dynamic-range) files store weights as a constant fed through
     # DEQUANTIZE; the op's own input is then a runtime tensor, so follow it back.
     dequantized_from = {op["outputs"][0]: op["inputs"][0] for op in f.ops if op["op_name"] == "DEQUANTIZE"}

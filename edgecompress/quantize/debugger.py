@@ -123,7 +123,7 @@ def layers_of(tensor: str, model) -> list[str]:
     return [layer.name for layer in model.layers if layer.name in parts]
 
 
-def recover_int8(model, rep, x_val, y_val, *, max_drop: float, float_accuracy: float, max_layers: int = 4,
+def find_float_layers(model, rep, x_val, y_val, *, max_drop: float, float_accuracy: float, max_layers: int = 4,
                  task: str = "classification") -> dict:
     """Keeps the last k weighted layers in float, for the smallest k that meets `max_drop`.
 

@@ -12,9 +12,9 @@ A recipe is a JSON file:
 previous stage produced (none: the teacher goes straight to conversion):
 
 - `{"stage": "distill", "width": 0.5, "temperature": 4, "alpha": 0.1, "epochs": 10}`
-  (`distillation.DistillConfig`)
-- `{"stage": "factorize", "energy": 0.9, "finetune_epochs": 2}` (`lowrank.FactorizeConfig`)
-- `{"stage": "prune", "final_sparsity": 0.8, "epochs": 3}` (`pruning.PruneConfig`)
+  (`techniques.configs.DistillConfig`)
+- `{"stage": "factorize", "energy": 0.9, "finetune_epochs": 2}` (`techniques.configs.FactorizeConfig`)
+- `{"stage": "prune", "final_sparsity": 0.8, "epochs": 3}` (`techniques.configs.PruneConfig`)
 
 Unknown stages or parameters are refused with the list of valid ones.
 `quantize` names the `.tflite` variants made from the final model; each is a

@@ -10,7 +10,7 @@ layers whose kernels hold only the centroid values. After pruning,
 `qat` runs cluster-preserving quantization-aware training (CQAT, or PCQAT
 when sparsity is kept too), so int8 conversion does not scatter the clusters.
 
-The `.tflite` file is what counts: `inspect.unique_weights` reads back the
+The `.tflite` file is what counts: `lite.reader.unique_weights` reads back the
 distinct values per output channel and per kernel, and the report shows them.
 `ClusterConfig` is the recipe stage `{"stage": "cluster", ...}`.
 """

@@ -138,7 +138,7 @@ def _distiller_class():
             self.teacher.trainable = False
             self.temperature, self.alpha = float(temperature), float(alpha)
             # The task's own distillation loss (`models.losses.Distillation`): a classifier's outputs become
-            # log-probabilities over its classes first, whatever its head (`models.output_head`).
+            # log-probabilities over its classes first, whatever its head (`keras_io.output_head`).
             kind = tasks.task(task).loss
             heads = (output_head(teacher), output_head(student)) if kind == "classes" else (None, None)
             self.loss_terms = Distillation(task, value_loss, self.temperature, heads)
