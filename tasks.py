@@ -2,7 +2,15 @@
 
 The tasks live in the package, `edgecompress/cli/tasks.py`, so that an install
 has them too: `pip install "edgecompress[train]"` gives the `edgecompress`
-command with the same tasks and flags (`edgecompress build-edge ...`).
+command with the same tasks and flags (`edgecompress build-edge ...`). A
+checkout adds the benchmark tasks (`benchmarks/tasks.py`), which make the
+examples and measurements the docs quote and do not ship in the wheel.
 """
 
-from edgecompress.cli.tasks import ns  # noqa: F401
+from invoke import Collection
+
+from benchmarks.tasks import CHECKOUT_TASKS
+from edgecompress.cli import tasks as package
+
+ns = Collection(*package.ns.tasks.values(), *CHECKOUT_TASKS)
+ns.configure(package.ns.configuration())

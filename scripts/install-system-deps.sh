@@ -7,7 +7,7 @@
 # tools, framework resources, apksigner and dexdump (invoke android-apk), and
 # PostgreSQL (a test starts its own server: the study of search workers on
 # several machines), and the DejaVu and Liberation fonts (the letters example of
-# edgecompress/benchmarks/examples.py).
+# benchmarks/examples.py).
 # Installs what is missing on Debian/Ubuntu (as root, or with sudo); elsewhere
 # it says what to install.
 set -euo pipefail

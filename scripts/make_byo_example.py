@@ -5,7 +5,7 @@ MobileNetV2-alpha0.35 transfer model (leading Rescaling, nested backbone) saved 
     python scripts/make_byo_example.py build/byo            # the defaults behind the README's numbers
     python scripts/make_byo_example.py /tmp/x --train 500 --test 200 --epochs 1 --min-accuracy 0
 
-Needs Debian's `dataset-fashion-mnist`. See edgecompress/benchmarks/byo_example.py.
+Needs Debian's `dataset-fashion-mnist`. See benchmarks/byo_example.py.
 """
 
 import argparse
@@ -13,7 +13,9 @@ import dataclasses
 import logging
 import sys
 
-from edgecompress.benchmarks.byo_example import ExampleConfig, make_example
+sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[1]))  # benchmarks/
+
+from benchmarks.byo_example import ExampleConfig, make_example
 from edgecompress.errors import EdgeCompressError
 
 

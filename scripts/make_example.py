@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Make one of the example models this project was not tuned on (edgecompress/benchmarks/examples.py), offline and seeded.
+"""Make one of the example models this project was not tuned on (benchmarks/examples.py), offline and seeded.
 
     python scripts/make_example.py mnv3-shapes build/byo-mnv3-shapes           # the defaults behind the README
     python scripts/make_example.py resnet-letters /tmp/x --train 300 --test 200 --epochs 1 --min-accuracy 0
@@ -13,8 +13,10 @@ import dataclasses
 import logging
 import sys
 
+sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[1]))  # benchmarks/
+
 from edgecompress.errors import EdgeCompressError
-from edgecompress.benchmarks.examples import EXAMPLES
+from benchmarks.examples import EXAMPLES
 
 
 def main(argv=None):

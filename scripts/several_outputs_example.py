@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Make the two-output example (edgecompress/benchmarks/two_heads.py) and build it twice: `--recipe quantize-only`
+"""Make the two-output example (benchmarks/two_heads.py) and build it twice: `--recipe quantize-only`
 and the closed loop (`--budget-minutes 3`), each output measured; prints each build's files and metrics.
 
     python scripts/several_outputs_example.py build/two-heads
@@ -7,9 +7,11 @@ and the closed loop (`--budget-minutes 3`), each output measured; prints each bu
 
 import json
 import sys
+
+sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[1]))  # benchmarks/
 from pathlib import Path
 
-from edgecompress.benchmarks import two_heads
+from benchmarks import two_heads
 from edgecompress.builder.options import BuildOptions
 from edgecompress.lite.tasks import says_each
 from edgecompress.pipeline import build_edge

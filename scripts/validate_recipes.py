@@ -18,6 +18,8 @@ import argparse
 import json
 import logging
 import sys
+
+sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[1]))  # benchmarks/
 import time
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
     from edgecompress.recipes.recipe import Recipe
     from edgecompress.search.space import load_space
     from edgecompress.recipes.runner import run_stages
-    from edgecompress.benchmarks.recipes import study_teacher_key
+    from benchmarks.recipes import study_teacher_key
 
     out = args.benchmark
     teacher = keras_io.load_model(out / "teacher.keras")

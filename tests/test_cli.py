@@ -17,8 +17,11 @@ def _run(args, python=sys.executable, cwd=None, env=None):
 def test_same_tasks_as_invoke_in_the_checkout(root):
     listed = _run(["-m", "edgecompress", "--list"], cwd=root)
     assert listed.returncode == 0, listed.stderr
-    for name in repo_tasks.ns.task_names:
-        assert f"  {name}" in listed.stdout, name
+    from benchmarks.tasks import CHECKOUT_TASKS
+
+    checkout_only = {t.name for t in CHECKOUT_TASKS}
+    for name in repo_tasks.ns.task_names:  # a checkout's benchmark tasks are not in the wheel
+        assert (f"  {name} " in listed.stdout) == (name not in checkout_only), name
     ours = _run(["-m", "edgecompress", "--help", "build-edge"], cwd=root).stdout
     theirs = _run(["-m", "invoke", "--help", "build-edge"], cwd=root).stdout
     assert ours.split("\n", 1)[1] == theirs.split("\n", 1)[1]  # all but the program name

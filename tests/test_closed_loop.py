@@ -455,7 +455,7 @@ def test_too_few_held_out_images_for_the_closed_loop_exit_2_and_keep_the_previou
 def test_the_letters_example_is_a_logits_resnet_with_its_own_validation_folder(tmp_path):
     from edgecompress.models import keras_io
     from edgecompress.data.datasets import load_dataset
-    from edgecompress.benchmarks.examples import SyntheticConfig, make_letters
+    from benchmarks.examples import SyntheticConfig, make_letters
     from edgecompress.models.pixelscale import declared_scale
 
     config = SyntheticConfig(train=120, val=40, test=40, size=32, epochs=1, min_accuracy=0.0)
@@ -477,7 +477,7 @@ def test_the_shapes_example_nests_mobilenet_v3_with_its_own_rescaling(tmp_path):
     from edgecompress.models import keras_io
     from edgecompress.models import translate
     from edgecompress.data.datasets import load_dataset
-    from edgecompress.benchmarks.examples import SyntheticConfig, make_shapes
+    from benchmarks.examples import SyntheticConfig, make_shapes
     from edgecompress.models.pixelscale import declared_scale
 
     make_shapes(tmp_path, SyntheticConfig(train=80, test=40, size=64, epochs=1, min_accuracy=0.0))

@@ -11,7 +11,7 @@ from edgecompress.errors import EXIT_USAGE, EdgeCompressError
 
 
 def _sensor_npz(path, with_groups=True, **extra):
-    from edgecompress.benchmarks.sensors import _person, windows
+    from benchmarks.sensors import _person, windows
 
     rng = np.random.default_rng(0)
     people = [_person(rng) for _ in range(10)]

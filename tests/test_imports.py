@@ -23,7 +23,6 @@ LAYERS = [
     ["builder"],
     ["search"],
     ["pipeline", "schemas"],
-    ["benchmarks"],
     ["cli", "__main__"],
 ]
 

@@ -29,7 +29,7 @@ CASES = {
 
 
 def _inputs(kind, shape):
-    from edgecompress.benchmarks import tiny
+    from benchmarks import tiny
 
     if kind == "ic":
         d = tiny.make_ic_data(train=300, test=200, seed=0)

@@ -5,7 +5,7 @@ on the output named by `--output` (the first by default), and the user's outputs
 import numpy as np
 import pytest
 
-from edgecompress.benchmarks import two_heads
+from benchmarks import two_heads
 from edgecompress.data.datasets import labelled_outputs, load_dataset
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite import tasks

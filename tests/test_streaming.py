@@ -102,7 +102,7 @@ def test_peak_rss_of_build_edge_does_not_follow_the_image_count(tmp_path, monkey
     """build-edge (prune one epoch, float32 and int8) on 3,000 and on 15,000 64x64 images, on disk. Held in
     memory, 12,000 images more would add their pixels (147 MB) and a float32 copy (590 MB) at least. Both
     counts fill the prediction batch (below a few hundred test images its activations grow with the count)."""
-    from edgecompress.benchmarks.streaming import measure
+    from benchmarks.streaming import measure
 
     monkeypatch.setenv(ondisk.CACHE_ENV, str(tmp_path / "cache"))
     small = measure(3000, tmp_path / "s3000", size=64, stream_bytes=0)
@@ -147,7 +147,7 @@ def test_npy_features_above_the_threshold_stay_on_disk_and_are_checked_there(tmp
 
 def test_the_streaming_benchmark_recipe_is_a_recipe_file():
     """`invoke benchmark-stream`'s recipe is data beside it (`benchmarks/stream-recipe.json`), loaded as any."""
-    from edgecompress.benchmarks.streaming import RECIPE
+    from benchmarks.streaming import RECIPE
     from edgecompress.recipes.recipe import load_recipe
 
     r = load_recipe(RECIPE)

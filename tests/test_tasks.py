@@ -157,7 +157,7 @@ def test_mlperf_tiny_architectures_have_the_reference_shapes():
     (64, 10, 4, 1) input conv and 64-channel blocks, ResNet-8's 16/32/64 filters, the autoencoder's 640-128-8."""
     import keras
 
-    from edgecompress.benchmarks import tiny
+    from benchmarks import tiny
 
     kws = tiny.ds_cnn(keras)
     assert kws.input_shape == (None, 49, 10, 1) and kws.output_shape == (None, 12)
@@ -173,7 +173,7 @@ def test_mlperf_tiny_architectures_have_the_reference_shapes():
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (install-system-deps.sh)")
 def test_the_keyword_stand_in_speaks_each_word_with_voices_split_between_train_and_test():
-    from edgecompress.benchmarks import tiny
+    from benchmarks import tiny
 
     config = tiny.KwsConfig(train_voices=3, test_voices=2, takes=1, test_takes=2)
     a, b = tiny.make_kws_data(config), tiny.make_kws_data(config)
@@ -187,7 +187,7 @@ def test_the_keyword_stand_in_speaks_each_word_with_voices_split_between_train_a
 
 
 def test_the_machine_sound_stand_in_has_normal_training_windows_and_labelled_test_windows():
-    from edgecompress.benchmarks import tiny
+    from benchmarks import tiny
 
     a = tiny.make_ad_data(tiny.AdConfig(machines=2, train_clips=3, test_clips=4, windows=5))
     assert a["x_train"].shape == (2 * 3 * 5, 640) and a["x_test"].shape == (2 * 4 * 5, 640)

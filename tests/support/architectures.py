@@ -79,7 +79,7 @@ def transfer_model(lib, arch, *, logits=True, rescaling=(1 / 127.5, -1.0), seed=
 
 def rgb_images(dataset, n, seed=0, size=SIZE):
     """`n` training images of a Fashion-MNIST Dataset, colourised to (n, size, size, 3) uint8, and labels."""
-    from edgecompress.benchmarks.byo_example import colourise
+    from benchmarks.byo_example import colourise
 
     rng = np.random.default_rng(seed)
     return colourise(dataset.x_train[:n, ..., 0], size, rng), dataset.y_train[:n]

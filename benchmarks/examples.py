@@ -276,19 +276,19 @@ class Example:
 
 
 def _mnv2(out, config=None):
-    from edgecompress.benchmarks.byo_example import make_example
+    from benchmarks.byo_example import make_example
 
     return make_example(out, config)
 
 
 def _sensors(out, config=None):
-    from edgecompress.benchmarks.sensors import make_sensors
+    from benchmarks.sensors import make_sensors
 
     return make_sensors(out, config)
 
 
 def _sensor_config():
-    from edgecompress.benchmarks.sensors import SensorConfig
+    from benchmarks.sensors import SensorConfig
 
     return SensorConfig()
 
@@ -306,7 +306,7 @@ EXAMPLES = {
 def benchmark(name: str, out=None) -> dict:
     """Makes example `name` once under `out` (default `build/byo-<name>`), then runs `build_edge` on it with
     `--model` and `--data` and no other flag (the closed loop); returns its row (see `byo_example.summarize`)."""
-    from edgecompress.benchmarks.byo_example import summarize
+    from benchmarks.byo_example import summarize
     from edgecompress.builder.options import BuildOptions
     from edgecompress.pipeline import build_edge
 

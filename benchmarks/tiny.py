@@ -319,7 +319,7 @@ def make_ad_data(config: AdConfig = AdConfig()) -> dict:
 
 def make_ic_data(train: int = 4000, test: int = 1000, seed: int = 0) -> dict:
     """32x32 colour drawings of `examples.SHAPES` (8 classes), as uint8 arrays."""
-    from edgecompress.benchmarks.examples import SHAPES, draw_shape
+    from benchmarks.examples import SHAPES, draw_shape
 
     rng = np.random.default_rng(seed)
     y = np.arange(train + test) % len(SHAPES)
@@ -335,7 +335,7 @@ def draw_scene(has_target: bool, size: int, rng) -> np.ndarray:
     target) somewhere in it when `has_target`."""
     from PIL import Image, ImageDraw
 
-    from edgecompress.benchmarks.examples import colours, polygon
+    from benchmarks.examples import colours, polygon
 
     bg, _ = colours(rng)
     img = Image.new("RGB", (size, size), tuple(int(v) for v in bg))
