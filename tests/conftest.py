@@ -106,6 +106,12 @@ def write_png(path, array, mode=None):
 
 
 
+# A previous build's report.json, as a test that checks a refused build keeps it writes one.
+PLACEHOLDER_REPORT = ('{"schema_version": 2, "baseline": "kept", "stages": [], "failed": [], "artifacts": [{"name": '
+                      '"kept", "path": "kept.tflite", "quantization": "float32", "size_bytes": 1, "gzip_bytes": 1, '
+                      '"sha256": "0", "accuracy": 0.5}]}')
+
+
 @pytest.fixture(autouse=True)
 def _every_report_meets_its_schema(request):
     """After each test, every report.json it wrote under its `tmp_path` (a build in this process or in an

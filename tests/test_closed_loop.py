@@ -442,11 +442,13 @@ def test_build_edge_with_a_model_and_no_flag_runs_the_ladder_and_selects_on_held
 def test_too_few_held_out_images_for_the_closed_loop_exit_2_and_keep_the_previous_build(tmp_path, root):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "report.json").write_text("{}")
+    from conftest import PLACEHOLDER_REPORT
+
+    (out / "report.json").write_text(PLACEHOLDER_REPORT)
     proc = run_invoke(["build-edge", "--model", str(_keras3_logits_model(tmp_path / "m.keras")), "--data",
                        str(_npz(tmp_path / "d.npz", n_test=60)), "--out", str(out), "--quiet"], cwd=root)
     assert proc.returncode == 2 and "Only 30 held-out images" in proc.stderr and "--recipe default" in proc.stderr
-    assert (out / "report.json").read_text() == "{}" and "Traceback" not in proc.stderr
+    assert (out / "report.json").read_text() == PLACEHOLDER_REPORT and "Traceback" not in proc.stderr
 
 
 # ---------------------------------------------------------------- the examples we did not tune on

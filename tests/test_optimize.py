@@ -244,10 +244,12 @@ def test_the_one_reported_hypervolume_is_in_kb_and_points_against_the_teacher_le
 def test_bad_search_input_exits_2_and_keeps_the_previous_build(tmp_path, root, args, needle):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "report.json").write_text('{"kept": true}')
+    from conftest import PLACEHOLDER_REPORT as kept
+
+    (out / "report.json").write_text(kept)
     proc = run_invoke(["build-edge", "--search", "--out", str(out), *args], cwd=root, timeout=120)
     assert proc.returncode == 2 and needle in proc.stderr, proc.stderr[-2000:]
-    assert (out / "report.json").read_text() == '{"kept": true}'
+    assert (out / "report.json").read_text() == kept
 
 
 def test_a_range_with_low_above_high_exits_2(tmp_path, root):
