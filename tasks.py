@@ -1,16 +1,16 @@
 """Invoke's entry in a checkout (`invoke build-edge ...`).
 
-The tasks live in the package, `edgecompress/cli/tasks.py`, so that an install
+The tasks live in the package, `edgecompress/cli/invocations.py`, so that an install
 has them too: `pip install "edgecompress[train]"` gives the `edgecompress`
 command with the same tasks and flags (`edgecompress build-edge ...`). A
-checkout adds the benchmark tasks (`benchmarks/tasks.py`), which make the
+checkout adds the benchmark tasks (`benchmarks/invocations.py`), which make the
 examples and measurements the docs quote and do not ship in the wheel.
 """
 
 from invoke import Collection
 
-from benchmarks.tasks import CHECKOUT_TASKS
-from edgecompress.cli import tasks as package
+from benchmarks.invocations import CHECKOUT_TASKS
+from edgecompress.cli import invocations as package
 
 ns = Collection(*package.ns.tasks.values(), *CHECKOUT_TASKS)
 ns.configure(package.ns.configuration())

@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 
+from edgecompress.lite.latency import DEFAULT_RUNS
 from edgecompress.data import calibration
 from edgecompress.models import keras_io, training
 from edgecompress.report.write import markdown_table
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir="build/benchmark", *,
-              teacher_epochs=15, seed=0, runs=200, verbose=1, teacher=None, search=None, budget_minutes=30.0,
+              teacher_epochs=15, seed=0, runs=DEFAULT_RUNS, verbose=1, teacher=None, search=None, budget_minutes=30.0,
               max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, compare=("grid",)) -> dict:
     """Runs `recipes` on one teacher and writes the comparison table.
 

@@ -18,9 +18,9 @@ def main(argv=None) -> int:
               "(pip install 'edgecompress[litert]').", file=sys.stderr)
         return EXIT_USAGE
     from edgecompress import __version__
-    from edgecompress.cli import tasks
+    from edgecompress.cli import invocations
 
-    program = Program(namespace=Collection.from_module(tasks), version=__version__, name="edgecompress",
+    program = Program(namespace=Collection.from_module(invocations), version=__version__, name="edgecompress",
                       binary="edgecompress")
     program.run(["edgecompress", *argv] if argv is not None else None)
     return 0

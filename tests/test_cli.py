@@ -17,7 +17,7 @@ def _run(args, python=sys.executable, cwd=None, env=None):
 def test_same_tasks_as_invoke_in_the_checkout(root):
     listed = _run(["-m", "edgecompress", "--list"], cwd=root)
     assert listed.returncode == 0, listed.stderr
-    from benchmarks.tasks import CHECKOUT_TASKS
+    from benchmarks.invocations import CHECKOUT_TASKS
 
     checkout_only = {t.name for t in CHECKOUT_TASKS}
     for name in repo_tasks.ns.task_names:  # a checkout's benchmark tasks are not in the wheel
@@ -29,7 +29,7 @@ def test_same_tasks_as_invoke_in_the_checkout(root):
 
 def test_flag_defaults_come_from_the_config():
     from edgecompress.builder.options import BuildOptions
-    from edgecompress.cli.tasks import build_edge
+    from edgecompress.cli.invocations import build_edge
 
     params = inspect.signature(build_edge.body).parameters
     b = BuildOptions()
@@ -156,7 +156,7 @@ def test_a_stage_tasks_help_says_the_defaults_its_config_has(name, config):
     import dataclasses
     import re
 
-    from edgecompress.cli.tasks import ns
+    from edgecompress.cli.invocations import ns
     from edgecompress.techniques import configs
 
     defaults = {f.name: f.default for f in dataclasses.fields(getattr(configs, config))}
@@ -175,7 +175,7 @@ def test_every_tasks_help_says_the_default_its_signature_has():
     Debian's full copy"); a number says the same number."""
     import re
 
-    from edgecompress.cli.tasks import ns
+    from edgecompress.cli.invocations import ns
 
     checked = 0
     for name, t in ns.tasks.items():

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from edgecompress.lite.latency import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgecompress.quantize import schemes
 from edgecompress.lite import latency
 from edgecompress.data import calibration
@@ -45,8 +46,8 @@ class MeasureSettings(Config):
     """
 
     threads: int = 1
-    runs: int = 200
-    warmup: int = 20
+    runs: int = DEFAULT_RUNS
+    warmup: int = DEFAULT_WARMUP
 
     def __post_init__(self):
         for name in ("threads", "runs"):
@@ -61,7 +62,7 @@ class MeasureSettings(Config):
         return {"threads": self.threads, "runs": self.runs, "warmup": self.warmup}
 
 
-def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *, threads=1, runs=200, warmup=20,
+def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *, threads=1, runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP,
                         prefix="", provenance=None, reference=None):
     """Converts `model` to each variant (into the cache) and measures it.
 
@@ -160,7 +161,7 @@ def _lacks_terms(measured: dict) -> bool:
     return "terms" not in measured
 
 
-def measure_file(path, dataset, cache, *, threads=1, runs=200, warmup=20) -> dict:
+def measure_file(path, dataset, cache, *, threads=1, runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP) -> dict:
     """Top-1 on `dataset`'s test split and host latency of one `.tflite` file, cached by content:
     {"accuracy", "latency_ms", "init_ms", "terms"} (`evaluation.pack_terms`). A
     search's files, measured one at a time after the study."""

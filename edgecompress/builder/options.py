@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from edgecompress.lite.latency import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgecompress.builder.confirm import DEFAULT_CONFIDENCE
 from edgecompress.builder.measure import MeasureSettings
 from edgecompress.builder.selection import DEFAULT_MARGIN_SE, Constraints
@@ -151,8 +152,8 @@ class BuildOptions(Config):
     epochs: int = 8
     seed: int = 0
     threads: int = 1
-    runs: int = 200
-    warmup: int = 20
+    runs: int = DEFAULT_RUNS
+    warmup: int = DEFAULT_WARMUP
     scale: str = "auto"
     safe_mode: bool = True
     verbose: int = 1

@@ -23,12 +23,6 @@ logger = logging.getLogger(__name__)
 
 def check_model(model) -> dict:
     """Returns a JSON-ready dict of findings; `ok` is False when int8 will fail."""
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as qreg,
-    )
-    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
-    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
-
     from edgecompress.recipes.registry import STAGES
 
     from edgecompress.quantize import schemes
@@ -37,14 +31,14 @@ def check_model(model) -> dict:
     from edgecompress.lite.reader import float_ops
     from edgecompress.lite.tasks import task
     from edgecompress.models.keras_io import input_preprocessing, model_task
+    from edgecompress.techniques.support import clusterable, not_quantize_aware, unprunable
 
     spec = input_preprocessing(model)
     weighted = [layer for layer in model.layers if layer.weights]
-    registry = qreg.Default8BitQuantizeRegistry()
-    not_prunable = [layer.name for layer in weighted if not prune_registry.PruneRegistry.supports(layer)]
-    not_qat = [layer.name for layer in model.layers
-               if not isinstance(layer, keras.layers.InputLayer) and not registry.supports(layer)
-               and layer.__class__.__name__ not in ("Flatten", "Dropout", "Reshape", "Softmax")]
+    not_prunable = unprunable(model)
+    float_anyway = {layer.name for layer in model.layers  # layers with nothing to quantize
+                    if layer.__class__.__name__ in ("Flatten", "Dropout", "Reshape", "Softmax")}
+    not_qat = [name for name in not_quantize_aware(model) if name not in float_anyway]
     sparse_ok = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
                  and not isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.Conv2DTranspose))
                  and tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1)]
@@ -56,7 +50,7 @@ def check_model(model) -> dict:
             yield [rng.random((1, *spec.input_shape), dtype=np.float32)]
 
     not_clusterable = [layer.name for layer in weighted if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
-                       and not ClusteringRegistry.supports(layer)]
+                       and not clusterable(layer)]
     what = task(model_task(model))
     result = {"model": model.name, "input": list(spec.input_shape), "params": int(model.count_params()),
               "input_kind": "features" if isinstance(spec, Features) else "image",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from edgecompress.lite.latency import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgecompress.data import calibration
 from edgecompress.models import training
 from edgecompress.report.write import write_report
@@ -84,7 +85,7 @@ def calibration_pixels(options: BuildOptions, dataset, out_dir: Path):
 
 
 def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, seed=0, verbose=1, threads=1,
-             runs=200, warmup=20):
+             runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP):
     """Runs `recipe` on `teacher`: stages, then conversion and measurement.
 
     When the recipe has stages, the teacher's own float32 `.tflite` is made

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from edgecompress.lite.latency import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgecompress.lite import latency
 from edgecompress.data import calibration
 from edgecompress.models import keras_io, training
@@ -92,7 +93,7 @@ def make_calibration(data=None, out="calibration_data", per_class=20, seed=0):
     return path
 
 
-def bench_local(models=None, runs=200, threads=1, xnnpack=True, json_out=None, profile=False):
+def bench_local(models=None, runs=DEFAULT_RUNS, threads=1, xnnpack=True, json_out=None, profile=False):
     from edgecompress.lite.latency import delegation_line
     from edgecompress.lite.profile import profile_line
 
@@ -206,7 +207,7 @@ def _agreement(results: dict, files, x, y, threads: int, task: str = "classifica
             acc["host_top1"] = host_top1
 
 
-def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, warmup=20, threads=1,
+def bench_device(hosts, models=None, out="build/edge", options=None, runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP, threads=1,
                  accuracy=None, data=None, profile=False):
     """Benchmarks a build's artifacts on devices over SSH and merges them into its report.
 
@@ -260,7 +261,7 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=200, w
     return results
 
 
-def bench_android_task(c, apk=None, models=None, out="build/edge", serial=None, threads=1, runs=200, delegate="xnnpack",
+def bench_android_task(c, apk=None, models=None, out="build/edge", serial=None, threads=1, runs=DEFAULT_RUNS, delegate="xnnpack",
                        timeout=300.0):
     """Runs the app's headless benchmark over adb and merges it into the build's report."""
     from edgecompress.devices import android

@@ -24,6 +24,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from edgecompress.lite.latency import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgecompress.errors import EdgeCompressError
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def _shell(serial, device_args) -> str:
     return _local(_adb(serial) + ["shell", _local(device_args)])
 
 
-def bench_android(c, models, *, apk=None, serial=None, threads=1, runs=200, warmup=20, delegate="xnnpack",
+def bench_android(c, models, *, apk=None, serial=None, threads=1, runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP, delegate="xnnpack",
                   out_dir="build/edge", timeout=300.0, poll=1.0) -> dict:
     """Runs the headless benchmark of the app on a device for each model.
 

@@ -22,6 +22,7 @@ import socket
 import zlib
 from pathlib import Path
 
+from edgecompress.lite.latency import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgecompress import lite
 from edgecompress.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EdgeCompressError
 
@@ -101,7 +102,7 @@ def connect(host: str, options: SSHOptions):
     return conn
 
 
-def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs: int = 200, warmup: int = 20,
+def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
                   threads: int = 1, xnnpack: bool = True, eval_data=None, profile: bool = False) -> list[dict]:
     """Runs the benchmark on one host, once per Python in `options.python`.
 

@@ -33,6 +33,8 @@ from edgecompress.lite.runtime import check_tflite_file, make_interpreter, probe
 logger = logging.getLogger(__name__)
 
 TRIVIAL_MODEL = Path(__file__).parent / "_data" / "trivial.tflite"
+# Timed invokes per file and untimed ones before them: the one default every task, build and device shares.
+DEFAULT_RUNS, DEFAULT_WARMUP = 200, 20
 SCHEMA_VERSION = 1
 
 
@@ -129,7 +131,7 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def benchmark(model_path, *, runs: int = 200, warmup: int = 20, threads: int = 1, xnnpack: bool = True,
+def benchmark(model_path, *, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, threads: int = 1, xnnpack: bool = True,
               input_source=None, seed: int = 0, runtime: str | None = None, probe: bool = True,
               profile: bool = False) -> dict:
     """Benchmarks one `.tflite` file; returns a JSON-ready dict.

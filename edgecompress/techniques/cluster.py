@@ -55,10 +55,10 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     """
     import numpy as np
     import tensorflow_model_optimization as tfmot
-    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
 
     from edgecompress.models.backend import keras
     from edgecompress.techniques.prune import keras_sparsity
+    from edgecompress.techniques.support import clusterable
 
     config = config or ClusterConfig()
     keras.utils.set_random_seed(seed)
@@ -83,7 +83,7 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
         # DepthwiseConv2D (a Conv2D subclass) is left out: tfmot 0.8 wraps it but strips it back unclustered
         # (measured on MobileNetV2: 1,296 to 3,024 distinct values per kernel after 16-cluster clustering).
         if clusters(layer):
-            if ClusteringRegistry.supports(layer):
+            if clusterable(layer):
                 clustered.append(layer.name)
                 return tfmot.clustering.keras.cluster_weights(
                     layer, number_of_clusters=config.number_of_clusters,

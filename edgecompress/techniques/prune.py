@@ -37,13 +37,11 @@ def _schedule(config: PruneConfig, steps: int):
 
 def _wrap(model, config: PruneConfig, steps: int):
     import tensorflow_model_optimization as tfmot
-    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
     from edgecompress.models.backend import keras
+    from edgecompress.techniques.support import unprunable
 
-    skipped = [layer.name for layer in model.layers
-               if layer.weights and not prune_registry.PruneRegistry.supports(layer)
-               and not isinstance(layer, tfmot.sparsity.keras.PrunableLayer)]
+    skipped = unprunable(model)
     if skipped:
         if config.on_unsupported == "error":
             raise EdgeCompressError(

@@ -86,16 +86,10 @@ def quantize_aware_train(model, dataset, preserve: str, training: TrainConfig, *
 
     from edgecompress.models.backend import keras
 
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as qreg,
-    )
+    from edgecompress.techniques.support import not_quantize_aware
 
     keras.utils.set_random_seed(training.seed)  # before the annotated copy is built
-    registry = qreg.Default8BitQuantizeRegistry()
-    # Preprocessing layers (Rescaling, Normalization) and a few others have no 8-bit QAT config: they train
-    # in float, and the converter quantizes them after training like any other layer.
-    skipped = [layer.name for layer in model.layers
-               if not isinstance(layer, keras.layers.InputLayer) and not registry.supports(layer)]
+    skipped = not_quantize_aware(model)
     if skipped:
         logger.info("Quantization-aware training leaves %d layer(s) in float: %s", len(skipped), ", ".join(skipped))
 

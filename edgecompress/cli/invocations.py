@@ -5,6 +5,7 @@
 
 from invoke import Collection
 
+from edgecompress.lite.latency import DEFAULT_RUNS
 from edgecompress.cli.glue import print_report_summary, setup_logging, task, user_errors
 from edgecompress.builder.options import BuildOptions
 from edgecompress.recipes.recipe import RECIPES_DIR
@@ -191,7 +192,7 @@ def calibration_data(c, data=None, out="calibration_data", per_class=20, seed=0)
             "profile": "Also time each op alone and measure each file's peak memory: where the time goes.",
             "against": "Time the files against this .tflite file in interleaved rounds: how many times as fast.",
             "rounds": "With --against: interleaved rounds (default: 10)."})
-def bench(c, models=None, runs=200, threads=1, no_xnnpack=False, json=None, profile=False, against=None, rounds=10):
+def bench(c, models=None, runs=DEFAULT_RUNS, threads=1, no_xnnpack=False, json=None, profile=False, against=None, rounds=10):
     """Benchmark .tflite latency on this machine (TensorFlow-free runtime)."""
     setup_logging()
     with user_errors():
@@ -313,7 +314,7 @@ def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_la
             "accuracy": "Also run the test images on the device: --accuracy (the whole test split) or --accuracy=N.",
             "data": "Dataset for --accuracy (default: the build's own --data, from its report).",
             "profile": "Also time each op alone on the device and read its peak memory (lite/profile.py)."})
-def bench_device(c, host, models=None, out="build/edge", python="python3", runs=200, threads=1, known_hosts=None,
+def bench_device(c, host, models=None, out="build/edge", python="python3", runs=DEFAULT_RUNS, threads=1, known_hosts=None,
                  key=None, timeout=15, accuracy=None, data=None, profile=False):
     """Benchmark the build's .tflite files on devices over SSH (and --accuracy) and add them to the report."""
     setup_logging()
@@ -391,7 +392,7 @@ def android_apk(c, out="build/edge", apk=None, calibration="calibration_data"):
             "serial": "adb device serial (default: the only device).", "threads": "Threads (default: 1).",
             "runs": "Timed invokes (default: 200).", "delegate": "cpu, xnnpack, gpu or nnapi (default: xnnpack).",
             "timeout": "Seconds to wait for each model (default: 300)."})
-def bench_android(c, apk=None, models=None, out="build/edge", serial=None, threads=1, runs=200, delegate="xnnpack",
+def bench_android(c, apk=None, models=None, out="build/edge", serial=None, threads=1, runs=DEFAULT_RUNS, delegate="xnnpack",
                   timeout=300):
     """Benchmark the build's .tflite files on an Android phone over adb and add them to the report."""
     setup_logging()
