@@ -75,7 +75,8 @@ def write_folders(out: Path, config: ExampleConfig):
     """Writes `out/images/{train,test}/<class>/*.png`; returns (x_test, y_test) as written."""
     from PIL import Image
 
-    from edgecompress.data.datasets import FASHION_MNIST_CLASSES, load_dataset
+    from edgecompress.data.images import FASHION_MNIST_CLASSES
+    from edgecompress.data.loading import load_dataset
 
     full = load_dataset("fashion-mnist")
     rng = np.random.default_rng(config.seed)

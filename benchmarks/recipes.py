@@ -16,7 +16,7 @@ from edgecompress.data import calibration
 from edgecompress.models import keras_io, training
 from edgecompress.report.write import markdown_table
 from edgecompress.configs import Preprocessing, TrainConfig
-from edgecompress.data.datasets import load_dataset
+from edgecompress.data.loading import load_dataset
 from edgecompress.recipes.cache import StageCache, make_key
 from edgecompress.lite.fileio import atomic_write_json, atomic_write_text, sha256_path
 from edgecompress.builder.selection import Constraints, GateError

@@ -22,7 +22,7 @@ import numpy as np
 
 
 def _fresh(path: Path, spec):
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
     from edgecompress.data.preprocessing import to_model_input
 
     if path.suffix == ".npz":

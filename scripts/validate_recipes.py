@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     from edgecompress.models import keras_io, training
     from edgecompress.recipes.cache import StageCache
     from edgecompress.configs import Preprocessing
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
     from edgecompress.builder.measure import convert_and_measure
     from edgecompress.recipes.recipe import Recipe
     from edgecompress.search.space import load_space

@@ -28,7 +28,7 @@ def root():
 @pytest.fixture(scope="session")
 def tiny_dataset():
     """1,500 train / 300 test images from the bundled subset (first rows; it is shuffled)."""
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
 
     ds = load_dataset()
     ds.x_train, ds.y_train = ds.x_train[:1500], ds.y_train[:1500]

@@ -30,7 +30,7 @@ LADDER_SPACE = {
 
 def _dataset(n_train=400, n_test=300, classes=3, val=None, seed=0):
     from edgecompress.configs import Preprocessing
-    from edgecompress.data.datasets import Dataset
+    from edgecompress.data.dataset import Dataset
 
     rng = np.random.default_rng(seed)
     x = lambda n: rng.integers(0, 255, (n, 8, 8, 1), dtype=np.uint8)  # noqa: E731
@@ -78,7 +78,7 @@ def test_too_few_held_out_images_are_refused_naming_their_standard_error():
 def test_a_val_folder_beside_train_and_test_is_the_validation_split_not_a_class(tmp_path):
     from conftest import write_png
 
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 4), ("val", 3), ("test", 2)):
@@ -96,7 +96,7 @@ def test_a_val_folder_beside_train_and_test_is_the_validation_split_not_a_class(
 def test_train_and_val_folders_alone_hold_out_the_validation_images(tmp_path):
     from conftest import write_png
 
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
 
     for split, n in (("train", 4), ("validation", 3)):
         for c in ("a", "b"):
@@ -107,7 +107,7 @@ def test_train_and_val_folders_alone_hold_out_the_validation_images(tmp_path):
 
 
 def test_an_npz_may_carry_its_validation_split(tmp_path):
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
 
     ds = _dataset(val=30)
     p = tmp_path / "d.npz"
@@ -383,7 +383,7 @@ def test_a_sigmoid_head_trains_with_its_own_loss(tmp_path):
 
     from edgecompress.models import keras_io, training
     from edgecompress.configs import Preprocessing, TrainConfig
-    from edgecompress.data.datasets import Dataset
+    from edgecompress.data.dataset import Dataset
     from edgecompress.techniques.distill import distill
     from edgecompress.techniques.configs import DistillConfig
 
@@ -456,7 +456,7 @@ def test_too_few_held_out_images_for_the_closed_loop_exit_2_and_keep_the_previou
 @pytest.mark.slow
 def test_the_letters_example_is_a_logits_resnet_with_its_own_validation_folder(tmp_path):
     from edgecompress.models import keras_io
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
     from benchmarks.examples import SyntheticConfig, make_letters
     from edgecompress.models.pixelscale import declared_scale
 
@@ -478,7 +478,7 @@ def test_the_letters_example_is_a_logits_resnet_with_its_own_validation_folder(t
 def test_the_shapes_example_nests_mobilenet_v3_with_its_own_rescaling(tmp_path):
     from edgecompress.models import keras_io
     from edgecompress.models import translate
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
     from benchmarks.examples import SyntheticConfig, make_shapes
     from edgecompress.models.pixelscale import declared_scale
 

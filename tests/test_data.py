@@ -6,7 +6,8 @@ import pytest
 
 from conftest import write_png
 from edgecompress.configs import Preprocessing
-from edgecompress.data.datasets import BUNDLED_PATH, DEBIAN_FASHION_MNIST, load_dataset, read_idx
+from edgecompress.data.images import DEBIAN_FASHION_MNIST, read_idx
+from edgecompress.data.loading import BUNDLED_PATH, load_dataset
 from edgecompress.errors import EdgeCompressError
 
 

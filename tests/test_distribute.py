@@ -21,7 +21,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from edgecompress.models import keras_io, training
 from edgecompress.configs import TrainConfig
-from edgecompress.data.datasets import load_dataset
+from edgecompress.data.loading import load_dataset
 from edgecompress.models.distribute import get_strategy
 from edgecompress.techniques.distill import DistillConfig, distill
 from edgecompress.techniques.factorize import FactorizeConfig, factorize

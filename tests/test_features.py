@@ -8,7 +8,8 @@ import pytest
 
 from edgecompress.configs import Features, ModelSpec, Preprocessing, input_spec
 from edgecompress.data.calibration import feature_sample
-from edgecompress.data.datasets import load_dataset, npz_holds_features
+from edgecompress.data.arrays import npz_holds_features
+from edgecompress.data.loading import load_dataset
 from edgecompress.errors import EdgeCompressError
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from edgecompress.configs import Features
 from edgecompress.data import groups
-from edgecompress.data.datasets import load_dataset
+from edgecompress.data.loading import load_dataset
 from edgecompress.errors import EXIT_USAGE, EdgeCompressError
 
 

@@ -359,7 +359,7 @@ strategy = get_strategy(mode)  # MultiWorkerMirroredStrategy must exist before o
 import numpy as np
 from edgecompress.models import keras_io, training
 from edgecompress.configs import TrainConfig
-from edgecompress.data.datasets import load_dataset
+from edgecompress.data.loading import load_dataset
 from edgecompress.techniques.distill import DistillConfig, distill
 
 from tests.support.architectures import plain_classifier as plain  # no BN, no Dropout: one step is the same

@@ -100,7 +100,7 @@ def test_users_own_model_and_image_folder(tmp_path, root, channels):
 def _fit_on_folder(model, folder, channels, epochs=40):
     """Trains `model` on [0, 1] pixels of an image folder, as its user would have."""
     from edgecompress.configs import Preprocessing
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
     from edgecompress.data.preprocessing import to_model_input
 
     from edgecompress.models.backend import keras
@@ -123,7 +123,7 @@ def _keras3_model(path):
 def _sin_model(path):
     from edgecompress.models.backend import keras, tf
 
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((28, 28, 1))

@@ -139,7 +139,7 @@ def test_qat_reaches_a_flattened_mobilenet_and_the_result_converts(tmp_path):
     from edgecompress.quantize import convert
     from edgecompress.recipes.cache import StageCache
     from edgecompress.configs import Preprocessing
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
     from edgecompress.techniques.prune import PruneConfig, prune
     from edgecompress.models.translate import to_tf_keras
     from tests.support.architectures import rgb_images, transfer_model

@@ -35,7 +35,7 @@ def small_data(tmp_path_factory):
     """3,000 / 500 images of the bundled subset as .npz: these builds run many times."""
     import numpy as np
 
-    from edgecompress.data.datasets import BUNDLED_PATH
+    from edgecompress.data.loading import BUNDLED_PATH
 
     with np.load(BUNDLED_PATH) as z:
         arrays = {"x_train": z["x_train"][:3000], "y_train": z["y_train"][:3000],

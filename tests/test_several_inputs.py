@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgecompress.configs import Features, input_spec
-from edgecompress.data.datasets import load_dataset
+from edgecompress.data.loading import load_dataset
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite import inputs
 

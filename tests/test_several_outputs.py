@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from benchmarks import two_heads
-from edgecompress.data.datasets import labelled_outputs, load_dataset
+from edgecompress.data.arrays import labelled_outputs
+from edgecompress.data.loading import load_dataset
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite import tasks
 

@@ -9,7 +9,7 @@ import pytest
 
 from edgecompress.configs import Preprocessing
 from edgecompress.data import ondisk
-from edgecompress.data.datasets import load_dataset
+from edgecompress.data.loading import load_dataset
 from edgecompress.data.preprocessing import to_model_input
 
 

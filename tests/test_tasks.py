@@ -59,7 +59,7 @@ def _ad_arrays(n_train=600, n_test=200, dims=64, seed=0):
 
 def test_anomaly_data_needs_labels_0_and_1_and_both_in_the_test_split(tmp_path):
     from edgecompress.configs import Features
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
 
     arrays = _ad_arrays(60, 20)
     np.savez(tmp_path / "ad.npz", **arrays)
@@ -249,7 +249,9 @@ def _reg_arrays(n_train=600, n_test=300, dims=16, seed=0):
 
 def test_r2_and_value_labels_make_a_regression(tmp_path):
     from edgecompress.configs import Features
-    from edgecompress.data.datasets import load_dataset, npz_holds_values, strata
+    from edgecompress.data.arrays import npz_holds_values
+    from edgecompress.data.dataset import strata
+    from edgecompress.data.loading import load_dataset
     from edgecompress.lite.tasks import r2_score
 
     y = np.array([1.0, 2.0, 3.0, 4.0])
@@ -310,7 +312,8 @@ def test_a_regression_mlp_is_distilled_pruned_and_quantized_judged_by_r2(tmp_pat
 
 def test_a_folder_of_npy_files_is_read_memory_mapped_like_an_npz(tmp_path):
     from edgecompress.configs import Features
-    from edgecompress.data.datasets import is_npy_folder, load_dataset, npz_holds_features, npz_holds_values, read_arrays
+    from edgecompress.data.arrays import is_npy_folder, npz_holds_features, npz_holds_values, read_arrays
+    from edgecompress.data.loading import load_dataset
 
     arrays = _reg_arrays(80, 40)
     folder = tmp_path / "data"
@@ -328,7 +331,7 @@ def test_a_conv1d_layer_is_factorized_exactly_at_full_rank_and_clustered(tmp_pat
     """A Conv1D kernel (k, in, out) becomes Conv1D(rank, k) then Conv1D(out, 1): at full rank the same
     function; clustering takes Conv1D kernels too."""
     from edgecompress.configs import Features
-    from edgecompress.data.datasets import Dataset
+    from edgecompress.data.dataset import Dataset
     from edgecompress.models.backend import keras
     from edgecompress.techniques.cluster import cluster
     from edgecompress.techniques.configs import ClusterConfig, FactorizeConfig
@@ -401,7 +404,7 @@ def test_mean_roc_auc_averages_the_labels_that_have_both_values():
 
 def test_a_model_of_several_sigmoid_units_is_multilabel_and_its_labels_are_checked(tmp_path):
     from edgecompress.configs import Features
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
     from edgecompress.models.backend import keras
     from edgecompress.models.keras_io import model_task, output_head
 
@@ -581,7 +584,7 @@ def test_a_model_of_values_keeps_the_loss_it_was_compiled_with(tmp_path):
     assert float(d.loss_terms.value_loss(np.zeros((1, 2)), np.array([[1.0, -3.0]]))[0]) == pytest.approx(2.0)  # |1|, |-3|
     with pytest.raises(EdgeCompressError, match="value_loss='huber'"):
         compile_for_task(m2, task="regression", value_loss="huber")
-    from edgecompress.data.datasets import load_dataset
+    from edgecompress.data.loading import load_dataset
     from edgecompress.configs import Features
 
     np.savez(tmp_path / "r.npz", **_reg_arrays(40, 20))

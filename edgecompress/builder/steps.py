@@ -14,7 +14,7 @@ from edgecompress.data import calibration
 from edgecompress.models import training
 from edgecompress.report.write import write_report
 from edgecompress.configs import Features, Preprocessing, TrainConfig
-from edgecompress.data.datasets import load_dataset
+from edgecompress.data.loading import load_dataset
 from edgecompress.errors import EdgeCompressError, PartialFailure, stop_if_interrupted
 from edgecompress.lite.fileio import atomic_write_json
 from edgecompress.builder.selection import Constraints, GateError, apply_selection

@@ -13,7 +13,7 @@ from edgecompress.models import keras_io, training
 from edgecompress.quantize import convert
 from edgecompress.report.write import REPORT_JSON, device_table, format_text_table, gzip_size, load_report, write_report
 from edgecompress.configs import ModelSpec, Preprocessing, TrainConfig
-from edgecompress.data.datasets import load_dataset
+from edgecompress.data.loading import load_dataset
 from edgecompress.errors import EdgeCompressError, PartialFailure
 from edgecompress.lite import tasks
 from edgecompress.lite.evaluation import evaluate_tflite

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecompress.configs import Preprocessing
-from edgecompress.data.datasets import Dataset, strata
+from edgecompress.data.dataset import Dataset, strata
 from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError
 from edgecompress.data.preprocessing import IMAGE_SUFFIXES, ConversionNotice, load_image, to_model_input
@@ -93,7 +93,7 @@ def _chosen(dataset: Dataset, per_class: int, seed: int) -> list[list[int]]:
     draw both calibration sets use."""
     rng = np.random.default_rng(seed)
     out = []
-    # Regression targets have no classes: their deciles stand in (`datasets.strata`).
+    # Regression targets have no classes: their deciles stand in (`dataset.strata`).
     t = tasks.task(dataset.task)
     if isinstance(t, tasks.SeveralOutputs):  # the judged output's classes, or its deciles (`group_names`)
         groups, count = t.groups(dataset.y_train), dataset.num_classes

@@ -81,7 +81,8 @@ def open_model(path, data=None, *, scale: str = "auto", seed: int = 0, safe_mode
     """
     from edgecompress.models import pixelscale
     from edgecompress.models import translate
-    from edgecompress.data.datasets import labelled_outputs, load_dataset, npz_holds_features, npz_holds_values
+    from edgecompress.data.arrays import labelled_outputs, npz_holds_features, npz_holds_values
+    from edgecompress.data.loading import load_dataset
 
     check_scale_name(scale)
     log = translate.TranslationLog()
@@ -131,7 +132,8 @@ def _several_outputs(model, data, fmt, log, scale, seed, task, output, labelled)
     """A model of several outputs whose data labels each (`y_train/<output>`): built on all of them, packed into
     one (`keras_io.packed.pack_outputs`), each measured by its own task, read from its labels (class ids:
     classification by its head; values: regression); the limit holds on `output` (the first by default)."""
-    from edgecompress.data.datasets import load_dataset, read_array
+    from edgecompress.data.arrays import read_array
+    from edgecompress.data.loading import load_dataset
     from edgecompress.lite import tasks
     from edgecompress.models import packed, pixelscale
     from edgecompress.models.backend import keras
