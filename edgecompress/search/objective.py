@@ -188,20 +188,38 @@ class Objective:
             fail_stale_trials(trial.study, self.storage)
 
     def _run(self, trial, recipe):
+        """The trial's file, made and judged; a failure ends the trial, never the study."""
         import optuna
-        from optuna.artifacts import upload_artifact
 
-        from edgecompress.builder.measure import convert_and_measure, recover_int8, recoverable
         from edgecompress.models.backend import tf
-        from edgecompress.recipes.runner import run_stages
-        from edgecompress.report.results import BuildResult
 
-        ctx = self.ctx
         t0 = time.time()
         logger.info("[trial %d] %s", trial.number, recipe.name)
         # 0: TensorFlow's default (every core); a local worker's share otherwise (`run_local_workers`)
         records.update(trial, tf_threads=tf.config.threading.get_intra_op_parallelism_threads())
-        stages = []
+        try:
+            art, se = self._make_file(trial, recipe, t0)
+        except optuna.TrialPruned:
+            raise
+        except (ImplausibleResult, NotApplicable) as e:  # a number that cannot be true, or a stage with nothing
+            # to do in this model, ends this branch, not the study
+            records.update(trial, ended=str(e)[:2000], seconds=round(time.time() - t0, 1))
+            logger.warning("[trial %d] %s ended: %s", trial.number, recipe.name, e)
+            raise optuna.TrialPruned(str(e)) from None
+        except Exception as e:  # one trial's failure (ours, or TensorFlow's) must not end the study
+            message = str(e) if isinstance(e, EdgeCompressError) else f"{type(e).__name__}: {e}"
+            records.update(trial, error=message[:2000], seconds=round(time.time() - t0, 1))
+            logger.error("[trial %d] %s failed: %s", trial.number, recipe.name, message,
+                         exc_info=not isinstance(e, EdgeCompressError))
+            raise
+        return self._record(trial, recipe, art, se, t0)
+
+    def _early_stop(self, trial, t0):
+        """`run_stages`' `on_stage`: records each stage's judged metric, and stops the trial (`TrialPruned`) when
+        it is under `early_stop_floor`."""
+        import optuna
+
+        ctx, stages = self.ctx, []
 
         def check(index, result):
             acc = result.metrics.get("accuracy")
@@ -220,54 +238,64 @@ class Objective:
                             t.format(floor))
                 raise optuna.TrialPruned(f"stopped early after {result.stage}")
 
-        try:
-            final, final_key, stage_log = run_stages(ctx.teacher, ctx.dataset, recipe, ctx.cache, ctx.teacher_key,
-                                                     seed=ctx.seed, verbose=ctx.verbose, on_stage=check)
-            prov = {"recipe": recipe.to_dict(), "stages": [s.to_dict() for s in stage_log],
-                    "search": {"trial": trial.number, "choice": records.read(trial).choice}}
-            arts, failed = convert_and_measure(final, recipe.quantize, ctx.pixels, ctx.dataset, ctx.cache, final_key,
-                                               prefix=f"{recipe.name}_", provenance=prov,
-                                               **ctx.measure.kwargs())
-            if failed:
-                raise EdgeCompressError(failed[0]["error"])
-            art = arts[0]
-            suspect = suspect_gain(art.name, art.accuracy, ctx.baseline_accuracy, len(ctx.dataset.y_test),
-                                   source="the teacher's float32 file")
-            if suspect:
-                records.update(trial, suspect=suspect)
-                logger.warning("[trial %d] %s", trial.number, suspect)
-            se = paired_se_points(ctx, art)
-            margin = ctx.margin_se * (se or 0.0) if ctx.max_accuracy_drop is not None else 0
-            if (ctx.space.selective_int8 and ctx.max_accuracy_drop is not None and recoverable(art)
-                    and 100 * (ctx.baseline_accuracy - art.accuracy) + margin > ctx.max_accuracy_drop):
-                result = BuildResult(arts, final_model=final)
-                try:  # the recovery aims inside the margin too
-                    rec = recover_int8(result, ctx.dataset, ctx.pixels, ctx.cache,
-                                       max(ctx.max_accuracy_drop - margin, 0.0),
-                                       baseline_accuracy=ctx.baseline_accuracy, measure=ctx.measure,
-                                       prefix=f"{recipe.name}_", offer=False)
-                except Exception as e:  # TF's debugger refuses some models; the plain int8 file stays the result
-                    logger.warning("[trial %d] selective int8 could not be made (%s: %s); keeping full int8",
-                                   trial.number, type(e).__name__, e)
-                    rec = None
-                selective = [a for a in result.artifacts if a.name.endswith("_int8_selective")]
-                if rec and selective and selective[0].accuracy > art.accuracy:
-                    records.update(trial, int8_recovery={k: rec[k] for k in ("float_layers",) if k in rec})
-                    art = selective[0]
-                    se = paired_se_points(ctx, art)  # the file that replaced it, measured again
-        except optuna.TrialPruned:
-            raise
-        except (ImplausibleResult, NotApplicable) as e:  # a number that cannot be true, or a stage with nothing
-            # to do in this model, ends this branch, not the study
-            records.update(trial, ended=str(e)[:2000], seconds=round(time.time() - t0, 1))
-            logger.warning("[trial %d] %s ended: %s", trial.number, recipe.name, e)
-            raise optuna.TrialPruned(str(e)) from None
-        except Exception as e:  # one trial's failure (ours, or TensorFlow's) must not end the study
-            message = str(e) if isinstance(e, EdgeCompressError) else f"{type(e).__name__}: {e}"
-            records.update(trial, error=message[:2000], seconds=round(time.time() - t0, 1))
-            logger.error("[trial %d] %s failed: %s", trial.number, recipe.name, message,
-                         exc_info=not isinstance(e, EdgeCompressError))
-            raise
+        return check
+
+    def _make_file(self, trial, recipe, t0):
+        """The recipe's stages (cached), its one file converted and judged: (its `Artifact`, the paired standard
+        error of its drop in points or None). A selective-int8 file replaces an int8 file over the limit."""
+        from edgecompress.builder.measure import convert_and_measure
+        from edgecompress.recipes.runner import run_stages
+
+        ctx = self.ctx
+        final, final_key, stage_log = run_stages(ctx.teacher, ctx.dataset, recipe, ctx.cache, ctx.teacher_key,
+                                                 seed=ctx.seed, verbose=ctx.verbose,
+                                                 on_stage=self._early_stop(trial, t0))
+        prov = {"recipe": recipe.to_dict(), "stages": [s.to_dict() for s in stage_log],
+                "search": {"trial": trial.number, "choice": records.read(trial).choice}}
+        arts, failed = convert_and_measure(final, recipe.quantize, ctx.pixels, ctx.dataset, ctx.cache, final_key,
+                                           prefix=f"{recipe.name}_", provenance=prov, **ctx.measure.kwargs())
+        if failed:
+            raise EdgeCompressError(failed[0]["error"])
+        art = arts[0]
+        suspect = suspect_gain(art.name, art.accuracy, ctx.baseline_accuracy, len(ctx.dataset.y_test),
+                               source="the teacher's float32 file")
+        if suspect:
+            records.update(trial, suspect=suspect)
+            logger.warning("[trial %d] %s", trial.number, suspect)
+        se = paired_se_points(ctx, art)
+        return self._selective(trial, recipe, arts, final, art, se)
+
+    def _selective(self, trial, recipe, arts, final, art, se):
+        """(`art`, `se`), or a selective-int8 file and its error where `art` is int8 over the limit (margin
+        included) and the space allows it (`SearchSpace.selective_int8`)."""
+        from edgecompress.builder.measure import recover_int8, recoverable
+        from edgecompress.report.results import BuildResult
+
+        ctx = self.ctx
+        margin = ctx.margin_se * (se or 0.0) if ctx.max_accuracy_drop is not None else 0
+        if not (ctx.space.selective_int8 and ctx.max_accuracy_drop is not None and recoverable(art)
+                and 100 * (ctx.baseline_accuracy - art.accuracy) + margin > ctx.max_accuracy_drop):
+            return art, se
+        result = BuildResult(arts, final_model=final)
+        try:  # the recovery aims inside the margin too
+            rec = recover_int8(result, ctx.dataset, ctx.pixels, ctx.cache, max(ctx.max_accuracy_drop - margin, 0.0),
+                               baseline_accuracy=ctx.baseline_accuracy, measure=ctx.measure,
+                               prefix=f"{recipe.name}_", offer=False)
+        except Exception as e:  # TF's debugger refuses some models; the plain int8 file stays the result
+            logger.warning("[trial %d] selective int8 could not be made (%s: %s); keeping full int8",
+                           trial.number, type(e).__name__, e)
+            return art, se
+        selective = [a for a in result.artifacts if a.name.endswith("_int8_selective")]
+        if not (rec and selective and selective[0].accuracy > art.accuracy):
+            return art, se
+        records.update(trial, int8_recovery={k: rec[k] for k in ("float_layers",) if k in rec})
+        return selective[0], paired_se_points(ctx, selective[0])  # the file that replaced it, measured again
+
+    def _record(self, trial, recipe, art, se, t0):
+        """Uploads the trial's file, writes its record and constraints, logs it; returns the trial's values."""
+        from optuna.artifacts import upload_artifact
+
+        ctx = self.ctx
         if se is not None:
             art.extra["val_paired_se"] = round(se, 4)
         record = art.to_dict()
