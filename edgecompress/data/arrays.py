@@ -98,65 +98,19 @@ def npz_holds_values(path) -> bool:
 
 
 def from_arrays(path, spec, test_fraction, seed, name, class_names=None, values=False, outputs=()):
+    """A `Dataset` from an .npz or a folder of .npy files: its splits (given, or drawn by group or stratified
+    from `x`/`y`), each input array checked (`_check_inputs`), the labels checked as values or class ids."""
     arrays = read_arrays(path)
     if isinstance(spec, Features) and spec.inputs:
         arrays = _packed(arrays, spec.inputs, path)
     if outputs:
         arrays = _packed_labels(arrays, outputs, path)
-    given = {}  # split -> group ids given in the file
-    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
-        xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-        for split in ("train", "test", "val"):
-            if f"groups_{split}" in arrays:
-                if f"x_{split}" not in arrays:
-                    raise EdgeCompressError(f"{path} holds `groups_{split}` but no `x_{split}`; groups go beside "
-                                            "the examples they name.")
-                given[split] = groups.check(arrays[f"groups_{split}"], len(arrays[f"x_{split}"]), path, split)
-    elif {"x", "y"} <= arrays.keys():
-        if "groups" in arrays:  # whole groups held out for testing: the test split measures new groups
-            g = groups.check(arrays["groups"], len(arrays["x"]), path, "all")
-            tr, te = groups.split(g, test_fraction, seed)
-            given = {"train": g[tr], "test": g[te]}
-        else:
-            tr, te = stratified_split(strata(np.asarray(arrays["y"])), test_fraction, seed)
-        xtr, ytr = ondisk.take(arrays["x"], tr), np.asarray(arrays["y"])[tr]
-        xte, yte = ondisk.take(arrays["x"], te), np.asarray(arrays["y"])[te]
-    else:
-        raise EdgeCompressError(
-            f"{path} holds arrays {sorted(arrays)}; expected `x_train`, `y_train`, "
-            "`x_test`, `y_test` (or `x` and `y`), with optional `class_names`."
-        )
+    (xtr, ytr, xte, yte), given = _splits(arrays, path, test_fraction, seed)
     if ("x_val" in arrays) != ("y_val" in arrays):
         raise EdgeCompressError(f"{path} holds only one of `x_val` and `y_val`; a validation split needs both.")
     xva, yva = arrays.get("x_val"), arrays.get("y_val")
-    features = isinstance(spec, Features)
     for key, a in (("x_train", xtr), ("x_test", xte), *((("x_val", xva),) if xva is not None else ())):
-        if features and tuple(a.shape[1:]) != spec.shape:
-            raise EdgeCompressError(f"{path}: `{key}` has examples of shape {tuple(a.shape[1:])} ({a.dtype}); the "
-                                    f"model takes features of shape {spec.shape} (its input is not an image). Pass "
-                                    "the data it was trained on, at that shape.")
-        if not np.issubdtype(a.dtype, np.number):
-            raise EdgeCompressError(f"{path}: `{key}` must be numeric, got dtype {a.dtype}.")
-        lo, hi, bad = ondisk.stats(a)  # in chunks when the examples stay on disk
-        if bad:
-            raise EdgeCompressError(
-                f"{path}: `{key}` contains NaN or infinite values "
-                f"({bad} of them). Clean the data first."
-            )
-        if features:
-            continue  # features are fed as they are: no pixel range to check
-        if len(a) and (lo < 0 or hi > 255):
-            # Not pixels: cast to uint8, every number the build reports would be wrong, and nothing would say so.
-            raise EdgeCompressError(
-                f"{path}: `{key}` holds values in [{lo:.4g}, {hi:.4g}] ({a.dtype}), not "
-                "0..255 pixels: features such as MFCCs, sensor series or tabular columns, which cast to pixels would "
-                "be wrong. Features go with a model whose input is not an image (its shape is read from the model, "
-                "and they are fed as they are); for an image model, store raw 0..255 pixels.")
-        if np.issubdtype(a.dtype, np.floating) and len(a) and 0 < hi <= 1.0:
-            raise EdgeCompressError(
-                f"{path}: `{key}` looks already scaled to [0, 1]; store raw 0..255 "
-                "pixels so the saved preprocessing can scale them the same way on device."
-            )
+        _check_inputs(a, key, spec, path)
     if values:  # regression targets: one value, or one column per output unit
         for key, a in (("y_train", ytr), ("y_test", yte), *((("y_val", yva),) if yva is not None else ())):
             a = np.asarray(a)
@@ -167,7 +121,7 @@ def from_arrays(path, spec, test_fraction, seed, name, class_names=None, values=
         names = ([str(c) for c in arrays["class_names"]] if "class_names" in arrays else
                  ["value"] if width == 1 else [f"value_{i}" for i in range(width)])
         return _grouped(assemble(name, xtr, ytr, xte, yte, names, spec, f"examples of {path.name}", xva, yva,
-                                values=True), given, path)
+                                 values=True), given, path)
     for key, a in (("y_train", ytr), ("y_test", yte), *((("y_val", yva),) if yva is not None else ())):
         a = np.asarray(a)
         if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer)
@@ -184,7 +138,66 @@ def from_arrays(path, spec, test_fraction, seed, name, class_names=None, values=
         else:
             class_names = [str(i) for i in range(int(max(ytr.max(), yte.max())) + 1)]
     return _grouped(assemble(name, xtr, ytr, xte, yte, class_names, spec, f"images of {path.name}",
-                            xva, None if yva is None else np.asarray(yva).astype(np.int64)), given, path)
+                             xva, None if yva is None else np.asarray(yva).astype(np.int64)), given, path)
+
+
+def _splits(arrays: dict, path, test_fraction, seed):
+    """((x_train, y_train, x_test, y_test), the group ids given per split): the file's own splits, or `x`/`y`
+    split by whole groups (when it has `groups`) or stratified."""
+    given = {}  # split -> group ids given in the file
+    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
+        for split in ("train", "test", "val"):
+            if f"groups_{split}" in arrays:
+                if f"x_{split}" not in arrays:
+                    raise EdgeCompressError(f"{path} holds `groups_{split}` but no `x_{split}`; groups go beside "
+                                            "the examples they name.")
+                given[split] = groups.check(arrays[f"groups_{split}"], len(arrays[f"x_{split}"]), path, split)
+        return tuple(arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")), given
+    if {"x", "y"} <= arrays.keys():
+        if "groups" in arrays:  # whole groups held out for testing: the test split measures new groups
+            g = groups.check(arrays["groups"], len(arrays["x"]), path, "all")
+            tr, te = groups.split(g, test_fraction, seed)
+            given = {"train": g[tr], "test": g[te]}
+        else:
+            tr, te = stratified_split(strata(np.asarray(arrays["y"])), test_fraction, seed)
+        y = np.asarray(arrays["y"])
+        return (ondisk.take(arrays["x"], tr), y[tr], ondisk.take(arrays["x"], te), y[te]), given
+    raise EdgeCompressError(
+        f"{path} holds arrays {sorted(arrays)}; expected `x_train`, `y_train`, "
+        "`x_test`, `y_test` (or `x` and `y`), with optional `class_names`."
+    )
+
+
+def _check_inputs(a, key: str, spec, path) -> None:
+    """Refuses input array `a` (`x_train`...) that the model cannot take: features of another shape, not
+    numbers, NaN or infinite values, or for an image model values that are not 0..255 pixels."""
+    features = isinstance(spec, Features)
+    if features and tuple(a.shape[1:]) != spec.shape:
+        raise EdgeCompressError(f"{path}: `{key}` has examples of shape {tuple(a.shape[1:])} ({a.dtype}); the "
+                                f"model takes features of shape {spec.shape} (its input is not an image). Pass "
+                                "the data it was trained on, at that shape.")
+    if not np.issubdtype(a.dtype, np.number):
+        raise EdgeCompressError(f"{path}: `{key}` must be numeric, got dtype {a.dtype}.")
+    lo, hi, bad = ondisk.stats(a)  # in chunks when the examples stay on disk
+    if bad:
+        raise EdgeCompressError(
+            f"{path}: `{key}` contains NaN or infinite values "
+            f"({bad} of them). Clean the data first."
+        )
+    if features:
+        return  # features are fed as they are: no pixel range to check
+    if len(a) and (lo < 0 or hi > 255):
+        # Not pixels: cast to uint8, every number the build reports would be wrong, and nothing would say so.
+        raise EdgeCompressError(
+            f"{path}: `{key}` holds values in [{lo:.4g}, {hi:.4g}] ({a.dtype}), not "
+            "0..255 pixels: features such as MFCCs, sensor series or tabular columns, which cast to pixels would "
+            "be wrong. Features go with a model whose input is not an image (its shape is read from the model, "
+            "and they are fed as they are); for an image model, store raw 0..255 pixels.")
+    if np.issubdtype(a.dtype, np.floating) and len(a) and 0 < hi <= 1.0:
+        raise EdgeCompressError(
+            f"{path}: `{key}` looks already scaled to [0, 1]; store raw 0..255 "
+            "pixels so the saved preprocessing can scale them the same way on device."
+        )
 
 
 def _grouped(ds: Dataset, given: dict, path) -> Dataset:

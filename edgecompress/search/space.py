@@ -50,6 +50,7 @@ from edgecompress.errors import EdgeCompressError
 from edgecompress.recipes.recipe import Recipe
 from edgecompress.recipes.registry import STAGES
 from edgecompress.search import samplers
+from edgecompress.search.params import Param, encode, parse_param
 
 logger = logging.getLogger(__name__)
 
@@ -70,62 +71,6 @@ def _has_hard_swish(model) -> bool:
 # A `latency_grid` key joins a build's grid only when the model has what it changes (`SearchSpace.for_build`):
 # a ReLU student of a model without hard-swish is the same student under another name.
 LEVER_APPLIES = {"distill.hard_swish": _has_hard_swish}
-
-
-@dataclasses.dataclass(frozen=True)
-class Param:
-    """One searched parameter: `choices` (categorical) or `low`..`high` (a range)."""
-
-    key: str
-    choices: tuple | None = None
-    low: float | None = None
-    high: float | None = None
-    step: float | None = None
-    log: bool = False
-
-    @property
-    def is_int(self) -> bool:
-        return self.choices is None and all(isinstance(v, int) and not isinstance(v, bool)
-                                            for v in (self.low, self.high)) and (self.step is None or isinstance(self.step, int))
-
-    def values(self) -> list | None:
-        """Every value, when it can be listed (choices, or a range with a `step`)."""
-        if self.choices is not None:
-            return list(self.choices)
-        if self.is_int:
-            return list(range(self.low, self.high + 1, self.step or 1))
-        if self.step is None:
-            return None
-        n = int(round((self.high - self.low) / self.step))
-        return [round(self.low + i * self.step, 10) for i in range(n + 1)]
-
-
-def _encode(v):
-    """A categorical value as Optuna stores it: JSON text for anything but None/bool/int/float/str."""
-    return v if v is None or isinstance(v, (bool, int, float, str)) else json.dumps(v, sort_keys=True)
-
-
-def _param(space_name: str, key: str, spec) -> Param:
-    where = f"Search space {space_name!r}: grid key {key!r}"
-    if isinstance(spec, list):
-        require(bool(spec), f"{where} needs a non-empty list of values. Received: {spec!r}")
-        return Param(key, choices=tuple(spec))
-    if isinstance(spec, dict):
-        unknown = sorted(set(spec) - {"low", "high", "step", "log"})
-        require(not unknown and {"low", "high"} <= set(spec),
-                 f"{where}: a range is {{\"low\": L, \"high\": H}} with optional \"step\" and \"log\". "
-                 f"Received: {spec!r}")
-        low, high, step, log = spec["low"], spec["high"], spec.get("step"), bool(spec.get("log", False))
-        num = (int, float)
-        require(isinstance(low, num) and isinstance(high, num) and not isinstance(low, bool),
-                 f"{where}: `low` and `high` must be numbers. Received: {spec!r}")
-        require(low <= high, f"{where}: the range has low > high ({low!r} > {high!r}). Swap them.")
-        require(step is None or (isinstance(step, num) and step > 0), f"{where}: `step` must be > 0. Received: {step!r}")
-        require(not (log and (low <= 0 or step is not None)),
-                 f"{where}: a `log` range needs low > 0 and no `step`. Received: {spec!r}")
-        return Param(key, low=low, high=high, step=step, log=log)
-    raise EdgeCompressError(f"{where} must be a list of values or a range {{\"low\": L, \"high\": H}}. "
-                            f"Received: {spec!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +146,20 @@ class SearchSpace(Config):
         require(0 < self.validation_fraction < 0.5, f"Search space {self.name!r}: `validation_fraction` must be in "
                                                      f"(0, 0.5). Received: {self.validation_fraction!r}")
         require(bool(self.quantize), f"Search space {self.name!r}: `quantize` needs at least one scheme.")
+        self._check_grid()
+        if self.sampler == "grid":
+            for p in self.parameters().values():
+                require(p.values() is not None, f"Search space {self.name!r}: the grid sampler lists every value, "
+                                                 f"but grid key {p.key!r} is a range without a `step`. Add a step "
+                                                 f"or pick sampler 'tpe'.")
+        # The template, each listed value and both ends of each range must make valid recipes.
+        for p in self.parameters().values():
+            for v in (p.values() if p.choices is not None else [p.low, p.high]):
+                self.recipe({p.key: v})
+        self._check_ladder()
+
+    def _check_grid(self) -> None:
+        """Each grid key names a stage of the space and a parameter of its config, with values it takes."""
         kinds = [s.get("stage") for s in self.stages]
         require(isinstance(self.latency_grid, dict) and not set(self.latency_grid) & set(self.grid),
                  f"Search space {self.name!r}: `latency_grid` is a mapping of 'STAGE.PARAM' to values that are not "
@@ -219,16 +178,10 @@ class SearchSpace(Config):
             fields = [f.name for f in dataclasses.fields(STAGES[stage].config)]
             require(param in fields, f"Search space {self.name!r}: grid key {key!r}: {stage} has no parameter "
                                       f"{param!r}. Valid parameters: {fields}.")
-            _param(self.name, key, values)
-        if self.sampler == "grid":
-            for p in self.parameters().values():
-                require(p.values() is not None, f"Search space {self.name!r}: the grid sampler lists every value, "
-                                                 f"but grid key {p.key!r} is a range without a `step`. Add a step "
-                                                 f"or pick sampler 'tpe'.")
-        # The template, each listed value and both ends of each range must make valid recipes.
-        for p in self.parameters().values():
-            for v in (p.values() if p.choices is not None else [p.low, p.high]):
-                self.recipe({p.key: v})
+            parse_param(self.name, key, values)
+
+    def _check_ladder(self) -> None:
+        """Each ladder rung is well formed, named once, climbs from an earlier rung, and makes a valid recipe."""
         names, speed = [], []
         full = self.for_build(None, 1.0)  # the `when: latency` rungs are checked against the space they run in
         for rung in self.ladder:
@@ -294,14 +247,14 @@ class SearchSpace(Config):
                        if not r.get("when") or (extra and set(r.get("choice", {})) <= keys))
         # The template holds each added key's first value ("keep"), so a rung that does not name it keeps it
         # rather than leaving it to the sampler.
-        stages = tuple({**st, **{k.partition(".")[2]: _param(self.name, k, v).values()[0] for k, v in extra.items()
+        stages = tuple({**st, **{k.partition(".")[2]: parse_param(self.name, k, v).values()[0] for k, v in extra.items()
                                  if k.partition(".")[0] == st.get("stage") and k.partition(".")[2] not in st}}
                        for st in self.stages)
         return self.replace(stages=stages, grid={**self.grid, **extra}, latency_grid={}, ladder=ladder)
 
     def parameters(self) -> dict:
         """`{key: Param}`: the grid's, plus `quantize` when it lists several schemes."""
-        out = {k: _param(self.name, k, v) for k, v in self.grid.items()}
+        out = {k: parse_param(self.name, k, v) for k, v in self.grid.items()}
         if len(self.quantize) > 1:
             out["quantize"] = Param("quantize", choices=self.quantize)
         return out
@@ -312,7 +265,7 @@ class SearchSpace(Config):
         choice = {}
         for key, p in self.parameters().items():
             if p.choices is not None:
-                enc = [_encode(v) for v in p.choices]
+                enc = [encode(v) for v in p.choices]
                 choice[key] = p.choices[enc.index(trial.suggest_categorical(key, enc))]
             elif p.is_int:
                 choice[key] = trial.suggest_int(key, p.low, p.high, step=p.step or 1, log=p.log)
@@ -339,7 +292,7 @@ class SearchSpace(Config):
             if (p.choices is not None and value in p.choices) or (
                     p.choices is None and isinstance(value, (int, float)) and p.low <= value <= p.high
                     and (p.step is None or abs(round((value - p.low) / p.step) * p.step + p.low - value) < 1e-9)):
-                out[key] = _encode(value)
+                out[key] = encode(value)
         return out
 
     def rung_choice(self, rung: dict) -> dict:
@@ -348,16 +301,16 @@ class SearchSpace(Config):
         decoded = {}
         for key, enc in self.template_choice().items():
             p = params[key]
-            decoded[key] = p.choices[[_encode(v) for v in p.choices].index(enc)] if p.choices is not None else enc
+            decoded[key] = p.choices[[encode(v) for v in p.choices].index(enc)] if p.choices is not None else enc
         return {**decoded, **rung.get("choice", {})}
 
     def rung_params(self, rung: dict) -> dict:
         """A ladder rung as Optuna's `enqueue_trial` takes it: every parameter the template or rung fixes."""
-        return {k: _encode(v) for k, v in self.rung_choice(rung).items()}
+        return {k: encode(v) for k, v in self.rung_choice(rung).items()}
 
     def grid_space(self) -> dict:
         """The grid sampler's `{key: [encoded values]}`."""
-        return {k: [_encode(v) for v in p.values()] for k, p in self.parameters().items()}
+        return {k: [encode(v) for v in p.values()] for k, p in self.parameters().items()}
 
     def recipe(self, choice: dict) -> Recipe:
         """The recipe of one choice: the template with its values; one scheme."""

@@ -44,24 +44,14 @@ def _kernel(layer):
     return (k if k is not None else layer.kernel).numpy()
 
 
-def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verbose: int = 1, **_):
-    """Clusters a copy of `model`'s weights while fine-tuning on `dataset`'s training split.
-
-    Returns:
-        (model, metrics): the stripped model (plain Keras layers whose kernels
-        hold at most `number_of_clusters` values) and {"accuracy", "params",
-        "unique_weights", "clustered_layers", "skipped_layers",
-        "preserve_sparsity", "sparsity"}.
-    """
-    import numpy as np
+def _wrap(model, config: ClusterConfig):
+    """A copy of `model` with each clusterable layer wrapped by tfmot (the caller's model, often the teacher, is
+    never touched): (wrapped model, clustered layer names, skipped ones, whether zeros are kept)."""
     import tensorflow_model_optimization as tfmot
 
     from edgecompress.models.backend import keras
-    from edgecompress.techniques.prune import keras_sparsity
     from edgecompress.techniques.support import clusterable
 
-    config = config or ClusterConfig()
-    keras.utils.set_random_seed(seed)
     kinds = (keras.layers.Conv2D, keras.layers.Conv1D, keras.layers.Dense)
 
     def clusters(layer):
@@ -74,8 +64,6 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     sparsity = float(sum((k == 0).sum() for k in kernels) / max(1, sum(k.size for k in kernels)))
     preserve = sparsity >= AUTO_SPARSITY if config.preserve_sparsity == "auto" else bool(config.preserve_sparsity)
     clustered, skipped = [], []
-
-    # Work on a copy so the caller's model (often the teacher) is never touched.
     base = keras.models.clone_model(model)
     base.set_weights(model.get_weights())
 
@@ -93,6 +81,27 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
 
     with get_strategy(config.strategy).scope():
         wrapped = keras.models.clone_model(base, clone_function=wrap)
+    return wrapped, clustered, skipped, preserve
+
+
+def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verbose: int = 1, **_):
+    """Clusters a copy of `model`'s weights while fine-tuning on `dataset`'s training split.
+
+    Returns:
+        (model, metrics): the stripped model (plain Keras layers whose kernels
+        hold at most `number_of_clusters` values) and {"accuracy", "params",
+        "unique_weights", "clustered_layers", "skipped_layers",
+        "preserve_sparsity", "sparsity"}.
+    """
+    import numpy as np
+    import tensorflow_model_optimization as tfmot
+
+    from edgecompress.models.backend import keras
+    from edgecompress.techniques.prune import keras_sparsity
+
+    config = config or ClusterConfig()
+    keras.utils.set_random_seed(seed)
+    wrapped, clustered, skipped, preserve = _wrap(model, config)
     if not clustered:
         raise NotApplicable(f"Model {model.name!r} has no Conv2D, Conv1D or Dense layer with at least "
                             f"min_params={config.min_params} weights to cluster; lower `min_params`.")
