@@ -146,7 +146,7 @@ def input_preprocessing(model, scale: str = "unit") -> Preprocessing | Features:
 
     shape = model.input_shape
     if isinstance(shape, list):
-        from edgecompress.models.translate import check_single_io
+        from edgecompress.models.graph import check_single_io
 
         check_single_io(model, f"Model {model.name!r}")
     layout = packed.layout(model)
@@ -309,9 +309,9 @@ def one_output(model, output: str | None, keras_lib):
     """`model` cut to one of its outputs, by name (`output`; None: the first), with a warning naming the
     outputs left out: what edgecompress builds, measures and ships (a `.tflite` of that output alone). A
     model of one output is returned as it is; a name it does not have is refused with the names it has."""
-    from edgecompress.models import translate
+    from edgecompress.models import graph
 
-    names = translate.output_names(model)
+    names = graph.output_names(model)
     if output is not None and output not in names:
         raise EdgeCompressError(f"Received an invalid value for `output`: model {model.name!r} has no output "
                                 f"{output!r}; its outputs are {names}. Pass one of them to --output.")

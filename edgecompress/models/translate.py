@@ -30,48 +30,11 @@ import logging
 
 from edgecompress.errors import EdgeCompressError
 from edgecompress.models import packed
+from edgecompress.models.tables import (BASE_KEYS, DECOMPOSED_ACTIVATIONS, KERAS3_ONLY_DEFAULTS, KWARGS_KEYS, LAYERS, SAME_ACTIVATIONS, TF_KERAS_ONLY_DEFAULTS, plain, same_value, tf_keras_value)
+from edgecompress.models.graph import (check_single_io, has_nested, input_names, is_keras3, is_keras3_module, is_model,
+                                       map_args, nodes, output_names)
 
 logger = logging.getLogger(__name__)
-
-# Layer classes that exist in both libraries with the same computation.
-LAYERS = frozenset({
-    "InputLayer", "Conv1D", "Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Dense",
-    "BatchNormalization", "LayerNormalization", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Activation",
-    "ZeroPadding2D", "Cropping2D", "UpSampling2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
-    "GlobalMaxPooling2D", "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Flatten", "Reshape",
-    "Permute", "Rescaling", "Normalization", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
-    "Concatenate",
-    # their 1-D twins (sensor and audio time series)
-    "SeparableConv1D", "ZeroPadding1D", "Cropping1D", "UpSampling1D", "MaxPooling1D", "AveragePooling1D",
-    "GlobalAveragePooling1D", "GlobalMaxPooling1D", "SpatialDropout1D",
-    # recurrent layers: float, float16 and dynamic-range files (int8 needs what the converter gives them)
-    "LSTM", "GRU", "SimpleRNN",
-})
-
-# Activation names both libraries compute identically (Keras 3 name -> tf-keras name).
-SAME_ACTIVATIONS = {"linear": "linear", "relu": "relu", "sigmoid": "sigmoid", "softmax": "softmax", "tanh": "tanh",
-                    "swish": "swish", "silu": "swish", "elu": "elu", "selu": "selu", "softplus": "softplus",
-                    "softsign": "softsign", "exponential": "exponential", "gelu": "gelu", "mish": "mish"}
-# Activations rebuilt from built-in layers (see `_hard_sigmoid`): the name means different functions.
-DECOMPOSED_ACTIVATIONS = frozenset({"hard_sigmoid", "hard_silu", "hard_swish", "relu6"})
-
-# Keras-3-only config keys and their defaults: dropped at the default, refused otherwise.
-KERAS3_ONLY_DEFAULTS = {
-    "lora_rank": None, "lora_alpha": None, "quantization_config": None, "synchronized": False, "optional": False,
-    "seed": None, "renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99, "ragged": False,
-    "sparse": False, "rms_scaling": False, "input_axes": None, "output_axes": None,
-    "data_format": "channels_last",  # ZeroPadding1D and the other 1-D layers tf-keras gives no such key
-    "use_cudnn": "auto",  # Keras 3's recurrent layers: a kernel choice, the same function
-}
-# tf-keras-only config keys and their defaults, the same way back.
-TF_KERAS_ONLY_DEFAULTS = {"groups": 1, "batch_input_shape": None, "input_shape": None, "autocast": True,
-                          "implementation": 1}
-# Config keys every layer accepts through **kwargs in tf-keras.
-_BASE_KEYS = {"name", "trainable", "dtype", "activity_regularizer", "input_shape", "batch_input_shape"}
-# Keys a tf-keras layer takes through **kwargs, not its signature (its 1-D global poolings' `keepdims`).
-_KWARGS_KEYS = {"GlobalAveragePooling1D": {"keepdims"}, "GlobalMaxPooling1D": {"keepdims"},
-                **{cls: {"zero_output_for_mask"} for cls in ("LSTM", "GRU", "SimpleRNN")}}
-
 
 @dataclasses.dataclass
 class TranslationLog:
@@ -85,108 +48,7 @@ class TranslationLog:
         return dataclasses.asdict(self)
 
 
-def is_keras3(model) -> bool:
-    return type(model).__module__.startswith("keras.") or type(model).__module__ == "keras"
-
-
-def _is_model(op) -> bool:
-    return hasattr(op, "layers") and (hasattr(op, "_nodes_by_depth") or type(op).__name__ == "Sequential")
-
-
-def _is_sequential(op) -> bool:
-    return type(op).__name__ == "Sequential"
-
-
-def _has_nested(model) -> bool:
-    return any(_is_model(layer) for layer in model.layers)
-
-
 # --- walking a graph, either library -------------------------------------------------------------
-
-
-def _nodes(model, keras3: bool):
-    """Yields (operation, args, kwargs, outputs) in topological order; InputLayer nodes skipped."""
-    if _is_sequential(model):
-        # A Sequential chains its layers; the caller maps model.inputs[0] first.
-        prev = model.inputs[0]
-        for layer in model.layers:
-            if type(layer).__name__ == "InputLayer":
-                continue
-            out = layer.output if not _is_model(layer) else layer.outputs[0]
-            yield layer, (prev,), {}, [out]
-            prev = out
-        return
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if keras3:
-                op, args, kwargs, outs = node.operation, node.arguments.args, node.arguments.kwargs, node.output_tensors
-            else:
-                if node.is_input:
-                    continue
-                op, args, kwargs = node.layer, node.call_args, node.call_kwargs
-                outs = node.outputs if isinstance(node.outputs, (list, tuple)) else [node.outputs]
-            if type(op).__name__ == "InputLayer":
-                continue
-            yield op, tuple(args), dict(kwargs or {}), list(outs)
-
-
-def _is_tensor(x) -> bool:
-    return type(x).__name__ == "KerasTensor"
-
-
-def _map_args(obj, tensors):
-    """Replaces source KerasTensors in a nested structure by their translations."""
-    if _is_tensor(obj):
-        if id(obj) not in tensors:
-            raise EdgeCompressError("Cannot translate the model: a layer reads a tensor that is not computed from "
-                                    "the model's inputs (a constant or a second input). Rebuild it with built-in layers.")
-        return tensors[id(obj)]
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_args(x, tensors) for x in obj)
-    if isinstance(obj, dict):
-        return {k: _map_args(v, tensors) for k, v in obj.items()}
-    return obj
-
-
-def output_names(model) -> list[str]:
-    """The names of `model`'s outputs, the layers that make them: a Keras 3 Sequential model has no
-    `output_names` (Functional models of both Kerases do), so they are read from each output's history
-    (`operation` in Keras 3, `layer` in tf-keras)."""
-    names = getattr(model, "output_names", None)
-    return list(names) if names else _made_by(model.outputs)
-
-
-def input_names(model) -> list[str]:
-    """The names of `model`'s inputs, their `InputLayer`s': what a packed row's layout and the data's
-    `x_train/<name>` arrays are named after."""
-    return _made_by(model.inputs)
-
-
-def _made_by(tensors) -> list[str]:
-    """The names of the layers that made `tensors`, from each one's history (`operation` in Keras 3, `layer`
-    in tf-keras)."""
-    out = []
-    for t in tensors:
-        history = t._keras_history
-        op = getattr(history, "operation", None) or getattr(history, "layer", None)
-        out.append(op.name)
-    return out
-
-
-def check_single_io(model, where, *, several_inputs: bool = False, several_outputs: bool = False):
-    """Refuses a model of several outputs (unless `several_outputs`), or (unless `several_inputs`: a whole
-    model, which is packed) of several inputs, naming them and the fix (the one place that says so)."""
-    if len(model.inputs) != 1 and not several_inputs:
-        raise EdgeCompressError(
-            f"{where} has {len(model.inputs)} inputs ({', '.join(input_names(model))}); edgecompress follows "
-            "several inputs on the whole model only, not on a nested sub-model. Build the model without the "
-            "sub-model, calling its layers on the inputs directly.")
-    if len(model.outputs) != 1 and not several_outputs:
-        raise EdgeCompressError(
-            f"{where} has {len(model.outputs)} outputs ({', '.join(output_names(model))}); edgecompress builds "
-            "models with one output, which it measures (class scores, a reconstruction or regression values). "
-            "Pass `--output NAME` to build one of them (the first by default), or export the output to ship as "
-            "its own model (`keras.Model(model.input, model.get_layer(NAME).output)`).")
 
 
 class _Builder:
@@ -214,11 +76,11 @@ class _Builder:
         check_single_io(model, where, several_inputs=whole and len(inputs) == len(model.inputs), several_outputs=whole)
         tensors = {id(t): x for t, x in zip(model.inputs, inputs)}
         calls: dict[int, int] = {}
-        for op, *_ in _nodes(model, self.source_keras3):
+        for op, *_ in nodes(model, self.source_keras3):
             calls[id(op)] = calls.get(id(op), 0) + 1
-        for op, args, kwargs, outs in _nodes(model, self.source_keras3):
-            args, kwargs = _map_args(args, tensors), _map_args(kwargs, tensors)
-            if _is_model(op):
+        for op, args, kwargs, outs in nodes(model, self.source_keras3):
+            args, kwargs = map_args(args, tensors), map_args(kwargs, tensors)
+            if is_model(op):
                 if calls[id(op)] > 1:
                     raise EdgeCompressError(
                         f"Sub-model {op.name!r} of {where} is called {calls[id(op)]} times (shared weights). "
@@ -235,7 +97,7 @@ class _Builder:
                                         "layers with one output. Rebuild it with built-in layers.")
             for t, r in zip(outs, results):
                 tensors[id(t)] = r
-        return [_map_args(t, tensors) for t in model.outputs]
+        return [map_args(t, tensors) for t in model.outputs]
 
     # --- one layer or op ---
 
@@ -306,13 +168,13 @@ class _Builder:
         if not self.source_keras3 and not self.to_keras3:
             return config  # flattening a tf-keras model: the same library, the same config
         target_cls = getattr(self.k.layers, cls)
-        accepted = set(inspect.signature(target_cls.__init__).parameters) | _BASE_KEYS | _KWARGS_KEYS.get(cls, set())
+        accepted = set(inspect.signature(target_cls.__init__).parameters) | BASE_KEYS | KWARGS_KEYS.get(cls, set())
         defaults = TF_KERAS_ONLY_DEFAULTS if self.to_keras3 else KERAS3_ONLY_DEFAULTS
         out = {}
         for key, value in config.items():
             if key in accepted and not (self.to_keras3 and key in ("batch_input_shape", "input_shape")):
-                out[key] = _plain(value) if self.to_keras3 else _tf_keras_value(key, value, layer)
-            elif key in defaults and _same(value, defaults[key]):
+                out[key] = plain(value) if self.to_keras3 else tf_keras_value(key, value, layer)
+            elif key in defaults and same_value(value, defaults[key]):
                 continue
             else:
                 target = "Keras 3" if self.to_keras3 else "tf-keras (needed for pruning and the other training stages)"
@@ -426,41 +288,6 @@ def rebuilt_summary(decomposed) -> str:
     return f"; rebuilt from built-in layers: {len(decomposed)} activation(s), op(s) or keras.applications layer(s)"
 
 
-def is_keras3_module(mod) -> bool:
-    return mod.__name__ == "keras"
-
-
-def _plain(value):
-    """tf-keras config values (ListWrapper, tuples inside) as plain Python."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListWrapper":
-        return [_plain(v) for v in value] if not isinstance(value, tuple) else tuple(_plain(v) for v in value)
-    return value
-
-
-def _same(a, b) -> bool:
-    return a == b or (a in (None, False, (), []) and b in (None, False, (), []))
-
-
-def _tf_keras_value(key, value, layer):
-    """A Keras 3 config value as tf-keras takes it (dtype policies, initializers...)."""
-    if isinstance(value, dict) and value.get("class_name") == "DTypePolicy":
-        name = value["config"]["name"]
-        if name != "float32":
-            raise EdgeCompressError(f"Layer {layer.name!r} computes in {name}; edgecompress translates float32 models. "
-                                    "Set the policy to float32 (`keras.mixed_precision.set_dtype_policy('float32')`).")
-        return "float32"
-    if isinstance(value, dict) and "class_name" in value and "config" in value:
-        if value.get("registered_name") not in (None, value["class_name"]):
-            raise EdgeCompressError(f"Layer {layer.name!r} uses a custom {key} ({value['registered_name']}); "
-                                    "replace it with a built-in one.")
-        config = {k: v for k, v in (value.get("config") or {}).items()
-                  if not (k in KERAS3_ONLY_DEFAULTS and _same(v, KERAS3_ONLY_DEFAULTS[k]))}
-        return {"class_name": value["class_name"], "config": config}
-    return value
-
-
 # --- public API ----------------------------------------------------------------------------------
 
 
@@ -482,7 +309,7 @@ def to_tf_keras(model, log: TranslationLog | None = None):
     log.source = "keras3" if keras3 else "tf_keras"
     check_single_io(model, f"Model {model.name!r}", several_inputs=True, several_outputs=True)
     several = len(model.inputs) > 1
-    if not keras3 and not _has_nested(model) and not several and len(model.outputs) == 1:
+    if not keras3 and not has_nested(model) and not several and len(model.outputs) == 1:
         return model
     builder = _Builder(tf_keras, source_keras3=keras3, log=log)
     if several:  # one packed row in, cut into the model's inputs by its first layers (`models.packed`)

@@ -87,7 +87,7 @@ def rgb_images(dataset, n, seed=0, size=SIZE):
 
 def train(model, x, y, epochs=1, lr=2e-3, logits=True):
     """Trains for `epochs` on raw pixels (the model rescales). Works for either library's model."""
-    from edgecompress.models.translate import is_keras3
+    from edgecompress.models.graph import is_keras3
 
     if is_keras3(model):
         import keras as lib
