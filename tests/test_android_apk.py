@@ -18,7 +18,8 @@ import zipfile
 import pytest
 
 from conftest import run_invoke
-from edgecompress.devices.apk import DEBUG_KEYSTORE, _toolchain, app_info, check_dex, framework_jars, read_dex
+from edgecompress.devices.apk import DEBUG_KEYSTORE, _toolchain, app_info
+from edgecompress.devices.dex import check_dex, framework_jars, read_dex
 from edgecompress.devices.android import DEMO_DIR
 from edgecompress.errors import EdgeCompressError
 
