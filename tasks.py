@@ -10,7 +10,7 @@ examples and measurements the docs quote and do not ship in the wheel.
 from invoke import Collection
 
 from benchmarks.invocations import CHECKOUT_TASKS
-from edgecompress.cli import invocations as package
+from edgecompress.cli import invocations
 
-ns = Collection(*package.ns.tasks.values(), *CHECKOUT_TASKS)
-ns.configure(package.ns.configuration())
+ns = Collection(*invocations.ns.tasks.values(), *CHECKOUT_TASKS)
+ns.configure(invocations.ns.configuration())

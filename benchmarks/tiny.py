@@ -398,7 +398,7 @@ def train(name: str, arrays: dict, *, epochs: int | None = None, seed: int = 0):
     metric on the test split). Image tasks train on pixels / 255, as their data is fed (`--scale unit`)."""
     import keras
 
-    from edgecompress.lite.tasks import task as metric_of
+    from edgecompress.lite import tasks
 
     task = MLPERF_TINY[name]
     keras.utils.set_random_seed(seed)
@@ -418,7 +418,7 @@ def train(name: str, arrays: dict, *, epochs: int | None = None, seed: int = 0):
     trainer.fit(x, x if task.autoencoder else arrays["y_train"], batch_size=64, epochs=epochs or task.epochs,
                 verbose=2, shuffle=True, validation_split=0.1)
     out = model.predict(xs, verbose=0)
-    metric = metric_of("anomaly" if task.autoencoder else "classification").score(xs, out, arrays["y_test"])
+    metric = tasks.task("anomaly" if task.autoencoder else "classification").score(xs, out, arrays["y_test"])
     return model, metric
 
 

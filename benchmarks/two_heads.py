@@ -39,7 +39,7 @@ def make(out, *, epochs: int = 15, n_train: int = 1500, n_test: int = 400) -> di
     the test split: `{"cls": top-1, "box": R²}`."""
     import keras
 
-    from edgecompress.lite.tasks import r2_score
+    from edgecompress.lite.scores import r2_score
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

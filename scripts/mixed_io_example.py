@@ -18,7 +18,8 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import numpy as np  # noqa: E402
 
 from edgecompress.builder.options import BuildOptions  # noqa: E402
-from edgecompress.lite.tasks import r2_score, says_each  # noqa: E402
+from edgecompress.lite.scores import r2_score  # noqa: E402
+from edgecompress.lite.tasks import says_each  # noqa: E402
 from edgecompress.models.backend import keras as k  # noqa: E402
 from edgecompress.pipeline import build_edge  # noqa: E402
 

@@ -9,7 +9,7 @@ from benchmarks import two_heads
 from edgecompress.data.arrays import labelled_outputs
 from edgecompress.data.loading import load_dataset
 from edgecompress.errors import EdgeCompressError
-from edgecompress.lite import tasks
+from edgecompress.lite import scores, tasks
 
 OUTPUTS = (tasks.Output("cls", "classification", 3, "softmax"), tasks.Output("box", "regression", 2, "values"))
 
@@ -30,7 +30,7 @@ def test_a_task_of_several_outputs_is_a_name_that_measures_each_and_judges_one()
     y = np.array([[0, .1, .2], [2, .5, .4], [2, .9, .8], [0, .3, .2]])
     each = t.each(None, out, y)
     assert each["cls"] == {"metric": "top-1", "value": 0.75}
-    assert each["box"]["value"] == pytest.approx(tasks.r2_score(out[:, 3:], y[:, 1:]))
+    assert each["box"]["value"] == pytest.approx(scores.r2_score(out[:, 3:], y[:, 1:]))
     assert t.score(None, out, y) == each["box"]["value"]  # judged on the output named
     assert t.terms(None, out, y).mean() == pytest.approx(each["box"]["value"])
     cls = tasks.task(tasks.several_outputs_name(OUTPUTS, "cls"))

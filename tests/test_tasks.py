@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from edgecompress.errors import EdgeCompressError
-from edgecompress.lite.tasks import TASKS, anomaly_scores, roc_auc, task
+from edgecompress.lite.scores import anomaly_scores, roc_auc
+from edgecompress.lite.tasks import TASKS, task
 
 
 def test_roc_auc_is_the_share_of_pairs_ranked_right_with_ties_counting_half():
@@ -252,7 +253,7 @@ def test_r2_and_value_labels_make_a_regression(tmp_path):
     from edgecompress.data.arrays import npz_holds_values
     from edgecompress.data.dataset import strata
     from edgecompress.data.loading import load_dataset
-    from edgecompress.lite.tasks import r2_score
+    from edgecompress.lite.scores import r2_score
 
     y = np.array([1.0, 2.0, 3.0, 4.0])
     assert r2_score(y, y) == 1.0 and r2_score(np.full(4, 2.5), y) == 0.0
@@ -385,7 +386,8 @@ def _multilabel_arrays(n_train=600, n_test=300, labels=4, seed=0):
 
 
 def test_mean_roc_auc_averages_the_labels_that_have_both_values():
-    from edgecompress.lite.tasks import mean_roc_auc, roc_auc, task
+    from edgecompress.lite.scores import mean_roc_auc, roc_auc
+    from edgecompress.lite.tasks import task
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, (50, 3))
@@ -483,7 +485,7 @@ def test_each_tasks_per_example_terms_average_to_its_metric_and_give_its_paired_
     """A task splits its metric into one term per example (`Task.terms`): their mean is the metric, and the
     spread of two files' term differences is the standard error of their metric's difference (DeLong's for
     ROC-AUC), which a bootstrap over the examples agrees with."""
-    from edgecompress.lite.tasks import mean_roc_auc, r2_score
+    from edgecompress.lite.scores import mean_roc_auc, r2_score
     from edgecompress.models.sanity import paired_standard_error
 
     rng = np.random.default_rng(0)
