@@ -49,31 +49,51 @@ def convert(model, config: ConversionConfig, representative_dataset=None) -> byt
 
 
 def _convert(model, config: ConversionConfig, representative_dataset) -> bytes:
-    from edgecompress.models.backend import tf
-
-    q = config.quantization
+    """`model` as a `.tflite` file by `config`'s scheme (`schemes.Scheme`): the converter set by the scheme's row,
+    run, its errors named, and an integer-only file checked to be integer throughout."""
     if config.float_layers:
-        if representative_dataset is None:
-            raise EdgeCompressError(f"Variant {config.name!r} is int8 and needs a representative dataset; pass "
-                                    "calibration images (`--calibration DIR`).")
-        from edgecompress.quantize.debugger import selective_int8, tensors_of_layers
-
-        model = rewrites.apply(model, scheme(q).rewrites)  # the int8 file's graph, with layers kept in float
-        try:
-            return selective_int8(model, representative_dataset,
-                                  tensors_of_layers(model, representative_dataset, config.float_layers))
-        except EdgeCompressError as e:
-            raise EdgeCompressError(f"Variant {config.name!r}: {e}") from None
+        return _selective(model, config, representative_dataset)
     check(config)
-    row = scheme(q)
+    row = scheme(config.quantization)
     unrolled = [layer.name for layer in model.layers if type(layer).__name__ in LOOPED]
-    if unrolled and scheme(config.quantization).integer_only:
+    if unrolled and row.integer_only:
         raise EdgeCompressError(
             f"Variant {config.name!r}: model {model.name!r} has recurrent layer(s) {', '.join(unrolled)} (GRU, "
             "SimpleRNN), which the converter lowers to a WHILE loop it cannot make integer (its int8 quantizer "
             "crashes on one: measured with TensorFlow 2.21). Use the dynamic or float16 variants "
             "(`--recipe quantize-only` makes both), or an LSTM, which converts to a fused int8 kernel.")
     model = rewrites.apply(model, row.rewrites)
+    data = _run_converter(_converter(model, config, row, representative_dataset), config, model, row)
+    if _mends_hybrid_depthwise(config):
+        data = _hybrid_depthwise_per_channel(data)
+    if row.integer_only and not config.float_fallback:
+        # The integer ops set alone does not guarantee it: the converter can
+        # keep an op in float between DEQUANTIZE and QUANTIZE. Check the file.
+        left = row.read_back(data)
+        if left:
+            raise _not_int8_error(config, model, left, "these ops were left in float")
+    return data
+
+
+def _selective(model, config: ConversionConfig, representative_dataset) -> bytes:
+    """int8 with `config.float_layers` kept in float (`debugger.selective_int8`)."""
+    if representative_dataset is None:
+        raise EdgeCompressError(f"Variant {config.name!r} is int8 and needs a representative dataset; pass "
+                                "calibration images (`--calibration DIR`).")
+    from edgecompress.quantize.debugger import selective_int8, tensors_of_layers
+
+    model = rewrites.apply(model, scheme(config.quantization).rewrites)  # the int8 graph, layers kept in float
+    try:
+        return selective_int8(model, representative_dataset,
+                              tensors_of_layers(model, representative_dataset, config.float_layers))
+    except EdgeCompressError as e:
+        raise EdgeCompressError(f"Variant {config.name!r}: {e}") from None
+
+
+def _converter(model, config: ConversionConfig, row, representative_dataset):
+    """TensorFlow's converter for `model`, set as the scheme's `row` and `config` say."""
+    from edgecompress.models.backend import tf
+
     converter = rewrites.converter_of(model)
     if row.optimize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -99,10 +119,15 @@ def _convert(model, config: ConversionConfig, representative_dataset) -> bytes:
     if row.integer_only and config.io_dtype != "float32":
         converter.inference_input_type = getattr(tf, config.io_dtype)
         converter.inference_output_type = getattr(tf, config.io_dtype)
+    return converter
+
+
+def _run_converter(converter, config: ConversionConfig, model, row) -> bytes:
+    """The converter's file, or its failure as an error that names the ops and the fix."""
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            data = converter.convert()
+            return converter.convert()
     except Exception as e:  # noqa: BLE001 - converter errors are many types
         msg = str(e)
         ops = _unsupported_ops(msg)
@@ -120,15 +145,6 @@ def _convert(model, config: ConversionConfig, representative_dataset) -> bytes:
             f"Variant {config.name!r}: the TFLite converter failed on model {model.name!r}"
             f"{' at ' + ', '.join(ops) if ops else ''}: {said}"
         ) from None
-    if _mends_hybrid_depthwise(config):
-        data = _hybrid_depthwise_per_channel(data)
-    if row.integer_only and not config.float_fallback:
-        # The integer ops set alone does not guarantee it: the converter can
-        # keep an op in float between DEQUANTIZE and QUANTIZE. Check the file.
-        left = row.read_back(data)
-        if left:
-            raise _not_int8_error(config, model, left, "these ops were left in float")
-    return data
 
 
 def _io_in_order(data: bytes, layout, outputs: int) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 
 from edgecompress.builder.options import SearchSettings
@@ -137,7 +138,6 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, set
     """
     from optuna.artifacts import FileSystemArtifactStore
 
-    from edgecompress.builder.measure import measure_file, teacher_baseline
     from edgecompress.recipes.runner import teacher_entry
     from edgecompress.report.results import BuildResult
 
@@ -163,13 +163,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, set
         study.enqueue_trial(space.template_choice())  # the template recipe is measured first (a ladder: its rungs)
 
     teacher_log = [teacher_entry(teacher, dataset, cache, teacher_key)]
-    base_arts, failed = teacher_baseline(teacher, pixels, dataset, cache, teacher_key, teacher_log[0],
-                                         **measure.kwargs())
-    if not base_arts:
-        raise EdgeCompressError("The teacher could not be converted: " + "; ".join(f["error"] for f in failed))
-    baseline = base_arts[0]
-    judged = measure_file(baseline.cache_path, val, cache, threads=measure.threads, runs=1, warmup=0)
-    baseline.extra["val_accuracy"] = judged["accuracy"]
+    baseline, judged, failed = _baseline(teacher, pixels, dataset, val, cache, teacher_key, teacher_log[0], measure)
     seen = _saw_the_judging_split(baseline, val, dataset, space, settings)
     # The budget is the build's: it counts from `started_at` (the build's start) and leaves time to measure
     # every file again and write the report.
@@ -191,14 +185,11 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, set
         run_local_workers(study, study_storage, worker_command, settings.workers)
     wait_for_running(study, study_storage)  # workers on other machines finish their trial
     log, arts = _collect(study, store, cache, dataset, baseline, measure, failed, space.name)
-    done = sum(e["status"] == "done" for e in log)
     artifacts = [baseline] + arts
     front, hv = mark_fronts(artifacts, limit)
-    logger.info("Search done: %d trial(s) finished of %d in %.0f s; front: %s; hypervolume %.4g KB x points", done,
-                len(log), time.time() - started, ", ".join(a.name for a in front), hv["value"])
-    counts = {}
-    for e in log:
-        counts[e["status"]] = counts.get(e["status"], 0) + 1
+    logger.info("Search done: %d trial(s) finished of %d in %.0f s; front: %s; hypervolume %.4g KB x points",
+                sum(e["status"] == "done" for e in log), len(log), time.time() - started,
+                ", ".join(a.name for a in front), hv["value"])
     return BuildResult(artifacts, failed, teacher_log, baseline.name, search={
         "space": space.to_dict(), "budget_minutes": settings.budget_minutes, "seconds": round(time.time() - started, 1),
         "sampler": space.sampler, "storage": describe_url(settings.storage), "study": name,
@@ -207,8 +198,22 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, set
                        **({"teacher_saw_it": seen} if seen else {})},
         "ladder_skipped": study.user_attrs.get(records.LADDER_SKIPPED) or {},
         "stopped": study.user_attrs.get(records.STOPPED) or "the budget",
-        "resumed_trials": resumed, "counts": counts, "candidates": log,
+        "resumed_trials": resumed, "counts": dict(Counter(e["status"] for e in log)), "candidates": log,
         "hypervolume": hv})
+
+
+def _baseline(teacher, pixels, dataset, val, cache, teacher_key, entry, measure):
+    """The model's float32 file, measured on the reporting split and judged on `val`: (its `Artifact`, its
+    judging measures with per-example terms, the variants that failed)."""
+    from edgecompress.builder.measure import measure_file, teacher_baseline
+
+    base_arts, failed = teacher_baseline(teacher, pixels, dataset, cache, teacher_key, entry, **measure.kwargs())
+    if not base_arts:
+        raise EdgeCompressError("The teacher could not be converted: " + "; ".join(f["error"] for f in failed))
+    baseline = base_arts[0]
+    judged = measure_file(baseline.cache_path, val, cache, threads=measure.threads, runs=1, warmup=0)
+    baseline.extra["val_accuracy"] = judged["accuracy"]
+    return baseline, judged, failed
 
 
 def _saw_the_judging_split(baseline, val, dataset, space, settings) -> dict | None:
