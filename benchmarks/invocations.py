@@ -35,10 +35,10 @@ def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build
     setup_logging()
     with user_errors():
         from edgecompress.builder.selection import GateError
-        from benchmarks.recipes import run_study
+        from benchmarks.recipes import compare_recipes
 
         try:
-            study = run_study(data=data, recipes=recipes.split(","), out_dir=out, teacher_epochs=int(teacher_epochs),
+            comparison = compare_recipes(data=data, recipes=recipes.split(","), out_dir=out, teacher_epochs=int(teacher_epochs),
                               teacher=teacher, seed=int(seed), verbose=2,
                               search=("default" if search is True else search) or None,
                               budget_minutes=float(budget_minutes), max_accuracy_drop=_num(max_accuracy_drop),
@@ -47,8 +47,8 @@ def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build
         except GateError:
             print(format_text_table(json.loads((Path(out) / "benchmark.json").read_text())["table"]))
             raise
-    print(format_text_table(study["table"]))
-    for line in study.get("comparison", []):
+    print(format_text_table(comparison["table"]))
+    for line in comparison.get("comparison", []):
         print(line)
     print(f"\nTable: {out}/benchmark.md")
 

@@ -27,7 +27,7 @@ from edgecompress.recipes.recipe import resolve_recipe
 logger = logging.getLogger(__name__)
 
 
-def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir="build/benchmark", *,
+def compare_recipes(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir="build/benchmark", *,
               teacher_epochs=15, seed=0, runs=DEFAULT_RUNS, verbose=1, teacher=None, search=None, budget_minutes=30.0,
               max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, compare=("grid",)) -> dict:
     """Runs `recipes` on one teacher and writes the comparison table.
@@ -35,11 +35,11 @@ def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir=
     With `search` (a search space name or file), also searches on the same
     teacher: its artifacts, `report.md`/`report.html` and `selected.tflite`
     go to `<out_dir>/search/`, the table gains the search's Pareto front
-    (by gzip size) and its selected artifact, and `study["comparison"]`
+    (by gzip size) and its selected artifact, and `bench["comparison"]`
     puts the selected artifact next to each recipe's int8 file. Each space
     in `compare` (default: `grid`, the search before Optuna) is searched too,
     with the same budget on the same teacher, into `<out_dir>/search-NAME/`;
-    `study["hypervolume"]` holds each front's hypervolume on the test split
+    `bench["hypervolume"]` holds each front's hypervolume on the test split
     (reference: the teacher's float32 gzip bytes and its top-1 less the
     allowed drop). With a search, the teacher trains on the training images
     less the search's validation split.
@@ -52,19 +52,19 @@ def run_study(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir=
 
     out_dir = Path(out_dir)
     with folder_lock(out_dir, "invoke benchmark"):
-        return _study(data, recipes, out_dir, teacher_epochs=teacher_epochs, seed=seed, runs=runs, verbose=verbose,
+        return _compare(data, recipes, out_dir, teacher_epochs=teacher_epochs, seed=seed, runs=runs, verbose=verbose,
                       teacher=teacher, search=search, budget_minutes=budget_minutes,
                       max_accuracy_drop=max_accuracy_drop, max_size_kb=max_size_kb, max_latency_ms=max_latency_ms,
                       compare=tuple(compare or ()) if search else ())
 
 
-def study_teacher_key(path) -> str:
+def comparison_teacher_key(path) -> str:
     """The stage-cache key of a benchmark's teacher file: its bytes (`scripts/validate_recipes.py` reuses the
     search's cached stages through it)."""
-    return make_key("study-teacher", sha256_path(path))
+    return make_key("study-teacher", sha256_path(path))  # the key it always had: caches stay valid
 
 
-def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose, teacher, search, budget_minutes,
+def _compare(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose, teacher, search, budget_minutes,
            max_accuracy_drop, max_size_kb, max_latency_ms, compare) -> dict:
     from edgecompress.search.space import load_space
 
@@ -87,7 +87,7 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
     calibration.write_calibration_images(dataset, cal_dir, seed=seed)
     pixels = calibration.load_calibration_images(cal_dir, dataset.preprocessing)
     cache = StageCache(out_dir / ".cache")
-    teacher_key = study_teacher_key(out_dir / "teacher.keras" if teacher is None else teacher)
+    teacher_key = comparison_teacher_key(out_dir / "teacher.keras" if teacher is None else teacher)
     rows, runs_out = [], {}
     for name in recipes:
         recipe = resolve_recipe(name)
@@ -101,7 +101,7 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
             if a["name"] == "teacher_float32" and rows:
                 continue
             rows.append((recipe.name if a["name"] != "teacher_float32" else "teacher", a))
-    study = {"dataset": dataset.describe(), "recipes": runs_out, "seconds": round(time.time() - started, 1)}
+    bench = {"dataset": dataset.describe(), "recipes": runs_out, "seconds": round(time.time() - started, 1)}
     gate_error = None
     constraints = Constraints(max_accuracy_drop, max_size_kb, max_latency_ms)
     for space, folder in spaces:
@@ -112,15 +112,15 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
                                budget_minutes=budget_minutes, seed=seed, verbose=verbose, runs=runs,
                                constraints=constraints)
         gate_error = gate_error or error
-        study.setdefault("searches", {})[label] = {"search": found["search"], "selected": found.get("selected"),
+        bench.setdefault("searches", {})[label] = {"search": found["search"], "selected": found.get("selected"),
                                                    "constraints": found.get("constraints") or {}, "folder": folder}
         for a in found["artifacts"]:
             if a["name"] == found["selected"] or (a.get("pareto", {}).get("size") and a["name"] != "teacher_float32"):
                 rows.append((f"{label} (selected)" if a["name"] == found["selected"] else f"{label} (front)", a))
-        study["seconds"] = round(time.time() - started, 1)
+        bench["seconds"] = round(time.time() - started, 1)
     if spaces:
-        study["search"] = study["searches"]["search"]
-        study["hypervolume"] = _hypervolumes(rows, max_accuracy_drop)
+        bench["search"] = bench["searches"]["search"]
+        bench["hypervolume"] = _hypervolumes(rows, max_accuracy_drop)
     teacher_row = next(a for r, a in rows if r == "teacher")
     table = [["recipe", "artifact", "size KB", "gzip KB", "x smaller (gzip)", "top-1 %", "delta pts", "sparsity %", "p50 ms"]]
     for recipe_name, a in rows:
@@ -138,14 +138,14 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
                                   f"({selected['gzip_bytes'] / 1024:.1f} vs {a['gzip_bytes'] / 1024:.1f} KB), top-1 "
                                   f"{100 * selected['accuracy']:.2f}% vs {100 * a['accuracy']:.2f}% "
                                   f"({100 * (selected['accuracy'] - a['accuracy']):+.2f} points).")
-    study["comparison"] = comparison
-    study["table"] = table
+    bench["comparison"] = comparison
+    bench["table"] = table
     lines = [f"# Benchmark on {dataset.name} ({len(dataset.y_train)} train / {len(dataset.y_test)} test)", "",
              markdown_table(table), ""]
-    for label, s in study.get("searches", {}).items():
+    for label, s in bench.get("searches", {}).items():
         c = {k: v for k, v in s["constraints"].items() if v is not None}
         counts = ", ".join(f"{n} {k}" for k, n in s["search"].get("counts", {}).items())
-        hv = study["hypervolume"].get(label)
+        hv = bench["hypervolume"].get(label)
         lines += [f"Search `{s['search']['space']['name']}` ({s['search'].get('sampler', 'grid')}): "
                   f"{len(s['search']['candidates'])} trials ({counts}) in {s['search']['seconds']:.0f} s, constraints "
                   f"{c}: " + (f"selected `{s['selected']}`." if s["selected"] else "nothing met them.")
@@ -159,12 +159,12 @@ def _study(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose,
             m = {k: v for k, v in s["metrics"].items() if not isinstance(v, (list, dict))}
             lines.append(f"- {name} / **{s['stage']}**: " + ", ".join(
                 f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
-    lines += ["", f"Total time: {study['seconds']:.0f} s."]
-    atomic_write_json(out_dir / "benchmark.json", study)
+    lines += ["", f"Total time: {bench['seconds']:.0f} s."]
+    atomic_write_json(out_dir / "benchmark.json", bench)
     atomic_write_text(out_dir / "benchmark.md", "\n".join(lines) + "\n")
     if gate_error is not None:
         raise gate_error
-    return study
+    return bench
 
 
 def _hypervolumes(rows, max_accuracy_drop) -> dict:
@@ -181,7 +181,7 @@ def _hypervolumes(rows, max_accuracy_drop) -> dict:
 
 def _search(model, dataset, space, pixels, cache, teacher_key, out_dir: Path, *, budget_minutes, seed, verbose, runs,
             constraints):
-    """The study's search: the same tail as a build (publish, select, report) into `out_dir`."""
+    """The comparison's search: the same tail as a build (publish, select, report) into `out_dir`."""
     from edgecompress.builder.measure import MeasureSettings
     from edgecompress.builder.options import SearchSettings
     from edgecompress.builder.steps import finish

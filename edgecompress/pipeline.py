@@ -98,7 +98,7 @@ def _build(options: BuildOptions) -> dict:
                           verbose=options.verbose, **options.measure.kwargs())
         if options.max_accuracy_drop is not None:
             result.recovery = recover_int8(result, dataset, pixels, cache, options.max_accuracy_drop,
-                                           baseline_accuracy=result.artifact(result.baseline).accuracy,
+                                           baseline_metric=result.artifact(result.baseline).accuracy,
                                            measure=options.measure)
 
     step(4, n, "Publishing artifacts and writing the report")

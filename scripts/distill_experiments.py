@@ -41,7 +41,7 @@ def main(argv=None):
             if hasattr(layer, "moving_mean"):
                 layer.momentum = momentum
     judge, _, how = judging_split(user.dataset, load_space("auto"))
-    print(f"model: {100 * training.keras_accuracy(user.model, judge):.2f}% on {how['judge_count']} judging images",
+    print(f"model: {100 * training.keras_metric(user.model, judge):.2f}% on {how['judge_count']} judging images",
           flush=True)
     for name, kw in settings.items():
         t0 = time.time()

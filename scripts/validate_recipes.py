@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from edgecompress.recipes.recipe import Recipe
     from edgecompress.search.space import load_space
     from edgecompress.recipes.runner import run_stages
-    from benchmarks.recipes import study_teacher_key
+    from benchmarks.recipes import comparison_teacher_key
 
     out = args.benchmark
     teacher = keras_io.load_model(out / "teacher.keras")
@@ -51,10 +51,10 @@ def main(argv=None) -> int:
     val = dataset.validation_split(load_space("default").validation_fraction, args.seed)
     pixels = calibration.load_calibration_images(out / "calibration_data", dataset.preprocessing)
     cache = StageCache(out / "search" / ".cache")
-    teacher_key = study_teacher_key(out / "teacher.keras")  # as `invoke benchmark` keys it
+    teacher_key = comparison_teacher_key(out / "teacher.keras")  # as `invoke benchmark` keys it
     recipes = json.loads(args.recipes.read_text())
     only = {n for n in args.only.split(",") if n}
-    baseline = training.keras_accuracy(teacher, val)
+    baseline = training.keras_metric(teacher, val)
     print(f"teacher: validation top-1 {100 * baseline:.2f}%", flush=True)
     for name, spec in recipes.items():
         if only and name not in only:

@@ -350,7 +350,7 @@ def test_a_logits_head_is_distilled_and_pruned_from_logits_and_stays_a_logits_mo
 
     user = open_model(_keras3_logits_model(tmp_path / "m.keras"), _npz(tmp_path / "d.npz"))
     assert keras_io.output_head(user.model) == "logits" and user.describe()["head"] == "logits"
-    keras_top1 = training.keras_accuracy(user.model, user.dataset)
+    keras_top1 = training.keras_metric(user.model, user.dataset)
     assert keras_top1 > 0.9, keras_top1
     student, m = distill(user.model, user.dataset, DistillConfig(width=0.5, epochs=8, patience=3, baseline=False),
                          verbose=0)
@@ -395,7 +395,7 @@ def test_a_sigmoid_head_trains_with_its_own_loss(tmp_path):
     h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(inp))
     model = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dense(8, "relu")(h)))
     training.train(model, ds, TrainConfig(epochs=10, learning_rate=0.01), verbose=0)
-    assert keras_io.output_head(model) == "sigmoid" and training.keras_accuracy(model, ds) > 0.9
+    assert keras_io.output_head(model) == "sigmoid" and training.keras_metric(model, ds) > 0.9
     student, m = distill(model, ds, DistillConfig(width=0.5, epochs=20, learning_rate=0.01, baseline=False), verbose=0)
     assert m["accuracy"] > 0.9 and keras_io.output_head(student) == "sigmoid", m
 

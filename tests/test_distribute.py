@@ -63,7 +63,7 @@ for name in ("default", "mirrored"):
     with strategy.scope():
         m = keras_io.build_teacher(ds.preprocessing, 10, width=0.25, seed=0)
     training.train(m, ds, TrainConfig(epochs=2, seed=0, strategy=name), verbose=0)
-    out[name] = {"replicas": strategy.num_replicas_in_sync, "teacher": training.keras_accuracy(m, ds)}
+    out[name] = {"replicas": strategy.num_replicas_in_sync, "teacher": training.keras_metric(m, ds)}
     _, p = prune(m, ds, PruneConfig(epochs=1, strategy=name), verbose=0)
     _, d = distill(m, ds, DistillConfig(epochs=1, baseline=False, strategy=name), verbose=0)
     _, f = factorize(m, ds, FactorizeConfig(energy=0.8, finetune_epochs=1, strategy=name), verbose=0)

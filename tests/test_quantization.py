@@ -105,7 +105,7 @@ def test_float_layers_in_a_recipe_keep_those_layers_in_float(tmp_path, tiny_data
     for conv in (int8_float_io(), sel):
         path = convert.write_tflite(convert.convert(model, conv, rep), tmp_path, conv.name)
         acc[conv.name] = evaluate_tflite(path, x, tiny_dataset.y_test)[0]["accuracy"]
-    float_acc = training.keras_accuracy(model, tiny_dataset)
+    float_acc = training.keras_metric(model, tiny_dataset)
     assert float_acc - acc["int8_float_io"] > 0.3 and float_acc - acc["sel"] <= 0.02, (float_acc, acc)
 
 

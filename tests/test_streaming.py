@@ -83,7 +83,7 @@ def test_a_streamed_folder_holds_the_same_images_in_the_same_order(tmp_path, on_
 def test_a_model_trains_and_predicts_on_rows_read_from_disk(tmp_path, on_disk):
     from edgecompress.configs import TrainConfig
     from edgecompress.models.backend import keras
-    from edgecompress.models.training import keras_accuracy, predict, train
+    from edgecompress.models.training import keras_metric, predict, train
 
     ds = load_dataset(_folder(tmp_path / "imgs", n=90))
     assert isinstance(ds.x_train, ondisk.DiskArray)
@@ -94,7 +94,7 @@ def test_a_model_trains_and_predicts_on_rows_read_from_disk(tmp_path, on_disk):
     assert len(hist.history["loss"]) == 2 and np.isfinite(hist.history["val_loss"]).all()
     x = to_model_input(ds.x_test, ds.preprocessing)
     np.testing.assert_allclose(predict(model, x), model.predict(np.asarray(x), verbose=0), rtol=1e-5, atol=1e-6)
-    assert 0.0 <= keras_accuracy(model, ds) <= 1.0
+    assert 0.0 <= keras_metric(model, ds) <= 1.0
 
 
 @pytest.mark.slow

@@ -192,7 +192,7 @@ def publish(artifacts, out_dir: Path) -> None:
         a.path, a.cache_path = str(dst), None
 
 
-def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_accuracy, measure: MeasureSettings,
+def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_metric, measure: MeasureSettings,
                  prefix="",
                  offer=True):
     """When every int8 artifact of `result` loses more than allowed, adds what its scheme's recovery offers.
@@ -209,7 +209,7 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
 
     arts = result.artifacts
     int8 = [a for a in arts if recoverable(a) and a.name.startswith(prefix)]
-    if not int8 or any(100 * (baseline_accuracy - a.accuracy) <= max_accuracy_drop for a in int8):
+    if not int8 or any(100 * (baseline_metric - a.accuracy) <= max_accuracy_drop for a in int8):
         return None
     offers = [o for a in int8 for o in scheme(a.quantization).recover_with]
     if not offer:
@@ -222,7 +222,7 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
     x_test = to_model_input(dataset.x_test, dataset.preprocessing)
     rep = calibration.representative_dataset(pixels, dataset.preprocessing)
     r = find_float_layers(result.final_model, rep, x_test, dataset.y_test, max_drop=max_accuracy_drop / 100,
-                 float_accuracy=baseline_accuracy, task=dataset.task)
+                 float_accuracy=baseline_metric, task=dataset.task)
     summary = {"float_layers": r["float_layers"], "tried": r["tried"], "layer_errors": r["errors"]}
     if r["data"] is not None:
         from edgecompress.recipes.cache import make_key

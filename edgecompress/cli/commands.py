@@ -28,7 +28,7 @@ def train_teacher(data=None, out="build/edge/teacher.keras", epochs=8, seed=0):
     ds = load_dataset(data, None if data else Preprocessing(), seed=seed)
     model = training.train_default_teacher(ds, TrainConfig(epochs=epochs, seed=seed))
     keras_io.save_model(model, out, ds.model_spec())
-    print(f"Saved {out} (Keras top-1 {100 * training.keras_accuracy(model, ds):.2f}% on {ds.name} test split)")
+    print(f"Saved {out} (Keras top-1 {100 * training.keras_metric(model, ds):.2f}% on {ds.name} test split)")
     return out
 
 

@@ -143,15 +143,15 @@ def suspect_gain(name: str, accuracy: float, source_accuracy: float, n: int, *, 
     return None
 
 
-def check_float_file(keras_accuracy: float, file_accuracy: float, n: int, *, points: float = 2.0) -> None:
+def check_float_file(keras_metric: float, file_accuracy: float, n: int, *, points: float = 2.0) -> None:
     """Raises when the model's own float32 `.tflite` differs from the Keras model's top-1 on the same images by
     more than `points` and `Z` standard errors: the conversion, not the compression, changed the model."""
-    gap = file_accuracy - keras_accuracy
-    se = math.sqrt(standard_error(keras_accuracy, n) ** 2 + standard_error(file_accuracy, n) ** 2)
+    gap = file_accuracy - keras_metric
+    se = math.sqrt(standard_error(keras_metric, n) ** 2 + standard_error(file_accuracy, n) ** 2)
     if abs(100 * gap) > points and (se == 0 or abs(gap) / se > Z):
         raise ImplausibleResult(
             f"The model's own float32 .tflite scores {100 * file_accuracy:.2f}% but the Keras model "
-            f"{100 * keras_accuracy:.2f}% on the same {n} images: the conversion changed what it computes, so "
+            f"{100 * keras_metric:.2f}% on the same {n} images: the conversion changed what it computes, so "
             "no compressed file can be judged against it. Likely causes: an op the converter or the translation "
             "to tf-keras computes differently (run `invoke check-model`), or a training-only layer "
             "(Dropout, BatchNormalization) left in training mode.")

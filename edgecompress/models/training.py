@@ -103,7 +103,7 @@ def _batches_class():
     return _BATCHES
 
 
-def keras_accuracy(model, dataset) -> float:
+def keras_metric(model, dataset) -> float:
     """The metric of `dataset.task` (top-1, ROC-AUC: `lite.tasks`) of the Keras `model` on the test split."""
     x = to_model_input(dataset.x_test, dataset.preprocessing)
     return tasks.task(dataset.task).score(x, predict(model, x), dataset.y_test)

@@ -78,7 +78,7 @@ def teacher_entry(teacher, dataset, cache, teacher_key) -> StageResult:
     metrics_key = make_key(teacher_key, dataset.fingerprint())
     metrics = cache.get_json("teacher.metrics", metrics_key)
     if metrics is None:
-        metrics = {"accuracy": training.keras_accuracy(teacher, dataset), "params": keras_io.count_params(teacher),
+        metrics = {"accuracy": training.keras_metric(teacher, dataset), "params": keras_io.count_params(teacher),
                    "sparsity": keras_sparsity(teacher)}
         cache.put_json("teacher.metrics", metrics_key, metrics)
     return StageResult("teacher", teacher.name, metrics)

@@ -44,7 +44,7 @@ class TrialContext:
     pixels: object
     cache: object
     teacher_key: str
-    baseline_accuracy: float  # the teacher's float32 file, validation top-1
+    baseline_metric: float  # the teacher's float32 file, validation top-1
     max_accuracy_drop: float | None
     artifact_store: object
     seed: int = 0
@@ -227,7 +227,7 @@ class Objective:
                 return
             stages.append(StageScore(result.stage, acc, result.seconds, result.cached))
             records.update(trial, stages=tuple(stages))
-            floor = early_stop_floor(trial.study, result.stage, ctx.baseline_accuracy, ctx.max_accuracy_drop,
+            floor = early_stop_floor(trial.study, result.stage, ctx.baseline_metric, ctx.max_accuracy_drop,
                                      exclude=trial.number)
             if floor is not None and acc < floor:
                 records.update(trial, stopped_early=EarlyStop(result.stage, index, acc, floor),
@@ -257,7 +257,7 @@ class Objective:
         if failed:
             raise EdgeCompressError(failed[0]["error"])
         art = arts[0]
-        suspect = suspect_gain(art.name, art.accuracy, ctx.baseline_accuracy, len(ctx.dataset.y_test),
+        suspect = suspect_gain(art.name, art.accuracy, ctx.baseline_metric, len(ctx.dataset.y_test),
                                source="the teacher's float32 file")
         if suspect:
             records.update(trial, suspect=suspect)
@@ -274,12 +274,12 @@ class Objective:
         ctx = self.ctx
         margin = ctx.margin_se * (se or 0.0) if ctx.max_accuracy_drop is not None else 0
         if not (ctx.space.selective_int8 and ctx.max_accuracy_drop is not None and recoverable(art)
-                and 100 * (ctx.baseline_accuracy - art.accuracy) + margin > ctx.max_accuracy_drop):
+                and 100 * (ctx.baseline_metric - art.accuracy) + margin > ctx.max_accuracy_drop):
             return art, se
         result = BuildResult(arts, final_model=final)
         try:  # the recovery aims inside the margin too
             rec = recover_int8(result, ctx.dataset, ctx.pixels, ctx.cache, max(ctx.max_accuracy_drop - margin, 0.0),
-                               baseline_accuracy=ctx.baseline_accuracy, measure=ctx.measure,
+                               baseline_metric=ctx.baseline_metric, measure=ctx.measure,
                                prefix=f"{recipe.name}_", offer=False)
         except Exception as e:  # TF's debugger refuses some models; the plain int8 file stays the result
             logger.warning("[trial %d] selective int8 could not be made (%s: %s); keeping full int8",
@@ -301,7 +301,7 @@ class Objective:
         record = art.to_dict()
         record["artifact_id"] = upload_artifact(artifact_store=ctx.artifact_store, file_path=art.cache_path,
                                                 study_or_trial=trial)
-        drop = 100 * (ctx.baseline_accuracy - art.accuracy)
+        drop = 100 * (ctx.baseline_metric - art.accuracy)
         margin = ctx.margin_se * record.get("val_paired_se", 0.0)
         over = over_latency = None
         if ctx.max_accuracy_drop is not None:  # points over the limit, margin included; <= 0 is feasible

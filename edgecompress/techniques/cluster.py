@@ -23,7 +23,7 @@ from edgecompress.models.distribute import get_strategy
 from edgecompress.lite import tasks
 from edgecompress.errors import NotApplicable
 from edgecompress.models.keras_io import count_params
-from edgecompress.models.training import keras_accuracy, train
+from edgecompress.models.training import keras_metric, train
 from edgecompress.techniques.configs import ClusterConfig
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def cluster(model, dataset, config: ClusterConfig = None, *, seed: int = 0, verb
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     # Stripped weights lose their layer prefix; read each clustered layer's own kernel.
     unique = {layer.name: int(len(np.unique(_kernel(layer)))) for layer in stripped.layers if layer.name in clustered}
-    metrics = {"accuracy": keras_accuracy(stripped, dataset), "params": count_params(stripped),
+    metrics = {"accuracy": keras_metric(stripped, dataset), "params": count_params(stripped),
                "unique_weights": max(unique.values(), default=0), "clustered_layers": clustered,
                "skipped_layers": skipped, "preserve_sparsity": preserve, "sparsity": keras_sparsity(stripped)}
     if config.qat:

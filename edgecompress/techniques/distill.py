@@ -24,7 +24,7 @@ from edgecompress.techniques.configs import DistillConfig  # noqa: F401  (re-exp
 from edgecompress.lite import tasks
 from edgecompress.models.keras_io import count_params, output_head
 from edgecompress.models.losses import Distillation
-from edgecompress.models.training import held_out, keras_accuracy, learning_rate, train
+from edgecompress.models.training import held_out, keras_metric, learning_rate, train
 
 logger = logging.getLogger(__name__)
 
@@ -275,8 +275,8 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     hist = train(distiller, dataset, training, data=data, compile=False, monitor=monitor, verbose=verbose)
     epochs_run = len(hist.history["student_loss"])
     metrics = {
-        "accuracy": keras_accuracy(student, dataset),
-        "teacher_accuracy": keras_accuracy(teacher, dataset),
+        "accuracy": keras_metric(student, dataset),
+        "teacher_accuracy": keras_metric(teacher, dataset),
         "params": count_params(student),
         "teacher_params": count_params(teacher),
         "student_loss": float(hist.history["student_loss"][-1]),
@@ -316,4 +316,4 @@ def _labels_only(student, weights, dataset, config, seed, verbose, epochs=None):
     model.set_weights(weights)
     train(model, dataset, config.training(seed, epochs=epochs or config.epochs, lr_schedule="constant", patience=None,
                                           mixup=0.0), verbose=verbose)
-    return keras_accuracy(model, dataset)
+    return keras_metric(model, dataset)

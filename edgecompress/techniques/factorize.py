@@ -21,7 +21,7 @@ from edgecompress.models.distribute import get_strategy
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import FactorizeConfig  # noqa: F401  (re-exported: the config lives apart)
 from edgecompress.models.keras_io import count_params
-from edgecompress.models.training import keras_accuracy
+from edgecompress.models.training import keras_metric
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def factorize(model, dataset=None, config: FactorizeConfig = None, *, seed: int 
         train(trainer, dataset, config.training(seed, epochs=config.finetune_epochs), compile=not config.distill,
               verbose=verbose)
     if dataset is not None:
-        metrics["accuracy"] = keras_accuracy(new, dataset)
+        metrics["accuracy"] = keras_metric(new, dataset)
     logger.info("Factorized %d layer(s): %d -> %d params, %d -> %d MACs", len(plan), before["params"],
                 metrics["params"], before["macs"], metrics["macs"])
     return new, metrics

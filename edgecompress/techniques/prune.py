@@ -19,7 +19,7 @@ from edgecompress.lite import tasks
 from edgecompress.errors import EdgeCompressError
 from edgecompress.techniques.configs import PruneConfig  # noqa: F401  (re-exported: the config lives apart)
 from edgecompress.models.keras_io import count_params
-from edgecompress.models.training import held_out, keras_accuracy, train
+from edgecompress.models.training import held_out, keras_metric, train
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def prune(model, dataset, config: PruneConfig = None, *, seed: int = 0, verbose:
         stripped = quantize_aware_train(stripped, dataset, "prune_preserve",
                                         config.training(seed, learning_rate=config.learning_rate / 5,
                                                         epochs=config.qat_epochs), verbose=verbose)
-    metrics = {"accuracy": keras_accuracy(stripped, dataset), "params": count_params(stripped),
+    metrics = {"accuracy": keras_metric(stripped, dataset), "params": count_params(stripped),
                "sparsity": keras_sparsity(stripped), "target_sparsity": config.target_sparsity,
                "skipped_layers": skipped}
     logger.info("Pruned: %s, sparsity %.1f%%", tasks.task(dataset.task).says(metrics["accuracy"]), 100 * metrics["sparsity"])
