@@ -161,6 +161,11 @@ def report_schema() -> dict:
     artifact = _dataclass_schema(Artifact, skip=("extra", "cache_path", "terms"), extra=True,
                                  required=("name", "path", "quantization", "size_bytes", "gzip_bytes", "sha256",
                                            "accuracy"))
+    artifact["properties"]["accuracy"]["description"] = (
+        "The task's metric on the reporting split, a fraction: top-1, or ROC-AUC, R² (`lite.tasks`; the key is "
+        "`accuracy` for every task).")
+    artifact["properties"]["size_bytes"]["description"] = "File bytes: what flash, mmap and an APK's asset hold."
+    artifact["properties"]["gzip_bytes"]["description"] = "gzip -9 bytes of the file: the download."
     stage = _dataclass_schema(StageResult, required=("stage", "metrics"))
     stage["properties"]["config"] = {"type": ["object", "null"]}
     props = {"schema_version": {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION,
