@@ -20,11 +20,11 @@ def _num(v):
             "search": "Also search on the same teacher: --search (the shipped space) or --search=FILE.json.",
             "budget_minutes": "Time budget of --search in minutes (default: 30).",
             "max_accuracy_drop": "Select the search's smallest file within this many top-1 points of the teacher.",
-            "max_size_kb": "Selection: largest .tflite in KiB.", "max_latency_ms": "Selection: slowest host p50 in ms.",
+            "max_file_kb": "Selection: largest .tflite in KiB.", "max_latency_ms": "Selection: slowest host p50 in ms.",
             "compare": "With --search: also search these spaces, comma-separated, side by side with the same budget "
                        "(default: grid, the search before Optuna; '' for none)."})
 def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build/benchmark", teacher_epochs=15,
-              teacher=None, seed=0, search=None, budget_minutes=30.0, max_accuracy_drop=None, max_size_kb=None,
+              teacher=None, seed=0, search=None, budget_minutes=30.0, max_accuracy_drop=None, max_file_kb=None,
               max_latency_ms=None, compare="grid"):
     """Compare recipes (and optionally a search) on one teacher over a full dataset and write a table."""
     import json
@@ -42,7 +42,7 @@ def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build
                               teacher=teacher, seed=int(seed), verbose=2,
                               search=("default" if search is True else search) or None,
                               budget_minutes=float(budget_minutes), max_accuracy_drop=_num(max_accuracy_drop),
-                              max_size_kb=_num(max_size_kb), max_latency_ms=_num(max_latency_ms),
+                              max_file_kb=_num(max_file_kb), max_latency_ms=_num(max_latency_ms),
                               compare=[x for x in compare.split(",") if x])
         except GateError:
             print(format_text_table(json.loads((Path(out) / "benchmark.json").read_text())["table"]))

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def compare_recipes(data="fashion-mnist", recipes=("default", "tfmot-guide"), out_dir="build/benchmark", *,
               teacher_epochs=15, seed=0, runs=DEFAULT_RUNS, verbose=1, teacher=None, search=None, budget_minutes=30.0,
-              max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, compare=("grid",)) -> dict:
+              max_accuracy_drop=None, max_file_kb=None, max_latency_ms=None, compare=("grid",)) -> dict:
     """Runs `recipes` on one teacher and writes the comparison table.
 
     With `search` (a search space name or file), also searches on the same
@@ -54,7 +54,7 @@ def compare_recipes(data="fashion-mnist", recipes=("default", "tfmot-guide"), ou
     with folder_lock(out_dir, "invoke benchmark"):
         return _compare(data, recipes, out_dir, teacher_epochs=teacher_epochs, seed=seed, runs=runs, verbose=verbose,
                       teacher=teacher, search=search, budget_minutes=budget_minutes,
-                      max_accuracy_drop=max_accuracy_drop, max_size_kb=max_size_kb, max_latency_ms=max_latency_ms,
+                      max_accuracy_drop=max_accuracy_drop, max_file_kb=max_file_kb, max_latency_ms=max_latency_ms,
                       compare=tuple(compare or ()) if search else ())
 
 
@@ -65,7 +65,7 @@ def comparison_teacher_key(path) -> str:
 
 
 def _compare(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbose, teacher, search, budget_minutes,
-           max_accuracy_drop, max_size_kb, max_latency_ms, compare) -> dict:
+           max_accuracy_drop, max_file_kb, max_latency_ms, compare) -> dict:
     from edgecompress.search.space import load_space
 
     started = time.time()
@@ -103,7 +103,7 @@ def _compare(data, recipes, out_dir: Path, *, teacher_epochs, seed, runs, verbos
             rows.append((recipe.name if a["name"] != "teacher_float32" else "teacher", a))
     bench = {"dataset": dataset.describe(), "recipes": runs_out, "seconds": round(time.time() - started, 1)}
     gate_error = None
-    constraints = Constraints(max_accuracy_drop, max_size_kb, max_latency_ms)
+    constraints = Constraints(max_accuracy_drop, max_file_kb, max_latency_ms)
     for space, folder in spaces:
         label = "search" if folder == "search" else space.name
         # Each search starts cold, with its own stage cache: neither inherits the other's trained students.

@@ -151,7 +151,7 @@ def test_few_groups_cannot_certify_and_say_so():
     assert chosen["name"] == "model"
     assert report["confirmation"]["groups"] == 5 and report["confirmation"]["steps"][1]["certified"] is False
     with pytest.raises(GateError, match="confirmation split.*900 examples in 5 groups"):
-        select(report, Constraints(max_accuracy_drop=1.0, max_size_kb=0.05))
+        select(report, Constraints(max_accuracy_drop=1.0, max_file_kb=0.05))
     assert select(report, Constraints(max_accuracy_drop=1.0, selection="judged", margin_se=0))["name"] == "small"
 
 

@@ -16,17 +16,43 @@ def _report():
 
 
 def test_smallest_download_that_meets_everything():
-    assert select(_report(), Constraints(max_accuracy_drop=1.0))["name"] == "int8"
-    assert select(_report(), Constraints(max_accuracy_drop=2.5))["name"] == "pruned_int8"
-    assert select(_report(), Constraints(max_accuracy_drop=1.0, max_latency_ms=0.025))["name"] == "dynamic"
+    gzip = {"size": "gzip"}
+    assert select(_report(), Constraints(max_accuracy_drop=1.0, **gzip))["name"] == "int8"
+    assert select(_report(), Constraints(max_accuracy_drop=2.5, **gzip))["name"] == "pruned_int8"
+    assert select(_report(), Constraints(max_accuracy_drop=1.0, max_latency_ms=0.025, **gzip))["name"] == "dynamic"
+
+
+def test_by_default_the_smallest_file_a_device_holds_wins_not_the_smallest_download():
+    r = _report()  # pruned_int8 gzips to a third of int8's, but the device holds the same 100,000 bytes
+    r["artifacts"][1]["size_bytes"] = 99_000
+    assert select(r, Constraints(max_accuracy_drop=2.5))["name"] == "int8"
+    assert select(r, Constraints(max_accuracy_drop=2.5, size="gzip"))["name"] == "pruned_int8"
+    with pytest.raises(Exception, match="size='flash'"):
+        Constraints(size="flash")
+
+
+def test_the_ram_limit_holds_the_tflm_arena_and_says_when_no_file_runs_there():
+    r = _report()
+    for a, fit in zip(r["artifacts"], ({"runs": True, "arena_bytes": 60_000}, {"runs": True, "arena_bytes": 20_000},
+                                       {"runs": True, "arena_bytes": 20_000},
+                                       {"runs": False, "refused": "CONV_2D (node 2): Hybrid models are not "
+                                                                  "supported on TFLite Micro."})):
+        a["tflm"] = fit
+    assert select(r, Constraints(max_accuracy_drop=1.0, max_ram_kb=30))["name"] == "int8"
+    with pytest.raises(GateError, match=r"--max-ram-kb 10: best 19.5 KiB of TFLM arena \(int8\), missed by 9.53"):
+        select(r, Constraints(max_ram_kb=10))
+    for a in r["artifacts"]:
+        a["tflm"] = {"runs": False, "refused": "CONV_2D (node 2): Hybrid models are not supported on TFLite Micro."}
+    with pytest.raises(GateError, match="no file runs on TensorFlow Lite Micro; it refuses CONV_2D"):
+        select(r, Constraints(max_ram_kb=10))
 
 
 def test_impossible_constraint_names_it_and_the_best_value():
     with pytest.raises(GateError) as e:
-        select(_report(), Constraints(max_accuracy_drop=0.1, max_size_kb=50))
+        select(_report(), Constraints(max_accuracy_drop=0.1, max_file_kb=50))
     msg = str(e.value)
     assert "--max-accuracy-drop 0.1: best 0 points (float32), met by some" in msg
-    assert "--max-size-kb 50: best 97.7 KiB (dynamic), missed by 47.7 KiB" in msg
+    assert "--max-file-kb 50: best 97.7 KiB (dynamic), missed by 47.7 KiB" in msg
     assert e.value.exit_code == 3
 
 
@@ -44,10 +70,10 @@ def test_a_search_file_must_meet_the_limit_by_one_paired_standard_error_of_its_d
     # pruned_int8 is 0.8 points down: within 1 point as measured, but its drop's standard error is 1.5
     # points, so it may be 2 points down on other images; int8 (0.3 down, 0.4 points of error) is not.
     r = _judged([(0.90, None), (0.897, 0.4), (0.892, 1.5), (0.899, 0.3)])
-    assert select(r, Constraints(max_accuracy_drop=1.0, margin_se=0))["name"] == "pruned_int8"
-    assert select(r, Constraints(max_accuracy_drop=1.0))["name"] == "int8"
+    assert select(r, Constraints(max_accuracy_drop=1.0, margin_se=0, size="gzip"))["name"] == "pruned_int8"
+    assert select(r, Constraints(max_accuracy_drop=1.0, size="gzip"))["name"] == "int8"
     with pytest.raises(GateError) as e:
-        select(r, Constraints(max_accuracy_drop=0.3, max_size_kb=100))
+        select(r, Constraints(max_accuracy_drop=0.3, max_file_kb=100))
     assert "paired standard error" in str(e.value) and "0.30-1.50 points here" in str(e.value)
     # A device's own top-1 is not a search's judging split: no margin there.
     from edgecompress.builder.selection import measures
@@ -62,10 +88,10 @@ def test_the_report_names_the_smaller_files_the_margin_kept_out_and_how_to_let_t
     from edgecompress.report.write import margin_lines
 
     r = _judged([(0.90, None), (0.897, 0.4), (0.892, 1.5), (0.899, 0.3)])
-    r.update(selected="int8", constraints=Constraints(max_accuracy_drop=1.0).to_dict())
+    r.update(selected="int8", constraints=Constraints(max_accuracy_drop=1.0).to_dict(), size_measure="gzip")
     text = " ".join(margin_lines(r))
     assert "1 file(s) smaller than the selected one met the limit as measured but not by their margin" in text
-    assert "`pruned_int8` (29.3 KB gzipped, -0.80 points judged, paired standard error 1.50" in text
+    assert "`pruned_int8` (97.7 KB file, 29.3 KB gzipped, -0.80 points judged, paired standard error 1.50" in text
     assert "`invoke select --max-accuracy-drop 1 --margin-se 0`" in text
     r["constraints"]["margin_se"] = 0.0  # no margin, nothing kept out
     assert margin_lines(r) == []
@@ -91,8 +117,8 @@ def test_the_paired_standard_error_counts_only_the_images_one_file_got_right_and
 def test_bad_constraint_value():
     from edgecompress.errors import EdgeCompressError
 
-    with pytest.raises(EdgeCompressError, match="max_size_kb=-1"):
-        Constraints(max_size_kb=-1)
+    with pytest.raises(EdgeCompressError, match="max_file_kb=-1"):
+        Constraints(max_file_kb=-1)
 
 
 def _spiky_model(path, tiny_dataset):
@@ -150,9 +176,9 @@ def test_selective_int8_recovers_a_badly_quantizing_layer(tmp_path, root, tiny_d
 @pytest.mark.slow
 def test_impossible_gate_exits_3(tmp_path, root, small_npz):
     proc = run_invoke(["build-edge", "--data", str(small_npz), "--recipe", "quantize-only", "--epochs", "1",
-                       "--out", str(tmp_path / "o"), "--runs", "20", "--quiet", "--max-size-kb", "1"], cwd=root)
+                       "--out", str(tmp_path / "o"), "--runs", "20", "--quiet", "--max-file-kb", "1"], cwd=root)
     assert proc.returncode == 3, proc.stderr[-2000:]
-    assert "--max-size-kb 1: best" in proc.stderr and "missed by" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--max-file-kb 1: best" in proc.stderr and "missed by" in proc.stderr and "Traceback" not in proc.stderr
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["selected"] is None and not (tmp_path / "o" / "selected.tflite").exists()
 

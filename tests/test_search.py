@@ -170,7 +170,9 @@ def test_pareto_marks_match_brute_force():
              "gzip_bytes": rnd.randint(1, 20), "accuracy": rnd.randint(0, 10) / 10,
              "latency_ms": {"p50": rnd.random()}} for i in range(40)]
     typed = [Artifact.from_dict(a) for a in arts]
-    mark_pareto(typed)
+    from edgecompress.report.sizes import size
+
+    mark_pareto(typed, size("gzip"))
     arts = [a.to_dict() for a in typed]
     for a in arts:
         dominated = any(b["gzip_bytes"] <= a["gzip_bytes"] and b["accuracy"] >= a["accuracy"]

@@ -142,12 +142,26 @@ def artifact_record(name, data, path, quantization, measured, recipe) -> Artifac
     """One artifact: the file's facts, what was measured, what made it; `cache_path` is what `publish` copies."""
     record = {"name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": quantization,
               "size_bytes": len(data), "gzip_bytes": gzip_size(data), "sha256": sha256_bytes(data),
-              **{k: v for k, v in measured.items() if k != "terms"}, "recipe": recipe}
+              **{k: v for k, v in measured.items() if k != "terms"}, "tflm": micro_view(path), "recipe": recipe}
     if scheme(quantization).reference_kernels:  # said beside its latency in every table
         record["kernels"] = scheme(quantization).kernels
     a = Artifact.from_dict(record)
     a.terms = measured.get("terms")  # its per-example metric terms: for a paired comparison, not the report
     return a
+
+
+def micro_view(path) -> dict | None:
+    """TensorFlow Lite Micro's view of a file (`lite.micro.micro_fit`) as the report keeps it, or None where
+    tflite-micro is not installed (said once in the log)."""
+    from edgecompress.lite.micro import micro_fit
+
+    try:
+        return micro_fit(path).to_dict()
+    except EdgeCompressError as e:
+        if not getattr(micro_view, "said", False):
+            logger.warning("No microcontroller view of the files: %s", e)
+            micro_view.said = True
+        return None
 
 
 def _each_output(result: dict) -> dict:

@@ -11,6 +11,7 @@ from edgecompress.lite.latency import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgecompress.builder.confirm import DEFAULT_CONFIDENCE
 from edgecompress.builder.measure import MeasureSettings
 from edgecompress.builder.selection import DEFAULT_MARGIN_SE, Constraints
+from edgecompress.report.sizes import DEFAULT_SIZE
 from edgecompress.configs import Config, require
 
 
@@ -119,10 +120,12 @@ class BuildOptions(Config):
             `<out_dir>/.edgecompress/study/artifacts`.
         study: Study name in the storage. Defaults to None:
             `search.study.STUDY_NAME`.
-        max_accuracy_drop, max_size_kb, max_latency_ms: Quality gate (see
+        max_accuracy_drop, max_file_kb, max_latency_ms, max_ram_kb: Quality gate (see
             `selection.Constraints`): the artifact meeting them all is written as
             `selected.tflite`; when int8 loses too much, selective int8
             (`quantize.debugger.find_float_layers`) is tried first. Default to None.
+        size: What "smallest" means for the selection and a search's objective (`report.sizes`): `"file"`
+            bytes (what every device holds) or `"gzip"` bytes (the download). Defaults to "file".
         max_metric_drop: The accuracy limit in the metric's own units (0.01 = 0.01 of ROC-AUC or R², or one
             point of top-1): sets `max_accuracy_drop` to 100 times it. Give one of the two. Defaults to None.
         margin_se: With `selection="judged"`: how many paired standard errors of its drop a search's file must
@@ -166,8 +169,10 @@ class BuildOptions(Config):
     artifacts: str | None = None
     study: str | None = None
     max_accuracy_drop: float | None = None
-    max_size_kb: float | None = None
+    max_file_kb: float | None = None
     max_latency_ms: float | None = None
+    max_ram_kb: float | None = None
+    size: str = DEFAULT_SIZE
     task: str | None = None
     output: str | None = None
     max_metric_drop: float | None = None
@@ -201,8 +206,9 @@ class BuildOptions(Config):
     @property
     def constraints(self) -> Constraints:
         """The limits a build holds (`selection.Constraints`)."""
-        return Constraints(self.max_accuracy_drop, self.max_size_kb, self.max_latency_ms, margin_se=self.margin_se,
-                           selection=self.selection, confidence=self.confidence)
+        return Constraints(self.max_accuracy_drop, self.max_file_kb, self.max_latency_ms, self.max_ram_kb,
+                           size=self.size, margin_se=self.margin_se, selection=self.selection,
+                           confidence=self.confidence)
 
     def search_settings(self, **changes):
         """What a search of this build is asked for (`SearchSettings`), with `changes`."""

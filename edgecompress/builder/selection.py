@@ -14,7 +14,8 @@ A search's accuracy limit is held in two steps (`Constraints.selection`):
   comparison, not for hundreds (`tests/test_confirm.py` measures how often it breaks its promise).
 
 Other builds (a fixed recipe's few files) are judged on the test split. Among the artifacts that meet
-every limit, the smallest download (gzip bytes) wins, ties going to the more accurate. When none does,
+every limit, the smallest by `--size` (file bytes by default, what a device holds; `report.sizes`) wins, ties
+going to the more accurate. When none does,
 `GateError` says which constraint failed by how much, and the best value reached; the task exits 3 so CI
 can tell it from a usage error.
 """
@@ -25,6 +26,8 @@ import dataclasses
 import logging
 
 from edgecompress.builder import confirm
+from edgecompress.report import sizes
+from edgecompress.report.sizes import DEFAULT_SIZE
 from edgecompress.configs import Config, require
 from edgecompress.report.tables import device_metric
 from edgecompress.errors import EXIT_GATE, EdgeCompressError
@@ -48,8 +51,12 @@ class Constraints(Config):
 
     Args:
         max_accuracy_drop: Most top-1 points below the baseline. Defaults to None.
-        max_size_kb: Largest `.tflite` file, in KiB. Defaults to None.
+        max_file_kb: Largest `.tflite` file (its bytes: what a device holds), in KiB. Defaults to None.
         max_latency_ms: Slowest p50 latency, in ms. Defaults to None.
+        max_ram_kb: Largest TensorFlow Lite Micro tensor arena (`lite.micro`), in KiB: the RAM a microcontroller
+            sets aside. A file TFLM does not run cannot meet it. Defaults to None.
+        size: What "smallest" means (`report.sizes`): `"file"` bytes, what every device holds, or `"gzip"`
+            bytes, the download. Defaults to `sizes.DEFAULT_SIZE` ("file").
         device: Judge latency on this device column of the report instead of
             the host. Defaults to None.
         margin_se: With `selection="judged"`: paired standard errors of a file's judged drop (`val_paired_se`)
@@ -62,15 +69,18 @@ class Constraints(Config):
     """
 
     max_accuracy_drop: float | None = None
-    max_size_kb: float | None = None
+    max_file_kb: float | None = None
     max_latency_ms: float | None = None
+    max_ram_kb: float | None = None
+    size: str = DEFAULT_SIZE
     device: str | None = None
     margin_se: float = DEFAULT_MARGIN_SE
     selection: str = "confirmed"
     confidence: float = confirm.DEFAULT_CONFIDENCE
 
     def __post_init__(self):
-        for name in ("max_accuracy_drop", "max_size_kb", "max_latency_ms", "margin_se"):
+        sizes.size(self.size)
+        for name in ("max_accuracy_drop", "max_file_kb", "max_latency_ms", "max_ram_kb", "margin_se"):
             v = getattr(self, name)
             require(v is None or v >= 0,
                      f"Received an invalid value for `{name}`, expected a number >= 0. Received: {name}={v!r}")
@@ -83,7 +93,8 @@ class Constraints(Config):
 
     @property
     def any(self) -> bool:
-        return any(v is not None for v in (self.max_accuracy_drop, self.max_size_kb, self.max_latency_ms))
+        return any(v is not None for v in (self.max_accuracy_drop, self.max_file_kb, self.max_latency_ms,
+                                           self.max_ram_kb))
 
 
 def _device(report, device):
@@ -118,11 +129,18 @@ def _baseline(report) -> dict:
 
 def measures(report, artifact, device=None, margin_se: float = 0.0) -> dict:
     """What the gate compares with the limits: the top-1 drop in points (plus `margin_se` paired standard
-    errors where the file was judged on a search's validation split), KiB, and p50 ms."""
+    errors where the file was judged on a search's validation split), file KiB, p50 ms, and TFLM arena KiB (None
+    where TFLM does not run the file or it was not measured)."""
     base = next(a for a in report["artifacts"] if a["name"] == report["baseline"])
     margin = margin_se * artifact.get("val_paired_se", 0.0) if device is None and "val_accuracy" in base else 0.0
     return {"accuracy_drop": 100 * (_accuracy(report, base, device) - _accuracy(report, artifact, device)) + margin,
-            "size_kb": artifact["size_bytes"] / 1024, "latency_ms": _latency(report, artifact, device)}
+            "file_kb": artifact["size_bytes"] / 1024, "latency_ms": _latency(report, artifact, device),
+            "ram_kb": _arena_kb(artifact)}
+
+
+def _arena_kb(artifact) -> float | None:
+    fit = artifact.get("tflm") or {}
+    return fit["arena_bytes"] / 1024 if fit.get("arena_bytes") is not None else None
 
 
 def check_device(report: dict, constraints: Constraints) -> None:
@@ -146,8 +164,8 @@ def check_device(report: dict, constraints: Constraints) -> None:
 
 def _limits(constraints: Constraints) -> dict:
     """Each limit by the measure it holds (`measures`' keys): None where the user set none."""
-    return {"accuracy_drop": constraints.max_accuracy_drop, "size_kb": constraints.max_size_kb,
-            "latency_ms": constraints.max_latency_ms}
+    return {"accuracy_drop": constraints.max_accuracy_drop, "file_kb": constraints.max_file_kb,
+            "latency_ms": constraints.max_latency_ms, "ram_kb": constraints.max_ram_kb}
 
 
 def confirms(report: dict, constraints: Constraints) -> bool:
@@ -161,14 +179,14 @@ def confirms(report: dict, constraints: Constraints) -> bool:
 def _select_confirmed(report: dict, constraints: Constraints) -> dict:
     """The smallest file certified by `confirm.confirm` among those meeting the size and latency limits;
     writes `report["confirmation"]`. Raises `GateError` when none meets them or none is certified."""
-    base = _baseline(report)
+    base, size = _baseline(report), sizes.size(constraints.size)
     others = {k: v for k, v in _limits(constraints).items() if k != "accuracy_drop"}
     eligible = []
     for a in report["artifacts"]:
         m = measures(report, a)
         if all(lim is None or (m[k] is not None and m[k] <= lim) for k, lim in others.items()):
             eligible.append(confirm.Candidate(
-                a["name"], int(a["gzip_bytes"]), 100 * (base["val_accuracy"] - a["val_accuracy"]),
+                a["name"], size.of(a), 100 * (base["val_accuracy"] - a["val_accuracy"]),
                 confirm.PairedDrop.from_dict(a["confirm"]) if "confirm" in a else None,
                 judged_se=a.get("val_paired_se") or 0.0, reference=a["name"] == report["baseline"]))
     done = confirm.confirm(eligible, constraints.max_accuracy_drop, constraints.confidence)
@@ -203,7 +221,8 @@ def select(report: dict, constraints: Constraints) -> dict:
         if all(lim is None or (m[k] is not None and m[k] <= lim) for k, lim in limits.items()):
             ok.append(a)
     if ok:
-        return min(ok, key=lambda a: (a["gzip_bytes"], -_accuracy(report, a, constraints.device)))
+        size = sizes.size(constraints.size)
+        return min(ok, key=lambda a: (size.of(a), -_accuracy(report, a, constraints.device)))
     return _gate_error(report, constraints)
 
 
@@ -211,8 +230,9 @@ def _gate_error(report: dict, constraints: Constraints):
     """Raises `GateError` naming each limit, the best value reached for it, and by how much it was missed."""
     limits = _limits(constraints)
     margin_se = 0.0 if confirms(report, constraints) else constraints.margin_se
-    flags = {"accuracy_drop": "--max-accuracy-drop", "size_kb": "--max-size-kb", "latency_ms": "--max-latency-ms"}
-    units = {"accuracy_drop": "points", "size_kb": "KiB", "latency_ms": "ms"}
+    flags = {"accuracy_drop": "--max-accuracy-drop", "file_kb": "--max-file-kb", "latency_ms": "--max-latency-ms",
+             "ram_kb": "--max-ram-kb"}
+    units = {"accuracy_drop": "points", "file_kb": "KiB", "latency_ms": "ms", "ram_kb": "KiB of TFLM arena"}
     lines = []
     for k, lim in limits.items():
         if lim is None:
@@ -220,6 +240,12 @@ def _gate_error(report: dict, constraints: Constraints):
         values = [(measures(report, a, constraints.device, margin_se)[k], a["name"])
                   for a in report["artifacts"]]
         values = [v for v in values if v[0] is not None]
+        if not values:  # only the arena can be missing from every file: none runs on TFLM
+            refused = next(((a.get("tflm") or {}).get("refused") for a in report["artifacts"]
+                            if (a.get("tflm") or {}).get("refused")), "not measured (pip install tflite-micro)")
+            lines.append(f"  {flags[k]} {lim:g}: no file runs on TensorFlow Lite Micro; it refuses {refused}. "
+                         "Full-integer files (int8) are the ones it runs.")
+            continue
         best, name = min(values)
         status = "met by some" if best <= lim else f"missed by {best - lim:.3g} {units[k]}"
         lines.append(f"  {flags[k]} {lim:g}: best {best:.3g} {units[k]} ({name}), {status}")

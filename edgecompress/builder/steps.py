@@ -124,13 +124,13 @@ def finish(result: BuildResult, facts: dict, out_dir: Path, constraints: Constra
     """
     out_dir = Path(out_dir)
     publish(result.artifacts, out_dir)
-    report = {**facts, **result.report_fields(), "devices": {}}
+    report = {**facts, **result.report_fields(), "devices": {}, "size_measure": constraints.size}
     gate_error = None
     (out_dir / "selected_recipe.json").unlink(missing_ok=True)  # an earlier search's winner
     if constraints.any:
         try:
             chosen = apply_selection(report, constraints, out_dir)
-            logger.info("Selected %s (%d bytes, %d gzipped, %s) as selected.tflite", chosen["name"],
+            logger.info("Selected %s (%d file bytes, %d gzipped, %s) as selected.tflite", chosen["name"],
                         chosen["size_bytes"], chosen["gzip_bytes"], report_task(report).says(chosen["accuracy"]))
             if chosen["recipe"].get("search"):
                 # The winning candidate as a recipe file: `invoke build-edge --recipe` reproduces it.

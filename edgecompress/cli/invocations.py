@@ -51,8 +51,12 @@ _B = BuildOptions()
         "max_accuracy_drop": "Quality gate: most top-1 points below the baseline, judged on held-out images in a "
                              "search (also tries selective int8 and int16x8; default: 1.0 with --model and no "
                              "--recipe, else none).",
-        "max_size_kb": "Quality gate: largest .tflite in KiB.",
+        "max_file_kb": "Quality gate: largest .tflite in KiB.",
         "max_latency_ms": "Quality gate: slowest host p50 in ms.",
+        "max_ram_kb": "Quality gate: largest TensorFlow Lite Micro tensor arena in KiB (the RAM a microcontroller "
+                      "sets aside); files TFLM cannot run do not meet it.",
+        "size": "What 'smallest' means when selecting and searching: file (bytes: what a phone's mmap, a Pi and a "
+                f"microcontroller's flash hold) or gzip (the download) (default: {_B.size}).",
         "margin_se": "A search's file must meet --max-accuracy-drop by this many paired standard errors of its "
                      f"drop on the judging images, so one of many does not pass by luck (default: {_B.margin_se:g}; "
                      "0: the limit as measured).",
@@ -76,10 +80,10 @@ _B = BuildOptions()
 )
 def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.out_dir, epochs=_B.epochs, seed=_B.seed,
                threads=_B.threads, runs=_B.runs, scale=_B.scale, unsafe=False, quiet=False, strategy=_B.strategy,
-               no_cache=False, max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, search=None,
+               no_cache=False, max_accuracy_drop=None, max_file_kb=None, max_latency_ms=None, search=None,
                budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None,
                task=None, max_metric_drop=None, margin_se=_B.margin_se, output=None, selection=_B.selection,
-               confidence=_B.confidence, disjoint_groups=False, patience=None):
+               confidence=_B.confidence, disjoint_groups=False, patience=None, max_ram_kb=None, size=_B.size):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -90,14 +94,15 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
         opts = BuildOptions(model=model, data=data, calibration=calibration, recipe=recipe, out_dir=out,
                             epochs=int(epochs), seed=int(seed), threads=int(threads), runs=int(runs),
                             scale=scale, safe_mode=not unsafe, verbose=0 if quiet else 1, strategy=strategy, cache=not no_cache,
-                            max_accuracy_drop=_num(max_accuracy_drop), max_size_kb=_num(max_size_kb),
+                            max_accuracy_drop=_num(max_accuracy_drop), max_file_kb=_num(max_file_kb),
                             max_latency_ms=_num(max_latency_ms),
                             search=("default" if search is True else search) or None,
                             budget_minutes=float(budget_minutes), workers=int(workers), storage=storage,
                             artifacts=artifacts, study=study, task=task, max_metric_drop=_num(max_metric_drop),
                             margin_se=float(margin_se), output=output, selection=selection,
                             confidence=float(confidence), disjoint_groups=bool(disjoint_groups),
-                            patience=None if patience is None else int(patience))
+                            patience=None if patience is None else int(patience), max_ram_kb=_num(max_ram_kb),
+                            size=size)
         try:
             report = run(opts)
         except PartialBuildError as e:
@@ -281,15 +286,17 @@ def _int(v):
 
 
 @task(help={"out": "Build folder (default: build/edge).",
-            "max_accuracy_drop": "Most top-1 points below the baseline.", "max_size_kb": "Largest .tflite in KiB.",
+            "max_accuracy_drop": "Most top-1 points below the baseline.", "max_file_kb": "Largest .tflite in KiB.",
             "max_latency_ms": "Slowest p50 in ms (on --device when given, else the host).",
             "device": "Judge latency on this device column of the report, e.g. pi@raspberrypi/ai_edge_litert.",
             "margin_se": "With --selection judged: paired standard errors of a search's file's drop kept inside "
                          f"--max-accuracy-drop (default: {_B.margin_se:g}).",
             "selection": f"confirmed or judged, as for build-edge (default: {_B.selection}).",
-            "confidence": f"One-sided confidence of the confirmation (default: {_B.confidence:g})."})
-def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_latency_ms=None, device=None,
-           margin_se=_B.margin_se, selection=_B.selection, confidence=_B.confidence):
+            "confidence": f"One-sided confidence of the confirmation (default: {_B.confidence:g}).",
+            "max_ram_kb": "Largest TensorFlow Lite Micro tensor arena in KiB.",
+            "size": f"file or gzip: what 'smallest' means (default: {_B.size})."})
+def select(c, out="build/edge", max_accuracy_drop=None, max_file_kb=None, max_latency_ms=None, device=None,
+           margin_se=_B.margin_se, selection=_B.selection, confidence=_B.confidence, max_ram_kb=None, size=_B.size):
     """Select again in a finished build (e.g. on device latency after bench-device); writes selected.tflite."""
     setup_logging()
     with user_errors():
@@ -297,11 +304,13 @@ def select(c, out="build/edge", max_accuracy_drop=None, max_size_kb=None, max_la
         from edgecompress.report.tables import report_task
         from edgecompress.report.write import load_report
 
-        chosen = select_in_build(out, Constraints(_num(max_accuracy_drop), _num(max_size_kb), _num(max_latency_ms),
-                                                  device=device, margin_se=float(margin_se),
-                                                  selection=selection, confidence=float(confidence)))
+        chosen = select_in_build(out, Constraints(_num(max_accuracy_drop), _num(max_file_kb), _num(max_latency_ms),
+                                                  _num(max_ram_kb), size=size, device=device,
+                                                  margin_se=float(margin_se), selection=selection,
+                                                  confidence=float(confidence)))
         said = report_task(load_report(out)).says(chosen["accuracy"])  # "top-1 97.00%", "ROC-AUC 0.9688"
-    print(f"Selected {chosen['name']} ({chosen['gzip_bytes'] / 1024:.1f} KB gzipped, {said}): {out}/selected.tflite")
+    print(f"Selected {chosen['name']} ({chosen['size_bytes'] / 1024:.1f} KB file, {chosen['gzip_bytes'] / 1024:.1f} "
+          f"KB gzipped, {said}): {out}/selected.tflite")
 
 
 @task(name="check-model", help={"model": "Model to check (default: build/edge/teacher.keras).",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import types
 
+from edgecompress.report import sizes
 from edgecompress.data import groups
 from edgecompress.models.sanity import interval_counts
 from edgecompress.report.tables import artifact_table, markdown_table
@@ -25,7 +26,7 @@ def confirmation_rows(report: dict, mark: str = "") -> list[list[str]]:
     upper bound, and whether it was certified (`mark` around a "no"); [] when the report has no confirmation."""
     if not report.get("confirmation"):
         return []
-    rows = [["file", "KB gzipped", "judged drop", "judged upper", "confirmed drop", "SE", "upper bound", "certified"]]
+    rows = [["file", f"KB ({sizes.of_report(report).words})", "judged drop", "judged upper", "confirmed drop", "SE", "upper bound", "certified"]]
     for s in report["confirmation"]["steps"]:
         rows.append([s["name"], f"{s['size'] / 1024:.1f}", f"{s['judged_drop']:+.2f}", f"{s['judged_upper']:+.2f}",
                      f"{s['drop']:+.2f}", f"{s['se']:.2f}", f"{s['upper']:+.2f}",

@@ -16,6 +16,7 @@ import io
 import json
 import logging
 
+from edgecompress.report import sizes
 from edgecompress.lite.latency import device_emulation
 from edgecompress.report.tables import artifact_table, device_table, evaluated_on, search_table
 from edgecompress.report.confirmation import confirmation_rows, promise_line
@@ -40,8 +41,9 @@ def _plots(report) -> list[tuple[str, str]]:
 
     arts = report["artifacts"]
     out = []
-    for key, label in (("gzip_bytes", "download size (KB, gzip)"), ("latency", "host p50 latency (ms)")):
-        xs = [a["gzip_bytes"] / 1024 if key == "gzip_bytes" else a["latency_ms"]["p50"] for a in arts]
+    size = sizes.of_report(report)
+    for key, label in (("size", f"size (KB, {size.words})"), ("latency", "host p50 latency (ms)")):
+        xs = [size.of(a) / 1024 if key == "size" else a["latency_ms"]["p50"] for a in arts]
         ys = [100 * a["accuracy"] for a in arts]
         front = set(pareto(list(zip(xs, ys))))
         fig, ax = plt.subplots(figsize=(6, 3.6))

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+from edgecompress.report import sizes
+
 
 def pareto(points) -> list[int]:
     """Indices of (cost, accuracy) points not dominated: none other is at least as cheap and as accurate, and better in one."""
@@ -29,17 +31,18 @@ def non_dominated(points) -> list[int]:
             if not any(all(q_k <= p_k for q_k, p_k in zip(q, p)) and q != p for j, q in enumerate(points) if j != i)]
 
 
-def mark_pareto(artifacts) -> None:
+def mark_pareto(artifacts, size=None) -> None:
     """Sets `pareto = {"size": ..., "latency": ..., "size+latency": ...}` in each `results.Artifact`'s extra:
-    on the front of top-1 against gzip bytes, against p50 latency, and of all three axes at once (a file
-    there is worth shipping for some balance of size, speed and accuracy)."""
+    on the front of top-1 against `size` (a `sizes.Size`; file bytes by default), against p50 latency, and of
+    all three axes at once (a file there is worth shipping for some balance of size, speed and accuracy)."""
+    size = size or sizes.size(sizes.DEFAULT_SIZE)
     for a in artifacts:
         a.extra["pareto"] = {"size": False, "latency": False, "size+latency": False}
-    for axis, cost in (("size", lambda a: a.gzip_bytes), ("latency", lambda a: a.p50_ms)):
+    for axis, cost in (("size", size.of), ("latency", lambda a: a.p50_ms)):
         for i in pareto([(cost(a), a.accuracy) for a in artifacts]):
             artifacts[i].extra["pareto"][axis] = True
     if all(a.p50_ms is not None for a in artifacts):
-        for i in non_dominated([(a.gzip_bytes, a.p50_ms, -a.accuracy) for a in artifacts]):
+        for i in non_dominated([(size.of(a), a.p50_ms, -a.accuracy) for a in artifacts]):
             artifacts[i].extra["pareto"]["size+latency"] = True
 
 

@@ -20,6 +20,8 @@ import dataclasses
 import typing
 from typing import Any
 
+from edgecompress.report.sizes import SIZES
+
 SCHEMA_VERSION = 2  # 1: report.json before it was typed (no schema_version key); 2 adds the key
 
 
@@ -54,7 +56,7 @@ class StageResult:
 # Fields every artifact has, in report.json's order; anything else (pareto, float_layers,
 # kernels, unique_weights, ...) is kept in `extra` and written back as it came.
 _ARTIFACT_FIELDS = ("name", "path", "quantization", "size_bytes", "gzip_bytes", "sha256", "accuracy", "agreement",
-                    "latency_ms", "init_ms", "sparsity", "layer_sparsity", "float_ops")
+                    "latency_ms", "init_ms", "sparsity", "layer_sparsity", "float_ops", "tflm")
 
 
 @dataclasses.dataclass
@@ -74,6 +76,9 @@ class Artifact:
     sparsity: float | None = None
     layer_sparsity: list | None = None
     float_ops: list | None = None
+    # TensorFlow Lite Micro's view (`lite.micro.MicroFit`): whether it runs the file, its tensor arena in bytes,
+    # or the first node it refuses. None where it was not measured (tflite-micro not installed, an older report).
+    tflm: dict | None = None
     recipe: dict = dataclasses.field(default_factory=dict)
     extra: dict = dataclasses.field(default_factory=dict)
     cache_path: str | None = dataclasses.field(default=None, compare=False)  # where the file waits to be published
@@ -86,7 +91,8 @@ class Artifact:
         return (self.latency_ms or {}).get("p50")
 
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {k: getattr(self, k) for k in _ARTIFACT_FIELDS}
+        out: dict[str, Any] = {k: getattr(self, k) for k in _ARTIFACT_FIELDS
+                               if k != "tflm" or self.tflm is not None}  # a report from before it stays as it was
         out.update(self.extra)
         out["recipe"] = self.recipe
         return out
@@ -142,6 +148,8 @@ _REPORT_KEYS = {
     "selected": ({"type": ["string", "null"]}, "The selected file's artifact name, when a limit was given."),
     "devices": ({"type": "object"}, "Per device (`invoke bench-device`), its results by artifact name."),
     "confirmation": ({"type": "object"}, "How the selected file was certified (`builder.confirm.Confirmation`)."),
+    "size_measure": ({"enum": sorted(SIZES)}, "What 'smallest' meant (`report.sizes`): file bytes, what a device "
+                                                 "holds, or gzip bytes, the download. A report without it chose by gzip."),
 }
 
 
@@ -158,6 +166,8 @@ def report_schema() -> dict:
     """The JSON Schema of `report.json` (`SCHEMA_VERSION`), generated from `Artifact`, `StageResult` and
     `BuildResult`: what `bench-device`, `select`, the HTML page and users' scripts may rely on. An artifact's
     measures beyond its fields (`pareto`, `val_accuracy`, `confirm`...) and a build's facts are allowed."""
+    from edgecompress.lite.micro import MicroFit
+
     artifact = _dataclass_schema(Artifact, skip=("extra", "cache_path", "terms"), extra=True,
                                  required=("name", "path", "quantization", "size_bytes", "gzip_bytes", "sha256",
                                            "accuracy"))
@@ -166,6 +176,10 @@ def report_schema() -> dict:
         "`accuracy` for every task).")
     artifact["properties"]["size_bytes"]["description"] = "File bytes: what flash, mmap and an APK's asset hold."
     artifact["properties"]["gzip_bytes"]["description"] = "gzip -9 bytes of the file: the download."
+    artifact["properties"]["tflm"] = {"anyOf": [{"type": "null"}, _dataclass_schema(MicroFit, required=("runs",))],
+                                      "description": (
+        "TensorFlow Lite Micro's view of the file: whether it runs it, the tensor arena (the RAM a microcontroller "
+        "sets aside), or the first node it refuses.")}
     stage = _dataclass_schema(StageResult, required=("stage", "metrics"))
     stage["properties"]["config"] = {"type": ["object", "null"]}
     props = {"schema_version": {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION,

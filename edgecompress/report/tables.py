@@ -7,6 +7,7 @@ both report writers (never the other way round).
 from __future__ import annotations
 
 from edgecompress.lite import tasks
+from edgecompress.report import sizes
 from edgecompress.lite.latency import device_emulation
 
 
@@ -48,8 +49,9 @@ def artifact_table(report: dict, only=None) -> list[list[str]]:
         by_name = {a["name"]: a for a in arts}
         arts = [by_name[n] for n in only if n in by_name]
     metric, fmt, delta_name, fmt_delta = metric_columns(report)
-    header = ["artifact", "quant", "size KB", "gzip KB", "x smaller (gzip)", metric, delta_name, "agree %", "p50 ms",
-              "p90 ms"]
+    size = sizes.of_report(report)
+    header = ["artifact", "quant", "file KB", "gzip KB", f"x smaller ({size.name})", metric, delta_name, "agree %",
+              "p50 ms", "p90 ms", "TFLM arena KB"]
     searched = any("pareto" in a for a in arts)
     if searched:
         header.append("Pareto")
@@ -58,7 +60,7 @@ def artifact_table(report: dict, only=None) -> list[list[str]]:
         header.append("largest kernel: values/channel (total)")
     rows = [header]
     for a in arts:
-        ratio = base["gzip_bytes"] / a["gzip_bytes"] if base else 1.0
+        ratio = size.of(base) / size.of(a) if base else 1.0
         delta = a["accuracy"] - base["accuracy"] if base else 0.0
         lat = a.get("latency_ms") or {}
         rows.append([
@@ -66,7 +68,7 @@ def artifact_table(report: dict, only=None) -> list[list[str]]:
             a["quantization"], _fmt_kb(a["size_bytes"]), _fmt_kb(a["gzip_bytes"]), f"{ratio:.1f}",
             fmt(a["accuracy"]), fmt_delta(delta), _pct(a.get("agreement")),
             (f"{lat['p50']:.3f}" + (" (reference kernels)" if a.get("kernels") else "")) if "p50" in lat else "-",
-            f"{lat['p90']:.3f}" if "p90" in lat else "-",
+            f"{lat['p90']:.3f}" if "p90" in lat else "-", sizes.tflm_cell(a),
         ] + ([", ".join(k for k, on in a.get("pareto", {}).items() if on) or "-"] if searched else [])
           + ([f"{a['unique_weights']['largest_per_channel']} ({a['unique_weights']['largest_per_kernel']})"
               if "largest_per_channel" in a.get("unique_weights", {}) else "-"] if clustered else []))
@@ -80,14 +82,14 @@ def search_table(report: dict) -> list[list[str]]:
         return []
     by_name = {a["name"]: a for a in report["artifacts"]}
     metric, fmt, _, _ = metric_columns(report)
-    rows = [["trial", "candidate", "status", "seconds", f"judged {metric}", f"reported {metric}", "gzip KB",
-             "on a front"]]
+    rows = [["trial", "candidate", "status", "seconds", f"judged {metric}", f"reported {metric}", "file KB",
+             "gzip KB", "on a front"]]
     for n, c in enumerate(search["candidates"]):
         a = next((by_name[x] for x in c.get("artifacts", []) if x in by_name), None)
         status = c["status"] if c["status"] == "done" else f"{c['status']} ({c.get('reason') or c.get('error')})"
         rows.append([str(c.get("trial", n)), a["name"] if a else c["name"], status, f"{c.get('seconds', 0):.0f}",
                      fmt(a.get("val_accuracy")) if a else "-", fmt(a["accuracy"]) if a else "-",
-                     _fmt_kb(a["gzip_bytes"]) if a else "-",
+                     _fmt_kb(a["size_bytes"]) if a else "-", _fmt_kb(a["gzip_bytes"]) if a else "-",
                      ", ".join(k for k, on in a.get("pareto", {}).items() if on) or "-" if a else "-"])
     return rows
 

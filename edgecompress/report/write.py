@@ -13,6 +13,7 @@ import gzip
 import json
 from pathlib import Path
 
+from edgecompress.report import sizes
 from edgecompress.report.confirmation import answer_lines, confirmation_lines
 from edgecompress.lite import tasks
 from edgecompress.lite.latency import device_emulation
@@ -54,8 +55,10 @@ def render_markdown(report: dict) -> str:
         "",
         table,
         "",
-        "Sizes are the `.tflite` file and the same file after `gzip -9`; 'x smaller' is the baseline's gzip bytes over "
-        "the artifact's. " + ("'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share "
+        "Sizes are the `.tflite` file's bytes (what flash, mmap and an APK's uncompressed asset hold) and the same file "
+        f"after `gzip -9` (the download); 'x smaller' is the baseline's {sizes.of_report(report).words} over the "
+        "artifact's, the measure this build chose by (`--size`). 'TFLM arena KB' is the tensor arena TensorFlow Lite "
+        "Micro plans for the file (the RAM a microcontroller sets aside), or the op it refuses. " + ("'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share "
                               "of test examples whose top-1 matches the Keras float model."
                               if report_task(report).name == "classification" else
                               f"Task: {report_task(report).name}, measured by {report_task(report).metric} "
@@ -241,7 +244,7 @@ def ladder_story(report: dict) -> list[str]:
         held = f"paired standard error {se:.2f}, " if se is not None and margin_se else ""
         verdict = "" if limit is None else " " + held + limit_verdict(drop, margin_se * (se or 0.0), limit, margin_se)
         lines.append(f"{i}. `{c['rung']}` ({a['name']}): {said(a['val_accuracy'], n)} judged ({-drop + 0.0:+.2f} "
-                     f"points), {t.format(a['accuracy'])} reported, {a['gzip_bytes'] / 1024:.1f} KB gzipped,{verdict}")
+                     f"points), {t.format(a['accuracy'])} reported, {sizes.both(a)},{verdict}")
     for name, why in skipped.items():
         lines.append(f"- `{name}`: skipped, it {why}")
     suspect = [c["name"] for c in search["candidates"] if c.get("suspect")]
@@ -253,8 +256,9 @@ def ladder_story(report: dict) -> list[str]:
     chosen = report.get("selected")
     if chosen:
         a = by_name[chosen]
-        lines += ["", f"Selected: **{chosen}**, {base.get('gzip_bytes', 0) / max(a['gzip_bytes'], 1):.1f}x smaller "
-                      f"(gzip) than the model's float32 file, {t.format(a.get('val_accuracy', a['accuracy']))} on "
+        size = sizes.of_report(report)
+        lines += ["", f"Selected: **{chosen}**, {size.of(base) / max(size.of(a), 1):.1f}x smaller "
+                      f"({size.words}) than the model's float32 file, {t.format(a.get('val_accuracy', a['accuracy']))} on "
                       f"the judging images and {t.format(a['accuracy'])} on the reporting ones: the smallest "
                       "file within the limit" + (f", after {len(search['candidates']) - len(rungs)} trial(s) "
                                                  "the sampler proposed once the ladder was done"
@@ -272,18 +276,18 @@ def margin_lines(report: dict) -> list[str]:
     if limit is None or not margin_se or "val_accuracy" not in base:
         return []
     chosen = next((a for a in report["artifacts"] if a["name"] == report.get("selected")), None)
-    out = []
+    size, out = sizes.of_report(report), []
     for a in report["artifacts"]:
-        if "val_paired_se" not in a or (chosen and a["gzip_bytes"] >= chosen["gzip_bytes"]):
+        if "val_paired_se" not in a or (chosen and size.of(a) >= size.of(chosen)):
             continue
         drop = 100 * (base["val_accuracy"] - a["val_accuracy"])
         if drop <= limit < drop + margin_se * a["val_paired_se"]:
             out.append(a)
     if not out:
         return []
-    a = min(out, key=lambda x: x["gzip_bytes"])
+    a = min(out, key=size.of)
     return ["", f"{len(out)} file(s) {'smaller than the selected one ' if chosen else ''}met the limit as measured "
-                f"but not by their margin, the smallest `{a['name']}` ({a['gzip_bytes'] / 1024:.1f} KB gzipped, "
+                f"but not by their margin, the smallest `{a['name']}` ({sizes.both(a)}, "
                 f"{100 * (a['val_accuracy'] - base['val_accuracy']):+.2f} points judged, paired standard error "
                 f"{a['val_paired_se']:.2f}; {100 * (a['accuracy'] - base['accuracy']):+.2f} points on the reporting "
                 "images). More judging images (a `val/` folder) narrow the margin; `invoke select "

@@ -18,6 +18,7 @@ from edgecompress.builder.measure import MeasureSettings
 from edgecompress.errors import EdgeCompressError, NotApplicable
 from edgecompress.lite import tasks
 from edgecompress.models.sanity import ImplausibleResult, limit_verdict, suspect_gain
+from edgecompress.report import sizes
 from edgecompress.search import records
 from edgecompress.search.records import EarlyStop, StageScore
 from edgecompress.search.stale import Heartbeat, fail_stale_trials, heartbeat_storage, retry, worker_id
@@ -60,6 +61,7 @@ class TrialContext:
     baseline_terms: str | None = None
     margin_se: float = 0.0
     deadline: float | None = None  # the loop's end (`records.StudySetup.deadline`), for the log
+    size: str = sizes.DEFAULT_SIZE  # the second objective: file or gzip bytes (`report.sizes`)
 
 
 def space_for_build(space, teacher, settings):
@@ -81,7 +83,8 @@ def trial_context(teacher, val, space, pixels, cache, teacher_key, setup, settin
                         seed=settings.seed, verbose=settings.verbose,
                         measure=MeasureSettings(settings.measure.threads, runs=TRIAL_RUNS, warmup=TRIAL_WARMUP),
                         max_latency_ms=c.max_latency_ms if timed_alone else None,
-                        baseline_terms=setup.baseline_terms, margin_se=settings.margin_se, deadline=setup.deadline)
+                        baseline_terms=setup.baseline_terms, margin_se=settings.margin_se, deadline=setup.deadline,
+                        size=c.size)
 
 
 def finished_trials(study, exclude: int):
@@ -321,10 +324,11 @@ class Objective:
             f"; {-drop + 0.0:+.2f} points against the teacher's file, "
             + limit_verdict(drop, margin, ctx.max_accuracy_drop, ctx.margin_se))
         left = f"; {max(0.0, ctx.deadline - time.time()) / 60:.0f} min of the budget left" if ctx.deadline else ""
-        logger.info("[trial %d] %s%s: held-out %s at %.1f KB gzipped (%.0f s)%s%s; levers: %s%s", trial.number,
-                    art.name, rung, tasks.task(ctx.dataset.task).says(art.accuracy), art.gzip_bytes / 1024,
-                    time.time() - t0, verdict, slow, recipe.levers(), left)
-        return art.accuracy, float(art.gzip_bytes)
+        logger.info("[trial %d] %s%s: held-out %s at %.1f KB file, %.1f KB gzipped (%.0f s)%s%s; levers: %s%s",
+                    trial.number, art.name, rung, tasks.task(ctx.dataset.task).says(art.accuracy),
+                    art.size_bytes / 1024, art.gzip_bytes / 1024, time.time() - t0, verdict, slow, recipe.levers(),
+                    left)
+        return art.accuracy, float(sizes.size(ctx.size).of(art))
 
 
 def paired_se_points(ctx: TrialContext, art) -> float | None:

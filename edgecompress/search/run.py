@@ -18,6 +18,7 @@ from edgecompress.builder.options import SearchSettings
 from edgecompress.configs import require
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite import tasks
+from edgecompress.report import sizes
 from edgecompress.report.write import TRIALS_DIR
 from edgecompress.search import records
 from edgecompress.search.holdout import Confirming, judging_split, teacher_saw_validation
@@ -92,14 +93,14 @@ def _trial_file(t, store, cache):
     return a
 
 
-def mark_fronts(artifacts, max_accuracy_drop):
-    """Marks `pareto` on every artifact: size, the study's front (validation top-1 against gzip bytes);
-    latency, test top-1 against p50. Returns (size front, its hypervolume, the reference point): the
-    reference point is the first artifact's (the teacher's), as `pareto.front_hypervolume` defines it."""
+def mark_fronts(artifacts, max_accuracy_drop, size):
+    """Marks `pareto` on every artifact: size, the study's front (validation metric against `size`, a
+    `sizes.Size`); latency, test metric against p50. Returns (size front, its hypervolume, the reference point):
+    the reference point is the first artifact's (the teacher's), as `pareto.front_hypervolume` defines it."""
     from edgecompress.report.pareto import front_hypervolume, mark_pareto, pareto
 
-    mark_pareto(artifacts)  # both fronts on test top-1; the size front is then the study's
-    objectives = [(a.gzip_bytes, a.extra["val_accuracy"]) for a in artifacts]
+    mark_pareto(artifacts, size)  # both fronts on test top-1; the size front is then the study's
+    objectives = [(size.of(a), a.extra["val_accuracy"]) for a in artifacts]
     front = set(pareto(objectives))
     for i, a in enumerate(artifacts):
         a.extra["pareto"]["size"] = i in front
@@ -154,7 +155,8 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, set
     store = FileSystemArtifactStore(str(store_dir))
     study_storage = open_storage(settings.storage, out_dir)
     fp = fingerprint(teacher, val, space, pixels, seed=settings.seed, max_accuracy_drop=limit,
-                     max_latency_ms=settings.constraints.max_latency_ms, margin_se=settings.margin_se)
+                     max_latency_ms=settings.constraints.max_latency_ms, margin_se=settings.margin_se,
+                     size=settings.constraints.size)
     name = settings.study or STUDY_NAME
     study = open_study(study_storage, space, fp, seed=settings.seed, name=name, where=describe_url(settings.storage))
     study.set_user_attr(records.READY, False)  # until the model is measured and the deadline set
@@ -186,7 +188,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, set
     wait_for_running(study, study_storage)  # workers on other machines finish their trial
     log, arts = _collect(study, store, cache, dataset, baseline, measure, failed, space.name)
     artifacts = [baseline] + arts
-    front, hv = mark_fronts(artifacts, limit)
+    front, hv = mark_fronts(artifacts, limit, sizes.size(settings.constraints.size))
     logger.info("Search done: %d trial(s) finished of %d in %.0f s; front: %s; hypervolume %.4g KB x points",
                 sum(e["status"] == "done" for e in log), len(log), time.time() - started,
                 ", ".join(a.name for a in front), hv["value"])

@@ -29,8 +29,8 @@ file, itself a parameter when it lists more than one.
 A trial is one `.tflite` file: its recipe's stages (reused from the stage
 cache when an earlier trial shared the prefix), one conversion, measured
 with the real interpreter on a validation split held out of the training
-data. The study has two objectives, validation top-1 (maximized) and gzip
-bytes (minimized); `--max-accuracy-drop` is its constraint. `sampler` picks
+data. The study has two objectives, validation top-1 (maximized) and size
+(minimized: file bytes, or gzip bytes with `--size gzip`); `--max-accuracy-drop` is its constraint. `sampler` picks
 Optuna's sampler (see `SAMPLERS`); how trials run is `search.objective`,
 the study and its storage `search.study`, its workers `search.worker`.
 """

@@ -2,7 +2,7 @@
 
 A search that runs on after its front has settled only adds candidates, and every added candidate makes the
 smallest one that looks within the limit more likely to look so by luck (`builder.confirm`). So the loop ends
-when `patience` proposals in a row, duplicates included, have not moved the judged front (gzip bytes against
+when `patience` proposals in a row, duplicates included, have not moved the judged front (size against
 judged accuracy, among files within the limit as judged), and says so.
 
 "Moved" is by epsilon-dominance (Laumanns, Thiele, Deb & Zitzler 2002): judged scores are noisy, so on an exact
@@ -20,7 +20,7 @@ METRIC_EPSILON = 0.0025  # or a quarter of a point of judged top-1 (0.0025 of RO
 
 
 def _point(t):
-    """(gzip bytes, judged metric, within the limit as judged) of a finished trial, duplicates included, or None."""
+    """(size, the search's second objective; judged metric; within the limit as judged) of a finished trial, duplicates included, or None."""
     from optuna.trial import TrialState
 
     if t.state != TrialState.COMPLETE or not t.values:

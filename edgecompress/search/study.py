@@ -1,7 +1,7 @@
 """A search's Optuna study: its storage, its sampler, and what it is made of (`fingerprint`).
 
-One study per search, two objectives: validation top-1 (maximize) and gzip
-bytes (minimize), with `--max-accuracy-drop` as its constraint: each trial
+One study per search, two objectives: validation top-1 (maximize) and size
+(minimize: file bytes, or gzip bytes with `--size gzip`; `report.sizes`), with `--max-accuracy-drop` as its constraint: each trial
 sets `accuracy_drop` = drop - limit in points (`Trial.set_constraint`,
 Optuna 5's replacement for `constraints_func`; feasible when <= 0), which
 TPE and NSGA-II read.
@@ -148,7 +148,7 @@ def open_study(storage, space, fingerprint: dict, *, seed=0, worker=0, name=STUD
 
 
 def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None,
-                max_latency_ms=None, margin_se=None) -> dict:
+                max_latency_ms=None, margin_se=None, size="gzip") -> dict:
     """What a study is made of; a worker whose own differ may not join (`open_study`)."""
     import numpy as np
 
@@ -162,4 +162,5 @@ def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_acc
             "max_accuracy_drop": max_accuracy_drop,
             **({"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {}),
             **({"margin_se": margin_se} if margin_se else {}),
+            **({"size": size} if size != "gzip" else {}),  # what the objective minimizes (a study before: gzip)
             "versions": hashlib.sha256(json.dumps(versions(), sort_keys=True).encode()).hexdigest()[:16]}

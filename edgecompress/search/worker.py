@@ -71,7 +71,7 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
     pixels, _ = calibration_pixels(options, dataset, out)
     val, _, _ = judging_split(dataset, space, settings.seed, setup.holdout)
     fp = fingerprint(model_, val, space, pixels, seed=settings.seed, max_accuracy_drop=options.max_accuracy_drop,
-                     max_latency_ms=options.max_latency_ms, margin_se=settings.margin_se)
+                     max_latency_ms=options.max_latency_ms, margin_se=settings.margin_se, size=options.size)
     study_ = open_study(storage_obj, space, fp, seed=settings.seed, worker=worker_index + 1, name=name,
                         join=True, where=describe_url(storage))
     from optuna.artifacts import FileSystemArtifactStore
