@@ -423,7 +423,7 @@ def test_build_edge_with_a_model_and_no_flag_runs_the_ladder_and_selects_on_held
     assert conf["selected"] == sel["name"] and conf["steps"][0]["name"] == "teacher_float32"
     assert conf["count"] == 120 and conf["groups"] is None and conf["confidence"] == 0.95
     certified = [s for s in conf["steps"] if s["certified"]]
-    assert all(s["upper"] <= 1.0 for s in certified) and sel["gzip_bytes"] == min(s["size"] for s in certified)
+    assert all(s["upper"] <= 1.0 for s in certified) and report["size_measure"] == "file" and sel["size_bytes"] == min(s["size"] for s in certified)
     assert all("confirm" in a for a in report["artifacts"]) and base["confirm"]["se"] == 0.0
     assert all(a["val_paired_se"] >= 0 for a in report["artifacts"][1:] if "val_accuracy" in a)
     assert report["search"]["stopped"]

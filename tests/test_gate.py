@@ -210,7 +210,7 @@ def test_select_again_on_device_latency(tmp_path, root, small_npz):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = load_report(out)
     ok = [a for a in report["artifacts"] if device_p50[a["name"]] <= limit]
-    assert report["selected"] == min(ok, key=lambda a: (a["gzip_bytes"], -a["accuracy"]))["name"]
+    assert report["selected"] == min(ok, key=lambda a: (a["size_bytes"], -a["accuracy"]))["name"]
     assert (out / "selected.tflite").read_bytes() == (out / f"{report['selected']}.tflite").read_bytes()
     assert report["constraints"]["device"] == column
     # Impossible: exit 3, the constraint and the best device value named, the stale selection removed.

@@ -332,7 +332,7 @@ def test_a_killed_search_resumes_with_two_workers_and_runs_nothing_twice(tmp_pat
     assert {c["tf_threads"] for c in after} == {max(1, (os.cpu_count() or 1) // 2)}  # each its share of the cores
     names = [c["artifacts"][0] for c in done]
     arts = {a["name"]: a for a in report["artifacts"]}
-    pts = [(arts[n]["gzip_bytes"], arts[n]["val_accuracy"]) for n in ["teacher_float32"] + names]
+    pts = [(arts[n]["size_bytes"], arts[n]["val_accuracy"]) for n in ["teacher_float32"] + names]
     front = {(["teacher_float32"] + names)[i] for i in pareto(pts)}
     assert front == {n for n, a in arts.items() if a["pareto"]["size"]}  # the front is complete
     for n in names:  # a search's files are under trials/, with short names (trials.csv maps them)

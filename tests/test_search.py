@@ -314,7 +314,7 @@ def test_build_edge_search_selects_on_validation_and_reports(tmp_path, root, tin
     assert sel["name"].startswith(again.name + "_") and [s.STAGE for s in again.stages][0] == "distill"
     base = report["artifacts"][0]
     ok = [a for a in report["artifacts"] if 100 * (base["val_accuracy"] - a["val_accuracy"]) <= 30]
-    assert sel["gzip_bytes"] == min(a["gzip_bytes"] for a in ok)  # judged on validation, not test
+    assert sel["size_bytes"] == min(a["size_bytes"] for a in ok)  # judged on validation, not test
     md = (out / "report.md").read_text()
     assert "## Search" in md and "150 images no model trained on this data learned from" in md
     assert f"| {sel['name']} | done |" in md

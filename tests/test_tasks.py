@@ -548,7 +548,7 @@ def test_a_closed_loop_on_an_anomaly_detector_holds_its_roc_auc_limit_by_delongs
         return 100 * (base["val_accuracy"] - a["val_accuracy"]) + a.get("val_paired_se", 0.0)
 
     sel = next(a for a in report["artifacts"] if a["name"] == report["selected"])
-    assert bound(sel) <= 1.0 and sel["gzip_bytes"] == min(a["gzip_bytes"] for a in report["artifacts"]
+    assert bound(sel) <= 1.0 and sel["size_bytes"] == min(a["size_bytes"] for a in report["artifacts"]
                                                           if bound(a) <= 1.0)
     md = (out / "report.md").read_text()
     assert f"ROC-AUC {base['val_accuracy']:.4f} on the 100 judging images" in md
