@@ -32,7 +32,7 @@ def test_round_trip_through_json(cfg):
     (TrainConfig, {"batch_size": 0}, "batch_size=0"),
     (TrainConfig, {"learning_rate": 0}, "learning_rate=0"),
     (TrainConfig, {"validation_fraction": 1.0}, "validation_fraction=1.0"),
-    (ConversionConfig, {"name": "x", "quantization": "int4"}, "quantization='int4'"),
+    (ConversionConfig, {"name": "x", "quantization": "int3"}, "quantization='int3'"),
     (ConversionConfig, {"name": "bad name;"}, "name='bad name;'"),
     (ConversionConfig, {"name": "x", "io_dtype": "uint8"}, "io_dtype='uint8'"),
 ])

@@ -159,7 +159,7 @@ def test_the_cpu_check_and_the_tolerance_can_fail():
 
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?\s?(?:%|ms\b|KB\b|MB\b|GB\b|MiB\b|x\b|points?\b|pts\b|s\b|min\b|us\b)")
 _SOURCE = re.compile(r"`(?:tests/[\w/.\-]+(?:::\w+)?|invoke [^`]+|python [^`]+|scripts/[\w/.\-]+|build/[\w/.\-]+|"
-                     r"edgecompress/[\w/.\-]+|bash [^`]+|\.ci/run)`")
+                     r"edgecompress/[\w/.\-]+|docs/results/[\w.\-]+|bash [^`]+|\.ci/run)`")
 
 
 def _blocks(text):

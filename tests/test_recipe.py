@@ -31,7 +31,7 @@ def test_unknown_parameter_lists_valid_ones():
 
 
 @pytest.mark.parametrize("recipe, needle", [
-    ({"stages": [], "quantize": ["int4"]}, "Unknown quantization variant 'int4'"),
+    ({"stages": [], "quantize": ["int3"]}, "Unknown quantization variant 'int3'"),
     ({"stages": [], "quantize": []}, "empty `quantize`"),
     ({"stages": [], "quantize": ["int8", "int8"]}, "names a variant twice"),
     ({"steps": []}, r"Unknown recipe key\(s\) \['steps'\]"),

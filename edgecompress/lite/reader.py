@@ -17,7 +17,7 @@ _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_C
 # TensorType of the schema -> numpy dtype name (the types a file of ours holds; others read as their name).
 _DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "FLOAT64": "float64", "INT8": "int8", "UINT8": "uint8",
            "INT16": "int16", "UINT16": "uint16", "INT32": "int32", "UINT32": "uint32", "INT64": "int64",
-           "UINT64": "uint64", "BOOL": "bool", "COMPLEX64": "complex64"}
+           "UINT64": "uint64", "BOOL": "bool", "COMPLEX64": "complex64", "INT4": "int4"}  # int4: two to a byte
 
 
 def flatbuffer_schema():
@@ -75,7 +75,17 @@ class ModelFile:
                  "zero_points": np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [], np.int64),
                  "quantized_dimension": int(q.quantizedDimension) if q is not None else 0}
         shape = [int(d) for d in t.shape] if t.shape is not None else []
+        if self.dtypes[index] == "int4":
+            return t.name.decode(), quant, unpack_int4(raw, shape)
         return t.name.decode(), quant, np.frombuffer(raw, dtype=self.dtypes[index]).reshape(shape)
+
+
+def unpack_int4(raw: bytes, shape) -> np.ndarray:
+    """int4 values packed two to a byte (the low nibble first, as LiteRT stores them), as int8 of `shape`."""
+    b = np.frombuffer(raw, np.uint8)
+    nibbles = np.stack([b & 0x0F, b >> 4], axis=-1).reshape(-1).astype(np.int8)
+    values = np.where(nibbles > 7, nibbles - 16, nibbles).astype(np.int8)
+    return values[:int(np.prod(shape))].reshape(shape)
 
 
 def ops(model_content: bytes) -> list[dict]:
@@ -115,6 +125,12 @@ def weight_sparsity(model_content: bytes) -> dict:
         total += w.size
         zeros += z
     return {"layers": layers, "overall": zeros / total if total else 0.0}
+
+
+def float_kernels(model_content: bytes) -> list[str]:
+    """The weighted ops (convolutions, fully connected) whose kernel the file stores in float32: what a
+    quantizer left unquantized, as "OP tensor"."""
+    return [f"{op} {tensor}" for op, tensor, _, w in _weights(model_content) if w.dtype == np.float32]
 
 
 def _weights(model_content: bytes):

@@ -55,6 +55,8 @@ def _convert(model, config: ConversionConfig, representative_dataset) -> bytes:
         return _selective(model, config, representative_dataset)
     check(config)
     row = scheme(config.quantization)
+    if row.aeq_recipe:  # narrower than the converter makes: LiteRT Quantizer on the float32 file
+        return _narrower(model, config, row, representative_dataset)
     unrolled = [layer.name for layer in model.layers if type(layer).__name__ in LOOPED]
     if unrolled and row.integer_only:
         raise EdgeCompressError(
@@ -72,6 +74,24 @@ def _convert(model, config: ConversionConfig, representative_dataset) -> bytes:
         left = row.read_back(data)
         if left:
             raise _not_int8_error(config, model, left, "these ops were left in float")
+    return data
+
+
+def _narrower(model, config: ConversionConfig, row, representative_dataset) -> bytes:
+    """The float32 file, quantized by LiteRT Quantizer's recipe `row.aeq_recipe` (`quantize.aeq`)."""
+    from edgecompress.quantize import aeq
+    from edgecompress.quantize.schemes import ConversionConfig as Variant, Quantization
+
+    if row.needs_calibration and representative_dataset is None:
+        raise EdgeCompressError(f"Variant {config.name!r} is {row.name} and needs a representative dataset; pass "
+                                "calibration images (`--calibration DIR`).")
+    float_file = _convert(model, Variant(config.name, Quantization.NONE), None)
+    rep = None if representative_dataset is None else packed.split_representative(packed.layout(model),
+                                                                                 representative_dataset)
+    try:
+        data, _ = aeq.quantize(float_file, row.aeq_recipe, rep)  # the layers it kept at int8 are logged
+    except EdgeCompressError as e:
+        raise EdgeCompressError(f"Variant {config.name!r} ({row.name}) of model {model.name!r}: {e}") from None
     return data
 
 
@@ -184,7 +204,13 @@ def _mends_hybrid_depthwise(config: ConversionConfig) -> bool:
 def cache_token(config: ConversionConfig) -> list:
     """What a conversion's cache key holds of the mending `convert` does to the converter's file, so a build
     folder's file from before it is not reused (other conversions' keys stay as they were)."""
-    return ["hybrid-depthwise-per-channel"] if _mends_hybrid_depthwise(config) else []
+    token = ["hybrid-depthwise-per-channel"] if _mends_hybrid_depthwise(config) else []
+    row = scheme(config.quantization)
+    if row.aeq_recipe:
+        from edgecompress.quantize import aeq
+
+        token += ["ai-edge-quantizer", aeq.version()]
+    return token
 
 
 def _hybrid_depthwise_per_channel(data: bytes) -> bytes:

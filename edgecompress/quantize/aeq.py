@@ -1,0 +1,219 @@
+"""Weights narrower than int8, through LiteRT Quantizer (PyPI `ai-edge-quantizer`): a float32 `.tflite` in, its
+weights quantized to int4 (per channel, or per block of 32) with float or int8 activations, by a named recipe.
+
+TensorFlow's converter stops at int8; LiteRT Quantizer works on the converted float file, needs only
+ai-edge-litert, and runs in milliseconds. A recipe is data (a list of `{"regex", "operation", "op_config"}`
+entries, the library's own format), named here by `RECIPES`; a scheme row (`schemes.Scheme.aeq_recipe`)
+says which one it uses.
+
+Example:
+
+>>> small, kept = quantize(float32_bytes, "dynamic_wi4_afp32")  # int4 weights per channel, float compute
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import io
+import logging
+import re
+import warnings
+
+from edgecompress.errors import EdgeCompressError
+
+logger = logging.getLogger(__name__)
+
+
+def _library():
+    try:
+        from ai_edge_quantizer import quantizer, recipe
+    except ImportError:
+        raise EdgeCompressError("int4 weights need LiteRT Quantizer: pip install 'ai-edge-quantizer>=0.10,<0.11' "
+                                "(it comes with `edgecompress[train]`).") from None
+    return quantizer, recipe
+
+
+def _static_wi4_ai8(recipe):
+    """int4 weights per channel, int8 activations (calibrated): the library's `static_wi8_ai8` at 4 weight bits."""
+    entries = copy.deepcopy(recipe.static_wi8_ai8())
+    for e in entries:
+        e["op_config"]["weight_tensor_config"]["num_bits"] = 4
+    return entries
+
+
+# Recipe name -> a function of the library's `recipe` module that gives its entries.
+RECIPES = {
+    "dynamic_wi4_afp32": lambda recipe: recipe.dynamic_wi4_afp32(),  # int4 per channel, float compute
+    "dynamic_wi4b32_afp32": lambda recipe: recipe.dynamic_wi4b32_afp32(),  # int4 per block of 32, float compute
+    "static_wi4_ai8": _static_wi4_ai8,  # int4 per channel, int8 activations
+}
+
+
+def recipe_entries(name: str) -> list:
+    """The library's recipe `name` (`RECIPES`) as its list of entries."""
+    if name not in RECIPES:
+        raise EdgeCompressError(f"Unknown LiteRT Quantizer recipe {name!r}. Known: {sorted(RECIPES)}.")
+    return RECIPES[name](_library()[1])
+
+
+MAX_KEPT = 16  # layers kept at int8 before a recipe is given up as the wrong one for the model
+
+# What a refusal names: the library's tensor ("... for tensor: NAME. Error: ..."), or LiteRT's op ("Node number 5
+# (FULLY_CONNECTED) failed to prepare", "FULLY_CONNECTED (node 5): ...").
+_TENSOR = re.compile(r"for tensor: (?P<name>[^\s]+?)\. Error: (?P<why>.*)", re.S)
+_OP = re.compile(r"\b(?P<op>[A-Z][A-Z0-9_]{2,})\b(?: \(node \d+\)|\) failed)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Kept:
+    """A layer a narrow recipe left at int8 weights, and why: `scope` is the library's tensor name (a regex of
+    it) or `operation` a TFLite op every instance of which was kept."""
+
+    scope: str | None
+    operation: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"layer {self.scope}" if self.scope else f"every {self.operation}"
+        return f"{where} kept at int8 weights ({self.reason})"
+
+
+def _scopes(float_model: bytes, tensor: str) -> list[str]:
+    """The library's scopes (an op's output tensor names, `;`-joined) of the ops that read or write `tensor`."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    model = fb.read_model(bytes(float_model))
+    found = []
+    for graph in model.subgraphs:
+        names = [t.name.decode("utf-8") for t in graph.tensors]
+        for op in graph.operators:
+            if any(i != -1 and names[i] == tensor for i in [*op.inputs, *op.outputs]):
+                found.append(fb.get_op_scope(op, graph.tensors))
+    return found or [tensor]
+
+
+def _at_int8(float_model: bytes, entries: list, kept: Kept) -> dict:
+    """An entry, after the recipe's own so that it wins, giving `kept`'s layer int8 channelwise weights with the
+    recipe's activations."""
+    e = copy.deepcopy(entries[0])
+    e["regex"] = "|".join("^" + re.escape(s) + "$" for s in _scopes(float_model, kept.scope)) if kept.scope else ".*"
+    e["operation"] = kept.operation if not kept.scope else "*"
+    e["op_config"]["weight_tensor_config"].update(num_bits=8, granularity="CHANNELWISE")
+    return e
+
+
+def _refused(error: str, data: bytes | None = None) -> Kept | None:
+    """The layer an error names (the library's or LiteRT's), or None when it names none."""
+    m = _TENSOR.search(error)
+    if m:
+        return Kept(m["name"], "*", m["why"].strip().splitlines()[0])
+    m = _OP.search(error)
+    if m:
+        return Kept(None, m["op"], error.strip().splitlines()[0])
+    return None
+
+
+def quantize(float_model: bytes, name: str, representative_dataset=None) -> tuple[bytes, list[Kept]]:
+    """`float_model` (a float32 `.tflite`) quantized by recipe `name`, and the layers it kept at int8.
+
+    A recipe with static activations is calibrated on `representative_dataset` (a generator function of `[x]`
+    batches, as TensorFlow's converter takes it). Where the library cannot quantize a layer this narrow (a
+    blockwise scale on a dimension not divisible by the block) or LiteRT has no kernel for the result (it is
+    loaded and run once on zeros), that layer or op is kept at int8 weights and named in `Kept`; a refusal that
+    names no layer raises `EdgeCompressError` with LiteRT's words."""
+    entries = recipe_entries(name)
+    kept: list[Kept] = []
+    while True:
+        try:
+            data = _quantize_once(float_model, name, entries, representative_dataset)
+        except EdgeCompressError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the library's errors are many types
+            said = f"{type(e).__name__}: {e}"
+            layer = _refused(said)
+            if layer is None or len(kept) >= MAX_KEPT or layer in kept:
+                raise EdgeCompressError(f"LiteRT Quantizer could not apply recipe {name!r}: {said}") from None
+        else:
+            said = litert_refusal(data)
+            if said is None:
+                _say_left_float(name, data)
+                return data, kept
+            layer = _refused(said)
+            if layer is None or len(kept) >= MAX_KEPT or layer in kept:
+                raise EdgeCompressError(f"LiteRT cannot run the file recipe {name!r} made: {said}")
+        logger.warning("  recipe %s: %s", name, layer)
+        kept.append(layer)
+        entries = [*entries, _at_int8(float_model, entries, layer)]
+
+
+def _say_left_float(name: str, data: bytes) -> None:
+    """Log the kernels a recipe left in float32: the library skips an op its config does not cover (its
+    blockwise int4 took a ResNet's fully connected layer and none of its 2D convolutions)."""
+    from edgecompress.lite.reader import float_kernels
+
+    left = float_kernels(data)
+    if left:
+        logger.warning("  recipe %s left %d kernel(s) in float32, which LiteRT Quantizer's config does not cover: "
+                       "%s%s", name, len(left), ", ".join(left[:3]), ", ..." if len(left) > 3 else "")
+
+
+def _quantize_once(float_model: bytes, name: str, entries: list, representative_dataset) -> bytes:
+    quantizer, _ = _library()
+    q = quantizer.Quantizer(bytes(float_model), entries)
+    said = io.StringIO()
+    # The library prints a summary of every file it writes, a calibration progress bar, and warnings about its
+    # own debugging options: kept out of the build's output (the summary goes to the debug log).
+    with contextlib.redirect_stdout(said), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if q.need_calibration:
+            if representative_dataset is None:
+                raise EdgeCompressError(f"LiteRT Quantizer recipe {name!r} quantizes activations and needs "
+                                        "calibration images (`--calibration DIR`).")
+            result = q.quantize(q.calibrate(_calibration(float_model, representative_dataset)))
+        else:
+            result = q.quantize()
+    logger.debug("%s", said.getvalue().strip())
+    return bytes(result.quantized_model)
+
+
+def version() -> str:
+    """The installed LiteRT Quantizer's version, for cache keys: another version may write other bytes."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("ai-edge-quantizer")
+    except PackageNotFoundError:
+        return "absent"
+
+
+def litert_refusal(data: bytes) -> str | None:
+    """Why LiteRT cannot load `data` and run it once on zeros (its own words), or None when it can.
+    On the bundled student pruned to 75%, blockwise int4 gave all-zero blocks a scale of 0, and LiteRT refused
+    the file."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_content=bytes(data))
+        interpreter.allocate_tensors()
+        for d in interpreter.get_input_details():
+            interpreter.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        interpreter.invoke()
+    except (RuntimeError, ValueError) as e:
+        return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    return None
+
+
+def _calibration(float_model: bytes, representative_dataset) -> dict:
+    """The representative batches as the library takes them: `{signature: [{input name: batch}, ...]}`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_content=bytes(float_model)).get_signature_list()
+    key = next(iter(signatures))
+    names = signatures[key]["inputs"]
+    rows = []
+    for batch in representative_dataset():
+        rows.append(dict(zip(names, batch)))
+    return {key: rows}
