@@ -19,6 +19,7 @@ from edgecompress.configs import Preprocessing
 from edgecompress.data import calibration
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.fileio import atomic_write_json, sha256_bytes
+from edgecompress.builder import targets
 from edgecompress.builder.measure import recover_int8
 from edgecompress.recipes.recipe import resolve_recipe
 
@@ -85,6 +86,7 @@ def _build(options: BuildOptions) -> dict:
 
         check_disjoint(dataset.groups_train, dataset.groups_test, options.data)
     logger.info("Teacher %s: %d parameters", model.name, keras_io.count_params(model))
+    targets.check_model_for(options.target, model)  # an op the target's runtime lacks, named before training
 
     step(2, n, "Reading calibration images" if isinstance(dataset.preprocessing, Preprocessing) else
          "Drawing calibration examples from the training split")
@@ -153,7 +155,8 @@ def _search(options, model, dataset, space, pixels, cache, teacher_key, started,
     """Step 3 of a search or the closed loop: says what it runs, then runs it (`search.run.search`)."""
     from edgecompress.search.run import search
 
-    space = space.for_build(model, options.max_latency_ms)  # what the search will run, as its log says
+    space = space.for_build(model, options.max_latency_ms, options.size,  # what the search will run, as its log says
+                            targets.target(options.target).schemes)
     if space.name == CLOSED_LOOP_SPACE:
         held = (f", certified at {100 * options.confidence:g}% on held-out data the search never scores"
                 if options.selection == "confirmed" else

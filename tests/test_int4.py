@@ -9,7 +9,7 @@ import pytest
 
 from edgecompress.errors import EdgeCompressError
 from edgecompress.quantize import aeq
-from edgecompress.quantize.schemes import Quantization, conversion, scheme
+from edgecompress.quantize.schemes import ConversionConfig, Quantization, conversion, scheme
 
 INT4 = 17  # TensorType INT4 in the .tflite schema
 
@@ -39,6 +39,40 @@ def test_a_refusal_names_the_layer_kept_at_int8(said, scope, op):
     kept = aeq._refused(said)
     assert kept.scope == scope and kept.operation == op and "kept at int8 weights" in str(kept)
     assert aeq._refused("Invoke failed: something else") is None  # nothing named: the recipe is refused whole
+
+
+def test_the_least_sensitive_layers_per_weight_take_int4_up_to_the_share():
+    from edgecompress.quantize.sensitivity import Layer, choose
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # seeded: the choice holds at most the share, and no kept layer is cheaper per weight
+        layers = [Layer(f"l{i}", int(rng.integers(1, 5000)), float(rng.exponential())) for i in range(12)]
+        share = float(rng.uniform(0.05, 1.0))
+        chosen = choose(layers, share)
+        total = sum(layer.weights for layer in layers)
+        held = sum(layer.weights for layer in chosen)
+        assert held >= share * total - 1e-6  # the byte budget is met...
+        assert held - chosen[-1].weights < share * total  # ...by no more layers than it takes
+        kept = [layer for layer in layers if layer not in chosen]
+        worst = max(layer.error / layer.weights for layer in chosen)
+        assert all(k.error / k.weights >= worst for k in kept)  # a prefix: every kept layer costs more per weight
+        assert set(chosen) <= set(choose(layers, min(1.0, share + 0.2)))  # a larger share takes more, never fewer
+    # What it is for: a small, sensitive first layer keeps int8 while the large tolerant ones take int4.
+    layers = [Layer("conv1", 648, 0.010), Layer("big", 82944, 0.0002), Layer("fc", 960, 0.0016)]
+    assert [layer.scope for layer in choose(layers, 0.5)] == ["big"]
+    assert [layer.scope for layer in choose(layers, 0.99)] == ["big", "fc"]  # conv1 keeps int8
+    assert choose(layers, 1.0) == sorted(layers, key=lambda layer: layer.error / layer.weights)
+
+
+def test_a_share_is_for_int4_and_a_number_in_0_1():
+    v = conversion("int4_mixed75")
+    assert v.int4_share == 0.75 and ConversionConfig.from_dict(v.to_dict()) == v
+    assert "int4_share" not in conversion("int4").to_dict()  # a variant without it keeps its cache key
+    with pytest.raises(EdgeCompressError, match=r"`int4_share` .* in \(0, 1\]. Received: quantization='int8', "
+                                                r"int4_share=0.5"):
+        ConversionConfig("x", "int8", int4_share=0.5)
+    with pytest.raises(EdgeCompressError, match=r"int4_share=1.5"):
+        ConversionConfig("x", "int4", int4_share=1.5)
 
 
 def _tensor_types(data: bytes) -> set:
@@ -83,6 +117,13 @@ def test_int4_files_are_smaller_than_int8_run_on_litert_and_keep_top1(tiny_model
     # The library's blockwise config covers no 2D convolution: it leaves them float32, and the log says so.
     assert any("dynamic_wi4b32_afp32 left 2 kernel(s) in float32" in m and "CONV_2D" in m for m in said), said
     assert scores["int4_block32"]["agreement"] >= 0.85, scores
+    # By sensitivity: int8 in the layers int4 hurts most per weight, int4 in the rest up to the share.
+    with caplog.at_level(logging.INFO, logger="edgecompress.quantize.aeq"):
+        mixed = convert.convert(tiny_model, conversion("int4_mixed50"), rep)
+    said = [r.getMessage() for r in caplog.records if "int4 on" in r.getMessage()]
+    assert said and "of 4 layers" in said[-1] and "int8 kept for the most sensitive" in said[-1], said
+    assert size["int4"] < len(mixed) < size["dynamic"], (len(mixed), size)
+    assert INT4 in _tensor_types(mixed)
     # TFLM has no int4 kernel: the view names the op, as it does for a hybrid file.
     fit = micro.micro_fit(files["int4_int8"])
     assert not fit.runs and fit.refused.startswith("FULLY_CONNECTED"), fit

@@ -125,7 +125,7 @@ def test_shipped_space_loads_and_unknown_names_list_the_shipped(tmp_path):
     assert space.sampler == "tpe" and space.selective_int8 and {"cluster", "quantize"} <= set(space.parameters())
     assert "int16x8" in space.quantize and any(s["stage"] == "cluster" for s in space.stages)
     auto = load_space("auto")  # the closed loop: a ladder from PTQ of the model itself to students
-    assert [r["name"] for r in auto.ladder][:3] == ["model", "model-dynamic", "prune-50"]
+    assert [r["name"] for r in auto.ladder][:5] == ["model", "model-dynamic", "model-int4", "model-int4-mixed75", "prune-50"]
     assert auto.recipe(auto.rung_choice(auto.ladder[0])).stages == ()  # the first rung is PTQ alone
     grid = load_space("grid")  # the search before Optuna: 16 trained candidates x 3 schemes
     assert grid.sampler == "grid" and len(grid.candidates()) == 48
@@ -425,12 +425,17 @@ def test_levers_for_speed_join_a_build_only_when_speed_is_asked_and_the_model_ha
     space = load_space("auto")
     relu_rungs = [r["name"] for r in space.ladder if r.get("when") == "latency"]
     assert relu_rungs == ["student-0.75-relu"]
-    plain = space.for_build(None, None)
+    plain = space.for_build(None, None, "gzip")
     assert "distill.hard_swish" not in plain.parameters() and len(plain.ladder) == len(space.ladder) - 1
-    fast = space.for_build(None, 0.05)
+    fast = space.for_build(None, 0.05, "gzip")
     assert "distill.hard_swish" in fast.parameters() and [r["name"] for r in fast.ladder] == [
         r["name"] for r in space.ladder]
     assert all("when" not in r for r in fast.ladder) and fast.for_build(None, 0.05) == fast  # idempotent
+    # Pruning alone shrinks the download, not the file: its rungs run only when the build chooses by gzip.
+    assert [r["name"] for r in space.ladder if r.get("when") == "gzip"] == ["prune-50", "prune-75", "prune-85"]
+    by_file = space.for_build(None, None, "file")
+    assert [r["name"] for r in by_file.ladder] == [r["name"] for r in plain.ladder if not r["name"].startswith("prune-")]
+    assert space.for_build(None, None).ladder == by_file.ladder  # file bytes are the default
     # A rung that does not name the lever keeps the template's first value, not a sampled one.
     student = next(r for r in fast.ladder if r["name"] == "student-0.75")
     assert fast.rung_params(student)["distill.hard_swish"] == "keep"
@@ -442,9 +447,9 @@ def test_levers_for_speed_join_a_build_only_when_speed_is_asked_and_the_model_ha
     no_hs = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(
         keras.layers.Conv2D(4, 3, activation="relu")(inp))))
     assert LEVER_APPLIES["distill.hard_swish"](no_hs) is False
-    assert space.for_build(no_hs, 0.05).parameters().keys() == plain.parameters().keys()
-    assert len(space.for_build(no_hs, 0.05).ladder) == len(plain.ladder)
-    with pytest.raises(EdgeCompressError, match="run only with --max-latency-ms"):
+    assert space.for_build(no_hs, 0.05, "gzip").parameters().keys() == plain.parameters().keys()
+    assert len(space.for_build(no_hs, 0.05, "gzip").ladder) == len(plain.ladder)
+    with pytest.raises(EdgeCompressError, match="run only with --max-latency-ms; give it \"when\": \"latency\""):
         SearchSpace.from_dict({**json.loads(space.to_json()), "ladder": [
             *space.ladder, {"name": "after-relu", "after": "student-0.75-relu", "choice": {}}]})
     with pytest.raises(EdgeCompressError, match="not in `grid` too"):

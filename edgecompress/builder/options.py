@@ -11,6 +11,7 @@ from edgecompress.lite.latency import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgecompress.builder.confirm import DEFAULT_CONFIDENCE
 from edgecompress.builder.measure import MeasureSettings
 from edgecompress.builder.selection import DEFAULT_MARGIN_SE, Constraints
+from edgecompress.builder.targets import DEFAULT_TARGET
 from edgecompress.report.sizes import DEFAULT_SIZE
 from edgecompress.configs import Config, require
 
@@ -126,6 +127,9 @@ class BuildOptions(Config):
             (`quantize.debugger.find_float_layers`) is tried first. Default to None.
         size: What "smallest" means for the selection and a search's objective (`report.sizes`): `"file"`
             bytes (what every device holds) or `"gzip"` bytes (the download). Defaults to "file".
+        target: What the build ships for (`builder.targets`): `"cpu"` (LiteRT), or `"mcu"` (TensorFlow Lite
+            Micro: full-integer files it runs, by file bytes; the model's int8 file is tried on TFLM before
+            training). Defaults to "cpu".
         max_metric_drop: The accuracy limit in the metric's own units (0.01 = 0.01 of ROC-AUC or R², or one
             point of top-1): sets `max_accuracy_drop` to 100 times it. Give one of the two. Defaults to None.
         margin_se: With `selection="judged"`: how many paired standard errors of its drop a search's file must
@@ -173,6 +177,7 @@ class BuildOptions(Config):
     max_latency_ms: float | None = None
     max_ram_kb: float | None = None
     size: str = DEFAULT_SIZE
+    target: str = DEFAULT_TARGET
     task: str | None = None
     output: str | None = None
     max_metric_drop: float | None = None
@@ -208,7 +213,7 @@ class BuildOptions(Config):
         """The limits a build holds (`selection.Constraints`)."""
         return Constraints(self.max_accuracy_drop, self.max_file_kb, self.max_latency_ms, self.max_ram_kb,
                            size=self.size, margin_se=self.margin_se, selection=self.selection,
-                           confidence=self.confidence)
+                           confidence=self.confidence, target=self.target)
 
     def search_settings(self, **changes):
         """What a search of this build is asked for (`SearchSettings`), with `changes`."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from edgecompress.builder import confirm
+from edgecompress.builder import confirm, targets
 from edgecompress.report import sizes
 from edgecompress.report.sizes import DEFAULT_SIZE
 from edgecompress.configs import Config, require
@@ -66,6 +66,8 @@ class Constraints(Config):
             `"confirmed"`.
         confidence: The one-sided confidence of a confirmation: at most `1 - confidence` of selections
             promise a file whose true drop is over the limit. Defaults to `confirm.DEFAULT_CONFIDENCE`.
+        target: What the file ships for (`targets.TARGETS`): `"cpu"`, or `"mcu"`, where only full-integer files
+            TensorFlow Lite Micro runs can be selected, by file bytes. Defaults to `"cpu"`.
     """
 
     max_accuracy_drop: float | None = None
@@ -77,9 +79,14 @@ class Constraints(Config):
     margin_se: float = DEFAULT_MARGIN_SE
     selection: str = "confirmed"
     confidence: float = confirm.DEFAULT_CONFIDENCE
+    target: str = targets.DEFAULT_TARGET
 
     def __post_init__(self):
         sizes.size(self.size)
+        t = targets.target(self.target)
+        require(t.size is None or self.size == t.size,
+                f"Received --target {self.target} with --size {self.size}: {t.description}, so it is chosen by "
+                f"{t.size} bytes. Drop --size.")
         for name in ("max_accuracy_drop", "max_file_kb", "max_latency_ms", "max_ram_kb", "margin_se"):
             v = getattr(self, name)
             require(v is None or v >= 0,
@@ -93,8 +100,9 @@ class Constraints(Config):
 
     @property
     def any(self) -> bool:
-        return any(v is not None for v in (self.max_accuracy_drop, self.max_file_kb, self.max_latency_ms,
-                                           self.max_ram_kb))
+        """Whether there is anything to select by: a limit, or a target that not every file can ship for."""
+        return self.target != targets.DEFAULT_TARGET or any(
+            v is not None for v in (self.max_accuracy_drop, self.max_file_kb, self.max_latency_ms, self.max_ram_kb))
 
 
 def _device(report, device):
@@ -184,6 +192,8 @@ def _select_confirmed(report: dict, constraints: Constraints) -> dict:
     eligible = []
     for a in report["artifacts"]:
         m = measures(report, a)
+        if not (_ships(a, constraints) or a["name"] == report["baseline"]):  # the baseline: the walk's reference
+            continue
         if all(lim is None or (m[k] is not None and m[k] <= lim) for k, lim in others.items()):
             eligible.append(confirm.Candidate(
                 a["name"], size.of(a), 100 * (base["val_accuracy"] - a["val_accuracy"]),
@@ -192,7 +202,10 @@ def _select_confirmed(report: dict, constraints: Constraints) -> dict:
     done = confirm.confirm(eligible, constraints.max_accuracy_drop, constraints.confidence)
     report["confirmation"] = done.to_dict()
     if done.selected is not None:
-        return next(a for a in report["artifacts"] if a["name"] == done.selected)
+        chosen = next(a for a in report["artifacts"] if a["name"] == done.selected)
+        if not _ships(chosen, constraints):  # only the model's own file was certified
+            return _gate_error(report, constraints)
+        return chosen
     if not eligible or not done.steps:
         return _gate_error(report, constraints)
     first = done.steps[0]
@@ -218,12 +231,18 @@ def select(report: dict, constraints: Constraints) -> dict:
     ok = []
     for a in report["artifacts"]:
         m = measures(report, a, constraints.device, constraints.margin_se)  # the judged rule
-        if all(lim is None or (m[k] is not None and m[k] <= lim) for k, lim in limits.items()):
+        if _ships(a, constraints) and all(lim is None or (m[k] is not None and m[k] <= lim)
+                                                  for k, lim in limits.items()):
             ok.append(a)
     if ok:
         size = sizes.size(constraints.size)
         return min(ok, key=lambda a: (size.of(a), -_accuracy(report, a, constraints.device)))
     return _gate_error(report, constraints)
+
+
+def _ships(artifact: dict, constraints: Constraints) -> bool:
+    """Whether `artifact` can ship for the build's target (`targets.Target.admits`)."""
+    return targets.target(constraints.target).admits(artifact)
 
 
 def _gate_error(report: dict, constraints: Constraints):
@@ -255,6 +274,13 @@ def _gate_error(report: dict, constraints: Constraints):
         lines.append(f"  (a file's drop counts {margin_se:g} paired standard error of it more: "
                      f"{min(a['val_paired_se'] for a in held):.2f}-{max(a['val_paired_se'] for a in held):.2f} "
                      "points here; more judging images (a `val/` folder) narrow it, --margin-se 0 drops it)")
+    t = targets.target(constraints.target)
+    refused = [a for a in report["artifacts"] if not t.admits(a)]
+    if refused:
+        lines.append(f"  --target {t.name}: {len(refused)} of {len(report['artifacts'])} files cannot ship for "
+                     f"{t.description.split(':')[0]} (" + "; ".join(f"{a['name']}: {t.why_not(a)}"
+                                                                   for a in refused[:3]) +
+                     ("; ..." if len(refused) > 3 else "") + ")")
     raise GateError("No artifact meets all the constraints:\n" + "\n".join(lines) +
                     "\nRelax a constraint, or try another recipe (more distillation epochs, lower sparsity).")
 

@@ -57,6 +57,9 @@ _B = BuildOptions()
                       "sets aside); files TFLM cannot run do not meet it.",
         "size": "What 'smallest' means when selecting and searching: file (bytes: what a phone's mmap, a Pi and a "
                 f"microcontroller's flash hold) or gzip (the download) (default: {_B.size}).",
+        "target": "What the file ships for: cpu (LiteRT on a phone or board) or mcu (TensorFlow Lite Micro: "
+                  "full-integer files it runs, by file bytes, under --max-ram-kb; the model's int8 file is tried "
+                  f"on TFLM before training) (default: {_B.target}).",
         "margin_se": "A search's file must meet --max-accuracy-drop by this many paired standard errors of its "
                      f"drop on the judging images, so one of many does not pass by luck (default: {_B.margin_se:g}; "
                      "0: the limit as measured).",
@@ -83,7 +86,8 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                no_cache=False, max_accuracy_drop=None, max_file_kb=None, max_latency_ms=None, search=None,
                budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None,
                task=None, max_metric_drop=None, margin_se=_B.margin_se, output=None, selection=_B.selection,
-               confidence=_B.confidence, disjoint_groups=False, patience=None, max_ram_kb=None, size=_B.size):
+               confidence=_B.confidence, disjoint_groups=False, patience=None, max_ram_kb=None, size=_B.size,
+               target=_B.target):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
     setup_logging(not quiet)
     with user_errors():
@@ -102,7 +106,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                             margin_se=float(margin_se), output=output, selection=selection,
                             confidence=float(confidence), disjoint_groups=bool(disjoint_groups),
                             patience=None if patience is None else int(patience), max_ram_kb=_num(max_ram_kb),
-                            size=size)
+                            size=size, target=target)
         try:
             report = run(opts)
         except PartialBuildError as e:
@@ -294,9 +298,12 @@ def _int(v):
             "selection": f"confirmed or judged, as for build-edge (default: {_B.selection}).",
             "confidence": f"One-sided confidence of the confirmation (default: {_B.confidence:g}).",
             "max_ram_kb": "Largest TensorFlow Lite Micro tensor arena in KiB.",
-            "size": f"file or gzip: what 'smallest' means (default: {_B.size})."})
+            "size": f"file or gzip: what 'smallest' means (default: {_B.size}).",
+            "target": f"cpu or mcu (full-integer files TensorFlow Lite Micro runs), as for build-edge (default: "
+                      f"{_B.target})."})
 def select(c, out="build/edge", max_accuracy_drop=None, max_file_kb=None, max_latency_ms=None, device=None,
-           margin_se=_B.margin_se, selection=_B.selection, confidence=_B.confidence, max_ram_kb=None, size=_B.size):
+           margin_se=_B.margin_se, selection=_B.selection, confidence=_B.confidence, max_ram_kb=None, size=_B.size,
+           target=_B.target):
     """Select again in a finished build (e.g. on device latency after bench-device); writes selected.tflite."""
     setup_logging()
     with user_errors():
@@ -307,7 +314,7 @@ def select(c, out="build/edge", max_accuracy_drop=None, max_file_kb=None, max_la
         chosen = select_in_build(out, Constraints(_num(max_accuracy_drop), _num(max_file_kb), _num(max_latency_ms),
                                                   _num(max_ram_kb), size=size, device=device,
                                                   margin_se=float(margin_se), selection=selection,
-                                                  confidence=float(confidence)))
+                                                  confidence=float(confidence), target=target))
         said = report_task(load_report(out)).says(chosen["accuracy"])  # "top-1 97.00%", "ROC-AUC 0.9688"
     print(f"Selected {chosen['name']} ({chosen['size_bytes'] / 1024:.1f} KB file, {chosen['gzip_bytes'] / 1024:.1f} "
           f"KB gzipped, {said}): {out}/selected.tflite")

@@ -34,6 +34,7 @@ ARENA_RETRY_BYTES = 256 << 20
 
 _TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 _FAILED_NODE = re.compile(r"Node (\w+) \(number (\d+)\) failed to (?:prepare|invoke)")
+_NO_KERNEL = re.compile(r"Didn't find op for (?:builtin|custom) opcode '([^']+)'")
 _TOO_SMALL = ("Failed to resize buffer", "Arena size is too small", "Failed to allocate memory")
 
 
@@ -95,6 +96,9 @@ def _runtime():
 def _refusal(said: str) -> str:
     """TFLM's own words on the first node it refused: `OP (node N): reason`."""
     lines = [ln.strip() for ln in said.splitlines() if ln.strip()]
+    missing = _NO_KERNEL.search(said)
+    if missing:  # an op TFLM has no kernel for at all (GELU): its registration fails before any node
+        return f"{missing.group(1)}: TensorFlow Lite Micro has no kernel for this op"
     for i, line in enumerate(lines):
         m = _FAILED_NODE.search(line)
         if m:

@@ -104,7 +104,7 @@ def _at_int8(float_model: bytes, entries: list, kept: Kept) -> dict:
     return e
 
 
-def _refused(error: str, data: bytes | None = None) -> Kept | None:
+def _refused(error: str) -> Kept | None:
     """The layer an error names (the library's or LiteRT's), or None when it names none."""
     m = _TENSOR.search(error)
     if m:
@@ -115,7 +115,8 @@ def _refused(error: str, data: bytes | None = None) -> Kept | None:
     return None
 
 
-def quantize(float_model: bytes, name: str, representative_dataset=None) -> tuple[bytes, list[Kept]]:
+def quantize(float_model: bytes, name: str, representative_dataset=None, *,
+             int4_share: float | None = None) -> tuple[bytes, list[Kept]]:
     """`float_model` (a float32 `.tflite`) quantized by recipe `name`, and the layers it kept at int8.
 
     A recipe with static activations is calibrated on `representative_dataset` (a generator function of `[x]`
@@ -124,6 +125,8 @@ def quantize(float_model: bytes, name: str, representative_dataset=None) -> tupl
     loaded and run once on zeros), that layer or op is kept at int8 weights and named in `Kept`; a refusal that
     names no layer raises `EdgeCompressError` with LiteRT's words."""
     entries = recipe_entries(name)
+    if int4_share is not None:
+        entries = _by_sensitivity(float_model, name, entries, representative_dataset, int4_share)
     kept: list[Kept] = []
     while True:
         try:
@@ -148,6 +151,41 @@ def quantize(float_model: bytes, name: str, representative_dataset=None) -> tupl
         entries = [*entries, _at_int8(float_model, entries, layer)]
 
 
+def _at_bits(entries: list, bits: int) -> list:
+    e = copy.deepcopy(entries)
+    for x in e:
+        x["op_config"]["weight_tensor_config"].update(num_bits=bits, granularity="CHANNELWISE")
+    return e
+
+
+def _by_sensitivity(float_model: bytes, name: str, entries: list, representative_dataset, share: float) -> list:
+    """`entries` made int8, then int4 for the layers `sensitivity.choose` picks for `share` of the weights."""
+    from edgecompress.quantize import sensitivity
+
+    if representative_dataset is None:
+        raise EdgeCompressError(f"int4_share={share} chooses layers by their measured sensitivity and needs "
+                                "calibration samples; pass calibration images (`--calibration DIR`).")
+    base = _at_bits(entries, 8)
+
+    def narrow(layers):
+        out = []
+        for layer in layers:
+            e = copy.deepcopy(entries[0])
+            e["regex"], e["operation"] = layer.regex, "*"
+            out.append(e)
+        return [*base, *out]
+
+    _, probes = _signature_rows(float_model, representative_dataset, limit=sensitivity.MAX_PROBES)
+    layers = sensitivity.measure(float_model, sensitivity.weighted_layers(float_model),
+                                 lambda ls: _quantize_once(float_model, name, narrow(ls), None), probes)
+    chosen = sensitivity.choose(layers, share)
+    held = sum(layer.weights for layer in chosen) / max(1, sum(layer.weights for layer in layers))
+    kept = sorted(set(layers) - set(chosen), key=lambda layer: -layer.error / layer.weights)
+    logger.info("  int4 on %d of %d layers (%.0f%% of the weights); int8 kept for the most sensitive: %s", len(chosen),
+                len(layers), 100 * held, ", ".join(layer.scope.split(";")[0] for layer in kept[:3]) or "none")
+    return narrow(chosen)
+
+
 def _say_left_float(name: str, data: bytes) -> None:
     """Log the kernels a recipe left in float32: the library skips an op its config does not cover (its
     blockwise int4 took a ResNet's fully connected layer and none of its 2D convolutions)."""
@@ -165,6 +203,9 @@ def _quantize_once(float_model: bytes, name: str, entries: list, representative_
     said = io.StringIO()
     # The library prints a summary of every file it writes, a calibration progress bar, and warnings about its
     # own debugging options: kept out of the build's output (the summary goes to the debug log).
+    absl = logging.getLogger("absl")  # the library's "Serializing model..." at INFO, once per file
+    level = absl.level
+    absl.setLevel(max(level, logging.WARNING))
     with contextlib.redirect_stdout(said), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if q.need_calibration:
@@ -174,6 +215,7 @@ def _quantize_once(float_model: bytes, name: str, entries: list, representative_
             result = q.quantize(q.calibrate(_calibration(float_model, representative_dataset)))
         else:
             result = q.quantize()
+    absl.setLevel(level)
     logger.debug("%s", said.getvalue().strip())
     return bytes(result.quantized_model)
 
@@ -208,6 +250,13 @@ def litert_refusal(data: bytes) -> str | None:
 
 def _calibration(float_model: bytes, representative_dataset) -> dict:
     """The representative batches as the library takes them: `{signature: [{input name: batch}, ...]}`."""
+    key, rows = _signature_rows(float_model, representative_dataset)
+    return {key: rows}
+
+
+def _signature_rows(float_model: bytes, representative_dataset, limit: int | None = None) -> tuple[str, list]:
+    """(the file's signature, `{input name: batch}` of each representative batch): a batch of several inputs
+    comes by name (`models.packed.split_representative`), one of one input as `[array]`."""
     from ai_edge_litert.interpreter import Interpreter
 
     signatures = Interpreter(model_content=bytes(float_model)).get_signature_list()
@@ -215,5 +264,7 @@ def _calibration(float_model: bytes, representative_dataset) -> dict:
     names = signatures[key]["inputs"]
     rows = []
     for batch in representative_dataset():
-        rows.append(dict(zip(names, batch)))
-    return {key: rows}
+        rows.append({n: batch[n] for n in names} if isinstance(batch, dict) else dict(zip(names, batch)))
+        if limit is not None and len(rows) >= limit:
+            break
+    return key, rows

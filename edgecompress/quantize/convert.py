@@ -89,7 +89,7 @@ def _narrower(model, config: ConversionConfig, row, representative_dataset) -> b
     rep = None if representative_dataset is None else packed.split_representative(packed.layout(model),
                                                                                  representative_dataset)
     try:
-        data, _ = aeq.quantize(float_file, row.aeq_recipe, rep)  # the layers it kept at int8 are logged
+        data, _ = aeq.quantize(float_file, row.aeq_recipe, rep, int4_share=config.int4_share)  # kept: logged
     except EdgeCompressError as e:
         raise EdgeCompressError(f"Variant {config.name!r} ({row.name}) of model {model.name!r}: {e}") from None
     return data

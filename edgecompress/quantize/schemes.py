@@ -155,6 +155,9 @@ class ConversionConfig(Config):
             zero point per kernel instead of one per channel (and per bias): a smaller file, gzipped most
             of all, for some accuracy, which a build measures. For a scheme of int8 weights
             (`Scheme.int8_weights`). Defaults to True.
+        int4_share: For `int4`: at least this share of the weights (by count) stored as int4, in the layers
+            least sensitive to it as measured on the calibration samples (`quantize.sensitivity`); the other
+            layers keep int8 weights. Defaults to None: every layer int4, nothing measured.
     """
 
     name: str
@@ -163,6 +166,7 @@ class ConversionConfig(Config):
     float_fallback: bool = False
     float_layers: tuple[str, ...] = ()
     per_channel: bool = True
+    int4_share: float | None = None
 
     def __post_init__(self):
         try:
@@ -200,12 +204,21 @@ class ConversionConfig(Config):
             f"float_layers={list(self.float_layers)}",
         )
 
+        require(
+            self.int4_share is None or (self.quantization is Quantization.INT4 and isinstance(self.int4_share, (int, float))
+                                        and not isinstance(self.int4_share, bool) and 0 < self.int4_share <= 1),
+            f"Variant {self.name!r}: `int4_share` is the share of the weights an `int4` file stores as int4, a "
+            f"number in (0, 1]. Received: quantization={self.quantization.value!r}, int4_share={self.int4_share!r}",
+        )
+
     def to_dict(self) -> dict:
-        # A per-channel variant's dict (and so its cache key and provenance) is what it was before
-        # `per_channel` was a field.
+        # A variant's dict (and so its cache key and provenance) is what it was before `per_channel` and
+        # `int4_share` were fields, where it does not use them.
         out = super().to_dict()
         if self.per_channel:
             del out["per_channel"]
+        if self.int4_share is None:
+            del out["int4_share"]
         return out
 
 
@@ -263,6 +276,15 @@ def int4() -> ConversionConfig:
     return ConversionConfig("int4", Quantization.INT4)
 
 
+def int4_mixed(share: float):
+    """int4 weights in the layers least sensitive to them, holding at least `share` of the weights; int8 in the rest."""
+    def variant() -> ConversionConfig:
+        return ConversionConfig(f"int4_mixed{round(100 * share)}", Quantization.INT4, int4_share=share)
+
+    variant.__doc__ = f"int4 weights in the least sensitive layers holding {share:.0%} or more of the weights, int8 in the rest."
+    return variant
+
+
 def int4_block32() -> ConversionConfig:
     """int4 weights with a scale per block of 32 values (finer than per channel), float activations."""
     return ConversionConfig("int4_block32", Quantization.INT4_BLOCK32)
@@ -291,6 +313,9 @@ VARIANTS: dict[str, Callable[[], ConversionConfig]] = {
     "int4": int4,
     "int4_block32": int4_block32,
     "int4_int8": int4_int8,
+    "int4_mixed50": int4_mixed(0.5),
+    "int4_mixed75": int4_mixed(0.75),
+    "int4_mixed90": int4_mixed(0.9),
 }
 DEFAULT_VARIANTS = ("float32", "dynamic", "float16", "int8", "int8_float_io")  # a recipe that names none
 

@@ -45,6 +45,7 @@ import logging
 import re
 from pathlib import Path
 
+from edgecompress.report import sizes
 from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
 from edgecompress.recipes.recipe import Recipe
@@ -71,6 +72,8 @@ def _has_hard_swish(model) -> bool:
 # A `latency_grid` key joins a build's grid only when the model has what it changes (`SearchSpace.for_build`):
 # a ReLU student of a model without hard-swish is the same student under another name.
 LEVER_APPLIES = {"distill.hard_swish": _has_hard_swish}
+# When a ladder rung with `"when"` runs, as its error messages say it.
+_WHEN = {"latency": "with --max-latency-ms", "gzip": "with --size gzip"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +107,8 @@ class SearchSpace(Config):
             loop's ladder climbs from PTQ of the model itself to pruning it,
             then to students. Defaults to `()`: the template is the first trial.
             A rung with `"when": "latency"` is a lever for speed only: it is
-            run only when the build has `--max-latency-ms` (see `for_build`).
+            run only when the build has `--max-latency-ms` (see `for_build`); one with `"when": "gzip"`
+            (pruning alone) only when the build chooses by gzip bytes (`--size gzip`).
         latency_grid: Grid keys that are levers for speed, not size or
             accuracy (`{"distill.hard_swish": ["keep", "relu"]}`): they join
             the grid only when the build has `--max-latency-ms` and the model
@@ -182,17 +186,18 @@ class SearchSpace(Config):
 
     def _check_ladder(self) -> None:
         """Each ladder rung is well formed, named once, climbs from an earlier rung, and makes a valid recipe."""
-        names, speed = [], []
-        full = self.for_build(None, 1.0)  # the `when: latency` rungs are checked against the space they run in
+        names, speed = [], {}  # speed: a conditional rung's name -> its `when`
+        full = self.for_build(None, 1.0, "gzip")  # a `when` rung is checked against the space it runs in
         for rung in self.ladder:
             where = f"Search space {self.name!r}: ladder rung {rung.get('name')!r}"
             require(set(rung) <= {"name", "choice", "after", "when"} and isinstance(rung.get("name"), str)
-                     and isinstance(rung.get("choice", {}), dict) and rung.get("when") in (None, "latency"),
+                     and isinstance(rung.get("choice", {}), dict) and rung.get("when") in (None, "latency", "gzip"),
                      f"{where}: a rung is {{\"name\": N, \"choice\": {{KEY: VALUE}}, \"after\": NAME or null, "
-                     f"\"when\": \"latency\" (optional)}}. Received: {rung!r}")
-            require(rung.get("when") or rung.get("after") not in speed,
-                     f"{where}: it climbs from {rung.get('after')!r}, a rung run only with --max-latency-ms; give it "
-                     f"\"when\": \"latency\" too.")
+                     f"\"when\": \"latency\" or \"gzip\" (optional)}}. Received: {rung!r}")
+            require(rung.get("when") == speed.get(rung.get("after"), rung.get("when")),
+                     f"{where}: it climbs from {rung.get('after')!r}, a rung run only "
+                     f"{_WHEN.get(speed.get(rung.get('after')))}; give it \"when\": "
+                     f"\"{speed.get(rung.get('after'))}\" too.")
             view = full if rung.get("when") else self
             require(rung["name"] not in names, f"{where}: two rungs have this name; name each once.")
             require(rung.get("after") in (None, *names),
@@ -203,7 +208,7 @@ class SearchSpace(Config):
             view.recipe(view.rung_choice(rung))
             names.append(rung["name"])
             if rung.get("when"):
-                speed.append(rung["name"])
+                speed[rung["name"]] = rung["when"]
 
     @classmethod
     def json_schema(cls) -> dict:
@@ -229,28 +234,50 @@ class SearchSpace(Config):
         p["ladder"] = {**p["ladder"], "type": "array", "items": {
             "type": "object", "required": ["name"], "additionalProperties": False,
             "properties": {"name": {"type": "string"}, "choice": {"type": "object"},
-                           "after": {"type": ["string", "null"]}, "when": {"enum": ["latency"]}}}}
+                           "after": {"type": ["string", "null"]}, "when": {"enum": ["latency", "gzip"]}}}}
         return schema
 
-    def for_build(self, model, max_latency_ms) -> "SearchSpace":
+    def for_build(self, model, max_latency_ms, size: str = sizes.DEFAULT_SIZE,
+                  schemes: tuple[str, ...] | None = None) -> "SearchSpace":
         """The space one build searches: with `max_latency_ms`, the `latency_grid` keys whose lever `model`
         has (`LEVER_APPLIES`; any lever when `model` is None) join the grid and the `when: latency` rungs that
-        use only those join the ladder; without it, neither. The build and every worker call this, so their
-        fingerprints agree; a space without either is returned as it is."""
-        if not self.latency_grid and not any(r.get("when") for r in self.ladder):
-            return self
+        use only those join the ladder; without it, neither. The `when: gzip` rungs (pruning alone, which
+        shrinks the download and not the file) join only when `size` is "gzip". With `schemes` (a target's,
+        `builder.targets`), only the variants of those schemes stay, and the rungs that name another go. The
+        build and every worker call this, so their fingerprints agree; a space without any of these is
+        returned as it is."""
+        space = self._for_schemes(schemes) if schemes is not None else self
+        if not space.latency_grid and not any(r.get("when") for r in space.ladder):
+            return space
         latency = max_latency_ms is not None
-        extra = {k: v for k, v in self.latency_grid.items()
+        extra = {k: v for k, v in space.latency_grid.items()
                  if latency and (model is None or LEVER_APPLIES.get(k, lambda m: True)(model))}
-        keys = set(self.grid) | set(extra) | {"quantize"}
-        ladder = tuple({k: v for k, v in r.items() if k != "when"} for r in self.ladder
-                       if not r.get("when") or (extra and set(r.get("choice", {})) <= keys))
+        keys = set(space.grid) | set(extra) | {"quantize"}
+        runs = {None: lambda r: True, "gzip": lambda r: size == "gzip",
+                "latency": lambda r: bool(extra) and set(r.get("choice", {})) <= keys}
+        ladder = tuple({k: v for k, v in r.items() if k != "when"} for r in space.ladder
+                       if runs.get(r.get("when"), lambda r: False)(r))  # an unknown `when`: `_check_ladder` says so
         # The template holds each added key's first value ("keep"), so a rung that does not name it keeps it
         # rather than leaving it to the sampler.
-        stages = tuple({**st, **{k.partition(".")[2]: parse_param(self.name, k, v).values()[0] for k, v in extra.items()
+        stages = tuple({**st, **{k.partition(".")[2]: parse_param(space.name, k, v).values()[0] for k, v in extra.items()
                                  if k.partition(".")[0] == st.get("stage") and k.partition(".")[2] not in st}}
-                       for st in self.stages)
-        return self.replace(stages=stages, grid={**self.grid, **extra}, latency_grid={}, ladder=ladder)
+                       for st in space.stages)
+        return space.replace(stages=stages, grid={**space.grid, **extra}, latency_grid={}, ladder=ladder)
+
+    def _for_schemes(self, schemes: tuple[str, ...]) -> "SearchSpace":
+        """This space with only the variants of `schemes` and the rungs that use them."""
+        from edgecompress.quantize.schemes import conversion
+
+        kept = tuple(v for v in self.quantize if conversion(v).quantization.value in schemes)
+        if not kept:
+            raise EdgeCompressError(f"Search space {self.name!r} has no variant of the schemes {list(schemes)} the "
+                                    f"target needs (it has {list(self.quantize)}); add one to its `quantize`.")
+        ladder = tuple(r for r in self.ladder if r.get("choice", {}).get("quantize", kept[0]) in kept)
+        # A rung that climbed from one that went cannot climb: it starts from the ladder's root instead.
+        names = {r["name"] for r in ladder}
+        ladder = tuple(r if r.get("after") in (None, *names) else {k: v for k, v in r.items() if k != "after"}
+                       for r in ladder)
+        return self.replace(quantize=kept, ladder=ladder)
 
     def parameters(self) -> dict:
         """`{key: Param}`: the grid's, plus `quantize` when it lists several schemes."""
