@@ -94,8 +94,9 @@ def benchmark_byo(c, out=None, example="mnv2", search=False, max_accuracy_drop=1
       help={"task": "Which MLPerf Tiny task: kws, ad, ic, vww, or all (default: all). Each is made once under "
                     "build/tiny-TASK (benchmarks/tiny.py).",
             "out": "Folder for one task (default: build/tiny-TASK).",
-            "budget_minutes": "Time budget of each build's closed loop (default: 30)."})
-def benchmark_tiny(c, task="all", out=None, budget_minutes=30.0):
+            "budget_minutes": "Time budget of each build's closed loop (default: 30).",
+            "target": "cpu, or mcu: full-integer files TensorFlow Lite Micro runs (default: cpu)."})
+def benchmark_tiny(c, task="all", out=None, budget_minutes=30.0, target="cpu"):
     """MLPerf Tiny's architectures on offline stand-ins: build-edge on each with no other flag, beside the
     reference int8 files."""
     from edgecompress.report.write import format_text_table
@@ -105,20 +106,23 @@ def benchmark_tiny(c, task="all", out=None, budget_minutes=30.0):
         from benchmarks.tiny import MLPERF_TINY, benchmark as run
 
         names = list(MLPERF_TINY) if task == "all" else [task]
-        rows = [run(name, out if len(names) == 1 else None, float(budget_minutes)) for name in names]
-    table = [["task", "metric", "Keras model", "selected", "judged (model's file)", "reported", "bytes", "gzip bytes",
-              "MLPerf Tiny int8 bytes (gzip)", "<= 1/4 gzip", "seconds"]]
+        rows = [run(name, out if len(names) == 1 else None, float(budget_minutes), target) for name in names]
+    table = [["task", "metric", "Keras model", "selected", "judged (model's file)", "reported", "file bytes",
+              "gzip bytes", "TFLM arena", "MLPerf Tiny int8: file (gzip), arena", "<= 1/4 file", "arena <= its",
+              "seconds"]]
     for r in rows:
         f = (lambda v: "-" if v is None else f"{v:.4f}")
+        yes = (lambda v: "-" if v is None else "yes" if v else "no")
         table.append([r["task"], r["metric"], f(r["keras_metric"]), r["selected"] or "-",
                       f"{f(r['judged'])} ({f(r['baseline_judged'])})", f(r["selected_metric"]),
-                      str(r["bytes"]), str(r["gzip_bytes"]), f"{r['reference_bytes']} ({r['reference_gzip_bytes']})",
-                      "yes" if r["quarter_of_reference"] else "no", f"{r['seconds']:.0f}"])
+                      str(r["bytes"]), str(r["gzip_bytes"]), str(r["arena_bytes"]),
+                      f"{r['reference_bytes']} ({r['reference_gzip_bytes']}), {r['reference_arena_bytes']}",
+                      yes(r["quarter_of_reference_file"]), yes(r["arena_within_reference"]), f"{r['seconds']:.0f}"])
     print(format_text_table(table))
     import json
     from pathlib import Path
 
-    results = Path("build/tiny-results.json")  # every task's last row, whichever run made it
+    results = Path("build/tiny-results.json")  # every task's last row, whichever run made it (and its target)
     merged = {**(json.loads(results.read_text()) if results.exists() else {}), **{r["task"]: r for r in rows}}
     results.parent.mkdir(exist_ok=True)
     results.write_text(json.dumps(merged, indent=2))

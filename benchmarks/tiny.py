@@ -457,9 +457,24 @@ def make(name: str, out, *, epochs: int | None = None, check: bool = True) -> di
     return summary
 
 
-def benchmark(name: str, out=None, budget_minutes: float = 30.0) -> dict:
+_TASK_NAMES = {"kws": "keyword spotting", "ic": "image classification", "vww": "visual wake words",
+               "ad": "anomaly detection"}
+REFERENCE_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "mlperf_tiny_reference.json"
+
+
+def reference_arena(name: str) -> int | None:
+    """TFLM's arena of task `name`'s reference int8 file, as `scripts/mlperf_tiny_reference.py` measured it
+    (`docs/results/mlperf_tiny_reference.json`), or None where it was not measured."""
+    if not REFERENCE_RESULTS.exists():
+        return None
+    row = json.loads(REFERENCE_RESULTS.read_text())["references"].get(_TASK_NAMES[name]) or {}
+    return (row.get("tflm") or {}).get("arena_bytes")
+
+
+def benchmark(name: str, out=None, budget_minutes: float = 30.0, target: str = "cpu") -> dict:
     """Makes task `name` once under `out` (default `build/tiny-<name>`), then runs `build_edge` on it with
-    `--model` and `--data` only (the closed loop); returns its row beside MLPerf Tiny's reference file."""
+    `--model` and `--data` only (the closed loop; `target="mcu"` adds `--target mcu`); returns its row beside
+    MLPerf Tiny's reference file: file bytes, gzip bytes and TFLM arena of each."""
     from edgecompress.builder.options import BuildOptions
     from edgecompress.pipeline import build_edge
 
@@ -469,18 +484,21 @@ def benchmark(name: str, out=None, budget_minutes: float = 30.0) -> dict:
     made = json.loads((out / "tiny.json").read_text())
     t0 = time.time()
     report = build_edge(BuildOptions(model=str(out / "model.keras"), data=str(out / "data.npz"),
-                                     out_dir=str(out / "out"), budget_minutes=budget_minutes))
+                                     out_dir=str(out / "out"), budget_minutes=budget_minutes, target=target))
     seconds = time.time() - t0
     arts = {a["name"]: a for a in report["artifacts"]}
     chosen = arts.get(report.get("selected")) or {}
     base = arts.get(report.get("baseline")) or {}
     ref = REFERENCE[name]
-    return {"task": name, "metric": ref.metric, "keras_metric": made["keras_metric"],
+    arena, ref_arena = (chosen.get("tflm") or {}).get("arena_bytes"), reference_arena(name)
+    return {"task": name, "target": target, "metric": ref.metric, "keras_metric": made["keras_metric"],
             "judged": chosen.get("val_accuracy"), "baseline_judged": base.get("val_accuracy"),
             "selected": report.get("selected"), "selected_metric": chosen.get("accuracy"),
             "baseline_metric": base.get("accuracy"), "bytes": chosen.get("size_bytes"),
-            "gzip_bytes": chosen.get("gzip_bytes"), "reference_bytes": ref.bytes,
-            "reference_gzip_bytes": ref.gzip_bytes,
+            "gzip_bytes": chosen.get("gzip_bytes"), "arena_bytes": arena, "reference_bytes": ref.bytes,
+            "reference_gzip_bytes": ref.gzip_bytes, "reference_arena_bytes": ref_arena,
             "quarter_of_reference": chosen.get("gzip_bytes") is not None and chosen["gzip_bytes"] * 4 <= ref.gzip_bytes,
+            "quarter_of_reference_file": chosen.get("size_bytes") is not None and chosen["size_bytes"] * 4 <= ref.bytes,
+            "arena_within_reference": None if arena is None or ref_arena is None else arena <= ref_arena,
             "stages": [s.get("stage") for s in chosen.get("recipe", {}).get("stages", [])],
             "seconds": round(seconds, 1)}
