@@ -1,6 +1,6 @@
-"""The benchmark tasks (`invoke benchmark`, `benchmark-byo`, `benchmark-tiny`, `benchmark-stream`): a checkout's,
-not the installed package's. They make the examples and measurements the docs quote; `tasks.py` adds them to
-the package's tasks.
+"""A checkout's tasks, not the installed package's: the benchmarks (`invoke benchmark`, `benchmark-byo`,
+`benchmark-tiny`, `benchmark-stream`), which make the examples and measurements the docs quote, and `invoke docs`,
+which builds the documentation site; `tasks.py` adds them to the package's tasks.
 """
 
 from invoke import Exit
@@ -163,4 +163,25 @@ def benchmark_stream(c, count="50000", size=224, in_memory=False, out=None):
         raise Exit("A build failed; its log is named in build/stream-results.json.", code=1)
 
 
-CHECKOUT_TASKS = (benchmark, benchmark_byo, benchmark_tiny, benchmark_stream)  # what tasks.py adds
+@task(help={"out": "Folder for the site (default: build/docs).",
+            "serve": "Serve it on 127.0.0.1:8000 instead, rebuilding on change."})
+def docs(c, out="build/docs", serve=False):
+    """Build the documentation site offline (Material for MkDocs, warnings as errors) from docs/ and the
+    docstrings; the results page is generated first from docs/results/."""
+    import os
+    import subprocess
+    import sys
+
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # Material's notice about its successor, on every build
+    with user_errors():
+        subprocess.run([sys.executable, "scripts/write_results_page.py"], check=True)
+        cmd = ["serve", "-a", "127.0.0.1:8000"] if serve else ["build", "--strict", "--site-dir", out]
+        done = subprocess.run([sys.executable, "-m", "mkdocs", *cmd])
+    if done.returncode:
+        raise Exit(f"mkdocs failed (exit {done.returncode}); its warnings above name the page and the link.",
+                   code=done.returncode)
+    if not serve:
+        print(f"Site: {out}/index.html")
+
+
+CHECKOUT_TASKS = (benchmark, benchmark_byo, benchmark_tiny, benchmark_stream, docs)  # what tasks.py adds

@@ -13,8 +13,13 @@ def test_readme_opens_with_two_commands_and_ci_runs_the_second(root):
     assert tests in (root / ".ci" / "run").read_text()
 
 
+def _pages(root):
+    """The README and every page of the documentation site."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
 def test_every_repository_path_the_readme_names_exists(root):
-    text = (root / "README.md").read_text()
+    text = "\n".join(p.read_text() for p in _pages(root))
     # Paths on a device or in a build folder, and column labels, are not repository files.
     not_files = {"bench/int8.tflite.json", "host/runtime"}
     named = set(re.findall(r"`([A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)+/?)`", text))
@@ -26,8 +31,7 @@ def test_every_repository_path_the_readme_names_exists(root):
 def test_layout_lists_every_module_and_tasks_lists_every_task(root):
     import tasks
 
-    text = (root / "README.md").read_text()
-    layout = text.split("## Layout", 1)[1].split("## ", 1)[0]
+    layout = (root / "docs" / "layout.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
     # Every module under its folder's line, every folder of the package on a line of its own.
     pkg = root / "edgecompress"
     modules = sorted(p.relative_to(pkg) for p in pkg.rglob("*.py") if p.name != "__init__.py"
@@ -43,7 +47,7 @@ def test_layout_lists_every_module_and_tasks_lists_every_task(root):
         if not found:
             missing.append(str(m))
     assert missing == []
-    table = text.split("## Tasks", 1)[1].split("## ", 1)[0]
+    table = (root / "docs" / "tasks.md").read_text().split("## Tasks", 1)[1].split("\n## ", 1)[0]
     names = sorted(tasks.ns.task_names)
     assert [n for n in names if f"`invoke {n}" not in table] == []
 
@@ -109,7 +113,7 @@ def test_the_readme_default_build_numbers_are_what_invoke_build_edge_gives(root,
 
     from conftest import run_invoke
 
-    text = (root / "README.md").read_text()
+    text = (root / "docs" / "getting-started.md").read_text()
     section = text.split("## What a build reports", 1)[1].split("\n## ", 1)[0]
     cpu = re.search(r"`invoke build-edge` on this 2-core ([^,]+), LiteRT", section).group(1)
     out, _ = default_build
@@ -188,11 +192,14 @@ def _blocks(text):
     return out
 
 
-def test_every_number_in_the_readme_names_its_source(root):
-    """A paragraph, bullet or table with a measured number names where it comes from: the test that asserts
-    it, or the command (and file) that gives it. A "Measured" section may name its run once, at its start;
-    a table may be named by the paragraph that introduces it."""
-    blocks = _blocks((root / "README.md").read_text())
+@pytest.mark.parametrize("page", ["README.md", *sorted(p.name for p in (__import__("pathlib").Path(__file__)
+                                                                      .resolve().parents[1] / "docs").glob("*.md"))])
+def test_every_number_in_the_readme_names_its_source(root, page):
+    """A paragraph, bullet or table with a measured number, in the README and in every page of the docs,
+    names where it comes from: the test that asserts it, the results file it is read from, or the command (and
+    file) that gives it. A "Measured" section may name its run once, at its start; a table may be named by the
+    paragraph that introduces it."""
+    blocks = _blocks((root / page if page == "README.md" else root / "docs" / page).read_text())
     unsourced = []
     for i, (section, block) in enumerate(blocks):
         if not _NUMBER.search(block) or _SOURCE.search(block):

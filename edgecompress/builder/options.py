@@ -121,10 +121,12 @@ class BuildOptions(Config):
             `<out_dir>/.edgecompress/study/artifacts`.
         study: Study name in the storage. Defaults to None:
             `search.study.STUDY_NAME`.
-        max_accuracy_drop, max_file_kb, max_latency_ms, max_ram_kb: Quality gate (see
-            `selection.Constraints`): the artifact meeting them all is written as
-            `selected.tflite`; when int8 loses too much, selective int8
-            (`quantize.debugger.find_float_layers`) is tried first. Default to None.
+        max_accuracy_drop: Quality gate (see `selection.Constraints`): most points below the baseline. The
+            artifact meeting every limit is written as `selected.tflite`; when int8 loses too much, selective
+            int8 (`quantize.debugger.find_float_layers`) is tried first. Defaults to None.
+        max_file_kb: Quality gate: largest file in KiB. Defaults to None.
+        max_latency_ms: Quality gate: slowest host p50 in ms. Defaults to None.
+        max_ram_kb: Quality gate: largest TensorFlow Lite Micro arena in KiB. Defaults to None.
         size: What "smallest" means for the selection and a search's objective (`report.sizes`): `"file"`
             bytes (what every device holds) or `"gzip"` bytes (the download). Defaults to "file".
         target: What the build ships for (`builder.targets`): `"cpu"` (LiteRT), or `"mcu"` (TensorFlow Lite

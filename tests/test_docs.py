@@ -1,0 +1,99 @@
+"""The documentation site: a short README, a site built offline with warnings as errors, a results page
+generated from the results files, and pages that render in a real browser."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-logging=stderr", "--v=0"]
+
+
+def _mkdocs(cwd, *args):
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_readme_fits_on_two_screens_and_points_to_the_guide(root):
+    text = (root / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    linked = set(re.findall(r"\]\(docs/([\w\-]+\.md)", text))
+    pages = {p.name for p in (root / "docs").glob("*.md")} - {"index.md"}
+    assert pages <= linked, sorted(pages - linked)  # every page of the guide is one click away
+
+
+def test_the_site_builds_offline_with_warnings_as_errors(root, tmp_path):
+    done = _mkdocs(root, "--site-dir", str(tmp_path / "site"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    site = tmp_path / "site"
+    for page in ("index", "getting-started", "quantization", "devices", "results", "api"):
+        assert (site / f"{page}.html").exists(), page
+    api = (site / "api.html").read_text()
+    assert "int4_share" in api and "BuildOptions" in api  # the reference is generated from the docstrings
+
+
+def test_a_broken_link_or_anchor_fails_the_build(root, tmp_path):
+    """The checks the site's build relies on can fail: a link to a missing page and to a missing anchor."""
+    config = (root / "mkdocs.yml").read_text()
+    config = config.split("plugins:")[0] + "validation:" + config.split("validation:")[1]  # no API plugin here
+    config = re.sub(r"nav:\n(?:  - .*\n)+", "nav:\n  - Home: index.md\n", config).replace("site_dir: build/docs\n", "")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "mkdocs.yml").write_text(config)
+    for bad in ["[a](missing.md)", "[a](index.md#no-such-heading)"]:
+        (tmp_path / "docs" / "index.md").write_text(f"# Home\n\n## Here\n\n{bad}\n")
+        done = _mkdocs(tmp_path, "--site-dir", str(tmp_path / "site"))
+        assert done.returncode != 0 and "WARNING" in done.stderr, (bad, done.stderr[-2000:])
+    (tmp_path / "docs" / "index.md").write_text("# Home\n\n## Here\n\n[a](#here)\n")
+    assert _mkdocs(tmp_path, "--site-dir", str(tmp_path / "site")).returncode == 0
+
+
+def test_the_results_page_is_what_the_results_files_give(root):
+    done = subprocess.run([sys.executable, "scripts/write_results_page.py", "--check"], cwd=root,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    page = (root / "docs" / "results.md").read_text()
+    for path in (root / "docs" / "results").glob("*.json"):
+        assert f"## {path.stem}" in page
+
+
+def _chromium(*args):
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                              text=True, timeout=120)
+
+
+def _console_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install chromium (scripts/install-system-deps.sh)")
+def test_three_pages_render_in_chromium_with_a_heading_a_table_and_no_console_error(root, tmp_path):
+    site = tmp_path / "site"
+    assert _mkdocs(root, "--site-dir", str(site)).returncode == 0
+    bad = tmp_path / "bad.html"  # the console check can fail
+    bad.write_text("<html><body><h1>x</h1><script>undefinedFn();</script></body></html>")
+    assert _console_errors(_chromium("--virtual-time-budget=2000", "--dump-dom", bad.as_uri()).stderr)
+    from PIL import Image
+
+    for page, heading in [("getting-started", "Getting started"), ("measurements", "Measurements"),
+                          ("results", "Results files")]:
+        url = (site / f"{page}.html").as_uri()
+        done = _chromium("--virtual-time-budget=3000", "--dump-dom", url)
+        dom = done.stdout
+        assert re.search(r"<h1[^>]*>" + heading, dom), page
+        assert "<table" in dom, page
+        assert _console_errors(done.stderr) == [], (page, _console_errors(done.stderr))
+        shot = tmp_path / f"{page}.png"
+        _chromium("--window-size=1200,1600", f"--screenshot={shot}", url)
+        pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+        assert pixels.shape == (1600, 1200) and pixels.std() > 10, page  # not a blank page
