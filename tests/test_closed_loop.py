@@ -436,6 +436,23 @@ def test_build_edge_with_a_model_and_no_flag_runs_the_ladder_and_selects_on_held
     assert "<h2>How the selected file was confirmed</h2>" in (out / "report.html").read_text()
     assert "### From the model to the selected file" in md and "1. `model` (model_int8)" in md
     assert f"Selected: **{sel['name']}**" in md
+    # The report opens on its answer: the selected file and its promise, the path from the model to it, how it was
+    # confirmed; every trial follows, folded, each file linking to the recipe that made it.
+    assert md.index("## Selected:") < md.index("### From the model") < md.index("## How the selected file was confirmed")
+    from edgecompress.recipes.recipe import load_recipe
+
+    for a in report["artifacts"][1:]:
+        stem = Path(a["path"]).stem
+        assert f"[{stem}](trials/{stem}.recipe.json)" in md
+        assert load_recipe(str(out / "trials" / f"{stem}.recipe.json")).stages is not None
+    if sel["name"] != report["baseline"]:
+        from support.browser import CHROMIUM, NEEDS, dom
+
+        if CHROMIUM is None:
+            pytest.skip(NEEDS)
+        page = dom((out / "report.html").as_uri(), window=(1280, 900)).stdout
+        seen = page.split('data-first-screen="')[1].split('"')[0].split()
+        assert seen == ["selected-table", "front"], seen  # the answer and the front, before any scrolling
 
 
 @pytest.mark.slow

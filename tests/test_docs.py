@@ -3,18 +3,12 @@ generated from the results files, and pages that render in a real browser."""
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import pytest
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--enable-logging=stderr", "--v=0"]
+from support.browser import CHROMIUM, NEEDS, chromium, console_errors
 
 
 def _mkdocs(cwd, *args):
@@ -65,35 +59,25 @@ def test_the_results_page_is_what_the_results_files_give(root):
         assert f"## {path.stem}" in page
 
 
-def _chromium(*args):
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                              text=True, timeout=120)
-
-
-def _console_errors(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install chromium (scripts/install-system-deps.sh)")
+@pytest.mark.skipif(CHROMIUM is None, reason=NEEDS)
 def test_three_pages_render_in_chromium_with_a_heading_a_table_and_no_console_error(root, tmp_path):
     site = tmp_path / "site"
     assert _mkdocs(root, "--site-dir", str(site)).returncode == 0
     bad = tmp_path / "bad.html"  # the console check can fail
     bad.write_text("<html><body><h1>x</h1><script>undefinedFn();</script></body></html>")
-    assert _console_errors(_chromium("--virtual-time-budget=2000", "--dump-dom", bad.as_uri()).stderr)
+    assert console_errors(chromium("--virtual-time-budget=2000", "--dump-dom", bad.as_uri()).stderr)
     from PIL import Image
 
     for page, heading in [("getting-started", "Getting started"), ("measurements", "Measurements"),
                           ("results", "Results files")]:
         url = (site / f"{page}.html").as_uri()
-        done = _chromium("--virtual-time-budget=3000", "--dump-dom", url)
+        done = chromium("--virtual-time-budget=3000", "--dump-dom", url)
         dom = done.stdout
         assert re.search(r"<h1[^>]*>" + heading, dom), page
         assert "<table" in dom, page
-        assert _console_errors(done.stderr) == [], (page, _console_errors(done.stderr))
+        assert console_errors(done.stderr) == [], (page, console_errors(done.stderr))
         shot = tmp_path / f"{page}.png"
-        _chromium("--window-size=1200,1600", f"--screenshot={shot}", url)
+        chromium("--window-size=1200,1600", f"--screenshot={shot}", url)
         pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
         assert pixels.shape == (1600, 1200) and pixels.std() > 10, page  # not a blank page

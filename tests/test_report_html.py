@@ -1,18 +1,12 @@
 """report.html: self-contained, and its images load in a real browser (headless Chromium)."""
 
 import json
-import shutil
-import subprocess
-import tempfile
 
 import numpy as np
 import pytest
+from support.browser import CHROMIUM, NEEDS, chromium, console_errors
 
 from edgecompress.report.pareto import pareto
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def test_pareto_front():
@@ -31,12 +25,6 @@ def built(tmp_path_factory):
     return out
 
 
-def _chromium(*args):
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                              text=True, timeout=120)
-
-
 @pytest.mark.slow
 def test_report_html_is_self_contained_with_receipts(built):
     page = (built / "report.html").read_text()
@@ -49,15 +37,17 @@ def test_report_html_is_self_contained_with_receipts(built):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install chromium (scripts/install-system-deps.sh)")
+@pytest.mark.skipif(CHROMIUM is None, reason=NEEDS)
 def test_report_renders_in_chromium_with_images_loaded(built, tmp_path):
     url = (built / "report.html").as_uri()
-    dom = _chromium("--virtual-time-budget=5000", "--dump-dom", url).stdout
+    done = chromium("--virtual-time-budget=5000", "--dump-dom", url)
+    dom = done.stdout
+    assert console_errors(done.stderr) == []
     n_loaded = int(dom.split('data-images-loaded="')[1].split('"')[0])
     n_images = int(dom.split('data-images="')[1].split('"')[0])
     assert n_images >= 3 and n_loaded == n_images, (n_loaded, n_images)
     shot = tmp_path / "report.png"
-    _chromium("--window-size=1100,1800", f"--screenshot={shot}", url)
+    chromium("--window-size=1100,1800", f"--screenshot={shot}", url)
     from PIL import Image
 
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)

@@ -345,7 +345,7 @@ def test_a_failing_trial_is_reported_and_the_search_goes_on(tmp_path, tiny_model
     assert log["ranks_fc1_100000"]["status"] == "failed" and "fc1" in log["ranks_fc1_100000"]["error"]
     assert log["ranks_fc1_2"]["status"] == "done" and r["failed"][0]["name"] == "ranks_fc1_100000"
     rows = search_table({"artifacts": r["artifacts"], "search": r["search"]})
-    assert sorted(row[2].split(" (")[0] for row in rows[1:]) == ["done", "failed"]
+    assert sorted(row[3].split(" (")[0] for row in rows[1:]) == ["done", "failed"]
     bad = SearchSpace.from_dict({**space.to_dict(), "grid": {"factorize.ranks": [{"fc1": 100000}]}})
     with pytest.raises(EdgeCompressError, match="no trial finished"):
         _search(tiny_model, tiny_dataset, bad, calibration_pixels, StageCache(tmp_path / "c2"), "tiny",

@@ -194,15 +194,28 @@ def measure_file(path, dataset, cache, *, threads=1, runs=DEFAULT_RUNS, warmup=D
     return measured
 
 
+def runnable_recipe(recipe: dict, float_layers=()) -> dict:
+    """The recipe that made a search's file (its `recipe` record), as a file `invoke build-edge --recipe` runs: a
+    selective-int8 file's conversion joins its variants."""
+    made = dict(recipe["recipe"])
+    if float_layers:
+        made["quantize"] = list(made["quantize"]) + [recipe["conversion"]]
+    return made
+
+
 def publish(artifacts, out_dir: Path) -> None:
-    """Copies finished artifacts from the cache into `out_dir`, each atomically."""
-    from edgecompress.lite.fileio import atomic_write_bytes
+    """Copies finished artifacts from the cache into `out_dir`, each atomically; a search's file gets its recipe
+    beside it (`trials/t012.recipe.json`), which the report's trial table links to."""
+    from edgecompress.lite.fileio import atomic_write_bytes, atomic_write_json
 
     for a in artifacts:
         src = Path(a.cache_path)
         dst = out_dir / a.path
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
             atomic_write_bytes(dst, src.read_bytes())
+        if a.recipe.get("search"):
+            atomic_write_json(dst.with_suffix(".recipe.json"),
+                              runnable_recipe(a.recipe, a.extra.get("float_layers")))
         a.path, a.cache_path = str(dst), None
 
 

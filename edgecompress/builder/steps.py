@@ -18,7 +18,7 @@ from edgecompress.data.loading import load_dataset
 from edgecompress.errors import EdgeCompressError, PartialFailure, stop_if_interrupted
 from edgecompress.lite.fileio import atomic_write_json
 from edgecompress.builder.selection import Constraints, GateError, apply_selection
-from edgecompress.builder.measure import convert_and_measure, publish, teacher_baseline
+from edgecompress.builder.measure import runnable_recipe, convert_and_measure, publish, teacher_baseline
 from edgecompress.recipes.recipe import Recipe
 from edgecompress.report.results import BuildResult
 from edgecompress.report.tables import report_task
@@ -134,10 +134,8 @@ def finish(result: BuildResult, facts: dict, out_dir: Path, constraints: Constra
                         chosen["size_bytes"], chosen["gzip_bytes"], report_task(report).says(chosen["accuracy"]))
             if chosen["recipe"].get("search"):
                 # The winning candidate as a recipe file: `invoke build-edge --recipe` reproduces it.
-                winner = dict(chosen["recipe"]["recipe"])
-                if chosen.get("float_layers"):  # a selective-int8 winner: its conversion joins the recipe
-                    winner["quantize"] = list(winner["quantize"]) + [chosen["recipe"]["conversion"]]
-                atomic_write_json(out_dir / "selected_recipe.json", winner)
+                atomic_write_json(out_dir / "selected_recipe.json",
+                                  runnable_recipe(chosen["recipe"], chosen.get("float_layers")))
         except GateError as e:
             gate_error = e
     profile_headline(report)

@@ -15,11 +15,13 @@ import html
 import io
 import json
 import logging
+import re
 
 from edgecompress.report import sizes
 from edgecompress.lite.latency import device_emulation
-from edgecompress.report.tables import artifact_table, device_table, evaluated_on, search_table
+from edgecompress.report.tables import artifact_table, device_table, evaluated_on, search_table, trial_recipe_href
 from edgecompress.report.confirmation import confirmation_rows, promise_line
+from edgecompress.report.story import ladder_story
 from edgecompress.models.sanity import interval_counts
 from edgecompress.report.pareto import pareto
 from edgecompress.quantize.schemes import scheme
@@ -92,10 +94,41 @@ def _plots(report) -> list[tuple[str, str]]:
     return out
 
 
-def _table(rows) -> str:
+def _table(rows, *, links=None, id=None) -> str:
+    """An HTML table of `rows` (a header first); `links` maps a column to a function of a cell giving its href,
+    or None for a cell without one."""
+    def cell(i, c):
+        href = links[i](c) if links and i in links else None
+        return f"<a href='{html.escape(href)}'>{html.escape(c)}</a>" if href else html.escape(c)
+
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    body = "".join("<tr>" + "".join(f"<td>{cell(i, c)}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows[1:])
+    return f"<table{f' id={chr(39)}{id}{chr(39)}' if id else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _inline(text: str) -> str:
+    """report.md's inline marks as HTML: `code` and **bold**."""
+    out = html.escape(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
+
+
+def _from_markdown(lines: list[str]) -> str:
+    """A few lines of report.md (a heading, paragraphs, a numbered or bulleted list) as HTML."""
+    parts, items = [], []
+    for line in [*lines, ""]:
+        m = re.match(r"(?:\d+\.|-) (.*)", line)
+        if m:
+            items.append(f"<li>{_inline(m.group(1))}</li>")
+            continue
+        if items:
+            parts.append("<ol>" + "".join(items) + "</ol>")
+            items = []
+        if line.startswith("### "):
+            parts.append(f"<h3>{_inline(line[4:])}</h3>")
+        elif line.strip():
+            parts.append(f"<p>{_inline(line)}</p>")
+    return "\n".join(parts)
 
 
 def render_html(report: dict) -> str:
@@ -122,9 +155,10 @@ def render_html(report: dict) -> str:
     answer = bool(report.get("search") and chosen)  # a search opens on its answer; its every file follows, folded
     if answer:
         parts += [f"<h2 id='selected'>Selected: <code>{html.escape(chosen)}</code></h2>",
-                  _table(artifact_table(report, only=[report["baseline"], chosen])),
+                  _table(artifact_table(report, only=[report["baseline"], chosen]), id="selected-table"),
                   f"<p>{html.escape(promise_line(report))}</p>"]
-        parts += [f"<img alt='{html.escape(title)}' src='{uri}'>" for title, uri in plots[:1]]  # the size front
+        parts += [f"<img id='front' alt='{html.escape(title)}' src='{uri}'>" for title, uri in plots[:1]]  # the size front
+        parts.append(_from_markdown(ladder_story(report)))  # the path from the model to the file
     confirmed = confirmation_rows(report)
     if confirmed:
         c = report["confirmation"]
@@ -148,7 +182,8 @@ def render_html(report: dict) -> str:
             parts.append(f"<p>Emulated CPU ({html.escape(', '.join(emulated))}): latency in brackets is not a "
                          "measurement of any board; top-1 and agreement are what its kernels compute.</p>")
     if report.get("search"):
-        parts += ["<h2>Search</h2>", _table(search_table(report))]
+        parts += ["<h2>Search</h2><details><summary>Every trial, its file linking to its recipe</summary>",
+                  _table(search_table(report), links={1: trial_recipe_href}), "</details>"]
     for title, uri in plots:
         parts += [f"<h2>{html.escape(title)}</h2>", f"<img alt='{html.escape(title)}' src='{uri}'>"]
     parts += ["<h2>Receipts</h2><p>What produced each artifact: file hash, data fingerprint, calibration set, "
@@ -157,6 +192,10 @@ def render_html(report: dict) -> str:
               "<script>window.addEventListener('load',function(){var n=0;"
               "document.querySelectorAll('img').forEach(function(i){if(i.complete&&i.naturalWidth>0)n++;});"
               "document.body.setAttribute('data-images-loaded',String(n));"
-              "document.body.setAttribute('data-images',String(document.images.length));});</script>",
+              "document.body.setAttribute('data-images',String(document.images.length));"
+              # What a reader sees before scrolling: the ids of the answer's parts inside the first screen.
+              "var seen=[];['selected-table','front'].forEach(function(id){var e=document.getElementById(id);"
+              "if(e&&e.getBoundingClientRect().bottom<=window.innerHeight)seen.push(id);});"
+              "document.body.setAttribute('data-first-screen',seen.join(' '));});</script>",
               "</body></html>"]
     return "\n".join(parts)

@@ -6,6 +6,8 @@ both report writers (never the other way round).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgecompress.lite import tasks
 from edgecompress.report import sizes
 from edgecompress.lite.latency import device_emulation
@@ -75,19 +77,48 @@ def artifact_table(report: dict, only=None) -> list[list[str]]:
     return rows
 
 
+# A stage's one parameter a trial's short description names (`recipe_summary`); the rest are in its recipe file.
+SUMMARY_PARAM = {"distill": "width", "prune": "final_sparsity", "cluster": "number_of_clusters", "factorize": "ratio"}
+
+
+def recipe_summary(recipe: dict) -> str:
+    """A search file's recipe in a few words: each stage with its main parameter, then the variant
+    ("distill 0.5, prune 0.75, int8_per_tensor")."""
+    made = recipe.get("recipe") or {}
+    said = [f"{st['stage']} {st.get(SUMMARY_PARAM.get(st['stage'], ''), '')}".strip() for st in made.get("stages", [])]
+    return ", ".join([*said, (recipe.get("conversion") or {}).get("name", "")]).strip(", ") or "-"
+
+
+def trial_file(artifact: dict | None) -> str | None:
+    """A search file's short name under `trials/` ("t012"), or None for a file of the build folder."""
+    if not artifact:
+        return None
+    path = Path(artifact.get("path", ""))
+    return path.stem if path.parent.name == "trials" else None
+
+
+def trial_recipe_href(name: str) -> str | None:
+    """Where a trial file's recipe is, relative to the build folder (`measure.publish` writes it), or None for
+    a file that is not a trial's."""
+    return f"trials/{name}.recipe.json" if name[:1] == "t" and name[1:].isdigit() else None
+
+
 def search_table(report: dict) -> list[list[str]]:
-    """One row per search trial: its candidate, status (and why), time, and its file's numbers."""
+    """One row per search trial: its file's short name (its recipe is `trials/<name>.recipe.json`), the recipe
+    in a few words, status (and why), time, and its file's numbers."""
     search = report.get("search")
     if not search:
         return []
     by_name = {a["name"]: a for a in report["artifacts"]}
     metric, fmt, _, _ = metric_columns(report)
-    rows = [["trial", "candidate", "status", "seconds", f"judged {metric}", f"reported {metric}", "file KB",
+    rows = [["trial", "file", "recipe", "status", "seconds", f"judged {metric}", f"reported {metric}", "file KB",
              "gzip KB", "on a front"]]
     for n, c in enumerate(search["candidates"]):
         a = next((by_name[x] for x in c.get("artifacts", []) if x in by_name), None)
         status = c["status"] if c["status"] == "done" else f"{c['status']} ({c.get('reason') or c.get('error')})"
-        rows.append([str(c.get("trial", n)), a["name"] if a else c["name"], status, f"{c.get('seconds', 0):.0f}",
+        rows.append([str(c.get("trial", n)), (trial_file(a) or a["name"]) if a else "-",
+                     (c.get("rung") + ": " if c.get("rung") else "") + (recipe_summary(a["recipe"]) if a else c["name"]),
+                     status, f"{c.get('seconds', 0):.0f}",
                      fmt(a.get("val_accuracy")) if a else "-", fmt(a["accuracy"]) if a else "-",
                      _fmt_kb(a["size_bytes"]) if a else "-", _fmt_kb(a["gzip_bytes"]) if a else "-",
                      ", ".join(k for k, on in a.get("pareto", {}).items() if on) or "-" if a else "-"])
