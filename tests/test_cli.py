@@ -192,3 +192,17 @@ def test_every_tasks_help_says_the_default_its_signature_has():
                 assert said.rstrip("/").startswith(str(default)), (name, flag, said, default)
             checked += 1
     assert checked >= 30, checked
+
+
+def test_the_docs_group_every_build_edge_option_once(root):
+    """`invoke --help build-edge` points to a page that groups its options; every flag is in one group."""
+    import re
+
+    from edgecompress.cli.invocations import ns
+
+    t = ns.tasks["build-edge"]
+    page = (root / "docs" / "tasks.md").read_text().split("## build-edge options, by group", 1)[1].split("\n## ")[0]
+    listed = re.findall(r"`--([a-z\-]+)`", page)
+    flags = [p.replace("_", "-") for p in list(inspect.signature(t.body).parameters)[1:]]
+    assert sorted(listed) == sorted(flags)  # each once, none missing, none stale
+    assert "docs/tasks.md#build-edge-options-by-group" in t.__doc__

@@ -88,7 +88,11 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                task=None, max_metric_drop=None, margin_se=_B.margin_se, output=None, selection=_B.selection,
                confidence=_B.confidence, disjoint_groups=False, patience=None, max_ram_kb=None, size=_B.size,
                target=_B.target):
-    """Build int8/float16/dynamic .tflite files from a Keras model and measure them."""
+    """Build int8/float16/dynamic .tflite files from a Keras model and measure them.
+
+    Options by group (model and data, what to build, limits and selection, search, measuring): the docs' tasks
+    page, docs/tasks.md#build-edge-options-by-group.
+    """
     setup_logging(not quiet)
     with user_errors():
         from edgecompress.builder.selection import GateError
