@@ -26,3 +26,34 @@ def test_tflm_computes_what_litert_computes_on_an_int8_file(tiny_tflites, tiny_d
     micro = micro_outputs(tiny_tflites["int8"], x).argmax(-1)
     litert, _ = evaluate_tflite(tiny_tflites["int8"], x, y)
     assert np.mean(micro == y) == litert["accuracy"]  # the same kernels' arithmetic, to the example
+
+
+def test_the_device_benchmark_runs_each_file_on_tflm_too_and_the_device_table_says_it(tiny_tflites, tiny_model,
+                                                                                       tiny_dataset, tmp_path):
+    """`bench-device --tflm` runs this module on the device: TFLM's arena, what it refuses, its top-1 and its
+    agreement with LiteRT there. Run here, as the device runs it (no TensorFlow in the child)."""
+    import json
+    import subprocess
+    import sys
+
+    from edgecompress.quantize import convert, schemes
+    from edgecompress.report.tables import device_table
+
+    dynamic = convert.write_tflite(convert.convert(tiny_model, schemes.dynamic_range(), None), tmp_path, "dynamic")
+    x = to_model_input(tiny_dataset.x_test[:60], tiny_dataset.preprocessing)
+    np.savez(tmp_path / "eval.npz", x=x, y=tiny_dataset.y_test[:60])
+    out = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, "-m", "edgecompress.lite.latency", str(tiny_tflites["int8"]), str(dynamic),
+                           "--runs", "5", "--warmup", "1", "--eval-data", str(tmp_path / "eval.npz"), "--tflm",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = {r["model"]: r for r in json.loads(out.read_text())["results"]}
+    int8, hybrid = results["int8.tflite"]["tflm"], results["dynamic.tflite"]["tflm"]
+    assert int8["runs"] and int8["arena_bytes"] == micro_fit(tiny_tflites["int8"]).arena_bytes
+    assert int8["agreement"] == 1.0 and int8["top1"] == results["int8.tflite"]["accuracy"]["top1"]  # same arithmetic
+    assert not hybrid["runs"] and "Hybrid models are not supported" in hybrid["refused"] and "agreement" not in hybrid
+    report = {"artifacts": [{"name": "int8"}, {"name": "dynamic"}], "devices": {"pi": {"results": {
+        "int8": results["int8.tflite"], "dynamic": results["dynamic.tflite"]}}}, "dataset": {"task": "classification"}}
+    rows = device_table(report)
+    assert rows[0][-1] == "pi TFLM" and rows[1][-1].endswith("KB arena, 100.00% agree") and \
+        rows[2][-1] == "refused: CONV_2D (node 2)"

@@ -317,7 +317,8 @@ def test_build_edge_search_selects_on_validation_and_reports(tmp_path, root, tin
     assert sel["size_bytes"] == min(a["size_bytes"] for a in ok)  # judged on validation, not test
     md = (out / "report.md").read_text()
     assert "## Search" in md and "150 images no model trained on this data learned from" in md
-    assert f"| {sel['name']} | done |" in md
+    stem = Path(sel["path"]).stem  # its short name, linking to the recipe that made it, then a few words of it
+    assert re.search(rf"\| \[{stem}\]\(trials/{stem}\.recipe\.json\) \| [^|]*prune 0\.5, int8 \| done \|", md), md
     assert "<h2>Search</h2>" in (out / "report.html").read_text()
     assert (out / ".edgecompress" / "study" / "study.journal").exists()
 

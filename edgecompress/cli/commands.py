@@ -208,7 +208,7 @@ def _agreement(results: dict, files, x, y, threads: int, task: str = "classifica
 
 
 def bench_device(hosts, models=None, out="build/edge", options=None, runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP, threads=1,
-                 accuracy=None, data=None, profile=False):
+                 accuracy=None, data=None, profile=False, tflm=False):
     """Benchmarks a build's artifacts on devices over SSH and merges them into its report.
 
     With `accuracy` (True for the whole test split, or a number of images),
@@ -231,7 +231,7 @@ def bench_device(hosts, models=None, out="build/edge", options=None, runs=DEFAUL
         if accuracy not in (None, False):
             eval_path, x, y, task = _device_eval_data(out, data, accuracy, report, tmp)
         results = ssh.bench_devices(list(hosts), files, options or ssh.SSHOptions(), runs=runs, warmup=warmup,
-                                       threads=threads, eval_data=eval_path, profile=profile)
+                                       threads=threads, eval_data=eval_path, profile=profile, tflm=tflm)
     if eval_path is not None:
         _agreement(results, files, x, y, threads, task)
     if report is not None:

@@ -18,9 +18,11 @@ from edgecompress.lite.latency import DEFAULT_RUNS
             "timeout": "Connection timeout in seconds (default: 15).",
             "accuracy": "Also run the test images on the device: --accuracy (the whole test split) or --accuracy=N.",
             "data": "Dataset for --accuracy (default: the build's own --data, from its report).",
-            "profile": "Also time each op alone on the device and read its peak memory (lite/profile.py)."})
+            "profile": "Also time each op alone on the device and read its peak memory (lite/profile.py).",
+            "tflm": "Also load each file in TensorFlow Lite Micro on the device (it needs tflite-micro): its "
+                    "arena, the op it refuses, and with --accuracy its top-1 and agreement with LiteRT."})
 def bench_device(c, host, models=None, out="build/edge", python="python3", runs=DEFAULT_RUNS, threads=1, known_hosts=None,
-                 key=None, timeout=15, accuracy=None, data=None, profile=False):
+                 key=None, timeout=15, accuracy=None, data=None, profile=False, tflm=False):
     """Benchmark the build's .tflite files on devices over SSH (and --accuracy) and add them to the report."""
     setup_logging()
     with user_errors():
@@ -29,7 +31,7 @@ def bench_device(c, host, models=None, out="build/edge", python="python3", runs=
 
         run(host, models=models.split(",") if models else None, out=out, runs=int(runs), threads=int(threads),
             options=SSHOptions(known_hosts=known_hosts, key=key, timeout=float(timeout), python=python),
-            accuracy=accuracy, data=data, profile=profile)
+            accuracy=accuracy, data=data, profile=profile, tflm=tflm)
 
 
 @task(name="device-sim",

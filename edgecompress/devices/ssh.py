@@ -103,14 +103,16 @@ def connect(host: str, options: SSHOptions):
 
 
 def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
-                  threads: int = 1, xnnpack: bool = True, eval_data=None, profile: bool = False) -> list[dict]:
+                  threads: int = 1, xnnpack: bool = True, eval_data=None, profile: bool = False,
+                  tflm: bool = False) -> list[dict]:
     """Runs the benchmark on one host, once per Python in `options.python`.
 
     Returns one JSON result per Python (each with `host` and `python`).
     With `eval_data` (an `.npz` of preprocessed `x` and labels `y`, see
     `lite.latency.load_eval_data`), each model's result also has its top-1 and
     predicted labels on the device. With `profile`, each has the device's
-    `lite.profile` too: each op timed alone there, and the peak memory.
+    `lite.profile` too: each op timed alone there, and the peak memory. With `tflm`, each has TensorFlow Lite
+    Micro's view on the device (`lite.latency.tflm_view`; the device needs `pip install tflite-micro`).
     """
     models = [Path(m) for m in models]
     for m in models:
@@ -138,6 +140,8 @@ def bench_on_host(host: str, models, options: SSHOptions = SSHOptions(), *, runs
             extra = ["--eval-data", "eval.npz"]
         if profile:
             extra.append("--profile")
+        if tflm:
+            extra.append("--tflm")
         return [_run_bench(conn, host, remote, python, names, [*extra, "--runs", str(runs), "--warmup", str(warmup),
                                                                 "--threads", str(threads)] + ([] if xnnpack else ["--no-xnnpack"]))
                 for python in pythons]

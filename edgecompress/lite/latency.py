@@ -281,11 +281,32 @@ def accuracy(model_path, x: np.ndarray, y: np.ndarray, task: str = "classificati
     return out
 
 
-def run(models, eval_data=None, **kwargs) -> dict:
+def tflm_view(model_path, xy=None, litert: dict | None = None) -> dict:
+    """TensorFlow Lite Micro's view of one file on this machine (`lite.micro`): whether it runs, its arena, the
+    op it refuses; with `xy` and LiteRT's result on them (`accuracy`), TFLM's own top-1 (its reference kernels)
+    and its agreement with LiteRT's predictions. `{"error": ...}` where tflite-micro is not installed."""
+    from edgecompress.lite import micro
+
+    try:
+        out = micro.micro_fit(model_path).to_dict()
+    except EdgeCompressError as e:
+        return {"error": str(e)}
+    if out["runs"] and xy is not None and litert and "predictions" in litert:
+        x, y, _ = xy
+        predictions = micro.micro_outputs(model_path, x).argmax(-1)
+        out["top1"] = float(np.mean(predictions == np.asarray(y)))
+        out["agreement"] = float(np.mean(predictions == np.asarray(litert["predictions"])))
+        out["count"] = int(len(y))
+    return out
+
+
+def run(models, eval_data=None, tflm: bool = False, **kwargs) -> dict:
     """Benchmarks several files; returns {"device", "harness_overhead_us", "results", "errors"}.
 
     With `eval_data` (an `.npz`, see `load_eval_data`), each result also gets
-    `accuracy`: top-1 and the predicted labels on this device.
+    `accuracy`: top-1 and the predicted labels on this device. With `tflm`, each gets `tflm` too
+    (`tflm_view`): TensorFlow Lite Micro's arena and refusal, and on `eval_data` its top-1 and agreement with
+    LiteRT.
     """
     overhead = harness_overhead_us(runtime=kwargs.get("runtime"))  # also proves the runtime works
     xy = load_eval_data(eval_data) if eval_data else None
@@ -298,6 +319,9 @@ def run(models, eval_data=None, **kwargs) -> dict:
                 logger.info("Evaluating %s on %d inputs (%s)", m, len(xy[1]), xy[2])
                 r["accuracy"] = accuracy(m, *xy, threads=kwargs.get("threads", 1), xnnpack=kwargs.get("xnnpack", True),
                                          runtime=kwargs.get("runtime"))
+            if tflm:
+                logger.info("TensorFlow Lite Micro on %s", m)
+                r["tflm"] = tflm_view(m, xy, r.get("accuracy"))
             results.append(r)
         except EdgeCompressError as e:
             errors.append({"model": Path(m).name, "error": str(e)})
@@ -324,11 +348,15 @@ def main(argv=None) -> int:
     p.add_argument("--eval-data", default=None, help=".npz with preprocessed inputs `x` and labels `y`: also measure top-1")
     p.add_argument("--profile", action="store_true",
                    help="also time each op alone and measure each file's peak memory (edgecompress.lite.profile)")
+    p.add_argument("--tflm", action="store_true",
+                   help="also load each file in TensorFlow Lite Micro (pip install tflite-micro): its arena, the op "
+                        "it refuses, and with --eval-data its top-1 and agreement with LiteRT")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     out, code = command_result(lambda: run(args.models, runs=args.runs, warmup=args.warmup, threads=args.threads,
                                            xnnpack=not args.no_xnnpack, input_source=args.input, seed=args.seed,
-                                           runtime=args.runtime, eval_data=args.eval_data, profile=args.profile))
+                                           runtime=args.runtime, eval_data=args.eval_data, profile=args.profile,
+                                           tflm=args.tflm))
     if code is not None:
         return code
     text = json.dumps(out, indent=2)

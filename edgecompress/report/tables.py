@@ -142,6 +142,7 @@ def device_table(report: dict) -> list[list[str]]:
     if not names:
         return []
     with_acc = {d for d in names if any("accuracy" in r for r in devices[d]["results"].values())}
+    with_tflm = {d for d in names if any("tflm" in r for r in devices[d]["results"].values())}
     metric, fmt, _, _ = metric_columns(report)
     header = ["artifact"]
     for d in names:
@@ -149,6 +150,8 @@ def device_table(report: dict) -> list[list[str]]:
         header.append(f"{d} p50 ms" + (" (emulated)" if emulated else ""))
         if d in with_acc:
             header += [f"{d} {metric}", f"{d} agree %"]
+        if d in with_tflm:
+            header.append(f"{d} TFLM")
     rows = [header]
     for a in report["artifacts"]:
         row = [a["name"]]
@@ -160,8 +163,22 @@ def device_table(report: dict) -> list[list[str]]:
                 acc = (r or {}).get("accuracy")
                 row += [fmt(device_metric(acc)), f"{100 * acc['agreement']:.2f}" if "agreement" in acc else "-"] \
                     if acc else ["-", "-"]
+            if d in with_tflm:
+                row.append(_tflm_device_cell((r or {}).get("tflm")))
         rows.append(row)
     return rows
+
+
+def _tflm_device_cell(view: dict | None) -> str:
+    """A device's TFLM view of one file: its arena and agreement with LiteRT there, or what it refused."""
+    if not view:
+        return "-"
+    if "error" in view:
+        return "not measured"
+    if not view["runs"]:
+        return "refused: " + (view.get("refused") or "").split(":")[0]
+    said = f"{view['arena_bytes'] / 1024:.1f} KB arena"
+    return said + (f", {100 * view['agreement']:.2f}% agree" if "agreement" in view else "")
 
 
 def markdown_table(rows) -> str:
