@@ -33,6 +33,8 @@ def test_the_site_builds_offline_with_warnings_as_errors(root, tmp_path):
         assert (site / f"{page}.html").exists(), page
     api = (site / "api.html").read_text()
     assert "int4_share" in api and "BuildOptions" in api  # the reference is generated from the docstrings
+    for page in site.glob("*.html"):  # read offline: no page loads a script, a style or a font from the network
+        assert not re.search(r"(?:src=|<link[^>]+href=)\"https?://", page.read_text()), page.name
 
 
 def test_a_broken_link_or_anchor_fails_the_build(root, tmp_path):
