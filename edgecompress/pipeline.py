@@ -156,7 +156,7 @@ def _search(options, model, dataset, space, pixels, cache, teacher_key, started,
     from edgecompress.search.run import search
 
     space = space.for_build(model, options.max_latency_ms, options.size,  # what the search will run, as its log says
-                            targets.target(options.target).schemes)
+                            options.target)
     if space.name == CLOSED_LOOP_SPACE:
         held = (f", certified at {100 * options.confidence:g}% on held-out data the search never scores"
                 if options.selection == "confirmed" else

@@ -50,14 +50,14 @@ def test_the_closed_loop_for_a_microcontroller_searches_full_integer_files_only(
     from edgecompress.search.space import load_space
 
     auto = load_space("auto")
-    mcu = auto.for_build(None, None, "file", target("mcu").schemes)
-    assert set(mcu.quantize) == {"int8", "int8_per_tensor"}
+    mcu = auto.for_build(None, None, "file", "mcu")
+    assert set(mcu.quantize) == {"int8", "int8_per_tensor"} and not mcu.selective_int8 and auto.selective_int8
     names = [r["name"] for r in mcu.ladder]
     assert names[0] == "model" and not {"model-dynamic", "model-int4", "student-0.75-int4"} & set(names)
     assert all(r.get("choice", {}).get("quantize", "int8") in mcu.quantize for r in mcu.ladder)
     assert all(r.get("after") in (None, *names) for r in mcu.ladder)
-    with pytest.raises(EdgeCompressError, match=r"no variant of the schemes \['int16x8'\]"):
-        auto.for_build(None, None, "file", ("int16x8",))
+    with pytest.raises(EdgeCompressError, match=r"no variant of the schemes \['int8'\] --target mcu needs"):
+        auto.replace(quantize=("dynamic",), ladder=()).for_build(None, None, "file", "mcu")
 
 
 def test_tflm_names_an_op_it_has_no_kernel_for():

@@ -36,6 +36,8 @@ class Target:
             for any.
         tflm: The file must run on TensorFlow Lite Micro (`lite.micro.micro_fit`).
         size: The size measure it is chosen by (`report.sizes`), or None for the build's `--size`.
+        selective: A file may keep layers in float (selective int8, `quantize.debugger`): a search for it
+            offers that recovery when int8 loses too much.
     """
 
     name: str
@@ -43,11 +45,13 @@ class Target:
     schemes: tuple[str, ...] | None = None
     tflm: bool = False
     size: str | None = None
+    selective: bool = True
 
     def admits(self, artifact: dict) -> bool:
         """Whether `artifact` (a report's) can ship for this target."""
-        if self.schemes is not None and (artifact.get("quantization") not in self.schemes
-                                         or artifact.get("float_layers")):
+        if self.schemes is not None and artifact.get("quantization") not in self.schemes:
+            return False
+        if not self.selective and artifact.get("float_layers"):
             return False
         return not self.tflm or bool((artifact.get("tflm") or {}).get("runs"))
 
@@ -55,7 +59,7 @@ class Target:
         """Why `admits` refuses `artifact`, in a few words."""
         if self.schemes is not None and artifact.get("quantization") not in self.schemes:
             return f"{artifact.get('quantization')} is not full-integer"
-        if self.schemes is not None and artifact.get("float_layers"):
+        if not self.selective and artifact.get("float_layers"):
             return f"keeps {', '.join(artifact['float_layers'])} in float"
         return (artifact.get("tflm") or {}).get("refused") or "TFLM was not measured (pip install tflite-micro)"
 
@@ -63,7 +67,8 @@ class Target:
 TARGETS = {
     "cpu": Target("cpu", "a phone's or a board's CPU with LiteRT (XNNPACK)"),
     "mcu": Target("mcu", "a microcontroller with TensorFlow Lite Micro: full-integer int8 files TFLM runs, chosen "
-                         "by file bytes under --max-ram-kb", schemes=("int8",), tflm=True, size="file"),
+                         "by file bytes under --max-ram-kb", schemes=("int8",), tflm=True, size="file",
+                  selective=False),
 }
 DEFAULT_TARGET = "cpu"
 

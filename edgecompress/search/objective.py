@@ -18,7 +18,6 @@ from edgecompress.builder.measure import MeasureSettings
 from edgecompress.errors import EdgeCompressError, NotApplicable
 from edgecompress.lite import tasks
 from edgecompress.models.sanity import ImplausibleResult, limit_verdict, suspect_gain
-from edgecompress.builder import targets
 from edgecompress.report import sizes
 from edgecompress.search import records
 from edgecompress.search.records import EarlyStop, StageScore
@@ -70,7 +69,7 @@ def space_for_build(space, teacher, settings):
     fingerprint holds it): speed's levers join only when a latency limit is asked (`SearchSpace.for_build`),
     and `settings.patience` replaces the space's own."""
     space = space.for_build(teacher, settings.constraints.max_latency_ms, settings.constraints.size,
-                            targets.target(settings.constraints.target).schemes)
+                            settings.constraints.target)
     return dataclasses.replace(space, patience=settings.patience) if settings.patience else space
 
 

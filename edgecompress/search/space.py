@@ -45,6 +45,7 @@ import logging
 import re
 from pathlib import Path
 
+from edgecompress.builder import targets
 from edgecompress.report import sizes
 from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
@@ -238,15 +239,16 @@ class SearchSpace(Config):
         return schema
 
     def for_build(self, model, max_latency_ms, size: str = sizes.DEFAULT_SIZE,
-                  schemes: tuple[str, ...] | None = None) -> "SearchSpace":
+                  target: str | None = None) -> "SearchSpace":
         """The space one build searches: with `max_latency_ms`, the `latency_grid` keys whose lever `model`
         has (`LEVER_APPLIES`; any lever when `model` is None) join the grid and the `when: latency` rungs that
         use only those join the ladder; without it, neither. The `when: gzip` rungs (pruning alone, which
-        shrinks the download and not the file) join only when `size` is "gzip". With `schemes` (a target's,
-        `builder.targets`), only the variants of those schemes stay, and the rungs that name another go. The
+        shrinks the download and not the file) join only when `size` is "gzip". For a `target`
+        (`builder.targets`) with its own schemes, only the variants of those stay, and the rungs that name
+        another go; for one that ships no float layer, no selective-int8 recovery is offered. The
         build and every worker call this, so their fingerprints agree; a space without any of these is
         returned as it is."""
-        space = self._for_schemes(schemes) if schemes is not None else self
+        space = self._for_target(targets.target(target)) if target is not None else self
         if not space.latency_grid and not any(r.get("when") for r in space.ladder):
             return space
         latency = max_latency_ms is not None
@@ -264,20 +266,24 @@ class SearchSpace(Config):
                        for st in space.stages)
         return space.replace(stages=stages, grid={**space.grid, **extra}, latency_grid={}, ladder=ladder)
 
-    def _for_schemes(self, schemes: tuple[str, ...]) -> "SearchSpace":
-        """This space with only the variants of `schemes` and the rungs that use them."""
+    def _for_target(self, t) -> "SearchSpace":
+        """This space with only the variants of target `t`'s schemes and the rungs that use them."""
         from edgecompress.quantize.schemes import conversion
 
-        kept = tuple(v for v in self.quantize if conversion(v).quantization.value in schemes)
+        space = self if t.selective else self.replace(selective_int8=False)
+        if t.schemes is None:
+            return space
+        kept = tuple(v for v in self.quantize if conversion(v).quantization.value in t.schemes)
         if not kept:
-            raise EdgeCompressError(f"Search space {self.name!r} has no variant of the schemes {list(schemes)} the "
-                                    f"target needs (it has {list(self.quantize)}); add one to its `quantize`.")
+            raise EdgeCompressError(f"Search space {self.name!r} has no variant of the schemes {list(t.schemes)} "
+                                    f"--target {t.name} needs (it has {list(self.quantize)}); add one to its "
+                                    "`quantize`.")
         ladder = tuple(r for r in self.ladder if r.get("choice", {}).get("quantize", kept[0]) in kept)
         # A rung that climbed from one that went cannot climb: it starts from the ladder's root instead.
         names = {r["name"] for r in ladder}
         ladder = tuple(r if r.get("after") in (None, *names) else {k: v for k, v in r.items() if k != "after"}
                        for r in ladder)
-        return self.replace(quantize=kept, ladder=ladder)
+        return space.replace(quantize=kept, ladder=ladder)
 
     def parameters(self) -> dict:
         """`{key: Param}`: the grid's, plus `quantize` when it lists several schemes."""
