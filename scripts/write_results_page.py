@@ -77,7 +77,20 @@ def render_simulation(d) -> list[str]:
     return out + _table(["scenario", "rule", "runs", "false promises", "rate", "kept and smaller"], rows)
 
 
+def render_tiny(d) -> list[str]:
+    out = [f"MLPerf Tiny's tasks on offline stand-ins, the closed loop for a target, beside the reference int8 files "
+           f"(measured as a build measures its own). {d.get('note', '')}".rstrip() + ".", ""] + _provenance(d)
+    rows = [[task, r["target"], f"`{r['selected']}`", _pct(r["selected_metric"]), _pct(r["baseline_metric"]),
+             r["bytes"], r["gzip_bytes"], r["arena_bytes"], r["reference_bytes"], r["reference_arena_bytes"],
+             "yes" if r["quarter_of_reference_file"] else "no", "yes" if r["arena_within_reference"] else "no",
+             f"{r['seconds'] / 60:.0f} min"] for task, r in d["tasks"].items()]
+    return out + _table(["task", "target", "selected", "reported top-1", "model's file", "file bytes", "gzip bytes",
+                         "TFLM arena", "reference file bytes", "reference arena", "<= 1/4 file", "arena <= its",
+                         "wall"], rows)
+
+
 RENDERERS = {  # a results file's shape (a key only it has) -> its renderer
+    "tasks": render_tiny,
     "builds": render_int4,
     "references": render_reference,
     "rules": render_fresh,
