@@ -94,14 +94,21 @@ def _scopes(float_model: bytes, tensor: str) -> list[str]:
     return found or [tensor]
 
 
-def _at_int8(float_model: bytes, entries: list, kept: Kept) -> dict:
-    """An entry, after the recipe's own so that it wins, giving `kept`'s layer int8 channelwise weights with the
-    recipe's activations."""
-    e = copy.deepcopy(entries[0])
-    e["regex"] = "|".join("^" + re.escape(s) + "$" for s in _scopes(float_model, kept.scope)) if kept.scope else ".*"
-    e["operation"] = kept.operation if not kept.scope else "*"
-    e["op_config"]["weight_tensor_config"].update(num_bits=8, granularity="CHANNELWISE")
+def _scoped(entry: dict, regex: str, operation: str = "*", bits: int | None = None) -> dict:
+    """A copy of recipe `entry` for the ops `regex` and `operation` name, at `bits` channelwise weights when
+    given; placed after the recipe's own entries, it wins for them (the library's last match)."""
+    e = copy.deepcopy(entry)
+    e["regex"], e["operation"] = regex, operation
+    if bits is not None:
+        e["op_config"]["weight_tensor_config"].update(num_bits=bits, granularity="CHANNELWISE")
     return e
+
+
+def _at_int8(float_model: bytes, entries: list, kept: Kept) -> dict:
+    """An entry giving `kept`'s layer (or every op of its kind) int8 weights with the recipe's activations."""
+    if kept.scope is None:
+        return _scoped(entries[0], ".*", kept.operation, bits=8)
+    return _scoped(entries[0], "|".join("^" + re.escape(s) + "$" for s in _scopes(float_model, kept.scope)), bits=8)
 
 
 def _refused(error: str) -> Kept | None:
@@ -151,13 +158,6 @@ def quantize(float_model: bytes, name: str, representative_dataset=None, *,
         entries = [*entries, _at_int8(float_model, entries, layer)]
 
 
-def _at_bits(entries: list, bits: int) -> list:
-    e = copy.deepcopy(entries)
-    for x in e:
-        x["op_config"]["weight_tensor_config"].update(num_bits=bits, granularity="CHANNELWISE")
-    return e
-
-
 def _by_sensitivity(float_model: bytes, name: str, entries: list, representative_dataset, share: float) -> list:
     """`entries` made int8, then int4 for the layers `sensitivity.choose` picks for `share` of the weights."""
     from edgecompress.quantize import sensitivity
@@ -165,15 +165,10 @@ def _by_sensitivity(float_model: bytes, name: str, entries: list, representative
     if representative_dataset is None:
         raise EdgeCompressError(f"int4_share={share} chooses layers by their measured sensitivity and needs "
                                 "calibration samples; pass calibration images (`--calibration DIR`).")
-    base = _at_bits(entries, 8)
+    base = [_scoped(e, e["regex"], e["operation"], bits=8) for e in entries]
 
     def narrow(layers):
-        out = []
-        for layer in layers:
-            e = copy.deepcopy(entries[0])
-            e["regex"], e["operation"] = layer.regex, "*"
-            out.append(e)
-        return [*base, *out]
+        return [*base, *(_scoped(entries[0], layer.regex) for layer in layers)]
 
     _, probes = _signature_rows(float_model, representative_dataset, limit=sensitivity.MAX_PROBES)
     layers = sensitivity.measure(float_model, sensitivity.weighted_layers(float_model),
