@@ -215,7 +215,7 @@ RECIPE_CASES = [
     ("sparsity-1", {"stages": [{"stage": "prune", "final_sparsity": 1.0}]}, "final_sparsity=1.0"),
     ("rank-too-big", {"stages": [{"stage": "factorize", "ranks": {"fc1": 4000}, "finetune_epochs": 0}]},
      r"ranks\['fc1'\].*at most 128"),
-    ("unknown-variant", {"stages": [], "quantize": ["int4"]}, "Unknown quantization variant 'int4'"),
+    ("unknown-variant", {"stages": [], "quantize": ["int3"]}, "Unknown quantization variant 'int3'"),
 ]
 
 
