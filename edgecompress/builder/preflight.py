@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from edgecompress.configs import Features
+from edgecompress.data.calibration import random_representative
 from edgecompress.errors import EdgeCompressError
 
 logger = logging.getLogger(__name__)
@@ -43,12 +42,7 @@ def check_model(model) -> dict:
                  and not isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.Conv2DTranspose))
                  and tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1)]
     dense_only = [layer.name for layer in weighted if layer.name not in sparse_ok]
-    rng = np.random.default_rng(0)
-
-    def rep():
-        for _ in range(8):
-            yield [rng.random((1, *spec.input_shape), dtype=np.float32)]
-
+    rep = random_representative(spec.input_shape)
     not_clusterable = [layer.name for layer in weighted if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
                        and not clusterable(layer)]
     what = task(model_task(model))

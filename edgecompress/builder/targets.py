@@ -18,8 +18,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from edgecompress.errors import EdgeCompressError
 
 logger = logging.getLogger(__name__)
@@ -85,17 +83,12 @@ def target(name: str) -> Target:
 def tflm_view_of_int8(model, samples: int = 8) -> dict:
     """TensorFlow Lite Micro's view (`lite.micro.MicroFit` as a dict) of `model`'s full-integer int8 file,
     converted with `samples` random calibration inputs: whether TFLM runs it, its arena, the op it refuses."""
+    from edgecompress.data.calibration import random_representative
     from edgecompress.lite.micro import micro_fit
     from edgecompress.models.keras_io import input_preprocessing
     from edgecompress.quantize import convert, schemes
 
-    spec = input_preprocessing(model)
-    rng = np.random.default_rng(0)
-
-    def rep():
-        for _ in range(samples):
-            yield [rng.random((1, *spec.input_shape), dtype=np.float32)]
-
+    rep = random_representative(input_preprocessing(model).input_shape, samples)
     data = convert.convert(model, schemes.int8_full(), rep)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "int8.tflite"

@@ -163,3 +163,16 @@ def representative_dataset(pixels: np.ndarray, spec: Preprocessing):
             yield [x[i:i + 1]]
 
     return gen
+
+
+def random_representative(input_shape, samples: int = 8, seed: int = 0):
+    """A representative dataset of `samples` seeded uniform [0, 1) inputs of `input_shape`: enough to convert a
+    model and read the file back (which ops it has, which runtime runs it) before any real data is read. Its
+    numbers calibrate nothing a build keeps."""
+    rng = np.random.default_rng(seed)
+
+    def gen():
+        for _ in range(samples):
+            yield [rng.random((1, *input_shape), dtype=np.float32)]
+
+    return gen
