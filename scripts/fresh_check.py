@@ -70,9 +70,10 @@ def main(argv=None):
         score(name)
     b = score(report["baseline"])
     import platform
-    import subprocess
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    from results_file import git_commit
+
+    commit = git_commit()
     out = {"command": "python scripts/fresh_check.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "commit": commit or None, "cpu": report.get("host", {}).get("cpu") or platform.processor(),
            "build_seconds": report.get("seconds"), "search_stopped": (report.get("search") or {}).get("stopped"),

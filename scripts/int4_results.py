@@ -13,9 +13,10 @@ XNNPACK) and TFLM's view; and each int4 file's ratio to the int8 file in file by
 import argparse
 import json
 import platform
-import subprocess
 import sys
 from pathlib import Path
+
+from results_file import git_commit, write
 
 KEEP = ("quantization", "size_bytes", "gzip_bytes", "accuracy", "agreement", "tflm")
 
@@ -38,7 +39,7 @@ def main(argv=None):
     ap.add_argument("builds", nargs="+", help="BUILD:LABEL, a build folder of the int4 recipe and its name")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     results = {"command": "python scripts/int4_results.py " + " ".join(args.builds)
                           + (f" --json {args.json}" if args.json else ""),
                "commit": commit or None, "builds": {}}
@@ -49,10 +50,7 @@ def main(argv=None):
         results["builds"][label or Path(build).name] = {
             "build": build, "test_count": report.get("dataset", {}).get("count"),
             "size_measure": report.get("size_measure"), "files": rows(report)}
-    text = json.dumps(results, indent=1)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    write(results, args.json)
     return 0
 
 

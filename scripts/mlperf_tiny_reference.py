@@ -10,11 +10,11 @@ recorded beside the numbers.
 
 import argparse
 import gzip
-import json
 import platform
-import subprocess
 import sys
 from pathlib import Path
+
+from results_file import git_commit, write
 
 FILES = {  # task -> the reference int8 file, as MLPerf Tiny v1.x ships it
     "keyword spotting": "benchmark/training/keyword_spotting/trained_models/kws_ref_model.tflite",
@@ -22,11 +22,6 @@ FILES = {  # task -> the reference int8 file, as MLPerf Tiny v1.x ships it
     "visual wake words": "benchmark/training/visual_wake_words/trained_models/vww_96_int8.tflite",
     "anomaly detection": "benchmark/training/anomaly_detection/trained_models/ad01_int8.tflite",
 }
-
-
-def _commit(path: Path) -> str | None:
-    done = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or None
 
 
 def main(argv=None):
@@ -44,12 +39,9 @@ def main(argv=None):
                       "tflm": micro_fit(root / rel).to_dict()}
     out = {"command": "python scripts/mlperf_tiny_reference.py PATH/TO/mlcommons-tiny"
                       + (f" --json {args.json}" if args.json else ""),
-           "source": "github.com/mlcommons/tiny", "source_commit": _commit(root),
-           "commit": _commit(Path(".")), "cpu": platform.processor(), "references": rows}
-    text = json.dumps(out, indent=1)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+           "source": "github.com/mlcommons/tiny", "source_commit": git_commit(root),
+           "commit": git_commit(), "cpu": platform.processor(), "references": rows}
+    write(out, args.json)
     return 0
 
 
