@@ -103,7 +103,8 @@ def _table(rows, *, links=None, id=None) -> str:
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{cell(i, c)}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows[1:])
-    return f"<table{f' id={chr(39)}{id}{chr(39)}' if id else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    named = f" id='{id}'" if id else ""
+    return f"<table{named}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _inline(text: str) -> str:
