@@ -95,8 +95,10 @@ def benchmark_byo(c, out=None, example="mnv2", search=False, max_accuracy_drop=1
                     "build/tiny-TASK (benchmarks/tiny.py).",
             "out": "Folder for one task (default: build/tiny-TASK).",
             "budget_minutes": "Time budget of each build's closed loop (default: 30).",
-            "target": "cpu, or mcu: full-integer files TensorFlow Lite Micro runs (default: cpu)."})
-def benchmark_tiny(c, task="all", out=None, budget_minutes=30.0, target="cpu"):
+            "target": "cpu, or mcu: full-integer files TensorFlow Lite Micro runs (default: cpu).",
+            "results": "Also write the rows into a results file for the docs (docs/results/NAME.json), each with "
+                       "the command, commit and CPU that made it; tasks already in the file are kept."})
+def benchmark_tiny(c, task="all", out=None, budget_minutes=30.0, target="cpu", results=None):
     """MLPerf Tiny's architectures on offline stand-ins: build-edge on each with no other flag, beside the
     reference int8 files."""
     from edgecompress.report.write import format_text_table
@@ -122,10 +124,16 @@ def benchmark_tiny(c, task="all", out=None, budget_minutes=30.0, target="cpu"):
     import json
     from pathlib import Path
 
-    results = Path("build/tiny-results.json")  # every task's last row, whichever run made it (and its target)
-    merged = {**(json.loads(results.read_text()) if results.exists() else {}), **{r["task"]: r for r in rows}}
-    results.parent.mkdir(exist_ok=True)
-    results.write_text(json.dumps(merged, indent=2))
+    from benchmarks.results import stamp, write
+
+    merged_rows = Path("build/tiny-results.json")  # every task's last row, whichever run made it (and its target)
+    merged = {**(json.loads(merged_rows.read_text()) if merged_rows.exists() else {}), **{r["task"]: r for r in rows}}
+    merged_rows.parent.mkdir(exist_ok=True)
+    merged_rows.write_text(json.dumps(merged, indent=2))
+    if results:
+        kept = json.loads(Path(results).read_text()).get("tasks", {}) if Path(results).exists() else {}
+        ran = stamp()  # each row keeps the command, commit and CPU of the run that made it
+        write({**ran, "tasks": {**kept, **{r["task"]: {**r, **ran} for r in rows}}}, results)
 
 
 @task(name="benchmark-stream",

@@ -69,13 +69,10 @@ def main(argv=None):
     for name in names:
         score(name)
     b = score(report["baseline"])
-    import platform
+    from results_file import stamp
 
-    from results_file import git_commit
-
-    commit = git_commit()
-    out = {"command": "python scripts/fresh_check.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "commit": commit or None, "cpu": report.get("host", {}).get("cpu") or platform.processor(),
+    out = {**stamp("python scripts/fresh_check.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                   cpu=report.get("host", {}).get("cpu")),
            "build_seconds": report.get("seconds"), "search_stopped": (report.get("search") or {}).get("stopped"),
            "trials": len((report.get("search") or {}).get("candidates", [])),
            "build": str(args.build), "fresh": str(args.fresh), "fresh_count": int(len(y)), "limit": args.limit,

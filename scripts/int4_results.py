@@ -12,11 +12,10 @@ XNNPACK) and TFLM's view; and each int4 file's ratio to the int8 file in file by
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
-from results_file import git_commit, write
+from results_file import stamp, write
 
 KEEP = ("quantization", "size_bytes", "gzip_bytes", "accuracy", "agreement", "tflm")
 
@@ -39,14 +38,13 @@ def main(argv=None):
     ap.add_argument("builds", nargs="+", help="BUILD:LABEL, a build folder of the int4 recipe and its name")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
-    commit = git_commit()
-    results = {"command": "python scripts/int4_results.py " + " ".join(args.builds)
-                          + (f" --json {args.json}" if args.json else ""),
-               "commit": commit or None, "builds": {}}
+    reports = {spec: json.loads((Path(spec.partition(":")[0]) / "report.json").read_text()) for spec in args.builds}
+    cpu = next(iter(reports.values())).get("host", {}).get("cpu")
+    results = {**stamp("python scripts/int4_results.py " + " ".join(args.builds)
+                       + (f" --json {args.json}" if args.json else ""), cpu=cpu), "builds": {}}
     for spec in args.builds:
         build, _, label = spec.partition(":")
-        report = json.loads((Path(build) / "report.json").read_text())
-        results["cpu"] = report.get("host", {}).get("cpu") or platform.processor()
+        report = reports[spec]
         results["builds"][label or Path(build).name] = {
             "build": build, "test_count": report.get("dataset", {}).get("count"),
             "size_measure": report.get("size_measure"), "files": rows(report)}

@@ -10,11 +10,10 @@ recorded beside the numbers.
 
 import argparse
 import gzip
-import platform
 import sys
 from pathlib import Path
 
-from results_file import git_commit, write
+from results_file import git_commit, stamp, write
 
 FILES = {  # task -> the reference int8 file, as MLPerf Tiny v1.x ships it
     "keyword spotting": "benchmark/training/keyword_spotting/trained_models/kws_ref_model.tflite",
@@ -37,10 +36,9 @@ def main(argv=None):
         data = (root / rel).read_bytes()
         rows[task] = {"file": rel, "file_bytes": len(data), "gzip_bytes": len(gzip.compress(data, 9)),
                       "tflm": micro_fit(root / rel).to_dict()}
-    out = {"command": "python scripts/mlperf_tiny_reference.py PATH/TO/mlcommons-tiny"
-                      + (f" --json {args.json}" if args.json else ""),
-           "source": "github.com/mlcommons/tiny", "source_commit": git_commit(root),
-           "commit": git_commit(), "cpu": platform.processor(), "references": rows}
+    out = {**stamp("python scripts/mlperf_tiny_reference.py PATH/TO/mlcommons-tiny"
+                   + (f" --json {args.json}" if args.json else "")),
+           "source": "github.com/mlcommons/tiny", "source_commit": git_commit(root), "references": rows}
     write(out, args.json)
     return 0
 

@@ -1,23 +1,14 @@
-"""What the scripts that write `docs/results/*.json` share: the commit they ran at, and writing the file.
+"""The scripts' way to `benchmarks/results.py`, where a results file's stamp and writing live: a script runs
+with `scripts/` on its path, not the checkout, so this puts the checkout there first.
 
-    from results_file import git_commit, write   # a script in scripts/ runs with this folder on its path
+    from results_file import stamp, write
 """
 
-import json
-import subprocess
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def git_commit(repo=".") -> str | None:
-    """The short commit `repo` is checked out at, or None outside a git checkout."""
-    done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or None
+from benchmarks.results import cpu_name, git_commit, stamp, write  # noqa: E402
 
-
-def write(results: dict, path=None, *, indent: int = 1) -> None:
-    """Prints `results` as JSON and, with `path`, writes it there too (its folder made as needed)."""
-    text = json.dumps(results, indent=indent)
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text + "\n")
-    print(text)
+__all__ = ["cpu_name", "git_commit", "stamp", "write"]

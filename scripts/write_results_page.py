@@ -83,10 +83,10 @@ def render_tiny(d) -> list[str]:
     rows = [[task, r["target"], f"`{r['selected']}`", _pct(r["selected_metric"]), _pct(r["baseline_metric"]),
              r["bytes"], r["gzip_bytes"], r["arena_bytes"], r["reference_bytes"], r["reference_arena_bytes"],
              "yes" if r["quarter_of_reference_file"] else "no", "yes" if r["arena_within_reference"] else "no",
-             f"{r['seconds'] / 60:.0f} min"] for task, r in d["tasks"].items()]
+             f"{r['seconds'] / 60:.0f} min", r.get("commit", d.get("commit"))] for task, r in d["tasks"].items()]
     return out + _table(["task", "target", "selected", "reported top-1", "model's file", "file bytes", "gzip bytes",
                          "TFLM arena", "reference file bytes", "reference arena", "<= 1/4 file", "arena <= its",
-                         "wall"], rows)
+                         "wall", "commit"], rows)
 
 
 RENDERERS = {  # a results file's shape (a key only it has) -> its renderer
