@@ -131,7 +131,8 @@ def benchmark_tiny(c, task="all", out=None, budget_minutes=30.0, target="cpu", r
     merged_rows.parent.mkdir(exist_ok=True)
     merged_rows.write_text(json.dumps(merged, indent=2))
     if results:
-        kept = json.loads(Path(results).read_text()).get("tasks", {}) if Path(results).exists() else {}
+        before = json.loads(Path(results).read_text()) if Path(results).exists() else {}
+        kept = before.get("tasks", {})
         ran = stamp()  # each row keeps the command, commit and CPU of the run that made it
         write({**ran, "tasks": {**kept, **{r["task"]: {**r, **ran} for r in rows}}}, results)
 

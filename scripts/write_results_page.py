@@ -78,15 +78,20 @@ def render_simulation(d) -> list[str]:
 
 
 def render_tiny(d) -> list[str]:
-    out = [f"MLPerf Tiny's tasks on offline stand-ins, the closed loop for a target, beside the reference int8 files "
-           f"(measured as a build measures its own). {d.get('note', '')}".rstrip() + ".", ""] + _provenance(d)
-    rows = [[task, r["target"], f"`{r['selected']}`", _pct(r["selected_metric"]), _pct(r["baseline_metric"]),
+    out = ["MLPerf Tiny's tasks on offline stand-ins, the closed loop for a target, beside the reference int8 files "
+           "(measured as a build measures its own). Each row is one run: its command, commit and CPU below.", ""]
+    def metric(r, v):
+        return _pct(v) if r["metric"] == "top-1" else "-" if v is None else f"{r['metric']} {v:.4f}"
+
+    rows = [[task, r["target"], f"`{r['selected']}`", metric(r, r["selected_metric"]), metric(r, r["baseline_metric"]),
              r["bytes"], r["gzip_bytes"], r["arena_bytes"], r["reference_bytes"], r["reference_arena_bytes"],
              "yes" if r["quarter_of_reference_file"] else "no", "yes" if r["arena_within_reference"] else "no",
-             f"{r['seconds'] / 60:.0f} min", r.get("commit", d.get("commit"))] for task, r in d["tasks"].items()]
-    return out + _table(["task", "target", "selected", "reported top-1", "model's file", "file bytes", "gzip bytes",
+             f"{r['seconds'] / 60:.0f} min", r["commit"]] for task, r in d["tasks"].items()]
+    return out + _table(["task", "target", "selected", "reported", "model's file", "file bytes", "gzip bytes",
                          "TFLM arena", "reference file bytes", "reference arena", "<= 1/4 file", "arena <= its",
-                         "wall", "commit"], rows)
+                         "wall", "commit"], rows) + [
+        f"- **{task}**: `{r['command']}` on {r['cpu']}" + (f". {r['note']}." if r.get("note") else ".")
+        for task, r in d["tasks"].items()] + [""]
 
 
 RENDERERS = {  # a results file's shape (a key only it has) -> its renderer
