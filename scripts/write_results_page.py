@@ -94,12 +94,29 @@ def render_tiny(d) -> list[str]:
         for task, r in d["tasks"].items()] + [""]
 
 
+def render_sparse(d) -> list[str]:
+    out = [f"The flatbuffer's sparse tensor encoding on a pruned model (`{d['model']}`, "
+           f"{100 * d['weight_sparsity']:.1f}% of its weights zero): each scheme dense and sparse, and where each "
+           f"file runs, its outputs against the dense file's on {d['inputs']} seeded inputs.", ""] + _provenance(d)
+    rows = [[name, f["file_bytes"], f["gzip_bytes"], f["densify_ops"],
+             f["tflm"]["arena_bytes"] if f["tflm"]["runs"] else "refused: " + f["tflm"]["refused"].split(":")[0]]
+            for name, f in d["sparse_files"].items()]
+    out += _table(["file", "file bytes", "gzip bytes", "DENSIFY ops", "TFLM arena bytes"], rows)
+    rows = [[where, scheme, "yes" if r["sparse_runs"] else "no" if r["dense_runs"] else "neither runs",
+             "-" if "max_abs_difference" not in r else f"{r['max_abs_difference']:g} / {100 * r['same_top1']:.0f}%",
+             r["refused"] or ""]
+            for where, by_scheme in d["runs_on"].items() for scheme, r in by_scheme.items()]
+    return out + _table(["runtime", "scheme", "sparse file runs", "largest output difference / same top-1",
+                         "refused"], rows) + ([f"Emulated aarch64: {d['aarch64_note']}.", ""] if d.get("aarch64_note") else [])
+
+
 RENDERERS = {  # a results file's shape (a key only it has) -> its renderer
     "tasks": render_tiny,
     "builds": render_int4,
     "references": render_reference,
     "rules": render_fresh,
     "rows": render_simulation,
+    "sparse_files": render_sparse,
 }
 
 
