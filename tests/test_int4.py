@@ -146,3 +146,29 @@ def test_int4_files_are_smaller_than_int8_run_on_litert_and_keep_top1(tiny_model
     assert checked >= 3
     assert unique_weights(files["int4"].read_bytes())["max_per_channel"] <= 16
     assert 0 <= weight_sparsity(files["int4"].read_bytes())["overall"] < 0.5
+
+
+@pytest.mark.slow
+def test_a_pruned_block_of_zeros_keeps_its_layer_at_int8_where_xnnpack_refuses_a_zero_int4_scale(tiny_model, tmp_path,
+                                                                                                 caplog):
+    """A block of 32 weights that pruning left all zero gets a scale of 0 from blockwise int4, and XNNPACK refuses
+    the file ("unsupported scale value (0.000000) in channel N for INT4 tensor M"). The layer that tensor belongs
+    to is kept at int8 and named; the file runs (it failed the whole variant on the bundled student before)."""
+    from edgecompress.models.backend import keras
+    from edgecompress.quantize import convert
+
+    model = keras.models.clone_model(tiny_model)
+    model.set_weights(tiny_model.get_weights())
+    dense = [layer for layer in model.layers if layer.get_weights() and layer.get_weights()[0].ndim == 2
+             and layer.get_weights()[0].shape[0] % 32 == 0]
+    assert dense, [layer.name for layer in model.layers]
+    kernel, *rest = dense[-1].get_weights()
+    kernel[:, 0] = 0  # every input weight of one output unit: all its blocks of 32 are zero
+    dense[-1].set_weights([kernel, *rest])
+    float_file = convert.convert(model, conversion("float32"))
+    with caplog.at_level(logging.WARNING, logger="edgecompress.quantize.aeq"):
+        data, kept = aeq.quantize(float_file, "dynamic_wi4b32_afp32")
+    assert aeq.litert_refusal(data) is None
+    assert [k.scope.split("/")[1] for k in kept if k.scope and "unsupported scale value" in k.reason] == [dense[-1].name]
+    assert any(f"{dense[-1].name}/MatMul kept at int8 weights (XNNPACK: unsupported scale value" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]

@@ -64,6 +64,9 @@ MAX_KEPT = 16  # layers kept at int8 before a recipe is given up as the wrong on
 # (FULLY_CONNECTED) failed to prepare", "FULLY_CONNECTED (node 5): ...").
 _TENSOR = re.compile(r"for tensor: (?P<name>[^\s]+?)\. Error: (?P<why>.*)", re.S)
 _OP = re.compile(r"\b(?P<op>[A-Z][A-Z0-9_]{2,})\b(?: \(node \d+\)|\) failed)")
+# XNNPACK's refusal of one int4 tensor of the file ("unsupported scale value (0.000000) in channel 723 for INT4
+# tensor 6"): a block of a pruned kernel that is all zeros has a scale of 0.
+_INT4_TENSOR = re.compile(r"(?P<why>unsupported [^;]*?)? for INT4 tensor (?P<index>\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,11 +114,20 @@ def _at_int8(float_model: bytes, entries: list, kept: Kept) -> dict:
     return _scoped(entries[0], "|".join("^" + re.escape(s) + "$" for s in _scopes(float_model, kept.scope)), bits=8)
 
 
-def _refused(error: str) -> Kept | None:
-    """The layer an error names (the library's or LiteRT's), or None when it names none."""
+def _refused(error: str, data: bytes | None = None) -> Kept | None:
+    """The layer an error names (the library's or LiteRT's; LiteRT's tensor index is read in `data`, the file
+    it refused), or None when it names none."""
     m = _TENSOR.search(error)
     if m:
         return Kept(m["name"], "*", m["why"].strip().splitlines()[0])
+    m = _INT4_TENSOR.search(error) if data is not None else None
+    if m:
+        from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+        tensors = fb.read_model(bytes(data)).subgraphs[0].tensors
+        if int(m["index"]) < len(tensors):
+            why = f"XNNPACK: {m['why'] or 'refused'} of its int4 weights"
+            return Kept(tensors[int(m["index"])].name.decode("utf-8"), "*", why)
     m = _OP.search(error)
     if m:
         return Kept(None, m["op"], error.strip().splitlines()[0])
@@ -150,7 +162,7 @@ def quantize(float_model: bytes, name: str, representative_dataset=None, *,
             if said is None:
                 _say_left_float(name, data)
                 return data, kept
-            layer = _refused(said)
+            layer = _refused(said, data)
             if layer is None or len(kept) >= MAX_KEPT or layer in kept:
                 raise EdgeCompressError(f"LiteRT cannot run the file recipe {name!r} made: {said}")
         logger.warning("  recipe %s: %s", name, layer)
