@@ -46,7 +46,9 @@ def main(argv=None):
         build, _, label = spec.partition(":")
         report = reports[spec]
         results["builds"][label or Path(build).name] = {
-            "build": build, "test_count": report.get("dataset", {}).get("count"),
+            "build": build, "recipe": (report.get("recipe") or {}).get("name"),
+            "stages": [st["stage"] for st in (report.get("recipe") or {}).get("stages", [])],
+            "test_count": report.get("dataset", {}).get("count"),
             "size_measure": report.get("size_measure"), "files": rows(report)}
     write(results, args.json)
     return 0

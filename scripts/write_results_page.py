@@ -36,10 +36,11 @@ def _provenance(d) -> list[str]:
 
 
 def render_int4(d) -> list[str]:
-    out = ["int4 weights beside int8 and dynamic range (`benchmarks/int4-recipe.json` on each model; top-1 on the "
-           "build's test split; p50 on this CPU, 1 thread, XNNPACK).", ""] + _provenance(d)
+    out = ["int4 weights beside int8 (top-1 on the build's test split; p50 on this CPU, 1 thread, XNNPACK).", ""] \
+        + _provenance(d)
     for name, b in d["builds"].items():
-        out += [f"**{name}** (`{b['build']}`, {b['test_count']} test examples):", ""]
+        how = f"recipe `{b['recipe']}`: " + (" then ".join(b["stages"]) or "no stages") + ", " if b.get("recipe") else ""
+        out += [f"**{name}** (`{b['build']}`, {how}{b['test_count']} test examples):", ""]
         rows = [[f, r["size_bytes"], r["gzip_bytes"], _pct(r["accuracy"]), f"{r['p50_ms']:.3f}",
                  r.get("x_smaller_than_int8_file", "-"), r.get("points_from_int8", "-"),
                  r["tflm"]["arena_bytes"] if r["tflm"]["runs"] else "refused: " + r["tflm"]["refused"].split(":")[0]]
