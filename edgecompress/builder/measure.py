@@ -26,6 +26,7 @@ from edgecompress.configs import Config, require
 from edgecompress.errors import EdgeCompressError
 from edgecompress.lite.evaluation import evaluate_tflite
 from edgecompress.lite.fileio import sha256_bytes
+from edgecompress.lite.arena import planned_arena_bytes
 from edgecompress.lite.reader import float_ops, unique_weights, weight_sparsity
 from edgecompress.lite import tasks
 from edgecompress.data.preprocessing import to_model_input
@@ -142,7 +143,8 @@ def artifact_record(name, data, path, quantization, measured, recipe) -> Artifac
     """One artifact: the file's facts, what was measured, what made it; `cache_path` is what `publish` copies."""
     record = {"name": name, "path": f"{name}.tflite", "cache_path": str(path), "quantization": quantization,
               "size_bytes": len(data), "gzip_bytes": gzip_size(data), "sha256": sha256_bytes(data),
-              **{k: v for k, v in measured.items() if k != "terms"}, "tflm": micro_view(path), "recipe": recipe}
+              **{k: v for k, v in measured.items() if k != "terms"}, "tflm": micro_view(path),
+              "planned_arena_bytes": planned_arena_bytes(data), "recipe": recipe}
     if scheme(quantization).reference_kernels:  # said beside its latency in every table
         record["kernels"] = scheme(quantization).kernels
     a = Artifact.from_dict(record)

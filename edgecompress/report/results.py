@@ -56,7 +56,7 @@ class StageResult:
 # Fields every artifact has, in report.json's order; anything else (pareto, float_layers,
 # kernels, unique_weights, ...) is kept in `extra` and written back as it came.
 _ARTIFACT_FIELDS = ("name", "path", "quantization", "size_bytes", "gzip_bytes", "sha256", "accuracy", "agreement",
-                    "latency_ms", "init_ms", "sparsity", "layer_sparsity", "float_ops", "tflm")
+                    "latency_ms", "init_ms", "sparsity", "layer_sparsity", "float_ops", "tflm", "planned_arena_bytes")
 
 
 @dataclasses.dataclass
@@ -79,6 +79,9 @@ class Artifact:
     # TensorFlow Lite Micro's view (`lite.micro.MicroFit`): whether it runs the file, its tensor arena in bytes,
     # or the first node it refuses. None where it was not measured (tflite-micro not installed, an older report).
     tflm: dict | None = None
+    # Its runtime tensors packed greedy by size into one arena (`lite.arena`): the RAM figure where TFLM does not
+    # run the file, without the kernels' scratch. None in a report from before it.
+    planned_arena_bytes: int | None = None
     recipe: dict = dataclasses.field(default_factory=dict)
     extra: dict = dataclasses.field(default_factory=dict)
     cache_path: str | None = dataclasses.field(default=None, compare=False)  # where the file waits to be published
@@ -91,8 +94,8 @@ class Artifact:
         return (self.latency_ms or {}).get("p50")
 
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {k: getattr(self, k) for k in _ARTIFACT_FIELDS
-                               if k != "tflm" or self.tflm is not None}  # a report from before it stays as it was
+        out: dict[str, Any] = {k: getattr(self, k) for k in _ARTIFACT_FIELDS  # a report from before them stays as it was
+                               if k not in ("tflm", "planned_arena_bytes") or getattr(self, k) is not None}
         out.update(self.extra)
         out["recipe"] = self.recipe
         return out

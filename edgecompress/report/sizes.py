@@ -55,14 +55,15 @@ def size(name: str) -> Size:
 
 
 def tflm_cell(artifact) -> str:
-    """A table's TFLM cell: the arena in KB, "refuses OP" where TensorFlow Lite Micro cannot run the file, "-"
-    where it was not measured."""
-    fit = artifact.get("tflm") if isinstance(artifact, dict) else getattr(artifact, "tflm", None)
-    if not fit:
-        return "-"
-    if fit.get("runs"):
+    """A table's TFLM cell: the arena in KB; "refuses OP" where TensorFlow Lite Micro cannot run the file, with
+    the planned arena of its runtime tensors (`lite.arena`) in brackets, "~N planned"; "-" where neither was
+    measured."""
+    get = artifact.get if isinstance(artifact, dict) else (lambda k: getattr(artifact, k, None))
+    fit, planned = get("tflm"), get("planned_arena_bytes")
+    if fit and fit.get("runs"):
         return f"{fit['arena_bytes'] / 1024:,.1f}"
-    return "refuses " + (fit.get("refused") or "it").split(" ", 1)[0]
+    said = "refuses " + (fit.get("refused") or "it").split(" ", 1)[0] if fit else "-"
+    return said + (f" (~{planned / 1024:,.1f} planned)" if planned is not None else "")
 
 
 def both(artifact) -> str:

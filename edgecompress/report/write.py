@@ -60,7 +60,9 @@ def render_markdown(report: dict) -> str:
         "Sizes are the `.tflite` file's bytes (what flash, mmap and an APK's uncompressed asset hold) and the same file "
         f"after `gzip -9` (the download); 'x smaller' is the baseline's {sizes.of_report(report).words} over the "
         "artifact's, the measure this build chose by (`--size`). 'TFLM arena KB' is the tensor arena TensorFlow Lite "
-        "Micro plans for the file (the RAM a microcontroller sets aside), or the op it refuses. " + ("'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share "
+        "Micro plans for the file (the RAM a microcontroller sets aside), or the op it refuses and, as '~N planned', "
+        "its runtime tensors packed greedy by size into one arena (not TFLM's or LiteRT's own figure: their "
+        "scratch buffers are not in it). " + ("'delta pts' is top-1 accuracy minus the baseline's, in points; 'agree %' is the share "
                               "of test examples whose top-1 matches the Keras float model."
                               if report_task(report).name == "classification" else
                               f"Task: {report_task(report).name}, measured by {report_task(report).metric} "
