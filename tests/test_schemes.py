@@ -180,3 +180,16 @@ def test_dynamic_per_tensor_keeps_a_hybrid_depthwise_kernel_right(tmp_path):
     assert np.isfinite(got).all()
     # Measured: 0.3% of the largest output; with the one scale as the converter wrote it, 94%.
     assert np.abs(got - want).max() / np.abs(want).max() < 0.03
+    # LiteRT Quantizer does not do the same: its dynamic int8 recipe at one scale per kernel (TENSORWISE) writes
+    # the depthwise kernel's one scale once, and LiteRT reads past it. So the mend above stays; when this
+    # assertion fails, the library's file is right, and `dynamic_per_tensor` can be its recipe instead.
+    from ai_edge_quantizer import recipe
+
+    from edgecompress.quantize import aeq
+
+    entries = recipe.dynamic_wi8_afp32()
+    for e in entries:
+        e["op_config"]["weight_tensor_config"]["granularity"] = "TENSORWISE"
+    theirs = aeq._quantize_once(convert.convert(model, conversion("float32")), "dynamic_wi8_afp32", entries, None)
+    got = predict(make_interpreter(convert.write_tflite(theirs, tmp_path, "aeq")), xs)
+    assert not np.isfinite(got).all() or np.abs(got - want).max() / np.abs(want).max() > 0.3

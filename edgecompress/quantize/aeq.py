@@ -48,6 +48,7 @@ RECIPES = {
     "dynamic_wi4_afp32": lambda recipe: recipe.dynamic_wi4_afp32(),  # int4 per channel, float compute
     "dynamic_wi4b32_afp32": lambda recipe: recipe.dynamic_wi4b32_afp32(),  # int4 per block of 32, float compute
     "static_wi4_ai8": _static_wi4_ai8,  # int4 per channel, int8 activations
+    "static_wi8_ai8": lambda recipe: recipe.static_wi8_ai8(),  # int8 per channel, int8 activations
 }
 
 
@@ -112,6 +113,35 @@ def _at_int8(float_model: bytes, entries: list, kept: Kept) -> dict:
     if kept.scope is None:
         return _scoped(entries[0], ".*", kept.operation, bits=8)
     return _scoped(entries[0], "|".join("^" + re.escape(s) + "$" for s in _scopes(float_model, kept.scope)), bits=8)
+
+
+def _writers(float_model: bytes, tensors) -> dict[str, list[str]]:
+    """Each of `tensors` (op output names) -> the library's scopes of the ops that write it."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    graph = fb.read_model(bytes(float_model)).subgraphs[0]
+    names = [t.name.decode("utf-8") for t in graph.tensors]
+    found: dict[str, list[str]] = {t: [] for t in tensors}
+    for op in graph.operators:
+        for i in op.outputs:
+            if i != -1 and names[i] in found:
+                found[names[i]].append(fb.get_op_scope(op, graph.tensors))
+    return found
+
+
+def keep_float(float_model: bytes, tensors, representative_dataset) -> bytes:
+    """int8 weights and activations (the library's `static_wi8_ai8`, calibrated on `representative_dataset`),
+    except the ops that write `tensors`, kept in float (`no_quantize`): the selective int8 file, float input and
+    output. TensorFlow's quantization debugger made it before, from its denylist of the same tensors."""
+    scopes = _writers(float_model, tensors)
+    missing = [t for t, found in scopes.items() if not found]
+    if missing:
+        raise EdgeCompressError(f"No op of the float32 file writes tensor(s) {missing} to keep in float.")
+    entries = recipe_entries("static_wi8_ai8")
+    keep = copy.deepcopy(entries[0])
+    keep.update(regex="|".join("^" + re.escape(s) + "$" for found in scopes.values() for s in found),
+                operation="*", algorithm_key="no_quantize")
+    return _quantize_once(float_model, "static_wi8_ai8", [*entries, keep], representative_dataset)
 
 
 def _refused(error: str, data: bytes | None = None) -> Kept | None:

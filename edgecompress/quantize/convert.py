@@ -96,7 +96,8 @@ def _narrower(model, config: ConversionConfig, row, representative_dataset) -> b
 
 
 def _selective(model, config: ConversionConfig, representative_dataset) -> bytes:
-    """int8 with `config.float_layers` kept in float (`debugger.selective_int8`)."""
+    """int8 with `config.float_layers` kept in float (`debugger.selective_int8`: LiteRT Quantizer's int8 recipe,
+    those layers' ops left unquantized)."""
     if representative_dataset is None:
         raise EdgeCompressError(f"Variant {config.name!r} is int8 and needs a representative dataset; pass "
                                 "calibration images (`--calibration DIR`).")
@@ -206,7 +207,7 @@ def cache_token(config: ConversionConfig) -> list:
     folder's file from before it is not reused (other conversions' keys stay as they were)."""
     token = ["hybrid-depthwise-per-channel"] if _mends_hybrid_depthwise(config) else []
     row = scheme(config.quantization)
-    if row.aeq_recipe:
+    if row.aeq_recipe or config.float_layers:  # selective int8 is LiteRT Quantizer's too
         from edgecompress.quantize import aeq
 
         token += ["ai-edge-quantizer", aeq.version()]

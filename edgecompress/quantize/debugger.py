@@ -1,9 +1,9 @@
 """Which layers does int8 hurt, and what does keeping them in float cost?
 
 Uses TFLite's quantization debugger (`tf.lite.experimental.QuantizationDebugger`)
-to measure each quantized op's output error against float, ranks the layers
-by error relative to their quantization step, and builds "selective" int8
-models that keep the worst N in float (the debugger's denylist).
+to measure each quantized op's output error against float and ranks the layers
+by error relative to their quantization step; the "selective" int8 files that
+keep the worst N in float are LiteRT Quantizer's (`quantize.aeq.keep_float`).
 
 Note: a converter that the debugger has used returns an unquantized model
 from `convert()`; every conversion here uses a fresh converter.
@@ -76,20 +76,16 @@ def layer_errors(model, rep) -> list[dict]:
 
 
 def selective_int8(model, rep, tensors) -> bytes:
-    """int8 with the ops producing `tensors` kept in float (float input and output)."""
-    import warnings
-
-    from edgecompress.models.backend import tf
+    """int8 with the ops producing `tensors` kept in float (float input and output): LiteRT Quantizer's int8
+    recipe on the float32 file, those ops left unquantized (`quantize.aeq.keep_float`)."""
+    from edgecompress.models import packed
+    from edgecompress.quantize import aeq
+    from edgecompress.quantize.rewrites import converter_of
 
     if not tensors:
         raise EdgeCompressError("selective_int8 needs at least one tensor to keep in float.")
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(tensors))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        converter, rep = _converter(model, rep)
-        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=rep,
-                                                            debug_options=options)
-        return debugger.get_nondebug_quantized_model()
+    return aeq.keep_float(converter_of(model).convert(), tensors,
+                          packed.split_representative(packed.layout(model), rep))
 
 
 def tensors_of_layers(model, rep, layers) -> list[str]:
