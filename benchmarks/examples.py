@@ -319,4 +319,4 @@ def benchmark(name: str, out=None) -> dict:
         ex.make(out, ex.config)
     t0 = time.time()
     report = build_edge(BuildOptions(model=str(out / ex.model), data=str(out / ex.data), out_dir=str(out / "out")))
-    return {"example": name, **summarize(report, "keras3", round(time.time() - t0, 1))}
+    return {"example": name, "folder": str(out), **summarize(report, "keras3", round(time.time() - t0, 1))}

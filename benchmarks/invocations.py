@@ -59,8 +59,11 @@ def benchmark(c, data="fashion-mnist", recipes="default,tfmot-guide", out="build
                        "(benchmarks/examples.py), or all (default: mnv2).",
             "search": "mnv2 only: run --search with the 'default' space instead of the closed loop.",
             "max_accuracy_drop": "With --search: select within this many top-1 points (default: 1.0).",
-            "budget_minutes": "With --search: time budget per file (default: 30)."})
-def benchmark_byo(c, out=None, example="mnv2", search=False, max_accuracy_drop=1.0, budget_minutes=30.0):
+            "budget_minutes": "With --search: time budget per file (default: 30).",
+            "results": "One example other than mnv2: also judge the build on the fresh groups its maker wrote "
+                       "(benchmarks/fresh.py) and write a results file for the docs (docs/results/NAME.json)."})
+def benchmark_byo(c, out=None, example="mnv2", search=False, max_accuracy_drop=1.0, budget_minutes=30.0,
+                  results=None):
     """Make an example model we did not tune on (once) and run build-edge on it with no other flag."""
     from edgecompress.report.write import format_text_table
 
@@ -68,6 +71,9 @@ def benchmark_byo(c, out=None, example="mnv2", search=False, max_accuracy_drop=1
     with user_errors():
         from benchmarks.examples import EXAMPLES, benchmark as run_example
 
+        if results and example in ("all", "mnv2"):
+            raise Exit(f"Received --results with --example {example}: a results file is one example's, judged on "
+                       f"the fresh groups its maker writes; name one of {sorted(EXAMPLES)}.", code=2)
         names = sorted(EXAMPLES) if example == "all" else [example]
         rows = []
         for name in names:
@@ -88,6 +94,14 @@ def benchmark_byo(c, out=None, example="mnv2", search=False, max_accuracy_drop=1
                       f"{r['x_smaller_gzip']:.2f}", judged, f"{100 * r['top1']:.2f}", f"{100 * r['keras_top1']:.2f}",
                       f"{r['delta_points']:+.2f}", f"{r['seconds']:.0f}"])
     print(format_text_table(table))
+    if results:
+        from benchmarks.fresh import check, fresh_data_of, say
+        from benchmarks.results import stamp, write
+
+        folder = rows[0]["folder"]
+        judged = check(f"{folder}/out", fresh_data_of(folder), all_files=True)
+        print("\n".join(say(judged)))
+        write({**stamp(cpu=judged.pop("cpu")), **judged}, results, indent=2)
 
 
 @task(name="benchmark-tiny",

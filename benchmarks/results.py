@@ -1,6 +1,7 @@
 """A results file of `docs/results/`: what ran (the command), at which commit, on which CPU, and its numbers.
 
-The benchmark tasks (`invoke benchmark-tiny --results FILE`) and the scripts that read finished builds
+The benchmark tasks (`invoke benchmark-tiny --results FILE`, `invoke benchmark-byo --results FILE`) and the
+scripts that read finished builds
 (`scripts/fresh_check.py`, `scripts/int4_results.py`, `scripts/mlperf_tiny_reference.py`) write their files
 through `write`; `scripts/write_results_page.py` renders every file into the docs' results page.
 

@@ -6,6 +6,8 @@ and run `invoke build-edge --model` with no other flag.
 """
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -445,6 +447,18 @@ def test_build_edge_with_a_model_and_no_flag_runs_the_ladder_and_selects_on_held
         stem = Path(a["path"]).stem
         assert f"[{stem}](trials/{stem}.recipe.json)" in md
         assert load_recipe(str(out / "trials" / f"{stem}.recipe.json")).stages is not None
+    # Judged again on examples drawn afresh (`scripts/fresh_check.py`, what the docs' results files hold): the
+    # confirmed rule's file is the build's selection, and every file is scored on the fresh draw.
+    xf, yf = _toy(200, 7, 3)
+    np.savez(tmp_path / "fresh.npz", x_test=xf, y_test=yf)
+    done = subprocess.run([sys.executable, "scripts/fresh_check.py", str(out), str(tmp_path / "fresh.npz"), "--all",
+                           "--json", str(tmp_path / "fresh.json")], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = json.loads((tmp_path / "fresh.json").read_text())
+    assert fresh["command"].startswith("python scripts/fresh_check.py") and fresh["fresh_count"] == 200
+    assert fresh["rules"]["confirmed"]["file"] == sel["name"] and fresh["rules"]["confirmed"]["file_bytes"] == sel["size_bytes"]
+    assert fresh["all"]["files"] == len(report["artifacts"]) - 1 and 0 <= fresh["all"]["over_limit_on_fresh"] <= fresh["all"]["files"]
+    assert "files lose more than 1 on the fresh data" in done.stderr
     if sel["name"] != report["baseline"]:
         from support.browser import CHROMIUM, NEEDS, dom
 
