@@ -20,9 +20,14 @@ RESULTS = ROOT / "docs" / "results"
 PAGE = ROOT / "docs" / "results.md"
 
 
+def _cell(v) -> str:
+    """A table cell: a count with thousands separators, anything else as it is."""
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
 def _table(header, rows) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(str(c) for c in r) + " |" for r in rows), ""]
+            *("| " + " | ".join(_cell(c) for c in r) + " |" for r in rows), ""]
 
 
 def _pct(v):
