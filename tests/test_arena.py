@@ -58,3 +58,8 @@ def test_on_files_tflm_runs_the_plan_is_at_most_its_arena_and_close_to_it(tiny_t
         fit, planned = micro_fit(path), arena.planned_arena_bytes(path.read_bytes())
         assert fit.runs, (path, fit)
         assert 0.5 * fit.arena_bytes <= planned <= fit.arena_bytes, (path.name, planned, fit.arena_bytes)
+
+
+def test_a_tensor_of_no_fixed_size_is_left_out_and_an_unknown_dimension_counts_as_one():
+    assert arena._nbytes("resource", [1]) == 0 and arena._nbytes("string", [3]) == 0
+    assert arena._nbytes("float32", [1, -1, 4]) == 16 and arena._nbytes("int4", [3]) == 2

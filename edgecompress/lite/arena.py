@@ -24,7 +24,12 @@ _BYTES = {"int4": 0.5, "bool": 1}
 
 
 def _nbytes(dtype: str, shape) -> int:
-    size = _BYTES.get(dtype) or np.dtype(dtype).itemsize
+    """A tensor's bytes; 0 for a type without a fixed size (a string, a resource or variant handle), which the
+    plan leaves out. A dimension unknown until run time (-1) counts as 1, as at batch size 1."""
+    try:
+        size = _BYTES.get(dtype) or np.dtype(dtype).itemsize
+    except TypeError:
+        return 0
     return int(np.ceil(int(np.prod([max(int(d), 1) for d in shape], dtype=np.int64)) * size))
 
 
