@@ -63,6 +63,7 @@ def run(paths) -> dict:
 
 
 def _convert(model, scheme: str, sparse: bool) -> bytes:
+    from edgecompress.data.calibration import random_representative
     from edgecompress.models.backend import tf
     from edgecompress.quantize import rewrites
 
@@ -70,9 +71,7 @@ def _convert(model, scheme: str, sparse: bool) -> bytes:
     converter.optimizations = ([tf.lite.Optimize.DEFAULT] if scheme != "float32" else []) + (
         [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else [])
     if scheme == "int8":
-        rng = np.random.default_rng(0)
-        shape = tuple(model.input_shape[1:])
-        converter.representative_dataset = lambda: ([rng.random((1, *shape), dtype=np.float32)] for _ in range(100))
+        converter.representative_dataset = random_representative(tuple(model.input_shape[1:]), samples=100)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
 

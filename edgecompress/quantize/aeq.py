@@ -108,11 +108,16 @@ def _scoped(entry: dict, regex: str, operation: str = "*", bits: int | None = No
     return e
 
 
+def _exactly(scopes) -> str:
+    """A recipe regex that matches these scopes and no other."""
+    return "|".join("^" + re.escape(s) + "$" for s in scopes)
+
+
 def _at_int8(float_model: bytes, entries: list, kept: Kept) -> dict:
     """An entry giving `kept`'s layer (or every op of its kind) int8 weights with the recipe's activations."""
     if kept.scope is None:
         return _scoped(entries[0], ".*", kept.operation, bits=8)
-    return _scoped(entries[0], "|".join("^" + re.escape(s) + "$" for s in _scopes(float_model, kept.scope)), bits=8)
+    return _scoped(entries[0], _exactly(_scopes(float_model, kept.scope)), bits=8)
 
 
 def _writers(float_model: bytes, tensors) -> dict[str, list[str]]:
@@ -138,9 +143,8 @@ def keep_float(float_model: bytes, tensors, representative_dataset) -> bytes:
     if missing:
         raise EdgeCompressError(f"No op of the float32 file writes tensor(s) {missing} to keep in float.")
     entries = recipe_entries("static_wi8_ai8")
-    keep = copy.deepcopy(entries[0])
-    keep.update(regex="|".join("^" + re.escape(s) + "$" for found in scopes.values() for s in found),
-                operation="*", algorithm_key="no_quantize")
+    keep = _scoped(entries[0], _exactly(s for found in scopes.values() for s in found))
+    keep["algorithm_key"] = "no_quantize"
     return _quantize_once(float_model, "static_wi8_ai8", [*entries, keep], representative_dataset)
 
 
