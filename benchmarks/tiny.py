@@ -462,19 +462,25 @@ _TASK_NAMES = {"kws": "keyword spotting", "ic": "image classification", "vww": "
 REFERENCE_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "mlperf_tiny_reference.json"
 
 
-def reference_arena(name: str) -> int | None:
-    """TFLM's arena of task `name`'s reference int8 file, as `scripts/mlperf_tiny_reference.py` measured it
-    (`docs/results/mlperf_tiny_reference.json`), or None where it was not measured."""
+def _reference_row(name: str) -> dict:
+    """Task `name`'s reference int8 file as `scripts/mlperf_tiny_reference.py` measured it
+    (`docs/results/mlperf_tiny_reference.json`), or {} where it was not measured."""
     if not REFERENCE_RESULTS.exists():
-        return None
-    row = json.loads(REFERENCE_RESULTS.read_text())["references"].get(_TASK_NAMES[name]) or {}
-    return (row.get("tflm") or {}).get("arena_bytes")
+        return {}
+    return json.loads(REFERENCE_RESULTS.read_text())["references"].get(_TASK_NAMES[name]) or {}
+
+
+def reference_arena(name: str) -> int | None:
+    """TFLM's arena of task `name`'s reference int8 file, or None where it was not measured."""
+    return (_reference_row(name).get("tflm") or {}).get("arena_bytes")
 
 
 def benchmark(name: str, out=None, budget_minutes: float = 30.0, target: str = "cpu") -> dict:
     """Makes task `name` once under `out` (default `build/tiny-<name>`), then runs `build_edge` on it with
     `--model` and `--data` only (the closed loop; `target="mcu"` adds `--target mcu`); returns its row beside
-    MLPerf Tiny's reference file: file bytes, gzip bytes and TFLM arena of each."""
+    MLPerf Tiny's reference file: file bytes, gzip bytes and TFLM arena of each. For `mcu` the build is held to
+    the reference's arena (`--max-ram-kb`), and the row compares the file with the reference's both as shipped
+    and without its names, as `--target mcu` makes its own (`lite.strip`)."""
     from edgecompress.builder.options import BuildOptions
     from edgecompress.pipeline import build_edge
 
@@ -482,15 +488,19 @@ def benchmark(name: str, out=None, budget_minutes: float = 30.0, target: str = "
     if not (out / "model.keras").exists():
         make(name, out)
     made = json.loads((out / "tiny.json").read_text())
+    ref_arena, ref_stripped = reference_arena(name), _reference_row(name).get("stripped_bytes")
+    ram_kb = ref_arena / 1024 if target == "mcu" and ref_arena else None
     t0 = time.time()
     report = build_edge(BuildOptions(model=str(out / "model.keras"), data=str(out / "data.npz"),
-                                     out_dir=str(out / "out"), budget_minutes=budget_minutes, target=target))
+                                     out_dir=str(out / "out"), budget_minutes=budget_minutes, target=target,
+                                     max_ram_kb=ram_kb))
     seconds = time.time() - t0
     arts = {a["name"]: a for a in report["artifacts"]}
     chosen = arts.get(report.get("selected")) or {}
     base = arts.get(report.get("baseline")) or {}
     ref = REFERENCE[name]
-    arena, ref_arena = (chosen.get("tflm") or {}).get("arena_bytes"), reference_arena(name)
+    arena = (chosen.get("tflm") or {}).get("arena_bytes")
+    size = chosen.get("size_bytes")
     return {"task": name, "target": target, "metric": ref.metric, "keras_metric": made["keras_metric"],
             "judged": chosen.get("val_accuracy"), "baseline_judged": base.get("val_accuracy"),
             "selected": report.get("selected"), "selected_metric": chosen.get("accuracy"),
@@ -498,7 +508,10 @@ def benchmark(name: str, out=None, budget_minutes: float = 30.0, target: str = "
             "gzip_bytes": chosen.get("gzip_bytes"), "arena_bytes": arena, "reference_bytes": ref.bytes,
             "reference_gzip_bytes": ref.gzip_bytes, "reference_arena_bytes": ref_arena,
             "quarter_of_reference": chosen.get("gzip_bytes") is not None and chosen["gzip_bytes"] * 4 <= ref.gzip_bytes,
-            "quarter_of_reference_file": chosen.get("size_bytes") is not None and chosen["size_bytes"] * 4 <= ref.bytes,
+            "quarter_of_reference_file": size is not None and size * 4 <= ref.bytes,
+            "reference_stripped_bytes": ref_stripped, "names_stripped": bool(chosen.get("recipe", {}).get("names_stripped")),
+            "quarter_of_reference_stripped": None if size is None or not ref_stripped else size * 4 <= ref_stripped,
+            "max_ram_kb": ram_kb,
             "arena_within_reference": None if arena is None or ref_arena is None else arena <= ref_arena,
             "stages": [s.get("stage") for s in chosen.get("recipe", {}).get("stages", [])],
             "seconds": round(seconds, 1)}

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Measure MLPerf Tiny's reference int8 files the way a build measures its own: file bytes, gzip bytes (level 9), and
-TensorFlow Lite Micro's view (whether it runs the file, its tensor arena, the op it refuses; `lite.micro`).
+"""Measure MLPerf Tiny's reference int8 files the way a build measures its own: file bytes, gzip bytes (level 9), file
+bytes without the names no kernel reads (`lite.strip`, as `--target mcu` makes its files), and TensorFlow Lite Micro's view (whether it runs the file, its tensor arena, the op it refuses; `lite.micro`).
 
     python scripts/mlperf_tiny_reference.py PATH/TO/mlcommons-tiny --json docs/results/mlperf_tiny_reference.json
 
@@ -25,6 +25,7 @@ FILES = {  # task -> the reference int8 file, as MLPerf Tiny v1.x ships it
 
 def main(argv=None):
     from edgecompress.lite.micro import micro_fit
+    from edgecompress.lite.strip import strip_names
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tiny", help="a checkout of mlcommons/tiny")
@@ -35,6 +36,7 @@ def main(argv=None):
     for task, rel in FILES.items():
         data = (root / rel).read_bytes()
         rows[task] = {"file": rel, "file_bytes": len(data), "gzip_bytes": len(gzip.compress(data, 9)),
+                      "stripped_bytes": len(strip_names(data)),
                       "tflm": micro_fit(root / rel).to_dict()}
     out = {**stamp("python scripts/mlperf_tiny_reference.py PATH/TO/mlcommons-tiny"
                    + (f" --json {args.json}" if args.json else "")),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edgecompress.lite.latency import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgecompress.quantize import schemes
-from edgecompress.lite import latency
+from edgecompress.lite import latency, strip
 from edgecompress.data import calibration
 from edgecompress.quantize import convert
 from edgecompress.quantize import rewrites
@@ -64,8 +64,10 @@ class MeasureSettings(Config):
 
 
 def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *, threads=1, runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP,
-                        prefix="", provenance=None, reference=None):
-    """Converts `model` to each variant (into the cache) and measures it.
+                        prefix="", provenance=None, reference=None, strip_names=False):
+    """Converts `model` to each variant (into the cache) and measures it. With `strip_names` (a target's,
+    `builder.targets.Target.strip_names`) each file is made without the names no kernel reads (`lite.strip`)
+    before it is measured, and its record says so (`names_stripped`).
 
     Returns (artifacts, failed): `results.Artifact`s, whose `cache_path` is
     the file to publish, and {"name", "error"} for variants that failed.
@@ -80,7 +82,7 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
     for conv in conversions:
         name = prefix + conv.name
         key = make_key(model_key, conv.to_dict(), calib_key, *rewrites.cache_token(scheme(conv.quantization).rewrites),
-                       *convert.cache_token(conv))
+                       *convert.cache_token(conv), *(["names-stripped"] if strip_names else []))
         data = cache.get_bytes(f"{name}.convert", key, ".tflite")
         if data is None:
             try:
@@ -90,6 +92,8 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
                 logger.error("  %s: %s", name, e)
                 failed.append({"name": name, "error": str(e)})
                 continue
+            if strip_names:
+                data = strip.strip_names(data)
             cache.put_bytes(f"{name}.convert", key, ".tflite", data)
         path = cache.file(f"{name}.convert", key, ".tflite")
         mkey = make_key(sha256_bytes(data), dataset.fingerprint(), threads, runs, warmup, model_key)
@@ -114,7 +118,8 @@ def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *
                                                                  "max_per_channel", "max_per_kernel")}
             cache.put_json(f"{name}.measure", mkey, measured)
         artifacts.append(artifact_record(name, data, path, conv.quantization.value, measured,
-                                   {**(provenance or {}), "conversion": conv.to_dict()}))
+                                         {**(provenance or {}), "conversion": conv.to_dict(),
+                                          **({"names_stripped": True} if strip_names else {})}))
         a = artifacts[-1]
         t = tasks.task(dataset.task)
         logger.info("  %s: %d bytes (%d gzipped), %s %s%s, sparsity %.1f%%, p50 %.3f ms", name, a.size_bytes,
@@ -257,9 +262,11 @@ def recover_int8(result, dataset, pixels, cache, max_accuracy_drop, *, baseline_
         from edgecompress.recipes.cache import make_key
 
         name = f"{prefix}int8_selective"
+        full = min(int8, key=lambda a: a.size_bytes)
+        if full.recipe.get("names_stripped"):  # made as the file it replaces was
+            r["data"] = strip.strip_names(r["data"])
         path = cache.put_bytes(f"{name}.convert", make_key(sha256_bytes(r["data"])), ".tflite", r["data"])
         b = latency.benchmark(path, **measure.kwargs(), probe=False)
-        full = min(int8, key=lambda a: a.size_bytes)
         measured = {"accuracy": r["accuracy"], "agreement": None, "latency_ms": b["latency_ms"], "init_ms": b["init_ms"],
                     "sparsity": weight_sparsity(r["data"])["overall"], "float_ops": float_ops(r["data"]),
                     "float_layers": r["float_layers"]}
@@ -298,7 +305,7 @@ def _offer_schemes(result, names, dataset, pixels, cache, int8, measure, prefix)
     more, failed = convert_and_measure(result.final_model, convs, pixels, dataset, cache,
                                        make_key("recovery", full.sha256), prefix=prefix,
                                        provenance={**full.recipe, "recovery": True},
-                                       **measure.kwargs())
+                                       strip_names=bool(full.recipe.get("names_stripped")), **measure.kwargs())
     arts.extend(more)
     for f in failed:  # an offer that cannot be made is not a failure of the build: it is said, not counted
         logger.warning("  %s could not be offered: %s", f["name"], f["error"])

@@ -85,8 +85,9 @@ def calibration_pixels(options: BuildOptions, dataset, out_dir: Path):
 
 
 def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, seed=0, verbose=1, threads=1,
-             runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP):
-    """Runs `recipe` on `teacher`: stages, then conversion and measurement.
+             runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP, strip_names=False):
+    """Runs `recipe` on `teacher`: stages, then conversion and measurement (each file without its names with
+    `strip_names`, as `convert_and_measure` says).
 
     When the recipe has stages, the teacher's own float32 `.tflite` is made
     too (`teacher_float32`) and is the baseline, so the table shows the whole
@@ -99,7 +100,7 @@ def compress(teacher, dataset, recipe: Recipe, pixels, cache, teacher_key, *, se
     if recipe.stages:
         artifacts, failed = teacher_baseline(teacher, pixels, dataset, cache, teacher_key, stage_log[0], **kw)
     more, more_failed = convert_and_measure(final, recipe.quantize, pixels, dataset, cache, final_key,
-                                            provenance=provenance, **kw)
+                                            provenance=provenance, strip_names=strip_names, **kw)
     artifacts += more
     failed += more_failed
     if recipe.stages and artifacts and artifacts[0].name == "teacher_float32":

@@ -2,8 +2,9 @@
 
 - `cpu` (the default): a phone's or a board's CPU with LiteRT; any scheme.
 - `mcu`: a microcontroller with TensorFlow Lite Micro. Only full-integer files (`int8`) that TFLM's interpreter
-  runs (`lite.micro`) can be selected, by file bytes (what flash holds), under `--max-ram-kb` (its arena). The
-  model's int8 file is tried on TFLM before anything is trained, so an op TFLM lacks is named in seconds.
+  runs (`lite.micro`) can be selected, by file bytes (what flash holds), under `--max-ram-kb` (its arena). Every
+  file is made without the names no kernel reads (`lite.strip`). The model's int8 file is tried on TFLM
+  before anything is trained, so an op TFLM lacks is named in seconds.
 
 Example:
 
@@ -36,6 +37,8 @@ class Target:
         size: The size measure it is chosen by (`report.sizes`), or None for the build's `--size`.
         selective: A file may keep layers in float (selective int8, `quantize.debugger`): a search for it
             offers that recovery when int8 loses too much.
+        strip_names: Every file is made without the names no kernel reads (`lite.strip`), and measured and
+            chosen so: fewer bytes in flash, no signature runner.
     """
 
     name: str
@@ -44,6 +47,7 @@ class Target:
     tflm: bool = False
     size: str | None = None
     selective: bool = True
+    strip_names: bool = False
 
     def admits(self, artifact: dict) -> bool:
         """Whether `artifact` (a report's) can ship for this target."""
@@ -65,8 +69,8 @@ class Target:
 TARGETS = {
     "cpu": Target("cpu", "a phone's or a board's CPU with LiteRT (XNNPACK)"),
     "mcu": Target("mcu", "a microcontroller with TensorFlow Lite Micro: full-integer int8 files TFLM runs, chosen "
-                         "by file bytes under --max-ram-kb", schemes=("int8",), tflm=True, size="file",
-                  selective=False),
+                         "by file bytes under --max-ram-kb, without tensor names", schemes=("int8",), tflm=True,
+                  size="file", selective=False, strip_names=True),
 }
 DEFAULT_TARGET = "cpu"
 

@@ -75,9 +75,10 @@ class ModelFile:
                  "zero_points": np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [], np.int64),
                  "quantized_dimension": int(q.quantizedDimension) if q is not None else 0}
         shape = [int(d) for d in t.shape] if t.shape is not None else []
+        name = t.name.decode() if t.name else f"tensor {index}"  # a file without names (`lite.strip`)
         if self.dtypes[index] == "int4":
-            return t.name.decode(), quant, unpack_int4(raw, shape)
-        return t.name.decode(), quant, np.frombuffer(raw, dtype=self.dtypes[index]).reshape(shape)
+            return name, quant, unpack_int4(raw, shape)
+        return name, quant, np.frombuffer(raw, dtype=self.dtypes[index]).reshape(shape)
 
 
 def unpack_int4(raw: bytes, shape) -> np.ndarray:

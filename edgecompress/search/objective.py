@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import time
 
+from edgecompress.builder import targets
 from edgecompress.builder.measure import MeasureSettings
 from edgecompress.errors import EdgeCompressError, NotApplicable
 from edgecompress.lite import tasks
@@ -62,6 +63,7 @@ class TrialContext:
     margin_se: float = 0.0
     deadline: float | None = None  # the loop's end (`records.StudySetup.deadline`), for the log
     size: str = sizes.DEFAULT_SIZE  # the second objective: file or gzip bytes (`report.sizes`)
+    strip_names: bool = False  # each file without the names no kernel reads (the target's, `lite.strip`)
 
 
 def space_for_build(space, teacher, settings):
@@ -85,7 +87,7 @@ def trial_context(teacher, val, space, pixels, cache, teacher_key, setup, settin
                         measure=MeasureSettings(settings.measure.threads, runs=TRIAL_RUNS, warmup=TRIAL_WARMUP),
                         max_latency_ms=c.max_latency_ms if timed_alone else None,
                         baseline_terms=setup.baseline_terms, margin_se=settings.margin_se, deadline=setup.deadline,
-                        size=c.size)
+                        size=c.size, strip_names=targets.target(c.target).strip_names)
 
 
 def finished_trials(study, exclude: int):
@@ -257,7 +259,8 @@ class Objective:
         prov = {"recipe": recipe.to_dict(), "stages": [s.to_dict() for s in stage_log],
                 "search": {"trial": trial.number, "choice": records.read(trial).choice}}
         arts, failed = convert_and_measure(final, recipe.quantize, ctx.pixels, ctx.dataset, ctx.cache, final_key,
-                                           prefix=f"{recipe.name}_", provenance=prov, **ctx.measure.kwargs())
+                                           prefix=f"{recipe.name}_", provenance=prov, strip_names=ctx.strip_names,
+                                           **ctx.measure.kwargs())
         if failed:
             raise EdgeCompressError(failed[0]["error"])
         art = arts[0]
