@@ -97,7 +97,7 @@ def _build(options: BuildOptions) -> dict:
         step(3, n, f"Running recipe {recipe.name!r}: {len(recipe.stages)} stage(s), {len(recipe.quantize)} variant(s), "
                     "each measured with the TFLite interpreter")
         result = compress(model, dataset, recipe, pixels, cache, teacher_key, seed=options.seed,
-                          verbose=options.verbose, strip_names=targets.target(options.target).strip_names,
+                          verbose=options.verbose, strip_names=targets.strips_names(options.target, options.strip_names),
                           **options.measure.kwargs())
         if options.max_accuracy_drop is not None:
             result.recovery = recover_int8(result, dataset, pixels, cache, options.max_accuracy_drop,

@@ -90,11 +90,16 @@ def render_tiny(d) -> list[str]:
         return _pct(v) if r["metric"] == "top-1" else "-" if v is None else f"{r['metric']} {v:.4f}"
 
     rows = [[task, r["target"], f"`{r['selected']}`", metric(r, r["selected_metric"]), metric(r, r["baseline_metric"]),
-             r["bytes"], r["gzip_bytes"], r["arena_bytes"], r["reference_bytes"], r["reference_arena_bytes"],
-             "yes" if r["quarter_of_reference_file"] else "no", "yes" if r["arena_within_reference"] else "no",
+             r["bytes"], r["gzip_bytes"], r["arena_bytes"], r["reference_bytes"],
+             r.get("reference_stripped_bytes") or "-", r["reference_arena_bytes"],
+             "yes" if r.get("names_stripped") else "no", "yes" if r["quarter_of_reference_file"] else "no",
+             "-" if r.get("quarter_of_reference_stripped") is None else
+             "yes" if r["quarter_of_reference_stripped"] else "no",
+             "yes" if r["arena_within_reference"] else "no",
              f"{r['seconds'] / 60:.0f} min", r["commit"]] for task, r in d["tasks"].items()]
     return out + _table(["task", "target", "selected", "reported", "model's file", "file bytes", "gzip bytes",
-                         "TFLM arena", "reference file bytes", "reference arena", "<= 1/4 file", "arena <= its",
+                         "TFLM arena", "reference file bytes", "reference without names", "reference arena",
+                         "names stripped", "<= 1/4 file", "<= 1/4 without names", "arena <= its",
                          "wall", "commit"], rows) + [
         f"- **{task}**: `{r['command']}` on {r['cpu']}" + (f". {r['note']}." if r.get("note") else ".")
         for task, r in d["tasks"].items()] + [""]

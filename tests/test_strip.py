@@ -2,6 +2,7 @@
 TensorFlow Lite Micro, the same arena; the `mcu` target makes every file so, and says so in its record."""
 
 import numpy as np
+import pytest
 
 from edgecompress.builder.targets import target
 from edgecompress.data.preprocessing import to_model_input
@@ -62,3 +63,29 @@ def test_the_microcontroller_target_strips_every_file_it_makes_and_its_record_sa
     assert stripped.size_bytes < named.size_bytes and stripped.accuracy == named.accuracy
     assert stripped.recipe["names_stripped"] and "names_stripped" not in named.recipe
     assert stripped.cache_path != named.cache_path  # two files, each under its own key
+
+
+def test_strips_names_is_the_targets_or_the_users_choice():
+    from edgecompress.builder.targets import strips_names
+
+    assert strips_names("mcu") and strips_names("mcu", False) and strips_names("cpu", True)
+    assert not strips_names("cpu")
+
+
+@pytest.mark.slow
+def test_build_edge_strip_names_makes_every_file_without_names_on_a_cpu_target(tmp_path):
+    """`invoke build-edge --strip-names`: every file of the report is made without names, measured so."""
+    import json
+
+    from conftest import ROOT, run_invoke
+
+    out = tmp_path / "edge"
+    proc = run_invoke(["build-edge", "--recipe", "quantize-only", "--epochs", "1", "--runs", "5", "--strip-names",
+                       "--out", str(out)], cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["artifacts"] and report["options"]["strip_names"] is True
+    for a in report["artifacts"]:
+        data = (out / f"{a['name']}.tflite").read_bytes()
+        assert a["recipe"]["names_stripped"] and len(data) == a["size_bytes"]
+        assert all(not t.name for t in ModelFile(data).graph.tensors)

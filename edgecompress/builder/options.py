@@ -43,6 +43,8 @@ class SearchSettings(Config):
             "training" (a share of the training images the model was trained without). Defaults to "test".
         seed: Seeds the sampler, the splits and every stage. Defaults to 0.
         verbose: Keras' progress bars when 1. Defaults to 1.
+        strip_names: Every file without the names no kernel reads (`lite.strip`), on a target that keeps them
+            (`targets.strips_names`). Defaults to False.
     """
 
     budget_minutes: float = 30.0
@@ -56,6 +58,7 @@ class SearchSettings(Config):
     holdout: str = "test"
     seed: int = 0
     verbose: int = 1
+    strip_names: bool = False
 
     def __post_init__(self):
         require(isinstance(self.budget_minutes, (int, float)) and self.budget_minutes > 0,
@@ -132,6 +135,8 @@ class BuildOptions(Config):
         target: What the build ships for (`builder.targets`): `"cpu"` (LiteRT), or `"mcu"` (TensorFlow Lite
             Micro: full-integer files it runs, by file bytes; the model's int8 file is tried on TFLM before
             training). Defaults to "cpu".
+        strip_names: Make every file without the names no kernel reads (tensor names, signature defs;
+            `lite.strip`): fewer bytes on the device, no signature runner. `mcu` always does. Defaults to False.
         max_metric_drop: The accuracy limit in the metric's own units (0.01 = 0.01 of ROC-AUC or R², or one
             point of top-1): sets `max_accuracy_drop` to 100 times it. Give one of the two. Defaults to None.
         margin_se: With `selection="judged"`: how many paired standard errors of its drop a search's file must
@@ -180,6 +185,7 @@ class BuildOptions(Config):
     max_ram_kb: float | None = None
     size: str = DEFAULT_SIZE
     target: str = DEFAULT_TARGET
+    strip_names: bool = False
     task: str | None = None
     output: str | None = None
     max_metric_drop: float | None = None
@@ -222,7 +228,8 @@ class BuildOptions(Config):
         return SearchSettings(**{"budget_minutes": self.budget_minutes, "constraints": self.constraints,
                                  "measure": self.measure, "patience": self.patience, "workers": self.workers,
                                  "storage": self.storage, "artifacts": self.artifacts, "study": self.study,
-                                 "seed": self.seed, "verbose": self.verbose, **changes})
+                                 "seed": self.seed, "verbose": self.verbose, "strip_names": self.strip_names,
+                                 **changes})
 
     @property
     def measure(self) -> MeasureSettings:

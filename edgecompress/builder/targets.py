@@ -75,6 +75,12 @@ TARGETS = {
 DEFAULT_TARGET = "cpu"
 
 
+def strips_names(name: str, asked: bool = False) -> bool:
+    """Whether a build for target `name` makes its files without the names no kernel reads (`lite.strip`):
+    always for a target that does (`mcu`), and for any other when `asked` (`--strip-names`)."""
+    return target(name).strip_names or bool(asked)
+
+
 def target(name: str) -> Target:
     """The target called `name`; an unknown name is refused with the list."""
     if name not in TARGETS:

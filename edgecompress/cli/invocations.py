@@ -59,7 +59,10 @@ _B = BuildOptions()
                 f"microcontroller's flash hold) or gzip (the download) (default: {_B.size}).",
         "target": "What the file ships for: cpu (LiteRT on a phone or board) or mcu (TensorFlow Lite Micro: "
                   "full-integer files it runs, by file bytes, under --max-ram-kb; the model's int8 file is tried "
-                  f"on TFLM before training) (default: {_B.target}).",
+                  f"on TFLM before training; its files are made without tensor names) (default: {_B.target}).",
+        "strip_names": "Make every file without the names no kernel reads (tensor names, signature defs): a few "
+                       "KB less on the device; LiteRT's signature runner (Android's runSignature) needs them, "
+                       "Interpreter.run and the bundled app do not. --target mcu always strips.",
         "margin_se": "A search's file must meet --max-accuracy-drop by this many paired standard errors of its "
                      f"drop on the judging images, so one of many does not pass by luck (default: {_B.margin_se:g}; "
                      "0: the limit as measured).",
@@ -87,7 +90,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                budget_minutes=_B.budget_minutes, workers=_B.workers, storage=None, artifacts=None, study=None,
                task=None, max_metric_drop=None, margin_se=_B.margin_se, output=None, selection=_B.selection,
                confidence=_B.confidence, disjoint_groups=False, patience=None, max_ram_kb=None, size=_B.size,
-               target=_B.target):
+               target=_B.target, strip_names=False):
     """Build int8/float16/dynamic .tflite files from a Keras model and measure them.
 
     Options by group (model and data, what to build, limits and selection, search, measuring): the docs' tasks
@@ -110,7 +113,7 @@ def build_edge(c, model=None, data=None, calibration=None, recipe=None, out=_B.o
                             margin_se=float(margin_se), output=output, selection=selection,
                             confidence=float(confidence), disjoint_groups=bool(disjoint_groups),
                             patience=None if patience is None else int(patience), max_ram_kb=_num(max_ram_kb),
-                            size=size, target=target)
+                            size=size, target=target, strip_names=bool(strip_names))
         try:
             report = run(opts)
         except PartialBuildError as e:

@@ -148,7 +148,7 @@ def open_study(storage, space, fingerprint: dict, *, seed=0, worker=0, name=STUD
 
 
 def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_accuracy_drop=None,
-                max_latency_ms=None, margin_se=None, size="gzip") -> dict:
+                max_latency_ms=None, margin_se=None, size="gzip", strip_names=False) -> dict:
     """What a study is made of; a worker whose own differ may not join (`open_study`)."""
     import numpy as np
 
@@ -162,5 +162,6 @@ def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_acc
             "max_accuracy_drop": max_accuracy_drop,
             **({"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {}),
             **({"margin_se": margin_se} if margin_se else {}),
-            **({"size": size} if size != "gzip" else {}),  # what the objective minimizes (a study before: gzip)
+            **({"size": size} if size != "gzip" else {}),
+            **({"strip_names": True} if strip_names else {}),  # files without names (`lite.strip`)  # what the objective minimizes (a study before: gzip)
             "versions": hashlib.sha256(json.dumps(versions(), sort_keys=True).encode()).hexdigest()[:16]}
