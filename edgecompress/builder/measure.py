@@ -65,8 +65,8 @@ class MeasureSettings(Config):
 
 def convert_and_measure(model, conversions, pixels, dataset, cache, model_key, *, threads=1, runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP,
                         prefix="", provenance=None, reference=None, strip_names=False):
-    """Converts `model` to each variant (into the cache) and measures it. With `strip_names` (a target's,
-    `builder.targets.Target.strip_names`) each file is made without the names no kernel reads (`lite.strip`)
+    """Converts `model` to each variant (into the cache) and measures it. With `strip_names`
+    (`builder.targets.strips_names`) each file is made without the names no kernel reads (`lite.strip`)
     before it is measured, and its record says so (`names_stripped`).
 
     Returns (artifacts, failed): `results.Artifact`s, whose `cache_path` is
