@@ -432,12 +432,15 @@ def test_levers_for_speed_join_a_build_only_when_speed_is_asked_and_the_model_ha
     fast = space.for_build(None, 0.05, "gzip")
     assert "distill.hard_swish" in fast.parameters() and [r["name"] for r in fast.ladder] == [
         r["name"] for r in space.ladder]
-    assert all("when" not in r for r in fast.ladder) and fast.for_build(None, 0.05) == fast  # idempotent
+    assert all("when" not in r for r in fast.ladder) and fast.for_build(None, 0.05, "gzip") == fast  # idempotent
     # Pruning alone shrinks the download, not the file: its rungs run only when the build chooses by gzip.
     assert [r["name"] for r in space.ladder if r.get("when") == "gzip"] == ["prune-50", "prune-75", "prune-85"]
     by_file = space.for_build(None, None, "file")
-    assert [r["name"] for r in by_file.ladder] == [r["name"] for r in plain.ladder if not r["name"].startswith("prune-")]
+    # A rung that becomes another's twin once pruning and clustering go (`gzip_stages`) goes too.
+    assert [r["name"] for r in by_file.ladder] == [r["name"] for r in plain.ladder if not r["name"].startswith("prune-")
+                                                   and r["name"] != "student-0.75-prune-75"]
     assert space.for_build(None, None).ladder == by_file.ladder  # file bytes are the default
+    assert by_file.for_build(None, None, "file") == by_file  # idempotent
     # A rung that does not name the lever keeps the template's first value, not a sampled one.
     student = next(r for r in fast.ladder if r["name"] == "student-0.75")
     assert fast.rung_params(student)["distill.hard_swish"] == "keep"
@@ -456,3 +459,23 @@ def test_levers_for_speed_join_a_build_only_when_speed_is_asked_and_the_model_ha
             *space.ladder, {"name": "after-relu", "after": "student-0.75-relu", "choice": {}}]})
     with pytest.raises(EdgeCompressError, match="not in `grid` too"):
         SearchSpace.from_dict({**json.loads(space.to_json()), "latency_grid": {"prune.final_sparsity": [0.5]}})
+
+
+def test_a_build_by_file_bytes_runs_no_stage_that_shrinks_only_the_download():
+    """`gzip_stages`: pruning and clustering leave a dense file's bytes as they are, so a build that chooses by
+    file bytes searches without them (template, grid, rungs); a rung that becomes another's twin goes, and the
+    rungs that climbed from it climb from the twin. By gzip, the space is as written."""
+    space = load_space("auto")
+    assert space.gzip_stages == ("prune", "cluster")
+    by_gzip, by_file = space.for_build(None, None, "gzip"), space.for_build(None, None, "file")
+    assert {"prune", "cluster"} <= {s["stage"] for s in by_gzip.stages} and "prune.final_sparsity" in by_gzip.grid
+    assert {s["stage"] for s in by_file.stages} == {"distill", "factorize"}
+    assert not {k for k in by_file.parameters() if k.partition(".")[0] in ("prune", "cluster")}
+    for rung in by_file.ladder:
+        assert not {k for k in rung["choice"] if k.partition(".")[0] in ("prune", "cluster")}, rung
+        assert {s.STAGE for s in by_file.recipe(by_file.rung_choice(rung)).stages} <= {"distill", "factorize"}
+    rungs = {r["name"]: r for r in by_file.ladder}
+    assert "student-0.75-prune-75" not in rungs and rungs["student-0.75-all"]["after"] == "student-0.75"
+    choices = [json.dumps(r["choice"], sort_keys=True) for r in by_file.ladder]
+    assert len(choices) == len(set(choices))  # no two rungs are one trial
+    assert space.without_stages(()) == space.replace(gzip_stages=())  # nothing named, nothing dropped

@@ -117,6 +117,11 @@ class SearchSpace(Config):
             Each list's first value is the template's. Defaults to `{}`.
         patience: Stop when this many proposals in a row (duplicates included) have not put a new file on the
             judged front (`search.stop`). Defaults to None: the budget, `trials` or the space's end alone.
+        gzip_stages: Stages that shrink the download and not the file (`["prune", "cluster"]`: zeros and
+            repeated values compress, a dense file holds as many bytes). A build that chooses by file bytes drops
+            them from the template, the grid and the rungs (`for_build`): a lever the objective cannot see only
+            adds look-alikes of one file to choose among, and the luckiest of them on the judging split is the
+            one the confirmation then tests. Defaults to `()`.
     """
 
     name: str = "custom"
@@ -131,11 +136,15 @@ class SearchSpace(Config):
     ladder: tuple = ()
     latency_grid: dict = dataclasses.field(default_factory=dict)
     patience: int | None = None
+    gzip_stages: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(dict(s) for s in self.stages))
         object.__setattr__(self, "ladder", tuple(dict(r) for r in self.ladder))
         object.__setattr__(self, "quantize", tuple(self.quantize))
+        object.__setattr__(self, "gzip_stages", tuple(self.gzip_stages))
+        require(set(self.gzip_stages) <= set(STAGES), f"Search space {self.name!r}: `gzip_stages` names stages, "
+                                                       f"one of {sorted(STAGES)}. Received: {list(self.gzip_stages)}")
         require(isinstance(self.grid, dict), f"Received an invalid value for `grid`, expected a mapping of "
                                               f"'STAGE.PARAM' to a list of values. Received: grid={self.grid!r}")
         require(self.sampler in SAMPLERS, f"Search space {self.name!r}: received an invalid value for `sampler`, "
@@ -232,6 +241,7 @@ class SearchSpace(Config):
                              "additionalProperties": {"type": "array", "minItems": 1}}
         p["quantize"] = {**p["quantize"], "type": "array", "minItems": 1, "items": {"enum": sorted(VARIANTS)}}
         p["sampler"] = {**p["sampler"], "enum": list(SAMPLERS)}
+        p["gzip_stages"] = {**p["gzip_stages"], "type": "array", "items": {"enum": sorted(STAGES)}}
         p["ladder"] = {**p["ladder"], "type": "array", "items": {
             "type": "object", "required": ["name"], "additionalProperties": False,
             "properties": {"name": {"type": "string"}, "choice": {"type": "object"},
@@ -243,12 +253,15 @@ class SearchSpace(Config):
         """The space one build searches: with `max_latency_ms`, the `latency_grid` keys whose lever `model`
         has (`LEVER_APPLIES`; any lever when `model` is None) join the grid and the `when: latency` rungs that
         use only those join the ladder; without it, neither. The `when: gzip` rungs (pruning alone, which
-        shrinks the download and not the file) join only when `size` is "gzip". For a `target`
+        shrinks the download and not the file) join only when `size` is "gzip", and without it the `gzip_stages`
+        leave the template, the grid and the rungs (`without_stages`). For a `target`
         (`builder.targets`) with its own schemes, only the variants of those stay, and the rungs that name
         another go; for one that ships no float layer, no selective-int8 recovery is offered. The
         build and every worker call this, so their fingerprints agree; a space without any of these is
         returned as it is."""
         space = self._for_target(targets.target(target)) if target is not None else self
+        if size != "gzip" and space.gzip_stages:
+            space = space.without_stages(space.gzip_stages)
         if not space.latency_grid and not any(r.get("when") for r in space.ladder):
             return space
         latency = max_latency_ms is not None
@@ -265,6 +278,27 @@ class SearchSpace(Config):
                                  if k.partition(".")[0] == st.get("stage") and k.partition(".")[2] not in st}}
                        for st in space.stages)
         return space.replace(stages=stages, grid={**space.grid, **extra}, latency_grid={}, ladder=ladder)
+
+    def without_stages(self, names) -> "SearchSpace":
+        """This space without stages `names`: out of the template, the grids and every rung's choice. A rung
+        that becomes another's twin goes, and the rungs that climbed from it climb from the twin."""
+        def kept(key):
+            return key.partition(".")[0] not in names
+
+        ladder, seen, twin = [], {}, {}
+        for rung in self.ladder:
+            choice = {k: v for k, v in rung.get("choice", {}).items() if kept(k)}
+            same = json.dumps([choice, rung.get("when")], sort_keys=True)
+            if same in seen:
+                twin[rung["name"]] = seen[same]
+                continue
+            seen[same] = rung["name"]
+            after = twin.get(rung.get("after"), rung.get("after"))
+            ladder.append({**rung, "choice": choice, **({"after": after} if after is not None else {})})
+        return self.replace(stages=tuple(s for s in self.stages if s["stage"] not in names),
+                            grid={k: v for k, v in self.grid.items() if kept(k)},
+                            latency_grid={k: v for k, v in self.latency_grid.items() if kept(k)},
+                            ladder=tuple(ladder), gzip_stages=())
 
     def _for_target(self, t) -> "SearchSpace":
         """This space with only the variants of target `t`'s schemes and the rungs that use them."""
