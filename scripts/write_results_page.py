@@ -37,7 +37,8 @@ def _pct(v):
 def _provenance(d) -> list[str]:
     said = [f"`{d['command']}`" if d.get("command") else None,
             f"commit {d['commit']}" if d.get("commit") else None, f"CPU: {d['cpu']}" if d.get("cpu") else None]
-    return ["Made by " + ", ".join(s for s in said if s) + ".", ""]
+    return ["Made by " + ", ".join(s for s in said if s) + "." + (f" {d['note'][0].upper()}{d['note'][1:]}."
+                                                                  if d.get("note") else ""), ""]
 
 
 def render_int4(d) -> list[str]:
