@@ -11,7 +11,7 @@ from edgecompress.lite.latency import DEFAULT_RUNS, DEFAULT_WARMUP
 from edgecompress.builder.confirm import DEFAULT_CONFIDENCE
 from edgecompress.builder.measure import MeasureSettings
 from edgecompress.builder.selection import DEFAULT_MARGIN_SE, Constraints
-from edgecompress.builder.targets import DEFAULT_TARGET
+from edgecompress.builder.targets import DEFAULT_TARGET, strips_names
 from edgecompress.report.sizes import DEFAULT_SIZE
 from edgecompress.configs import Config, require
 
@@ -59,6 +59,11 @@ class SearchSettings(Config):
     seed: int = 0
     verbose: int = 1
     strip_names: bool = False
+
+    @property
+    def strips_names(self) -> bool:
+        """Whether the search's files are made without names: its target's choice or `strip_names`."""
+        return strips_names(self.constraints.target, self.strip_names)
 
     def __post_init__(self):
         require(isinstance(self.budget_minutes, (int, float)) and self.budget_minutes > 0,

@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import time
 
-from edgecompress.builder import targets
 from edgecompress.builder.measure import MeasureSettings
 from edgecompress.errors import EdgeCompressError, NotApplicable
 from edgecompress.lite import tasks
@@ -87,7 +86,7 @@ def trial_context(teacher, val, space, pixels, cache, teacher_key, setup, settin
                         measure=MeasureSettings(settings.measure.threads, runs=TRIAL_RUNS, warmup=TRIAL_WARMUP),
                         max_latency_ms=c.max_latency_ms if timed_alone else None,
                         baseline_terms=setup.baseline_terms, margin_se=settings.margin_se, deadline=setup.deadline,
-                        size=c.size, strip_names=targets.strips_names(c.target, settings.strip_names))
+                        size=c.size, strip_names=settings.strips_names)
 
 
 def finished_trials(study, exclude: int):

@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from edgecompress.builder import targets
 from edgecompress.builder.options import SearchSettings
 from edgecompress.configs import require
 from edgecompress.errors import EdgeCompressError
@@ -158,7 +157,7 @@ def search(teacher, dataset, space: SearchSpace, pixels, cache, teacher_key, set
     fp = fingerprint(teacher, val, space, pixels, seed=settings.seed, max_accuracy_drop=limit,
                      max_latency_ms=settings.constraints.max_latency_ms, margin_se=settings.margin_se,
                      size=settings.constraints.size,
-                     strip_names=targets.strips_names(settings.constraints.target, settings.strip_names))
+                     strip_names=settings.strips_names)
     name = settings.study or STUDY_NAME
     study = open_study(study_storage, space, fp, seed=settings.seed, name=name, where=describe_url(settings.storage))
     study.set_user_attr(records.READY, False)  # until the model is measured and the deadline set

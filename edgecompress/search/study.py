@@ -162,6 +162,6 @@ def fingerprint(teacher, dataset, space: SearchSpace, pixels, *, seed=0, max_acc
             "max_accuracy_drop": max_accuracy_drop,
             **({"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {}),
             **({"margin_se": margin_se} if margin_se else {}),
-            **({"size": size} if size != "gzip" else {}),
-            **({"strip_names": True} if strip_names else {}),  # files without names (`lite.strip`)  # what the objective minimizes (a study before: gzip)
+            **({"size": size} if size != "gzip" else {}),  # what the objective minimizes (a study before: gzip)
+            **({"strip_names": True} if strip_names else {}),  # files without names (`lite.strip`)
             "versions": hashlib.sha256(json.dumps(versions(), sort_keys=True).encode()).hexdigest()[:16]}

@@ -8,7 +8,6 @@ import os
 import time
 from pathlib import Path
 
-from edgecompress.builder import targets
 from edgecompress.builder.options import BuildOptions
 from edgecompress.builder.steps import calibration_pixels, prepare_model
 from edgecompress.errors import EdgeCompressError
@@ -73,7 +72,7 @@ def search_worker(storage: str, *, out_dir=None, study=None, model=None, data=No
     val, _, _ = judging_split(dataset, space, settings.seed, setup.holdout)
     fp = fingerprint(model_, val, space, pixels, seed=settings.seed, max_accuracy_drop=options.max_accuracy_drop,
                      max_latency_ms=options.max_latency_ms, margin_se=settings.margin_se, size=options.size,
-                     strip_names=targets.strips_names(options.target, options.strip_names))
+                     strip_names=settings.strips_names)
     study_ = open_study(storage_obj, space, fp, seed=settings.seed, worker=worker_index + 1, name=name,
                         join=True, where=describe_url(storage))
     from optuna.artifacts import FileSystemArtifactStore
