@@ -36,6 +36,24 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
+def _forget_keyboard_interrupts_seen_by_pyrun() -> None:
+    """Lets a handled Ctrl-C end the process with exit 130, not by SIGINT.
+
+    CPython (3.8 to 3.11) marks a KeyboardInterrupt that leaves code run through `PyRun_*` as unhandled,
+    even when a caller catches it later, and `python -m` then ends the process by SIGINT whatever exit
+    code it was given. pybind11's `exec` runs code that way, and TensorFlow's import runs it: a Ctrl-C
+    landing there made `python -m invoke build-edge` die by signal (-2) after printing "interrupted"
+    (once in about 40 Ctrl-Cs on a loaded machine). Newer CPythons keep the mark where ctypes cannot
+    reach it; there nothing is done.
+    """
+    import ctypes
+
+    try:
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (ValueError, AttributeError):  # not this CPython's symbol
+        pass
+
+
 @contextlib.contextmanager
 def user_errors():
     """Turns `EdgeCompressError` into `invoke.Exit` with its exit code, Ctrl-C into 130.
@@ -57,11 +75,13 @@ def user_errors():
     try:
         yield
         if INTERRUPTED.is_set():  # caught on its way up by a library, after the last step's check
+            _forget_keyboard_interrupts_seen_by_pyrun()
             raise interrupted
     except Exit:
         raise
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt) or INTERRUPTED.is_set():  # a Ctrl-C, whatever it became on its way
+            _forget_keyboard_interrupts_seen_by_pyrun()
             raise interrupted from None
         if isinstance(e, EdgeCompressError):
             raise Exit(f"error: {e}", code=getattr(e, "exit_code", EXIT_USAGE)) from None
