@@ -145,7 +145,7 @@ def test_the_closed_loops_per_tensor_rungs_only_convert_what_their_parent_traine
     auto = load_space("auto")
     rungs = {r["name"]: r for r in auto.ladder}
     per_tensor = [r for r in auto.ladder if r["choice"].get("quantize") == "int8_per_tensor"]
-    assert [r["name"] for r in per_tensor] == ["student-0.5-per-tensor", "student-0.25-per-tensor",
+    assert [r["name"] for r in per_tensor] == ["student-0.5-per-tensor", "student-0.375-per-tensor", "student-0.25-per-tensor",
                                               "student-0.75-all-per-tensor"]
     for rung in per_tensor:
         mine, parent = (auto.recipe(auto.rung_choice(r)) for r in (rung, rungs[rung["after"]]))
