@@ -129,13 +129,10 @@ def test_a_ctrl_c_that_a_library_swallowed_stops_the_build_at_its_next_step_with
 
 
 def test_a_ctrl_c_that_lands_in_code_run_by_pyrun_still_exits_130_under_python_m(tmp_path):
-    """CPython marks a KeyboardInterrupt that leaves `PyRun_*` code (pybind11's `exec`, run by TensorFlow's
-    import) as unhandled even when it is caught, and `python -m` then ends by SIGINT whatever the exit
+    """CPython marks a KeyboardInterrupt that leaves `PyRun_*` code (as pybind11's `exec` runs it) as
+    unhandled even when it is caught, and `python -m` then ends by SIGINT whatever the exit
     code: a full suite's run once saw `python -m invoke build-edge` die by signal (-2) after printing
     "interrupted". The task forgets that mark, so the exit is 130 as the message says."""
-    import subprocess
-    import sys
-
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "ctrl_c_in_pyrun.py").write_text(
         "import ctypes, signal, sys\n"

@@ -41,9 +41,9 @@ def _forget_keyboard_interrupts_seen_by_pyrun() -> None:
 
     CPython (3.8 to 3.11) marks a KeyboardInterrupt that leaves code run through `PyRun_*` as unhandled,
     even when a caller catches it later, and `python -m` then ends the process by SIGINT whatever exit
-    code it was given. pybind11's `exec` runs code that way, and TensorFlow's import runs it: a Ctrl-C
-    landing there made `python -m invoke build-edge` die by signal (-2) after printing "interrupted"
-    (once in about 40 Ctrl-Cs on a loaded machine). Newer CPythons keep the mark where ctypes cannot
+    code it was given. pybind11's `exec` runs code that way, and a Ctrl-C landing in TensorFlow's import
+    made `python -m invoke build-edge` die by signal (-2) after printing "interrupted" (once in about 40
+    Ctrl-Cs on a loaded machine). Newer CPythons keep the mark where ctypes cannot
     reach it; there nothing is done.
     """
     import ctypes
