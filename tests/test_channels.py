@@ -115,6 +115,37 @@ def test_real_architectures_get_a_smaller_student_that_inherits(arch):
     np.testing.assert_allclose(same.predict(x, verbose=0), teacher.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+def test_no_space_is_scaled_below_min_channels_unless_every_space_is():
+    """An autoencoder's 8-unit code stays 8 at width 0.375 while its 64-unit layers become 24, and a space
+    narrower than the floor keeps its own width. A tiny model whose every scalable space is at most the floor is
+    scaled as `width` asks (the floor would leave the teacher itself), unless the floor was asked for: then it
+    is refused with the floor named."""
+    from edgecompress.models.backend import keras
+    from edgecompress.models.channels import MIN_CHANNELS
+    from edgecompress.techniques.distill import scale_width
+
+    L = keras.layers
+    inp = keras.Input((32,))
+    h = L.Dense(64, activation="relu", name="enc")(inp)
+    code = L.Dense(8, activation="relu", name="code")(h)
+    small = L.Dense(6, activation="relu", name="small")(code)
+    teacher = keras.Model(inp, L.Dense(32, name="dec")(L.Dense(64, activation="relu", name="up")(small)))
+    student = scale_width(teacher, 0.375)
+    assert MIN_CHANNELS == 8
+    assert [student.get_layer(n).units for n in ("enc", "code", "small", "up", "dec")] == [24, 8, 6, 24, 32]
+    assert scale_width(teacher, 0.375, min_channels=1).get_layer("code").units == 3
+    inp = keras.Input((8, 8, 1))
+    x = L.Conv2D(8, 3, activation="relu", name="c1")(inp)
+    x = L.Conv2D(6, 3, activation="relu", name="c2")(x)
+    narrow = keras.Model(inp, L.Dense(2, name="out")(L.GlobalAveragePooling2D()(x)))
+    scaled = scale_width(narrow, 0.5)
+    assert (scaled.get_layer("c1").filters, scaled.get_layer("c2").filters) == (4, 3)
+    with pytest.raises(EdgeCompressError, match=r"2 channel space\(s\) of at most 8 channels.*min_channels=8"):
+        scale_width(narrow, 0.5, min_channels=8)
+    with pytest.raises(EdgeCompressError, match=r"min_channels.*Received: min_channels=0"):
+        scale_width(narrow, 0.5, min_channels=0)
+
+
 def test_a_student_as_large_as_its_teacher_is_an_error():
     from edgecompress.models.backend import keras, tf
     from edgecompress.techniques.distill import scale_width

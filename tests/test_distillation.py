@@ -9,8 +9,10 @@ from edgecompress.errors import EdgeCompressError
 
 @pytest.mark.slow
 def test_scale_width_keeps_output(tiny_model):
-    student = scale_width(tiny_model, 0.5)
-    assert student.get_layer("conv1").filters == 4 and tiny_model.get_layer("conv1").filters == 8
+    student = scale_width(tiny_model, 0.5)  # conv1 has 8 filters, conv2 16, fc1 32
+    assert student.get_layer("conv1").filters == 8, "no space is scaled below channels.MIN_CHANNELS (8)"
+    assert student.get_layer("conv2").filters == 8 and scale_width(tiny_model, 0.5, min_channels=1).get_layer(
+        "conv1").filters == 4
     assert student.get_layer("fc1").units == 16 and student.output_shape == tiny_model.output_shape
 
 
@@ -242,3 +244,24 @@ def test_a_cosine_schedule_decays_the_rate_to_zero_over_the_epochs(tiny_model, t
     _, m = distill(tiny_model, tiny_dataset, DistillConfig(width=0.5, epochs=2, lr_schedule="cosine", mixup=0.4,
                                                            baseline=False), verbose=0)
     assert m["epochs"] == 2 and m["accuracy"] > 0.15  # trains end to end (chance: 10%)
+
+
+def test_min_steps_runs_more_epochs_on_few_rows_up_to_four_times_and_is_validated():
+    """MLPerf Tiny's anomaly-detection stand-in has 1,728 training rows (27 steps of 64): 30 epochs are 810
+    steps, so min_steps=3000 runs 112; on 100 rows the cap (4x) holds; on many rows `epochs` stands."""
+    from edgecompress.techniques.configs import MAX_EPOCHS_FACTOR
+
+    c = DistillConfig(epochs=30, min_steps=3000, batch_size=64)
+    assert (c.epochs_for(1728), c.epochs_for(100), c.epochs_for(9000)) == (112, 30 * MAX_EPOCHS_FACTOR, 30)
+    assert DistillConfig(epochs=30).epochs_for(10) == 30
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(EdgeCompressError, match=rf"`min_steps`.*Received: min_steps={bad!r}"):
+            DistillConfig(min_steps=bad)
+
+
+@pytest.mark.slow
+def test_distill_runs_the_epochs_min_steps_asks_for(tiny_model, tiny_dataset):
+    # 1,350 of the 1,500 training images train (10% held out): 22 steps an epoch, so 50 steps are 3 epochs.
+    _, m = distill(tiny_model, tiny_dataset, DistillConfig(width=0.5, epochs=1, min_steps=50, baseline=False),
+                   verbose=0)
+    assert m["epochs"] == 3

@@ -57,3 +57,34 @@ def test_the_device_benchmark_runs_each_file_on_tflm_too_and_the_device_table_sa
     rows = device_table(report)
     assert rows[0][-1] == "pi TFLM" and rows[1][-1].endswith("KB arena, 100.00% agree") and \
         rows[2][-1] == "refused: CONV_2D (node 2)"
+
+
+def test_tflm_takes_int4_kernels_only_with_one_scale_per_kernel_and_unpacks_them_into_its_arena(tmp_path):
+    """Why `--target mcu` offers no int4 scheme: TFLM's FULLY_CONNECTED refuses int4 weights with a scale per
+    channel (LiteRT Quantizer's int4), and with one scale per kernel it runs them but unpacks the kernel to
+    int8 in a scratch buffer of the arena, so the RAM grows by the largest kernel's values."""
+    from edgecompress.models.backend import keras
+    from edgecompress.quantize import aeq, convert, schemes
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((256,))
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Dense(128, activation="relu")(inp)))
+    rng = np.random.default_rng(0)
+
+    def rep():
+        for _ in range(8):
+            yield [rng.normal(size=(1, 256)).astype(np.float32)]
+
+    float32 = convert.convert(model, schemes.float32())
+    per_channel, _ = aeq.quantize(float32, "static_wi4_ai8", rep)
+    per_kernel, _ = aeq.quantize(float32, "static_wi4_ai8_tensorwise", rep)
+    int8 = convert.convert(model, schemes.int8_full(), rep)
+    fits = {}
+    for name, data in {"per_channel": per_channel, "per_kernel": per_kernel, "int8": int8}.items():
+        (tmp_path / f"{name}.tflite").write_bytes(data)
+        fits[name] = micro_fit(tmp_path / f"{name}.tflite")
+    assert not fits["per_channel"].runs and fits["per_channel"].refused.startswith("FULLY_CONNECTED (node 0)")
+    assert fits["per_kernel"].runs and fits["int8"].runs
+    assert len(per_kernel) < 0.7 * len(int8)  # half the weight bytes
+    grew = fits["per_kernel"].arena_bytes - fits["int8"].arena_bytes
+    assert 0.9 * 256 * 128 <= grew <= 1.1 * 256 * 128, grew  # about the unpacked 256x128 kernel

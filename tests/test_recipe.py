@@ -69,3 +69,23 @@ def test_registry_refuses_a_duplicate_and_names_it():
 
 
 
+
+
+def test_a_width_scaled_students_cache_key_holds_the_channel_floor_and_other_stages_keys_do_not():
+    """A student made under another `channels.MIN_CHANNELS` is never reused from a stage cache: the distill
+    stage's key holds the floor, and a recipe without width scaling keeps the key it had."""
+    from types import SimpleNamespace
+
+    from edgecompress.models import channels
+    from edgecompress.recipes.runner import stage_keys
+
+    data = SimpleNamespace(fingerprint=lambda: "data")
+    default, lowrank = named_recipe("default"), named_recipe("lowrank")
+    before = stage_keys(default, "teacher", data), stage_keys(lowrank, "teacher", data)
+    channels.MIN_CHANNELS, was = 4, channels.MIN_CHANNELS
+    try:
+        after = stage_keys(default, "teacher", data), stage_keys(lowrank, "teacher", data)
+    finally:
+        channels.MIN_CHANNELS = was
+    assert after[0][0] != before[0][0] and after[0][1] != before[0][1]  # distill, and the prune chained to it
+    assert after[1] == before[1]

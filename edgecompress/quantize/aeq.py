@@ -43,11 +43,22 @@ def _static_wi4_ai8(recipe):
     return entries
 
 
+def _static_wi4_ai8_tensorwise(recipe):
+    """`static_wi4_ai8` with one scale per kernel: the only int4 kernel TensorFlow Lite Micro's FULLY_CONNECTED
+    takes. No scheme uses it: TFLM unpacks the kernel to int8 in its arena, so the RAM grows by the largest
+    kernel's values (`tests/test_micro.py`), which is what a microcontroller has least of."""
+    entries = _static_wi4_ai8(recipe)
+    for e in entries:
+        e["op_config"]["weight_tensor_config"]["granularity"] = "TENSORWISE"
+    return entries
+
+
 # Recipe name -> a function of the library's `recipe` module that gives its entries.
 RECIPES = {
     "dynamic_wi4_afp32": lambda recipe: recipe.dynamic_wi4_afp32(),  # int4 per channel, float compute
     "dynamic_wi4b32_afp32": lambda recipe: recipe.dynamic_wi4b32_afp32(),  # int4 per block of 32, float compute
     "static_wi4_ai8": _static_wi4_ai8,  # int4 per channel, int8 activations
+    "static_wi4_ai8_tensorwise": _static_wi4_ai8_tensorwise,  # int4, one scale per kernel, int8 activations
     "static_wi8_ai8": lambda recipe: recipe.static_wi8_ai8(),  # int8 per channel, int8 activations
 }
 

@@ -27,7 +27,7 @@ def stage_keys(recipe, teacher_key, dataset, seed=0) -> list[str]:
 
     keys, key = [], teacher_key
     for stage in recipe.stages:
-        key = make_key(key, stage.STAGE, stage.to_dict(), dataset.fingerprint(), seed)
+        key = make_key(key, stage.STAGE, stage.to_dict(), dataset.fingerprint(), seed, *stage.cache_parts())
         keys.append(key)
     return keys
 

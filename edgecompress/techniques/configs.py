@@ -26,6 +26,12 @@ class _StageConfig(Config):
         CPU), or None."""
         return None
 
+    def cache_parts(self) -> tuple:
+        """What, beyond its fields, decides the model this stage makes, for its cache key
+        (`recipes.runner.stage_keys`): a rule of the code, so that a model cached under an older rule is never
+        reused for the new one. Empty for most stages."""
+        return ()
+
     def training(self, seed: int, **changes) -> TrainConfig:
         """This stage's epochs as the one trainer runs them (`models.training.train`): its own epochs, batch,
         rate, schedule, early stop, mixup and strategy where it has them, the shared held-out fraction, and
@@ -36,6 +42,7 @@ class _StageConfig(Config):
 
 
 INITS = ("auto", "teacher", "random")
+MAX_EPOCHS_FACTOR = 4  # DistillConfig.min_steps runs at most this many times its `epochs`
 HARD_SWISH = ("keep", "relu")  # DistillConfig.hard_swish: what a student computes where its teacher has hard-swish
 
 
@@ -54,6 +61,12 @@ class DistillConfig(_StageConfig):
         alpha: Weight of the hard-label loss; 1 - alpha goes to the teacher.
             Defaults to 0.5.
         epochs: Defaults to 10; with `patience`, the most epochs.
+        min_steps: At least this many optimizer steps: where `epochs` over
+            the training rows are fewer, more epochs run, up to
+            `MAX_EPOCHS_FACTOR` times `epochs` (`epochs_for`). With a small
+            training set a fixed count of epochs ends the schedule while the
+            student's loss still falls; distillation wants long schedules
+            (Beyer et al. 2022, below). Defaults to None: `epochs` as given.
         patience: Stop when the student's top-1 on the 10% of the training
             images it does not fit on has not improved for this many epochs,
             and keep its best epoch's weights (Keras' `EarlyStopping` with
@@ -119,11 +132,31 @@ class DistillConfig(_StageConfig):
             parts.append(f"{self.hard_swish} for hard-swish")
         return ("structured", ", ".join(parts)) if parts else None
 
+    def epochs_for(self, rows: int) -> int:
+        """The epochs to run on `rows` training rows: `epochs`, or more where they are fewer than `min_steps`
+        optimizer steps, at most `MAX_EPOCHS_FACTOR` times `epochs`.
+
+        >>> DistillConfig(epochs=30, min_steps=3000, batch_size=64).epochs_for(1728)  # 27 steps an epoch
+        112
+        """
+        if not self.min_steps:
+            return self.epochs
+        per_epoch = max(1, -(-int(rows) // self.batch_size))
+        return min(max(self.epochs, -(-self.min_steps // per_epoch)), MAX_EPOCHS_FACTOR * self.epochs)
+
+    def cache_parts(self):
+        if self.student is not None or self.width >= 1:
+            return ()
+        from edgecompress.models.channels import MIN_CHANNELS  # numpy only
+
+        return ({"min_channels": MIN_CHANNELS},)
+
     width: float = 0.5
     student: str | None = None
     temperature: float = 2.0
     alpha: float = 0.5
     epochs: int = 10
+    min_steps: int | None = None
     patience: int | None = None
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -146,6 +179,10 @@ class DistillConfig(_StageConfig):
         require(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
                  f"Received an invalid value for `patience`, expected an integer >= 1 or null. "
                  f"Received: patience={self.patience!r}")
+        require(self.min_steps is None or (isinstance(self.min_steps, int) and not isinstance(self.min_steps, bool)
+                                           and self.min_steps >= 1),
+                 f"Received an invalid value for `min_steps`, expected an integer >= 1 or null. "
+                 f"Received: min_steps={self.min_steps!r}")
         require(self.bn_momentum is None or 0 < self.bn_momentum < 1,
                  "Received an invalid value for `bn_momentum`, expected a number in (0, 1) or null. "
                  f"Received: bn_momentum={self.bn_momentum!r}")

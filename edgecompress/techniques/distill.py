@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 
 
-def scale_width(model, width: float, name: str | None = None, dropout: float | None = None):
+def scale_width(model, width: float, name: str | None = None, dropout: float | None = None,
+                min_channels: int | None = None):
     """The same architecture with its channels scaled by `width` (see `channels.analyse`).
 
     Channels joined by residual `Add`s, squeeze-excite `Multiply`s and
@@ -39,7 +40,8 @@ def scale_width(model, width: float, name: str | None = None, dropout: float | N
     graph; spaces touching the input, the output or a layer the analysis does
     not know keep every channel. Weights are freshly initialized (see
     `inherit_weights`). `dropout`, when given, replaces the rate of every
-    Dropout layer.
+    Dropout layer. No space is scaled below `min_channels` (default
+    `channels.MIN_CHANNELS`, 8; a narrower one keeps its own).
 
     Raises:
         EdgeCompressError: when no channel can be scaled (the "student"
@@ -47,7 +49,7 @@ def scale_width(model, width: float, name: str | None = None, dropout: float | N
     """
     from edgecompress.models import channels
 
-    plan = channels.analyse(model, width)
+    plan = channels.analyse(model, width, min_channels)
     if not plan.sizes:
         blocked = plan.full_width() or ["no Conv2D or Dense layer"]
         raise EdgeCompressError(
@@ -257,6 +259,11 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     config = config or DistillConfig()
     training = config.training(seed)
     data = held_out(dataset, training)
+    epochs = config.epochs_for(len(data[0][1]))
+    if epochs != training.epochs:
+        logger.info("%d epochs of %d training rows are fewer than min_steps=%d optimizer steps: distilling for %d "
+                    "epochs", training.epochs, len(data[0][1]), config.min_steps, epochs)
+        training = training.replace(epochs=epochs)
     with get_strategy(config.strategy).scope():
         # The teacher's weights are copied into the scope so every replica has them.
         frozen = keras.models.clone_model(teacher)
