@@ -193,6 +193,10 @@ def test_the_machine_sound_stand_in_has_normal_training_windows_and_labelled_tes
     a = tiny.make_ad_data(tiny.AdConfig(machines=2, train_clips=3, test_clips=4, windows=5))
     assert a["x_train"].shape == (2 * 3 * 5, 640) and a["x_test"].shape == (2 * 4 * 5, 640)
     assert set(a["y_train"]) == {0} and np.bincount(a["y_test"]).tolist() == [20, 20]
+    # Each clip's windows are one group, so the build splits and counts clips, not windows.
+    assert len(set(a["groups_train"])) == 2 * 3 and len(set(a["groups_test"])) == 2 * 4
+    assert all(len(set(a["groups_test"][i:i + 5])) == 1 and len(set(a["y_test"][i:i + 5])) == 1
+               for i in range(0, 40, 5))
     img = tiny.draw_scene(True, 96, np.random.default_rng(0))
     assert img.shape == (96, 96, 3) and img.dtype == np.uint8
 
