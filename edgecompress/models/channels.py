@@ -93,8 +93,8 @@ class Plan:
     kept: dict  # root space id -> sorted index array, or None (all)
     sizes: dict  # root space id -> the student's channel count (above the teacher's for width > 1)
     reshapes: set  # Reshape layers whose last dimension follows their input's channels
-    floor: int = MIN_CHANNELS  # the fewest channels a space is scaled to
-    floored: int = 0  # spaces that keep every channel because `width` of them is fewer than `floor`
+    floor: int  # the fewest channels a space is scaled to
+    floored: int  # spaces that keep every channel because `width` of them is fewer than `floor`
 
     def indices(self, chan: Chan | None):
         """The kept channel indices of a tensor, or None for all."""
@@ -238,11 +238,12 @@ def _keep(sp, groups: dict, width: float, floor: int) -> tuple[dict, dict, int]:
         if sp.fixed[root]:
             kept[root] = None
             continue
-        n = max(min(size, floor), int(round(size * width)))
+        wanted = int(round(size * width))
+        n = max(min(size, floor), wanted)
         sizes[root] = n
         if n >= size:
             kept[root] = None
-            floored += int(round(size * width)) < size
+            floored += wanted < size
             continue
         importance = np.zeros(size)
         for layer in layers:

@@ -259,10 +259,11 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
     config = config or DistillConfig()
     training = config.training(seed)
     data = held_out(dataset, training)
-    epochs = config.epochs_for(len(data[0][1]))
+    rows = len(data[0][1])
+    epochs = config.epochs_for(rows)
     if epochs != training.epochs:
         logger.info("%d epochs of %d training rows are fewer than min_steps=%d optimizer steps: distilling for %d "
-                    "epochs", training.epochs, len(data[0][1]), config.min_steps, epochs)
+                    "epochs", training.epochs, rows, config.min_steps, epochs)
         training = training.replace(epochs=epochs)
     with get_strategy(config.strategy).scope():
         # The teacher's weights are copied into the scope so every replica has them.
@@ -272,7 +273,7 @@ def distill(teacher, dataset, config: DistillConfig = None, *, seed: int = 0, ve
         start = student.get_weights()
         distiller = _distiller_class()(student, frozen, config.temperature, config.alpha, dataset.task,
                                        dataset.value_loss, config.mixup)
-        distiller.compile(optimizer=keras.optimizers.Adam(learning_rate(training, len(data[0][1]))))
+        distiller.compile(optimizer=keras.optimizers.Adam(learning_rate(training, rows)))
     logger.info("Distilling %s (%d params) into %s (%d params), T=%g, alpha=%g%s%s", teacher.name,
                 count_params(teacher), student.name, count_params(student), config.temperature, config.alpha,
                 f", mixup Beta({config.mixup:g}, {config.mixup:g})" if distiller.mixup > 0 else "",
