@@ -53,15 +53,19 @@ def test_harness_median_matches_a_bare_invoke_loop(mobilenet_int8):
             bare.append(_bare_call_ms(interp))
             harness.append(latency.time_invokes(interp, 1)[0])
     h, b = float(np.median(harness)), float(np.median(bare))
+    # The statistic is the median of the paired differences (call i of the harness minus call i of the bare
+    # loop), not the difference of the two medians. Under load on both cores the two medians came 20-23% apart
+    # in 3 of 15 runs of this comparison, while the paired median stayed within 1.8% in 60 runs (hand experiment
+    # with two numpy processes hogging this 2-core machine; stop 48's CI failed on the old statistic at +6.6%).
+    paired = float(np.median(np.subtract(harness, bare)))
     full = latency.benchmark(mobilenet_int8, runs=60, warmup=10, threads=1, probe=False)["latency_ms"]["p50"]
     print(f"\nMobileNetV2 int8 224x224, 1 thread, same interpreter, interleaved: harness p50 {h:.3f} ms, bare "
-          f"p50 {b:.3f} ms ({100 * (h - b) / b:+.2f}%); benchmark() on its own interpreter {full:.3f} ms; "
-          f"trivial-model overhead {latency.harness_overhead_us():.2f} us")
-    # Wall-clock times measure the machine as much as the harness (two interpreter instances of one file differ
-    # by up to 11% on their own), so the bound is loose: the README's "within about 1%" is what runs here gave;
-    # 5% is what interleaving call by call on one interpreter holds to under load. The exact check is the next test.
+          f"p50 {b:.3f} ms, median paired difference {paired:+.3f} ms ({100 * paired / b:+.2f}%); benchmark() "
+          f"on its own interpreter {full:.3f} ms; trivial-model overhead {latency.harness_overhead_us():.2f} us")
+    # Wall-clock times measure the machine as much as the harness, so the bound is loose: 5% of a bare call is
+    # about 200 us here, hundreds of times the harness's own overhead. The exact check is the next test.
     assert len(harness) == len(bare) == 120 and min(harness) > 0 and min(bare) > 0
-    assert abs(h - b) / b < 0.05, f"harness p50 {h:.3f} ms against a bare loop's {b:.3f} ms"
+    assert abs(paired) / b < 0.05, f"harness minus bare loop, median of 120 pairs: {paired:+.3f} ms of {b:.3f} ms"
 
 
 def test_the_timed_region_holds_only_invoke(monkeypatch):
