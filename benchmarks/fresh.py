@@ -1,8 +1,8 @@
 """A finished closed-loop build judged on data it never saw: the file each selection rule picks, and every file.
 
 FRESH is an .npz with `x_test`, `y_test` (and optionally `groups_test`) made by the same generator with new
-groups (`benchmarks/sensors.py` writes `fresh.npz`), or an image folder with one sub-folder per class (the image
-examples' `fresh/`). `check` reads BUILD/report.json, asks `selection.select` which file the confirmed rule and
+groups (`benchmarks/sensors.py` writes `fresh.npz`; `bundled_fresh` writes the bundled default's), or an image
+folder with one sub-folder per class (the image examples' `fresh/`). `check` reads BUILD/report.json, asks `selection.select` which file the confirmed rule and
 the judged rule (`--margin-se 1`) choose from the same report, scores the model's float32 file and the rules'
 files (or, with `all_files`, every `.tflite` of the build) on FRESH with the LiteRT interpreter, and returns
 each rule's file: gzip and file bytes, its judged and confirmed drops, and its drop on FRESH, in points; plus
@@ -28,17 +28,48 @@ def fresh_data_of(example_dir) -> Path:
     return folder / "fresh.npz" if (folder / "fresh.npz").exists() else folder / "fresh"
 
 
+def bundled_fresh(out) -> Path:
+    """Fresh data for the bundled default: the Fashion-MNIST test images (Debian's `dataset-fashion-mnist`) that
+    the bundled subset does not hold, compared byte for byte, written to `out` as an .npz `check` reads.
+    Fashion-MNIST has no groups, so each image counts as its own."""
+    import hashlib
+
+    from edgecompress.data.images import DEBIAN_FASHION_MNIST, find_idx, read_idx
+    from edgecompress.data.loading import BUNDLED_PATH
+    from edgecompress.errors import EdgeCompressError
+
+    x_path, y_path = find_idx(DEBIAN_FASHION_MNIST, "x_test"), find_idx(DEBIAN_FASHION_MNIST, "y_test")
+    if x_path is None or y_path is None:
+        raise EdgeCompressError(f"No Fashion-MNIST test split in {DEBIAN_FASHION_MNIST}: the bundled default's "
+                                "fresh images are the ones its subset lacks; apt-get install dataset-fashion-mnist.")
+    x, y = read_idx(x_path), read_idx(y_path)
+    with np.load(BUNDLED_PATH) as b:
+        held = {hashlib.sha1(a.tobytes()).digest() for key in ("x_train", "x_test") for a in b[key]}
+    keep = np.array([hashlib.sha1(a.tobytes()).digest() not in held for a in x])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, x_test=x[keep], y_test=y[keep])
+    logger.info("%d of %d Fashion-MNIST test images are not in the bundled subset: %s", keep.sum(), len(x), out)
+    return out
+
+
 def _fresh(path: Path, spec):
+    """(x, y, groups) of the fresh data; groups is how many it holds (`groups_test` of an .npz, or the groups
+    of an image folder's file names), or None when it names none."""
     from edgecompress.data.loading import load_dataset
     from edgecompress.data.preprocessing import to_model_input
 
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as f:
             x, y = f["x_test"], f["y_test"]
-        return (x.astype(np.float32) if not hasattr(spec, "height") else to_model_input(x, spec)), y.astype(np.int64)
+            g = f["groups_test"] if "groups_test" in f.files else None
+        x = x.astype(np.float32) if not hasattr(spec, "height") else to_model_input(x, spec)
+        return x, y.astype(np.int64), None if g is None else int(len(np.unique(g)))
     ds = load_dataset(str(path), spec, test_fraction=0.5)
     x = np.concatenate([np.asarray(ds.x_train), np.asarray(ds.x_test)])
-    return to_model_input(x, spec), np.concatenate([ds.y_train, ds.y_test])
+    g = (None if ds.groups_train is None or ds.groups_test is None
+         else int(len(np.unique(np.concatenate([ds.groups_train, ds.groups_test])))))
+    return to_model_input(x, spec), np.concatenate([ds.y_train, ds.y_test]), g
 
 
 def check(build, fresh, limit: float = 1.0, all_files: bool = False) -> dict:
@@ -51,7 +82,7 @@ def check(build, fresh, limit: float = 1.0, all_files: bool = False) -> dict:
     build, fresh = Path(build), Path(fresh)
     report = json.loads((build / "report.json").read_text())
     spec = ModelSpec.from_dict(json.loads((build / "model_spec.json").read_text()))
-    x, y = _fresh(fresh, spec.preprocessing)
+    x, y, fresh_groups = _fresh(fresh, spec.preprocessing)
     arts = {a["name"]: a for a in report["artifacts"]}
     base = arts[report["baseline"]]
     picks = {}
@@ -76,7 +107,8 @@ def check(build, fresh, limit: float = 1.0, all_files: bool = False) -> dict:
     out = {"cpu": report.get("host", {}).get("cpu"), "build_seconds": report.get("seconds"),
            "search_stopped": (report.get("search") or {}).get("stopped"),
            "trials": len((report.get("search") or {}).get("candidates", [])),
-           "build": str(build), "fresh": str(fresh), "fresh_count": int(len(y)), "limit": limit,
+           "build": str(build), "fresh": str(fresh), "fresh_count": int(len(y)),
+           "fresh_groups": fresh_groups, "limit": limit,
            "baseline": report["baseline"], "baseline_fresh": b, "rules": {}}
     for rule, name in picks.items():
         if name is None:

@@ -66,15 +66,21 @@ def render_reference(d) -> list[str]:
 
 
 def render_fresh(d) -> list[str]:
-    out = [f"A closed loop's selection judged on {d['fresh_count']} examples from groups the build never saw "
-           f"(`{d['fresh']}`), limit {d['limit']} point; {d['trials']} trials; the model's own file scores "
-           f"{_pct(d['baseline_fresh'])} there.", ""] + _provenance(d)
+    # fresh_groups: how many groups the fresh data holds, or None for independent examples; files written before
+    # the field existed were all judged on new groups.
+    grouped = d.get("fresh_groups", "new") is not None
+    where = "new groups" if grouped else "the fresh data"
+    whom = (f"{d['fresh_count']} examples from " + (f"{d['fresh_groups']} " if isinstance(d.get("fresh_groups"), int)
+            else "") + "groups the build never saw") if grouped else \
+        f"{d['fresh_count']} examples the build never saw (the data names no groups: each counts as its own)"
+    out = [f"A closed loop's selection judged on {whom} (`{d['fresh']}`), limit {d['limit']} point; {d['trials']} "
+           f"trials; the model's own file scores {_pct(d['baseline_fresh'])} there.", ""] + _provenance(d)
     rows = [[rule, f"`{r['file']}`", r["file_bytes"], r["gzip_bytes"], r["judged_drop"], r["confirmed_drop"],
              r["fresh_drop"]] for rule, r in d["rules"].items()]
-    out += _table(["rule", "file", "file bytes", "gzip bytes", "judged drop", "confirmed drop", "drop on new groups"],
+    out += _table(["rule", "file", "file bytes", "gzip bytes", "judged drop", "confirmed drop", f"drop on {where}"],
                   rows)
     return out + [f"Of the build's {d['all']['files']} files, {d['all']['over_limit_on_fresh']} lose more than "
-                  "the limit on the new groups.", ""]
+                  f"the limit on {where}.", ""]
 
 
 def render_simulation(d) -> list[str]:

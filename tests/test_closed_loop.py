@@ -456,6 +456,7 @@ def test_build_edge_with_a_model_and_no_flag_runs_the_ladder_and_selects_on_held
     assert done.returncode == 0, done.stderr[-3000:]
     fresh = json.loads((tmp_path / "fresh.json").read_text())
     assert fresh["command"].startswith("python scripts/fresh_check.py") and fresh["fresh_count"] == 200
+    assert fresh["fresh_groups"] is None  # the fresh .npz names no groups
     assert fresh["rules"]["confirmed"]["file"] == sel["name"] and fresh["rules"]["confirmed"]["file_bytes"] == sel["size_bytes"]
     assert fresh["all"]["files"] == len(report["artifacts"]) - 1 and 0 <= fresh["all"]["over_limit_on_fresh"] <= fresh["all"]["files"]
     assert "files lose more than 1 on the fresh data" in done.stderr

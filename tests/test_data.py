@@ -1,5 +1,6 @@
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,23 @@ def test_full_fashion_mnist_from_debian_idx_files():
     assert ds.x_train.shape == (60000, 28, 28, 1) and ds.x_test.shape == (10000, 28, 28, 1)
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
     assert ds.name == "fashion-mnist"
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist")
+def test_the_bundled_defaults_fresh_images_are_the_test_images_its_subset_lacks(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "scripts/make_bundled_fresh.py", str(tmp_path / "fresh.npz")], cwd=root,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with np.load(tmp_path / "fresh.npz") as f, np.load(root / "edgecompress/_data/fashion_mnist_subset.npz") as b:
+        x, y = f["x_test"], f["y_test"]
+        held = {a.tobytes() for key in ("x_train", "x_test") for a in b[key]}
+    assert x.shape == (8000, 28, 28) and np.bincount(y).tolist() == [800] * 10
+    assert not any(a.tobytes() in held for a in x)
+    assert "8000 of 10000 Fashion-MNIST test images are not in the bundled subset" in done.stderr
 
 
 def _write_idx(path, arr):
