@@ -2,11 +2,12 @@
 
 FRESH is an .npz with `x_test`, `y_test` (and optionally `groups_test`) made by the same generator with new
 groups (`benchmarks/sensors.py` writes `fresh.npz`; `bundled_fresh` writes the bundled default's), or an image
-folder with one sub-folder per class (the image examples' `fresh/`). `check` reads BUILD/report.json, asks `selection.select` which file the confirmed rule and
-the judged rule (`--margin-se 1`) choose from the same report, scores the model's float32 file and the rules'
-files (or, with `all_files`, every `.tflite` of the build) on FRESH with the LiteRT interpreter, and returns
-each rule's file: gzip and file bytes, its judged and confirmed drops, and its drop on FRESH, in points; plus
-how many files of the build lose more than the limit on FRESH. `scripts/fresh_check.py` and `invoke
+folder with one sub-folder per class (the image examples' `fresh/`). `check` reads BUILD/report.json, asks
+`selection.select` which file the confirmed rule and the judged rule (`--margin-se 1`) choose from the same
+report, scores the model's float32 file and the rules' files (or, with `all_files`, every `.tflite` of the build)
+on FRESH with the LiteRT interpreter, and returns each rule's file: gzip and file bytes, its judged and confirmed
+drops, and its drop on FRESH, in points; how many groups FRESH names; and how many files of the build lose more
+than the limit on FRESH. `scripts/fresh_check.py` and `invoke
 benchmark-byo --results` write it as a results file.
 """
 

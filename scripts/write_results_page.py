@@ -66,13 +66,13 @@ def render_reference(d) -> list[str]:
 
 
 def render_fresh(d) -> list[str]:
-    # fresh_groups: how many groups the fresh data holds, or None for independent examples; files written before
-    # the field existed were all judged on new groups.
-    grouped = d.get("fresh_groups", "new") is not None
-    where = "new groups" if grouped else "the fresh data"
-    whom = (f"{d['fresh_count']} examples from " + (f"{d['fresh_groups']} " if isinstance(d.get("fresh_groups"), int)
-            else "") + "groups the build never saw") if grouped else \
-        f"{d['fresh_count']} examples the build never saw (the data names no groups: each counts as its own)"
+    groups = d.get("fresh_groups", "new")  # a count; None: the data names none; absent (older files): new groups
+    if groups is None:
+        where = "the fresh data"
+        whom = f"{d['fresh_count']} examples the build never saw (the data names no groups: each counts as its own)"
+    else:
+        where = "new groups"
+        whom = f"{d['fresh_count']} examples from {'' if groups == 'new' else f'{groups} '}groups the build never saw"
     out = [f"A closed loop's selection judged on {whom} (`{d['fresh']}`), limit {d['limit']} point; {d['trials']} "
            f"trials; the model's own file scores {_pct(d['baseline_fresh'])} there.", ""] + _provenance(d)
     rows = [[rule, f"`{r['file']}`", r["file_bytes"], r["gzip_bytes"], r["judged_drop"], r["confirmed_drop"],
