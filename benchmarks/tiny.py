@@ -299,20 +299,21 @@ def log_mel_windows(clip: np.ndarray, frames: int = 5, windows: int | None = Non
 
 def make_ad_data(config: AdConfig = AdConfig()) -> dict:
     """The anomaly-detection stand-in as arrays: x_train (normal windows), y_train (zeros), x_test, y_test
-    (0 normal, 1 anomaly), class_names, and groups_train, groups_test: each window's clip (`machine-clip`), so a
-    build splits and counts by clip, the windows of one clip sharing its sound."""
+    (0 normal, 1 anomaly), class_names, and groups_train, groups_test: each window's clip (`split-machine-clip`,
+    so no two clips share an id across the splits), so a build splits and counts by clip, the windows of one clip
+    sharing its sound."""
     rng = np.random.default_rng(config.seed)
     f0s = rng.uniform(60, 240, config.machines)
     xtr, xte, yte, gtr, gte = [], [], [], [], []
     for m, f0 in enumerate(f0s):
         for c in range(config.train_clips):
             xtr.append(log_mel_windows(machine_sound(rng, f0, config.seconds), windows=config.windows))
-            gtr += [f"{m}-{c}"] * len(xtr[-1])
+            gtr += [f"train-{m}-{c}"] * len(xtr[-1])
         for i in range(config.test_clips):
             anomaly = None if i % 2 == 0 else str(rng.choice(["clicks", "whine", "drift"]))
             xte.append(log_mel_windows(machine_sound(rng, f0, config.seconds, anomaly), windows=config.windows))
             yte.append(np.full(len(xte[-1]), int(anomaly is not None)))
-            gte += [f"{m}-{i}"] * len(xte[-1])
+            gte += [f"test-{m}-{i}"] * len(xte[-1])
     xtr, xte = np.concatenate(xtr), np.concatenate(xte)
     return {"x_train": xtr, "y_train": np.zeros(len(xtr), np.int64), "x_test": xte,
             "y_test": np.concatenate(yte).astype(np.int64), "class_names": np.asarray(["normal", "anomaly"]),

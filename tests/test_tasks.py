@@ -195,6 +195,7 @@ def test_the_machine_sound_stand_in_has_normal_training_windows_and_labelled_tes
     assert set(a["y_train"]) == {0} and np.bincount(a["y_test"]).tolist() == [20, 20]
     # Each clip's windows are one group, so the build splits and counts clips, not windows.
     assert len(set(a["groups_train"])) == 2 * 3 and len(set(a["groups_test"])) == 2 * 4
+    assert not set(a["groups_train"]) & set(a["groups_test"])  # distinct clips, distinct ids (--disjoint-groups)
     assert all(len(set(a["groups_test"][i:i + 5])) == 1 and len(set(a["y_test"][i:i + 5])) == 1
                for i in range(0, 40, 5))
     img = tiny.draw_scene(True, 96, np.random.default_rng(0))
